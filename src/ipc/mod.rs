@@ -1,0 +1,133 @@
+//! Framing and protocol version of the front <-> worker channel, used by both sides.
+//!
+//! A frame is a 4-byte big-endian length followed by that many bytes of one encoded
+//! protobuf message (`tessera.worker.v1`). The worker writes nothing but frames on its
+//! frame channel; its diagnostics go to stderr. Lengths are checked against
+//! [`MAX_FRAME_LEN`] before any allocation, so a corrupt length is an error, not an
+//! out-of-memory.
+
+use std::io::{self, Read, Write};
+
+use prost::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Version of the IPC protocol; bumped on any incompatible change to the messages.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest frame either side accepts: 8 bands x 4096 x 4096 x 8 bytes is far below
+/// this; a longer length means a corrupt stream.
+pub const MAX_FRAME_LEN: usize = 256 * 1024 * 1024;
+
+/// Why a frame could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The peer closed the channel before a whole frame arrived.
+    #[error("the channel closed")]
+    Closed,
+    /// The length prefix exceeds [`MAX_FRAME_LEN`].
+    #[error("frame of {0} bytes exceeds the {MAX_FRAME_LEN}-byte cap")]
+    TooLarge(usize),
+    /// The payload is not a valid message.
+    #[error("undecodable frame: {0}")]
+    Decode(#[from] prost::DecodeError),
+    /// Reading or writing failed.
+    #[error("channel I/O failed: {0}")]
+    Io(io::Error),
+}
+
+impl From<io::Error> for FrameError {
+    fn from(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe => Self::Closed,
+            _ => Self::Io(e),
+        }
+    }
+}
+
+fn checked_len(prefix: [u8; 4]) -> Result<usize, FrameError> {
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > MAX_FRAME_LEN {
+        return Err(FrameError::TooLarge(len));
+    }
+    Ok(len)
+}
+
+fn encode_frame(msg: &impl Message) -> Result<Vec<u8>, FrameError> {
+    let len = msg.encoded_len();
+    if len > MAX_FRAME_LEN {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut buf = Vec::with_capacity(4 + len);
+    buf.extend_from_slice(&(len as u32).to_be_bytes());
+    msg.encode(&mut buf)
+        .map_err(|e| FrameError::Io(io::Error::other(e)))?;
+    Ok(buf)
+}
+
+/// Reads one frame (blocking; the worker side).
+pub fn read_frame<M: Message + Default>(r: &mut impl Read) -> Result<M, FrameError> {
+    let mut prefix = [0u8; 4];
+    r.read_exact(&mut prefix)?;
+    let mut buf = vec![0u8; checked_len(prefix)?];
+    r.read_exact(&mut buf)?;
+    Ok(M::decode(buf.as_slice())?)
+}
+
+/// Writes one frame and flushes (blocking; the worker side).
+pub fn write_frame(w: &mut impl Write, msg: &impl Message) -> Result<(), FrameError> {
+    w.write_all(&encode_frame(msg)?)?;
+    w.flush()?;
+    Ok(())
+}
+
+/// Reads one frame (async; the front side).
+pub async fn read_frame_async<M: Message + Default>(
+    r: &mut (impl tokio::io::AsyncRead + Unpin),
+) -> Result<M, FrameError> {
+    let mut prefix = [0u8; 4];
+    r.read_exact(&mut prefix).await?;
+    let mut buf = vec![0u8; checked_len(prefix)?];
+    r.read_exact(&mut buf).await?;
+    Ok(M::decode(buf.as_slice())?)
+}
+
+/// Writes one frame and flushes (async; the front side).
+pub async fn write_frame_async(
+    w: &mut (impl tokio::io::AsyncWrite + Unpin),
+    msg: &impl Message,
+) -> Result<(), FrameError> {
+    w.write_all(&encode_frame(msg)?).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pb::worker::Hello;
+
+    #[test]
+    fn a_frame_round_trips() {
+        let hello = Hello { protocol_version: PROTOCOL_VERSION, gdal_version: "3.6.2".into(), pid: 7 };
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &hello).unwrap();
+        assert_eq!(&buf[..4], &(hello.encoded_len() as u32).to_be_bytes());
+        let back: Hello = read_frame(&mut buf.as_slice()).unwrap();
+        assert_eq!(back, hello);
+    }
+
+    #[test]
+    fn an_oversized_length_is_refused_before_allocating() {
+        let buf = u32::MAX.to_be_bytes();
+        let err = read_frame::<Hello>(&mut buf.as_slice()).unwrap_err();
+        assert!(matches!(err, FrameError::TooLarge(n) if n == u32::MAX as usize));
+    }
+
+    #[test]
+    fn a_truncated_frame_is_a_closed_channel() {
+        let mut buf = 10u32.to_be_bytes().to_vec();
+        buf.extend_from_slice(&[1, 2]);
+        assert!(matches!(read_frame::<Hello>(&mut buf.as_slice()), Err(FrameError::Closed)));
+    }
+}

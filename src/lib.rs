@@ -1,0 +1,21 @@
+//! Tessera renders map tiles on the fly from Cloud-Optimized GeoTIFFs, over gRPC.
+//!
+//! The front process (this library's [`server`]) never calls GDAL: it validates
+//! requests ([`api`]), resolves assets ([`mosaic`]), fans reads out to a supervised pool
+//! of single-threaded GDAL worker processes ([`pool`], [`worker`]) over a framed
+//! protobuf channel ([`ipc`]), composites and encodes the result ([`render`]).
+
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod ipc;
+pub mod mosaic;
+pub mod pb;
+pub mod pool;
+pub mod render;
+pub mod server;
+pub mod shutdown;
+pub mod tms;
+pub mod worker;

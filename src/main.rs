@@ -1,0 +1,83 @@
+//! The `tessera` binary: `serve`, the hidden `worker`, and the human tools `get`,
+//! `info` and `demo-data`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tessera::{client, config::ServeArgs, demo};
+
+/// Exit code for a configuration the server cannot run with (EX_USAGE).
+const EXIT_BAD_CONFIG: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, about = "Map tiles on the fly from Cloud-Optimized GeoTIFFs, over gRPC")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the tile API.
+    Serve(ServeArgs),
+    /// A GDAL worker process (spawned by `serve`; not for direct use).
+    #[command(hide = true)]
+    Worker,
+    /// Fetch one tile from a running server and write it to a file.
+    Get(client::GetArgs),
+    /// Describe an asset served by a running server.
+    Info(client::InfoArgs),
+    /// Write a small deterministic set of demo COGs into DIR.
+    DemoData {
+        /// Target directory (created if missing).
+        dir: std::path::PathBuf,
+    },
+    /// Benchmark a server over the demo data (see the README).
+    Bench(tessera::client::BenchArgs),
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        // The worker sets up its own stdio before anything else; no tokio, no logging.
+        Command::Worker => tessera::worker::run(),
+        Command::Serve(args) => {
+            init_logging();
+            let config = match args.resolve() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("tessera serve: {e}");
+                    return ExitCode::from(EXIT_BAD_CONFIG);
+                }
+            };
+            report(runtime().and_then(|rt| Ok(rt.block_on(tessera::server::serve(config))?)))
+        }
+        Command::Get(args) => report(runtime().and_then(|rt| Ok(rt.block_on(client::get(args))?))),
+        Command::Info(args) => report(runtime().and_then(|rt| Ok(rt.block_on(client::info(args))?))),
+        Command::Bench(args) => {
+            init_logging();
+            report(runtime().and_then(|rt| Ok(rt.block_on(client::bench(args))?)))
+        }
+        Command::DemoData { dir } => report(demo::write_demo_data(&dir).map_err(anyhow::Error::from)),
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tessera: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

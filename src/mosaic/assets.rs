@@ -1,0 +1,130 @@
+//! Asset names → files inside the data directory. Everything that could reach outside
+//! it is refused here, before any worker sees the name: URLs, GDAL's `/vsi…` and
+//! `DRIVER:` syntaxes, `..`, absolute paths elsewhere, and symlinks that lead out.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::ServiceError;
+
+/// An asset the caller named, resolved to a canonical path inside the data directory.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Asset {
+    /// The name as given in the request (used in messages and reports).
+    pub name: String,
+    /// The canonical path GDAL opens.
+    pub path: PathBuf,
+}
+
+/// Resolves asset names against the data directory.
+#[derive(Debug, Clone)]
+pub struct AssetResolver {
+    root: PathBuf,
+}
+
+impl AssetResolver {
+    /// A resolver for `data_dir`, which must exist.
+    pub fn new(data_dir: &Path) -> std::io::Result<Self> {
+        Ok(Self { root: data_dir.canonicalize()? })
+    }
+
+    /// The canonical data directory.
+    #[must_use]
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Resolves `name`, or says why it may not be read.
+    pub fn resolve(&self, name: &str) -> Result<Asset, ServiceError> {
+        let denied = |why: &str| {
+            ServiceError::PermissionDenied(format!(
+                "asset '{name}' is not allowed: {why}; assets are paths inside the server's data directory"
+            ))
+        };
+        if name.is_empty() {
+            return Err(ServiceError::invalid("assets", "an asset path is empty"));
+        }
+        if name.contains('\0') {
+            return Err(ServiceError::invalid("assets", format!("asset {name:?} contains a NUL byte")));
+        }
+        if name.contains("://") {
+            return Err(denied("URLs are not served"));
+        }
+        if name.starts_with("/vsi") || name.contains("/vsi") {
+            return Err(denied("GDAL virtual file system paths are not served"));
+        }
+        if let Some((prefix, _)) = name.split_once(':') {
+            if !prefix.contains('/') {
+                return Err(denied("GDAL driver prefixes are not served"));
+            }
+        }
+        let path = Path::new(name);
+        if path.components().any(|c| c == Component::ParentDir) {
+            return Err(denied("'..' is not allowed"));
+        }
+        let joined = if path.is_absolute() { path.to_path_buf() } else { self.root.join(path) };
+        if path.is_absolute() && !joined.starts_with(&self.root) {
+            return Err(denied("absolute paths outside the data directory are refused"));
+        }
+        let canonical = match joined.canonicalize() {
+            Ok(p) => p,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ServiceError::NotFound(format!(
+                    "asset '{name}' does not exist in the data directory"
+                )));
+            }
+            Err(e) => return Err(denied(&format!("it cannot be resolved ({e})"))),
+        };
+        if !canonical.starts_with(&self.root) {
+            return Err(denied("it resolves (through a symlink) outside the data directory"));
+        }
+        if !canonical.is_file() {
+            return Err(ServiceError::NotFound(format!("asset '{name}' is not a file")));
+        }
+        if canonical.to_str().is_none() {
+            return Err(ServiceError::invalid("assets", format!("asset {name:?} is not valid UTF-8")));
+        }
+        Ok(Asset { name: name.to_owned(), path: canonical })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, AssetResolver) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        std::fs::write(dir.path().join("data/a.tif"), b"x").unwrap();
+        std::fs::write(dir.path().join("secret.tif"), b"x").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret.tif"), dir.path().join("data/link.tif")).unwrap();
+        let r = AssetResolver::new(&dir.path().join("data")).unwrap();
+        (dir, r)
+    }
+
+    #[test]
+    fn relative_and_absolute_paths_inside_resolve() {
+        let (_d, r) = setup();
+        let a = r.resolve("a.tif").unwrap();
+        assert_eq!(a.path, r.root().join("a.tif"));
+        let abs = r.root().join("a.tif");
+        assert_eq!(r.resolve(abs.to_str().unwrap()).unwrap().path, a.path);
+    }
+
+    #[test]
+    fn escapes_are_permission_denied() {
+        let (_d, r) = setup();
+        for name in ["../secret.tif", "link.tif", "/etc/passwd", "/vsicurl/http://x/a.tif", "https://x/a.tif", "GTIFF_DIR:1:a.tif"] {
+            assert!(
+                matches!(r.resolve(name), Err(ServiceError::PermissionDenied(_))),
+                "{name} was not refused"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_files_are_not_found() {
+        let (_d, r) = setup();
+        let e = r.resolve("nope.tif").unwrap_err();
+        assert_eq!(e.to_string(), "asset 'nope.tif' does not exist in the data directory");
+    }
+}

@@ -1,0 +1,9 @@
+//! Which assets make a tile: resolving the caller's asset names to files this server
+//! may read, and the front's cache of asset metadata (bounds, type, bands) that lets a
+//! tile skip assets it does not touch without a worker job.
+
+mod assets;
+mod info_cache;
+
+pub use assets::{Asset, AssetResolver};
+pub use info_cache::{AssetInfo, InfoCache};

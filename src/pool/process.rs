@@ -1,0 +1,303 @@
+//! One worker process as the front sees it: spawn + handshake, one request/response
+//! exchange at a time, kill, and a reaper task that waits for the exit, logs it with the
+//! tail of the worker's stderr, and leaves no zombie.
+
+use std::{
+    collections::VecDeque,
+    path::Path,
+    process::Stdio,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use nix::{sys::signal::Signal, unistd::Pid};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, ChildStdin, ChildStdout, Command},
+    sync::watch,
+    time::Instant,
+};
+
+use super::registry::Registry;
+use crate::{
+    ipc::{self, FrameError, PROTOCOL_VERSION},
+    pb::worker::{Hello, WorkerRequest, WorkerResponse},
+};
+
+/// Lines of a worker's stderr kept for the log line about its death.
+const STDERR_TAIL_LINES: usize = 20;
+
+/// Where a worker is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerState {
+    /// Handshaken and waiting for a job.
+    Idle,
+    /// A job is in flight: its response has not been read.
+    Busy,
+    /// Exited, killed, or its channel is broken: never used again.
+    Dead,
+}
+
+/// Why a worker could not be started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpawnError {
+    /// The process could not be started.
+    #[error("cannot start worker {exe}: {source}")]
+    Exec {
+        /// The executable.
+        exe: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// No valid Hello within the timeout.
+    #[error("worker {pid} did not shake hands: {reason}")]
+    Handshake {
+        /// The worker's pid.
+        pid: u32,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Why an exchange with a worker failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExchangeError {
+    /// The deadline passed; the worker has been killed.
+    #[error("the worker did not answer before the deadline")]
+    Timeout,
+    /// The worker died (or closed its channel) before answering.
+    #[error("the worker died mid-job")]
+    Died,
+    /// The worker sent something that is not a valid answer; it has been killed.
+    #[error("protocol fault: {0}")]
+    Fault(String),
+}
+
+/// A live worker process and its frame channel.
+#[derive(Debug)]
+pub struct WorkerProcess {
+    pid: u32,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    state: WorkerState,
+    jobs_done: u64,
+    /// Set once the reaper has seen the process exit.
+    exited: watch::Receiver<bool>,
+    /// Set when the front ends the worker on purpose, so its exit is not logged as a crash.
+    expected_exit: Arc<AtomicBool>,
+}
+
+impl WorkerProcess {
+    /// Starts `exe worker` in its own process group and waits for its handshake.
+    pub async fn spawn(
+        exe: &Path,
+        handshake_timeout: Duration,
+        registry: &Registry,
+    ) -> Result<Self, SpawnError> {
+        let mut command = Command::new(exe);
+        command
+            .arg("worker")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(false);
+        let mut child = command.spawn().map_err(|source| SpawnError::Exec {
+            exe: exe.display().to_string(),
+            source,
+        })?;
+        let pid = child.id().unwrap_or(0);
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            kill_group(pid);
+            return Err(SpawnError::Handshake { pid, reason: "stdio pipes missing".into() });
+        };
+
+        let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL_LINES)));
+        tokio::spawn(forward_stderr(pid, stderr, Arc::clone(&tail)));
+        let expected_exit = Arc::new(AtomicBool::new(false));
+        let (exited_tx, exited) = watch::channel(false);
+        registry.insert(pid);
+        tokio::spawn(reap(child, pid, tail, Arc::clone(&expected_exit), exited_tx, registry.clone()));
+
+        let mut worker = Self {
+            pid,
+            stdin,
+            stdout: BufReader::new(stdout),
+            state: WorkerState::Idle,
+            jobs_done: 0,
+            exited,
+            expected_exit,
+        };
+        match tokio::time::timeout(handshake_timeout, ipc::read_frame_async::<Hello>(&mut worker.stdout)).await {
+            Ok(Ok(hello)) if hello.protocol_version == PROTOCOL_VERSION => {
+                tracing::debug!(pid, gdal = %hello.gdal_version, "worker ready");
+                Ok(worker)
+            }
+            outcome => {
+                let reason = match outcome {
+                    Ok(Ok(hello)) => format!(
+                        "protocol version {} (this front speaks {PROTOCOL_VERSION})",
+                        hello.protocol_version
+                    ),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no hello within {handshake_timeout:?}"),
+                };
+                worker.kill();
+                Err(SpawnError::Handshake { pid, reason })
+            }
+        }
+    }
+
+    /// The worker's process id.
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Jobs this worker has answered.
+    #[must_use]
+    pub fn jobs_done(&self) -> u64 {
+        self.jobs_done
+    }
+
+    /// Where the worker is in its life.
+    #[must_use]
+    pub fn state(&self) -> WorkerState {
+        if *self.exited.borrow() {
+            WorkerState::Dead
+        } else {
+            self.state
+        }
+    }
+
+    /// Sends one request and waits for its response until `deadline`. On a timeout or a
+    /// protocol fault the worker is killed; on any error it is [`WorkerState::Dead`].
+    pub async fn exchange(
+        &mut self,
+        request: &WorkerRequest,
+        deadline: Instant,
+    ) -> Result<WorkerResponse, ExchangeError> {
+        self.state = WorkerState::Busy;
+        let io = async {
+            ipc::write_frame_async(&mut self.stdin, request).await?;
+            ipc::read_frame_async::<WorkerResponse>(&mut self.stdout).await
+        };
+        let outcome = tokio::time::timeout_at(deadline, io).await;
+        let result = match outcome {
+            Err(_) => {
+                tracing::warn!(pid = self.pid, "worker missed its deadline; killing it");
+                Err(ExchangeError::Timeout)
+            }
+            Ok(Err(FrameError::Closed)) => Err(ExchangeError::Died),
+            Ok(Err(e)) => Err(ExchangeError::Fault(e.to_string())),
+            Ok(Ok(response)) if response.id != request.id => Err(ExchangeError::Fault(format!(
+                "answer for job {} while job {} was in flight",
+                response.id, request.id
+            ))),
+            Ok(Ok(response)) => Ok(response),
+        };
+        match &result {
+            Ok(_) => {
+                self.state = WorkerState::Idle;
+                self.jobs_done += 1;
+            }
+            Err(ExchangeError::Died) => self.state = WorkerState::Dead,
+            Err(_) => self.kill(),
+        }
+        result
+    }
+
+    /// Waits (bounded) for the reaper to see the process exit.
+    pub async fn wait_exited(&mut self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, self.exited.wait_for(|e| *e)).await;
+    }
+
+    /// SIGKILLs the worker's process group. The reaper collects it.
+    pub fn kill(&mut self) {
+        self.expected_exit.store(true, Ordering::SeqCst);
+        self.state = WorkerState::Dead;
+        kill_group(self.pid);
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        // A worker leaves the pool only when it is dead, retired or the pool closes.
+        // Closing stdin (dropping it) asks it to exit; the reaper escalates to SIGKILL
+        // after its grace period.
+        self.expected_exit.store(true, Ordering::SeqCst);
+        if self.state != WorkerState::Dead {
+            let _ = nix::sys::signal::killpg(Pid::from_raw(self.pid as i32), Signal::SIGTERM);
+        }
+    }
+}
+
+fn kill_group(pid: u32) {
+    if pid != 0 {
+        let _ = nix::sys::signal::killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+}
+
+/// Grace a worker gets between SIGTERM (or stdin closing) and SIGKILL.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+async fn reap(
+    mut child: Child,
+    pid: u32,
+    tail: Arc<Mutex<VecDeque<String>>>,
+    expected: Arc<AtomicBool>,
+    exited: watch::Sender<bool>,
+    registry: Registry,
+) {
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            () = tokio::time::sleep(EXIT_GRACE), if expected.load(Ordering::SeqCst) => {
+                // Asked to go and still here after the grace: force it.
+                kill_group(pid);
+                break child.wait().await;
+            }
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    };
+    // Let the stderr forwarder drain the last lines before reading the tail.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let _ = exited.send(true);
+    registry.remove(pid);
+    if expected.load(Ordering::SeqCst) {
+        tracing::debug!(pid, ?status, "worker exited");
+        return;
+    }
+    let tail = tail.lock().map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n")).unwrap_or_default();
+    match status {
+        Ok(s) => {
+            use std::os::unix::process::ExitStatusExt;
+            tracing::error!(pid, code = ?s.code(), signal = ?s.signal(), stderr_tail = %tail, "worker died");
+        }
+        Err(e) => tracing::error!(pid, error = %e, "cannot collect worker exit status"),
+    }
+}
+
+async fn forward_stderr(
+    pid: u32,
+    stderr: tokio::process::ChildStderr,
+    tail: Arc<Mutex<VecDeque<String>>>,
+) {
+    let mut lines = BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::warn!(target: "tessera::worker", worker_pid = pid, "{line}");
+        if let Ok(mut t) = tail.lock() {
+            if t.len() == STDERR_TAIL_LINES {
+                t.pop_front();
+            }
+            t.push_back(line);
+        }
+    }
+}

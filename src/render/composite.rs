@@ -1,0 +1,123 @@
+//! First-wins compositing of a mosaic whose asset reads complete in any order.
+//!
+//! Each output pixel remembers which asset filled it. An asset's valid pixel wins over an
+//! unfilled pixel or one filled by a later asset (in request order), so the result is
+//! the same whatever order the reads arrive in. The tile is complete when every pixel is
+//! filled and every asset before the latest filler has been accounted for: nothing that
+//! arrives later could change a pixel, so outstanding reads can be abandoned.
+
+use super::Raster;
+
+const UNFILLED: u32 = u32::MAX;
+
+/// Combines the rasters of a tile's assets, first asset first.
+#[derive(Debug)]
+pub struct Compositor {
+    out: Raster,
+    filled_by: Vec<u32>,
+    /// `settled[i]`: asset i has been composited, skipped or has failed.
+    settled: Vec<bool>,
+}
+
+impl Compositor {
+    /// A compositor for `asset_count` assets onto an empty raster.
+    #[must_use]
+    pub fn new(out: Raster, asset_count: usize) -> Self {
+        let n = out.pixel_count();
+        Self { out, filled_by: vec![UNFILLED; n], settled: vec![false; asset_count] }
+    }
+
+    /// Adds asset `index`'s pixels. The raster must match the output's shape and type
+    /// (the caller checks it against the read request).
+    pub fn add(&mut self, index: usize, src: &Raster) {
+        debug_assert_eq!(src.dtype, self.out.dtype);
+        debug_assert_eq!((src.bands, src.width, src.height), (self.out.bands, self.out.width, self.out.height));
+        let size = self.out.dtype.size();
+        let n = self.out.pixel_count();
+        let rank = index as u32;
+        for p in 0..n {
+            if src.mask[p] == 0 || self.filled_by[p] <= rank {
+                continue;
+            }
+            self.filled_by[p] = rank;
+            self.out.mask[p] = 255;
+            for b in 0..self.out.bands {
+                let at = (b * n + p) * size;
+                self.out.pixels[at..at + size].copy_from_slice(&src.pixels[at..at + size]);
+            }
+        }
+        self.settle(index);
+    }
+
+    /// Marks asset `index` as contributing nothing (skipped or failed).
+    pub fn settle(&mut self, index: usize) {
+        if let Some(s) = self.settled.get_mut(index) {
+            *s = true;
+        }
+    }
+
+    /// Whether no asset still outstanding could change a pixel.
+    #[must_use]
+    pub fn is_complete(&self) -> bool {
+        let prefix = self.settled.iter().take_while(|s| **s).count() as u32;
+        self.filled_by.iter().all(|f| *f < prefix)
+    }
+
+    /// The composited raster.
+    #[must_use]
+    pub fn finish(self) -> Raster {
+        self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::DataType;
+
+    fn raster(values: &[u8], mask: &[u8]) -> Raster {
+        Raster {
+            dtype: DataType::U8,
+            bands: 1,
+            width: values.len(),
+            height: 1,
+            pixels: values.to_vec(),
+            mask: mask.to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_first_asset_wins_whatever_order_reads_arrive_in() {
+        let a = raster(&[1, 1, 0], &[255, 255, 0]);
+        let b = raster(&[0, 2, 2], &[0, 255, 255]);
+        for order in [[0, 1], [1, 0]] {
+            let mut c = Compositor::new(Raster::empty(DataType::U8, 1, 3, 1, 9.0), 2);
+            for i in order {
+                c.add(i, if i == 0 { &a } else { &b });
+            }
+            let out = c.finish();
+            assert_eq!(out.pixels, vec![1, 1, 2]);
+            assert_eq!(out.mask, vec![255, 255, 255]);
+        }
+    }
+
+    #[test]
+    fn complete_only_when_no_earlier_asset_is_outstanding() {
+        let full = raster(&[5, 5], &[255, 255]);
+        let mut c = Compositor::new(Raster::empty(DataType::U8, 1, 2, 1, 0.0), 3);
+        c.add(1, &full);
+        assert!(!c.is_complete(), "asset 0 could still overwrite");
+        c.settle(0);
+        assert!(c.is_complete(), "asset 2 cannot change anything");
+    }
+
+    #[test]
+    fn unfilled_pixels_keep_the_fill_value_and_stay_invalid() {
+        let mut c = Compositor::new(Raster::empty(DataType::U16, 1, 2, 1, 7.0), 1);
+        c.settle(0);
+        assert!(!c.is_complete());
+        let out = c.finish();
+        assert_eq!(out.pixels, [7u16.to_ne_bytes(), 7u16.to_ne_bytes()].concat());
+        assert_eq!(out.mask, vec![0, 0]);
+    }
+}

@@ -1,0 +1,10 @@
+//! Everything between worker pixels and bytes on the wire: the typed raster of a tile,
+//! first-wins compositing of several assets, and the encoders.
+
+mod composite;
+mod encode;
+mod raster;
+
+pub use composite::Compositor;
+pub use encode::{EncodeError, OutputFormat, check_encodable, encode};
+pub use raster::{DataType, Raster};

@@ -1,0 +1,141 @@
+//! `tessera serve`: binds the listener, starts the worker pool, serves the tile API,
+//! health and reflection, and shuts down in order on SIGTERM/SIGINT:
+//! health NOT_SERVING → stop accepting and drain in-flight requests (bounded by the
+//! grace) → close the pool and wait until no worker process is left.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use crate::{
+    api::{Limits, TileApi, TileRenderer, TileServiceImpl},
+    config::ServeConfig,
+    mosaic::AssetResolver,
+    pb::{self, v1::tile_service_server::TileServiceServer},
+    pool::{PoolConfig, WorkerPool},
+};
+
+/// The gRPC service name health reports on (besides the empty "whole server" name).
+pub const SERVICE_NAME: &str = "tessera.v1.TileService";
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// Binding, the data directory or the transport failed.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Runs the server until a shutdown signal.
+pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+    let resolver = AssetResolver::new(&config.data_dir)
+        .map_err(|e| ServeError::Io(format!("data directory {}: {e}", config.data_dir.display())))?;
+    let worker_exe = std::env::current_exe().map_err(|e| ServeError::Io(format!("cannot find own executable: {e}")))?;
+    let pool = WorkerPool::new(PoolConfig {
+        size: config.workers,
+        worker_exe,
+        handshake_timeout: config.handshake_timeout,
+        max_jobs_per_worker: config.max_jobs_per_worker,
+    });
+    let limits = Limits {
+        max_tile_size: config.max_tile_size,
+        max_assets_per_tile: config.max_assets_per_tile,
+        max_batch_size: config.max_batch_size,
+        stream_concurrency: config.stream_concurrency,
+    };
+    let api = TileApi::new(TileRenderer::new(Arc::clone(&pool), config.read_timeout), resolver, limits);
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_service_status("", ServingStatus::NotServing).await;
+    health_reporter.set_service_status(SERVICE_NAME, ServingStatus::NotServing).await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Io(format!("reflection: {e}")))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| ServeError::Io(format!("reflection: {e}")))?;
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| ServeError::Io(format!("cannot listen on {}: {e}", config.listen)))?;
+    let local = listener.local_addr().map_err(|e| ServeError::Io(e.to_string()))?;
+    // Tests and scripts read the bound address from this line (the port may be 0).
+    tracing::info!(address = %local, workers = config.workers, "listening on {local}");
+
+    // Workers start in the background; health turns SERVING once all have shaken hands.
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    {
+        let pool = Arc::clone(&pool);
+        let reporter = health_reporter.clone();
+        let mut shutdown_rx = shutdown_rx.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                match pool.warm_up().await {
+                    Ok(()) => {
+                        if !*shutdown_rx.borrow() {
+                            reporter.set_service_status("", ServingStatus::Serving).await;
+                            reporter.set_service_status(SERVICE_NAME, ServingStatus::Serving).await;
+                            tracing::info!(workers = pool.worker_pids().len(), "worker pool ready; serving");
+                        }
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, retry_in = ?backoff, "cannot start the worker pool");
+                        tokio::select! {
+                            () = tokio::time::sleep(backoff) => {}
+                            _ = shutdown_rx.changed() => return,
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+        });
+    }
+
+    let reporter = health_reporter.clone();
+    let mut drain_rx = shutdown_rx.clone();
+    let shutdown_signal = async move {
+        crate::shutdown::signalled().await;
+        let _ = shutdown_tx.send(true);
+        reporter.set_service_status("", ServingStatus::NotServing).await;
+        reporter.set_service_status(SERVICE_NAME, ServingStatus::NotServing).await;
+    };
+    let grace = config.shutdown_grace;
+    let server = Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(TileServiceServer::new(TileServiceImpl(api)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal);
+    tokio::pin!(server);
+    // Drain in-flight requests, bounded by the grace once the signal has come.
+    let result = tokio::select! {
+        r = &mut server => r,
+        () = async {
+            let _ = drain_rx.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(?grace, "in-flight requests did not finish within the grace; stopping anyway");
+            Ok(())
+        }
+    };
+    if let Err(e) = result {
+        return Err(ServeError::Io(format!("transport: {e}")));
+    }
+    if pool.shutdown(Duration::from_secs(2)).await {
+        tracing::info!("all workers stopped; bye");
+    } else {
+        tracing::error!(left = ?pool.worker_pids(), "some workers did not exit");
+    }
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! The worker process (`tessera worker`, spawned by the front, hidden from `--help`).
+//!
+//! Theory of operation: one thread, one GDAL state. The worker writes a [`Hello`] frame,
+//! then loops: read a request frame from stdin, run it against GDAL, write one response
+//! frame. It never writes anything but frames on its frame channel: before GDAL is
+//! touched, the original stdout is duplicated for frames and fd 1 is pointed at stderr,
+//! so a stray `printf` inside a driver cannot corrupt the protocol. It exits when stdin
+//! closes (the front went away) or, through the parent-death signal, when the front dies.
+
+mod dataset_cache;
+mod gdal_errors;
+mod read;
+mod test_hooks;
+mod warp;
+
+use std::{
+    fs::File,
+    io::{BufReader, BufWriter},
+    os::fd::AsFd,
+    process::ExitCode,
+    time::Instant,
+};
+
+use crate::{
+    ipc::{self, FrameError, PROTOCOL_VERSION},
+    pb::worker::{
+        ErrorKind, Hello, ReadStats, WorkerError, WorkerRequest, WorkerResponse, worker_request,
+        worker_response,
+    },
+};
+
+pub use read::JobError;
+
+/// Entry point of `tessera worker`.
+pub fn run() -> ExitCode {
+    if let Err(e) = die_with_parent() {
+        eprintln!("tessera worker: cannot set the parent-death signal: {e}");
+        return ExitCode::from(70);
+    }
+    let frames_out = match redirect_stdout_to_stderr() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("tessera worker: cannot set up the frame channel: {e}");
+            return ExitCode::from(70);
+        }
+    };
+    gdal_errors::install();
+    read::configure_gdal();
+    let hooks = test_hooks::TestHooks::from_env();
+    hooks.before_hello();
+
+    let mut out = BufWriter::new(frames_out);
+    let mut input = BufReader::new(std::io::stdin().lock());
+    let hello = Hello {
+        protocol_version: PROTOCOL_VERSION,
+        gdal_version: gdal::version::version_info("RELEASE_NAME"),
+        pid: std::process::id(),
+    };
+    if let Err(e) = ipc::write_frame(&mut out, &hello) {
+        eprintln!("tessera worker: cannot send hello: {e}");
+        return ExitCode::from(70);
+    }
+
+    let mut cache = dataset_cache::DatasetCache::new(read::DATASET_CACHE_CAPACITY);
+    loop {
+        let request: WorkerRequest = match ipc::read_frame(&mut input) {
+            Ok(r) => r,
+            Err(FrameError::Closed) => return ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tessera worker: bad frame from the front, exiting: {e}");
+                return ExitCode::from(65);
+            }
+        };
+        let response = handle(&mut cache, &hooks, request);
+        if let Err(e) = ipc::write_frame(&mut out, &response) {
+            eprintln!("tessera worker: cannot write a response, exiting: {e}");
+            return ExitCode::from(74);
+        }
+    }
+}
+
+fn handle(
+    cache: &mut dataset_cache::DatasetCache,
+    hooks: &test_hooks::TestHooks,
+    request: WorkerRequest,
+) -> WorkerResponse {
+    let started = Instant::now();
+    let mut stats = ReadStats::default();
+    let result = match request.job {
+        Some(worker_request::Job::Read(read)) => {
+            let _busy = hooks.on_read(&read.path);
+            read::read(cache, &read, &mut stats).map(worker_response::Result::Read)
+        }
+        Some(worker_request::Job::Info(info)) => {
+            read::info(cache, &info.path, &mut stats).map(worker_response::Result::Info)
+        }
+        None => Err(JobError::new(ErrorKind::Protocol, "request carries no job")),
+    };
+    stats.warp_us = stats
+        .warp_us
+        .max(started.elapsed().as_micros() as u64 - stats.open_us.min(started.elapsed().as_micros() as u64));
+    WorkerResponse {
+        id: request.id,
+        result: Some(result.unwrap_or_else(|e| {
+            worker_response::Result::Error(WorkerError { kind: e.kind as i32, message: e.message })
+        })),
+        stats: Some(stats),
+    }
+}
+
+/// Asks the kernel to SIGKILL this process when the front dies, and exits at once if the
+/// front is already gone (the race between fork and prctl).
+fn die_with_parent() -> nix::Result<()> {
+    let parent = nix::unistd::getppid();
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+    if nix::unistd::getppid() != parent || parent.as_raw() == 1 {
+        std::process::exit(0);
+    }
+    Ok(())
+}
+
+/// Keeps the real stdout for frames and points fd 1 at stderr.
+fn redirect_stdout_to_stderr() -> nix::Result<File> {
+    let frames = nix::unistd::dup(std::io::stdout().as_fd())?;
+    nix::unistd::dup2_stdout(std::io::stderr().as_fd())?;
+    Ok(File::from(frames))
+}

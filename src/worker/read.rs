@@ -1,0 +1,312 @@
+//! What a worker does with a job: open an asset (through the dataset cache), describe
+//! it, or warp it onto a tile grid and return the pixels and their validity mask.
+
+use std::time::Instant;
+
+use gdal::{
+    Dataset, DatasetOptions, GdalOpenFlags, Metadata,
+    raster::{ColorInterpretation, GdalDataType},
+    spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef},
+};
+
+use super::{
+    dataset_cache::{DatasetCache, FileStamp},
+    gdal_errors, warp,
+};
+use crate::pb::worker::{
+    BandMeta, DataType, ErrorKind, InfoResult, ReadRequest, ReadResult, ReadStats, Resampling,
+};
+
+/// Datasets a worker keeps open.
+pub const DATASET_CACHE_CAPACITY: usize = 64;
+
+/// Drivers a worker will open anything with: GeoTIFF only (COGs are GeoTIFFs).
+const ALLOWED_DRIVERS: &[&str] = &["GTiff"];
+
+/// GDAL settings for reading COGs, set once at worker start (they are process-wide).
+const GDAL_CONFIG: &[(&str, &str)] = &[
+    ("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR"),
+    ("VSI_CACHE", "TRUE"),
+    ("VSI_CACHE_SIZE", "26214400"),
+    ("GDAL_HTTP_MERGE_CONSECUTIVE_RANGES", "YES"),
+    ("GDAL_CACHEMAX", "128"),
+    ("GDAL_NUM_THREADS", "1"),
+    ("CPL_VSIL_CURL_ALLOWED_EXTENSIONS", ".tif,.tiff,.TIF,.TIFF"),
+];
+
+/// A failed job, as the worker reports it.
+#[derive(Debug)]
+pub struct JobError {
+    /// The kind, which the front maps to a gRPC code.
+    pub kind: ErrorKind,
+    /// What went wrong, with GDAL's words where it had any.
+    pub message: String,
+}
+
+impl JobError {
+    /// A new error.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into() }
+    }
+
+    fn gdal(kind: ErrorKind, context: &str, fallback: impl std::fmt::Display) -> Self {
+        let detail = gdal_errors::take().unwrap_or_else(|| fallback.to_string());
+        Self::new(kind, format!("{context}: {detail}"))
+    }
+}
+
+/// Sets the process-wide GDAL configuration for COG reads. Values already present in
+/// the environment win, so an operator can tune them without a rebuild.
+pub fn configure_gdal() {
+    for (key, value) in GDAL_CONFIG {
+        if std::env::var_os(key).is_none() {
+            let _ = gdal::config::set_config_option(key, value);
+        }
+    }
+}
+
+fn open<'c>(
+    cache: &'c mut DatasetCache,
+    path: &str,
+    stats: &mut ReadStats,
+) -> Result<&'c Dataset, JobError> {
+    let stamp = FileStamp::of(path);
+    // Two lookups because the borrow checker cannot see that a miss releases the borrow.
+    if cache.get(path, stamp.as_ref()).is_some() {
+        stats.dataset_cache_hit = true;
+        return Ok(cache.get(path, stamp.as_ref()).expect("present a moment ago"));
+    }
+    let started = Instant::now();
+    gdal_errors::clear();
+    let options = DatasetOptions {
+        open_flags: GdalOpenFlags::GDAL_OF_RASTER
+            | GdalOpenFlags::GDAL_OF_READONLY
+            | GdalOpenFlags::GDAL_OF_VERBOSE_ERROR,
+        allowed_drivers: Some(ALLOWED_DRIVERS),
+        ..DatasetOptions::default()
+    };
+    let ds = Dataset::open_ex(path, options)
+        .map_err(|e| JobError::gdal(ErrorKind::Unreadable, "not a readable GeoTIFF", e))?;
+    if ds.raster_count() == 0 {
+        return Err(JobError::new(ErrorKind::Unreadable, "the file has no raster bands"));
+    }
+    stats.open_us = started.elapsed().as_micros() as u64;
+    Ok(cache.insert(path, ds, stamp))
+}
+
+/// The data type of a GDAL band as the protocol names it, with its size in bytes.
+fn data_type(t: GdalDataType) -> Option<(DataType, usize)> {
+    Some(match t {
+        GdalDataType::UInt8 => (DataType::Uint8, 1),
+        GdalDataType::UInt16 => (DataType::Uint16, 2),
+        GdalDataType::Int16 => (DataType::Int16, 2),
+        GdalDataType::UInt32 => (DataType::Uint32, 4),
+        GdalDataType::Int32 => (DataType::Int32, 4),
+        GdalDataType::Float32 => (DataType::Float32, 4),
+        GdalDataType::Float64 => (DataType::Float64, 8),
+        _ => return None,
+    })
+}
+
+/// Indexes (1-based) of the bands that carry data, not alpha.
+fn data_bands(ds: &Dataset) -> Result<Vec<usize>, JobError> {
+    let mut out = Vec::new();
+    for i in 1..=ds.raster_count() {
+        let band = ds
+            .rasterband(i)
+            .map_err(|e| JobError::gdal(ErrorKind::Unreadable, "cannot read band metadata", e))?;
+        if band.color_interpretation() != ColorInterpretation::AlphaBand {
+            out.push(i);
+        }
+    }
+    Ok(out)
+}
+
+fn resampling_name(r: Resampling) -> &'static str {
+    match r {
+        Resampling::Unspecified | Resampling::Nearest => "near",
+        Resampling::Bilinear => "bilinear",
+        Resampling::Cubic => "cubic",
+        Resampling::CubicSpline => "cubicspline",
+        Resampling::Lanczos => "lanczos",
+        Resampling::Average => "average",
+        Resampling::Mode => "mode",
+    }
+}
+
+/// The `gdalwarp` arguments of a read; the integration tests run the `gdalwarp` CLI with
+/// the same arguments as the oracle.
+#[must_use]
+pub fn warp_args(req: &ReadRequest) -> Vec<String> {
+    let resampling = Resampling::try_from(req.resampling).unwrap_or(Resampling::Nearest);
+    [
+        "-t_srs",
+        &req.target_crs,
+        "-te",
+        &req.min_x.to_string(),
+        &req.min_y.to_string(),
+        &req.max_x.to_string(),
+        &req.max_y.to_string(),
+        "-ts",
+        &req.width.to_string(),
+        &req.height.to_string(),
+        "-r",
+        resampling_name(resampling),
+        "-ovr",
+        "AUTO",
+        "-dstalpha",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect()
+}
+
+/// Warps the asset onto the request's grid.
+pub fn read(
+    cache: &mut DatasetCache,
+    req: &ReadRequest,
+    stats: &mut ReadStats,
+) -> Result<ReadResult, JobError> {
+    let ds = open(cache, &req.path, stats)?;
+    let data_bands = data_bands(ds)?;
+    let band1 = ds
+        .rasterband(1)
+        .map_err(|e| JobError::gdal(ErrorKind::Unreadable, "cannot read band 1", e))?;
+    let gdal_type = band1.band_type();
+    let Some((dtype, type_size)) = data_type(gdal_type) else {
+        return Err(JobError::new(
+            ErrorKind::Unreadable,
+            format!("data type {} is not supported", gdal_type.name()),
+        ));
+    };
+    let nodata = band1.no_data_value();
+    let selected: Vec<usize> = if req.bands.is_empty() {
+        (1..=data_bands.len()).collect()
+    } else {
+        req.bands.iter().map(|b| *b as usize).collect()
+    };
+    if let Some(bad) = selected.iter().find(|b| **b == 0 || **b > data_bands.len()) {
+        return Err(JobError::new(
+            ErrorKind::Invalid,
+            format!("band {bad} does not exist: the asset has data bands 1..={}", data_bands.len()),
+        ));
+    }
+
+    let started = Instant::now();
+    gdal_errors::clear();
+    let mut args = vec!["-of".to_owned(), "MEM".to_owned()];
+    args.extend(warp_args(req));
+    let out = warp::warp(ds, &args)
+        .map_err(|e| JobError::gdal(ErrorKind::ReadFailed, "warp failed", e))?;
+    if let Some(msg) = gdal_errors::take() {
+        return Err(JobError::new(ErrorKind::ReadFailed, format!("warp failed: {msg}")));
+    }
+    let out_bands = out.raster_count();
+    if out_bands != data_bands.len() + 1 {
+        return Err(JobError::new(
+            ErrorKind::ReadFailed,
+            format!("warp produced {out_bands} bands, expected {} + alpha", data_bands.len()),
+        ));
+    }
+    let (width, height) = out.raster_size();
+    let mut pixels = Vec::with_capacity(selected.len() * width * height * type_size);
+    for b in &selected {
+        let bytes = warp::read_band(&out, *b, gdal_type as u32, type_size)
+            .map_err(|e| JobError::gdal(ErrorKind::ReadFailed, "reading warped pixels", e))?;
+        pixels.extend_from_slice(&bytes);
+    }
+    let alpha = warp::read_band(&out, out_bands, gdal_sys::GDALDataType::GDT_Byte, 1)
+        .map_err(|e| JobError::gdal(ErrorKind::ReadFailed, "reading the warped mask", e))?;
+    let mask = alpha.into_iter().map(|a| if a > 0 { 255 } else { 0 }).collect();
+    stats.warp_us = started.elapsed().as_micros() as u64;
+    Ok(ReadResult {
+        dtype: dtype as i32,
+        band_count: selected.len() as u32,
+        width: width as u32,
+        height: height as u32,
+        pixels,
+        mask,
+        nodata,
+    })
+}
+
+fn to_lon_lat(srs: &SpatialRef, bounds: [f64; 4]) -> Result<[f64; 4], gdal::errors::GdalError> {
+    let mut src = srs.clone();
+    src.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    let mut wgs84 = SpatialRef::from_epsg(4326)?;
+    wgs84.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    CoordTransform::new(&src, &wgs84)?.transform_bounds(&bounds, 21)
+}
+
+/// Describes the asset.
+pub fn info(
+    cache: &mut DatasetCache,
+    path: &str,
+    stats: &mut ReadStats,
+) -> Result<InfoResult, JobError> {
+    let ds = open(cache, path, stats)?;
+    let unreadable = |what: &str, e: gdal::errors::GdalError| {
+        JobError::gdal(ErrorKind::Unreadable, &format!("cannot read {what}"), e)
+    };
+    let srs = ds.spatial_ref().map_err(|e| unreadable("the CRS (is it georeferenced?)", e))?;
+    let gt = ds.geo_transform().map_err(|e| unreadable("the geotransform", e))?;
+    if gt[2] != 0.0 || gt[4] != 0.0 {
+        return Err(JobError::new(ErrorKind::Unreadable, "rotated geotransforms are not supported"));
+    }
+    let (width, height) = ds.raster_size();
+    let (x0, x1) = (gt[0], gt[0] + gt[1] * width as f64);
+    let (y0, y1) = (gt[3], gt[3] + gt[5] * height as f64);
+    let bounds = [x0.min(x1), y0.min(y1), x0.max(x1), y0.max(y1)];
+    let geographic = to_lon_lat(&srs, bounds).map_err(|e| unreadable("the bounds in lon/lat", e))?;
+
+    let band1 = ds.rasterband(1).map_err(|e| unreadable("band 1", e))?;
+    let Some((dtype, _)) = data_type(band1.band_type()) else {
+        return Err(JobError::new(
+            ErrorKind::Unreadable,
+            format!("data type {} is not supported", band1.band_type().name()),
+        ));
+    };
+    let mut bands = Vec::new();
+    for i in 1..=ds.raster_count() {
+        let b = ds.rasterband(i).map_err(|e| unreadable("a band", e))?;
+        bands.push(BandMeta {
+            description: b.description().unwrap_or_default(),
+            color_interpretation: b.color_interpretation().name(),
+            nodata: b.no_data_value(),
+        });
+    }
+    let mut overview_widths = Vec::new();
+    let mut overview_heights = Vec::new();
+    for i in 0..band1.overview_count().unwrap_or(0).max(0) as usize {
+        if let Ok(o) = band1.overview(i) {
+            let (w, h) = o.size();
+            overview_widths.push(w as u32);
+            overview_heights.push(h as u32);
+        }
+    }
+    let (block_width, block_height) = band1.block_size();
+    let has_mask = band1
+        .mask_flags()
+        .map(|f| !f.is_all_valid())
+        .unwrap_or(false);
+    let crs = match (srs.auth_name(), srs.auth_code()) {
+        (Some(name), Ok(code)) => format!("{name}:{code}"),
+        _ => String::new(),
+    };
+    Ok(InfoResult {
+        driver: ds.driver().short_name(),
+        crs,
+        crs_wkt: srs.to_wkt().unwrap_or_default(),
+        bounds: bounds.to_vec(),
+        geographic_bounds: geographic.to_vec(),
+        width: width as u32,
+        height: height as u32,
+        dtype: dtype as i32,
+        bands,
+        overview_widths,
+        overview_heights,
+        block_width: block_width as u32,
+        block_height: block_height as u32,
+        has_mask,
+    })
+}

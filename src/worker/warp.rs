@@ -1,0 +1,91 @@
+//! The unsafe boundary: GDAL's `GDALWarp` application call and raw band reads, which
+//! the `gdal` crate does not wrap. Everything else in Tessera is safe Rust.
+
+use std::{
+    ffi::{CString, c_char, c_int, c_void},
+    ptr,
+};
+
+use gdal::Dataset;
+
+/// Runs `gdalwarp` with `args` (without the program name) on `src` and returns the
+/// output dataset (the args choose the MEM driver, so nothing touches disk).
+pub fn warp(src: &Dataset, args: &[String]) -> Result<Dataset, String> {
+    let c_args = args
+        .iter()
+        .map(|a| CString::new(a.as_str()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| "a warp argument contains a NUL byte".to_owned())?;
+    let mut argv: Vec<*mut c_char> = c_args.iter().map(|a| a.as_ptr().cast_mut()).collect();
+    argv.push(ptr::null_mut());
+
+    // SAFETY: argv is a NULL-terminated array of NUL-terminated strings that outlive the
+    // call; GDAL only reads them and copies what it keeps.
+    let options = unsafe { gdal_sys::GDALWarpAppOptionsNew(argv.as_mut_ptr(), ptr::null_mut()) };
+    if options.is_null() {
+        return Err(format!("GDAL refused the warp options {args:?}"));
+    }
+    let mut sources = [src.c_dataset()];
+    let mut usage_error: c_int = 0;
+    let empty = c"";
+    // SAFETY: `sources` holds one valid open dataset handle, borrowed for the call;
+    // `options` is a live options object; the destination is created by GDAL (MEM) and
+    // ownership of the returned handle passes to us.
+    let out = unsafe {
+        gdal_sys::GDALWarp(
+            empty.as_ptr(),
+            ptr::null_mut(),
+            1,
+            sources.as_mut_ptr(),
+            options,
+            &raw mut usage_error,
+        )
+    };
+    // SAFETY: `options` came from GDALWarpAppOptionsNew and is freed exactly once.
+    unsafe { gdal_sys::GDALWarpAppOptionsFree(options) };
+    if out.is_null() {
+        return Err(if usage_error != 0 {
+            format!("GDAL rejected the warp arguments {args:?}")
+        } else {
+            "GDALWarp failed".to_owned()
+        });
+    }
+    // SAFETY: `out` is a new, owned dataset handle; Dataset closes it on drop.
+    Ok(unsafe { Dataset::from_c_dataset(out) })
+}
+
+/// Reads the whole of band `index` (1-based) as `width * height` values of GDAL type
+/// `gdal_type`, each `type_size` bytes, in native byte order.
+pub fn read_band(
+    ds: &Dataset,
+    index: usize,
+    gdal_type: gdal_sys::GDALDataType::Type,
+    type_size: usize,
+) -> Result<Vec<u8>, String> {
+    let band = ds.rasterband(index).map_err(|e| e.to_string())?;
+    let (width, height) = ds.raster_size();
+    let mut buf = vec![0u8; width * height * type_size];
+    // SAFETY: `buf` holds exactly width * height values of `gdal_type` (type_size bytes
+    // each, checked by the caller from GDALGetDataTypeSizeBytes); the band handle is live
+    // for the borrow of `band`.
+    let err = unsafe {
+        gdal_sys::GDALRasterIO(
+            band.c_rasterband(),
+            gdal_sys::GDALRWFlag::GF_Read,
+            0,
+            0,
+            width as c_int,
+            height as c_int,
+            buf.as_mut_ptr().cast::<c_void>(),
+            width as c_int,
+            height as c_int,
+            gdal_type,
+            0,
+            0,
+        )
+    };
+    if err != gdal_sys::CPLErr::CE_None {
+        return Err(format!("reading band {index} failed"));
+    }
+    Ok(buf)
+}
