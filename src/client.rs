@@ -26,7 +26,7 @@ pub enum ClientError {
         source: tonic::transport::Error,
     },
     /// The server answered with an error.
-    #[error("the server said {code:?}: {message}", code = .0.code(), message = .0.message())]
+    #[error("the request failed")]
     Rpc(#[from] tonic::Status),
     /// Writing the output failed.
     #[error("{0}")]

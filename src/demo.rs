@@ -9,8 +9,8 @@
 //! | `rgba_3857.tif` | EPSG:3857 | uint8 | RGB + alpha | alpha 0 outside a disc |
 //! | `nir_uint16.tif` | EPSG:32618 | uint16 | 4 (R, G, B, NIR) | nodata 0, collar |
 //!
-//! They sit around longitude -75, latitude 39.9 (zoom 12 tile 1194/1551 and its
-//! neighbours), with internal tiles of 256 px and overviews.
+//! They sit around longitude -75, latitude 39.93, inside zoom 12 tile 1194/1551 (the
+//! six UTM assets entirely), with internal tiles of 256 px and overviews.
 
 use std::path::Path;
 
@@ -37,7 +37,7 @@ const UTM_RES: f64 = 2.0;
 /// Distance between neighbouring UTM assets' origins (less than 2048 m: they overlap).
 const UTM_STEP: f64 = 1800.0;
 /// Top-left of asset 00.
-const UTM_ORIGIN: (f64, f64) = (497_000.0, 4_420_000.0);
+const UTM_ORIGIN: (f64, f64) = (496_500.0, 4_424_500.0);
 /// Width of the nodata collar.
 const COLLAR: usize = 32;
 
@@ -175,7 +175,7 @@ pub fn write_demo_data(dir: &Path) -> std::io::Result<()> {
     let gt = [UTM_ORIGIN.0 + 900.0, UTM_RES, 0.0, UTM_ORIGIN.1 - 900.0, 0.0, -UTM_RES];
     write_cog(&dir.join("nir_uint16.tif"), nir_uint16(), 32618, gt, Some(0.0), &[RedBand, GreenBand, BlueBand, Undefined])
         .map_err(gdal_err)?;
-    let gt = [-75.06, 0.1 / 512.0, 0.0, 39.95, 0.0, -0.1 / 512.0];
+    let gt = [-75.06, 0.1 / 512.0, 0.0, 39.97, 0.0, -0.1 / 512.0];
     write_cog(&dir.join("dem_4326.tif"), dem(), 4326, gt, Some(-9999.0), &[]).map_err(gdal_err)?;
     // EPSG:3857 around (-75.0, 39.9): x = -8348961, y = 4851000.
     let gt = [-8_352_000.0, 10.0, 0.0, 4_854_000.0, 0.0, -10.0];
