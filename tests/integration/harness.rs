@@ -1,0 +1,348 @@
+//! Shared test machinery: fixtures (the demo data plus broken files, generated once per
+//! target directory), a server process on port 0, the gdalwarp oracle and a .npy reader.
+
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex, OnceLock, mpsc},
+    time::{Duration, Instant},
+};
+
+use tessera::pb::v1::{self, tile_service_client::TileServiceClient};
+use tonic::transport::Channel;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+
+/// The six overlapping UTM assets, in priority order.
+pub const UTM: [&str; 6] = tessera::demo::UTM_RGB_ASSETS;
+
+/// Fixture directory: demo data plus broken files. Built once (atomically, so parallel
+/// test processes agree) and reused.
+pub fn fixtures() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let dir = root.join("fixtures-v2");
+        if dir.join("complete").exists() {
+            return dir;
+        }
+        let staging = root.join(format!("fixtures-staging-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        let status = Command::new(BIN).arg("demo-data").arg(&staging).status().unwrap();
+        assert!(status.success(), "demo-data failed");
+        let good = std::fs::read(staging.join("utm_rgb_00.tif")).unwrap();
+        // Header intact, tile data cut: opens, fails on read.
+        std::fs::write(staging.join("truncated.tif"), &good[..good.len() * 6 / 10]).unwrap();
+        // Cut inside the header: does not open.
+        std::fs::write(staging.join("header_cut.tif"), &good[..200]).unwrap();
+        std::fs::write(staging.join("not_a_tiff.tif"), b"{\"this\": \"is JSON, not a GeoTIFF\"}\n").unwrap();
+        std::fs::write(staging.join("outside_secret.txt"), b"secret").unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", staging.join("escape.tif")).unwrap();
+        std::fs::create_dir(staging.join("sub")).unwrap();
+        std::fs::write(staging.join("complete"), b"").unwrap();
+        match std::fs::rename(&staging, &dir) {
+            Ok(()) => {}
+            // Another test process won the race; its copy is identical.
+            Err(_) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                assert!(dir.join("complete").exists());
+            }
+        }
+        dir
+    })
+}
+
+/// Options of a test server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub workers: usize,
+    pub env: Vec<(String, String)>,
+    pub args: Vec<String>,
+    pub wait_ready: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self { workers: 2, env: Vec::new(), args: Vec::new(), wait_ready: true }
+    }
+}
+
+/// A `tessera serve` process on 127.0.0.1:0.
+pub struct Server {
+    pub child: Child,
+    pub address: String,
+    pub log: Arc<Mutex<Vec<String>>>,
+    ready: mpsc::Receiver<()>,
+}
+
+impl Server {
+    pub fn start() -> Self {
+        Self::start_with(ServerOptions::default())
+    }
+
+    pub fn start_with(opts: ServerOptions) -> Self {
+        let mut command = Command::new(BIN);
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--workers", &opts.workers.to_string()])
+            .arg("--data-dir")
+            .arg(fixtures())
+            .args(&opts.args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in &opts.env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let log2 = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let plain = strip_ansi(&line);
+                if let Some(rest) = plain.split("listening on ").nth(1) {
+                    let _ = addr_tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+                }
+                if plain.contains("worker pool ready") {
+                    let _ = ready_tx.send(());
+                }
+                log2.lock().unwrap().push(plain);
+            }
+        });
+        let address = addr_rx.recv_timeout(Duration::from_secs(20)).expect("server did not report its address");
+        let server = Self { child, address, log, ready: ready_rx };
+        if opts.wait_ready {
+            server.wait_ready(Duration::from_secs(20));
+        }
+        server
+    }
+
+    pub fn wait_ready(&self, limit: Duration) {
+        self.ready.recv_timeout(limit).expect("worker pool did not become ready");
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    pub async fn client(&self) -> TileServiceClient<Channel> {
+        TileServiceClient::connect(self.url()).await.unwrap().max_decoding_message_size(64 << 20)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Worker processes: children of the server.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        children_of(self.pid())
+    }
+
+    /// Waits until the server has exactly `n` worker processes, at most `limit`.
+    pub fn wait_for_workers(&self, n: usize, limit: Duration) -> Vec<u32> {
+        let until = Instant::now() + limit;
+        loop {
+            let pids = self.worker_pids();
+            if pids.len() == n || Instant::now() > until {
+                return pids;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// SIGTERM, then wait for the exit (at most `limit`).
+    pub fn terminate(&mut self, limit: Duration) -> ExitStatus {
+        signal(self.pid(), nix::sys::signal::Signal::SIGTERM);
+        let until = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < until, "server did not exit within {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let workers = self.worker_pids();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for w in workers {
+            signal(w, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Pids whose parent is `pid`, skipping zombies (already dead, waiting to be reaped).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(p) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let fields: Vec<_> = rest.split_whitespace().collect();
+        if fields.get(1).and_then(|f| f.parse::<u32>().ok()) == Some(pid) && fields.first() != Some(&"Z") {
+            out.push(p);
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.split_whitespace().next() != Some("Z")))
+        .unwrap_or(false)
+}
+
+/// A tile request with defaults.
+pub fn tile_request(z: u32, x: u32, y: u32, assets: &[&str]) -> v1::GetTileRequest {
+    v1::GetTileRequest {
+        z,
+        x,
+        y,
+        assets: assets.iter().map(|s| (*s).to_owned()).collect(),
+        ..Default::default()
+    }
+}
+
+/// Web Mercator tile containing a lon/lat.
+pub fn tile_at(lon: f64, lat: f64, z: u32) -> (u32, u32) {
+    let n = f64::from(1u32 << z);
+    let x = ((lon + 180.0) / 360.0 * n).floor();
+    let r = lat.to_radians();
+    let y = ((1.0 - (r.tan() + 1.0 / r.cos()).ln() / std::f64::consts::PI) / 2.0 * n).floor();
+    (x as u32, y as u32)
+}
+
+/// A decoded .npy: shape and values as f64.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Npy {
+    pub descr: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<f64>,
+}
+
+pub fn parse_npy(bytes: &[u8]) -> Npy {
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00", "not an .npy 1.0");
+    let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    assert_eq!((10 + len) % 64, 0, "header not 64-byte aligned");
+    let header = std::str::from_utf8(&bytes[10..10 + len]).unwrap();
+    let descr = header.split("'descr': '").nth(1).unwrap().split('\'').next().unwrap().to_owned();
+    assert!(header.contains("'fortran_order': False"));
+    let shape_text = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    let shape: Vec<usize> = shape_text.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
+    let data = &bytes[10 + len..];
+    let count: usize = shape.iter().product();
+    let values: Vec<f64> = match descr.as_str() {
+        "|u1" => data.iter().map(|v| f64::from(*v)).collect(),
+        "<u2" => data.chunks_exact(2).map(|c| f64::from(u16::from_le_bytes([c[0], c[1]]))).collect(),
+        "<i2" => data.chunks_exact(2).map(|c| f64::from(i16::from_le_bytes([c[0], c[1]]))).collect(),
+        "<f4" => data.chunks_exact(4).map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap()))).collect(),
+        "<f8" => data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
+        other => panic!("unexpected dtype {other}"),
+    };
+    assert_eq!(values.len(), count, "data length does not match the shape");
+    Npy { descr, shape, values }
+}
+
+/// What `gdalwarp` makes of `assets` for a tile: the data bands (band-sequential) and
+/// the validity mask (alpha > 0), read back with GDAL. gdalwarp lets later sources win,
+/// so a first-wins mosaic passes them reversed.
+pub struct Oracle {
+    pub bands: usize,
+    pub values: Vec<f64>,
+    pub mask: Vec<u8>,
+}
+
+pub fn gdalwarp(assets: &[&str], tms: &str, z: u32, x: u32, y: u32, size: u32, resampling: &str) -> Oracle {
+    let tms_value: tessera::tms::TileMatrixSet = tms.parse().unwrap();
+    let tile = tms_value.tile(z, x, y).unwrap();
+    let b = tile.bounds();
+    let out = tempfile::Builder::new().suffix(".tif").tempfile().unwrap();
+    let mut cmd = Command::new("gdalwarp");
+    cmd.args(["-q", "-overwrite", "-of", "GTiff", "-t_srs", tms_value.crs(), "-te"])
+        .args([b.min_x, b.min_y, b.max_x, b.max_y].iter().map(ToString::to_string))
+        .args(["-ts", &size.to_string(), &size.to_string(), "-r", resampling, "-ovr", "AUTO", "-dstalpha"]);
+    for a in assets.iter().rev() {
+        cmd.arg(fixtures().join(a));
+    }
+    cmd.arg(out.path());
+    let status = cmd.status().unwrap();
+    assert!(status.success(), "gdalwarp failed: {cmd:?}");
+    let ds = gdal::Dataset::open(out.path()).unwrap();
+    let count = ds.raster_count();
+    let (w, h) = ds.raster_size();
+    let mut values = Vec::new();
+    for i in 1..count {
+        let band = ds.rasterband(i).unwrap();
+        values.extend(band.read_as::<f64>((0, 0), (w, h), (w, h), None).unwrap().data());
+    }
+    let alpha = ds.rasterband(count).unwrap().read_as::<f64>((0, 0), (w, h), (w, h), None).unwrap();
+    let mask = alpha.data().iter().map(|a| if *a > 0.0 { 255 } else { 0 }).collect();
+    Oracle { bands: count - 1, values, mask }
+}
+
+/// Asserts an NPY tile equals the oracle: same mask everywhere, same values where valid.
+pub fn assert_matches_oracle(label: &str, data: &Npy, mask: &Npy, oracle: &Oracle, size: usize) {
+    assert_eq!(data.shape, vec![oracle.bands, size, size], "{label}: shape");
+    assert_eq!(mask.shape, vec![size, size], "{label}: mask shape");
+    let ours: Vec<u8> = mask.values.iter().map(|v| *v as u8).collect();
+    let differing = ours.iter().zip(&oracle.mask).filter(|(a, b)| a != b).count();
+    assert_eq!(differing, 0, "{label}: {differing} mask pixels differ from gdalwarp");
+    let valid = ours.iter().filter(|m| **m == 255).count();
+    assert!(valid > 0, "{label}: the tile has no valid pixel; pick a tile that touches the asset");
+    let n = size * size;
+    let mut mismatches = 0;
+    for b in 0..oracle.bands {
+        for p in 0..n {
+            if ours[p] == 255 && data.values[b * n + p].to_bits() != oracle.values[b * n + p].to_bits() {
+                mismatches += 1;
+            }
+        }
+    }
+    assert_eq!(mismatches, 0, "{label}: {mismatches} valid values differ from gdalwarp");
+}
+
+/// Decodes an NPY tile response into (data, mask).
+pub fn npy_tile(t: &v1::GetTileResponse) -> (Npy, Npy) {
+    assert_eq!(t.content_type, "application/x-npy");
+    (parse_npy(&t.data), parse_npy(&t.mask))
+}
