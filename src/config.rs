@@ -16,6 +16,9 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default grace for in-flight requests at shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Default time between a shutdown signal (health turns NOT_SERVING) and closing the
+/// listener, so load balancers can move away first.
+pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::ZERO;
 /// Default jobs after which a worker is replaced.
 pub const DEFAULT_MAX_JOBS_PER_WORKER: u64 = 10_000;
 /// Default largest tile edge.
@@ -52,6 +55,10 @@ pub struct ServeArgs {
     /// Time in-flight requests get to finish at shutdown [default: 10s].
     #[arg(long, env = "TESSERA_SHUTDOWN_GRACE", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Option<Duration>,
+    /// After SIGTERM, keep serving this long with health NOT_SERVING before the listener
+    /// closes, e.g. "5s" for Kubernetes endpoints to catch up [default: 0s].
+    #[arg(long, env = "TESSERA_SHUTDOWN_DELAY", value_parser = humantime::parse_duration)]
+    pub shutdown_delay: Option<Duration>,
     /// Jobs after which a worker is replaced [default: 10000].
     #[arg(long, env = "TESSERA_MAX_JOBS_PER_WORKER")]
     pub max_jobs_per_worker: Option<u64>,
@@ -82,6 +89,8 @@ struct FileConfig {
     handshake_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
     shutdown_grace: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    shutdown_delay: Option<Duration>,
     max_jobs_per_worker: Option<u64>,
     max_tile_size: Option<u32>,
     max_assets_per_tile: Option<usize>,
@@ -96,7 +105,8 @@ mod humantime_serde_opt {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         let s: Option<String> = Option::deserialize(d)?;
-        s.map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom)).transpose()
+        s.map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 
@@ -115,6 +125,8 @@ pub struct ServeConfig {
     pub handshake_timeout: Duration,
     /// Shutdown grace.
     pub shutdown_grace: Duration,
+    /// NOT_SERVING period before the listener closes.
+    pub shutdown_delay: Duration,
     /// Jobs per worker before recycling.
     pub max_jobs_per_worker: u64,
     /// Largest tile edge.
@@ -149,10 +161,14 @@ impl ServeArgs {
     pub fn resolve(self) -> Result<ServeConfig, ConfigError> {
         let file = match &self.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError::File { path: path.clone(), reason: e.to_string() })?;
-                toml::from_str::<FileConfig>(&text)
-                    .map_err(|e| ConfigError::File { path: path.clone(), reason: e.to_string() })?
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::File {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?
             }
             None => FileConfig::default(),
         };
@@ -161,31 +177,56 @@ impl ServeArgs {
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("the default address parses")),
-            data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-            workers: self.workers.or(file.workers).unwrap_or_else(crate::pool::default_worker_count),
-            read_timeout: self.read_timeout.or(file.read_timeout).unwrap_or(DEFAULT_READ_TIMEOUT),
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            workers: self
+                .workers
+                .or(file.workers)
+                .unwrap_or_else(crate::pool::default_worker_count),
+            read_timeout: self
+                .read_timeout
+                .or(file.read_timeout)
+                .unwrap_or(DEFAULT_READ_TIMEOUT),
             handshake_timeout: self
                 .handshake_timeout
                 .or(file.handshake_timeout)
                 .unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT),
-            shutdown_grace: self.shutdown_grace.or(file.shutdown_grace).unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            shutdown_grace: self
+                .shutdown_grace
+                .or(file.shutdown_grace)
+                .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            shutdown_delay: self
+                .shutdown_delay
+                .or(file.shutdown_delay)
+                .unwrap_or(DEFAULT_SHUTDOWN_DELAY),
             max_jobs_per_worker: self
                 .max_jobs_per_worker
                 .or(file.max_jobs_per_worker)
                 .unwrap_or(DEFAULT_MAX_JOBS_PER_WORKER),
-            max_tile_size: self.max_tile_size.or(file.max_tile_size).unwrap_or(DEFAULT_MAX_TILE_SIZE),
+            max_tile_size: self
+                .max_tile_size
+                .or(file.max_tile_size)
+                .unwrap_or(DEFAULT_MAX_TILE_SIZE),
             max_assets_per_tile: self
                 .max_assets_per_tile
                 .or(file.max_assets_per_tile)
                 .unwrap_or(DEFAULT_MAX_ASSETS_PER_TILE),
-            max_batch_size: self.max_batch_size.or(file.max_batch_size).unwrap_or(DEFAULT_MAX_BATCH_SIZE),
+            max_batch_size: self
+                .max_batch_size
+                .or(file.max_batch_size)
+                .unwrap_or(DEFAULT_MAX_BATCH_SIZE),
             stream_concurrency: self
                 .stream_concurrency
                 .or(file.stream_concurrency)
                 .unwrap_or(DEFAULT_STREAM_CONCURRENCY),
         };
         if !(1..=256).contains(&config.workers) {
-            return Err(ConfigError::Invalid(format!("--workers={} is outside 1..=256", config.workers)));
+            return Err(ConfigError::Invalid(format!(
+                "--workers={} is outside 1..=256",
+                config.workers
+            )));
         }
         if !(1..=4096).contains(&config.max_tile_size) {
             return Err(ConfigError::Invalid(format!(
@@ -203,7 +244,9 @@ impl ServeArgs {
             }
         }
         if config.max_jobs_per_worker == 0 {
-            return Err(ConfigError::Invalid("--max-jobs-per-worker must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "--max-jobs-per-worker must be at least 1".into(),
+            ));
         }
         if !config.data_dir.is_dir() {
             return Err(ConfigError::Invalid(format!(

@@ -50,22 +50,27 @@ pub enum ServiceError {
 impl ServiceError {
     /// An INVALID_ARGUMENT for `field`.
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Self::InvalidArgument { field, message: message.into() }
+        Self::InvalidArgument {
+            field,
+            message: message.into(),
+        }
     }
 
     /// The error of a pool job for `asset`.
     #[must_use]
     pub fn from_pool(asset: &str, e: PoolError) -> Self {
         match e {
-            PoolError::DeadlineExceeded => {
-                Self::DeadlineExceeded(format!("reading asset '{asset}' did not finish before the deadline"))
-            }
+            PoolError::DeadlineExceeded => Self::DeadlineExceeded(format!(
+                "reading asset '{asset}' did not finish before the deadline"
+            )),
             PoolError::Unavailable(why) => Self::Unavailable(why),
             PoolError::Crashed => Self::AssetUnreadable {
                 asset: asset.to_owned(),
                 reason: "reading it crashed two workers in a row".into(),
             },
-            PoolError::Fault(f) => Self::Internal(format!("worker fault while reading '{asset}': {f}")),
+            PoolError::Fault(f) => {
+                Self::Internal(format!("worker fault while reading '{asset}': {f}"))
+            }
         }
     }
 }

@@ -10,7 +10,11 @@ use tessera::{client, config::ServeArgs, demo};
 const EXIT_BAD_CONFIG: u8 = 64;
 
 #[derive(Debug, Parser)]
-#[command(name = "tessera", version, about = "Map tiles on the fly from Cloud-Optimized GeoTIFFs, over gRPC")]
+#[command(
+    name = "tessera",
+    version,
+    about = "Map tiles on the fly from Cloud-Optimized GeoTIFFs, over gRPC"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -39,11 +43,16 @@ enum Command {
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn main() -> ExitCode {
@@ -63,12 +72,16 @@ fn main() -> ExitCode {
             report(runtime().and_then(|rt| Ok(rt.block_on(tessera::server::serve(config))?)))
         }
         Command::Get(args) => report(runtime().and_then(|rt| Ok(rt.block_on(client::get(args))?))),
-        Command::Info(args) => report(runtime().and_then(|rt| Ok(rt.block_on(client::info(args))?))),
+        Command::Info(args) => {
+            report(runtime().and_then(|rt| Ok(rt.block_on(client::info(args))?)))
+        }
         Command::Bench(args) => {
             init_logging();
             report(runtime().and_then(|rt| Ok(rt.block_on(client::bench(args))?)))
         }
-        Command::DemoData { dir } => report(demo::write_demo_data(&dir).map_err(anyhow::Error::from)),
+        Command::DemoData { dir } => {
+            report(demo::write_demo_data(&dir).map_err(anyhow::Error::from))
+        }
     }
 }
 

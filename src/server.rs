@@ -1,6 +1,6 @@
 //! `tessera serve`: binds the listener, starts the worker pool, serves the tile API,
 //! health and reflection, and shuts down in order on SIGTERM/SIGINT:
-//! health NOT_SERVING → stop accepting and drain in-flight requests (bounded by the
+//! health NOT_SERVING → (optional shutdown delay, still serving) → stop accepting and drain in-flight requests (bounded by the
 //! grace) → close the pool and wait until no worker process is left.
 
 use std::{sync::Arc, time::Duration};
@@ -32,9 +32,11 @@ pub enum ServeError {
 
 /// Runs the server until a shutdown signal.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
-    let resolver = AssetResolver::new(&config.data_dir)
-        .map_err(|e| ServeError::Io(format!("data directory {}: {e}", config.data_dir.display())))?;
-    let worker_exe = std::env::current_exe().map_err(|e| ServeError::Io(format!("cannot find own executable: {e}")))?;
+    let resolver = AssetResolver::new(&config.data_dir).map_err(|e| {
+        ServeError::Io(format!("data directory {}: {e}", config.data_dir.display()))
+    })?;
+    let worker_exe = std::env::current_exe()
+        .map_err(|e| ServeError::Io(format!("cannot find own executable: {e}")))?;
     let pool = WorkerPool::new(PoolConfig {
         size: config.workers,
         worker_exe,
@@ -47,11 +49,19 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         max_batch_size: config.max_batch_size,
         stream_concurrency: config.stream_concurrency,
     };
-    let api = TileApi::new(TileRenderer::new(Arc::clone(&pool), config.read_timeout), resolver, limits);
+    let api = TileApi::new(
+        TileRenderer::new(Arc::clone(&pool), config.read_timeout),
+        resolver,
+        limits,
+    );
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_service_status("", ServingStatus::NotServing).await;
-    health_reporter.set_service_status(SERVICE_NAME, ServingStatus::NotServing).await;
+    health_reporter
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    health_reporter
+        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+        .await;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -67,7 +77,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| ServeError::Io(format!("cannot listen on {}: {e}", config.listen)))?;
-    let local = listener.local_addr().map_err(|e| ServeError::Io(e.to_string()))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| ServeError::Io(e.to_string()))?;
     // Tests and scripts read the bound address from this line (the port may be 0).
     tracing::info!(address = %local, workers = config.workers, "listening on {local}");
 
@@ -83,9 +95,16 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
                 match pool.warm_up().await {
                     Ok(()) => {
                         if !*shutdown_rx.borrow() {
-                            reporter.set_service_status("", ServingStatus::Serving).await;
-                            reporter.set_service_status(SERVICE_NAME, ServingStatus::Serving).await;
-                            tracing::info!(workers = pool.worker_pids().len(), "worker pool ready; serving");
+                            reporter
+                                .set_service_status("", ServingStatus::Serving)
+                                .await;
+                            reporter
+                                .set_service_status(SERVICE_NAME, ServingStatus::Serving)
+                                .await;
+                            tracing::info!(
+                                workers = pool.worker_pids().len(),
+                                "worker pool ready; serving"
+                            );
                         }
                         return;
                     }
@@ -104,11 +123,23 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
 
     let reporter = health_reporter.clone();
     let mut drain_rx = shutdown_rx.clone();
+    let delay = config.shutdown_delay;
     let shutdown_signal = async move {
         crate::shutdown::signalled().await;
+        reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        reporter
+            .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+            .await;
+        if !delay.is_zero() {
+            tracing::info!(
+                ?delay,
+                "health NOT_SERVING; still accepting requests for the shutdown delay"
+            );
+            tokio::time::sleep(delay).await;
+        }
         let _ = shutdown_tx.send(true);
-        reporter.set_service_status("", ServingStatus::NotServing).await;
-        reporter.set_service_status(SERVICE_NAME, ServingStatus::NotServing).await;
     };
     let grace = config.shutdown_grace;
     let server = Server::builder()

@@ -30,6 +30,9 @@ use crate::{
 /// The request deadline when the client sends none.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Time reserved at the end of a client deadline for the answer to travel back.
+pub const DEADLINE_MARGIN: Duration = Duration::from_millis(20);
+
 /// The service state shared by all handlers.
 #[derive(Debug)]
 pub struct TileApi {
@@ -43,15 +46,28 @@ type ResultStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'st
 impl TileApi {
     /// The API over a renderer.
     pub fn new(renderer: TileRenderer, resolver: AssetResolver, limits: Limits) -> Arc<Self> {
-        Arc::new(Self { renderer, resolver, limits })
+        Arc::new(Self {
+            renderer,
+            resolver,
+            limits,
+        })
     }
 
+    /// The request's deadline: the client's grpc-timeout (less a small margin, so our
+    /// DEADLINE_EXCEEDED reaches the client before its own timer fires), or the default.
     fn deadline<T>(request: &Request<T>) -> Instant {
-        let timeout = deadline::client_timeout(request.metadata()).unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+        let timeout = deadline::client_timeout(request.metadata())
+            .map_or(DEFAULT_REQUEST_TIMEOUT, |t| {
+                t.saturating_sub(DEADLINE_MARGIN)
+            });
         Instant::now() + timeout
     }
 
-    async fn tile(&self, req: &GetTileRequest, deadline: Instant) -> Result<GetTileResponse, ServiceError> {
+    async fn tile(
+        &self,
+        req: &GetTileRequest,
+        deadline: Instant,
+    ) -> Result<GetTileResponse, ServiceError> {
         let parsed = TileRequest::parse(req, &self.limits, &self.resolver)?;
         self.renderer.render(&parsed, deadline).await
     }
@@ -71,7 +87,10 @@ fn tile_result(result: Result<GetTileResponse, ServiceError>) -> v1::get_tiles_r
 #[tonic::async_trait]
 impl TileService for TileServiceImpl {
     #[tracing::instrument(name = "rpc", skip_all, fields(rpc.system = "grpc", rpc.service = "tessera.v1.TileService", rpc.method = "GetTile"))]
-    async fn get_tile(&self, request: Request<GetTileRequest>) -> Result<Response<GetTileResponse>, Status> {
+    async fn get_tile(
+        &self,
+        request: Request<GetTileRequest>,
+    ) -> Result<Response<GetTileResponse>, Status> {
         let deadline = TileApi::deadline(&request);
         let tile = self.0.tile(request.get_ref(), deadline).await?;
         Ok(Response::new(tile))
@@ -80,7 +99,10 @@ impl TileService for TileServiceImpl {
     type GetTilesStream = ResultStream<GetTilesResponse>;
 
     #[tracing::instrument(name = "rpc", skip_all, fields(rpc.system = "grpc", rpc.service = "tessera.v1.TileService", rpc.method = "GetTiles"))]
-    async fn get_tiles(&self, request: Request<GetTilesRequest>) -> Result<Response<Self::GetTilesStream>, Status> {
+    async fn get_tiles(
+        &self,
+        request: Request<GetTilesRequest>,
+    ) -> Result<Response<Self::GetTilesStream>, Status> {
         let deadline = TileApi::deadline(&request);
         let tiles = request.into_inner().tiles;
         let limits = &self.0.limits;
@@ -90,7 +112,11 @@ impl TileService for TileServiceImpl {
         if tiles.len() > limits.max_batch_size {
             return Err(ServiceError::invalid(
                 "tiles",
-                format!("{} tiles in one batch exceed the limit of {}; split the batch", tiles.len(), limits.max_batch_size),
+                format!(
+                    "{} tiles in one batch exceed the limit of {}; split the batch",
+                    tiles.len(),
+                    limits.max_batch_size
+                ),
             )
             .into());
         }
@@ -143,7 +169,9 @@ impl TileService for TileServiceImpl {
                     }
                     None => break,
                 };
-                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
+                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                    break;
+                };
                 let api = Arc::clone(&api);
                 let tx = tx.clone();
                 tokio::spawn(async move {
@@ -162,8 +190,12 @@ impl TileService for TileServiceImpl {
                         x: tile.x,
                         y: tile.y,
                         result: Some(match tile_result(result) {
-                            v1::get_tiles_response::Result::Tile(t) => v1::stream_tiles_response::Result::Tile(t),
-                            v1::get_tiles_response::Result::Error(e) => v1::stream_tiles_response::Result::Error(e),
+                            v1::get_tiles_response::Result::Tile(t) => {
+                                v1::stream_tiles_response::Result::Tile(t)
+                            }
+                            v1::get_tiles_response::Result::Error(e) => {
+                                v1::stream_tiles_response::Result::Error(e)
+                            }
                         }),
                     };
                     let _ = tx.send(Ok(response)).await;
@@ -184,7 +216,12 @@ impl TileService for TileServiceImpl {
         let info = self.0.renderer.info(&asset, deadline).await?;
         let i = &info.info;
         let bbox = |b: &[f64]| match b {
-            [min_x, min_y, max_x, max_y] => Some(Bounds { min_x: *min_x, min_y: *min_y, max_x: *max_x, max_y: *max_y }),
+            [min_x, min_y, max_x, max_y] => Some(Bounds {
+                min_x: *min_x,
+                min_y: *min_y,
+                max_x: *max_x,
+                max_y: *max_y,
+            }),
             _ => None,
         };
         Ok(Response::new(GetAssetInfoResponse {
@@ -215,7 +252,10 @@ impl TileService for TileServiceImpl {
                 .overview_widths
                 .iter()
                 .zip(&i.overview_heights)
-                .map(|(w, h)| OverviewSize { width: *w, height: *h })
+                .map(|(w, h)| OverviewSize {
+                    width: *w,
+                    height: *h,
+                })
                 .collect(),
             block_width: i.block_width,
             block_height: i.block_height,

@@ -14,7 +14,10 @@ use crate::{
     mosaic::{Asset, AssetInfo, InfoCache},
     pb::{
         v1::{self, AssetOutcome, AssetReport},
-        worker::{ErrorKind, InfoRequest, ReadRequest, ReadResult, WorkerError, worker_request::Job, worker_response},
+        worker::{
+            ErrorKind, InfoRequest, ReadRequest, ReadResult, WorkerError, worker_request::Job,
+            worker_response,
+        },
     },
     pool::WorkerPool,
     render::{Compositor, Raster, check_encodable, encode},
@@ -35,11 +38,17 @@ fn duration(d: Duration) -> Option<prost_types::Duration> {
 /// A worker's error about `asset`, as the caller should see it.
 fn worker_error(asset: &Asset, e: WorkerError) -> ServiceError {
     match ErrorKind::try_from(e.kind) {
-        Ok(ErrorKind::NotFound) => ServiceError::NotFound(format!("asset '{}' does not exist: {}", asset.name, e.message)),
-        Ok(ErrorKind::Invalid) => ServiceError::invalid("bands", format!("asset '{}': {}", asset.name, e.message)),
-        Ok(ErrorKind::Unreadable | ErrorKind::ReadFailed) => {
-            ServiceError::AssetUnreadable { asset: asset.name.clone(), reason: e.message }
+        Ok(ErrorKind::NotFound) => ServiceError::NotFound(format!(
+            "asset '{}' does not exist: {}",
+            asset.name, e.message
+        )),
+        Ok(ErrorKind::Invalid) => {
+            ServiceError::invalid("bands", format!("asset '{}': {}", asset.name, e.message))
         }
+        Ok(ErrorKind::Unreadable | ErrorKind::ReadFailed) => ServiceError::AssetUnreadable {
+            asset: asset.name.clone(),
+            reason: e.message,
+        },
         _ => ServiceError::Internal(format!("worker error on '{}': {}", asset.name, e.message)),
     }
 }
@@ -47,13 +56,20 @@ fn worker_error(asset: &Asset, e: WorkerError) -> ServiceError {
 /// Whether an error concerns one asset only (the tile can go on without it), as opposed
 /// to the whole request (deadline, no workers, a bug).
 fn is_asset_error(e: &ServiceError) -> bool {
-    matches!(e, ServiceError::AssetUnreadable { .. } | ServiceError::NotFound(_))
+    matches!(
+        e,
+        ServiceError::AssetUnreadable { .. } | ServiceError::NotFound(_)
+    )
 }
 
 impl TileRenderer {
     /// A renderer using `pool`, each worker job bounded by `read_timeout`.
     pub fn new(pool: Arc<WorkerPool>, read_timeout: Duration) -> Self {
-        Self { pool, infos: InfoCache::default(), read_timeout }
+        Self {
+            pool,
+            infos: InfoCache::default(),
+            read_timeout,
+        }
     }
 
     /// The deadline of one job: the sooner of the request's deadline and the read timeout.
@@ -62,7 +78,11 @@ impl TileRenderer {
     }
 
     /// Metadata of `asset`, from the cache or a worker.
-    pub async fn info(&self, asset: &Asset, deadline: Instant) -> Result<Arc<AssetInfo>, ServiceError> {
+    pub async fn info(
+        &self,
+        asset: &Asset,
+        deadline: Instant,
+    ) -> Result<Arc<AssetInfo>, ServiceError> {
         if let Some(info) = self.infos.get(&asset.path) {
             return Ok(info);
         }
@@ -82,7 +102,9 @@ impl TileRenderer {
                 Ok(info)
             }
             Some(worker_response::Result::Error(e)) => Err(worker_error(asset, e)),
-            _ => Err(ServiceError::Internal("worker answered an info job with something else".into())),
+            _ => Err(ServiceError::Internal(
+                "worker answered an info job with something else".into(),
+            )),
         }
     }
 
@@ -113,22 +135,35 @@ impl TileRenderer {
         match response.result {
             Some(worker_response::Result::Read(r)) => Ok(r),
             Some(worker_response::Result::Error(e)) => Err(worker_error(asset, e)),
-            _ => Err(ServiceError::Internal("worker answered a read job with something else".into())),
+            _ => Err(ServiceError::Internal(
+                "worker answered a read job with something else".into(),
+            )),
         }
     }
 
     /// Renders one tile.
     #[tracing::instrument(name = "tile", skip_all, fields(tile = %req.tile, tms = %req.tile.tms, assets = req.assets.len(), format = req.format.name()))]
-    pub async fn render(&self, req: &TileRequest, deadline: Instant) -> Result<v1::GetTileResponse, ServiceError> {
+    pub async fn render(
+        &self,
+        req: &TileRequest,
+        deadline: Instant,
+    ) -> Result<v1::GetTileResponse, ServiceError> {
         let started = Instant::now();
         let n = req.assets.len();
         let mut reports: Vec<AssetReport> = req
             .assets
             .iter()
-            .map(|a| AssetReport { asset: a.name.clone(), outcome: AssetOutcome::Unspecified as i32, ..Default::default() })
+            .map(|a| AssetReport {
+                asset: a.name.clone(),
+                outcome: AssetOutcome::Unspecified as i32,
+                ..Default::default()
+            })
             .collect();
         let mut first_error: Option<ServiceError> = None;
-        let fail = |reports: &mut Vec<AssetReport>, i: usize, e: ServiceError, first: &mut Option<ServiceError>| {
+        let fail = |reports: &mut Vec<AssetReport>,
+                    i: usize,
+                    e: ServiceError,
+                    first: &mut Option<ServiceError>| {
             reports[i].outcome = AssetOutcome::Failed as i32;
             reports[i].error = e.to_string();
             reports[i].elapsed = duration(started.elapsed());
@@ -138,7 +173,8 @@ impl TileRenderer {
         };
 
         // Metadata of every asset, concurrently (cached after the first tile).
-        let infos = futures::future::join_all(req.assets.iter().map(|a| self.info(a, deadline))).await;
+        let infos =
+            futures::future::join_all(req.assets.iter().map(|a| self.info(a, deadline))).await;
         let mut usable: Vec<(usize, Arc<AssetInfo>)> = Vec::new();
         for (i, info) in infos.into_iter().enumerate() {
             match info {
@@ -148,11 +184,16 @@ impl TileRenderer {
             }
         }
         let Some((_, reference)) = usable.first().cloned() else {
-            return Err(first_error.unwrap_or_else(|| ServiceError::Internal("no asset and no error".into())));
+            return Err(first_error
+                .unwrap_or_else(|| ServiceError::Internal("no asset and no error".into())));
         };
 
         // Every asset must give the same type and band count.
-        let out_bands = if req.bands.is_empty() { reference.data_bands } else { req.bands.len() };
+        let out_bands = if req.bands.is_empty() {
+            reference.data_bands
+        } else {
+            req.bands.len()
+        };
         for (i, info) in &usable {
             let name = &req.assets[*i].name;
             if info.dtype != reference.dtype {
@@ -169,7 +210,10 @@ impl TileRenderer {
             if let Some(b) = req.bands.iter().find(|b| **b as usize > info.data_bands) {
                 return Err(ServiceError::invalid(
                     "bands",
-                    format!("band {b} does not exist in asset '{name}', which has data bands 1..={}", info.data_bands),
+                    format!(
+                        "band {b} does not exist in asset '{name}', which has data bands 1..={}",
+                        info.data_bands
+                    ),
                 ));
             }
             if req.bands.is_empty() && info.data_bands != reference.data_bands {
@@ -177,9 +221,7 @@ impl TileRenderer {
                     "bands",
                     format!(
                         "asset '{name}' has {} data bands but asset '{}' has {}: choose common bands with `bands`",
-                        info.data_bands,
-                        req.assets[usable[0].0].name,
-                        reference.data_bands
+                        info.data_bands, req.assets[usable[0].0].name, reference.data_bands
                     ),
                 ));
             }
@@ -190,7 +232,13 @@ impl TileRenderer {
         // Assets whose bounds miss the tile cost nothing more.
         let tile_bounds = req.tile.geographic_bounds();
         let mut compositor = Compositor::new(
-            Raster::empty(reference.dtype, out_bands, req.size as usize, req.size as usize, reference.nodata.unwrap_or(0.0)),
+            Raster::empty(
+                reference.dtype,
+                out_bands,
+                req.size as usize,
+                req.size as usize,
+                reference.nodata.unwrap_or(0.0),
+            ),
             n,
         );
         let mut touching = Vec::new();
@@ -270,16 +318,19 @@ impl TileRenderer {
             }
         }
         if used == 0 {
-            return Err(first_error.unwrap_or_else(|| ServiceError::Internal("no read succeeded".into())));
+            return Err(
+                first_error.unwrap_or_else(|| ServiceError::Internal("no read succeeded".into()))
+            );
         }
 
         let raster = compositor.finish();
         let format = req.format;
         let encode_span = tracing::info_span!("encode", format = format.name());
-        let (data, mask) = tokio::task::spawn_blocking(move || encode_span.in_scope(|| encode(&raster, format)))
-            .await
-            .map_err(|e| ServiceError::Internal(format!("encoder task failed: {e}")))?
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let (data, mask) =
+            tokio::task::spawn_blocking(move || encode_span.in_scope(|| encode(&raster, format)))
+                .await
+                .map_err(|e| ServiceError::Internal(format!("encoder task failed: {e}")))?
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
         Ok(v1::GetTileResponse {
             data,
             content_type: format.content_type().to_owned(),

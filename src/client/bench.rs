@@ -17,7 +17,7 @@ use super::{ClientError, connect};
 use crate::{
     demo::UTM_RGB_ASSETS,
     pb::v1,
-    tms::{TileMatrixSet, MAX_ZOOM},
+    tms::{MAX_ZOOM, TileMatrixSet},
 };
 
 /// Flags of `tessera bench`.
@@ -95,19 +95,33 @@ impl Drop for Server {
 fn start_server(args: &BenchArgs) -> Result<Server, ClientError> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
-        .args(["serve", "--listen", "127.0.0.1:0", "--workers", &args.workers.to_string()])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            &args.workers.to_string(),
+        ])
         .arg("--data-dir")
         .arg(&args.data_dir)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()?;
-    let stderr = child.stderr.take().ok_or_else(|| ClientError::Usage("no stderr".into()))?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| ClientError::Usage("no stderr".into()))?;
     let mut lines = BufReader::new(stderr).lines();
     let mut address = None;
     for line in lines.by_ref() {
         let line = line?;
         if let Some(rest) = line.split("listening on ").nth(1) {
-            address = Some(rest.split_whitespace().next().unwrap_or_default().to_owned());
+            address = Some(
+                rest.split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
         }
         if line.contains("worker pool ready") {
             break;
@@ -130,13 +144,18 @@ fn status_kb(pid: u32, key: &str) -> Option<u64> {
 }
 
 fn children(pid: u32) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/stat")).ok().is_some_and(|s| {
-                s.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
-                    == Some(pid)
-            })
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .is_some_and(|s| {
+                    s.rsplit_once(')')
+                        .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                        == Some(pid)
+                })
         })
         .collect()
 }
@@ -155,17 +174,29 @@ pub async fn bench(args: BenchArgs) -> Result<(), ClientError> {
         Some(_) => None,
         None => Some(start_server(&args)?),
     };
-    let address = args.server.clone().or_else(|| server.as_ref().map(|s| s.address.clone())).unwrap_or_default();
+    let address = args
+        .server
+        .clone()
+        .or_else(|| server.as_ref().map(|s| s.address.clone()))
+        .unwrap_or_default();
     let client = connect(&address).await?;
 
     // Bounds of each asset from the server itself.
     let mut singles = Vec::new();
     let mut mosaic_bounds: Option<v1::Bounds> = None;
     for name in UTM_RGB_ASSETS {
-        let info = client.clone().get_asset_info(v1::GetAssetInfoRequest { asset: name.into() }).await?.into_inner();
+        let info = client
+            .clone()
+            .get_asset_info(v1::GetAssetInfoRequest { asset: name.into() })
+            .await?
+            .into_inner();
         let b = info.geographic_bounds.unwrap_or_default();
         for z in 14..=16u8 {
-            singles.extend(tiles_inside(&b, z).into_iter().map(|t| (t, vec![name.to_owned()])));
+            singles.extend(
+                tiles_inside(&b, z)
+                    .into_iter()
+                    .map(|t| (t, vec![name.to_owned()])),
+            );
         }
         mosaic_bounds = Some(match mosaic_bounds {
             None => b,
@@ -201,7 +232,10 @@ pub async fn bench(args: BenchArgs) -> Result<(), ClientError> {
         singles.len(),
         mosaic.len()
     );
-    println!("{:>11} {:>8} {:>9} {:>9} {:>9} {:>7}", "concurrency", "tiles", "tiles/s", "p50 ms", "p99 ms", "errors");
+    println!(
+        "{:>11} {:>8} {:>9} {:>9} {:>9} {:>7}",
+        "concurrency", "tiles", "tiles/s", "p50 ms", "p99 ms", "errors"
+    );
     for concurrency in [1usize, 8] {
         let started = Instant::now();
         let results: Vec<(Duration, bool)> = futures::stream::iter(mix.iter().cloned())
@@ -210,7 +244,13 @@ pub async fn bench(args: BenchArgs) -> Result<(), ClientError> {
                 async move {
                     let t = Instant::now();
                     let ok = client
-                        .get_tile(v1::GetTileRequest { z: u32::from(z), x, y, assets, ..Default::default() })
+                        .get_tile(v1::GetTileRequest {
+                            z: u32::from(z),
+                            x,
+                            y,
+                            assets,
+                            ..Default::default()
+                        })
                         .await
                         .is_ok();
                     (t.elapsed(), ok)
@@ -234,7 +274,10 @@ pub async fn bench(args: BenchArgs) -> Result<(), ClientError> {
     if let Some(s) = &server {
         let front = s.child.id();
         let workers = children(front);
-        let peaks: Vec<u64> = workers.iter().filter_map(|p| status_kb(*p, "VmHWM:")).collect();
+        let peaks: Vec<u64> = workers
+            .iter()
+            .filter_map(|p| status_kb(*p, "VmHWM:"))
+            .collect();
         println!(
             "peak RSS: front {} MiB; workers ({}) max {} MiB, sum {} MiB",
             status_kb(front, "VmHWM:").unwrap_or(0) / 1024,

@@ -24,7 +24,9 @@ pub struct AssetResolver {
 impl AssetResolver {
     /// A resolver for `data_dir`, which must exist.
     pub fn new(data_dir: &Path) -> std::io::Result<Self> {
-        Ok(Self { root: data_dir.canonicalize()? })
+        Ok(Self {
+            root: data_dir.canonicalize()?,
+        })
     }
 
     /// The canonical data directory.
@@ -44,7 +46,10 @@ impl AssetResolver {
             return Err(ServiceError::invalid("assets", "an asset path is empty"));
         }
         if name.contains('\0') {
-            return Err(ServiceError::invalid("assets", format!("asset {name:?} contains a NUL byte")));
+            return Err(ServiceError::invalid(
+                "assets",
+                format!("asset {name:?} contains a NUL byte"),
+            ));
         }
         if name.contains("://") {
             return Err(denied("URLs are not served"));
@@ -61,9 +66,15 @@ impl AssetResolver {
         if path.components().any(|c| c == Component::ParentDir) {
             return Err(denied("'..' is not allowed"));
         }
-        let joined = if path.is_absolute() { path.to_path_buf() } else { self.root.join(path) };
+        let joined = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.root.join(path)
+        };
         if path.is_absolute() && !joined.starts_with(&self.root) {
-            return Err(denied("absolute paths outside the data directory are refused"));
+            return Err(denied(
+                "absolute paths outside the data directory are refused",
+            ));
         }
         let canonical = match joined.canonicalize() {
             Ok(p) => p,
@@ -75,15 +86,25 @@ impl AssetResolver {
             Err(e) => return Err(denied(&format!("it cannot be resolved ({e})"))),
         };
         if !canonical.starts_with(&self.root) {
-            return Err(denied("it resolves (through a symlink) outside the data directory"));
+            return Err(denied(
+                "it resolves (through a symlink) outside the data directory",
+            ));
         }
         if !canonical.is_file() {
-            return Err(ServiceError::NotFound(format!("asset '{name}' is not a file")));
+            return Err(ServiceError::NotFound(format!(
+                "asset '{name}' is not a file"
+            )));
         }
         if canonical.to_str().is_none() {
-            return Err(ServiceError::invalid("assets", format!("asset {name:?} is not valid UTF-8")));
+            return Err(ServiceError::invalid(
+                "assets",
+                format!("asset {name:?} is not valid UTF-8"),
+            ));
         }
-        Ok(Asset { name: name.to_owned(), path: canonical })
+        Ok(Asset {
+            name: name.to_owned(),
+            path: canonical,
+        })
     }
 }
 
@@ -96,7 +117,11 @@ mod tests {
         std::fs::create_dir(dir.path().join("data")).unwrap();
         std::fs::write(dir.path().join("data/a.tif"), b"x").unwrap();
         std::fs::write(dir.path().join("secret.tif"), b"x").unwrap();
-        std::os::unix::fs::symlink(dir.path().join("secret.tif"), dir.path().join("data/link.tif")).unwrap();
+        std::os::unix::fs::symlink(
+            dir.path().join("secret.tif"),
+            dir.path().join("data/link.tif"),
+        )
+        .unwrap();
         let r = AssetResolver::new(&dir.path().join("data")).unwrap();
         (dir, r)
     }
@@ -113,7 +138,14 @@ mod tests {
     #[test]
     fn escapes_are_permission_denied() {
         let (_d, r) = setup();
-        for name in ["../secret.tif", "link.tif", "/etc/passwd", "/vsicurl/http://x/a.tif", "https://x/a.tif", "GTIFF_DIR:1:a.tif"] {
+        for name in [
+            "../secret.tif",
+            "link.tif",
+            "/etc/passwd",
+            "/vsicurl/http://x/a.tif",
+            "https://x/a.tif",
+            "GTIFF_DIR:1:a.tif",
+        ] {
             assert!(
                 matches!(r.resolve(name), Err(ServiceError::PermissionDenied(_))),
                 "{name} was not refused"
@@ -125,6 +157,9 @@ mod tests {
     fn missing_files_are_not_found() {
         let (_d, r) = setup();
         let e = r.resolve("nope.tif").unwrap_err();
-        assert_eq!(e.to_string(), "asset 'nope.tif' does not exist in the data directory");
+        assert_eq!(
+            e.to_string(),
+            "asset 'nope.tif' does not exist in the data directory"
+        );
     }
 }

@@ -41,7 +41,18 @@ impl AssetInfo {
             .filter(|b| !b.color_interpretation.eq_ignore_ascii_case("alpha"))
             .count();
         let nodata = info.bands.first().and_then(|b| b.nodata);
-        Some(Self { dtype, data_bands, geographic: BBox { min_x, min_y, max_x, max_y }, nodata, info })
+        Some(Self {
+            dtype,
+            data_bands,
+            geographic: BBox {
+                min_x,
+                min_y,
+                max_x,
+                max_y,
+            },
+            nodata,
+            info,
+        })
     }
 }
 

@@ -101,13 +101,25 @@ impl managed::Manager for WorkerManager {
         if let Some(w) = spare.filter(|w| w.state() == WorkerState::Idle) {
             return Ok(w);
         }
-        WorkerProcess::spawn(&self.config.worker_exe, self.config.handshake_timeout, &self.registry).await
+        WorkerProcess::spawn(
+            &self.config.worker_exe,
+            self.config.handshake_timeout,
+            &self.registry,
+        )
+        .await
     }
 
-    async fn recycle(&self, w: &mut WorkerProcess, _: &managed::Metrics) -> RecycleResult<SpawnError> {
+    async fn recycle(
+        &self,
+        w: &mut WorkerProcess,
+        _: &managed::Metrics,
+    ) -> RecycleResult<SpawnError> {
         match w.state() {
             WorkerState::Idle => Ok(()),
-            state => Err(RecycleError::message(format!("worker {} is {state:?}", w.pid()))),
+            state => Err(RecycleError::message(format!(
+                "worker {} is {state:?}",
+                w.pid()
+            ))),
         }
     }
 }
@@ -123,13 +135,20 @@ impl WorkerPool {
     /// Builds the pool; no worker is spawned until [`warm_up`](Self::warm_up).
     pub fn new(config: PoolConfig) -> Arc<Self> {
         let size = config.size.max(1);
-        let manager = WorkerManager { config, registry: Registry::default(), spares: Mutex::new(Vec::new()) };
+        let manager = WorkerManager {
+            config,
+            registry: Registry::default(),
+            spares: Mutex::new(Vec::new()),
+        };
         let pool = managed::Pool::builder(manager)
             .max_size(size)
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .expect("a pool with a runtime and max_size >= 1 always builds");
-        Arc::new(Self { pool, next_id: AtomicU64::new(1) })
+        Arc::new(Self {
+            pool,
+            next_id: AtomicU64::new(1),
+        })
     }
 
     /// Spawns every worker and waits for all handshakes.
@@ -141,7 +160,10 @@ impl WorkerPool {
                 Ok(_) => {}
                 Err(managed::PoolError::Backend(e)) => return Err(e),
                 Err(e) => {
-                    return Err(SpawnError::Handshake { pid: 0, reason: e.to_string() });
+                    return Err(SpawnError::Handshake {
+                        pid: 0,
+                        reason: e.to_string(),
+                    });
                 }
             }
         }
@@ -155,7 +177,11 @@ impl WorkerPool {
     }
 
     /// Runs one job, retrying once on another worker if the first one dies.
-    pub async fn run(self: &Arc<Self>, job: Job, deadline: Instant) -> Result<WorkerResponse, PoolError> {
+    pub async fn run(
+        self: &Arc<Self>,
+        job: Job,
+        deadline: Instant,
+    ) -> Result<WorkerResponse, PoolError> {
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -173,13 +199,16 @@ impl WorkerPool {
             };
             let request = WorkerRequest {
                 id: self.next_id.fetch_add(1, Ordering::Relaxed),
-                deadline_ms: deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
+                deadline_ms: deadline
+                    .saturating_duration_since(Instant::now())
+                    .as_millis() as u64,
                 trace_context: std::collections::HashMap::default(),
                 job: Some(job.clone()),
             };
             let this = Arc::clone(self);
             // Detached so that a caller going away cannot cut an exchange in half.
-            let exchange = tokio::spawn(async move { this.exchange(worker, request, deadline).await });
+            let exchange =
+                tokio::spawn(async move { this.exchange(worker, request, deadline).await });
             match exchange.await {
                 Ok(Ok(response)) => return Ok(response),
                 Ok(Err(ExchangeError::Died)) if attempts < 2 => {
@@ -231,7 +260,13 @@ impl WorkerPool {
             if !short() {
                 return;
             }
-            match WorkerProcess::spawn(&manager.config.worker_exe, manager.config.handshake_timeout, &manager.registry).await {
+            match WorkerProcess::spawn(
+                &manager.config.worker_exe,
+                manager.config.handshake_timeout,
+                &manager.registry,
+            )
+            .await
+            {
                 Ok(w) if short() => {
                     if let Ok(mut s) = manager.spares.lock() {
                         s.push(w);
@@ -251,6 +286,9 @@ impl WorkerPool {
         if let Ok(mut s) = manager.spares.lock() {
             s.clear();
         }
-        manager.registry.wait_empty(grace + Duration::from_secs(3)).await
+        manager
+            .registry
+            .wait_empty(grace + Duration::from_secs(3))
+            .await
     }
 }

@@ -116,7 +116,10 @@ impl WorkerProcess {
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
             kill_group(pid);
-            return Err(SpawnError::Handshake { pid, reason: "stdio pipes missing".into() });
+            return Err(SpawnError::Handshake {
+                pid,
+                reason: "stdio pipes missing".into(),
+            });
         };
 
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL_LINES)));
@@ -124,7 +127,14 @@ impl WorkerProcess {
         let expected_exit = Arc::new(AtomicBool::new(false));
         let (exited_tx, exited) = watch::channel(false);
         registry.insert(pid);
-        tokio::spawn(reap(child, pid, tail, Arc::clone(&expected_exit), exited_tx, registry.clone()));
+        tokio::spawn(reap(
+            child,
+            pid,
+            tail,
+            Arc::clone(&expected_exit),
+            exited_tx,
+            registry.clone(),
+        ));
 
         let mut worker = Self {
             pid,
@@ -135,7 +145,12 @@ impl WorkerProcess {
             exited,
             expected_exit,
         };
-        match tokio::time::timeout(handshake_timeout, ipc::read_frame_async::<Hello>(&mut worker.stdout)).await {
+        match tokio::time::timeout(
+            handshake_timeout,
+            ipc::read_frame_async::<Hello>(&mut worker.stdout),
+        )
+        .await
+        {
             Ok(Ok(hello)) if hello.protocol_version == PROTOCOL_VERSION => {
                 tracing::debug!(pid, gdal = %hello.gdal_version, "worker ready");
                 Ok(worker)
@@ -275,7 +290,10 @@ async fn reap(
         tracing::debug!(pid, ?status, "worker exited");
         return;
     }
-    let tail = tail.lock().map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n")).unwrap_or_default();
+    let tail = tail
+        .lock()
+        .map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default();
     match status {
         Ok(s) => {
             use std::os::unix::process::ExitStatusExt;

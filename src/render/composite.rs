@@ -24,14 +24,21 @@ impl Compositor {
     #[must_use]
     pub fn new(out: Raster, asset_count: usize) -> Self {
         let n = out.pixel_count();
-        Self { out, filled_by: vec![UNFILLED; n], settled: vec![false; asset_count] }
+        Self {
+            out,
+            filled_by: vec![UNFILLED; n],
+            settled: vec![false; asset_count],
+        }
     }
 
     /// Adds asset `index`'s pixels. The raster must match the output's shape and type
     /// (the caller checks it against the read request).
     pub fn add(&mut self, index: usize, src: &Raster) {
         debug_assert_eq!(src.dtype, self.out.dtype);
-        debug_assert_eq!((src.bands, src.width, src.height), (self.out.bands, self.out.width, self.out.height));
+        debug_assert_eq!(
+            (src.bands, src.width, src.height),
+            (self.out.bands, self.out.width, self.out.height)
+        );
         let size = self.out.dtype.size();
         let n = self.out.pixel_count();
         let rank = index as u32;
@@ -117,7 +124,10 @@ mod tests {
         c.settle(0);
         assert!(!c.is_complete());
         let out = c.finish();
-        assert_eq!(out.pixels, [7u16.to_ne_bytes(), 7u16.to_ne_bytes()].concat());
+        assert_eq!(
+            out.pixels,
+            [7u16.to_ne_bytes(), 7u16.to_ne_bytes()].concat()
+        );
         assert_eq!(out.mask, vec![0, 0]);
     }
 }

@@ -96,13 +96,17 @@ fn handle(
         }
         None => Err(JobError::new(ErrorKind::Protocol, "request carries no job")),
     };
-    stats.warp_us = stats
-        .warp_us
-        .max(started.elapsed().as_micros() as u64 - stats.open_us.min(started.elapsed().as_micros() as u64));
+    stats.warp_us = stats.warp_us.max(
+        started.elapsed().as_micros() as u64
+            - stats.open_us.min(started.elapsed().as_micros() as u64),
+    );
     WorkerResponse {
         id: request.id,
         result: Some(result.unwrap_or_else(|e| {
-            worker_response::Result::Error(WorkerError { kind: e.kind as i32, message: e.message })
+            worker_response::Result::Error(WorkerError {
+                kind: e.kind as i32,
+                message: e.message,
+            })
         })),
         stats: Some(stats),
     }

@@ -48,7 +48,11 @@ impl TestHooks {
             .ok()
             .and_then(|v| v.parse().ok())
             .map(Duration::from_millis);
-        Self { slow_read, busy_dir, hello_delay }
+        Self {
+            slow_read,
+            busy_dir,
+            hello_delay,
+        }
     }
 
     /// Runs before the handshake.
