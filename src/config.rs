@@ -158,6 +158,9 @@ pub enum ConfigError {
 
 impl ServeArgs {
     /// Merges flags/env over the config file over the defaults, and validates.
+    ///
+    /// # Panics
+    /// Never: the default listen address is a constant that parses.
     pub fn resolve(self) -> Result<ServeConfig, ConfigError> {
         let file = match &self.config {
             Some(path) => {

@@ -179,9 +179,9 @@ fn rgba() -> Grid<u8> {
 
 /// Writes the demo assets into `dir` (created if missing); existing files are replaced.
 pub fn write_demo_data(dir: &Path) -> std::io::Result<()> {
+    use ColorInterpretation::{AlphaBand, BlueBand, GreenBand, RedBand, Undefined};
     std::fs::create_dir_all(dir)?;
     let gdal_err = |e: gdal::errors::GdalError| std::io::Error::other(e.to_string());
-    use ColorInterpretation::{AlphaBand, BlueBand, GreenBand, RedBand, Undefined};
     for (i, name) in UTM_RGB_ASSETS.iter().enumerate() {
         let (r, c) = (i / 3, i % 3);
         let gt = [

@@ -63,17 +63,6 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
         .await;
 
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| ServeError::Io(format!("reflection: {e}")))?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .map_err(|e| ServeError::Io(format!("reflection: {e}")))?;
-
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| ServeError::Io(format!("cannot listen on {}: {e}", config.listen)))?;
@@ -85,41 +74,11 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
 
     // Workers start in the background; health turns SERVING once all have shaken hands.
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    {
-        let pool = Arc::clone(&pool);
-        let reporter = health_reporter.clone();
-        let mut shutdown_rx = shutdown_rx.clone();
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                match pool.warm_up().await {
-                    Ok(()) => {
-                        if !*shutdown_rx.borrow() {
-                            reporter
-                                .set_service_status("", ServingStatus::Serving)
-                                .await;
-                            reporter
-                                .set_service_status(SERVICE_NAME, ServingStatus::Serving)
-                                .await;
-                            tracing::info!(
-                                workers = pool.worker_pids().len(),
-                                "worker pool ready; serving"
-                            );
-                        }
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, retry_in = ?backoff, "cannot start the worker pool");
-                        tokio::select! {
-                            () = tokio::time::sleep(backoff) => {}
-                            _ = shutdown_rx.changed() => return,
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(10));
-                    }
-                }
-            }
-        });
-    }
+    spawn_warm_up(
+        Arc::clone(&pool),
+        health_reporter.clone(),
+        shutdown_rx.clone(),
+    );
 
     let reporter = health_reporter.clone();
     let mut drain_rx = shutdown_rx.clone();
@@ -143,10 +102,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     };
     let grace = config.shutdown_grace;
     let server = Server::builder()
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(TileServiceServer::new(TileServiceImpl(api)))
+        .add_routes(routes(TileServiceImpl(api), health_service)?)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal);
     tokio::pin!(server);
     // Drain in-flight requests, bounded by the grace once the signal has come.
@@ -169,4 +125,63 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         tracing::error!(left = ?pool.worker_pids(), "some workers did not exit");
     }
     Ok(())
+}
+
+/// The tile API, health, and reflection over both (in protocol versions v1 and
+/// v1alpha: grpcurl 1.8 speaks only v1alpha, newer tools v1).
+fn routes(
+    api: TileServiceImpl,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+) -> Result<tonic::service::Routes, ServeError> {
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let err = |e: tonic_reflection::server::Error| ServeError::Io(format!("reflection: {e}"));
+    Ok(tonic::service::Routes::new(health)
+        .add_service(reflection().build_v1().map_err(err)?)
+        .add_service(reflection().build_v1alpha().map_err(err)?)
+        .add_service(TileServiceServer::new(api)))
+}
+
+/// Starts every worker in the background, retrying with exponential backoff, and turns
+/// health SERVING once all have shaken hands (unless shutdown has begun).
+fn spawn_warm_up(
+    pool: Arc<WorkerPool>,
+    reporter: tonic_health::server::HealthReporter,
+    mut shutdown_rx: tokio::sync::watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match pool.warm_up().await {
+                Ok(()) => {
+                    if !*shutdown_rx.borrow() {
+                        reporter
+                            .set_service_status("", ServingStatus::Serving)
+                            .await;
+                        reporter
+                            .set_service_status(SERVICE_NAME, ServingStatus::Serving)
+                            .await;
+                        tracing::info!(
+                            workers = pool.worker_pids().len(),
+                            "worker pool ready; serving"
+                        );
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, retry_in = ?backoff, "cannot start the worker pool");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        _ = shutdown_rx.changed() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    });
 }

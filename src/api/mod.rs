@@ -177,12 +177,10 @@ impl TileService for TileServiceImpl {
                 tokio::spawn(async move {
                     let _permit = permit;
                     let tile = request.tile.unwrap_or_default();
-                    let result = match tokio::select! {
-                        r = api.tile(&tile, deadline) => Some(r),
-                        () = tx.closed() => None,
-                    } {
-                        Some(r) => r,
-                        None => return,
+                    let result = tokio::select! {
+                        r = api.tile(&tile, deadline) => r,
+                        // The caller went away: stop waiting for this tile.
+                        () = tx.closed() => return,
                     };
                     let response = StreamTilesResponse {
                         id: request.id,

@@ -36,7 +36,12 @@ fn duration(d: Duration) -> Option<prost_types::Duration> {
 }
 
 /// A worker's error about `asset`, as the caller should see it.
-fn worker_error(asset: &Asset, e: WorkerError) -> ServiceError {
+fn worker_error(asset: &Asset, mut e: WorkerError) -> ServiceError {
+    // GDAL names the file by its full path; the caller knows it by the asset name, and
+    // the server's directory layout is none of its business.
+    e.message = e
+        .message
+        .replace(&*asset.path.to_string_lossy(), &asset.name);
     match ErrorKind::try_from(e.kind) {
         Ok(ErrorKind::NotFound) => ServiceError::NotFound(format!(
             "asset '{}' does not exist: {}",
@@ -51,6 +56,94 @@ fn worker_error(asset: &Asset, e: WorkerError) -> ServiceError {
         },
         _ => ServiceError::Internal(format!("worker error on '{}': {}", asset.name, e.message)),
     }
+}
+
+/// What the first phase of a tile decided.
+#[derive(Debug)]
+struct Plan {
+    /// One report per requested asset.
+    reports: Vec<AssetReport>,
+    /// The first per-asset error, returned if no asset can be used.
+    first_error: Option<ServiceError>,
+    /// The first usable asset, whose type and nodata the tile takes.
+    reference: Arc<AssetInfo>,
+    /// Bands in the output.
+    out_bands: usize,
+    /// Assets (indexes) whose bounds touch the tile.
+    touching: Vec<usize>,
+}
+
+/// Records a per-asset failure.
+fn fail(
+    report: &mut AssetReport,
+    e: ServiceError,
+    first: &mut Option<ServiceError>,
+    started: Instant,
+) {
+    report.outcome = AssetOutcome::Failed as i32;
+    report.error = e.to_string();
+    report.elapsed = duration(started.elapsed());
+    if first.is_none() {
+        *first = Some(e);
+    }
+}
+
+/// Checks that `info` can share a tile with the reference asset.
+fn check_compatible(
+    req: &TileRequest,
+    name: &str,
+    info: &AssetInfo,
+    reference_name: &str,
+    reference: &AssetInfo,
+) -> Result<(), ServiceError> {
+    if info.dtype != reference.dtype {
+        return Err(ServiceError::invalid(
+            "assets",
+            format!(
+                "asset '{name}' holds {} data but asset '{reference_name}' holds {}: a tile's assets must share one data type",
+                info.dtype.name(),
+                reference.dtype.name()
+            ),
+        ));
+    }
+    if let Some(b) = req.bands.iter().find(|b| **b as usize > info.data_bands) {
+        return Err(ServiceError::invalid(
+            "bands",
+            format!(
+                "band {b} does not exist in asset '{name}', which has data bands 1..={}",
+                info.data_bands
+            ),
+        ));
+    }
+    if req.bands.is_empty() && info.data_bands != reference.data_bands {
+        return Err(ServiceError::invalid(
+            "bands",
+            format!(
+                "asset '{name}' has {} data bands but asset '{reference_name}' has {}: choose common bands with `bands`",
+                info.data_bands, reference.data_bands
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A worker's pixels as a raster, if they have the shape and type the read asked for.
+fn checked_raster(r: ReadResult, req: &TileRequest, plan: &Plan) -> Option<Raster> {
+    let raster = Raster {
+        dtype: crate::render::DataType::from_worker(r.dtype)?,
+        bands: r.band_count as usize,
+        width: r.width as usize,
+        height: r.height as usize,
+        pixels: r.pixels,
+        mask: r.mask,
+    };
+    let size = req.size as usize;
+    (raster.dtype == plan.reference.dtype
+        && raster.bands == plan.out_bands
+        && raster.width == size
+        && raster.height == size
+        && raster.is_consistent())
+    .then_some(raster)
 }
 
 /// Whether an error concerns one asset only (the tile can go on without it), as opposed
@@ -149,181 +242,8 @@ impl TileRenderer {
         deadline: Instant,
     ) -> Result<v1::GetTileResponse, ServiceError> {
         let started = Instant::now();
-        let n = req.assets.len();
-        let mut reports: Vec<AssetReport> = req
-            .assets
-            .iter()
-            .map(|a| AssetReport {
-                asset: a.name.clone(),
-                outcome: AssetOutcome::Unspecified as i32,
-                ..Default::default()
-            })
-            .collect();
-        let mut first_error: Option<ServiceError> = None;
-        let fail = |reports: &mut Vec<AssetReport>,
-                    i: usize,
-                    e: ServiceError,
-                    first: &mut Option<ServiceError>| {
-            reports[i].outcome = AssetOutcome::Failed as i32;
-            reports[i].error = e.to_string();
-            reports[i].elapsed = duration(started.elapsed());
-            if first.is_none() {
-                *first = Some(e);
-            }
-        };
-
-        // Metadata of every asset, concurrently (cached after the first tile).
-        let infos =
-            futures::future::join_all(req.assets.iter().map(|a| self.info(a, deadline))).await;
-        let mut usable: Vec<(usize, Arc<AssetInfo>)> = Vec::new();
-        for (i, info) in infos.into_iter().enumerate() {
-            match info {
-                Ok(info) => usable.push((i, info)),
-                Err(e) if is_asset_error(&e) => fail(&mut reports, i, e, &mut first_error),
-                Err(e) => return Err(e),
-            }
-        }
-        let Some((_, reference)) = usable.first().cloned() else {
-            return Err(first_error
-                .unwrap_or_else(|| ServiceError::Internal("no asset and no error".into())));
-        };
-
-        // Every asset must give the same type and band count.
-        let out_bands = if req.bands.is_empty() {
-            reference.data_bands
-        } else {
-            req.bands.len()
-        };
-        for (i, info) in &usable {
-            let name = &req.assets[*i].name;
-            if info.dtype != reference.dtype {
-                return Err(ServiceError::invalid(
-                    "assets",
-                    format!(
-                        "asset '{name}' holds {} data but asset '{}' holds {}: a tile's assets must share one data type",
-                        info.dtype.name(),
-                        req.assets[usable[0].0].name,
-                        reference.dtype.name()
-                    ),
-                ));
-            }
-            if let Some(b) = req.bands.iter().find(|b| **b as usize > info.data_bands) {
-                return Err(ServiceError::invalid(
-                    "bands",
-                    format!(
-                        "band {b} does not exist in asset '{name}', which has data bands 1..={}",
-                        info.data_bands
-                    ),
-                ));
-            }
-            if req.bands.is_empty() && info.data_bands != reference.data_bands {
-                return Err(ServiceError::invalid(
-                    "bands",
-                    format!(
-                        "asset '{name}' has {} data bands but asset '{}' has {}: choose common bands with `bands`",
-                        info.data_bands, req.assets[usable[0].0].name, reference.data_bands
-                    ),
-                ));
-            }
-        }
-        check_encodable(req.format, reference.dtype, out_bands)
-            .map_err(|e| ServiceError::invalid("format", e.to_string()))?;
-
-        // Assets whose bounds miss the tile cost nothing more.
-        let tile_bounds = req.tile.geographic_bounds();
-        let mut compositor = Compositor::new(
-            Raster::empty(
-                reference.dtype,
-                out_bands,
-                req.size as usize,
-                req.size as usize,
-                reference.nodata.unwrap_or(0.0),
-            ),
-            n,
-        );
-        let mut touching = Vec::new();
-        for (i, info) in &usable {
-            if info.geographic.intersects(&tile_bounds) {
-                touching.push(*i);
-            } else {
-                reports[*i].outcome = AssetOutcome::Skipped as i32;
-                compositor.settle(*i);
-            }
-        }
-        for i in 0..n {
-            if reports[i].outcome == AssetOutcome::Failed as i32 {
-                compositor.settle(i);
-            }
-        }
-        if touching.is_empty() {
-            return Err(first_error.unwrap_or_else(|| {
-                ServiceError::NotFound(format!(
-                    "tile {} of {} is outside the bounds of every asset",
-                    req.tile, req.tile.tms
-                ))
-            }));
-        }
-
-        // All reads in flight at once; composite as they land.
-        let mut reads: FuturesUnordered<_> = touching
-            .iter()
-            .map(|&i| {
-                let asset = &req.assets[i];
-                let span = tracing::info_span!("asset_read", asset = %asset.name);
-                async move { (i, self.read(asset, req, deadline).await) }.instrument(span)
-            })
-            .collect();
-        let mut used = 0;
-        while let Some((i, result)) = reads.next().await {
-            match result {
-                Ok(r) => {
-                    let raster = Raster {
-                        dtype: reference.dtype,
-                        bands: r.band_count as usize,
-                        width: r.width as usize,
-                        height: r.height as usize,
-                        pixels: r.pixels,
-                        mask: r.mask,
-                    };
-                    if crate::render::DataType::from_worker(r.dtype) != Some(reference.dtype)
-                        || raster.bands != out_bands
-                        || raster.width != req.size as usize
-                        || raster.height != req.size as usize
-                        || !raster.is_consistent()
-                    {
-                        return Err(ServiceError::Internal(format!(
-                            "worker returned a malformed raster for '{}'",
-                            req.assets[i].name
-                        )));
-                    }
-                    compositor.add(i, &raster);
-                    reports[i].outcome = AssetOutcome::Used as i32;
-                    reports[i].elapsed = duration(started.elapsed());
-                    used += 1;
-                }
-                Err(e) if is_asset_error(&e) => {
-                    fail(&mut reports, i, e, &mut first_error);
-                    compositor.settle(i);
-                }
-                Err(e) => return Err(e),
-            }
-            if compositor.is_complete() {
-                break;
-            }
-        }
-        drop(reads);
-        for r in &mut reports {
-            if r.outcome == AssetOutcome::Unspecified as i32 {
-                r.outcome = AssetOutcome::NotNeeded as i32;
-            }
-        }
-        if used == 0 {
-            return Err(
-                first_error.unwrap_or_else(|| ServiceError::Internal("no read succeeded".into()))
-            );
-        }
-
-        let raster = compositor.finish();
+        let mut plan = self.plan(req, deadline, started).await?;
+        let raster = self.composite(req, &mut plan, deadline, started).await?;
         let format = req.format;
         let encode_span = tracing::info_span!("encode", format = format.name());
         let (data, mask) =
@@ -336,11 +256,157 @@ impl TileRenderer {
             content_type: format.content_type().to_owned(),
             width: req.size,
             height: req.size,
-            dtype: reference.dtype.to_api() as i32,
-            band_count: out_bands as u32,
+            dtype: plan.reference.dtype.to_api() as i32,
+            band_count: plan.out_bands as u32,
             mask,
-            assets: reports,
+            assets: plan.reports,
             elapsed: duration(started.elapsed()),
         })
+    }
+
+    /// Describes every asset (cache or worker), checks they can make one tile in the
+    /// requested format, and picks the ones whose bounds touch the tile.
+    async fn plan(
+        &self,
+        req: &TileRequest,
+        deadline: Instant,
+        started: Instant,
+    ) -> Result<Plan, ServiceError> {
+        let mut reports: Vec<AssetReport> = req
+            .assets
+            .iter()
+            .map(|a| AssetReport {
+                asset: a.name.clone(),
+                ..Default::default()
+            })
+            .collect();
+        let mut first_error = None;
+        let infos =
+            futures::future::join_all(req.assets.iter().map(|a| self.info(a, deadline))).await;
+        let mut usable: Vec<(usize, Arc<AssetInfo>)> = Vec::new();
+        for (i, info) in infos.into_iter().enumerate() {
+            match info {
+                Ok(info) => usable.push((i, info)),
+                Err(e) if is_asset_error(&e) => fail(&mut reports[i], e, &mut first_error, started),
+                Err(e) => return Err(e),
+            }
+        }
+        let Some((reference_index, reference)) = usable.first().cloned() else {
+            return Err(first_error
+                .unwrap_or_else(|| ServiceError::Internal("no asset and no error".into())));
+        };
+        let out_bands = if req.bands.is_empty() {
+            reference.data_bands
+        } else {
+            req.bands.len()
+        };
+        for (i, info) in &usable {
+            check_compatible(
+                req,
+                &req.assets[*i].name,
+                info,
+                &req.assets[reference_index].name,
+                &reference,
+            )?;
+        }
+        check_encodable(req.format, reference.dtype, out_bands)
+            .map_err(|e| ServiceError::invalid("format", e.to_string()))?;
+
+        // Assets whose bounds miss the tile cost nothing more.
+        let tile_bounds = req.tile.geographic_bounds();
+        let mut touching = Vec::new();
+        for (i, info) in &usable {
+            if info.geographic.intersects(&tile_bounds) {
+                touching.push(*i);
+            } else {
+                reports[*i].outcome = AssetOutcome::Skipped as i32;
+            }
+        }
+        if touching.is_empty() {
+            return Err(first_error.unwrap_or_else(|| {
+                ServiceError::NotFound(format!(
+                    "tile {} of {} is outside the bounds of every asset",
+                    req.tile, req.tile.tms
+                ))
+            }));
+        }
+        Ok(Plan {
+            reports,
+            first_error,
+            reference,
+            out_bands,
+            touching,
+        })
+    }
+
+    /// Reads the touching assets, all in flight at once, and composites them first-wins
+    /// as they land; stops as soon as nothing outstanding can change a pixel.
+    async fn composite(
+        &self,
+        req: &TileRequest,
+        plan: &mut Plan,
+        deadline: Instant,
+        started: Instant,
+    ) -> Result<Raster, ServiceError> {
+        let size = req.size as usize;
+        let fill = plan.reference.nodata.unwrap_or(0.0);
+        let mut compositor = Compositor::new(
+            Raster::empty(plan.reference.dtype, plan.out_bands, size, size, fill),
+            req.assets.len(),
+        );
+        for (i, report) in plan.reports.iter().enumerate() {
+            if !plan.touching.contains(&i) || report.outcome == AssetOutcome::Failed as i32 {
+                compositor.settle(i);
+            }
+        }
+        let mut reads: FuturesUnordered<_> = plan
+            .touching
+            .iter()
+            .map(|&i| {
+                let asset = &req.assets[i];
+                let span = tracing::info_span!("asset_read", asset = %asset.name);
+                async move { (i, self.read(asset, req, deadline).await) }.instrument(span)
+            })
+            .collect();
+        let mut used = 0;
+        while let Some((i, result)) = reads.next().await {
+            match result {
+                Ok(r) => {
+                    let raster = checked_raster(r, req, plan).ok_or_else(|| {
+                        ServiceError::Internal(format!(
+                            "worker returned a malformed raster for '{}'",
+                            req.assets[i].name
+                        ))
+                    })?;
+                    compositor.add(i, &raster);
+                    plan.reports[i].outcome = AssetOutcome::Used as i32;
+                    plan.reports[i].elapsed = duration(started.elapsed());
+                    used += 1;
+                }
+                Err(e) if is_asset_error(&e) => {
+                    fail(&mut plan.reports[i], e, &mut plan.first_error, started);
+                    compositor.settle(i);
+                }
+                Err(e) => return Err(e),
+            }
+            if compositor.is_complete() {
+                break;
+            }
+        }
+        // Dropping the outstanding reads stops those not yet started; running ones finish
+        // on their worker, which then returns to the pool.
+        drop(reads);
+        for r in &mut plan.reports {
+            if r.outcome == AssetOutcome::Unspecified as i32 {
+                r.outcome = AssetOutcome::NotNeeded as i32;
+            }
+        }
+        if used == 0 {
+            return Err(plan
+                .first_error
+                .take()
+                .unwrap_or_else(|| ServiceError::Internal("no read succeeded".into())));
+        }
+        Ok(compositor.finish())
     }
 }

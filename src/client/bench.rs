@@ -13,11 +13,12 @@ use std::{
 use clap::Args;
 use futures::StreamExt;
 
+use tonic::transport::Channel;
+
 use super::{ClientError, connect};
 use crate::{
     demo::UTM_RGB_ASSETS,
-    pb::v1,
-    tms::{MAX_ZOOM, TileMatrixSet},
+    pb::v1::{self, tile_service_client::TileServiceClient},
 };
 
 /// Flags of `tessera bench`.
@@ -168,20 +169,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-/// `tessera bench`.
-pub async fn bench(args: BenchArgs) -> Result<(), ClientError> {
-    let server = match &args.server {
-        Some(_) => None,
-        None => Some(start_server(&args)?),
-    };
-    let address = args
-        .server
-        .clone()
-        .or_else(|| server.as_ref().map(|s| s.address.clone()))
-        .unwrap_or_default();
-    let client = connect(&address).await?;
+type Mix = Vec<((u8, u32, u32), Vec<String>)>;
 
-    // Bounds of each asset from the server itself.
+/// The seeded mix: half single-asset tiles at zooms 14-16 inside one asset, half tiles of
+/// the 6-asset mosaic at zooms 12-14. Asset bounds come from the server itself.
+async fn tile_mix(
+    client: &TileServiceClient<Channel>,
+    args: &BenchArgs,
+) -> Result<(Mix, usize, usize), ClientError> {
     let mut singles = Vec::new();
     let mut mosaic_bounds: Option<v1::Bounds> = None;
     for name in UTM_RGB_ASSETS {
@@ -209,14 +204,13 @@ pub async fn bench(args: BenchArgs) -> Result<(), ClientError> {
         });
     }
     let all: Vec<String> = UTM_RGB_ASSETS.iter().map(|s| (*s).to_owned()).collect();
-    let mosaic: Vec<_> = (12..=14u8)
-        .flat_map(|z| tiles_inside(mosaic_bounds.as_ref().expect("six assets"), z))
+    let mosaic_bounds = mosaic_bounds.unwrap_or_default();
+    let mosaic: Mix = (12..=14u8)
+        .flat_map(|z| tiles_inside(&mosaic_bounds, z))
         .map(|t| (t, all.clone()))
         .collect();
-    debug_assert!(MAX_ZOOM >= 16 && TileMatrixSet::WebMercatorQuad.matrix_size(16).0 > 0);
-
     let mut rng = Rng(args.seed.max(1));
-    let mix: Vec<_> = (0..args.tiles)
+    let mix = (0..args.tiles)
         .map(|_| {
             if rng.below(2) == 0 {
                 singles[rng.below(singles.len())].clone()
@@ -225,51 +219,69 @@ pub async fn bench(args: BenchArgs) -> Result<(), ClientError> {
             }
         })
         .collect();
+    Ok((mix, singles.len(), mosaic.len()))
+}
+
+/// Renders the mix with `concurrency` requests in flight; prints one result line.
+async fn run_level(client: &TileServiceClient<Channel>, mix: &Mix, concurrency: usize) {
+    let started = Instant::now();
+    let results: Vec<(Duration, bool)> = futures::stream::iter(mix.iter().cloned())
+        .map(|((z, x, y), assets)| {
+            let mut client = client.clone();
+            async move {
+                let t = Instant::now();
+                let ok = client
+                    .get_tile(v1::GetTileRequest {
+                        z: u32::from(z),
+                        x,
+                        y,
+                        assets,
+                        ..Default::default()
+                    })
+                    .await
+                    .is_ok();
+                (t.elapsed(), ok)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let wall = started.elapsed();
+    let mut latencies: Vec<_> = results.iter().map(|(d, _)| *d).collect();
+    latencies.sort();
+    let errors = results.iter().filter(|(_, ok)| !ok).count();
     println!(
-        "tessera bench: {} tiles per run, seed {}, {} single-asset candidates, {} 6-asset mosaic candidates, 256 px PNG",
-        args.tiles,
-        args.seed,
-        singles.len(),
-        mosaic.len()
+        "{concurrency:>11} {:>8} {:>9.1} {:>9.2} {:>9.2} {errors:>7}",
+        results.len(),
+        results.len() as f64 / wall.as_secs_f64(),
+        percentile(&latencies, 50.0).as_secs_f64() * 1000.0,
+        percentile(&latencies, 99.0).as_secs_f64() * 1000.0,
+    );
+}
+
+/// `tessera bench`.
+pub async fn bench(args: BenchArgs) -> Result<(), ClientError> {
+    let server = match &args.server {
+        Some(_) => None,
+        None => Some(start_server(&args)?),
+    };
+    let address = args
+        .server
+        .clone()
+        .or_else(|| server.as_ref().map(|s| s.address.clone()))
+        .unwrap_or_default();
+    let client = connect(&address).await?;
+    let (mix, singles, mosaics) = tile_mix(&client, &args).await?;
+    println!(
+        "tessera bench: {} tiles per run, seed {}, {singles} single-asset candidates, {mosaics} 6-asset mosaic candidates, 256 px PNG",
+        args.tiles, args.seed
     );
     println!(
         "{:>11} {:>8} {:>9} {:>9} {:>9} {:>7}",
         "concurrency", "tiles", "tiles/s", "p50 ms", "p99 ms", "errors"
     );
     for concurrency in [1usize, 8] {
-        let started = Instant::now();
-        let results: Vec<(Duration, bool)> = futures::stream::iter(mix.iter().cloned())
-            .map(|((z, x, y), assets)| {
-                let mut client = client.clone();
-                async move {
-                    let t = Instant::now();
-                    let ok = client
-                        .get_tile(v1::GetTileRequest {
-                            z: u32::from(z),
-                            x,
-                            y,
-                            assets,
-                            ..Default::default()
-                        })
-                        .await
-                        .is_ok();
-                    (t.elapsed(), ok)
-                }
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
-        let wall = started.elapsed();
-        let mut latencies: Vec<_> = results.iter().map(|(d, _)| *d).collect();
-        latencies.sort();
-        let errors = results.iter().filter(|(_, ok)| !ok).count();
-        println!(
-            "{concurrency:>11} {:>8} {:>9.1} {:>9.2} {:>9.2} {errors:>7}",
-            results.len(),
-            results.len() as f64 / wall.as_secs_f64(),
-            percentile(&latencies, 50.0).as_secs_f64() * 1000.0,
-            percentile(&latencies, 99.0).as_secs_f64() * 1000.0,
-        );
+        run_level(&client, &mix, concurrency).await;
     }
     if let Some(s) = &server {
         let front = s.child.id();

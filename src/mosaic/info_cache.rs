@@ -57,6 +57,7 @@ impl AssetInfo {
 }
 
 type Stamp = (u64, Option<SystemTime>);
+type Entries = HashMap<PathBuf, (Option<Stamp>, Arc<AssetInfo>)>;
 
 fn stamp(path: &Path) -> Option<Stamp> {
     let m = std::fs::metadata(path).ok()?;
@@ -66,7 +67,7 @@ fn stamp(path: &Path) -> Option<Stamp> {
 /// Asset metadata by canonical path.
 #[derive(Debug, Default)]
 pub struct InfoCache {
-    entries: Mutex<HashMap<PathBuf, (Option<Stamp>, Arc<AssetInfo>)>>,
+    entries: Mutex<Entries>,
 }
 
 impl InfoCache {

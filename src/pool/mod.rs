@@ -133,6 +133,10 @@ pub struct WorkerPool {
 
 impl WorkerPool {
     /// Builds the pool; no worker is spawned until [`warm_up`](Self::warm_up).
+    ///
+    /// # Panics
+    /// Never: a pool with a runtime and `max_size >= 1` always builds.
+    #[must_use]
     pub fn new(config: PoolConfig) -> Arc<Self> {
         let size = config.size.max(1);
         let manager = WorkerManager {

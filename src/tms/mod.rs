@@ -130,6 +130,7 @@ impl TileMatrixSet {
     }
 
     /// Checks `z/x/y` and returns the tile.
+    #[must_use = "the tile or the reason it is not one"]
     pub fn tile(self, z: u32, x: u32, y: u32) -> Result<TileId, TileError> {
         if z > u32::from(MAX_ZOOM) {
             return Err(TileError::Zoom { tms: self, z });
@@ -207,6 +208,7 @@ fn mercator_y_to_lat(y: f64) -> f64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)] // tile edges are exact multiples; exactness is the point
 mod tests {
     use super::*;
 

@@ -32,6 +32,7 @@ use crate::{
 pub use read::JobError;
 
 /// Entry point of `tessera worker`.
+#[must_use]
 pub fn run() -> ExitCode {
     if let Err(e) = die_with_parent() {
         eprintln!("tessera worker: cannot set the parent-death signal: {e}");

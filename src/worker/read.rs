@@ -274,24 +274,32 @@ pub fn info(
     let gt = ds
         .geo_transform()
         .map_err(|e| unreadable("the geotransform", e))?;
-    if gt[2] != 0.0 || gt[4] != 0.0 {
+    if gt[2].abs() > 0.0 || gt[4].abs() > 0.0 {
         return Err(JobError::new(
             ErrorKind::Unreadable,
             "rotated geotransforms are not supported",
         ));
     }
     let (width, height) = ds.raster_size();
-    let (x0, x1) = (gt[0], gt[0] + gt[1] * width as f64);
-    let (y0, y1) = (gt[3], gt[3] + gt[5] * height as f64);
-    let bounds = [x0.min(x1), y0.min(y1), x0.max(x1), y0.max(y1)];
+    let (west, east) = (gt[0], gt[0] + gt[1] * width as f64);
+    let (north, south) = (gt[3], gt[3] + gt[5] * height as f64);
+    let bounds = [
+        west.min(east),
+        south.min(north),
+        west.max(east),
+        south.max(north),
+    ];
     let geographic =
         to_lon_lat(&srs, bounds).map_err(|e| unreadable("the bounds in lon/lat", e))?;
 
-    let band1 = ds.rasterband(1).map_err(|e| unreadable("band 1", e))?;
-    let Some((dtype, _)) = data_type(band1.band_type()) else {
+    let first_band = ds.rasterband(1).map_err(|e| unreadable("band 1", e))?;
+    let Some((dtype, _)) = data_type(first_band.band_type()) else {
         return Err(JobError::new(
             ErrorKind::Unreadable,
-            format!("data type {} is not supported", band1.band_type().name()),
+            format!(
+                "data type {} is not supported",
+                first_band.band_type().name()
+            ),
         ));
     };
     let mut bands = Vec::new();
@@ -305,18 +313,15 @@ pub fn info(
     }
     let mut overview_widths = Vec::new();
     let mut overview_heights = Vec::new();
-    for i in 0..band1.overview_count().unwrap_or(0).max(0) as usize {
-        if let Ok(o) = band1.overview(i) {
+    for i in 0..first_band.overview_count().unwrap_or(0).max(0) as usize {
+        if let Ok(o) = first_band.overview(i) {
             let (w, h) = o.size();
             overview_widths.push(w as u32);
             overview_heights.push(h as u32);
         }
     }
-    let (block_width, block_height) = band1.block_size();
-    let has_mask = band1
-        .mask_flags()
-        .map(|f| !f.is_all_valid())
-        .unwrap_or(false);
+    let (block_width, block_height) = first_band.block_size();
+    let has_mask = first_band.mask_flags().is_ok_and(|f| !f.is_all_valid());
     let crs = match (srs.auth_name(), srs.auth_code()) {
         (Some(name), Ok(code)) => format!("{name}:{code}"),
         _ => String::new(),

@@ -11,17 +11,18 @@ use gdal::Dataset;
 /// Runs `gdalwarp` with `args` (without the program name) on `src` and returns the
 /// output dataset (the args choose the MEM driver, so nothing touches disk).
 pub fn warp(src: &Dataset, args: &[String]) -> Result<Dataset, String> {
-    let c_args = args
+    let owned_args = args
         .iter()
         .map(|a| CString::new(a.as_str()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| "a warp argument contains a NUL byte".to_owned())?;
-    let mut argv: Vec<*mut c_char> = c_args.iter().map(|a| a.as_ptr().cast_mut()).collect();
-    argv.push(ptr::null_mut());
+    let mut arg_ptrs: Vec<*mut c_char> = owned_args.iter().map(|a| a.as_ptr().cast_mut()).collect();
+    arg_ptrs.push(ptr::null_mut());
 
-    // SAFETY: argv is a NULL-terminated array of NUL-terminated strings that outlive the
+    // SAFETY: arg_ptrs is a NULL-terminated array of NUL-terminated strings that outlive the
     // call; GDAL only reads them and copies what it keeps.
-    let options = unsafe { gdal_sys::GDALWarpAppOptionsNew(argv.as_mut_ptr(), ptr::null_mut()) };
+    let options =
+        unsafe { gdal_sys::GDALWarpAppOptionsNew(arg_ptrs.as_mut_ptr(), ptr::null_mut()) };
     if options.is_null() {
         return Err(format!("GDAL refused the warp options {args:?}"));
     }

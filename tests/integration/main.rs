@@ -1,6 +1,11 @@
 //! End-to-end tests: the real `tessera` binary, real worker processes, real GDAL, gRPC
 //! over loopback. One test binary with a module per concern.
 
+// Tiles are z/x/y and pixels p of band b: single-letter names are the domain's own.
+#![allow(clippy::many_single_char_names)]
+// Pixel comparisons index several parallel buffers by the same pixel number.
+#![allow(clippy::needless_range_loop, clippy::naive_bytecount)]
+
 mod bad_input;
 mod batch;
 mod faults;

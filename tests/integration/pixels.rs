@@ -20,7 +20,10 @@ async fn tiles_over(server: &Server, asset: &str, zooms: &[u32]) -> Vec<(u32, u3
     let g = info.geographic_bounds.unwrap();
     let inset = |a: f64, b: f64| a + (b - a) * 0.02;
     let points = [
-        ((g.min_x + g.max_x) / 2.0, (g.min_y + g.max_y) / 2.0),
+        (
+            f64::midpoint(g.min_x, g.max_x),
+            f64::midpoint(g.min_y, g.max_y),
+        ),
         (inset(g.min_x, g.max_x), inset(g.max_y, g.min_y)),
         (inset(g.max_x, g.min_x), inset(g.min_y, g.max_y)),
     ];
