@@ -79,6 +79,18 @@ impl AssetResolver {
         let canonical = match joined.canonicalize() {
             Ok(p) => p,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // A dangling symlink says nothing about the data directory's contents;
+                // one that points outside is refused like any other escape.
+                if let Ok(target) = std::fs::read_link(&joined) {
+                    let target = joined.parent().map_or(target.clone(), |p| p.join(&target));
+                    if !target.starts_with(&self.root)
+                        || target.components().any(|c| c == Component::ParentDir)
+                    {
+                        return Err(denied(
+                            "it is a symlink that leads outside the data directory",
+                        ));
+                    }
+                }
                 return Err(ServiceError::NotFound(format!(
                     "asset '{name}' does not exist in the data directory"
                 )));
@@ -122,6 +134,13 @@ mod tests {
             dir.path().join("data/link.tif"),
         )
         .unwrap();
+        std::os::unix::fs::symlink(
+            "/nonexistent/secret.tif",
+            dir.path().join("data/dangling.tif"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("gone.tif", dir.path().join("data/dangling_inside.tif"))
+            .unwrap();
         let r = AssetResolver::new(&dir.path().join("data")).unwrap();
         (dir, r)
     }
@@ -141,6 +160,7 @@ mod tests {
         for name in [
             "../secret.tif",
             "link.tif",
+            "dangling.tif",
             "/etc/passwd",
             "/vsicurl/http://x/a.tif",
             "https://x/a.tif",
@@ -156,6 +176,10 @@ mod tests {
     #[test]
     fn missing_files_are_not_found() {
         let (_d, r) = setup();
+        assert!(matches!(
+            r.resolve("dangling_inside.tif"),
+            Err(ServiceError::NotFound(_))
+        ));
         let e = r.resolve("nope.tif").unwrap_err();
         assert_eq!(
             e.to_string(),
