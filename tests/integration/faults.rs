@@ -225,3 +225,83 @@ async fn in_flight_requests_finish_during_graceful_shutdown() {
         .into_inner();
     assert_eq!(tile.assets[0].outcome, v1::AssetOutcome::Used as i32);
 }
+
+#[tokio::test]
+async fn outstanding_reads_are_abandoned_once_earlier_assets_fill_every_pixel() {
+    let busy = tempfile::tempdir().unwrap();
+    let server = slow_server(busy.path(), "copy_of_utm", 3000, 2, &[]);
+    let mut client = server.client().await;
+    // A zoom-16 tile well inside utm_rgb_00.tif: the first asset fills every pixel.
+    let (x, y) = harness::tile_at(-75.0305, 39.9650, 16);
+    // Metadata first, so the timing below is about the reads.
+    for asset in ["utm_rgb_00.tif", "copy_of_utm_rgb_00.tif"] {
+        client
+            .get_asset_info(v1::GetAssetInfoRequest {
+                asset: asset.into(),
+            })
+            .await
+            .unwrap();
+    }
+    let started = Instant::now();
+    let tile = client
+        .get_tile(harness::tile_request(
+            16,
+            x,
+            y,
+            &["utm_rgb_00.tif", "copy_of_utm_rgb_00.tif"],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "waited for the slow read: {:?}",
+        started.elapsed()
+    );
+    let outcomes: Vec<_> = tile.assets.iter().map(|a| a.outcome).collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            v1::AssetOutcome::Used as i32,
+            v1::AssetOutcome::NotNeeded as i32
+        ]
+    );
+
+    // In the other order the slow asset has priority: the tile must wait for it.
+    let started = Instant::now();
+    let tile = client
+        .get_tile(harness::tile_request(
+            16,
+            x,
+            y,
+            &["copy_of_utm_rgb_00.tif", "utm_rgb_00.tif"],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    assert_eq!(tile.assets[0].outcome, v1::AssetOutcome::Used as i32);
+    // The abandoned read finished on its worker, which went back to the pool.
+    assert_eq!(server.wait_for_workers(2, Duration::from_secs(5)).len(), 2);
+}
+
+#[tokio::test]
+async fn workers_exit_when_the_front_is_killed() {
+    let mut server = Server::start_with(ServerOptions {
+        workers: 3,
+        ..Default::default()
+    });
+    let workers = server.worker_pids();
+    assert_eq!(workers.len(), 3);
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let until = Instant::now() + Duration::from_secs(5);
+    while workers.iter().any(|p| alive(*p)) && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left: Vec<_> = workers.iter().filter(|p| alive(**p)).collect();
+    assert!(
+        left.is_empty(),
+        "workers {left:?} outlived a SIGKILLed front"
+    );
+}

@@ -25,7 +25,7 @@ pub fn fixtures() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        let dir = root.join("fixtures-v2");
+        let dir = root.join("fixtures-v3");
         if dir.join("complete").exists() {
             return dir;
         }
@@ -48,6 +48,8 @@ pub fn fixtures() -> &'static Path {
         )
         .unwrap();
         std::fs::write(staging.join("outside_secret.txt"), b"secret").unwrap();
+        // A byte-identical copy under another name, for tests that slow one of the two down.
+        std::fs::write(staging.join("copy_of_utm_rgb_00.tif"), &good).unwrap();
         std::os::unix::fs::symlink("/etc/hostname", staging.join("escape.tif")).unwrap();
         std::fs::create_dir(staging.join("sub")).unwrap();
         std::fs::write(staging.join("complete"), b"").unwrap();
