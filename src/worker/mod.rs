@@ -18,7 +18,6 @@ use std::{
     io::{BufReader, BufWriter},
     os::fd::AsFd,
     process::ExitCode,
-    time::Instant,
 };
 
 use crate::{
@@ -85,7 +84,6 @@ fn handle(
     hooks: &test_hooks::TestHooks,
     request: WorkerRequest,
 ) -> WorkerResponse {
-    let started = Instant::now();
     let mut stats = ReadStats::default();
     let result = match request.job {
         Some(worker_request::Job::Read(read)) => {
@@ -97,10 +95,6 @@ fn handle(
         }
         None => Err(JobError::new(ErrorKind::Protocol, "request carries no job")),
     };
-    stats.warp_us = stats.warp_us.max(
-        started.elapsed().as_micros() as u64
-            - stats.open_us.min(started.elapsed().as_micros() as u64),
-    );
     WorkerResponse {
         id: request.id,
         result: Some(result.unwrap_or_else(|e| {
