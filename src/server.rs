@@ -103,7 +103,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let grace = config.shutdown_grace;
     let server = Server::builder()
         .add_routes(routes(TileServiceImpl(api), health_service)?)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal);
+        .serve_with_incoming_shutdown(incoming(listener), shutdown_signal);
     tokio::pin!(server);
     // Drain in-flight requests, bounded by the grace once the signal has come.
     let result = tokio::select! {
@@ -184,4 +184,17 @@ fn spawn_warm_up(
             }
         }
     });
+}
+
+/// Accepted connections with Nagle's algorithm off: a tile answer is one write, and
+/// delayed ACKs would otherwise add ~40 ms to every sequential request.
+fn incoming(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok(conn)
+    })
 }
