@@ -88,30 +88,19 @@ pub struct InfoArgs {
 }
 
 /// Connects to `server` (an `http://host:port` URL or a bare `host:port`).
-pub async fn connect(
-    server: &str,
-) -> Result<TileServiceClient<tonic::transport::Channel>, ClientError> {
-    let url = if server.contains("://") {
-        server.to_owned()
-    } else {
-        format!("http://{server}")
-    };
+pub async fn connect(server: &str) -> Result<TileServiceClient<tonic::transport::Channel>, ClientError> {
+    let url = if server.contains("://") { server.to_owned() } else { format!("http://{server}") };
     TileServiceClient::connect(url.clone())
         .await
         .map(|c| c.max_decoding_message_size(256 * 1024 * 1024))
-        .map_err(|source| ClientError::Connect {
-            server: url,
-            source,
-        })
+        .map_err(|source| ClientError::Connect { server: url, source })
 }
 
 fn parse_tile(s: &str) -> Result<(u32, u32, u32), ClientError> {
     let parts: Vec<_> = s.split('/').map(str::parse::<u32>).collect();
     match parts.as_slice() {
         [Ok(z), Ok(x), Ok(y)] => Ok((*z, *x, *y)),
-        _ => Err(ClientError::Usage(format!(
-            "tile '{s}' is not Z/X/Y (e.g. 12/1194/1551)"
-        ))),
+        _ => Err(ClientError::Usage(format!("tile '{s}' is not Z/X/Y (e.g. 12/1194/1551)"))),
     }
 }
 
@@ -124,13 +113,7 @@ fn resampling(s: &str) -> Result<v1::Resampling, ClientError> {
 pub async fn get(args: GetArgs) -> Result<(), ClientError> {
     let (z, x, y) = parse_tile(&args.tile)?;
     let format = args.format.unwrap_or_else(|| {
-        match args
-            .output
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
+        match args.output.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
             Some("jpg" | "jpeg") => FormatArg::Jpeg,
             Some("webp") => FormatArg::Webp,
             Some("npy") => FormatArg::Npy,
@@ -184,10 +167,7 @@ pub async fn get(args: GetArgs) -> Result<(), ClientError> {
 /// `tessera info`.
 pub async fn info(args: InfoArgs) -> Result<(), ClientError> {
     let mut client = connect(&args.server).await?;
-    let info = client
-        .get_asset_info(v1::GetAssetInfoRequest { asset: args.asset })
-        .await?
-        .into_inner();
+    let info = client.get_asset_info(v1::GetAssetInfoRequest { asset: args.asset }).await?.into_inner();
     println!("{info:#?}");
     Ok(())
 }

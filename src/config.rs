@@ -30,6 +30,29 @@ pub const DEFAULT_MAX_BATCH_SIZE: usize = 1000;
 /// Default tiles rendered at once per batch or stream.
 pub const DEFAULT_STREAM_CONCURRENCY: usize = 8;
 
+/// Default of `--max-in-flight-tiles`.
+pub const DEFAULT_MAX_IN_FLIGHT_TILES: usize = 256;
+/// Default of `--max-worker-wait`.
+pub const DEFAULT_MAX_WORKER_WAIT: Duration = Duration::from_secs(5);
+/// Default of `--worker-max-rss`.
+pub const DEFAULT_WORKER_MAX_RSS: u64 = 1 << 30;
+/// Default of `--worker-memory-limit`.
+pub const DEFAULT_WORKER_MEMORY_LIMIT: u64 = 4 << 30;
+/// Default of `--quarantine-threshold`.
+pub const DEFAULT_QUARANTINE_THRESHOLD: usize = 2;
+/// Default of `--quarantine-window`.
+pub const DEFAULT_QUARANTINE_WINDOW: Duration = Duration::from_secs(600);
+/// Default of `--quarantine-duration`.
+pub const DEFAULT_QUARANTINE_DURATION: Duration = Duration::from_secs(300);
+/// Default of `--crash-loop-threshold`.
+pub const DEFAULT_CRASH_LOOP_THRESHOLD: usize = 5;
+/// Default of `--crash-loop-window`.
+pub const DEFAULT_CRASH_LOOP_WINDOW: Duration = Duration::from_secs(30);
+/// Default of `--ping-interval`.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(10);
+/// Default of `--ping-timeout`.
+pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Flags of `tessera serve`.
 #[derive(Debug, Args, Default)]
 pub struct ServeArgs {
@@ -74,6 +97,42 @@ pub struct ServeArgs {
     /// Tiles of one GetTiles/StreamTiles call rendered at once [default: 8].
     #[arg(long, env = "TESSERA_STREAM_CONCURRENCY")]
     pub stream_concurrency: Option<usize>,
+    /// Tiles being rendered at once, server-wide; more get RESOURCE_EXHAUSTED [default: 256].
+    #[arg(long, env = "TESSERA_MAX_IN_FLIGHT_TILES")]
+    pub max_in_flight_tiles: Option<usize>,
+    /// Longest an asset read waits for a free worker before RESOURCE_EXHAUSTED [default: 5s].
+    #[arg(long, env = "TESSERA_MAX_WORKER_WAIT", value_parser = humantime::parse_duration)]
+    pub max_worker_wait: Option<Duration>,
+    /// Resident memory (e.g. 1GiB) over which a worker is replaced after its job [default: 1GiB].
+    #[arg(long, env = "TESSERA_WORKER_MAX_RSS", value_parser = parse_bytes)]
+    pub worker_max_rss: Option<u64>,
+    /// Address-space limit of each worker (e.g. 4GiB): a runaway read kills one worker, not the pod; 0 = none [default: 4GiB].
+    #[arg(long, env = "TESSERA_WORKER_MEMORY_LIMIT", value_parser = parse_bytes)]
+    pub worker_memory_limit: Option<u64>,
+    /// Worker crashes caused by one asset within the quarantine window that quarantine it [default: 2].
+    #[arg(long, env = "TESSERA_QUARANTINE_THRESHOLD")]
+    pub quarantine_threshold: Option<usize>,
+    /// Window in which an asset's crashes are counted [default: 10m].
+    #[arg(long, env = "TESSERA_QUARANTINE_WINDOW", value_parser = humantime::parse_duration)]
+    pub quarantine_window: Option<Duration>,
+    /// How long a quarantined asset's reads fail fast [default: 5m].
+    #[arg(long, env = "TESSERA_QUARANTINE_DURATION", value_parser = humantime::parse_duration)]
+    pub quarantine_duration: Option<Duration>,
+    /// Failed spawns or crashes within the crash-loop window that turn health NOT_SERVING [default: 5].
+    #[arg(long, env = "TESSERA_CRASH_LOOP_THRESHOLD")]
+    pub crash_loop_threshold: Option<usize>,
+    /// Window for counting failed spawns and crashes [default: 30s].
+    #[arg(long, env = "TESSERA_CRASH_LOOP_WINDOW", value_parser = humantime::parse_duration)]
+    pub crash_loop_window: Option<Duration>,
+    /// How often idle workers are pinged; 0s turns pings off [default: 10s].
+    #[arg(long, env = "TESSERA_PING_INTERVAL", value_parser = humantime::parse_duration)]
+    pub ping_interval: Option<Duration>,
+    /// How long an idle worker has to answer a ping [default: 1s].
+    #[arg(long, env = "TESSERA_PING_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub ping_timeout: Option<Duration>,
+    /// Address of the admin HTTP endpoint (GET /metrics, Prometheus text); off when unset [default: off].
+    #[arg(long, env = "TESSERA_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// The config file's shape: every key optional.
@@ -96,6 +155,54 @@ struct FileConfig {
     max_assets_per_tile: Option<usize>,
     max_batch_size: Option<usize>,
     stream_concurrency: Option<usize>,
+    max_in_flight_tiles: Option<usize>,
+    #[serde(default, with = "humantime_serde_opt")]
+    max_worker_wait: Option<Duration>,
+    #[serde(default, with = "bytes_serde_opt")]
+    worker_max_rss: Option<u64>,
+    #[serde(default, with = "bytes_serde_opt")]
+    worker_memory_limit: Option<u64>,
+    quarantine_threshold: Option<usize>,
+    #[serde(default, with = "humantime_serde_opt")]
+    quarantine_window: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    quarantine_duration: Option<Duration>,
+    crash_loop_threshold: Option<usize>,
+    #[serde(default, with = "humantime_serde_opt")]
+    crash_loop_window: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    ping_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    ping_timeout: Option<Duration>,
+    admin_listen: Option<SocketAddr>,
+}
+
+/// Parses a byte size: plain bytes, or a number with KiB, MiB, GiB (or KB, MB, GB).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("'{s}' is not a size like 512MiB or 2GiB"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => return Err(format!("unknown size unit '{other}' in '{s}'; use B, KiB, MiB or GiB")),
+    };
+    n.checked_mul(factor).ok_or_else(|| format!("'{s}' is too large"))
+}
+
+mod bytes_serde_opt {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        let s: Option<String> = Option::deserialize(d)?;
+        s.map(|s| super::parse_bytes(&s).map_err(serde::de::Error::custom)).transpose()
+    }
 }
 
 mod humantime_serde_opt {
@@ -105,8 +212,7 @@ mod humantime_serde_opt {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         let s: Option<String> = Option::deserialize(d)?;
-        s.map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
-            .transpose()
+        s.map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom)).transpose()
     }
 }
 
@@ -137,6 +243,30 @@ pub struct ServeConfig {
     pub max_batch_size: usize,
     /// Tiles rendered at once per batch/stream.
     pub stream_concurrency: usize,
+    /// `--max-in-flight-tiles`.
+    pub max_in_flight_tiles: usize,
+    /// `--max-worker-wait`.
+    pub max_worker_wait: Duration,
+    /// `--worker-max-rss`.
+    pub worker_max_rss: u64,
+    /// `--worker-memory-limit`.
+    pub worker_memory_limit: u64,
+    /// `--quarantine-threshold`.
+    pub quarantine_threshold: usize,
+    /// `--quarantine-window`.
+    pub quarantine_window: Duration,
+    /// `--quarantine-duration`.
+    pub quarantine_duration: Duration,
+    /// `--crash-loop-threshold`.
+    pub crash_loop_threshold: usize,
+    /// `--crash-loop-window`.
+    pub crash_loop_window: Duration,
+    /// `--ping-interval`.
+    pub ping_interval: Duration,
+    /// `--ping-timeout`.
+    pub ping_timeout: Duration,
+    /// `--admin-listen`.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// A configuration that cannot be served.
@@ -156,6 +286,43 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+impl ServeConfig {
+    /// Checks every value is in range.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=256).contains(&self.workers) {
+            return Err(ConfigError::Invalid(format!("--workers={} is outside 1..=256", self.workers)));
+        }
+        if !(1..=4096).contains(&self.max_tile_size) {
+            return Err(ConfigError::Invalid(format!(
+                "--max-tile-size={} is outside 1..=4096",
+                self.max_tile_size
+            )));
+        }
+        for (name, v) in [
+            ("--max-assets-per-tile", self.max_assets_per_tile),
+            ("--max-batch-size", self.max_batch_size),
+            ("--stream-concurrency", self.stream_concurrency),
+            ("--max-in-flight-tiles", self.max_in_flight_tiles),
+            ("--quarantine-threshold", self.quarantine_threshold),
+            ("--crash-loop-threshold", self.crash_loop_threshold),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+            }
+        }
+        if self.max_jobs_per_worker == 0 {
+            return Err(ConfigError::Invalid("--max-jobs-per-worker must be at least 1".into()));
+        }
+        if !self.data_dir.is_dir() {
+            return Err(ConfigError::Invalid(format!(
+                "--data-dir {} is not a directory",
+                self.data_dir.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl ServeArgs {
     /// Merges flags/env over the config file over the defaults, and validates.
     ///
@@ -164,14 +331,10 @@ impl ServeArgs {
     pub fn resolve(self) -> Result<ServeConfig, ConfigError> {
         let file = match &self.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
-                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::File {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::File { path: path.clone(), reason: e.to_string() })?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| ConfigError::File { path: path.clone(), reason: e.to_string() })?
             }
             None => FileConfig::default(),
         };
@@ -180,83 +343,78 @@ impl ServeArgs {
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("the default address parses")),
-            data_dir: self
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-            workers: self
-                .workers
-                .or(file.workers)
-                .unwrap_or_else(crate::pool::default_worker_count),
-            read_timeout: self
-                .read_timeout
-                .or(file.read_timeout)
-                .unwrap_or(DEFAULT_READ_TIMEOUT),
+            data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            workers: self.workers.or(file.workers).unwrap_or_else(crate::pool::default_worker_count),
+            read_timeout: self.read_timeout.or(file.read_timeout).unwrap_or(DEFAULT_READ_TIMEOUT),
             handshake_timeout: self
                 .handshake_timeout
                 .or(file.handshake_timeout)
                 .unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT),
-            shutdown_grace: self
-                .shutdown_grace
-                .or(file.shutdown_grace)
-                .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
-            shutdown_delay: self
-                .shutdown_delay
-                .or(file.shutdown_delay)
-                .unwrap_or(DEFAULT_SHUTDOWN_DELAY),
+            shutdown_grace: self.shutdown_grace.or(file.shutdown_grace).unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            shutdown_delay: self.shutdown_delay.or(file.shutdown_delay).unwrap_or(DEFAULT_SHUTDOWN_DELAY),
             max_jobs_per_worker: self
                 .max_jobs_per_worker
                 .or(file.max_jobs_per_worker)
                 .unwrap_or(DEFAULT_MAX_JOBS_PER_WORKER),
-            max_tile_size: self
-                .max_tile_size
-                .or(file.max_tile_size)
-                .unwrap_or(DEFAULT_MAX_TILE_SIZE),
+            max_tile_size: self.max_tile_size.or(file.max_tile_size).unwrap_or(DEFAULT_MAX_TILE_SIZE),
             max_assets_per_tile: self
                 .max_assets_per_tile
                 .or(file.max_assets_per_tile)
                 .unwrap_or(DEFAULT_MAX_ASSETS_PER_TILE),
-            max_batch_size: self
-                .max_batch_size
-                .or(file.max_batch_size)
-                .unwrap_or(DEFAULT_MAX_BATCH_SIZE),
+            max_batch_size: self.max_batch_size.or(file.max_batch_size).unwrap_or(DEFAULT_MAX_BATCH_SIZE),
             stream_concurrency: self
                 .stream_concurrency
                 .or(file.stream_concurrency)
                 .unwrap_or(DEFAULT_STREAM_CONCURRENCY),
+            max_in_flight_tiles: self
+                .max_in_flight_tiles
+                .or(file.max_in_flight_tiles)
+                .unwrap_or(DEFAULT_MAX_IN_FLIGHT_TILES),
+            max_worker_wait: self.max_worker_wait.or(file.max_worker_wait).unwrap_or(DEFAULT_MAX_WORKER_WAIT),
+            worker_max_rss: self.worker_max_rss.or(file.worker_max_rss).unwrap_or(DEFAULT_WORKER_MAX_RSS),
+            worker_memory_limit: self
+                .worker_memory_limit
+                .or(file.worker_memory_limit)
+                .unwrap_or(DEFAULT_WORKER_MEMORY_LIMIT),
+            quarantine_threshold: self
+                .quarantine_threshold
+                .or(file.quarantine_threshold)
+                .unwrap_or(DEFAULT_QUARANTINE_THRESHOLD),
+            quarantine_window: self
+                .quarantine_window
+                .or(file.quarantine_window)
+                .unwrap_or(DEFAULT_QUARANTINE_WINDOW),
+            quarantine_duration: self
+                .quarantine_duration
+                .or(file.quarantine_duration)
+                .unwrap_or(DEFAULT_QUARANTINE_DURATION),
+            crash_loop_threshold: self
+                .crash_loop_threshold
+                .or(file.crash_loop_threshold)
+                .unwrap_or(DEFAULT_CRASH_LOOP_THRESHOLD),
+            crash_loop_window: self
+                .crash_loop_window
+                .or(file.crash_loop_window)
+                .unwrap_or(DEFAULT_CRASH_LOOP_WINDOW),
+            ping_interval: self.ping_interval.or(file.ping_interval).unwrap_or(DEFAULT_PING_INTERVAL),
+            ping_timeout: self.ping_timeout.or(file.ping_timeout).unwrap_or(DEFAULT_PING_TIMEOUT),
+            admin_listen: self.admin_listen.or(file.admin_listen),
         };
-        if !(1..=256).contains(&config.workers) {
-            return Err(ConfigError::Invalid(format!(
-                "--workers={} is outside 1..=256",
-                config.workers
-            )));
-        }
-        if !(1..=4096).contains(&config.max_tile_size) {
-            return Err(ConfigError::Invalid(format!(
-                "--max-tile-size={} is outside 1..=4096",
-                config.max_tile_size
-            )));
-        }
-        for (name, v) in [
-            ("--max-assets-per-tile", config.max_assets_per_tile),
-            ("--max-batch-size", config.max_batch_size),
-            ("--stream-concurrency", config.stream_concurrency),
-        ] {
-            if v == 0 {
-                return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
-            }
-        }
-        if config.max_jobs_per_worker == 0 {
-            return Err(ConfigError::Invalid(
-                "--max-jobs-per-worker must be at least 1".into(),
-            ));
-        }
-        if !config.data_dir.is_dir() {
-            return Err(ConfigError::Invalid(format!(
-                "--data-dir {} is not a directory",
-                config.data_dir.display()
-            )));
-        }
+        config.validate()?;
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes_parse_with_binary_and_decimal_units() {
+        assert_eq!(parse_bytes("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_bytes("1000"), Ok(1000));
+        assert_eq!(parse_bytes("3MB"), Ok(3_000_000));
+        assert!(parse_bytes("12 parsecs").unwrap_err().contains("unknown size unit"));
     }
 }

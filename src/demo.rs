@@ -56,17 +56,14 @@ fn write_cog<T: GdalType + Copy>(
     interpretation: &[ColorInterpretation],
 ) -> gdal::errors::Result<()> {
     let mem = DriverManager::get_driver_by_name("MEM")?;
-    let mut ds: Dataset =
-        mem.create_with_band_type::<T, _>("", grid.width, grid.height, grid.bands.len())?;
+    let mut ds: Dataset = mem.create_with_band_type::<T, _>("", grid.width, grid.height, grid.bands.len())?;
     ds.set_geo_transform(&geo_transform)?;
     ds.set_spatial_ref(&SpatialRef::from_epsg(epsg)?)?;
     for (i, data) in grid.bands.into_iter().enumerate() {
         let mut band = ds.rasterband(i + 1)?;
         let mut buffer = Buffer::new((grid.width, grid.height), data);
         band.write((0, 0), (grid.width, grid.height), &mut buffer)?;
-        let interp = interpretation
-            .get(i)
-            .and_then(|c| ColorInterpretation::from_c_int(c.c_int()));
+        let interp = interpretation.get(i).and_then(|c| ColorInterpretation::from_c_int(c.c_int()));
         let is_alpha = matches!(interp, Some(ColorInterpretation::AlphaBand));
         if let Some(interp) = interp {
             band.set_color_interpretation(interp)?;
@@ -105,11 +102,7 @@ fn utm_rgb(asset: usize) -> Grid<u8> {
             bands[2][p] = 1 + (((asset * 40 + (col / 64 + row / 64) * 7) % 254) as u8);
         }
     }
-    Grid {
-        width: n,
-        height: n,
-        bands,
-    }
+    Grid { width: n, height: n, bands }
 }
 
 fn nir_uint16() -> Grid<u16> {
@@ -126,11 +119,7 @@ fn nir_uint16() -> Grid<u16> {
             }
         }
     }
-    Grid {
-        width: n,
-        height: n,
-        bands,
-    }
+    Grid { width: n, height: n, bands }
 }
 
 fn dem() -> Grid<f32> {
@@ -146,11 +135,7 @@ fn dem() -> Grid<f32> {
             };
         }
     }
-    Grid {
-        width: n,
-        height: n,
-        bands: vec![data],
-    }
+    Grid { width: n, height: n, bands: vec![data] }
 }
 
 fn rgba() -> Grid<u8> {
@@ -163,18 +148,10 @@ fn rgba() -> Grid<u8> {
             bands[0][p] = (col / 2) as u8;
             bands[1][p] = (row / 2) as u8;
             bands[2][p] = ((col + row) / 4) as u8;
-            bands[3][p] = if dx * dx + dy * dy < 240.0 * 240.0 {
-                255
-            } else {
-                0
-            };
+            bands[3][p] = if dx * dx + dy * dy < 240.0 * 240.0 { 255 } else { 0 };
         }
     }
-    Grid {
-        width: n,
-        height: n,
-        bands,
-    }
+    Grid { width: n, height: n, bands }
 }
 
 /// Writes the demo assets into `dir` (created if missing); existing files are replaced.
@@ -192,24 +169,10 @@ pub fn write_demo_data(dir: &Path) -> std::io::Result<()> {
             0.0,
             -UTM_RES,
         ];
-        write_cog(
-            &dir.join(name),
-            utm_rgb(i),
-            32618,
-            gt,
-            Some(0.0),
-            &[RedBand, GreenBand, BlueBand],
-        )
-        .map_err(gdal_err)?;
+        write_cog(&dir.join(name), utm_rgb(i), 32618, gt, Some(0.0), &[RedBand, GreenBand, BlueBand])
+            .map_err(gdal_err)?;
     }
-    let gt = [
-        UTM_ORIGIN.0 + 900.0,
-        UTM_RES,
-        0.0,
-        UTM_ORIGIN.1 - 900.0,
-        0.0,
-        -UTM_RES,
-    ];
+    let gt = [UTM_ORIGIN.0 + 900.0, UTM_RES, 0.0, UTM_ORIGIN.1 - 900.0, 0.0, -UTM_RES];
     write_cog(
         &dir.join("nir_uint16.tif"),
         nir_uint16(),
@@ -220,25 +183,10 @@ pub fn write_demo_data(dir: &Path) -> std::io::Result<()> {
     )
     .map_err(gdal_err)?;
     let gt = [-75.06, 0.1 / 512.0, 0.0, 39.97, 0.0, -0.1 / 512.0];
-    write_cog(
-        &dir.join("dem_4326.tif"),
-        dem(),
-        4326,
-        gt,
-        Some(-9999.0),
-        &[],
-    )
-    .map_err(gdal_err)?;
+    write_cog(&dir.join("dem_4326.tif"), dem(), 4326, gt, Some(-9999.0), &[]).map_err(gdal_err)?;
     // EPSG:3857 around (-75.0, 39.9): x = -8348961, y = 4851000.
     let gt = [-8_352_000.0, 10.0, 0.0, 4_854_000.0, 0.0, -10.0];
-    write_cog(
-        &dir.join("rgba_3857.tif"),
-        rgba(),
-        3857,
-        gt,
-        None,
-        &[RedBand, GreenBand, BlueBand, AlphaBand],
-    )
-    .map_err(gdal_err)?;
+    write_cog(&dir.join("rgba_3857.tif"), rgba(), 3857, gt, None, &[RedBand, GreenBand, BlueBand, AlphaBand])
+        .map_err(gdal_err)?;
     Ok(())
 }

@@ -2,6 +2,8 @@
 //! becomes a [`ServiceError`] with a message that says what was wrong and what is
 //! allowed; `From<ServiceError> for Status` is the only place gRPC codes are chosen.
 
+use std::time::Duration;
+
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -33,9 +35,14 @@ pub enum ServiceError {
         /// Why.
         reason: String,
     },
-    /// A limit was hit.
-    #[error("{0}")]
-    ResourceExhausted(String),
+    /// A limit was hit; the caller may retry after the hint.
+    #[error("{message}")]
+    ResourceExhausted {
+        /// Which limit, and why.
+        message: String,
+        /// When a retry is likely to succeed.
+        retry_after: Duration,
+    },
     /// The deadline passed.
     #[error("{0}")]
     DeadlineExceeded(String),
@@ -50,27 +57,28 @@ pub enum ServiceError {
 impl ServiceError {
     /// An INVALID_ARGUMENT for `field`.
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Self::InvalidArgument {
-            field,
-            message: message.into(),
-        }
+        Self::InvalidArgument { field, message: message.into() }
     }
 
     /// The error of a pool job for `asset`.
     #[must_use]
     pub fn from_pool(asset: &str, e: PoolError) -> Self {
         match e {
-            PoolError::DeadlineExceeded => Self::DeadlineExceeded(format!(
-                "reading asset '{asset}' did not finish before the deadline"
-            )),
-            PoolError::Unavailable(why) => Self::Unavailable(why),
-            PoolError::Crashed => Self::AssetUnreadable {
-                asset: asset.to_owned(),
-                reason: "reading it crashed two workers in a row".into(),
-            },
-            PoolError::Fault(f) => {
-                Self::Internal(format!("worker fault while reading '{asset}': {f}"))
+            PoolError::DeadlineExceeded => {
+                Self::DeadlineExceeded(format!("reading asset '{asset}' did not finish before the deadline"))
             }
+            PoolError::Unavailable(why) => Self::Unavailable(why),
+            PoolError::Overloaded(wait) => Self::ResourceExhausted {
+                message: format!(
+                    "server overloaded: no worker became free within {} ms to read asset '{asset}' (--max-worker-wait); retry later",
+                    wait.as_millis()
+                ),
+                retry_after: wait.max(Duration::from_millis(100)),
+            },
+            e @ (PoolError::Crashed(_) | PoolError::Quarantined(_)) => {
+                Self::AssetUnreadable { asset: asset.to_owned(), reason: e.to_string() }
+            }
+            PoolError::Fault(f) => Self::Internal(format!("worker fault while reading '{asset}': {f}")),
         }
     }
 }
@@ -87,7 +95,11 @@ impl From<ServiceError> for Status {
             ServiceError::NotFound(_) => Status::not_found(message),
             ServiceError::PermissionDenied(_) => Status::permission_denied(message),
             ServiceError::AssetUnreadable { .. } => Status::failed_precondition(message),
-            ServiceError::ResourceExhausted(_) => Status::resource_exhausted(message),
+            ServiceError::ResourceExhausted { retry_after, .. } => Status::with_error_details(
+                Code::ResourceExhausted,
+                message,
+                ErrorDetails::with_retry_info(Some(retry_after)),
+            ),
             ServiceError::DeadlineExceeded(_) => Status::deadline_exceeded(message),
             ServiceError::Unavailable(_) => Status::unavailable(message),
             ServiceError::Internal(detail) => {

@@ -5,6 +5,7 @@
 //! of single-threaded GDAL worker processes ([`pool`], [`worker`]) over a framed
 //! protobuf channel ([`ipc`]), composites and encodes the result ([`render`]).
 
+pub mod admin;
 pub mod api;
 pub mod client;
 pub mod config;

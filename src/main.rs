@@ -10,11 +10,7 @@ use tessera::{client, config::ServeArgs, demo};
 const EXIT_BAD_CONFIG: u8 = 64;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "tessera",
-    version,
-    about = "Map tiles on the fly from Cloud-Optimized GeoTIFFs, over gRPC"
-)]
+#[command(name = "tessera", version, about = "Map tiles on the fly from Cloud-Optimized GeoTIFFs, over gRPC")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,10 +19,14 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the tile API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// A GDAL worker process (spawned by `serve`; not for direct use).
     #[command(hide = true)]
-    Worker,
+    Worker {
+        /// Address-space limit in bytes (RLIMIT_AS).
+        #[arg(long)]
+        memory_limit: Option<u64>,
+    },
     /// Fetch one tile from a running server and write it to a file.
     Get(client::GetArgs),
     /// Describe an asset served by a running server.
@@ -43,23 +43,18 @@ enum Command {
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         // The worker sets up its own stdio before anything else; no tokio, no logging.
-        Command::Worker => tessera::worker::run(),
+        Command::Worker { memory_limit } => tessera::worker::run(memory_limit),
         Command::Serve(args) => {
             init_logging();
             let config = match args.resolve() {
@@ -72,16 +67,12 @@ fn main() -> ExitCode {
             report(runtime().and_then(|rt| Ok(rt.block_on(tessera::server::serve(config))?)))
         }
         Command::Get(args) => report(runtime().and_then(|rt| Ok(rt.block_on(client::get(args))?))),
-        Command::Info(args) => {
-            report(runtime().and_then(|rt| Ok(rt.block_on(client::info(args))?)))
-        }
+        Command::Info(args) => report(runtime().and_then(|rt| Ok(rt.block_on(client::info(args))?))),
         Command::Bench(args) => {
             init_logging();
             report(runtime().and_then(|rt| Ok(rt.block_on(client::bench(args))?)))
         }
-        Command::DemoData { dir } => {
-            report(demo::write_demo_data(&dir).map_err(anyhow::Error::from))
-        }
+        Command::DemoData { dir } => report(demo::write_demo_data(&dir).map_err(anyhow::Error::from)),
     }
 }
 

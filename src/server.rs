@@ -32,70 +32,64 @@ pub enum ServeError {
 
 /// Runs the server until a shutdown signal.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
-    let resolver = AssetResolver::new(&config.data_dir).map_err(|e| {
-        ServeError::Io(format!("data directory {}: {e}", config.data_dir.display()))
-    })?;
-    let worker_exe = std::env::current_exe()
-        .map_err(|e| ServeError::Io(format!("cannot find own executable: {e}")))?;
+    let resolver = AssetResolver::new(&config.data_dir)
+        .map_err(|e| ServeError::Io(format!("data directory {}: {e}", config.data_dir.display())))?;
+    let worker_exe =
+        std::env::current_exe().map_err(|e| ServeError::Io(format!("cannot find own executable: {e}")))?;
     let pool = WorkerPool::new(PoolConfig {
         size: config.workers,
         worker_exe,
         handshake_timeout: config.handshake_timeout,
         max_jobs_per_worker: config.max_jobs_per_worker,
+        max_rss_bytes: Some(config.worker_max_rss).filter(|b| *b > 0),
+        worker_memory_limit: Some(config.worker_memory_limit).filter(|b| *b > 0),
+        max_worker_wait: config.max_worker_wait,
+        quarantine_threshold: config.quarantine_threshold,
+        quarantine_window: config.quarantine_window,
+        quarantine_duration: config.quarantine_duration,
+        crash_loop_threshold: config.crash_loop_threshold,
+        crash_loop_window: config.crash_loop_window,
+        ping_interval: config.ping_interval,
+        ping_timeout: config.ping_timeout,
     });
     let limits = Limits {
         max_tile_size: config.max_tile_size,
         max_assets_per_tile: config.max_assets_per_tile,
         max_batch_size: config.max_batch_size,
         stream_concurrency: config.stream_concurrency,
+        max_in_flight_tiles: config.max_in_flight_tiles,
     };
-    let api = TileApi::new(
-        TileRenderer::new(Arc::clone(&pool), config.read_timeout),
-        resolver,
-        limits,
-    );
+    let api = TileApi::new(TileRenderer::new(Arc::clone(&pool), config.read_timeout), resolver, limits);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_service_status("", ServingStatus::NotServing)
-        .await;
-    health_reporter
-        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
-        .await;
+    health_reporter.set_service_status("", ServingStatus::NotServing).await;
+    health_reporter.set_service_status(SERVICE_NAME, ServingStatus::NotServing).await;
 
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| ServeError::Io(format!("cannot listen on {}: {e}", config.listen)))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| ServeError::Io(e.to_string()))?;
+    let local = listener.local_addr().map_err(|e| ServeError::Io(e.to_string()))?;
     // Tests and scripts read the bound address from this line (the port may be 0).
     tracing::info!(address = %local, workers = config.workers, "listening on {local}");
 
     // Workers start in the background; health turns SERVING once all have shaken hands.
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    spawn_warm_up(
-        Arc::clone(&pool),
-        health_reporter.clone(),
-        shutdown_rx.clone(),
-    );
+    spawn_warm_up(Arc::clone(&pool), health_reporter.clone(), shutdown_rx.clone());
+    if let Some(addr) = config.admin_listen {
+        crate::admin::spawn(addr, Arc::clone(&pool))
+            .await
+            .map_err(|e| ServeError::Io(format!("admin endpoint {addr}: {e}")))?;
+    }
 
     let reporter = health_reporter.clone();
     let mut drain_rx = shutdown_rx.clone();
     let delay = config.shutdown_delay;
     let shutdown_signal = async move {
         crate::shutdown::signalled().await;
-        reporter
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
-        reporter
-            .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
-            .await;
+        reporter.set_service_status("", ServingStatus::NotServing).await;
+        reporter.set_service_status(SERVICE_NAME, ServingStatus::NotServing).await;
         if !delay.is_zero() {
-            tracing::info!(
-                ?delay,
-                "health NOT_SERVING; still accepting requests for the shutdown delay"
-            );
+            tracing::info!(?delay, "health NOT_SERVING; still accepting requests for the shutdown delay");
             tokio::time::sleep(delay).await;
         }
         let _ = shutdown_tx.send(true);
@@ -131,9 +125,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
 /// v1alpha: grpcurl 1.8 speaks only v1alpha, newer tools v1).
 fn routes(
     api: TileServiceImpl,
-    health: tonic_health::pb::health_server::HealthServer<
-        impl tonic_health::pb::health_server::Health,
-    >,
+    health: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
 ) -> Result<tonic::service::Routes, ServeError> {
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -159,18 +151,13 @@ fn spawn_warm_up(
         loop {
             match pool.warm_up().await {
                 Ok(()) => {
-                    if !*shutdown_rx.borrow() {
-                        reporter
-                            .set_service_status("", ServingStatus::Serving)
-                            .await;
-                        reporter
-                            .set_service_status(SERVICE_NAME, ServingStatus::Serving)
-                            .await;
-                        tracing::info!(
-                            workers = pool.worker_pids().len(),
-                            "worker pool ready; serving"
-                        );
+                    if *shutdown_rx.borrow() {
+                        return;
                     }
+                    set_health(&reporter, ServingStatus::Serving).await;
+                    tracing::info!(workers = pool.worker_pids().len(), "worker pool ready; serving");
+                    pool.spawn_liveness();
+                    follow_pool_health(&pool, &reporter, shutdown_rx).await;
                     return;
                 }
                 Err(e) => {
@@ -188,13 +175,37 @@ fn spawn_warm_up(
 
 /// Accepted connections with Nagle's algorithm off: a tile answer is one write, and
 /// delayed ACKs would otherwise add ~40 ms to every sequential request.
-fn incoming(
-    listener: TcpListener,
-) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+fn incoming(listener: TcpListener) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
     use futures::StreamExt;
     TcpListenerStream::new(listener).map(|conn| {
         let conn = conn?;
         conn.set_nodelay(true)?;
         Ok(conn)
     })
+}
+
+async fn set_health(reporter: &tonic_health::server::HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    reporter.set_service_status(SERVICE_NAME, status).await;
+}
+
+/// Mirrors the pool's crash-loop state into health until shutdown starts.
+async fn follow_pool_health(
+    pool: &WorkerPool,
+    reporter: &tonic_health::server::HealthReporter,
+    mut shutdown_rx: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut healthy = pool.health();
+    loop {
+        tokio::select! {
+            changed = healthy.changed() => {
+                if changed.is_err() || *shutdown_rx.borrow() {
+                    return;
+                }
+                let ok = *healthy.borrow_and_update();
+                set_health(reporter, if ok { ServingStatus::Serving } else { ServingStatus::NotServing }).await;
+            }
+            _ = shutdown_rx.changed() => return,
+        }
+    }
 }

@@ -39,6 +39,8 @@ pub struct TileApi {
     renderer: TileRenderer,
     resolver: AssetResolver,
     limits: Limits,
+    /// One permit per tile being rendered: admission control.
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 type ResultStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -46,29 +48,30 @@ type ResultStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'st
 impl TileApi {
     /// The API over a renderer.
     pub fn new(renderer: TileRenderer, resolver: AssetResolver, limits: Limits) -> Arc<Self> {
-        Arc::new(Self {
-            renderer,
-            resolver,
-            limits,
-        })
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight_tiles));
+        Arc::new(Self { renderer, resolver, limits, in_flight })
     }
 
     /// The request's deadline: the client's grpc-timeout (less a small margin, so our
     /// DEADLINE_EXCEEDED reaches the client before its own timer fires), or the default.
     fn deadline<T>(request: &Request<T>) -> Instant {
         let timeout = deadline::client_timeout(request.metadata())
-            .map_or(DEFAULT_REQUEST_TIMEOUT, |t| {
-                t.saturating_sub(DEADLINE_MARGIN)
-            });
+            .map_or(DEFAULT_REQUEST_TIMEOUT, |t| t.saturating_sub(DEADLINE_MARGIN));
         Instant::now() + timeout
     }
 
-    async fn tile(
-        &self,
-        req: &GetTileRequest,
-        deadline: Instant,
-    ) -> Result<GetTileResponse, ServiceError> {
+    async fn tile(&self, req: &GetTileRequest, deadline: Instant) -> Result<GetTileResponse, ServiceError> {
         let parsed = TileRequest::parse(req, &self.limits, &self.resolver)?;
+        // Admission control: beyond the limit, shed load now rather than queue it.
+        let Ok(_permit) = self.in_flight.try_acquire() else {
+            return Err(ServiceError::ResourceExhausted {
+                message: format!(
+                    "server overloaded: {} tiles are already being rendered (--max-in-flight-tiles); retry later",
+                    self.limits.max_in_flight_tiles
+                ),
+                retry_after: Duration::from_millis(200),
+            });
+        };
         self.renderer.render(&parsed, deadline).await
     }
 }
@@ -87,10 +90,7 @@ fn tile_result(result: Result<GetTileResponse, ServiceError>) -> v1::get_tiles_r
 #[tonic::async_trait]
 impl TileService for TileServiceImpl {
     #[tracing::instrument(name = "rpc", skip_all, fields(rpc.system = "grpc", rpc.service = "tessera.v1.TileService", rpc.method = "GetTile"))]
-    async fn get_tile(
-        &self,
-        request: Request<GetTileRequest>,
-    ) -> Result<Response<GetTileResponse>, Status> {
+    async fn get_tile(&self, request: Request<GetTileRequest>) -> Result<Response<GetTileResponse>, Status> {
         let deadline = TileApi::deadline(&request);
         let tile = self.0.tile(request.get_ref(), deadline).await?;
         Ok(Response::new(tile))
@@ -214,12 +214,9 @@ impl TileService for TileServiceImpl {
         let info = self.0.renderer.info(&asset, deadline).await?;
         let i = &info.info;
         let bbox = |b: &[f64]| match b {
-            [min_x, min_y, max_x, max_y] => Some(Bounds {
-                min_x: *min_x,
-                min_y: *min_y,
-                max_x: *max_x,
-                max_y: *max_y,
-            }),
+            [min_x, min_y, max_x, max_y] => {
+                Some(Bounds { min_x: *min_x, min_y: *min_y, max_x: *max_x, max_y: *max_y })
+            }
             _ => None,
         };
         Ok(Response::new(GetAssetInfoResponse {
@@ -250,10 +247,7 @@ impl TileService for TileServiceImpl {
                 .overview_widths
                 .iter()
                 .zip(&i.overview_heights)
-                .map(|(w, h)| OverviewSize {
-                    width: *w,
-                    height: *h,
-                })
+                .map(|(w, h)| OverviewSize { width: *w, height: *h })
                 .collect(),
             block_width: i.block_width,
             block_height: i.block_height,

@@ -39,21 +39,17 @@ fn duration(d: Duration) -> Option<prost_types::Duration> {
 fn worker_error(asset: &Asset, mut e: WorkerError) -> ServiceError {
     // GDAL names the file by its full path; the caller knows it by the asset name, and
     // the server's directory layout is none of its business.
-    e.message = e
-        .message
-        .replace(&*asset.path.to_string_lossy(), &asset.name);
+    e.message = e.message.replace(&*asset.path.to_string_lossy(), &asset.name);
     match ErrorKind::try_from(e.kind) {
-        Ok(ErrorKind::NotFound) => ServiceError::NotFound(format!(
-            "asset '{}' does not exist: {}",
-            asset.name, e.message
-        )),
+        Ok(ErrorKind::NotFound) => {
+            ServiceError::NotFound(format!("asset '{}' does not exist: {}", asset.name, e.message))
+        }
         Ok(ErrorKind::Invalid) => {
             ServiceError::invalid("bands", format!("asset '{}': {}", asset.name, e.message))
         }
-        Ok(ErrorKind::Unreadable | ErrorKind::ReadFailed) => ServiceError::AssetUnreadable {
-            asset: asset.name.clone(),
-            reason: e.message,
-        },
+        Ok(ErrorKind::Unreadable | ErrorKind::ReadFailed) => {
+            ServiceError::AssetUnreadable { asset: asset.name.clone(), reason: e.message }
+        }
         _ => ServiceError::Internal(format!("worker error on '{}': {}", asset.name, e.message)),
     }
 }
@@ -74,12 +70,7 @@ struct Plan {
 }
 
 /// Records a per-asset failure.
-fn fail(
-    report: &mut AssetReport,
-    e: ServiceError,
-    first: &mut Option<ServiceError>,
-    started: Instant,
-) {
+fn fail(report: &mut AssetReport, e: ServiceError, first: &mut Option<ServiceError>, started: Instant) {
     report.outcome = AssetOutcome::Failed as i32;
     report.error = e.to_string();
     report.elapsed = duration(started.elapsed());
@@ -149,20 +140,13 @@ fn checked_raster(r: ReadResult, req: &TileRequest, plan: &Plan) -> Option<Raste
 /// Whether an error concerns one asset only (the tile can go on without it), as opposed
 /// to the whole request (deadline, no workers, a bug).
 fn is_asset_error(e: &ServiceError) -> bool {
-    matches!(
-        e,
-        ServiceError::AssetUnreadable { .. } | ServiceError::NotFound(_)
-    )
+    matches!(e, ServiceError::AssetUnreadable { .. } | ServiceError::NotFound(_))
 }
 
 impl TileRenderer {
     /// A renderer using `pool`, each worker job bounded by `read_timeout`.
     pub fn new(pool: Arc<WorkerPool>, read_timeout: Duration) -> Self {
-        Self {
-            pool,
-            infos: InfoCache::default(),
-            read_timeout,
-        }
+        Self { pool, infos: InfoCache::default(), read_timeout }
     }
 
     /// The deadline of one job: the sooner of the request's deadline and the read timeout.
@@ -171,18 +155,14 @@ impl TileRenderer {
     }
 
     /// Metadata of `asset`, from the cache or a worker.
-    pub async fn info(
-        &self,
-        asset: &Asset,
-        deadline: Instant,
-    ) -> Result<Arc<AssetInfo>, ServiceError> {
+    pub async fn info(&self, asset: &Asset, deadline: Instant) -> Result<Arc<AssetInfo>, ServiceError> {
         if let Some(info) = self.infos.get(&asset.path) {
             return Ok(info);
         }
         let path = asset.path.to_string_lossy().into_owned();
         let response = self
             .pool
-            .run(Job::Info(InfoRequest { path }), self.job_deadline(deadline))
+            .run(Job::Info(InfoRequest { path: path.clone() }), &path, self.job_deadline(deadline))
             .await
             .map_err(|e| ServiceError::from_pool(&asset.name, e))?;
         match response.result {
@@ -195,9 +175,7 @@ impl TileRenderer {
                 Ok(info)
             }
             Some(worker_response::Result::Error(e)) => Err(worker_error(asset, e)),
-            _ => Err(ServiceError::Internal(
-                "worker answered an info job with something else".into(),
-            )),
+            _ => Err(ServiceError::Internal("worker answered an info job with something else".into())),
         }
     }
 
@@ -220,17 +198,16 @@ impl TileRenderer {
             resampling: req.resampling as i32,
             bands: req.bands.clone(),
         };
+        let key = read.path.clone();
         let response = self
             .pool
-            .run(Job::Read(read), self.job_deadline(deadline))
+            .run(Job::Read(read), &key, self.job_deadline(deadline))
             .await
             .map_err(|e| ServiceError::from_pool(&asset.name, e))?;
         match response.result {
             Some(worker_response::Result::Read(r)) => Ok(r),
             Some(worker_response::Result::Error(e)) => Err(worker_error(asset, e)),
-            _ => Err(ServiceError::Internal(
-                "worker answered a read job with something else".into(),
-            )),
+            _ => Err(ServiceError::Internal("worker answered a read job with something else".into())),
         }
     }
 
@@ -272,17 +249,10 @@ impl TileRenderer {
         deadline: Instant,
         started: Instant,
     ) -> Result<Plan, ServiceError> {
-        let mut reports: Vec<AssetReport> = req
-            .assets
-            .iter()
-            .map(|a| AssetReport {
-                asset: a.name.clone(),
-                ..Default::default()
-            })
-            .collect();
+        let mut reports: Vec<AssetReport> =
+            req.assets.iter().map(|a| AssetReport { asset: a.name.clone(), ..Default::default() }).collect();
         let mut first_error = None;
-        let infos =
-            futures::future::join_all(req.assets.iter().map(|a| self.info(a, deadline))).await;
+        let infos = futures::future::join_all(req.assets.iter().map(|a| self.info(a, deadline))).await;
         let mut usable: Vec<(usize, Arc<AssetInfo>)> = Vec::new();
         for (i, info) in infos.into_iter().enumerate() {
             match info {
@@ -292,22 +262,11 @@ impl TileRenderer {
             }
         }
         let Some((reference_index, reference)) = usable.first().cloned() else {
-            return Err(first_error
-                .unwrap_or_else(|| ServiceError::Internal("no asset and no error".into())));
+            return Err(first_error.unwrap_or_else(|| ServiceError::Internal("no asset and no error".into())));
         };
-        let out_bands = if req.bands.is_empty() {
-            reference.data_bands
-        } else {
-            req.bands.len()
-        };
+        let out_bands = if req.bands.is_empty() { reference.data_bands } else { req.bands.len() };
         for (i, info) in &usable {
-            check_compatible(
-                req,
-                &req.assets[*i].name,
-                info,
-                &req.assets[reference_index].name,
-                &reference,
-            )?;
+            check_compatible(req, &req.assets[*i].name, info, &req.assets[reference_index].name, &reference)?;
         }
         check_encodable(req.format, reference.dtype, out_bands)
             .map_err(|e| ServiceError::invalid("format", e.to_string()))?;
@@ -330,13 +289,7 @@ impl TileRenderer {
                 ))
             }));
         }
-        Ok(Plan {
-            reports,
-            first_error,
-            reference,
-            out_bands,
-            touching,
-        })
+        Ok(Plan { reports, first_error, reference, out_bands, touching })
     }
 
     /// Reads the touching assets, all in flight at once, and composites them first-wins

@@ -25,6 +25,8 @@ pub struct Limits {
     pub max_batch_size: usize,
     /// Tiles of one GetTiles or StreamTiles call rendered at once.
     pub stream_concurrency: usize,
+    /// Tiles being rendered at once, server-wide.
+    pub max_in_flight_tiles: usize,
 }
 
 /// A checked tile request.
@@ -129,10 +131,7 @@ impl TileRequest {
             }
         };
         if req.assets.is_empty() {
-            return Err(ServiceError::invalid(
-                "assets",
-                "no assets: give at least one asset path",
-            ));
+            return Err(ServiceError::invalid("assets", "no assets: give at least one asset path"));
         }
         if req.assets.len() > limits.max_assets_per_tile {
             return Err(ServiceError::invalid(
@@ -145,34 +144,17 @@ impl TileRequest {
             ));
         }
         if let Some(b) = req.bands.iter().find(|b| **b == 0) {
-            return Err(ServiceError::invalid(
-                "bands",
-                format!("band {b} is invalid: bands are 1-based"),
-            ));
+            return Err(ServiceError::invalid("bands", format!("band {b} is invalid: bands are 1-based")));
         }
         let format = format(req.format, req.quality)?;
         let resampling = resampling(req.resampling)?;
         if v1::PixelSelection::try_from(req.pixel_selection).is_err() {
             return Err(ServiceError::invalid(
                 "pixel_selection",
-                format!(
-                    "pixel_selection={} is not a known value; use FIRST",
-                    req.pixel_selection
-                ),
+                format!("pixel_selection={} is not a known value; use FIRST", req.pixel_selection),
             ));
         }
-        let assets = req
-            .assets
-            .iter()
-            .map(|a| resolver.resolve(a))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
-            tile,
-            size,
-            assets,
-            bands: req.bands.clone(),
-            resampling,
-            format,
-        })
+        let assets = req.assets.iter().map(|a| resolver.resolve(a)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { tile, size, assets, bands: req.bands.clone(), resampling, format })
     }
 }

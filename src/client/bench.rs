@@ -96,33 +96,19 @@ impl Drop for Server {
 fn start_server(args: &BenchArgs) -> Result<Server, ClientError> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            &args.workers.to_string(),
-        ])
+        .args(["serve", "--listen", "127.0.0.1:0", "--workers", &args.workers.to_string()])
         .arg("--data-dir")
         .arg(&args.data_dir)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()?;
-    let stderr = child
-        .stderr
-        .take()
-        .ok_or_else(|| ClientError::Usage("no stderr".into()))?;
+    let stderr = child.stderr.take().ok_or_else(|| ClientError::Usage("no stderr".into()))?;
     let mut lines = BufReader::new(stderr).lines();
     let mut address = None;
     for line in lines.by_ref() {
         let line = line?;
         if let Some(rest) = line.split("listening on ").nth(1) {
-            address = Some(
-                rest.split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned(),
-            );
+            address = Some(rest.split_whitespace().next().unwrap_or_default().to_owned());
         }
         if line.contains("worker pool ready") {
             break;
@@ -136,12 +122,7 @@ fn start_server(args: &BenchArgs) -> Result<Server, ClientError> {
 
 fn status_kb(pid: u32, key: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find(|l| l.starts_with(key))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    text.lines().find(|l| l.starts_with(key))?.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn children(pid: u32) -> Vec<u32> {
@@ -150,13 +131,10 @@ fn children(pid: u32) -> Vec<u32> {
     };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/stat"))
-                .ok()
-                .is_some_and(|s| {
-                    s.rsplit_once(')')
-                        .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
-                        == Some(pid)
-                })
+            std::fs::read_to_string(format!("/proc/{p}/stat")).ok().is_some_and(|s| {
+                s.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                    == Some(pid)
+            })
         })
         .collect()
 }
@@ -180,18 +158,11 @@ async fn tile_mix(
     let mut singles = Vec::new();
     let mut mosaic_bounds: Option<v1::Bounds> = None;
     for name in UTM_RGB_ASSETS {
-        let info = client
-            .clone()
-            .get_asset_info(v1::GetAssetInfoRequest { asset: name.into() })
-            .await?
-            .into_inner();
+        let info =
+            client.clone().get_asset_info(v1::GetAssetInfoRequest { asset: name.into() }).await?.into_inner();
         let b = info.geographic_bounds.unwrap_or_default();
         for z in 14..=16u8 {
-            singles.extend(
-                tiles_inside(&b, z)
-                    .into_iter()
-                    .map(|t| (t, vec![name.to_owned()])),
-            );
+            singles.extend(tiles_inside(&b, z).into_iter().map(|t| (t, vec![name.to_owned()])));
         }
         mosaic_bounds = Some(match mosaic_bounds {
             None => b,
@@ -205,10 +176,8 @@ async fn tile_mix(
     }
     let all: Vec<String> = UTM_RGB_ASSETS.iter().map(|s| (*s).to_owned()).collect();
     let mosaic_bounds = mosaic_bounds.unwrap_or_default();
-    let mosaic: Mix = (12..=14u8)
-        .flat_map(|z| tiles_inside(&mosaic_bounds, z))
-        .map(|t| (t, all.clone()))
-        .collect();
+    let mosaic: Mix =
+        (12..=14u8).flat_map(|z| tiles_inside(&mosaic_bounds, z)).map(|t| (t, all.clone())).collect();
     let mut rng = Rng(args.seed.max(1));
     let mix = (0..args.tiles)
         .map(|_| {
@@ -231,13 +200,7 @@ async fn run_level(client: &TileServiceClient<Channel>, mix: &Mix, concurrency: 
             async move {
                 let t = Instant::now();
                 let ok = client
-                    .get_tile(v1::GetTileRequest {
-                        z: u32::from(z),
-                        x,
-                        y,
-                        assets,
-                        ..Default::default()
-                    })
+                    .get_tile(v1::GetTileRequest { z: u32::from(z), x, y, assets, ..Default::default() })
                     .await
                     .is_ok();
                 (t.elapsed(), ok)
@@ -265,11 +228,8 @@ pub async fn bench(args: BenchArgs) -> Result<(), ClientError> {
         Some(_) => None,
         None => Some(start_server(&args)?),
     };
-    let address = args
-        .server
-        .clone()
-        .or_else(|| server.as_ref().map(|s| s.address.clone()))
-        .unwrap_or_default();
+    let address =
+        args.server.clone().or_else(|| server.as_ref().map(|s| s.address.clone())).unwrap_or_default();
     let client = connect(&address).await?;
     let (mix, singles, mosaics) = tile_mix(&client, &args).await?;
     println!(
@@ -286,10 +246,7 @@ pub async fn bench(args: BenchArgs) -> Result<(), ClientError> {
     if let Some(s) = &server {
         let front = s.child.id();
         let workers = children(front);
-        let peaks: Vec<u64> = workers
-            .iter()
-            .filter_map(|p| status_kb(*p, "VmHWM:"))
-            .collect();
+        let peaks: Vec<u64> = workers.iter().filter_map(|p| status_kb(*p, "VmHWM:")).collect();
         println!(
             "peak RSS: front {} MiB; workers ({}) max {} MiB, sum {} MiB",
             status_kb(front, "VmHWM:").unwrap_or(0) / 1024,

@@ -60,8 +60,7 @@ fn encode_frame(msg: &impl Message) -> Result<Vec<u8>, FrameError> {
     }
     let mut buf = Vec::with_capacity(4 + len);
     buf.extend_from_slice(&(len as u32).to_be_bytes());
-    msg.encode(&mut buf)
-        .map_err(|e| FrameError::Io(io::Error::other(e)))?;
+    msg.encode(&mut buf).map_err(|e| FrameError::Io(io::Error::other(e)))?;
     Ok(buf)
 }
 
@@ -109,11 +108,7 @@ mod tests {
 
     #[test]
     fn a_frame_round_trips() {
-        let hello = Hello {
-            protocol_version: PROTOCOL_VERSION,
-            gdal_version: "3.6.2".into(),
-            pid: 7,
-        };
+        let hello = Hello { protocol_version: PROTOCOL_VERSION, gdal_version: "3.6.2".into(), pid: 7 };
         let mut buf = Vec::new();
         write_frame(&mut buf, &hello).unwrap();
         assert_eq!(&buf[..4], &(hello.encoded_len() as u32).to_be_bytes());
@@ -132,9 +127,6 @@ mod tests {
     fn a_truncated_frame_is_a_closed_channel() {
         let mut buf = 10u32.to_be_bytes().to_vec();
         buf.extend_from_slice(&[1, 2]);
-        assert!(matches!(
-            read_frame::<Hello>(&mut buf.as_slice()),
-            Err(FrameError::Closed)
-        ));
+        assert!(matches!(read_frame::<Hello>(&mut buf.as_slice()), Err(FrameError::Closed)));
     }
 }

@@ -24,9 +24,7 @@ pub struct AssetResolver {
 impl AssetResolver {
     /// A resolver for `data_dir`, which must exist.
     pub fn new(data_dir: &Path) -> std::io::Result<Self> {
-        Ok(Self {
-            root: data_dir.canonicalize()?,
-        })
+        Ok(Self { root: data_dir.canonicalize()? })
     }
 
     /// The canonical data directory.
@@ -46,10 +44,7 @@ impl AssetResolver {
             return Err(ServiceError::invalid("assets", "an asset path is empty"));
         }
         if name.contains('\0') {
-            return Err(ServiceError::invalid(
-                "assets",
-                format!("asset {name:?} contains a NUL byte"),
-            ));
+            return Err(ServiceError::invalid("assets", format!("asset {name:?} contains a NUL byte")));
         }
         if name.contains("://") {
             return Err(denied("URLs are not served"));
@@ -66,15 +61,9 @@ impl AssetResolver {
         if path.components().any(|c| c == Component::ParentDir) {
             return Err(denied("'..' is not allowed"));
         }
-        let joined = if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            self.root.join(path)
-        };
+        let joined = if path.is_absolute() { path.to_path_buf() } else { self.root.join(path) };
         if path.is_absolute() && !joined.starts_with(&self.root) {
-            return Err(denied(
-                "absolute paths outside the data directory are refused",
-            ));
+            return Err(denied("absolute paths outside the data directory are refused"));
         }
         let canonical = match joined.canonicalize() {
             Ok(p) => p,
@@ -86,9 +75,7 @@ impl AssetResolver {
                     if !target.starts_with(&self.root)
                         || target.components().any(|c| c == Component::ParentDir)
                     {
-                        return Err(denied(
-                            "it is a symlink that leads outside the data directory",
-                        ));
+                        return Err(denied("it is a symlink that leads outside the data directory"));
                     }
                 }
                 return Err(ServiceError::NotFound(format!(
@@ -98,25 +85,15 @@ impl AssetResolver {
             Err(e) => return Err(denied(&format!("it cannot be resolved ({e})"))),
         };
         if !canonical.starts_with(&self.root) {
-            return Err(denied(
-                "it resolves (through a symlink) outside the data directory",
-            ));
+            return Err(denied("it resolves (through a symlink) outside the data directory"));
         }
         if !canonical.is_file() {
-            return Err(ServiceError::NotFound(format!(
-                "asset '{name}' is not a file"
-            )));
+            return Err(ServiceError::NotFound(format!("asset '{name}' is not a file")));
         }
         if canonical.to_str().is_none() {
-            return Err(ServiceError::invalid(
-                "assets",
-                format!("asset {name:?} is not valid UTF-8"),
-            ));
+            return Err(ServiceError::invalid("assets", format!("asset {name:?} is not valid UTF-8")));
         }
-        Ok(Asset {
-            name: name.to_owned(),
-            path: canonical,
-        })
+        Ok(Asset { name: name.to_owned(), path: canonical })
     }
 }
 
@@ -129,18 +106,9 @@ mod tests {
         std::fs::create_dir(dir.path().join("data")).unwrap();
         std::fs::write(dir.path().join("data/a.tif"), b"x").unwrap();
         std::fs::write(dir.path().join("secret.tif"), b"x").unwrap();
-        std::os::unix::fs::symlink(
-            dir.path().join("secret.tif"),
-            dir.path().join("data/link.tif"),
-        )
-        .unwrap();
-        std::os::unix::fs::symlink(
-            "/nonexistent/secret.tif",
-            dir.path().join("data/dangling.tif"),
-        )
-        .unwrap();
-        std::os::unix::fs::symlink("gone.tif", dir.path().join("data/dangling_inside.tif"))
-            .unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret.tif"), dir.path().join("data/link.tif")).unwrap();
+        std::os::unix::fs::symlink("/nonexistent/secret.tif", dir.path().join("data/dangling.tif")).unwrap();
+        std::os::unix::fs::symlink("gone.tif", dir.path().join("data/dangling_inside.tif")).unwrap();
         let r = AssetResolver::new(&dir.path().join("data")).unwrap();
         (dir, r)
     }
@@ -176,14 +144,8 @@ mod tests {
     #[test]
     fn missing_files_are_not_found() {
         let (_d, r) = setup();
-        assert!(matches!(
-            r.resolve("dangling_inside.tif"),
-            Err(ServiceError::NotFound(_))
-        ));
+        assert!(matches!(r.resolve("dangling_inside.tif"), Err(ServiceError::NotFound(_))));
         let e = r.resolve("nope.tif").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "asset 'nope.tif' does not exist in the data directory"
-        );
+        assert_eq!(e.to_string(), "asset 'nope.tif' does not exist in the data directory");
     }
 }

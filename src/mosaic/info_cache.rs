@@ -35,24 +35,10 @@ impl AssetInfo {
         let dtype = DataType::from_worker(info.dtype)?;
         let g = info.geographic_bounds.as_slice();
         let [min_x, min_y, max_x, max_y] = <[f64; 4]>::try_from(g).ok()?;
-        let data_bands = info
-            .bands
-            .iter()
-            .filter(|b| !b.color_interpretation.eq_ignore_ascii_case("alpha"))
-            .count();
+        let data_bands =
+            info.bands.iter().filter(|b| !b.color_interpretation.eq_ignore_ascii_case("alpha")).count();
         let nodata = info.bands.first().and_then(|b| b.nodata);
-        Some(Self {
-            dtype,
-            data_bands,
-            geographic: BBox {
-                min_x,
-                min_y,
-                max_x,
-                max_y,
-            },
-            nodata,
-            info,
-        })
+        Some(Self { dtype, data_bands, geographic: BBox { min_x, min_y, max_x, max_y }, nodata, info })
     }
 }
 

@@ -6,31 +6,47 @@
 //! process (`tessera worker`) that does one job at a time. The pool is a `deadpool`
 //! managed pool of [`WorkerProcess`]es: one checkout is one job.
 //!
-//! - **Start-up**: [`WorkerPool::warm_up`] spawns every worker and waits for their
+//! - **Start-up**: [`WorkerPool::warm_up`] spawns every worker and waits for all
 //!   handshakes; health reports SERVING only after it returns.
-//! - **A job**: check a worker out (this wait is cancellable: a caller that goes away
-//!   starts nothing), then hand the exchange to a spawned task. From then on the job
-//!   runs to its end even if the caller goes away, so the worker's channel never holds a
-//!   half-read answer and the worker returns to the pool.
+//! - **A job**: refused at once if its asset is quarantined; then a worker is checked
+//!   out. That wait is bounded twice: by the job's deadline (DEADLINE_EXCEEDED) and by
+//!   `max_worker_wait` (RESOURCE_EXHAUSTED, so overload sheds load instead of queueing
+//!   without bound). The wait is cancellable: a caller that goes away starts nothing. The
+//!   exchange itself runs in a spawned task, so it always completes or times out: the
+//!   worker's channel never holds a half-read answer and the worker goes back to the pool.
 //! - **Deadline** = min(client deadline, read timeout). A job whose deadline has passed
 //!   is never started; a worker that misses it is SIGKILLed (its whole process group),
-//!   dropped, and replaced in the background; the caller gets
-//!   [`PoolError::DeadlineExceeded`].
-//! - **Crash**: a worker that dies mid-job is dropped and replaced, its exit status and
-//!   stderr tail are logged by its reaper, and the job is retried once on another worker
-//!   (reads are idempotent).
-//! - **Recycling**: a worker that has answered `max_jobs_per_worker` jobs retires after
-//!   its job and is replaced in the background.
-//! - **Replacement** spawns a spare worker that the pool's next `create` takes, so
-//!   replacing never blocks a caller that could use an idle worker.
+//!   dropped and replaced in the background.
+//! - **Crash**: a worker that dies mid-job is dropped and replaced; its reaper logs the
+//!   exit status, signal and stderr tail once. If it died by its own fault (SIGSEGV,
+//!   SIGABRT, a non-zero exit...) the crash counts against the asset, and the job is
+//!   retried once on another worker; an asset that crashes workers
+//!   `quarantine_threshold` times within `quarantine_window` is quarantined. A SIGKILL
+//!   comes from outside (OOM killer, operator) and says nothing about the asset: such a
+//!   job is retried while its deadline allows, up to [`MAX_ATTEMPTS`] times.
+//! - **Protocol fault** (garbage, oversize or mismatched frames): the worker is killed
+//!   and replaced; the job fails with an internal error.
+//! - **Recycling**: after its job, a worker over its job budget (`max_jobs_per_worker`
+//!   with ±10% jitter, so workers do not all restart at once) or over `max_rss_bytes`
+//!   retires and is replaced in the background.
+//! - **Replacement** spawns a spare worker that the pool's next `create` takes, so a
+//!   replacement never blocks a caller that could use an idle worker. Failed spawns back
+//!   off exponentially with jitter; `crash_loop_threshold` failures within
+//!   `crash_loop_window` mark the pool unhealthy (health NOT_SERVING) until the pool is
+//!   full of live workers again.
+//! - **Liveness**: idle workers are pinged every `ping_interval`; one that does not
+//!   answer within `ping_timeout` is killed and replaced.
 //! - **Shutdown**: [`WorkerPool::shutdown`] closes the pool (idle workers get SIGTERM and
 //!   their stdin closed; busy ones when their job ends), then waits until every worker
 //!   process has been reaped; stragglers are SIGKILLed after a grace.
 
 mod process;
+mod quarantine;
 mod registry;
+mod stats;
 
 use std::{
+    collections::VecDeque,
     path::PathBuf,
     sync::{
         Arc, Mutex,
@@ -40,11 +56,17 @@ use std::{
 };
 
 use deadpool::managed::{self, Object, RecycleError, RecycleResult};
-pub use process::{ExchangeError, SpawnError, WorkerProcess, WorkerState};
+pub use process::{ExchangeError, ExitInfo, SpawnError, WorkerProcess, WorkerState};
+pub use quarantine::{Quarantine, Quarantined};
+use rand::Rng;
 pub use registry::Registry;
-use tokio::time::Instant;
+pub use stats::PoolStats;
+use tokio::{sync::watch, time::Instant};
 
-use crate::pb::worker::{WorkerRequest, WorkerResponse, worker_request::Job};
+use crate::pb::worker::{PingRequest, WorkerRequest, WorkerResponse, worker_request::Job};
+
+/// Most attempts of one job when workers keep being killed from outside.
+pub const MAX_ATTEMPTS: u32 = 3;
 
 /// Default number of workers when `--workers` is not given: one per core, at least 2.
 #[must_use]
@@ -61,8 +83,28 @@ pub struct PoolConfig {
     pub worker_exe: PathBuf,
     /// How long a new worker has to send its hello.
     pub handshake_timeout: Duration,
-    /// Jobs after which a worker is replaced.
+    /// Jobs after which a worker is replaced (±10% jitter per worker).
     pub max_jobs_per_worker: u64,
+    /// Resident memory after which a worker is replaced (checked after each job).
+    pub max_rss_bytes: Option<u64>,
+    /// Address-space limit of each worker (RLIMIT_AS): a runaway read kills one worker.
+    pub worker_memory_limit: Option<u64>,
+    /// Longest a job waits for a free worker before RESOURCE_EXHAUSTED.
+    pub max_worker_wait: Duration,
+    /// Crashes of one asset within `quarantine_window` that quarantine it.
+    pub quarantine_threshold: usize,
+    /// Window for counting an asset's crashes.
+    pub quarantine_window: Duration,
+    /// How long a quarantine lasts.
+    pub quarantine_duration: Duration,
+    /// Failed spawns or crashes within `crash_loop_window` that mark the pool unhealthy.
+    pub crash_loop_threshold: usize,
+    /// Window for counting failures.
+    pub crash_loop_window: Duration,
+    /// How often idle workers are pinged; zero turns pinging off.
+    pub ping_interval: Duration,
+    /// How long a ping may take.
+    pub ping_timeout: Duration,
 }
 
 /// Why a job could not be run.
@@ -72,12 +114,18 @@ pub enum PoolError {
     /// The deadline passed before or during the job.
     #[error("the read did not finish before its deadline")]
     DeadlineExceeded,
+    /// No worker became free within the wait bound.
+    #[error("no worker became free within {0:?}")]
+    Overloaded(Duration),
     /// No worker can be had: the pool is closed or workers cannot be spawned.
     #[error("no worker available: {0}")]
     Unavailable(String),
-    /// The job killed two workers in a row.
-    #[error("the read crashed two workers in a row")]
-    Crashed,
+    /// The job's worker died by its own fault, on every attempt.
+    #[error("reading it crashed the worker ({0})")]
+    Crashed(String),
+    /// The asset is quarantined.
+    #[error("it is quarantined for {}s more: {}", .0.remaining.as_secs().max(1), .0.reason)]
+    Quarantined(Quarantined),
     /// A worker broke the protocol.
     #[error("worker protocol fault: {0}")]
     Fault(String),
@@ -88,8 +136,58 @@ pub enum PoolError {
 pub struct WorkerManager {
     config: PoolConfig,
     registry: Registry,
+    stats: Arc<PoolStats>,
     /// Workers spawned in the background to replace dead or retired ones.
     spares: Mutex<Vec<WorkerProcess>>,
+    /// Times of recent failed spawns and crashes (the crash-loop detector).
+    failures: Mutex<VecDeque<std::time::Instant>>,
+    /// Whether the pool is healthy (no crash loop); health follows it.
+    healthy: watch::Sender<bool>,
+}
+
+impl WorkerManager {
+    async fn spawn(&self) -> Result<WorkerProcess, SpawnError> {
+        PoolStats::bump(&self.stats.spawns);
+        let result = WorkerProcess::spawn(
+            &self.config.worker_exe,
+            self.config.handshake_timeout,
+            self.config.worker_memory_limit,
+            &self.registry,
+        )
+        .await;
+        match result {
+            Ok(mut w) => {
+                let budget = self.config.max_jobs_per_worker;
+                let jitter = (budget / 10).max(1);
+                let limit = rand::rng().random_range(budget.saturating_sub(jitter).max(1)..=budget + jitter);
+                w.set_job_limit(limit);
+                Ok(w)
+            }
+            Err(e) => {
+                PoolStats::bump(&self.stats.spawn_failures);
+                self.record_failure();
+                Err(e)
+            }
+        }
+    }
+
+    /// Notes a failed spawn or a crash; too many within the window mark the pool unhealthy.
+    fn record_failure(&self) {
+        let now = std::time::Instant::now();
+        let Ok(mut failures) = self.failures.lock() else { return };
+        failures.push_back(now);
+        while failures.front().is_some_and(|t| now.duration_since(*t) > self.config.crash_loop_window) {
+            failures.pop_front();
+        }
+        if failures.len() >= self.config.crash_loop_threshold && *self.healthy.borrow() {
+            tracing::error!(
+                failures = failures.len(),
+                window = ?self.config.crash_loop_window,
+                "workers keep failing: crash loop; health NOT_SERVING until the pool is whole again"
+            );
+            self.healthy.send_replace(false);
+        }
+    }
 }
 
 impl managed::Manager for WorkerManager {
@@ -101,25 +199,13 @@ impl managed::Manager for WorkerManager {
         if let Some(w) = spare.filter(|w| w.state() == WorkerState::Idle) {
             return Ok(w);
         }
-        WorkerProcess::spawn(
-            &self.config.worker_exe,
-            self.config.handshake_timeout,
-            &self.registry,
-        )
-        .await
+        self.spawn().await
     }
 
-    async fn recycle(
-        &self,
-        w: &mut WorkerProcess,
-        _: &managed::Metrics,
-    ) -> RecycleResult<SpawnError> {
+    async fn recycle(&self, w: &mut WorkerProcess, _: &managed::Metrics) -> RecycleResult<SpawnError> {
         match w.state() {
             WorkerState::Idle => Ok(()),
-            state => Err(RecycleError::message(format!(
-                "worker {} is {state:?}",
-                w.pid()
-            ))),
+            state => Err(RecycleError::message(format!("worker {} is {state:?}", w.pid()))),
         }
     }
 }
@@ -129,6 +215,15 @@ impl managed::Manager for WorkerManager {
 pub struct WorkerPool {
     pool: managed::Pool<WorkerManager>,
     next_id: AtomicU64,
+    quarantine: Quarantine,
+}
+
+/// What became of one exchange, for the retry decision.
+// Lives for one loop iteration on the stack; boxing the response would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Attempt {
+    Done(Result<WorkerResponse, PoolError>),
+    Retry,
 }
 
 impl WorkerPool {
@@ -139,20 +234,48 @@ impl WorkerPool {
     #[must_use]
     pub fn new(config: PoolConfig) -> Arc<Self> {
         let size = config.size.max(1);
+        let quarantine = Quarantine::new(
+            config.quarantine_threshold,
+            config.quarantine_window,
+            config.quarantine_duration,
+        );
         let manager = WorkerManager {
             config,
             registry: Registry::default(),
+            stats: Arc::new(PoolStats::default()),
             spares: Mutex::new(Vec::new()),
+            failures: Mutex::new(VecDeque::new()),
+            healthy: watch::channel(true).0,
         };
         let pool = managed::Pool::builder(manager)
             .max_size(size)
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .expect("a pool with a runtime and max_size >= 1 always builds");
-        Arc::new(Self {
-            pool,
-            next_id: AtomicU64::new(1),
-        })
+        Arc::new(Self { pool, next_id: AtomicU64::new(1), quarantine })
+    }
+
+    fn config(&self) -> &PoolConfig {
+        &self.pool.manager().config
+    }
+
+    /// The pool's counters.
+    #[must_use]
+    pub fn stats(&self) -> &PoolStats {
+        &self.pool.manager().stats
+    }
+
+    /// (workers checked out, workers idle, callers waiting for a worker).
+    #[must_use]
+    pub fn occupancy(&self) -> (usize, usize, usize) {
+        let s = self.pool.status();
+        (s.size - s.available, s.available, s.waiting)
+    }
+
+    /// Follows the pool's health: false during a crash loop.
+    #[must_use]
+    pub fn health(&self) -> watch::Receiver<bool> {
+        self.pool.manager().healthy.subscribe()
     }
 
     /// Spawns every worker and waits for all handshakes.
@@ -164,10 +287,7 @@ impl WorkerPool {
                 Ok(_) => {}
                 Err(managed::PoolError::Backend(e)) => return Err(e),
                 Err(e) => {
-                    return Err(SpawnError::Handshake {
-                        pid: 0,
-                        reason: e.to_string(),
-                    });
+                    return Err(SpawnError::Handshake { pid: 0, reason: e.to_string() });
                 }
             }
         }
@@ -180,49 +300,87 @@ impl WorkerPool {
         self.pool.manager().registry.pids()
     }
 
-    /// Runs one job, retrying once on another worker if the first one dies.
+    /// Runs one job about `asset` (the quarantine key), retrying on another worker if
+    /// the first one dies.
     pub async fn run(
         self: &Arc<Self>,
         job: Job,
+        asset: &str,
         deadline: Instant,
     ) -> Result<WorkerResponse, PoolError> {
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(PoolError::DeadlineExceeded);
+        if let Some(q) = self.quarantine.check(asset, std::time::Instant::now()) {
+            PoolStats::bump(&self.stats().quarantine_rejections);
+            return Err(PoolError::Quarantined(q));
+        }
+        let mut own_faults = 0;
+        for attempt in 1..=MAX_ATTEMPTS {
+            if attempt > 1 {
+                PoolStats::bump(&self.stats().retries);
             }
-            let worker = match tokio::time::timeout_at(deadline, self.pool.get()).await {
-                Err(_) => return Err(PoolError::DeadlineExceeded),
-                Ok(Ok(w)) => w,
-                Ok(Err(managed::PoolError::Closed)) => {
-                    return Err(PoolError::Unavailable("the server is shutting down".into()));
+            match self.attempt(&job, asset, deadline, &mut own_faults).await {
+                Attempt::Done(result) => return result,
+                Attempt::Retry => {
+                    tracing::warn!(asset, attempt, "worker died mid-job; retrying on another worker");
                 }
-                Ok(Err(e)) => return Err(PoolError::Unavailable(e.to_string())),
-            };
-            let request = WorkerRequest {
-                id: self.next_id.fetch_add(1, Ordering::Relaxed),
-                deadline_ms: deadline
-                    .saturating_duration_since(Instant::now())
-                    .as_millis() as u64,
-                trace_context: std::collections::HashMap::default(),
-                job: Some(job.clone()),
-            };
-            let this = Arc::clone(self);
-            // Detached so that a caller going away cannot cut an exchange in half.
-            let exchange =
-                tokio::spawn(async move { this.exchange(worker, request, deadline).await });
-            match exchange.await {
-                Ok(Ok(response)) => return Ok(response),
-                Ok(Err(ExchangeError::Died)) if attempts < 2 => {
-                    tracing::warn!("worker died mid-read; retrying on another worker");
-                }
-                Ok(Err(ExchangeError::Died)) => return Err(PoolError::Crashed),
-                Ok(Err(ExchangeError::Timeout)) => return Err(PoolError::DeadlineExceeded),
-                Ok(Err(ExchangeError::Fault(f))) => return Err(PoolError::Fault(f)),
-                Err(join) => return Err(PoolError::Fault(format!("exchange task failed: {join}"))),
             }
+        }
+        Err(PoolError::Crashed("workers were killed on every attempt".into()))
+    }
+
+    async fn attempt(
+        self: &Arc<Self>,
+        job: &Job,
+        asset: &str,
+        deadline: Instant,
+        own_faults: &mut u32,
+    ) -> Attempt {
+        if Instant::now() >= deadline {
+            return Attempt::Done(Err(PoolError::DeadlineExceeded));
+        }
+        let wait = self.config().max_worker_wait;
+        let wait_until = Instant::now() + wait;
+        let worker = match tokio::time::timeout_at(deadline.min(wait_until), self.pool.get()).await {
+            Err(_) if deadline <= wait_until => return Attempt::Done(Err(PoolError::DeadlineExceeded)),
+            Err(_) => {
+                PoolStats::bump(&self.stats().wait_rejections);
+                return Attempt::Done(Err(PoolError::Overloaded(wait)));
+            }
+            Ok(Ok(w)) => w,
+            Ok(Err(managed::PoolError::Closed)) => {
+                return Attempt::Done(Err(PoolError::Unavailable("the server is shutting down".into())));
+            }
+            Ok(Err(e)) => return Attempt::Done(Err(PoolError::Unavailable(e.to_string()))),
+        };
+        let request = WorkerRequest {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            deadline_ms: deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
+            trace_context: std::collections::HashMap::default(),
+            job: Some(job.clone()),
+        };
+        PoolStats::bump(&self.stats().jobs_started);
+        let this = Arc::clone(self);
+        // Detached so that a caller going away cannot cut an exchange in half.
+        let exchange = tokio::spawn(async move { this.exchange(worker, request, deadline).await });
+        match exchange.await {
+            Ok(Ok(response)) => Attempt::Done(Ok(response)),
+            Ok(Err((ExchangeError::Died, exit))) => {
+                let external = exit.is_some_and(|e| e.is_external_kill());
+                if !external {
+                    *own_faults += 1;
+                    let what = describe_exit(exit);
+                    if self.quarantine.record_crash(asset, std::time::Instant::now(), &what) {
+                        PoolStats::bump(&self.stats().quarantines);
+                        tracing::error!(asset, crash = %what, duration = ?self.config().quarantine_duration, "asset quarantined");
+                    }
+                    if *own_faults >= 2 {
+                        return Attempt::Done(Err(PoolError::Crashed(what)));
+                    }
+                }
+                Attempt::Retry
+            }
+            Ok(Err((ExchangeError::Timeout, _))) => Attempt::Done(Err(PoolError::DeadlineExceeded)),
+            Ok(Err((ExchangeError::Fault(f), _))) => Attempt::Done(Err(PoolError::Fault(f))),
+            Err(join) => Attempt::Done(Err(PoolError::Fault(format!("exchange task failed: {join}")))),
         }
     }
 
@@ -231,27 +389,52 @@ impl WorkerPool {
         mut worker: Object<WorkerManager>,
         request: WorkerRequest,
         deadline: Instant,
-    ) -> Result<WorkerResponse, ExchangeError> {
+    ) -> Result<WorkerResponse, (ExchangeError, Option<ExitInfo>)> {
         let result = worker.exchange(&request, deadline).await;
+        let stats = self.stats();
         let retire = match &result {
-            Ok(_) => worker.jobs_done() >= self.pool.manager().config.max_jobs_per_worker,
-            Err(_) => true,
+            Ok(_) if worker.jobs_done() >= worker.job_limit() => {
+                PoolStats::bump(&stats.recycles_max_jobs);
+                tracing::debug!(
+                    pid = worker.pid(),
+                    jobs = worker.jobs_done(),
+                    "recycling worker after its job budget"
+                );
+                true
+            }
+            Ok(_) => match (self.config().max_rss_bytes, worker.rss_bytes()) {
+                (Some(cap), Some(rss)) if rss > cap => {
+                    PoolStats::bump(&stats.recycles_rss);
+                    tracing::info!(pid = worker.pid(), rss, cap, "recycling worker over its memory cap");
+                    true
+                }
+                _ => false,
+            },
+            Err(ExchangeError::Died) => {
+                PoolStats::bump(&stats.crashes);
+                self.pool.manager().record_failure();
+                true
+            }
+            Err(_) => {
+                PoolStats::bump(&stats.kills);
+                true
+            }
         };
+        let mut exit = None;
         if retire {
             let mut w = Object::take(worker);
             if matches!(result, Err(ExchangeError::Died)) {
-                // Let the reaper log the exit status before the retry starts.
-                w.wait_exited(Duration::from_millis(500)).await;
-            } else if result.is_ok() {
-                tracing::debug!(pid = w.pid(), jobs = w.jobs_done(), "recycling worker");
+                // The reaper logs the exit; its status decides whether the asset is to blame.
+                exit = w.wait_exited(Duration::from_millis(500)).await;
             }
             drop(w);
             self.replenish();
         }
-        result
+        result.map_err(|e| (e, exit))
     }
 
-    /// Spawns a spare worker in the background if the pool is short of one.
+    /// Spawns a spare worker in the background while the pool is short of one, backing
+    /// off (exponentially, with jitter) while spawns fail.
     fn replenish(self: &Arc<Self>) {
         let this = Arc::clone(self);
         tokio::spawn(async move {
@@ -261,25 +444,98 @@ impl WorkerPool {
                 let spares = manager.spares.lock().map_or(0, |s| s.len());
                 !this.pool.is_closed() && status.size + spares < status.max_size
             };
-            if !short() {
-                return;
-            }
-            match WorkerProcess::spawn(
-                &manager.config.worker_exe,
-                manager.config.handshake_timeout,
-                &manager.registry,
-            )
-            .await
-            {
-                Ok(w) if short() => {
-                    if let Ok(mut s) = manager.spares.lock() {
-                        s.push(w);
+            let mut backoff = Duration::from_millis(50);
+            while short() {
+                match manager.spawn().await {
+                    Ok(w) => {
+                        if short() {
+                            if let Ok(mut s) = manager.spares.lock() {
+                                s.push(w);
+                            }
+                        }
+                        this.mark_healthy_if_whole();
+                        return;
+                    }
+                    Err(e) => {
+                        let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64 / 2);
+                        let pause = backoff + Duration::from_millis(jitter);
+                        tracing::error!(error = %e, retry_in = ?pause, "cannot spawn a replacement worker");
+                        tokio::time::sleep(pause).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
                     }
                 }
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "cannot spawn a replacement worker"),
             }
         });
+    }
+
+    /// Clears the crash-loop state once every slot has a live worker again.
+    fn mark_healthy_if_whole(&self) {
+        let manager = self.pool.manager();
+        let status = self.pool.status();
+        let spares = manager.spares.lock().map_or(0, |s| s.len());
+        if status.size + spares >= status.max_size && !*manager.healthy.borrow() {
+            if let Ok(mut f) = manager.failures.lock() {
+                f.clear();
+            }
+            manager.healthy.send_replace(true);
+            tracing::info!("worker pool whole again; healthy");
+        }
+    }
+
+    /// Pings idle workers every `ping_interval`; a worker that does not answer within
+    /// `ping_timeout` is killed and replaced. Runs until the pool closes.
+    pub fn spawn_liveness(self: &Arc<Self>) {
+        let interval = self.config().ping_interval;
+        if interval.is_zero() {
+            return;
+        }
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                if this.pool.is_closed() {
+                    return;
+                }
+                this.ping_idle().await;
+                this.replenish();
+            }
+        });
+    }
+
+    async fn ping_idle(self: &Arc<Self>) {
+        let idle = self.pool.status().available;
+        // Check out only workers that are idle right now: never wait, never spawn.
+        let timeouts = managed::Timeouts {
+            wait: Some(Duration::ZERO),
+            create: Some(Duration::ZERO),
+            recycle: Some(Duration::from_millis(100)),
+        };
+        let mut held = Vec::new();
+        for _ in 0..idle {
+            match self.pool.timeout_get(&timeouts).await {
+                Ok(w) => held.push(w),
+                Err(_) => break,
+            }
+        }
+        let deadline = Instant::now() + self.config().ping_timeout;
+        for worker in held {
+            PoolStats::bump(&self.stats().pings);
+            let request = WorkerRequest {
+                id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                deadline_ms: self.config().ping_timeout.as_millis() as u64,
+                trace_context: std::collections::HashMap::default(),
+                job: Some(Job::Ping(PingRequest {})),
+            };
+            let this = Arc::clone(self);
+            tokio::spawn(async move {
+                let pid = worker.pid();
+                if let Err((e, _)) = this.exchange(worker, request, deadline).await {
+                    tracing::warn!(pid, error = %e, "idle worker failed its liveness ping; replaced");
+                }
+            });
+        }
     }
 
     /// Closes the pool and waits (at most `grace` plus a margin) until no worker process
@@ -290,9 +546,19 @@ impl WorkerPool {
         if let Ok(mut s) = manager.spares.lock() {
             s.clear();
         }
-        manager
-            .registry
-            .wait_empty(grace + Duration::from_secs(3))
-            .await
+        manager.registry.wait_empty(grace + Duration::from_secs(3)).await
+    }
+}
+
+/// "signal 11", "exit code 134"... for messages.
+fn describe_exit(exit: Option<ExitInfo>) -> String {
+    match exit {
+        Some(ExitInfo { signal: Some(s), .. }) => {
+            let name = nix::sys::signal::Signal::try_from(s)
+                .map_or_else(|_| format!("signal {s}"), |s| s.to_string());
+            format!("worker killed by {name}")
+        }
+        Some(ExitInfo { code: Some(c), .. }) => format!("worker exited with code {c}"),
+        _ => "worker died".to_owned(),
     }
 }

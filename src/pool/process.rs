@@ -27,6 +27,25 @@ use crate::{
     pb::worker::{Hello, WorkerRequest, WorkerResponse},
 };
 
+/// How a worker process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitInfo {
+    /// Exit code, if it exited.
+    pub code: Option<i32>,
+    /// Signal number, if a signal ended it.
+    pub signal: Option<i32>,
+}
+
+impl ExitInfo {
+    /// SIGKILL comes from outside the worker (the kernel's OOM killer, an operator, the
+    /// pool itself): it says nothing about what the worker was reading. Everything else
+    /// (SIGSEGV, SIGABRT, SIGBUS, a non-zero exit...) is the worker's own fault.
+    #[must_use]
+    pub fn is_external_kill(&self) -> bool {
+        self.signal == Some(Signal::SIGKILL as i32)
+    }
+}
+
 /// Lines of a worker's stderr kept for the log line about its death.
 const STDERR_TAIL_LINES: usize = 20;
 
@@ -86,8 +105,10 @@ pub struct WorkerProcess {
     stdout: BufReader<ChildStdout>,
     state: WorkerState,
     jobs_done: u64,
+    /// Jobs after which this worker retires (the pool's budget with jitter).
+    job_limit: u64,
     /// Set once the reaper has seen the process exit.
-    exited: watch::Receiver<bool>,
+    exited: watch::Receiver<Option<ExitInfo>>,
     /// Set when the front ends the worker on purpose, so its exit is not logged as a crash.
     expected_exit: Arc<AtomicBool>,
 }
@@ -97,44 +118,36 @@ impl WorkerProcess {
     pub async fn spawn(
         exe: &Path,
         handshake_timeout: Duration,
+        memory_limit: Option<u64>,
         registry: &Registry,
     ) -> Result<Self, SpawnError> {
         let mut command = Command::new(exe);
+        command.arg("worker");
+        if let Some(bytes) = memory_limit {
+            command.arg("--memory-limit").arg(bytes.to_string());
+        }
         command
-            .arg("worker")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(false);
-        let mut child = command.spawn().map_err(|source| SpawnError::Exec {
-            exe: exe.display().to_string(),
-            source,
-        })?;
+        let mut child =
+            command.spawn().map_err(|source| SpawnError::Exec { exe: exe.display().to_string(), source })?;
         let pid = child.id().unwrap_or(0);
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
             kill_group(pid);
-            return Err(SpawnError::Handshake {
-                pid,
-                reason: "stdio pipes missing".into(),
-            });
+            return Err(SpawnError::Handshake { pid, reason: "stdio pipes missing".into() });
         };
 
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL_LINES)));
         tokio::spawn(forward_stderr(pid, stderr, Arc::clone(&tail)));
         let expected_exit = Arc::new(AtomicBool::new(false));
-        let (exited_tx, exited) = watch::channel(false);
+        let (exited_tx, exited) = watch::channel(None);
         registry.insert(pid);
-        tokio::spawn(reap(
-            child,
-            pid,
-            tail,
-            Arc::clone(&expected_exit),
-            exited_tx,
-            registry.clone(),
-        ));
+        tokio::spawn(reap(child, pid, tail, Arc::clone(&expected_exit), exited_tx, registry.clone()));
 
         let mut worker = Self {
             pid,
@@ -142,14 +155,12 @@ impl WorkerProcess {
             stdout: BufReader::new(stdout),
             state: WorkerState::Idle,
             jobs_done: 0,
+            job_limit: u64::MAX,
             exited,
             expected_exit,
         };
-        match tokio::time::timeout(
-            handshake_timeout,
-            ipc::read_frame_async::<Hello>(&mut worker.stdout),
-        )
-        .await
+        match tokio::time::timeout(handshake_timeout, ipc::read_frame_async::<Hello>(&mut worker.stdout))
+            .await
         {
             Ok(Ok(hello)) if hello.protocol_version == PROTOCOL_VERSION => {
                 tracing::debug!(pid, gdal = %hello.gdal_version, "worker ready");
@@ -182,14 +193,21 @@ impl WorkerProcess {
         self.jobs_done
     }
 
+    /// Jobs after which this worker retires.
+    #[must_use]
+    pub fn job_limit(&self) -> u64 {
+        self.job_limit
+    }
+
+    /// Sets the job budget.
+    pub fn set_job_limit(&mut self, limit: u64) {
+        self.job_limit = limit;
+    }
+
     /// Where the worker is in its life.
     #[must_use]
     pub fn state(&self) -> WorkerState {
-        if *self.exited.borrow() {
-            WorkerState::Dead
-        } else {
-            self.state
-        }
+        if self.exited.borrow().is_some() { WorkerState::Dead } else { self.state }
     }
 
     /// Sends one request and waits for its response until `deadline`. On a timeout or a
@@ -216,7 +234,7 @@ impl WorkerProcess {
                 "answer for job {} while job {} was in flight",
                 response.id, request.id
             ))),
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => check_response(request, response),
         };
         match &result {
             Ok(_) => {
@@ -229,9 +247,21 @@ impl WorkerProcess {
         result
     }
 
-    /// Waits (bounded) for the reaper to see the process exit.
-    pub async fn wait_exited(&mut self, limit: Duration) {
-        let _ = tokio::time::timeout(limit, self.exited.wait_for(|e| *e)).await;
+    /// Waits (bounded) for the reaper to see the process exit, and says how it ended.
+    pub async fn wait_exited(&mut self, limit: Duration) -> Option<ExitInfo> {
+        match tokio::time::timeout(limit, self.exited.wait_for(Option::is_some)).await {
+            Ok(Ok(info)) => *info,
+            _ => None,
+        }
+    }
+
+    /// Resident memory of the worker in bytes, from /proc.
+    #[must_use]
+    pub fn rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
+        let kb: u64 =
+            status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
     }
 
     /// SIGKILLs the worker's process group. The reaper collects it.
@@ -254,6 +284,52 @@ impl Drop for WorkerProcess {
     }
 }
 
+/// A response that answers the request it claims to answer, with buffers of the sizes
+/// its header claims; anything else is a protocol fault.
+fn check_response(
+    request: &WorkerRequest,
+    response: WorkerResponse,
+) -> Result<WorkerResponse, ExchangeError> {
+    use crate::pb::worker::{worker_request::Job, worker_response::Result as R};
+    let fault = |what: String| Err(ExchangeError::Fault(what));
+    match (&request.job, &response.result) {
+        (Some(Job::Read(req)), Some(R::Read(r))) => {
+            let Some(dtype) = crate::render::DataType::from_worker(r.dtype) else {
+                return fault(format!("unknown data type {}", r.dtype));
+            };
+            let pixels = u64::from(r.width) * u64::from(r.height);
+            let expected = pixels * u64::from(r.band_count) * dtype.size() as u64;
+            if (r.width, r.height) != (req.width, req.height) {
+                return fault(format!(
+                    "{}x{} pixels for a {}x{} read",
+                    r.width, r.height, req.width, req.height
+                ));
+            }
+            if r.pixels.len() as u64 != expected || r.mask.len() as u64 != pixels {
+                return fault(format!(
+                    "{} pixel bytes and {} mask bytes where the header claims {expected} and {pixels}",
+                    r.pixels.len(),
+                    r.mask.len()
+                ));
+            }
+            Ok(response)
+        }
+        (Some(Job::Info(_)), Some(R::Info(_)))
+        | (Some(Job::Ping(_)), Some(R::Pong(_)))
+        | (Some(Job::Read(_) | Job::Info(_)), Some(R::Error(_))) => Ok(response),
+        (_, other) => {
+            let kind = match other {
+                Some(R::Read(_)) => "pixels",
+                Some(R::Info(_)) => "a description",
+                Some(R::Pong(_)) => "a pong",
+                Some(R::Error(_)) => "an error",
+                None => "nothing",
+            };
+            fault(format!("answered with {kind}"))
+        }
+    }
+}
+
 fn kill_group(pid: u32) {
     if pid != 0 {
         let _ = nix::sys::signal::killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
@@ -268,7 +344,7 @@ async fn reap(
     pid: u32,
     tail: Arc<Mutex<VecDeque<String>>>,
     expected: Arc<AtomicBool>,
-    exited: watch::Sender<bool>,
+    exited: watch::Sender<Option<ExitInfo>>,
     registry: Registry,
 ) {
     let status = loop {
@@ -284,16 +360,20 @@ async fn reap(
     };
     // Let the stderr forwarder drain the last lines before reading the tail.
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let _ = exited.send(true);
+    let info = match &status {
+        Ok(s) => {
+            use std::os::unix::process::ExitStatusExt;
+            ExitInfo { code: s.code(), signal: s.signal() }
+        }
+        Err(_) => ExitInfo { code: None, signal: None },
+    };
+    let _ = exited.send(Some(info));
     registry.remove(pid);
     if expected.load(Ordering::SeqCst) {
         tracing::debug!(pid, ?status, "worker exited");
         return;
     }
-    let tail = tail
-        .lock()
-        .map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n"))
-        .unwrap_or_default();
+    let tail = tail.lock().map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n")).unwrap_or_default();
     match status {
         Ok(s) => {
             use std::os::unix::process::ExitStatusExt;
@@ -303,11 +383,7 @@ async fn reap(
     }
 }
 
-async fn forward_stderr(
-    pid: u32,
-    stderr: tokio::process::ChildStderr,
-    tail: Arc<Mutex<VecDeque<String>>>,
-) {
+async fn forward_stderr(pid: u32, stderr: tokio::process::ChildStderr, tail: Arc<Mutex<VecDeque<String>>>) {
     let mut lines = BufReader::new(stderr).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         tracing::warn!(target: "tessera::worker", worker_pid = pid, "{line}");

@@ -29,10 +29,7 @@ impl Registry {
     /// The live pids.
     #[must_use]
     pub fn pids(&self) -> Vec<u32> {
-        self.0
-            .lock()
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default()
+        self.0.lock().map(|s| s.iter().copied().collect()).unwrap_or_default()
     }
 
     /// Waits until every process has been reaped, at most `limit`.

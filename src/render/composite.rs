@@ -24,11 +24,7 @@ impl Compositor {
     #[must_use]
     pub fn new(out: Raster, asset_count: usize) -> Self {
         let n = out.pixel_count();
-        Self {
-            out,
-            filled_by: vec![UNFILLED; n],
-            settled: vec![false; asset_count],
-        }
+        Self { out, filled_by: vec![UNFILLED; n], settled: vec![false; asset_count] }
     }
 
     /// Adds asset `index`'s pixels. The raster must match the output's shape and type
@@ -124,10 +120,7 @@ mod tests {
         c.settle(0);
         assert!(!c.is_complete());
         let out = c.finish();
-        assert_eq!(
-            out.pixels,
-            [7u16.to_ne_bytes(), 7u16.to_ne_bytes()].concat()
-        );
+        assert_eq!(out.pixels, [7u16.to_ne_bytes(), 7u16.to_ne_bytes()].concat());
         assert_eq!(out.mask, vec![0, 0]);
     }
 }

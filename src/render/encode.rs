@@ -46,9 +46,7 @@ impl OutputFormat {
 #[non_exhaustive]
 pub enum EncodeError {
     /// The format cannot carry this data type.
-    #[error(
-        "{format} cannot carry {dtype} data: {format} takes {allowed}; use format NPY for {dtype}"
-    )]
+    #[error("{format} cannot carry {dtype} data: {format} takes {allowed}; use format NPY for {dtype}")]
     DataType {
         /// Format name.
         format: &'static str,
@@ -73,11 +71,7 @@ pub enum EncodeError {
 }
 
 /// Checks, before any pixel is read, that `format` can carry `bands` bands of `dtype`.
-pub fn check_encodable(
-    format: OutputFormat,
-    dtype: DataType,
-    bands: usize,
-) -> Result<(), EncodeError> {
+pub fn check_encodable(format: OutputFormat, dtype: DataType, bands: usize) -> Result<(), EncodeError> {
     let allowed = match format {
         OutputFormat::Npy => return Ok(()),
         OutputFormat::Png => matches!(dtype, DataType::U8 | DataType::U16),
@@ -87,18 +81,11 @@ pub fn check_encodable(
         return Err(EncodeError::DataType {
             format: format.name(),
             dtype: dtype.name(),
-            allowed: if format == OutputFormat::Png {
-                "uint8 or uint16"
-            } else {
-                "uint8"
-            },
+            allowed: if format == OutputFormat::Png { "uint8 or uint16" } else { "uint8" },
         });
     }
     if bands != 1 && bands != 3 {
-        return Err(EncodeError::BandCount {
-            format: format.name(),
-            bands,
-        });
+        return Err(EncodeError::BandCount { format: format.name(), bands });
     }
     Ok(())
 }
@@ -143,21 +130,11 @@ fn png(r: &Raster) -> Result<Vec<u8>, EncodeError> {
     let err = |e: png::EncodingError| EncodeError::Encoder("PNG", e.to_string());
     let mut out = Vec::new();
     let mut enc = png::Encoder::new(&mut out, r.width as u32, r.height as u32);
-    enc.set_color(if r.bands == 1 {
-        png::ColorType::GrayscaleAlpha
-    } else {
-        png::ColorType::Rgba
-    });
-    enc.set_depth(if r.dtype == DataType::U16 {
-        png::BitDepth::Sixteen
-    } else {
-        png::BitDepth::Eight
-    });
+    enc.set_color(if r.bands == 1 { png::ColorType::GrayscaleAlpha } else { png::ColorType::Rgba });
+    enc.set_depth(if r.dtype == DataType::U16 { png::BitDepth::Sixteen } else { png::BitDepth::Eight });
     enc.set_compression(png::Compression::Fast);
     let mut writer = enc.write_header().map_err(err)?;
-    writer
-        .write_image_data(&interleave(r, true, true))
-        .map_err(err)?;
+    writer.write_image_data(&interleave(r, true, true)).map_err(err)?;
     writer.finish().map_err(err)?;
     Ok(out)
 }
@@ -172,11 +149,7 @@ fn jpeg(r: &Raster, quality: u8) -> Result<Vec<u8>, EncodeError> {
         }
     }
     let mut out = Vec::new();
-    let color = if channels == 1 {
-        jpeg_encoder::ColorType::Luma
-    } else {
-        jpeg_encoder::ColorType::Rgb
-    };
+    let color = if channels == 1 { jpeg_encoder::ColorType::Luma } else { jpeg_encoder::ColorType::Rgb };
     jpeg_encoder::Encoder::new(&mut out, quality)
         .encode(&data, r.width as u16, r.height as u16, color)
         .map_err(|e| EncodeError::Encoder("JPEG", e.to_string()))?;
@@ -195,9 +168,7 @@ fn webp(r: &Raster, quality: u8) -> Vec<u8> {
         }
         rgba.push(r.mask[p]);
     }
-    webp::Encoder::from_rgba(&rgba, r.width as u32, r.height as u32)
-        .encode(f32::from(quality))
-        .to_vec()
+    webp::Encoder::from_rgba(&rgba, r.width as u32, r.height as u32).encode(f32::from(quality)).to_vec()
 }
 
 fn npy_header(descr: &str, shape: &str) -> Vec<u8> {
@@ -215,11 +186,7 @@ fn npy_header(descr: &str, shape: &str) -> Vec<u8> {
 }
 
 fn npy(r: &Raster) -> Vec<u8> {
-    let order = if cfg!(target_endian = "little") {
-        '<'
-    } else {
-        '>'
-    };
+    let order = if cfg!(target_endian = "little") { '<' } else { '>' };
     let code = match r.dtype {
         DataType::U8 => "|u1".to_owned(),
         DataType::U16 => format!("{order}u2"),
@@ -262,9 +229,7 @@ mod tests {
         let header_len = u16::from_le_bytes([data[8], data[9]]) as usize;
         assert_eq!((10 + header_len) % 64, 0);
         let header = std::str::from_utf8(&data[10..10 + header_len]).unwrap();
-        assert!(
-            header.starts_with("{'descr': '|u1', 'fortran_order': False, 'shape': (3, 1, 2), }")
-        );
+        assert!(header.starts_with("{'descr': '|u1', 'fortran_order': False, 'shape': (3, 1, 2), }"));
         assert!(header.ends_with('\n'));
         assert_eq!(&data[10 + header_len..], &[10, 11, 20, 21, 30, 31]);
         assert_eq!(&mask[mask.len() - 2..], &[255, 0]);
@@ -277,10 +242,7 @@ mod tests {
         let mut reader = decoder.read_info().unwrap();
         let mut buf = vec![0; reader.output_buffer_size().unwrap()];
         let info = reader.next_frame(&mut buf).unwrap();
-        assert_eq!(
-            (info.width, info.height, info.color_type),
-            (2, 1, png::ColorType::Rgba)
-        );
+        assert_eq!((info.width, info.height, info.color_type), (2, 1, png::ColorType::Rgba));
         assert_eq!(&buf[..8], &[10, 20, 30, 255, 11, 21, 31, 0]);
     }
 
@@ -305,9 +267,6 @@ mod tests {
             "PNG cannot carry float32 data: PNG takes uint8 or uint16; use format NPY for float32"
         );
         let e = check_encodable(OutputFormat::Jpeg(85), DataType::U8, 4).unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("JPEG cannot carry 4 bands: it takes 1 (grey) or 3 (RGB)")
-        );
+        assert!(e.to_string().starts_with("JPEG cannot carry 4 bands: it takes 1 (grey) or 3 (RGB)"));
     }
 }

@@ -82,9 +82,7 @@ impl DataType {
         match self {
             Self::U8 => vec![value.clamp(0.0, 255.0) as u8],
             Self::U16 => (value.clamp(0.0, 65535.0) as u16).to_ne_bytes().to_vec(),
-            Self::I16 => (value.clamp(-32768.0, 32767.0) as i16)
-                .to_ne_bytes()
-                .to_vec(),
+            Self::I16 => (value.clamp(-32768.0, 32767.0) as i16).to_ne_bytes().to_vec(),
             Self::U32 => (value.max(0.0) as u32).to_ne_bytes().to_vec(),
             Self::I32 => (value as i32).to_ne_bytes().to_vec(),
             Self::F32 => (value as f32).to_ne_bytes().to_vec(),
@@ -117,14 +115,7 @@ impl Raster {
     pub fn empty(dtype: DataType, bands: usize, width: usize, height: usize, fill: f64) -> Self {
         let value = dtype.encode_value(fill);
         let pixels = value.repeat(bands * width * height);
-        Self {
-            dtype,
-            bands,
-            width,
-            height,
-            pixels,
-            mask: vec![0; width * height],
-        }
+        Self { dtype, bands, width, height, pixels, mask: vec![0; width * height] }
     }
 
     /// Number of pixels per band.

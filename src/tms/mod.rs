@@ -139,13 +139,7 @@ impl TileMatrixSet {
         let (cols, rows) = self.matrix_size(z);
         for (axis, value, count) in [("x", x, cols), ("y", y, rows)] {
             if value >= count {
-                return Err(TileError::Coordinate {
-                    tms: self,
-                    z,
-                    axis,
-                    value,
-                    max: count - 1,
-                });
+                return Err(TileError::Coordinate { tms: self, z, axis, value, max: count - 1 });
             }
         }
         Ok(TileId { tms: self, z, x, y })
@@ -226,14 +220,8 @@ mod tests {
     #[test]
     fn crs84_has_two_columns_at_zoom_zero() {
         assert_eq!(TileMatrixSet::WorldCrs84Quad.matrix_size(0), (2, 1));
-        let b = TileMatrixSet::WorldCrs84Quad
-            .tile(0, 1, 0)
-            .unwrap()
-            .bounds();
-        assert_eq!(
-            (b.min_x, b.min_y, b.max_x, b.max_y),
-            (0.0, -90.0, 180.0, 90.0)
-        );
+        let b = TileMatrixSet::WorldCrs84Quad.tile(0, 1, 0).unwrap().bounds();
+        assert_eq!((b.min_x, b.min_y, b.max_x, b.max_y), (0.0, -90.0, 180.0, 90.0));
     }
 
     #[test]
@@ -241,15 +229,9 @@ mod tests {
         let e = TileMatrixSet::WebMercatorQuad.tile(31, 0, 0).unwrap_err();
         assert_eq!(e.to_string(), "z=31 is outside 0..=24 for WebMercatorQuad");
         let e = TileMatrixSet::WebMercatorQuad.tile(2, 4, 0).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "x=4 is outside 0..=3 for WebMercatorQuad at z=2"
-        );
+        assert_eq!(e.to_string(), "x=4 is outside 0..=3 for WebMercatorQuad at z=2");
         let e = TileMatrixSet::WebMercatorQuad.tile(2, 0, 9).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "y=9 is outside 0..=3 for WebMercatorQuad at z=2"
-        );
+        assert_eq!(e.to_string(), "y=9 is outside 0..=3 for WebMercatorQuad at z=2");
     }
 
     #[test]
@@ -261,24 +243,9 @@ mod tests {
 
     #[test]
     fn touching_boxes_do_not_intersect() {
-        let a = BBox {
-            min_x: 0.0,
-            min_y: 0.0,
-            max_x: 1.0,
-            max_y: 1.0,
-        };
-        let b = BBox {
-            min_x: 1.0,
-            min_y: 0.0,
-            max_x: 2.0,
-            max_y: 1.0,
-        };
-        let c = BBox {
-            min_x: 0.5,
-            min_y: 0.5,
-            max_x: 2.0,
-            max_y: 2.0,
-        };
+        let a = BBox { min_x: 0.0, min_y: 0.0, max_x: 1.0, max_y: 1.0 };
+        let b = BBox { min_x: 1.0, min_y: 0.0, max_x: 2.0, max_y: 1.0 };
+        let c = BBox { min_x: 0.5, min_y: 0.5, max_x: 2.0, max_y: 2.0 };
         assert!(!a.intersects(&b));
         assert!(a.intersects(&c));
     }

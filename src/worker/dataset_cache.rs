@@ -19,10 +19,7 @@ impl FileStamp {
     /// The stamp of a local path; `None` for non-local paths or when stat fails.
     pub fn of(path: &str) -> Option<Self> {
         let meta = std::fs::metadata(path).ok()?;
-        Some(Self {
-            len: meta.len(),
-            modified: meta.modified().ok(),
-        })
+        Some(Self { len: meta.len(), modified: meta.modified().ok() })
     }
 }
 
@@ -39,17 +36,12 @@ pub struct DatasetCache {
 impl DatasetCache {
     /// A cache holding at most `capacity` datasets (at least one).
     pub fn new(capacity: usize) -> Self {
-        Self {
-            entries: LruCache::new(NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN)),
-        }
+        Self { entries: LruCache::new(NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN)) }
     }
 
     /// The open dataset for `path`, if cached and still current.
     pub fn get(&mut self, path: &str, stamp: Option<&FileStamp>) -> Option<&Dataset> {
-        let current = self
-            .entries
-            .peek(path)
-            .is_some_and(|e| e.stamp.as_ref() == stamp);
+        let current = self.entries.peek(path).is_some_and(|e| e.stamp.as_ref() == stamp);
         if !current {
             self.entries.pop(path);
             return None;

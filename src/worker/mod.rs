@@ -23,7 +23,7 @@ use std::{
 use crate::{
     ipc::{self, FrameError, PROTOCOL_VERSION},
     pb::worker::{
-        ErrorKind, Hello, ReadStats, WorkerError, WorkerRequest, WorkerResponse, worker_request,
+        ErrorKind, Hello, Pong, ReadStats, WorkerError, WorkerRequest, WorkerResponse, worker_request,
         worker_response,
     },
 };
@@ -32,11 +32,21 @@ pub use read::JobError;
 
 /// Entry point of `tessera worker`.
 #[must_use]
-pub fn run() -> ExitCode {
+pub fn run(memory_limit: Option<u64>) -> ExitCode {
     if let Err(e) = die_with_parent() {
         eprintln!("tessera worker: cannot set the parent-death signal: {e}");
         return ExitCode::from(70);
     }
+    if let Some(bytes) = memory_limit {
+        // A runaway read then fails its allocation (and the worker aborts) long before
+        // the pod's memory limit brings the kernel's OOM killer.
+        if let Err(e) = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_AS, bytes, bytes) {
+            eprintln!("tessera worker: cannot set the address-space limit: {e}");
+            return ExitCode::from(70);
+        }
+    }
+    // No core dumps: the front logs the crash, and a GDAL worker's core is large.
+    let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
     let frames_out = match redirect_stdout_to_stderr() {
         Ok(f) => f,
         Err(e) => {
@@ -90,6 +100,7 @@ fn handle(
             let _busy = hooks.on_read(&read.path);
             read::read(cache, &read, &mut stats).map(worker_response::Result::Read)
         }
+        Some(worker_request::Job::Ping(_)) => Ok(worker_response::Result::Pong(Pong {})),
         Some(worker_request::Job::Info(info)) => {
             read::info(cache, &info.path, &mut stats).map(worker_response::Result::Info)
         }
@@ -98,10 +109,7 @@ fn handle(
     WorkerResponse {
         id: request.id,
         result: Some(result.unwrap_or_else(|e| {
-            worker_response::Result::Error(WorkerError {
-                kind: e.kind as i32,
-                message: e.message,
-            })
+            worker_response::Result::Error(WorkerError { kind: e.kind as i32, message: e.message })
         })),
         stats: Some(stats),
     }

@@ -46,10 +46,7 @@ pub struct JobError {
 impl JobError {
     /// A new error.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-        }
+        Self { kind, message: message.into() }
     }
 
     fn gdal(kind: ErrorKind, context: &str, fallback: impl std::fmt::Display) -> Self {
@@ -68,18 +65,12 @@ pub fn configure_gdal() {
     }
 }
 
-fn open<'c>(
-    cache: &'c mut DatasetCache,
-    path: &str,
-    stats: &mut ReadStats,
-) -> Result<&'c Dataset, JobError> {
+fn open<'c>(cache: &'c mut DatasetCache, path: &str, stats: &mut ReadStats) -> Result<&'c Dataset, JobError> {
     let stamp = FileStamp::of(path);
     // Two lookups because the borrow checker cannot see that a miss releases the borrow.
     if cache.get(path, stamp.as_ref()).is_some() {
         stats.dataset_cache_hit = true;
-        return Ok(cache
-            .get(path, stamp.as_ref())
-            .expect("present a moment ago"));
+        return Ok(cache.get(path, stamp.as_ref()).expect("present a moment ago"));
     }
     let started = Instant::now();
     gdal_errors::clear();
@@ -93,10 +84,7 @@ fn open<'c>(
     let ds = Dataset::open_ex(path, options)
         .map_err(|e| JobError::gdal(ErrorKind::Unreadable, "not a readable GeoTIFF", e))?;
     if ds.raster_count() == 0 {
-        return Err(JobError::new(
-            ErrorKind::Unreadable,
-            "the file has no raster bands",
-        ));
+        return Err(JobError::new(ErrorKind::Unreadable, "the file has no raster bands"));
     }
     stats.open_us = started.elapsed().as_micros() as u64;
     Ok(cache.insert(path, ds, stamp))
@@ -177,9 +165,8 @@ pub fn read(
 ) -> Result<ReadResult, JobError> {
     let ds = open(cache, &req.path, stats)?;
     let data_bands = data_bands(ds)?;
-    let band1 = ds
-        .rasterband(1)
-        .map_err(|e| JobError::gdal(ErrorKind::Unreadable, "cannot read band 1", e))?;
+    let band1 =
+        ds.rasterband(1).map_err(|e| JobError::gdal(ErrorKind::Unreadable, "cannot read band 1", e))?;
     let gdal_type = band1.band_type();
     let Some((dtype, type_size)) = data_type(gdal_type) else {
         return Err(JobError::new(
@@ -196,10 +183,7 @@ pub fn read(
     if let Some(bad) = selected.iter().find(|b| **b == 0 || **b > data_bands.len()) {
         return Err(JobError::new(
             ErrorKind::Invalid,
-            format!(
-                "band {bad} does not exist: the asset has data bands 1..={}",
-                data_bands.len()
-            ),
+            format!("band {bad} does not exist: the asset has data bands 1..={}", data_bands.len()),
         ));
     }
 
@@ -207,22 +191,15 @@ pub fn read(
     gdal_errors::clear();
     let mut args = vec!["-of".to_owned(), "MEM".to_owned()];
     args.extend(warp_args(req));
-    let out = warp::warp(ds, &args)
-        .map_err(|e| JobError::gdal(ErrorKind::ReadFailed, "warp failed", e))?;
+    let out = warp::warp(ds, &args).map_err(|e| JobError::gdal(ErrorKind::ReadFailed, "warp failed", e))?;
     if let Some(msg) = gdal_errors::take() {
-        return Err(JobError::new(
-            ErrorKind::ReadFailed,
-            format!("warp failed: {msg}"),
-        ));
+        return Err(JobError::new(ErrorKind::ReadFailed, format!("warp failed: {msg}")));
     }
     let out_bands = out.raster_count();
     if out_bands != data_bands.len() + 1 {
         return Err(JobError::new(
             ErrorKind::ReadFailed,
-            format!(
-                "warp produced {out_bands} bands, expected {} + alpha",
-                data_bands.len()
-            ),
+            format!("warp produced {out_bands} bands, expected {} + alpha", data_bands.len()),
         ));
     }
     let (width, height) = out.raster_size();
@@ -234,10 +211,7 @@ pub fn read(
     }
     let alpha = warp::read_band(&out, out_bands, gdal_sys::GDALDataType::GDT_Byte, 1)
         .map_err(|e| JobError::gdal(ErrorKind::ReadFailed, "reading the warped mask", e))?;
-    let mask = alpha
-        .into_iter()
-        .map(|a| if a > 0 { 255 } else { 0 })
-        .collect();
+    let mask = alpha.into_iter().map(|a| if a > 0 { 255 } else { 0 }).collect();
     stats.warp_us = started.elapsed().as_micros() as u64;
     Ok(ReadResult {
         dtype: dtype as i32,
@@ -259,47 +233,27 @@ fn to_lon_lat(srs: &SpatialRef, bounds: [f64; 4]) -> Result<[f64; 4], gdal::erro
 }
 
 /// Describes the asset.
-pub fn info(
-    cache: &mut DatasetCache,
-    path: &str,
-    stats: &mut ReadStats,
-) -> Result<InfoResult, JobError> {
+pub fn info(cache: &mut DatasetCache, path: &str, stats: &mut ReadStats) -> Result<InfoResult, JobError> {
     let ds = open(cache, path, stats)?;
     let unreadable = |what: &str, e: gdal::errors::GdalError| {
         JobError::gdal(ErrorKind::Unreadable, &format!("cannot read {what}"), e)
     };
-    let srs = ds
-        .spatial_ref()
-        .map_err(|e| unreadable("the CRS (is it georeferenced?)", e))?;
-    let gt = ds
-        .geo_transform()
-        .map_err(|e| unreadable("the geotransform", e))?;
+    let srs = ds.spatial_ref().map_err(|e| unreadable("the CRS (is it georeferenced?)", e))?;
+    let gt = ds.geo_transform().map_err(|e| unreadable("the geotransform", e))?;
     if gt[2].abs() > 0.0 || gt[4].abs() > 0.0 {
-        return Err(JobError::new(
-            ErrorKind::Unreadable,
-            "rotated geotransforms are not supported",
-        ));
+        return Err(JobError::new(ErrorKind::Unreadable, "rotated geotransforms are not supported"));
     }
     let (width, height) = ds.raster_size();
     let (west, east) = (gt[0], gt[0] + gt[1] * width as f64);
     let (north, south) = (gt[3], gt[3] + gt[5] * height as f64);
-    let bounds = [
-        west.min(east),
-        south.min(north),
-        west.max(east),
-        south.max(north),
-    ];
-    let geographic =
-        to_lon_lat(&srs, bounds).map_err(|e| unreadable("the bounds in lon/lat", e))?;
+    let bounds = [west.min(east), south.min(north), west.max(east), south.max(north)];
+    let geographic = to_lon_lat(&srs, bounds).map_err(|e| unreadable("the bounds in lon/lat", e))?;
 
     let first_band = ds.rasterband(1).map_err(|e| unreadable("band 1", e))?;
     let Some((dtype, _)) = data_type(first_band.band_type()) else {
         return Err(JobError::new(
             ErrorKind::Unreadable,
-            format!(
-                "data type {} is not supported",
-                first_band.band_type().name()
-            ),
+            format!("data type {} is not supported", first_band.band_type().name()),
         ));
     };
     let mut bands = Vec::new();

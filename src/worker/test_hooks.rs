@@ -44,15 +44,9 @@ impl TestHooks {
             Some((needle.to_owned(), Duration::from_millis(ms.parse().ok()?)))
         });
         let busy_dir = std::env::var_os(BUSY_DIR_VAR).map(PathBuf::from);
-        let hello_delay = std::env::var(HELLO_DELAY_VAR)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map(Duration::from_millis);
-        Self {
-            slow_read,
-            busy_dir,
-            hello_delay,
-        }
+        let hello_delay =
+            std::env::var(HELLO_DELAY_VAR).ok().and_then(|v| v.parse().ok()).map(Duration::from_millis);
+        Self { slow_read, busy_dir, hello_delay }
     }
 
     /// Runs before the handshake.

@@ -21,8 +21,7 @@ pub fn warp(src: &Dataset, args: &[String]) -> Result<Dataset, String> {
 
     // SAFETY: arg_ptrs is a NULL-terminated array of NUL-terminated strings that outlive the
     // call; GDAL only reads them and copies what it keeps.
-    let options =
-        unsafe { gdal_sys::GDALWarpAppOptionsNew(arg_ptrs.as_mut_ptr(), ptr::null_mut()) };
+    let options = unsafe { gdal_sys::GDALWarpAppOptionsNew(arg_ptrs.as_mut_ptr(), ptr::null_mut()) };
     if options.is_null() {
         return Err(format!("GDAL refused the warp options {args:?}"));
     }

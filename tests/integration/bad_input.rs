@@ -31,12 +31,7 @@ async fn tile_error(
 
 /// Asserts the code and that the message contains `fragment`.
 fn assert_status(label: &str, status: &Status, code: Code, fragment: &str) {
-    assert_eq!(
-        status.code(),
-        code,
-        "{label}: wrong code; message: {:?}",
-        status.message()
-    );
+    assert_eq!(status.code(), code, "{label}: wrong code; message: {:?}", status.message());
     assert!(
         status.message().contains(fragment),
         "{label}: message {:?} does not contain {fragment:?}",
@@ -51,21 +46,10 @@ fn assert_invalid(label: &str, status: &Status, field: &str, fragment: &str) {
     let bad_request = status
         .get_details_bad_request()
         .unwrap_or_else(|| panic!("{label}: no google.rpc.BadRequest detail in {status:?}"));
-    let fields: Vec<&str> = bad_request
-        .field_violations
-        .iter()
-        .map(|v| v.field.as_str())
-        .collect();
-    assert_eq!(
-        fields,
-        vec![field],
-        "{label}: field violations {:?}",
-        bad_request.field_violations
-    );
+    let fields: Vec<&str> = bad_request.field_violations.iter().map(|v| v.field.as_str()).collect();
+    assert_eq!(fields, vec![field], "{label}: field violations {:?}", bad_request.field_violations);
     assert!(
-        bad_request.field_violations[0]
-            .description
-            .contains(fragment),
+        bad_request.field_violations[0].description.contains(fragment),
         "{label}: violation description {:?} does not contain {fragment:?}",
         bad_request.field_violations[0].description
     );
@@ -83,10 +67,7 @@ async fn assert_serves_a_good_tile(server: &Server) {
         .into_inner();
     assert_eq!(tile.content_type, "image/png");
     assert_eq!((tile.width, tile.height, tile.band_count), (256, 256, 3));
-    assert!(
-        tile.data.starts_with(b"\x89PNG\r\n\x1a\n"),
-        "the good tile is not a PNG"
-    );
+    assert!(tile.data.starts_with(b"\x89PNG\r\n\x1a\n"), "the good tile is not a PNG");
     let outcomes: Vec<i32> = tile.assets.iter().map(|a| a.outcome).collect();
     assert_eq!(outcomes, vec![v1::AssetOutcome::Used as i32]);
 }
@@ -97,47 +78,23 @@ async fn out_of_range_coordinates_and_tile_sizes_are_invalid_argument_naming_the
     let mut client = server.client().await;
 
     let status = tile_error(&mut client, "z=31", tile_request(31, 0, 0, &[GOOD_ASSET])).await;
-    assert_invalid(
-        "z=31",
-        &status,
-        "z",
-        "z=31 is outside 0..=24 for WebMercatorQuad",
-    );
+    assert_invalid("z=31", &status, "z", "z=31 is outside 0..=24 for WebMercatorQuad");
 
-    let status = tile_error(
-        &mut client,
-        "x=4 at z=2",
-        tile_request(2, 4, 1, &[GOOD_ASSET]),
-    )
-    .await;
+    let status = tile_error(&mut client, "x=4 at z=2", tile_request(2, 4, 1, &[GOOD_ASSET])).await;
     assert_invalid("x=4 at z=2", &status, "x", "x=4 is outside 0..=3");
 
-    let status = tile_error(
-        &mut client,
-        "y=4 at z=2",
-        tile_request(2, 1, 4, &[GOOD_ASSET]),
-    )
-    .await;
+    let status = tile_error(&mut client, "y=4 at z=2", tile_request(2, 1, 4, &[GOOD_ASSET])).await;
     assert_invalid("y=4 at z=2", &status, "y", "y=4 is outside 0..=3");
 
     let mut request = tile_request(12, 1194, 1551, &[GOOD_ASSET]);
     request.tile_size = 100_000;
     let status = tile_error(&mut client, "tile_size=100000", request).await;
-    assert_invalid(
-        "tile_size=100000",
-        &status,
-        "tile_size",
-        "tile_size=100000 is outside 1..=1024",
-    );
+    assert_invalid("tile_size=100000", &status, "tile_size", "tile_size=100000 is outside 1..=1024");
 
     // 0 is not out of range: it means the default, 256.
     let mut request = tile_request(12, 1194, 1551, &[GOOD_ASSET]);
     request.tile_size = 0;
-    let tile = client
-        .get_tile(request)
-        .await
-        .expect("tile_size=0 means 256")
-        .into_inner();
+    let tile = client.get_tile(request).await.expect("tile_size=0 means 256").into_inner();
     assert_eq!((tile.width, tile.height), (256, 256));
     assert_eq!(tile.content_type, "image/png");
 
@@ -155,17 +112,8 @@ async fn malformed_requests_are_invalid_argument_naming_the_field() {
     let mut request = tile_request(12, 1194, 1551, &[GOOD_ASSET]);
     request.tile_matrix_set = "EuropeanETRS89LAEAQuad".into();
     let status = tile_error(&mut client, "unknown tile matrix set", request).await;
-    assert_invalid(
-        "unknown tile matrix set",
-        &status,
-        "tile_matrix_set",
-        "is not supported",
-    );
-    assert!(
-        status.message().contains("EuropeanETRS89LAEAQuad"),
-        "{:?}",
-        status.message()
-    );
+    assert_invalid("unknown tile matrix set", &status, "tile_matrix_set", "is not supported");
+    assert!(status.message().contains("EuropeanETRS89LAEAQuad"), "{:?}", status.message());
 
     let mut request = tile_request(12, 1194, 1551, &[GOOD_ASSET]);
     request.format = 99;
@@ -176,11 +124,7 @@ async fn malformed_requests_are_invalid_argument_naming_the_field() {
     request.bands = vec![9];
     let status = tile_error(&mut client, "band 9", request).await;
     assert_invalid("band 9", &status, "bands", "band 9 does not exist");
-    assert!(
-        status.message().contains(GOOD_ASSET),
-        "{:?}",
-        status.message()
-    );
+    assert!(status.message().contains(GOOD_ASSET), "{:?}", status.message());
 
     assert_serves_a_good_tile(&server).await;
 }
@@ -195,23 +139,13 @@ async fn data_a_format_cannot_carry_is_invalid_argument_naming_format_and_type()
     let mut request = tile_request(13, x, y, &["dem_4326.tif"]);
     request.format = v1::ImageFormat::Png as i32;
     let status = tile_error(&mut client, "float32 to PNG", request).await;
-    assert_invalid(
-        "float32 to PNG",
-        &status,
-        "format",
-        "PNG cannot carry float32",
-    );
+    assert_invalid("float32 to PNG", &status, "format", "PNG cannot carry float32");
 
     let mut request = tile_request(12, 1194, 1551, &["nir_uint16.tif"]);
     request.format = v1::ImageFormat::Jpeg as i32;
     request.bands = vec![1, 2, 3, 4];
     let status = tile_error(&mut client, "4 uint16 bands to JPEG", request).await;
-    assert_invalid(
-        "4 uint16 bands to JPEG",
-        &status,
-        "format",
-        "JPEG cannot carry",
-    );
+    assert_invalid("4 uint16 bands to JPEG", &status, "format", "JPEG cannot carry");
 
     assert_serves_a_good_tile(&server).await;
 }
@@ -221,36 +155,16 @@ async fn missing_assets_are_not_found_for_tiles_and_asset_info() {
     let server = Server::start();
     let mut client = server.client().await;
 
-    let status = tile_error(
-        &mut client,
-        "nope.tif",
-        tile_request(12, 1194, 1551, &["nope.tif"]),
-    )
-    .await;
+    let status = tile_error(&mut client, "nope.tif", tile_request(12, 1194, 1551, &["nope.tif"])).await;
     assert_status("nope.tif", &status, Code::NotFound, "does not exist");
-    assert!(
-        status.message().contains("'nope.tif'"),
-        "{:?}",
-        status.message()
-    );
+    assert!(status.message().contains("'nope.tif'"), "{:?}", status.message());
 
     let status = client
-        .get_asset_info(v1::GetAssetInfoRequest {
-            asset: "nope.tif".into(),
-        })
+        .get_asset_info(v1::GetAssetInfoRequest { asset: "nope.tif".into() })
         .await
         .expect_err("GetAssetInfo of a missing asset succeeded");
-    assert_status(
-        "GetAssetInfo nope.tif",
-        &status,
-        Code::NotFound,
-        "does not exist",
-    );
-    assert!(
-        status.message().contains("'nope.tif'"),
-        "{:?}",
-        status.message()
-    );
+    assert_status("GetAssetInfo nope.tif", &status, Code::NotFound, "does not exist");
+    assert!(status.message().contains("'nope.tif'"), "{:?}", status.message());
 
     assert_serves_a_good_tile(&server).await;
 }
@@ -262,33 +176,21 @@ async fn unreadable_assets_are_failed_precondition_naming_the_asset() {
 
     for asset in ["header_cut.tif", "not_a_tiff.tif"] {
         let status = tile_error(&mut client, asset, tile_request(12, 1194, 1551, &[asset])).await;
-        assert_status(
-            asset,
-            &status,
-            Code::FailedPrecondition,
-            &format!("'{asset}'"),
-        );
+        assert_status(asset, &status, Code::FailedPrecondition, &format!("'{asset}'"));
     }
 
     // truncated.tif is the first 60% of a copy of utm_rgb_00.tif: its header and
     // overviews are intact, its last full-resolution blocks (the south of the image) are
     // gone. A zoom 17 tile near the south-east corner reads full resolution there.
     let info = client
-        .get_asset_info(v1::GetAssetInfoRequest {
-            asset: GOOD_ASSET.into(),
-        })
+        .get_asset_info(v1::GetAssetInfoRequest { asset: GOOD_ASSET.into() })
         .await
         .unwrap()
         .into_inner();
     let g = info.geographic_bounds.expect("geographic bounds");
     let inset = |a: f64, b: f64| a + (b - a) * 0.05;
     let (x, y) = tile_at(inset(g.max_x, g.min_x), inset(g.min_y, g.max_y), 17);
-    let status = tile_error(
-        &mut client,
-        "truncated.tif",
-        tile_request(17, x, y, &["truncated.tif"]),
-    )
-    .await;
+    let status = tile_error(&mut client, "truncated.tif", tile_request(17, x, y, &["truncated.tif"])).await;
     assert_status(
         &format!("truncated.tif at 17/{x}/{y}"),
         &status,
@@ -314,24 +216,13 @@ async fn asset_paths_that_escape_the_data_directory_are_permission_denied() {
     ] {
         let status = tile_error(&mut client, asset, tile_request(12, 1194, 1551, &[asset])).await;
         assert_status(asset, &status, Code::PermissionDenied, "is not allowed");
-        assert!(
-            status.message().contains(&format!("'{asset}'")),
-            "{asset}: {:?}",
-            status.message()
-        );
+        assert!(status.message().contains(&format!("'{asset}'")), "{asset}: {:?}", status.message());
 
         let status = client
-            .get_asset_info(v1::GetAssetInfoRequest {
-                asset: asset.into(),
-            })
+            .get_asset_info(v1::GetAssetInfoRequest { asset: asset.into() })
             .await
             .expect_err("GetAssetInfo of an escaping path succeeded");
-        assert_status(
-            &format!("GetAssetInfo {asset}"),
-            &status,
-            Code::PermissionDenied,
-            "is not allowed",
-        );
+        assert_status(&format!("GetAssetInfo {asset}"), &status, Code::PermissionDenied, "is not allowed");
     }
 
     assert_serves_a_good_tile(&server).await;

@@ -7,9 +7,7 @@ use tessera::pb::v1::{self, get_tiles_response, stream_tiles_response};
 use tokio_stream::StreamExt;
 use tonic::Code;
 
-use crate::harness::{
-    self, Server, ServerOptions, assert_matches_oracle, gdalwarp, npy_tile, tile_at,
-};
+use crate::harness::{self, Server, ServerOptions, assert_matches_oracle, gdalwarp, npy_tile, tile_at};
 
 /// 100 distinct tile requests over the UTM assets: single assets and mosaics, zooms
 /// 14-17, NPY so results can be compared value for value.
@@ -21,11 +19,7 @@ fn hundred_tiles() -> Vec<v1::GetTileRequest> {
         for dx in -3i32..=3 {
             for dy in -2i32..=2 {
                 let (x, y) = ((cx as i32 + dx) as u32, (cy as i32 + dy) as u32);
-                let assets: &[&str] = if (dx + dy) % 2 == 0 {
-                    &harness::UTM
-                } else {
-                    &harness::UTM[1..3]
-                };
+                let assets: &[&str] = if (dx + dy) % 2 == 0 { &harness::UTM } else { &harness::UTM[1..3] };
                 let mut t = harness::tile_request(z, x, y, assets);
                 t.format = v1::ImageFormat::Npy as i32;
                 out.push(t);
@@ -40,27 +34,16 @@ fn hundred_tiles() -> Vec<v1::GetTileRequest> {
 
 #[tokio::test]
 async fn a_batch_of_100_tiles_streams_100_correct_results() {
-    let server = Server::start_with(ServerOptions {
-        workers: 3,
-        ..Default::default()
-    });
+    let server = Server::start_with(ServerOptions { workers: 3, ..Default::default() });
     let mut client = server.client().await;
     let tiles = hundred_tiles();
     assert_eq!(tiles.len(), 100);
-    let mut stream = client
-        .get_tiles(v1::GetTilesRequest {
-            tiles: tiles.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream =
+        client.get_tiles(v1::GetTilesRequest { tiles: tiles.clone() }).await.unwrap().into_inner();
     let mut results = BTreeMap::new();
     while let Some(item) = stream.next().await {
         let item = item.unwrap();
-        assert!(
-            results.insert(item.index, item).is_none(),
-            "index delivered twice"
-        );
+        assert!(results.insert(item.index, item).is_none(), "index delivered twice");
     }
     assert_eq!(results.len(), 100);
     let mut outside = 0;
@@ -84,24 +67,13 @@ async fn a_batch_of_100_tiles_streams_100_correct_results() {
             (batch, single) => panic!("tile {index}: batch {batch:?} vs single {single:?}"),
         }
     }
-    assert!(
-        outside < 50,
-        "{outside} of 100 tiles were outside the assets"
-    );
+    assert!(outside < 50, "{outside} of 100 tiles were outside the assets");
     // And a sample of the batch against gdalwarp itself.
     for index in [0u32, 17, 50, 99] {
         let request = &tiles[index as usize];
         if let Some(get_tiles_response::Result::Tile(t)) = &results[&index].result {
             let assets: Vec<&str> = request.assets.iter().map(String::as_str).collect();
-            let oracle = gdalwarp(
-                &assets,
-                "WebMercatorQuad",
-                request.z,
-                request.x,
-                request.y,
-                256,
-                "near",
-            );
+            let oracle = gdalwarp(&assets, "WebMercatorQuad", request.z, request.x, request.y, 256, "near");
             let (data, mask) = npy_tile(t);
             assert_matches_oracle(&format!("batch item {index}"), &data, &mask, &oracle, 256);
         }
@@ -119,20 +91,8 @@ async fn bad_tiles_in_a_batch_are_per_item_errors_and_the_rest_succeed() {
     let escape = harness::tile_request(12, 1194, 1551, &["../x.tif"]);
     let mut float_png = harness::tile_request(12, 1194, 1551, &["dem_4326.tif"]);
     float_png.format = v1::ImageFormat::Png as i32;
-    let tiles = vec![
-        good.clone(),
-        bad_zoom,
-        good.clone(),
-        missing,
-        escape,
-        float_png,
-        good,
-    ];
-    let mut stream = client
-        .get_tiles(v1::GetTilesRequest { tiles })
-        .await
-        .unwrap()
-        .into_inner();
+    let tiles = vec![good.clone(), bad_zoom, good.clone(), missing, escape, float_png, good];
+    let mut stream = client.get_tiles(v1::GetTilesRequest { tiles }).await.unwrap().into_inner();
     let mut codes = BTreeMap::new();
     while let Some(item) = stream.next().await {
         let item = item.unwrap();
@@ -168,19 +128,9 @@ async fn a_batch_over_the_limit_is_refused_whole() {
         ..Default::default()
     });
     let tiles = vec![harness::tile_request(12, 1194, 1551, &["utm_rgb_00.tif"]); 6];
-    let err = server
-        .client()
-        .await
-        .get_tiles(v1::GetTilesRequest { tiles })
-        .await
-        .unwrap_err();
+    let err = server.client().await.get_tiles(v1::GetTilesRequest { tiles }).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(
-        err.message()
-            .contains("6 tiles in one batch exceed the limit of 5"),
-        "{}",
-        err.message()
-    );
+    assert!(err.message().contains("6 tiles in one batch exceed the limit of 5"), "{}", err.message());
 }
 
 #[tokio::test]
@@ -192,22 +142,14 @@ async fn stream_tiles_answers_requests_sent_while_results_arrive() {
         let (x, y) = tile_at(-75.0156, 39.9594, 15);
         v1::StreamTilesRequest {
             id: format!("req-{id}"),
-            tile: Some(harness::tile_request(
-                15,
-                x + (id % 3) as u32,
-                y,
-                &harness::UTM,
-            )),
+            tile: Some(harness::tile_request(15, x + (id % 3) as u32, y, &harness::UTM)),
         }
     };
     for id in 0..3 {
         tx.send(request(id)).await.unwrap();
     }
-    let mut responses = client
-        .stream_tiles(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut responses =
+        client.stream_tiles(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
     let mut seen = Vec::new();
     // Read two results, then send more while the stream is open.
     for _ in 0..2 {
@@ -218,22 +160,14 @@ async fn stream_tiles_answers_requests_sent_while_results_arrive() {
     }
     let mut bad = harness::tile_request(15, 0, 0, &["utm_rgb_00.tif"]);
     bad.tile_size = 100_000;
-    tx.send(v1::StreamTilesRequest {
-        id: "bad".into(),
-        tile: Some(bad),
-    })
-    .await
-    .unwrap();
+    tx.send(v1::StreamTilesRequest { id: "bad".into(), tile: Some(bad) }).await.unwrap();
     drop(tx);
     while let Some(r) = responses.next().await {
         seen.push(r.unwrap());
     }
     let mut ids: Vec<_> = seen.iter().map(|r| r.id.clone()).collect();
     ids.sort();
-    assert_eq!(
-        ids,
-        vec!["bad", "req-0", "req-1", "req-2", "req-3", "req-4", "req-5"]
-    );
+    assert_eq!(ids, vec!["bad", "req-0", "req-1", "req-2", "req-3", "req-4", "req-5"]);
     for r in &seen {
         match r.result.as_ref().unwrap() {
             stream_tiles_response::Result::Tile(t) => {

@@ -19,10 +19,7 @@ fn slow_server(busy_dir: &Path, slow: &str, millis: u64, workers: usize, args: &
         workers,
         env: vec![
             ("TESSERA_TEST_SLOW_READ".into(), format!("{slow}={millis}")),
-            (
-                "TESSERA_TEST_BUSY_DIR".into(),
-                busy_dir.display().to_string(),
-            ),
+            ("TESSERA_TEST_BUSY_DIR".into(), busy_dir.display().to_string()),
         ],
         args: args.iter().map(|s| (*s).to_owned()).collect(),
         wait_ready: true,
@@ -56,32 +53,22 @@ async fn a_worker_killed_mid_read_is_retried_on_another_worker() {
         .into_inner();
 
     let mut c2 = client.clone();
-    let call = tokio::spawn(async move {
-        c2.get_tile(harness::tile_request(12, 1194, 1551, &["utm_rgb_01.tif"]))
-            .await
-    });
+    let call =
+        tokio::spawn(
+            async move { c2.get_tile(harness::tile_request(12, 1194, 1551, &["utm_rgb_01.tif"])).await },
+        );
     let victim = busy_worker(busy.path()).await;
     harness::signal(victim, Signal::SIGKILL);
-    let tile = call
-        .await
-        .unwrap()
-        .expect("the read was retried on another worker")
-        .into_inner();
+    let tile = call.await.unwrap().expect("the read was retried on another worker").into_inner();
     assert_eq!(tile.data, reference.data);
 
     let after = server.wait_for_workers(2, Duration::from_secs(10));
-    assert_eq!(
-        after.len(),
-        2,
-        "pool did not return to full size: {after:?}"
-    );
+    assert_eq!(after.len(), 2, "pool did not return to full size: {after:?}");
     assert!(!after.contains(&victim));
     assert!(!alive(victim));
     let log = server.log_text();
     assert!(log.contains("worker died"), "crash not logged:\n{log}");
-    assert!(
-        log.contains(&format!("worker_pid={victim}")) || log.contains(&format!("pid={victim}"))
-    );
+    assert!(log.contains(&format!("worker_pid={victim}")) || log.contains(&format!("pid={victim}")));
     assert!(log.contains("signal=Some(9)"), "signal not logged:\n{log}");
 }
 
@@ -93,11 +80,8 @@ async fn a_hung_worker_is_killed_at_the_deadline_and_replaced() {
     let mut client = server.client().await;
     // The deadline travels as the grpc-timeout header; tonic's own client-side timer is
     // not set, so what comes back is the server's answer.
-    let mut request =
-        tonic::Request::new(harness::tile_request(12, 1194, 1551, &["utm_rgb_02.tif"]));
-    request
-        .metadata_mut()
-        .insert("grpc-timeout", "2500m".parse().unwrap());
+    let mut request = tonic::Request::new(harness::tile_request(12, 1194, 1551, &["utm_rgb_02.tif"]));
+    request.metadata_mut().insert("grpc-timeout", "2500m".parse().unwrap());
     let started = Instant::now();
     let call = tokio::spawn(async move { client.get_tile(request).await });
     let victim = busy_worker(busy.path()).await;
@@ -105,40 +89,20 @@ async fn a_hung_worker_is_killed_at_the_deadline_and_replaced() {
     let err = call.await.unwrap().unwrap_err();
     let elapsed = started.elapsed();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
-    assert!(
-        elapsed < Duration::from_millis(2500 + 300),
-        "answered after {elapsed:?}"
-    );
+    assert!(elapsed < Duration::from_millis(2500 + 300), "answered after {elapsed:?}");
     let after = server.wait_for_workers(2, Duration::from_secs(10));
-    assert_eq!(
-        after.len(),
-        2,
-        "pool did not return to full size: {after:?}"
-    );
-    assert!(
-        !after.contains(&victim),
-        "the stopped worker was not replaced"
-    );
+    assert_eq!(after.len(), 2, "pool did not return to full size: {after:?}");
+    assert!(!after.contains(&victim), "the stopped worker was not replaced");
     assert!(!alive(victim));
     // The server still serves.
-    let ok = server
-        .client()
-        .await
-        .get_tile(harness::tile_request(12, 1194, 1551, &["utm_rgb_00.tif"]))
-        .await;
+    let ok = server.client().await.get_tile(harness::tile_request(12, 1194, 1551, &["utm_rgb_00.tif"])).await;
     assert!(ok.is_ok(), "{ok:?}");
 }
 
 #[tokio::test]
 async fn the_read_timeout_bounds_a_hung_read_without_a_client_deadline() {
     let busy = tempfile::tempdir().unwrap();
-    let server = slow_server(
-        busy.path(),
-        "utm_rgb_02",
-        5000,
-        2,
-        &["--read-timeout", "1s"],
-    );
+    let server = slow_server(busy.path(), "utm_rgb_02", 5000, 2, &["--read-timeout", "1s"]);
     let started = Instant::now();
     let err = server
         .client()
@@ -149,15 +113,8 @@ async fn the_read_timeout_bounds_a_hung_read_without_a_client_deadline() {
     assert_eq!(err.code(), Code::DeadlineExceeded);
     let elapsed = started.elapsed();
     // The info job is quick; the read job is cut at 1 s.
-    assert!(
-        elapsed >= Duration::from_secs(1) && elapsed < Duration::from_millis(1600),
-        "{elapsed:?}"
-    );
-    assert!(
-        err.message().contains("utm_rgb_02.tif"),
-        "{}",
-        err.message()
-    );
+    assert!(elapsed >= Duration::from_secs(1) && elapsed < Duration::from_millis(1600), "{elapsed:?}");
+    assert!(err.message().contains("utm_rgb_02.tif"), "{}", err.message());
     assert_eq!(server.wait_for_workers(2, Duration::from_secs(10)).len(), 2);
 }
 
@@ -170,33 +127,19 @@ async fn workers_are_recycled_after_max_jobs() {
     let first = server.worker_pids();
     let mut client = server.client().await;
     for _ in 0..6 {
-        client
-            .get_tile(harness::tile_request(12, 1194, 1551, &["utm_rgb_00.tif"]))
-            .await
-            .unwrap();
+        client.get_tile(harness::tile_request(12, 1194, 1551, &["utm_rgb_00.tif"])).await.unwrap();
     }
     let after = server.wait_for_workers(2, Duration::from_secs(10));
     assert_eq!(after.len(), 2);
-    assert!(
-        first.iter().all(|p| !after.contains(p)),
-        "workers {first:?} were not recycled: {after:?}"
-    );
+    assert!(first.iter().all(|p| !after.contains(p)), "workers {first:?} were not recycled: {after:?}");
 }
 
 #[tokio::test]
 async fn shutdown_leaves_no_worker_process() {
-    let mut server = Server::start_with(ServerOptions {
-        workers: 3,
-        ..Default::default()
-    });
+    let mut server = Server::start_with(ServerOptions { workers: 3, ..Default::default() });
     let workers = server.worker_pids();
     assert_eq!(workers.len(), 3);
-    server
-        .client()
-        .await
-        .get_tile(harness::tile_request(12, 1194, 1551, &["utm_rgb_00.tif"]))
-        .await
-        .unwrap();
+    server.client().await.get_tile(harness::tile_request(12, 1194, 1551, &["utm_rgb_00.tif"])).await.unwrap();
     let status = server.terminate(Duration::from_secs(15)).await;
     assert!(status.success(), "server exited with {status:?}");
     for pid in workers {
@@ -211,18 +154,12 @@ async fn in_flight_requests_finish_during_graceful_shutdown() {
     let mut server = slow_server(busy.path(), "utm_rgb_01", 1000, 2, &[]);
     let mut client = server.client().await;
     let call = tokio::spawn(async move {
-        client
-            .get_tile(harness::tile_request(12, 1194, 1551, &["utm_rgb_01.tif"]))
-            .await
+        client.get_tile(harness::tile_request(12, 1194, 1551, &["utm_rgb_01.tif"])).await
     });
     busy_worker(busy.path()).await;
     let status = server.terminate(Duration::from_secs(15)).await;
     assert!(status.success());
-    let tile = call
-        .await
-        .unwrap()
-        .expect("the in-flight request was lost")
-        .into_inner();
+    let tile = call.await.unwrap().expect("the in-flight request was lost").into_inner();
     assert_eq!(tile.assets[0].outcome, v1::AssetOutcome::Used as i32);
 }
 
@@ -235,21 +172,11 @@ async fn outstanding_reads_are_abandoned_once_earlier_assets_fill_every_pixel() 
     let (x, y) = harness::tile_at(-75.0305, 39.9650, 16);
     // Metadata first, so the timing below is about the reads.
     for asset in ["utm_rgb_00.tif", "copy_of_utm_rgb_00.tif"] {
-        client
-            .get_asset_info(v1::GetAssetInfoRequest {
-                asset: asset.into(),
-            })
-            .await
-            .unwrap();
+        client.get_asset_info(v1::GetAssetInfoRequest { asset: asset.into() }).await.unwrap();
     }
     let started = Instant::now();
     let tile = client
-        .get_tile(harness::tile_request(
-            16,
-            x,
-            y,
-            &["utm_rgb_00.tif", "copy_of_utm_rgb_00.tif"],
-        ))
+        .get_tile(harness::tile_request(16, x, y, &["utm_rgb_00.tif", "copy_of_utm_rgb_00.tif"]))
         .await
         .unwrap()
         .into_inner();
@@ -259,23 +186,12 @@ async fn outstanding_reads_are_abandoned_once_earlier_assets_fill_every_pixel() 
         started.elapsed()
     );
     let outcomes: Vec<_> = tile.assets.iter().map(|a| a.outcome).collect();
-    assert_eq!(
-        outcomes,
-        vec![
-            v1::AssetOutcome::Used as i32,
-            v1::AssetOutcome::NotNeeded as i32
-        ]
-    );
+    assert_eq!(outcomes, vec![v1::AssetOutcome::Used as i32, v1::AssetOutcome::NotNeeded as i32]);
 
     // In the other order the slow asset has priority: the tile must wait for it.
     let started = Instant::now();
     let tile = client
-        .get_tile(harness::tile_request(
-            16,
-            x,
-            y,
-            &["copy_of_utm_rgb_00.tif", "utm_rgb_00.tif"],
-        ))
+        .get_tile(harness::tile_request(16, x, y, &["copy_of_utm_rgb_00.tif", "utm_rgb_00.tif"]))
         .await
         .unwrap()
         .into_inner();
@@ -287,10 +203,7 @@ async fn outstanding_reads_are_abandoned_once_earlier_assets_fill_every_pixel() 
 
 #[tokio::test]
 async fn workers_exit_when_the_front_is_killed() {
-    let mut server = Server::start_with(ServerOptions {
-        workers: 3,
-        ..Default::default()
-    });
+    let mut server = Server::start_with(ServerOptions { workers: 3, ..Default::default() });
     let workers = server.worker_pids();
     assert_eq!(workers.len(), 3);
     server.child.kill().unwrap();
@@ -300,8 +213,5 @@ async fn workers_exit_when_the_front_is_killed() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let left: Vec<_> = workers.iter().filter(|p| alive(**p)).collect();
-    assert!(
-        left.is_empty(),
-        "workers {left:?} outlived a SIGKILLed front"
-    );
+    assert!(left.is_empty(), "workers {left:?} outlived a SIGKILLed front");
 }

@@ -15,10 +15,7 @@ const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 fn grpcurl_path() -> PathBuf {
     let path = std::env::var_os("TESSERA_GRPCURL")
         .filter(|p| !p.is_empty())
-        .map_or_else(
-            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/grpcurl"),
-            PathBuf::from,
-        );
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/grpcurl"), PathBuf::from);
     assert!(
         path.is_file(),
         "grpcurl not found at {}: run `make venv` (or set TESSERA_GRPCURL to a grpcurl executable)",
@@ -102,30 +99,16 @@ async fn grpcurl_lists_the_tile_and_health_services_through_reflection() {
     let server = Server::start();
     let services = grpcurl(&[&server.address, "list"]).await;
     let names: Vec<&str> = services.lines().map(str::trim).collect();
-    assert!(
-        names.contains(&"tessera.v1.TileService"),
-        "list output: {services}"
-    );
-    assert!(
-        names.contains(&"grpc.health.v1.Health"),
-        "list output: {services}"
-    );
+    assert!(names.contains(&"tessera.v1.TileService"), "list output: {services}");
+    assert!(names.contains(&"grpc.health.v1.Health"), "list output: {services}");
 }
 
 #[tokio::test]
 async fn grpcurl_describes_the_tile_service_methods() {
     let server = Server::start();
     let description = grpcurl(&[&server.address, "describe", "tessera.v1.TileService"]).await;
-    for method in [
-        "rpc GetTile",
-        "rpc GetTiles",
-        "rpc StreamTiles",
-        "rpc GetAssetInfo",
-    ] {
-        assert!(
-            description.contains(method),
-            "no {method:?} in: {description}"
-        );
+    for method in ["rpc GetTile", "rpc GetTiles", "rpc StreamTiles", "rpc GetAssetInfo"] {
+        assert!(description.contains(method), "no {method:?} in: {description}");
     }
 }
 
@@ -133,43 +116,24 @@ async fn grpcurl_describes_the_tile_service_methods() {
 async fn grpcurl_gets_a_png_tile_from_json() {
     let server = Server::start();
     let request = r#"{"z":12,"x":1194,"y":1551,"assets":["utm_rgb_00.tif"]}"#;
-    let response = grpcurl(&[
-        "-d",
-        request,
-        &server.address,
-        "tessera.v1.TileService/GetTile",
-    ])
-    .await;
+    let response = grpcurl(&["-d", request, &server.address, "tessera.v1.TileService/GetTile"]).await;
     let content_type = json_string(&response, "contentType");
-    assert_eq!(
-        content_type.as_deref(),
-        Some("image/png"),
-        "response: {response}"
-    );
-    let data =
-        json_string(&response, "data").unwrap_or_else(|| panic!("no data field in: {response}"));
+    assert_eq!(content_type.as_deref(), Some("image/png"), "response: {response}");
+    let data = json_string(&response, "data").unwrap_or_else(|| panic!("no data field in: {response}"));
     let png = base64_decode(&data).unwrap_or_else(|e| panic!("data is not base64 ({e}): {data}"));
     assert!(
         png.starts_with(PNG_SIGNATURE),
         "data does not start with the PNG signature: {:?}",
         &png[..png.len().min(16)]
     );
-    assert!(
-        png.len() > 100,
-        "a {}-byte PNG is too small for a 256 x 256 tile",
-        png.len()
-    );
+    assert!(png.len() > 100, "a {}-byte PNG is too small for a 256 x 256 tile", png.len());
 }
 
 #[tokio::test]
 async fn grpcurl_health_check_reports_serving() {
     let server = Server::start();
     let response = grpcurl(&[&server.address, "grpc.health.v1.Health/Check"]).await;
-    assert_eq!(
-        json_string(&response, "status").as_deref(),
-        Some("SERVING"),
-        "response: {response}"
-    );
+    assert_eq!(json_string(&response, "status").as_deref(), Some("SERVING"), "response: {response}");
     let response = grpcurl(&[
         "-d",
         r#"{"service":"tessera.v1.TileService"}"#,
@@ -177,9 +141,5 @@ async fn grpcurl_health_check_reports_serving() {
         "grpc.health.v1.Health/Check",
     ])
     .await;
-    assert_eq!(
-        json_string(&response, "status").as_deref(),
-        Some("SERVING"),
-        "response: {response}"
-    );
+    assert_eq!(json_string(&response, "status").as_deref(), Some("SERVING"), "response: {response}");
 }

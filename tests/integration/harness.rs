@@ -31,22 +31,14 @@ pub fn fixtures() -> &'static Path {
         }
         let staging = root.join(format!("fixtures-staging-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
-        let status = Command::new(BIN)
-            .arg("demo-data")
-            .arg(&staging)
-            .status()
-            .unwrap();
+        let status = Command::new(BIN).arg("demo-data").arg(&staging).status().unwrap();
         assert!(status.success(), "demo-data failed");
         let good = std::fs::read(staging.join("utm_rgb_00.tif")).unwrap();
         // Header intact, tile data cut: opens, fails on read.
         std::fs::write(staging.join("truncated.tif"), &good[..good.len() * 6 / 10]).unwrap();
         // Cut inside the header: does not open.
         std::fs::write(staging.join("header_cut.tif"), &good[..200]).unwrap();
-        std::fs::write(
-            staging.join("not_a_tiff.tif"),
-            b"{\"this\": \"is JSON, not a GeoTIFF\"}\n",
-        )
-        .unwrap();
+        std::fs::write(staging.join("not_a_tiff.tif"), b"{\"this\": \"is JSON, not a GeoTIFF\"}\n").unwrap();
         std::fs::write(staging.join("outside_secret.txt"), b"secret").unwrap();
         // A byte-identical copy under another name, for tests that slow one of the two down.
         std::fs::write(staging.join("copy_of_utm_rgb_00.tif"), &good).unwrap();
@@ -73,12 +65,7 @@ pub struct ServerOptions {
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        Self {
-            workers: 2,
-            env: Vec::new(),
-            args: Vec::new(),
-            wait_ready: true,
-        }
+        Self { workers: 2, env: Vec::new(), args: Vec::new(), wait_ready: true }
     }
 }
 
@@ -98,13 +85,7 @@ impl Server {
     pub fn start_with(opts: ServerOptions) -> Self {
         let mut command = Command::new(BIN);
         command
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--workers",
-                &opts.workers.to_string(),
-            ])
+            .args(["serve", "--listen", "127.0.0.1:0", "--workers", &opts.workers.to_string()])
             .arg("--data-dir")
             .arg(fixtures())
             .args(&opts.args)
@@ -127,12 +108,7 @@ impl Server {
                 let Ok(line) = line else { break };
                 let plain = strip_ansi(&line);
                 if let Some(rest) = plain.split("listening on ").nth(1) {
-                    let _ = addr_tx.send(
-                        rest.split_whitespace()
-                            .next()
-                            .unwrap_or_default()
-                            .to_owned(),
-                    );
+                    let _ = addr_tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
                 }
                 if plain.contains("worker pool ready") {
                     let _ = ready_tx.send(());
@@ -140,15 +116,9 @@ impl Server {
                 log2.lock().unwrap().push(plain);
             }
         });
-        let address = addr_rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("server did not report its address");
-        let server = Self {
-            child,
-            address,
-            log,
-            ready: ready_rx,
-        };
+        let address =
+            addr_rx.recv_timeout(Duration::from_secs(20)).expect("server did not report its address");
+        let server = Self { child, address, log, ready: ready_rx };
         if opts.wait_ready {
             server.wait_ready(Duration::from_secs(20));
         }
@@ -156,9 +126,7 @@ impl Server {
     }
 
     pub fn wait_ready(&self, limit: Duration) {
-        self.ready
-            .recv_timeout(limit)
-            .expect("worker pool did not become ready");
+        self.ready.recv_timeout(limit).expect("worker pool did not become ready");
     }
 
     pub fn url(&self) -> String {
@@ -166,10 +134,7 @@ impl Server {
     }
 
     pub async fn client(&self) -> TileServiceClient<Channel> {
-        TileServiceClient::connect(self.url())
-            .await
-            .unwrap()
-            .max_decoding_message_size(64 << 20)
+        TileServiceClient::connect(self.url()).await.unwrap().max_decoding_message_size(64 << 20)
     }
 
     pub fn pid(&self) -> u32 {
@@ -206,10 +171,7 @@ impl Server {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(
-                Instant::now() < until,
-                "server did not exit within {limit:?}"
-            );
+            assert!(Instant::now() < until, "server did not exit within {limit:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -251,11 +213,7 @@ fn strip_ansi(s: &str) -> String {
 pub fn children_of(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(p) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
+        let Some(p) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
@@ -265,9 +223,7 @@ pub fn children_of(pid: u32) -> Vec<u32> {
             continue;
         };
         let fields: Vec<_> = rest.split_whitespace().collect();
-        if fields.get(1).and_then(|f| f.parse::<u32>().ok()) == Some(pid)
-            && fields.first() != Some(&"Z")
-        {
+        if fields.get(1).and_then(|f| f.parse::<u32>().ok()) == Some(pid) && fields.first() != Some(&"Z") {
             out.push(p);
         }
     }
@@ -279,10 +235,7 @@ pub fn children_of(pid: u32) -> Vec<u32> {
 pub fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, r)| r.split_whitespace().next() != Some("Z"))
-        })
+        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.split_whitespace().next() != Some("Z")))
         .unwrap_or(false)
 }
 
@@ -319,55 +272,23 @@ pub fn parse_npy(bytes: &[u8]) -> Npy {
     let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
     assert_eq!((10 + len) % 64, 0, "header not 64-byte aligned");
     let header = std::str::from_utf8(&bytes[10..10 + len]).unwrap();
-    let descr = header
-        .split("'descr': '")
-        .nth(1)
-        .unwrap()
-        .split('\'')
-        .next()
-        .unwrap()
-        .to_owned();
+    let descr = header.split("'descr': '").nth(1).unwrap().split('\'').next().unwrap().to_owned();
     assert!(header.contains("'fortran_order': False"));
-    let shape_text = header
-        .split("'shape': (")
-        .nth(1)
-        .unwrap()
-        .split(')')
-        .next()
-        .unwrap();
-    let shape: Vec<usize> = shape_text
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse().unwrap())
-        .collect();
+    let shape_text = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    let shape: Vec<usize> =
+        shape_text.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
     let data = &bytes[10 + len..];
     let count: usize = shape.iter().product();
     let values: Vec<f64> = match descr.as_str() {
         "|u1" => data.iter().map(|v| f64::from(*v)).collect(),
-        "<u2" => data
-            .chunks_exact(2)
-            .map(|c| f64::from(u16::from_le_bytes([c[0], c[1]])))
-            .collect(),
-        "<i2" => data
-            .chunks_exact(2)
-            .map(|c| f64::from(i16::from_le_bytes([c[0], c[1]])))
-            .collect(),
-        "<f4" => data
-            .chunks_exact(4)
-            .map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap())))
-            .collect(),
-        "<f8" => data
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-            .collect(),
+        "<u2" => data.chunks_exact(2).map(|c| f64::from(u16::from_le_bytes([c[0], c[1]]))).collect(),
+        "<i2" => data.chunks_exact(2).map(|c| f64::from(i16::from_le_bytes([c[0], c[1]]))).collect(),
+        "<f4" => data.chunks_exact(4).map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap()))).collect(),
+        "<f8" => data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
         other => panic!("unexpected dtype {other}"),
     };
     assert_eq!(values.len(), count, "data length does not match the shape");
-    Npy {
-        descr,
-        shape,
-        values,
-    }
+    Npy { descr, shape, values }
 }
 
 /// What `gdalwarp` makes of `assets` for a tile: the data bands (band-sequential) and
@@ -379,44 +300,15 @@ pub struct Oracle {
     pub mask: Vec<u8>,
 }
 
-pub fn gdalwarp(
-    assets: &[&str],
-    tms: &str,
-    z: u32,
-    x: u32,
-    y: u32,
-    size: u32,
-    resampling: &str,
-) -> Oracle {
+pub fn gdalwarp(assets: &[&str], tms: &str, z: u32, x: u32, y: u32, size: u32, resampling: &str) -> Oracle {
     let tms_value: tessera::tms::TileMatrixSet = tms.parse().unwrap();
     let tile = tms_value.tile(z, x, y).unwrap();
     let b = tile.bounds();
     let out = tempfile::Builder::new().suffix(".tif").tempfile().unwrap();
     let mut cmd = Command::new("gdalwarp");
-    cmd.args([
-        "-q",
-        "-overwrite",
-        "-of",
-        "GTiff",
-        "-t_srs",
-        tms_value.crs(),
-        "-te",
-    ])
-    .args(
-        [b.min_x, b.min_y, b.max_x, b.max_y]
-            .iter()
-            .map(ToString::to_string),
-    )
-    .args([
-        "-ts",
-        &size.to_string(),
-        &size.to_string(),
-        "-r",
-        resampling,
-        "-ovr",
-        "AUTO",
-        "-dstalpha",
-    ]);
+    cmd.args(["-q", "-overwrite", "-of", "GTiff", "-t_srs", tms_value.crs(), "-te"])
+        .args([b.min_x, b.min_y, b.max_x, b.max_y].iter().map(ToString::to_string))
+        .args(["-ts", &size.to_string(), &size.to_string(), "-r", resampling, "-ovr", "AUTO", "-dstalpha"]);
     for a in assets.iter().rev() {
         cmd.arg(fixtures().join(a));
     }
@@ -429,27 +321,11 @@ pub fn gdalwarp(
     let mut values = Vec::new();
     for i in 1..count {
         let band = ds.rasterband(i).unwrap();
-        values.extend(
-            band.read_as::<f64>((0, 0), (w, h), (w, h), None)
-                .unwrap()
-                .data(),
-        );
+        values.extend(band.read_as::<f64>((0, 0), (w, h), (w, h), None).unwrap().data());
     }
-    let alpha = ds
-        .rasterband(count)
-        .unwrap()
-        .read_as::<f64>((0, 0), (w, h), (w, h), None)
-        .unwrap();
-    let mask = alpha
-        .data()
-        .iter()
-        .map(|a| if *a > 0.0 { 255 } else { 0 })
-        .collect();
-    Oracle {
-        bands: count - 1,
-        values,
-        mask,
-    }
+    let alpha = ds.rasterband(count).unwrap().read_as::<f64>((0, 0), (w, h), (w, h), None).unwrap();
+    let mask = alpha.data().iter().map(|a| if *a > 0.0 { 255 } else { 0 }).collect();
+    Oracle { bands: count - 1, values, mask }
 }
 
 /// Asserts an NPY tile equals the oracle: same mask everywhere, same values where valid.
@@ -457,35 +333,20 @@ pub fn assert_matches_oracle(label: &str, data: &Npy, mask: &Npy, oracle: &Oracl
     assert_eq!(data.shape, vec![oracle.bands, size, size], "{label}: shape");
     assert_eq!(mask.shape, vec![size, size], "{label}: mask shape");
     let ours: Vec<u8> = mask.values.iter().map(|v| *v as u8).collect();
-    let differing = ours
-        .iter()
-        .zip(&oracle.mask)
-        .filter(|(a, b)| a != b)
-        .count();
-    assert_eq!(
-        differing, 0,
-        "{label}: {differing} mask pixels differ from gdalwarp"
-    );
+    let differing = ours.iter().zip(&oracle.mask).filter(|(a, b)| a != b).count();
+    assert_eq!(differing, 0, "{label}: {differing} mask pixels differ from gdalwarp");
     let valid = ours.iter().filter(|m| **m == 255).count();
-    assert!(
-        valid > 0,
-        "{label}: the tile has no valid pixel; pick a tile that touches the asset"
-    );
+    assert!(valid > 0, "{label}: the tile has no valid pixel; pick a tile that touches the asset");
     let n = size * size;
     let mut mismatches = 0;
     for b in 0..oracle.bands {
         for p in 0..n {
-            if ours[p] == 255
-                && data.values[b * n + p].to_bits() != oracle.values[b * n + p].to_bits()
-            {
+            if ours[p] == 255 && data.values[b * n + p].to_bits() != oracle.values[b * n + p].to_bits() {
                 mismatches += 1;
             }
         }
     }
-    assert_eq!(
-        mismatches, 0,
-        "{label}: {mismatches} valid values differ from gdalwarp"
-    );
+    assert_eq!(mismatches, 0, "{label}: {mismatches} valid values differ from gdalwarp");
 }
 
 /// Decodes an NPY tile response into (data, mask).

@@ -11,20 +11,9 @@ use crate::harness::{Server, ServerOptions};
 
 async fn status(server: &Server, service: &str) -> i32 {
     let mut client = HealthClient::new(
-        tonic::transport::Channel::from_shared(server.url())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap(),
+        tonic::transport::Channel::from_shared(server.url()).unwrap().connect().await.unwrap(),
     );
-    client
-        .check(HealthCheckRequest {
-            service: service.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
+    client.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner().status
 }
 
 #[tokio::test]
@@ -35,16 +24,10 @@ async fn health_is_not_serving_until_the_workers_have_shaken_hands() {
         ..Default::default()
     });
     assert_eq!(status(&server, "").await, ServingStatus::NotServing as i32);
-    assert_eq!(
-        status(&server, "tessera.v1.TileService").await,
-        ServingStatus::NotServing as i32
-    );
+    assert_eq!(status(&server, "tessera.v1.TileService").await, ServingStatus::NotServing as i32);
     server.wait_ready(Duration::from_secs(20));
     assert_eq!(status(&server, "").await, ServingStatus::Serving as i32);
-    assert_eq!(
-        status(&server, "tessera.v1.TileService").await,
-        ServingStatus::Serving as i32
-    );
+    assert_eq!(status(&server, "tessera.v1.TileService").await, ServingStatus::Serving as i32);
 }
 
 #[tokio::test]
@@ -54,23 +37,11 @@ async fn health_turns_not_serving_when_shutdown_starts() {
         ..Default::default()
     });
     let mut client = HealthClient::new(
-        tonic::transport::Channel::from_shared(server.url())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap(),
+        tonic::transport::Channel::from_shared(server.url()).unwrap().connect().await.unwrap(),
     );
     let check = |c: &mut HealthClient<_>| {
         let mut c = c.clone();
-        async move {
-            c.check(HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-        }
+        async move { c.check(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner().status }
     };
     assert_eq!(check(&mut client).await, ServingStatus::Serving as i32);
     crate::harness::signal(server.pid(), nix::sys::signal::Signal::SIGTERM);

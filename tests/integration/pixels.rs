@@ -11,19 +11,14 @@ async fn tiles_over(server: &Server, asset: &str, zooms: &[u32]) -> Vec<(u32, u3
     let info = server
         .client()
         .await
-        .get_asset_info(v1::GetAssetInfoRequest {
-            asset: asset.into(),
-        })
+        .get_asset_info(v1::GetAssetInfoRequest { asset: asset.into() })
         .await
         .unwrap()
         .into_inner();
     let g = info.geographic_bounds.unwrap();
     let inset = |a: f64, b: f64| a + (b - a) * 0.02;
     let points = [
-        (
-            f64::midpoint(g.min_x, g.max_x),
-            f64::midpoint(g.min_y, g.max_y),
-        ),
+        (f64::midpoint(g.min_x, g.max_x), f64::midpoint(g.min_y, g.max_y)),
         (inset(g.min_x, g.max_x), inset(g.max_y, g.min_y)),
         (inset(g.max_x, g.min_x), inset(g.min_y, g.max_y)),
     ];
@@ -65,23 +60,10 @@ async fn check(server: &Server, case: &Case<'_>) {
     request.resampling = case.resampling as i32;
     request.format = v1::ImageFormat::Npy as i32;
     request.bands = case.bands.clone();
-    let tile = server
-        .client()
-        .await
-        .get_tile(request)
-        .await
-        .unwrap_or_else(|e| panic!("{label}: {e}"))
-        .into_inner();
+    let tile =
+        server.client().await.get_tile(request).await.unwrap_or_else(|e| panic!("{label}: {e}")).into_inner();
     let (data, mask) = npy_tile(&tile);
-    let mut oracle = gdalwarp(
-        case.assets,
-        case.tms,
-        case.z,
-        case.x,
-        case.y,
-        case.size,
-        kernel,
-    );
+    let mut oracle = gdalwarp(case.assets, case.tms, case.z, case.x, case.y, case.size, kernel);
     if !case.bands.is_empty() {
         let n = (case.size * case.size) as usize;
         oracle.values = case
@@ -104,11 +86,7 @@ async fn check_tiles(server: &Server, asset: &str, zooms: &[u32], bands: &[u32])
             x: *x,
             y: *y,
             size: if i % 2 == 0 { 256 } else { 512 },
-            resampling: if i % 3 == 1 {
-                v1::Resampling::Bilinear
-            } else {
-                v1::Resampling::Nearest
-            },
+            resampling: if i % 3 == 1 { v1::Resampling::Bilinear } else { v1::Resampling::Nearest },
             bands: bands.to_vec(),
         };
         check(server, &case).await;
@@ -120,13 +98,7 @@ async fn check_tiles(server: &Server, asset: &str, zooms: &[u32], bands: &[u32])
 async fn utm_rgb_tiles_equal_gdalwarp_from_overviews_to_full_resolution() {
     let server = Server::start();
     // z11-z13 read overviews of a 2 m asset; z16-z17 full resolution.
-    let n = check_tiles(
-        &server,
-        "utm_rgb_00.tif",
-        &[11, 12, 13, 14, 15, 16, 17],
-        &[],
-    )
-    .await;
+    let n = check_tiles(&server, "utm_rgb_00.tif", &[11, 12, 13, 14, 15, 16, 17], &[]).await;
     assert!(n >= 14, "only {n} tiles checked");
 }
 
@@ -155,10 +127,9 @@ async fn uint16_band_selection_equals_gdalwarp_bands() {
 async fn world_crs84_tiles_equal_gdalwarp() {
     let server = Server::start();
     // The DEM spans lon -75.06..-74.96, lat 39.87..39.97.
-    for (z, size, resampling) in [
-        (9u32, 256u32, v1::Resampling::Nearest),
-        (11, 512, v1::Resampling::Bilinear),
-    ] {
+    for (z, size, resampling) in
+        [(9u32, 256u32, v1::Resampling::Nearest), (11, 512, v1::Resampling::Bilinear)]
+    {
         let tiles_per_degree = f64::from(1u32 << z) / 180.0;
         let x = ((-75.0 + 180.0) * tiles_per_degree).floor() as u32;
         let y = ((90.0 - 39.92) * tiles_per_degree).floor() as u32;
@@ -178,10 +149,7 @@ async fn world_crs84_tiles_equal_gdalwarp() {
 
 #[tokio::test]
 async fn first_wins_mosaic_of_six_assets_equals_gdalwarp_of_the_reversed_list() {
-    let server = Server::start_with(harness::ServerOptions {
-        workers: 3,
-        ..Default::default()
-    });
+    let server = Server::start_with(harness::ServerOptions { workers: 3, ..Default::default() });
     let centre = (-75.0156, 39.9594);
     let mut checked = 0;
     for (z, size) in [(12u32, 512u32), (13, 256), (14, 256), (15, 512)] {
