@@ -56,7 +56,7 @@ use std::{
 };
 
 use deadpool::managed::{self, Object, RecycleError, RecycleResult};
-pub use process::{ExchangeError, ExitInfo, SpawnError, WorkerProcess, WorkerState};
+pub use process::{ExchangeError, ExitInfo, SpawnError, WorkerProcess, WorkerState, check_response};
 pub use quarantine::{Quarantine, Quarantined};
 use rand::Rng;
 pub use registry::Registry;
@@ -139,6 +139,12 @@ pub struct WorkerManager {
     stats: Arc<PoolStats>,
     /// Workers spawned in the background to replace dead or retired ones.
     spares: Mutex<Vec<WorkerProcess>>,
+    /// Signalled when a spare is added.
+    spare_ready: tokio::sync::Notify,
+    /// Worker slots in use: workers in the pool or spare, plus spawns in progress. A slot
+    /// is reserved before a spawn and released when a worker leaves service (deadpool's
+    /// `detach`) or a spawn fails, so the pool never runs more than `size` workers.
+    live: std::sync::atomic::AtomicUsize,
     /// Times of recent failed spawns and crashes (the crash-loop detector).
     failures: Mutex<VecDeque<std::time::Instant>>,
     /// Whether the pool is healthy (no crash loop); health follows it.
@@ -146,7 +152,42 @@ pub struct WorkerManager {
 }
 
 impl WorkerManager {
+    /// Reserves a worker slot if one is free.
+    fn reserve(&self) -> bool {
+        self.live
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < self.config.size).then_some(n + 1))
+            .is_ok()
+    }
+
+    /// Gives a slot back.
+    fn release(&self) {
+        let _ = self.live.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    }
+
+    fn take_spare(&self) -> Option<WorkerProcess> {
+        loop {
+            let spare = self.spares.lock().ok()?.pop()?;
+            if spare.state() == WorkerState::Idle {
+                return Some(spare);
+            }
+            // Died while waiting as a spare: its slot is free again.
+            self.release();
+        }
+    }
+
+    /// Spawns a worker into a slot reserved by the caller; the slot is released if the
+    /// spawn fails.
     async fn spawn(&self) -> Result<WorkerProcess, SpawnError> {
+        /// Releases the reserved slot if the spawn fails or its future is dropped.
+        struct Slot<'a>(Option<&'a WorkerManager>);
+        impl Drop for Slot<'_> {
+            fn drop(&mut self) {
+                if let Some(m) = self.0 {
+                    m.release();
+                }
+            }
+        }
+        let mut slot = Slot(Some(self));
         PoolStats::bump(&self.stats.spawns);
         let result = WorkerProcess::spawn(
             &self.config.worker_exe,
@@ -157,6 +198,7 @@ impl WorkerManager {
         .await;
         match result {
             Ok(mut w) => {
+                slot.0 = None;
                 let budget = self.config.max_jobs_per_worker;
                 let jitter = (budget / 10).max(1);
                 let limit = rand::rng().random_range(budget.saturating_sub(jitter).max(1)..=budget + jitter);
@@ -164,6 +206,7 @@ impl WorkerManager {
                 Ok(w)
             }
             Err(e) => {
+                drop(slot);
                 PoolStats::bump(&self.stats.spawn_failures);
                 self.record_failure();
                 Err(e)
@@ -195,11 +238,24 @@ impl managed::Manager for WorkerManager {
     type Error = SpawnError;
 
     async fn create(&self) -> Result<WorkerProcess, SpawnError> {
-        let spare = self.spares.lock().ok().and_then(|mut s| s.pop());
-        if let Some(w) = spare.filter(|w| w.state() == WorkerState::Idle) {
-            return Ok(w);
+        let until = tokio::time::Instant::now() + self.config.handshake_timeout;
+        loop {
+            if let Some(w) = self.take_spare() {
+                return Ok(w);
+            }
+            if self.reserve() {
+                return self.spawn().await;
+            }
+            // Every slot is taken, by a replacement still starting: wait for it.
+            let ready = self.spare_ready.notified();
+            if tokio::time::timeout_at(until, ready).await.is_err() {
+                return Err(SpawnError::Handshake { pid: 0, reason: "no worker slot became free".into() });
+            }
         }
-        self.spawn().await
+    }
+
+    fn detach(&self, _: &mut WorkerProcess) {
+        self.release();
     }
 
     async fn recycle(&self, w: &mut WorkerProcess, _: &managed::Metrics) -> RecycleResult<SpawnError> {
@@ -244,6 +300,8 @@ impl WorkerPool {
             registry: Registry::default(),
             stats: Arc::new(PoolStats::default()),
             spares: Mutex::new(Vec::new()),
+            spare_ready: tokio::sync::Notify::new(),
+            live: std::sync::atomic::AtomicUsize::new(0),
             failures: Mutex::new(VecDeque::new()),
             healthy: watch::channel(true).0,
         };
@@ -367,6 +425,7 @@ impl WorkerPool {
                 let external = exit.is_some_and(|e| e.is_external_kill());
                 if !external {
                     *own_faults += 1;
+                    self.pool.manager().record_failure();
                     let what = describe_exit(exit);
                     if self.quarantine.record_crash(asset, std::time::Instant::now(), &what) {
                         PoolStats::bump(&self.stats().quarantines);
@@ -412,7 +471,6 @@ impl WorkerPool {
             },
             Err(ExchangeError::Died) => {
                 PoolStats::bump(&stats.crashes);
-                self.pool.manager().record_failure();
                 true
             }
             Err(_) => {
@@ -433,28 +491,22 @@ impl WorkerPool {
         result.map_err(|e| (e, exit))
     }
 
-    /// Spawns a spare worker in the background while the pool is short of one, backing
-    /// off (exponentially, with jitter) while spawns fail.
+    /// Spawns spare workers in the background while worker slots are free, backing off
+    /// (exponentially, with jitter) while spawns fail.
     fn replenish(self: &Arc<Self>) {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let manager = this.pool.manager();
-            let short = || {
-                let status = this.pool.status();
-                let spares = manager.spares.lock().map_or(0, |s| s.len());
-                !this.pool.is_closed() && status.size + spares < status.max_size
-            };
             let mut backoff = Duration::from_millis(50);
-            while short() {
+            while !this.pool.is_closed() && manager.reserve() {
                 match manager.spawn().await {
                     Ok(w) => {
-                        if short() {
-                            if let Ok(mut s) = manager.spares.lock() {
-                                s.push(w);
-                            }
+                        if let Ok(mut s) = manager.spares.lock() {
+                            s.push(w);
                         }
+                        manager.spare_ready.notify_one();
+                        backoff = Duration::from_millis(50);
                         this.mark_healthy_if_whole();
-                        return;
                     }
                     Err(e) => {
                         let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64 / 2);
@@ -471,9 +523,8 @@ impl WorkerPool {
     /// Clears the crash-loop state once every slot has a live worker again.
     fn mark_healthy_if_whole(&self) {
         let manager = self.pool.manager();
-        let status = self.pool.status();
-        let spares = manager.spares.lock().map_or(0, |s| s.len());
-        if status.size + spares >= status.max_size && !*manager.healthy.borrow() {
+        let whole = manager.live.load(Ordering::SeqCst) >= manager.config.size;
+        if whole && !*manager.healthy.borrow() {
             if let Ok(mut f) = manager.failures.lock() {
                 f.clear();
             }

@@ -286,7 +286,7 @@ impl Drop for WorkerProcess {
 
 /// A response that answers the request it claims to answer, with buffers of the sizes
 /// its header claims; anything else is a protocol fault.
-fn check_response(
+pub fn check_response(
     request: &WorkerRequest,
     response: WorkerResponse,
 ) -> Result<WorkerResponse, ExchangeError> {

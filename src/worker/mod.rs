@@ -56,7 +56,7 @@ pub fn run(memory_limit: Option<u64>) -> ExitCode {
     };
     gdal_errors::install();
     read::configure_gdal();
-    let hooks = test_hooks::TestHooks::from_env();
+    let mut hooks = test_hooks::TestHooks::from_env();
     hooks.before_hello();
 
     let mut out = BufWriter::new(frames_out);
@@ -81,7 +81,11 @@ pub fn run(memory_limit: Option<u64>) -> ExitCode {
                 return ExitCode::from(65);
             }
         };
-        let response = handle(&mut cache, &hooks, request);
+        if let Some(garbage) = garbage_hook(&hooks, &request) {
+            let _ = test_hooks::write_garbage(&mut out, garbage, &request);
+            continue;
+        }
+        let response = handle(&mut cache, &mut hooks, request);
         if let Err(e) = ipc::write_frame(&mut out, &response) {
             eprintln!("tessera worker: cannot write a response, exiting: {e}");
             return ExitCode::from(74);
@@ -91,7 +95,7 @@ pub fn run(memory_limit: Option<u64>) -> ExitCode {
 
 fn handle(
     cache: &mut dataset_cache::DatasetCache,
-    hooks: &test_hooks::TestHooks,
+    hooks: &mut test_hooks::TestHooks,
     request: WorkerRequest,
 ) -> WorkerResponse {
     let mut stats = ReadStats::default();
@@ -112,6 +116,13 @@ fn handle(
             worker_response::Result::Error(WorkerError { kind: e.kind as i32, message: e.message })
         })),
         stats: Some(stats),
+    }
+}
+
+fn garbage_hook(hooks: &test_hooks::TestHooks, request: &WorkerRequest) -> Option<test_hooks::Garbage> {
+    match &request.job {
+        Some(worker_request::Job::Read(read)) => hooks.garbage_for(&read.path),
+        _ => None,
     }
 }
 

@@ -73,6 +73,8 @@ impl Default for ServerOptions {
 pub struct Server {
     pub child: Child,
     pub address: String,
+    /// The admin endpoint (always on in tests, on port 0).
+    pub admin: String,
     pub log: Arc<Mutex<Vec<String>>>,
     ready: mpsc::Receiver<()>,
 }
@@ -85,7 +87,8 @@ impl Server {
     pub fn start_with(opts: ServerOptions) -> Self {
         let mut command = Command::new(BIN);
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--workers", &opts.workers.to_string()])
+            .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(["--workers", &opts.workers.to_string()])
             .arg("--data-dir")
             .arg(fixtures())
             .args(&opts.args)
@@ -101,6 +104,7 @@ impl Server {
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (addr_tx, addr_rx) = mpsc::channel();
+        let (admin_tx, admin_rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
         let log2 = Arc::clone(&log);
         std::thread::spawn(move || {
@@ -110,6 +114,9 @@ impl Server {
                 if let Some(rest) = plain.split("listening on ").nth(1) {
                     let _ = addr_tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
                 }
+                if let Some(rest) = plain.split("admin endpoint on http://").nth(1) {
+                    let _ = admin_tx.send(rest.split('/').next().unwrap_or_default().to_owned());
+                }
                 if plain.contains("worker pool ready") {
                     let _ = ready_tx.send(());
                 }
@@ -118,7 +125,8 @@ impl Server {
         });
         let address =
             addr_rx.recv_timeout(Duration::from_secs(20)).expect("server did not report its address");
-        let server = Self { child, address, log, ready: ready_rx };
+        let admin = admin_rx.recv_timeout(Duration::from_secs(20)).expect("no admin endpoint");
+        let server = Self { child, address, admin, log, ready: ready_rx };
         if opts.wait_ready {
             server.wait_ready(Duration::from_secs(20));
         }
@@ -156,6 +164,26 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
+    }
+
+    /// The admin endpoint's metrics page.
+    pub fn metrics_text(&self) -> String {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(&self.admin).unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+        let mut text = String::new();
+        conn.read_to_string(&mut text).unwrap();
+        text
+    }
+
+    /// One metric's value.
+    pub fn metric(&self, name: &str) -> u64 {
+        let text = self.metrics_text();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+            .parse()
+            .unwrap()
     }
 
     pub fn log_text(&self) -> String {

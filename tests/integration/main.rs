@@ -13,3 +13,4 @@ mod grpcurl;
 mod harness;
 mod health;
 mod pixels;
+mod supervision;
