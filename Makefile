@@ -100,3 +100,16 @@ bench: deps build data ## Benchmark against the demo data
 clean: ## Remove build output, the venv and bench output (data/ is kept)
 	$(CARGO) clean
 	rm -rf $(VENV) bench-results
+
+# Fuzzing (not part of `make test`): fuzz/ is its own cargo workspace. cargo-fuzz needs
+# a nightly-only rustc flag (-Zsanitizer=address); RUSTC_BOOTSTRAP=1 lets the
+# stable toolchain accept them. Crashes land in fuzz/artifacts/worker_frames/.
+FUZZ_SECONDS ?= 60
+
+.PHONY: fuzz
+fuzz: deps ## Fuzz the front's worker-frame decoder for $(FUZZ_SECONDS) s (cargo-fuzz)
+	@if ! $(CARGO) fuzz --version >/dev/null 2>&1; then \
+	  echo "fuzz: installing cargo-fuzz"; \
+	  $(CARGO) install cargo-fuzz --locked < /dev/null; \
+	fi
+	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run worker_frames -- -max_total_time=$(FUZZ_SECONDS)

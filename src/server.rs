@@ -41,6 +41,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         worker_exe,
         handshake_timeout: config.handshake_timeout,
         max_jobs_per_worker: config.max_jobs_per_worker,
+        read_timeout: config.read_timeout,
         max_rss_bytes: Some(config.worker_max_rss).filter(|b| *b > 0),
         worker_memory_limit: Some(config.worker_memory_limit).filter(|b| *b > 0),
         max_worker_wait: config.max_worker_wait,
@@ -59,7 +60,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         stream_concurrency: config.stream_concurrency,
         max_in_flight_tiles: config.max_in_flight_tiles,
     };
-    let api = TileApi::new(TileRenderer::new(Arc::clone(&pool), config.read_timeout), resolver, limits);
+    let api = TileApi::new(TileRenderer::new(Arc::clone(&pool)), resolver, limits);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_service_status("", ServingStatus::NotServing).await;

@@ -30,8 +30,13 @@ use crate::{
 /// The request deadline when the client sends none.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Time reserved at the end of a client deadline for the answer to travel back.
-pub const DEADLINE_MARGIN: Duration = Duration::from_millis(20);
+/// Time reserved at the end of a client deadline for the answer to travel back: 5% of
+/// the timeout, between 20 and 200 ms. Without it a loaded server's DEADLINE_EXCEEDED
+/// arrives after the client's own timer has already cancelled the call.
+#[must_use]
+pub fn deadline_margin(timeout: Duration) -> Duration {
+    (timeout / 20).clamp(Duration::from_millis(20), Duration::from_millis(200))
+}
 
 /// The service state shared by all handlers.
 #[derive(Debug)]
@@ -56,7 +61,7 @@ impl TileApi {
     /// DEADLINE_EXCEEDED reaches the client before its own timer fires), or the default.
     fn deadline<T>(request: &Request<T>) -> Instant {
         let timeout = deadline::client_timeout(request.metadata())
-            .map_or(DEFAULT_REQUEST_TIMEOUT, |t| t.saturating_sub(DEADLINE_MARGIN));
+            .map_or(DEFAULT_REQUEST_TIMEOUT, |t| t.saturating_sub(deadline_margin(t)));
         Instant::now() + timeout
     }
 

@@ -28,7 +28,6 @@ use crate::{
 pub struct TileRenderer {
     pool: Arc<WorkerPool>,
     infos: InfoCache,
-    read_timeout: Duration,
 }
 
 fn duration(d: Duration) -> Option<prost_types::Duration> {
@@ -144,14 +143,9 @@ fn is_asset_error(e: &ServiceError) -> bool {
 }
 
 impl TileRenderer {
-    /// A renderer using `pool`, each worker job bounded by `read_timeout`.
-    pub fn new(pool: Arc<WorkerPool>, read_timeout: Duration) -> Self {
-        Self { pool, infos: InfoCache::default(), read_timeout }
-    }
-
-    /// The deadline of one job: the sooner of the request's deadline and the read timeout.
-    fn job_deadline(&self, request_deadline: Instant) -> Instant {
-        request_deadline.min(Instant::now() + self.read_timeout)
+    /// A renderer using `pool`.
+    pub fn new(pool: Arc<WorkerPool>) -> Self {
+        Self { pool, infos: InfoCache::default() }
     }
 
     /// Metadata of `asset`, from the cache or a worker.
@@ -162,7 +156,7 @@ impl TileRenderer {
         let path = asset.path.to_string_lossy().into_owned();
         let response = self
             .pool
-            .run(Job::Info(InfoRequest { path: path.clone() }), &path, self.job_deadline(deadline))
+            .run(Job::Info(InfoRequest { path: path.clone() }), &path, deadline)
             .await
             .map_err(|e| ServiceError::from_pool(&asset.name, e))?;
         match response.result {
@@ -201,7 +195,7 @@ impl TileRenderer {
         let key = read.path.clone();
         let response = self
             .pool
-            .run(Job::Read(read), &key, self.job_deadline(deadline))
+            .run(Job::Read(read), &key, deadline)
             .await
             .map_err(|e| ServiceError::from_pool(&asset.name, e))?;
         match response.result {

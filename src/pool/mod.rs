@@ -14,9 +14,9 @@
 //!   without bound). The wait is cancellable: a caller that goes away starts nothing. The
 //!   exchange itself runs in a spawned task, so it always completes or times out: the
 //!   worker's channel never holds a half-read answer and the worker goes back to the pool.
-//! - **Deadline** = min(client deadline, read timeout). A job whose deadline has passed
-//!   is never started; a worker that misses it is SIGKILLed (its whole process group),
-//!   dropped and replaced in the background.
+//! - **Deadline** = min(client deadline, start of the exchange + read timeout). A job
+//!   whose deadline has passed is never started; a worker that misses it is SIGKILLed
+//!   (its whole process group), dropped and replaced in the background.
 //! - **Crash**: a worker that dies mid-job is dropped and replaced; its reaper logs the
 //!   exit status, signal and stderr tail once. If it died by its own fault (SIGSEGV,
 //!   SIGABRT, a non-zero exit...) the crash counts against the asset, and the job is
@@ -83,6 +83,8 @@ pub struct PoolConfig {
     pub worker_exe: PathBuf,
     /// How long a new worker has to send its hello.
     pub handshake_timeout: Duration,
+    /// Longest one job may run on a worker (from the moment it is sent).
+    pub read_timeout: Duration,
     /// Jobs after which a worker is replaced (±10% jitter per worker).
     pub max_jobs_per_worker: u64,
     /// Resident memory after which a worker is replaced (checked after each job).
@@ -208,7 +210,9 @@ impl WorkerManager {
             Err(e) => {
                 drop(slot);
                 PoolStats::bump(&self.stats.spawn_failures);
-                self.record_failure();
+                if !matches!(e, SpawnError::Killed { .. }) {
+                    self.record_failure();
+                }
                 Err(e)
             }
         }
@@ -279,7 +283,10 @@ pub struct WorkerPool {
 #[allow(clippy::large_enum_variant)]
 enum Attempt {
     Done(Result<WorkerResponse, PoolError>),
+    /// The worker died: run the job again.
     Retry,
+    /// No worker could be checked out yet: try again (does not count as an attempt).
+    Checkout,
 }
 
 impl WorkerPool {
@@ -371,14 +378,17 @@ impl WorkerPool {
             return Err(PoolError::Quarantined(q));
         }
         let mut own_faults = 0;
-        for attempt in 1..=MAX_ATTEMPTS {
-            if attempt > 1 {
-                PoolStats::bump(&self.stats().retries);
-            }
+        let mut attempt = 1;
+        while attempt <= MAX_ATTEMPTS {
             match self.attempt(&job, asset, deadline, &mut own_faults).await {
                 Attempt::Done(result) => return result,
+                Attempt::Checkout => {}
                 Attempt::Retry => {
                     tracing::warn!(asset, attempt, "worker died mid-job; retrying on another worker");
+                    attempt += 1;
+                    if attempt <= MAX_ATTEMPTS {
+                        PoolStats::bump(&self.stats().retries);
+                    }
                 }
             }
         }
@@ -407,8 +417,17 @@ impl WorkerPool {
             Ok(Err(managed::PoolError::Closed)) => {
                 return Attempt::Done(Err(PoolError::Unavailable("the server is shutting down".into())));
             }
+            // A spawn failed while the pool is healthy (a worker killed as it started):
+            // try again for another worker, within the deadline.
+            Ok(Err(managed::PoolError::Backend(e))) if *self.pool.manager().healthy.borrow() => {
+                tracing::warn!(error = %e, "worker spawn failed during checkout; trying again");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                return Attempt::Checkout;
+            }
             Ok(Err(e)) => return Attempt::Done(Err(PoolError::Unavailable(e.to_string()))),
         };
+        // The read timeout bounds the work, not the wait for a worker.
+        let deadline = deadline.min(Instant::now() + self.config().read_timeout);
         let request = WorkerRequest {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             deadline_ms: deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
@@ -507,6 +526,10 @@ impl WorkerPool {
                         manager.spare_ready.notify_one();
                         backoff = Duration::from_millis(50);
                         this.mark_healthy_if_whole();
+                    }
+                    // Killed from outside while starting: nothing wrong with spawning.
+                    Err(SpawnError::Killed { pid }) => {
+                        tracing::warn!(pid, "replacement worker killed while starting; spawning another");
                     }
                     Err(e) => {
                         let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64 / 2);

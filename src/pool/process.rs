@@ -72,6 +72,12 @@ pub enum SpawnError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The worker was SIGKILLed from outside before its hello.
+    #[error("worker {pid} was killed before it shook hands")]
+    Killed {
+        /// The worker's pid.
+        pid: u32,
+    },
     /// No valid Hello within the timeout.
     #[error("worker {pid} did not shake hands: {reason}")]
     Handshake {
@@ -167,6 +173,7 @@ impl WorkerProcess {
                 Ok(worker)
             }
             outcome => {
+                let died = matches!(outcome, Ok(Err(FrameError::Closed)));
                 let reason = match outcome {
                     Ok(Ok(hello)) => format!(
                         "protocol version {} (this front speaks {PROTOCOL_VERSION})",
@@ -175,7 +182,16 @@ impl WorkerProcess {
                     Ok(Err(e)) => e.to_string(),
                     Err(_) => format!("no hello within {handshake_timeout:?}"),
                 };
+                // A worker killed from outside during its start is not a crash loop.
+                let external = died
+                    && worker
+                        .wait_exited(Duration::from_millis(500))
+                        .await
+                        .is_some_and(|e| e.is_external_kill());
                 worker.kill();
+                if external {
+                    return Err(SpawnError::Killed { pid });
+                }
                 Err(SpawnError::Handshake { pid, reason })
             }
         }

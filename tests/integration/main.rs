@@ -8,6 +8,7 @@
 
 mod bad_input;
 mod batch;
+mod chaos;
 mod faults;
 mod grpcurl;
 mod harness;
