@@ -2,10 +2,12 @@
 //! and `tessera info` (describe an asset). The benchmark lives in [`crate::client::bench`].
 
 mod bench;
+mod chaos;
 
 use std::path::PathBuf;
 
 pub use bench::{BenchArgs, bench};
+pub use chaos::{ChaosArgs, chaos};
 use clap::{Args, ValueEnum};
 
 use crate::pb::v1::{self, tile_service_client::TileServiceClient};

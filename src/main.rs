@@ -38,6 +38,8 @@ enum Command {
     },
     /// Benchmark a server over the demo data (see the README).
     Bench(tessera::client::BenchArgs),
+    /// Long chaos run: tiles under random worker kills and stops (see the README).
+    Chaos(tessera::client::ChaosArgs),
 }
 
 fn init_logging() {
@@ -68,6 +70,10 @@ fn main() -> ExitCode {
         }
         Command::Get(args) => report(runtime().and_then(|rt| Ok(rt.block_on(client::get(args))?))),
         Command::Info(args) => report(runtime().and_then(|rt| Ok(rt.block_on(client::info(args))?))),
+        Command::Chaos(args) => {
+            init_logging();
+            report(runtime().and_then(|rt| Ok(rt.block_on(client::chaos(args))?)))
+        }
         Command::Bench(args) => {
             init_logging();
             report(runtime().and_then(|rt| Ok(rt.block_on(client::bench(args))?)))

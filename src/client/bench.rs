@@ -42,17 +42,17 @@ pub struct BenchArgs {
 }
 
 /// A small deterministic generator (xorshift*), so the mix is the same on every run.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    pub(super) fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
 }
@@ -78,9 +78,12 @@ fn tiles_inside(b: &v1::Bounds, z: u8) -> Vec<(u8, u32, u32)> {
     out
 }
 
-struct Server {
-    child: Child,
-    address: String,
+/// A `tessera serve` child process started for a measurement.
+pub(super) struct Server {
+    pub(super) child: Child,
+    pub(super) address: String,
+    /// The admin endpoint, when started with `--admin-listen`.
+    pub(super) admin: Option<String>,
 }
 
 impl Drop for Server {
@@ -93,20 +96,31 @@ impl Drop for Server {
     }
 }
 
-fn start_server(args: &BenchArgs) -> Result<Server, ClientError> {
+/// Starts `tessera serve` on port 0 with `extra` flags and waits for its pool.
+pub(super) fn start_server(
+    data_dir: &std::path::Path,
+    workers: usize,
+    extra: &[&str],
+) -> Result<Server, ClientError> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
-        .args(["serve", "--listen", "127.0.0.1:0", "--workers", &args.workers.to_string()])
+        .args(["serve", "--listen", "127.0.0.1:0", "--workers", &workers.to_string()])
         .arg("--data-dir")
-        .arg(&args.data_dir)
+        .arg(data_dir)
+        .args(extra)
         .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
         .stderr(Stdio::piped())
         .spawn()?;
     let stderr = child.stderr.take().ok_or_else(|| ClientError::Usage("no stderr".into()))?;
     let mut lines = BufReader::new(stderr).lines();
     let mut address = None;
+    let mut admin = None;
     for line in lines.by_ref() {
         let line = line?;
+        if let Some(rest) = line.split("admin endpoint on http://").nth(1) {
+            admin = Some(rest.split('/').next().unwrap_or_default().to_owned());
+        }
         if let Some(rest) = line.split("listening on ").nth(1) {
             address = Some(rest.split_whitespace().next().unwrap_or_default().to_owned());
         }
@@ -117,15 +131,15 @@ fn start_server(args: &BenchArgs) -> Result<Server, ClientError> {
     // Keep draining the server's log so it never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     let address = address.ok_or_else(|| ClientError::Usage("the server did not start".into()))?;
-    Ok(Server { child, address })
+    Ok(Server { child, address, admin })
 }
 
-fn status_kb(pid: u32, key: &str) -> Option<u64> {
+pub(super) fn status_kb(pid: u32, key: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     text.lines().find(|l| l.starts_with(key))?.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn children(pid: u32) -> Vec<u32> {
+pub(super) fn children(pid: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -139,7 +153,7 @@ fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(super) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -147,13 +161,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-type Mix = Vec<((u8, u32, u32), Vec<String>)>;
+pub(super) type Mix = Vec<((u8, u32, u32), Vec<String>)>;
 
 /// The seeded mix: half single-asset tiles at zooms 14-16 inside one asset, half tiles of
 /// the 6-asset mosaic at zooms 12-14. Asset bounds come from the server itself.
-async fn tile_mix(
+pub(super) async fn tile_mix(
     client: &TileServiceClient<Channel>,
-    args: &BenchArgs,
+    tiles: usize,
+    seed: u64,
 ) -> Result<(Mix, usize, usize), ClientError> {
     let mut singles = Vec::new();
     let mut mosaic_bounds: Option<v1::Bounds> = None;
@@ -178,8 +193,8 @@ async fn tile_mix(
     let mosaic_bounds = mosaic_bounds.unwrap_or_default();
     let mosaic: Mix =
         (12..=14u8).flat_map(|z| tiles_inside(&mosaic_bounds, z)).map(|t| (t, all.clone())).collect();
-    let mut rng = Rng(args.seed.max(1));
-    let mix = (0..args.tiles)
+    let mut rng = Rng(seed.max(1));
+    let mix = (0..tiles)
         .map(|_| {
             if rng.below(2) == 0 {
                 singles[rng.below(singles.len())].clone()
@@ -226,12 +241,12 @@ async fn run_level(client: &TileServiceClient<Channel>, mix: &Mix, concurrency: 
 pub async fn bench(args: BenchArgs) -> Result<(), ClientError> {
     let server = match &args.server {
         Some(_) => None,
-        None => Some(start_server(&args)?),
+        None => Some(start_server(&args.data_dir, args.workers, &[])?),
     };
     let address =
         args.server.clone().or_else(|| server.as_ref().map(|s| s.address.clone())).unwrap_or_default();
     let client = connect(&address).await?;
-    let (mix, singles, mosaics) = tile_mix(&client, &args).await?;
+    let (mix, singles, mosaics) = tile_mix(&client, args.tiles, args.seed).await?;
     println!(
         "tessera bench: {} tiles per run, seed {}, {singles} single-asset candidates, {mosaics} 6-asset mosaic candidates, 256 px PNG",
         args.tiles, args.seed
