@@ -60,7 +60,12 @@ struct RunResult {
     wall: Duration,
 }
 
-async fn run(client: &TileServiceClient<Channel>, mix: &Mix, clients: usize, deadline: Duration) -> RunResult {
+async fn run(
+    client: &TileServiceClient<Channel>,
+    mix: &Mix,
+    clients: usize,
+    deadline: Duration,
+) -> RunResult {
     let started = Instant::now();
     let timeout = format!("{}m", deadline.as_millis());
     let results: Vec<(Duration, String)> = futures::stream::iter(mix.iter().cloned())
@@ -163,7 +168,8 @@ pub async fn chaos(args: ChaosArgs) -> Result<(), ClientError> {
     let (kills, stops) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
     let chaos_thread = {
         let (stop, kills, stops) = (Arc::clone(&stop), Arc::clone(&kills), Arc::clone(&stops));
-        let (front, every, stop_every, seed) = (server.child.id(), args.kill_every, args.stop_every, args.seed);
+        let (front, every, stop_every, seed) =
+            (server.child.id(), args.kill_every, args.stop_every, args.seed);
         std::thread::spawn(move || {
             let mut rng = Rng(seed.max(1));
             while !stop.load(Ordering::Relaxed) {

@@ -201,10 +201,7 @@ impl WorkerManager {
         match result {
             Ok(mut w) => {
                 slot.0 = None;
-                let budget = self.config.max_jobs_per_worker;
-                let jitter = (budget / 10).max(1);
-                let limit = rand::rng().random_range(budget.saturating_sub(jitter).max(1)..=budget + jitter);
-                w.set_job_limit(limit);
+                w.set_job_limit(job_budget(self.config.max_jobs_per_worker, &mut rand::rng()));
                 Ok(w)
             }
             Err(e) => {
@@ -624,6 +621,13 @@ impl WorkerPool {
     }
 }
 
+/// A worker's job budget: `base` ±10% (at least ±1), so workers started together do not
+/// all retire together.
+fn job_budget(base: u64, rng: &mut impl Rng) -> u64 {
+    let jitter = (base / 10).max(1);
+    rng.random_range(base.saturating_sub(jitter).max(1)..=base.saturating_add(jitter))
+}
+
 /// "signal 11", "exit code 134"... for messages.
 fn describe_exit(exit: Option<ExitInfo>) -> String {
     match exit {
@@ -634,5 +638,34 @@ fn describe_exit(exit: Option<ExitInfo>) -> String {
         }
         Some(ExitInfo { code: Some(c), .. }) => format!("worker exited with code {c}"),
         _ => "worker died".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_budgets_spread_within_ten_percent() {
+        let mut rng = rand::rng();
+        let budgets: Vec<u64> = (0..1000).map(|_| job_budget(1000, &mut rng)).collect();
+        assert!(budgets.iter().all(|b| (900..=1100).contains(b)));
+        let distinct: std::collections::BTreeSet<_> = budgets.iter().collect();
+        assert!(distinct.len() > 50, "budgets are not spread: {} distinct", distinct.len());
+        assert!((0..100).all(|_| (1..=3).contains(&job_budget(2, &mut rng))));
+    }
+
+    #[test]
+    fn exits_are_described_by_signal_name_or_code() {
+        assert_eq!(
+            describe_exit(Some(ExitInfo { code: None, signal: Some(11) })),
+            "worker killed by SIGSEGV"
+        );
+        assert_eq!(
+            describe_exit(Some(ExitInfo { code: Some(3), signal: None })),
+            "worker exited with code 3"
+        );
+        assert!(ExitInfo { code: None, signal: Some(9) }.is_external_kill());
+        assert!(!ExitInfo { code: None, signal: Some(6) }.is_external_kill());
     }
 }

@@ -313,15 +313,16 @@ pub fn check_response(
             let Some(dtype) = crate::render::DataType::from_worker(r.dtype) else {
                 return fault(format!("unknown data type {}", r.dtype));
             };
-            let pixels = u64::from(r.width) * u64::from(r.height);
-            let expected = pixels * u64::from(r.band_count) * dtype.size() as u64;
             if (r.width, r.height) != (req.width, req.height) {
                 return fault(format!(
                     "{}x{} pixels for a {}x{} read",
                     r.width, r.height, req.width, req.height
                 ));
             }
-            if r.pixels.len() as u64 != expected || r.mask.len() as u64 != pixels {
+            // u128: a hostile header (u32::MAX bands of u32::MAX^2 pixels) cannot overflow.
+            let pixels = u128::from(r.width) * u128::from(r.height);
+            let expected = pixels * u128::from(r.band_count) * dtype.size() as u128;
+            if r.pixels.len() as u128 != expected || r.mask.len() as u128 != pixels {
                 return fault(format!(
                     "{} pixel bytes and {} mask bytes where the header claims {expected} and {pixels}",
                     r.pixels.len(),
@@ -408,6 +409,33 @@ async fn forward_stderr(pid: u32, stderr: tokio::process::ChildStderr, tail: Arc
                 t.pop_front();
             }
             t.push_back(line);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pb::worker::{ReadRequest, worker_request::Job};
+
+    fn read_request(width: u32, height: u32) -> WorkerRequest {
+        WorkerRequest {
+            id: 1,
+            job: Some(Job::Read(ReadRequest { width, height, ..Default::default() })),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_hostile_read_header_is_a_fault_not_an_overflow() {
+        // Found by `make fuzz`: band_count, width and height all u32::MAX.
+        let frame = [
+            0x00, 0x00, 0x00, 0x18, 0x08, 0x01, 0x12, 0x14, 0x08, 0x01, 0x10, 0xff, 0xff, 0xff, 0xff, 0x0f,
+            0x18, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x20, 0xff, 0xff, 0xff, 0xff, 0x0f,
+        ];
+        let response: WorkerResponse = ipc::read_frame(&mut frame.as_slice()).unwrap();
+        for request in [read_request(256, 256), read_request(u32::MAX, u32::MAX)] {
+            assert!(matches!(check_response(&request, response.clone()), Err(ExchangeError::Fault(_))));
         }
     }
 }

@@ -127,9 +127,16 @@ async fn workers_are_recycled_after_max_jobs() {
     });
     let first = server.worker_pids();
     let mut client = server.client().await;
-    for _ in 0..6 {
+    // Budgets are 2 jobs ±1 per worker: 12 tiles (info + read jobs) retire every worker.
+    for _ in 0..12 {
         client.get_tile(harness::tile_request(12, 1194, 1551, &["utm_rgb_00.tif"])).await.unwrap();
     }
+    let recycled = server.metric("tessera_worker_recycles_max_jobs_total");
+    assert!(recycled >= 2, "only {recycled} recycles");
+    assert_eq!(
+        server.metric("tessera_worker_crashes_total") + server.metric("tessera_worker_kills_total"),
+        0
+    );
     let after = server.wait_for_workers(2, Duration::from_secs(10));
     assert_eq!(after.len(), 2);
     assert!(first.iter().all(|p| !after.contains(p)), "workers {first:?} were not recycled: {after:?}");
