@@ -16,7 +16,9 @@
 //!   worker's channel never holds a half-read answer and the worker goes back to the pool.
 //! - **Deadline** = min(client deadline, start of the exchange + read timeout). A job
 //!   whose deadline has passed is never started; a worker that misses it is SIGKILLed
-//!   (its whole process group), dropped and replaced in the background.
+//!   (its whole process group), dropped and replaced in the background. If only the
+//!   read timeout passed and the caller's deadline leaves time, the job is retried once
+//!   on another worker (a hang is more often the worker's than the asset's).
 //! - **Crash**: a worker that dies mid-job is dropped and replaced; its reaper logs the
 //!   exit status, signal and stderr tail once. If it died by its own fault (SIGSEGV,
 //!   SIGABRT, a non-zero exit...) the crash counts against the asset, and the job is
@@ -133,9 +135,24 @@ pub enum PoolError {
     Fault(String),
 }
 
-/// deadpool's view of how to make and check workers.
+/// deadpool's view of how to make and check workers: a handle on [`ManagerInner`],
+/// shared so that a spawn can outlive the checkout that asked for it.
 #[derive(Debug)]
 pub struct WorkerManager {
+    inner: Arc<ManagerInner>,
+}
+
+impl std::ops::Deref for WorkerManager {
+    type Target = ManagerInner;
+
+    fn deref(&self) -> &ManagerInner {
+        &self.inner
+    }
+}
+
+/// Everything the pool needs to make workers.
+#[derive(Debug)]
+pub struct ManagerInner {
     config: PoolConfig,
     registry: Registry,
     stats: Arc<PoolStats>,
@@ -149,11 +166,13 @@ pub struct WorkerManager {
     live: std::sync::atomic::AtomicUsize,
     /// Times of recent failed spawns and crashes (the crash-loop detector).
     failures: Mutex<VecDeque<std::time::Instant>>,
+    /// Set at shutdown: no more spares.
+    closed: std::sync::atomic::AtomicBool,
     /// Whether the pool is healthy (no crash loop); health follows it.
     healthy: watch::Sender<bool>,
 }
 
-impl WorkerManager {
+impl ManagerInner {
     /// Reserves a worker slot if one is free.
     fn reserve(&self) -> bool {
         self.live
@@ -164,6 +183,17 @@ impl WorkerManager {
     /// Gives a slot back.
     fn release(&self) {
         let _ = self.live.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    }
+
+    /// Keeps a started worker for the next checkout (or lets it go if the pool closed).
+    fn add_spare(&self, worker: WorkerProcess) {
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Ok(mut s) = self.spares.lock() {
+            s.push(worker);
+        }
+        self.spare_ready.notify_one();
     }
 
     fn take_spare(&self) -> Option<WorkerProcess> {
@@ -181,7 +211,7 @@ impl WorkerManager {
     /// spawn fails.
     async fn spawn(&self) -> Result<WorkerProcess, SpawnError> {
         /// Releases the reserved slot if the spawn fails or its future is dropped.
-        struct Slot<'a>(Option<&'a WorkerManager>);
+        struct Slot<'a>(Option<&'a ManagerInner>);
         impl Drop for Slot<'_> {
             fn drop(&mut self) {
                 if let Some(m) = self.0 {
@@ -245,7 +275,19 @@ impl managed::Manager for WorkerManager {
                 return Ok(w);
             }
             if self.reserve() {
-                return self.spawn().await;
+                // Spawned in its own task: if this checkout is cancelled (its deadline
+                // passed, its caller left), the new worker becomes a spare, not waste.
+                let inner = Arc::clone(&self.inner);
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                tokio::spawn(async move {
+                    let result = inner.spawn().await;
+                    if let Err(Ok(orphan)) = tx.send(result) {
+                        inner.add_spare(orphan);
+                    }
+                });
+                return rx.await.unwrap_or_else(|_| {
+                    Err(SpawnError::Handshake { pid: 0, reason: "spawn task ended".into() })
+                });
             }
             // Every slot is taken, by a replacement still starting: wait for it.
             let ready = self.spare_ready.notified();
@@ -276,6 +318,15 @@ pub struct WorkerPool {
 }
 
 /// What became of one exchange, for the retry decision.
+/// What went wrong in earlier attempts of a job.
+#[derive(Debug, Default)]
+struct Faults {
+    /// Workers that died by their own fault.
+    own: u32,
+    /// Whether a worker already hung past the read timeout.
+    timed_out: bool,
+}
+
 // Lives for one loop iteration on the stack; boxing the response would only add an allocation.
 #[allow(clippy::large_enum_variant)]
 enum Attempt {
@@ -299,7 +350,7 @@ impl WorkerPool {
             config.quarantine_window,
             config.quarantine_duration,
         );
-        let manager = WorkerManager {
+        let manager = ManagerInner {
             config,
             registry: Registry::default(),
             stats: Arc::new(PoolStats::default()),
@@ -308,7 +359,9 @@ impl WorkerPool {
             live: std::sync::atomic::AtomicUsize::new(0),
             failures: Mutex::new(VecDeque::new()),
             healthy: watch::channel(true).0,
+            closed: std::sync::atomic::AtomicBool::new(false),
         };
+        let manager = WorkerManager { inner: Arc::new(manager) };
         let pool = managed::Pool::builder(manager)
             .max_size(size)
             .runtime(deadpool::Runtime::Tokio1)
@@ -374,10 +427,10 @@ impl WorkerPool {
             PoolStats::bump(&self.stats().quarantine_rejections);
             return Err(PoolError::Quarantined(q));
         }
-        let mut own_faults = 0;
+        let mut faults = Faults::default();
         let mut attempt = 1;
         while attempt <= MAX_ATTEMPTS {
-            match self.attempt(&job, asset, deadline, &mut own_faults).await {
+            match self.attempt(&job, asset, deadline, &mut faults).await {
                 Attempt::Done(result) => return result,
                 Attempt::Checkout => {}
                 Attempt::Retry => {
@@ -389,6 +442,9 @@ impl WorkerPool {
                 }
             }
         }
+        if faults.timed_out {
+            return Err(PoolError::DeadlineExceeded);
+        }
         Err(PoolError::Crashed("workers were killed on every attempt".into()))
     }
 
@@ -397,7 +453,7 @@ impl WorkerPool {
         job: &Job,
         asset: &str,
         deadline: Instant,
-        own_faults: &mut u32,
+        faults: &mut Faults,
     ) -> Attempt {
         if Instant::now() >= deadline {
             return Attempt::Done(Err(PoolError::DeadlineExceeded));
@@ -424,6 +480,7 @@ impl WorkerPool {
             Ok(Err(e)) => return Attempt::Done(Err(PoolError::Unavailable(e.to_string()))),
         };
         // The read timeout bounds the work, not the wait for a worker.
+        let request_deadline = deadline;
         let deadline = deadline.min(Instant::now() + self.config().read_timeout);
         let request = WorkerRequest {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -440,17 +497,25 @@ impl WorkerPool {
             Ok(Err((ExchangeError::Died, exit))) => {
                 let external = exit.is_some_and(|e| e.is_external_kill());
                 if !external {
-                    *own_faults += 1;
+                    faults.own += 1;
                     self.pool.manager().record_failure();
                     let what = describe_exit(exit);
                     if self.quarantine.record_crash(asset, std::time::Instant::now(), &what) {
                         PoolStats::bump(&self.stats().quarantines);
                         tracing::error!(asset, crash = %what, duration = ?self.config().quarantine_duration, "asset quarantined");
                     }
-                    if *own_faults >= 2 {
+                    if faults.own >= 2 {
                         return Attempt::Done(Err(PoolError::Crashed(what)));
                     }
                 }
+                Attempt::Retry
+            }
+            // The worker hung past the read timeout but the caller can still wait: the
+            // hang is more likely the worker's than the asset's, so try another worker.
+            Ok(Err((ExchangeError::Timeout, _)))
+                if !std::mem::replace(&mut faults.timed_out, true)
+                    && Instant::now() + Duration::from_millis(50) < request_deadline =>
+            {
                 Attempt::Retry
             }
             Ok(Err((ExchangeError::Timeout, _))) => Attempt::Done(Err(PoolError::DeadlineExceeded)),
@@ -517,10 +582,7 @@ impl WorkerPool {
             while !this.pool.is_closed() && manager.reserve() {
                 match manager.spawn().await {
                     Ok(w) => {
-                        if let Ok(mut s) = manager.spares.lock() {
-                            s.push(w);
-                        }
-                        manager.spare_ready.notify_one();
+                        manager.add_spare(w);
                         backoff = Duration::from_millis(50);
                         this.mark_healthy_if_whole();
                     }
@@ -612,6 +674,7 @@ impl WorkerPool {
     /// Closes the pool and waits (at most `grace` plus a margin) until no worker process
     /// is left. Returns whether all are gone.
     pub async fn shutdown(&self, grace: Duration) -> bool {
+        self.pool.manager().closed.store(true, Ordering::SeqCst);
         self.pool.close();
         let manager = self.pool.manager();
         if let Ok(mut s) = manager.spares.lock() {
