@@ -41,6 +41,7 @@ help: ## Show this help
 	@echo "  make build   cargo build --release"
 	@echo "  make data    write demo GeoTIFFs into $(DATA_DIR)/ if it has no .tif files"
 	@echo "  make bench   build, demo data, then tessera bench"
+	@echo "  make fuzz    fuzz the front's worker-frame decoder for FUZZ_SECONDS (default 60; not part of test)"
 	@echo "  make deps    install the Debian packages (only those missing)"
 	@echo "  make venv    create .venv with grpcurl and buf (only if missing)"
 	@echo "  make clean   remove target/, .venv/ and bench output (keeps $(DATA_DIR)/)"
