@@ -60,9 +60,20 @@ impl TileApi {
     /// The request's deadline: the client's grpc-timeout (less a small margin, so our
     /// DEADLINE_EXCEEDED reaches the client before its own timer fires), or the default.
     fn deadline<T>(request: &Request<T>) -> Instant {
-        let timeout = deadline::client_timeout(request.metadata())
-            .map_or(DEFAULT_REQUEST_TIMEOUT, |t| t.saturating_sub(deadline_margin(t)));
-        Instant::now() + timeout
+        Self::client_deadline(request).unwrap_or_else(|| Instant::now() + DEFAULT_REQUEST_TIMEOUT)
+    }
+
+    /// The client's own deadline, if it sent one (less the margin).
+    fn client_deadline<T>(request: &Request<T>) -> Option<Instant> {
+        deadline::client_timeout(request.metadata())
+            .map(|t| Instant::now() + t.saturating_sub(deadline_margin(t)))
+    }
+
+    /// The deadline of one tile of a batch or stream: the call's deadline if the client
+    /// set one, else the default timeout counted from when the tile starts (a long-lived
+    /// stream must not age its later tiles out).
+    fn tile_deadline(call_deadline: Option<Instant>) -> Instant {
+        call_deadline.unwrap_or_else(|| Instant::now() + DEFAULT_REQUEST_TIMEOUT)
     }
 
     async fn tile(&self, req: &GetTileRequest, deadline: Instant) -> Result<GetTileResponse, ServiceError> {
@@ -108,7 +119,7 @@ impl TileService for TileServiceImpl {
         &self,
         request: Request<GetTilesRequest>,
     ) -> Result<Response<Self::GetTilesStream>, Status> {
-        let deadline = TileApi::deadline(&request);
+        let call_deadline = TileApi::client_deadline(&request);
         let tiles = request.into_inner().tiles;
         let limits = &self.0.limits;
         if tiles.is_empty() {
@@ -133,7 +144,7 @@ impl TileService for TileServiceImpl {
             .map(move |(index, tile)| {
                 let api = Arc::clone(&api);
                 async move {
-                    let result = api.tile(&tile, deadline).await;
+                    let result = api.tile(&tile, TileApi::tile_deadline(call_deadline)).await;
                     Ok(GetTilesResponse {
                         index: index as u32,
                         z: tile.z,
@@ -154,7 +165,7 @@ impl TileService for TileServiceImpl {
         &self,
         request: Request<Streaming<StreamTilesRequest>>,
     ) -> Result<Response<Self::StreamTilesStream>, Status> {
-        let deadline = TileApi::deadline(&request);
+        let call_deadline = TileApi::client_deadline(&request);
         let mut incoming = request.into_inner();
         let api = Arc::clone(&self.0);
         let concurrency = api.limits.stream_concurrency.max(1);
@@ -183,7 +194,7 @@ impl TileService for TileServiceImpl {
                     let _permit = permit;
                     let tile = request.tile.unwrap_or_default();
                     let result = tokio::select! {
-                        r = api.tile(&tile, deadline) => r,
+                        r = api.tile(&tile, TileApi::tile_deadline(call_deadline)) => r,
                         // The caller went away: stop waiting for this tile.
                         () = tx.closed() => return,
                     };
