@@ -68,7 +68,9 @@ use tokio::{sync::watch, time::Instant};
 use crate::pb::worker::{PingRequest, WorkerRequest, WorkerResponse, worker_request::Job};
 
 /// Most attempts of one job when workers keep being killed from outside.
-pub const MAX_ATTEMPTS: u32 = 3;
+/// (Killed from outside says nothing about the job, so a few more tries are cheap; the
+/// job's deadline bounds them too.)
+pub const MAX_ATTEMPTS: u32 = 8;
 
 /// Default number of workers when `--workers` is not given: one per core, at least 2.
 #[must_use]
@@ -445,7 +447,9 @@ impl WorkerPool {
         if faults.timed_out {
             return Err(PoolError::DeadlineExceeded);
         }
-        Err(PoolError::Crashed("workers were killed on every attempt".into()))
+        Err(PoolError::Unavailable(format!(
+            "the workers reading it were killed from outside {MAX_ATTEMPTS} times in a row"
+        )))
     }
 
     async fn attempt(
