@@ -83,29 +83,41 @@ impl ServiceError {
     }
 }
 
+impl ServiceError {
+    /// The gRPC code this error is answered with.
+    #[must_use]
+    pub fn code(&self) -> Code {
+        match self {
+            Self::InvalidArgument { .. } => Code::InvalidArgument,
+            Self::NotFound(_) => Code::NotFound,
+            Self::PermissionDenied(_) => Code::PermissionDenied,
+            Self::AssetUnreadable { .. } => Code::FailedPrecondition,
+            Self::ResourceExhausted { .. } => Code::ResourceExhausted,
+            Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            Self::Unavailable(_) => Code::Unavailable,
+            Self::Internal(_) => Code::Internal,
+        }
+    }
+}
+
 impl From<ServiceError> for Status {
     fn from(e: ServiceError) -> Status {
+        let code = e.code();
         let message = e.to_string();
         match e {
             ServiceError::InvalidArgument { field, message } => Status::with_error_details(
-                Code::InvalidArgument,
+                code,
                 message.clone(),
                 ErrorDetails::with_bad_request_violation(field, message),
             ),
-            ServiceError::NotFound(_) => Status::not_found(message),
-            ServiceError::PermissionDenied(_) => Status::permission_denied(message),
-            ServiceError::AssetUnreadable { .. } => Status::failed_precondition(message),
-            ServiceError::ResourceExhausted { retry_after, .. } => Status::with_error_details(
-                Code::ResourceExhausted,
-                message,
-                ErrorDetails::with_retry_info(Some(retry_after)),
-            ),
-            ServiceError::DeadlineExceeded(_) => Status::deadline_exceeded(message),
-            ServiceError::Unavailable(_) => Status::unavailable(message),
+            ServiceError::ResourceExhausted { retry_after, .. } => {
+                Status::with_error_details(code, message, ErrorDetails::with_retry_info(Some(retry_after)))
+            }
             ServiceError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 Status::internal("internal error; see the server log")
             }
+            _ => Status::new(code, message),
         }
     }
 }

@@ -3,7 +3,8 @@
 //! The front process (this library's [`server`]) never calls GDAL: it validates
 //! requests ([`api`]), resolves assets ([`mosaic`]), fans reads out to a supervised pool
 //! of single-threaded GDAL worker processes ([`pool`], [`worker`]) over a framed
-//! protobuf channel ([`ipc`]), composites and encodes the result ([`render`]).
+//! protobuf channel ([`ipc`]), composites and encodes the result ([`render`]). Traces,
+//! metrics and logs are set up in [`telemetry`].
 
 pub mod admin;
 pub mod api;
@@ -18,5 +19,6 @@ pub mod pool;
 pub mod render;
 pub mod server;
 pub mod shutdown;
+pub mod telemetry;
 pub mod tms;
 pub mod worker;

@@ -4,7 +4,12 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tessera::{client, config::ServeArgs, demo};
+use tessera::{
+    client,
+    config::ServeArgs,
+    demo,
+    telemetry::{LogFormat, Role, Telemetry},
+};
 
 /// Exit code for a configuration the server cannot run with (EX_USAGE).
 const EXIT_BAD_CONFIG: u8 = 64;
@@ -12,6 +17,10 @@ const EXIT_BAD_CONFIG: u8 = 64;
 #[derive(Debug, Parser)]
 #[command(name = "tessera", version, about = "Map tiles on the fly from Cloud-Optimized GeoTIFFs, over gRPC")]
 struct Cli {
+    /// Log lines as human-readable text or one JSON object per line (with trace_id and
+    /// span_id); the filter is RUST_LOG [default: text].
+    #[arg(long, global = true, env = "TESSERA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,12 +51,6 @@ enum Command {
     Chaos(tessera::client::ChaosArgs),
 }
 
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-}
-
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
@@ -58,7 +61,6 @@ fn main() -> ExitCode {
         // The worker sets up its own stdio before anything else; no tokio, no logging.
         Command::Worker { memory_limit } => tessera::worker::run(memory_limit),
         Command::Serve(args) => {
-            init_logging();
             let config = match args.resolve() {
                 Ok(c) => c,
                 Err(e) => {
@@ -66,16 +68,23 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_BAD_CONFIG);
                 }
             };
-            report(runtime().and_then(|rt| Ok(rt.block_on(tessera::server::serve(config))?)))
+            report(runtime().and_then(|rt| {
+                // The OTLP exporter's channel is bound to the runtime it is built in.
+                let mut telemetry = rt.block_on(async { Telemetry::init(Role::Front, cli.log_format) });
+                let served = rt.block_on(tessera::server::serve(config));
+                // Still inside the runtime's lifetime: the last spans need its I/O to leave.
+                telemetry.shutdown();
+                Ok(served?)
+            }))
         }
         Command::Get(args) => report(runtime().and_then(|rt| Ok(rt.block_on(client::get(args))?))),
         Command::Info(args) => report(runtime().and_then(|rt| Ok(rt.block_on(client::info(args))?))),
         Command::Chaos(args) => {
-            init_logging();
+            let _telemetry = Telemetry::init(Role::Tool, cli.log_format);
             report(runtime().and_then(|rt| Ok(rt.block_on(client::chaos(args))?)))
         }
         Command::Bench(args) => {
-            init_logging();
+            let _telemetry = Telemetry::init(Role::Tool, cli.log_format);
             report(runtime().and_then(|rt| Ok(rt.block_on(client::bench(args))?)))
         }
         Command::DemoData { dir } => report(demo::write_demo_data(&dir).map_err(anyhow::Error::from)),

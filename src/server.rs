@@ -16,6 +16,7 @@ use crate::{
     mosaic::AssetResolver,
     pb::{self, v1::tile_service_server::TileServiceServer},
     pool::{PoolConfig, WorkerPool},
+    telemetry::{grpc::RpcTraceLayer, metrics::Metrics},
 };
 
 /// The gRPC service name health reports on (besides the empty "whole server" name).
@@ -60,7 +61,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         stream_concurrency: config.stream_concurrency,
         max_in_flight_tiles: config.max_in_flight_tiles,
     };
-    let api = TileApi::new(TileRenderer::new(Arc::clone(&pool)), resolver, limits);
+    let metrics = Arc::new(Metrics::new());
+    metrics.observe_pool(&pool);
+    let renderer = TileRenderer::new(Arc::clone(&pool), Arc::clone(&metrics));
+    let api = TileApi::new(renderer, resolver, limits, Arc::clone(&metrics));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_service_status("", ServingStatus::NotServing).await;
@@ -77,7 +81,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     spawn_warm_up(Arc::clone(&pool), health_reporter.clone(), shutdown_rx.clone());
     if let Some(addr) = config.admin_listen {
-        crate::admin::spawn(addr, Arc::clone(&pool))
+        crate::admin::spawn(addr, Arc::clone(&pool), Arc::clone(&metrics))
             .await
             .map_err(|e| ServeError::Io(format!("admin endpoint {addr}: {e}")))?;
     }
@@ -97,6 +101,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     };
     let grace = config.shutdown_grace;
     let server = Server::builder()
+        .layer(RpcTraceLayer)
         .add_routes(routes(TileServiceImpl(api), health_service)?)
         .serve_with_incoming_shutdown(incoming(listener), shutdown_signal);
     tokio::pin!(server);

@@ -12,6 +12,7 @@ use futures::{Stream, StreamExt};
 use tokio::{sync::mpsc, time::Instant};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument as _;
 
 pub use render::TileRenderer;
 pub use validate::{DEFAULT_QUALITY, DEFAULT_TILE_SIZE, Limits, TileRequest};
@@ -25,6 +26,7 @@ use crate::{
         tile_service_server::TileService,
     },
     render::DataType,
+    telemetry::metrics::Metrics,
 };
 
 /// The request deadline when the client sends none.
@@ -46,15 +48,21 @@ pub struct TileApi {
     limits: Limits,
     /// One permit per tile being rendered: admission control.
     in_flight: Arc<tokio::sync::Semaphore>,
+    metrics: Arc<Metrics>,
 }
 
 type ResultStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 impl TileApi {
     /// The API over a renderer.
-    pub fn new(renderer: TileRenderer, resolver: AssetResolver, limits: Limits) -> Arc<Self> {
+    pub fn new(
+        renderer: TileRenderer,
+        resolver: AssetResolver,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         let in_flight = Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight_tiles));
-        Arc::new(Self { renderer, resolver, limits, in_flight })
+        Arc::new(Self { renderer, resolver, limits, in_flight, metrics })
     }
 
     /// The request's deadline: the client's grpc-timeout (less a small margin, so our
@@ -76,7 +84,23 @@ impl TileApi {
         call_deadline.unwrap_or_else(|| Instant::now() + DEFAULT_REQUEST_TIMEOUT)
     }
 
+    /// Renders one tile and counts it in the metrics, whatever its outcome.
     async fn tile(&self, req: &GetTileRequest, deadline: Instant) -> Result<GetTileResponse, ServiceError> {
+        let started = Instant::now();
+        let result = self.tile_uncounted(req, deadline).await;
+        let (code, bytes) = match &result {
+            Ok(t) => (tonic::Code::Ok, (t.data.len() + t.mask.len()) as u64),
+            Err(e) => (e.code(), 0),
+        };
+        self.metrics.tile(format_label(req.format), code, started.elapsed(), bytes);
+        result
+    }
+
+    async fn tile_uncounted(
+        &self,
+        req: &GetTileRequest,
+        deadline: Instant,
+    ) -> Result<GetTileResponse, ServiceError> {
         let parsed = TileRequest::parse(req, &self.limits, &self.resolver)?;
         // Admission control: beyond the limit, shed load now rather than queue it.
         let Ok(_permit) = self.in_flight.try_acquire() else {
@@ -89,6 +113,17 @@ impl TileApi {
             });
         };
         self.renderer.render(&parsed, deadline).await
+    }
+}
+
+/// The metrics label of a request's format, valid or not.
+fn format_label(format: i32) -> &'static str {
+    match v1::ImageFormat::try_from(format) {
+        Ok(v1::ImageFormat::Unspecified | v1::ImageFormat::Png) => "png",
+        Ok(v1::ImageFormat::Jpeg) => "jpeg",
+        Ok(v1::ImageFormat::Webp) => "webp",
+        Ok(v1::ImageFormat::Npy) => "npy",
+        Err(_) => "invalid",
     }
 }
 
@@ -105,7 +140,6 @@ fn tile_result(result: Result<GetTileResponse, ServiceError>) -> v1::get_tiles_r
 
 #[tonic::async_trait]
 impl TileService for TileServiceImpl {
-    #[tracing::instrument(name = "rpc", skip_all, fields(rpc.system = "grpc", rpc.service = "tessera.v1.TileService", rpc.method = "GetTile"))]
     async fn get_tile(&self, request: Request<GetTileRequest>) -> Result<Response<GetTileResponse>, Status> {
         let deadline = TileApi::deadline(&request);
         let tile = self.0.tile(request.get_ref(), deadline).await?;
@@ -114,7 +148,6 @@ impl TileService for TileServiceImpl {
 
     type GetTilesStream = ResultStream<GetTilesResponse>;
 
-    #[tracing::instrument(name = "rpc", skip_all, fields(rpc.system = "grpc", rpc.service = "tessera.v1.TileService", rpc.method = "GetTiles"))]
     async fn get_tiles(
         &self,
         request: Request<GetTilesRequest>,
@@ -160,7 +193,6 @@ impl TileService for TileServiceImpl {
 
     type StreamTilesStream = ResultStream<StreamTilesResponse>;
 
-    #[tracing::instrument(name = "rpc", skip_all, fields(rpc.system = "grpc", rpc.service = "tessera.v1.TileService", rpc.method = "StreamTiles"))]
     async fn stream_tiles(
         &self,
         request: Request<Streaming<StreamTilesRequest>>,
@@ -170,56 +202,61 @@ impl TileService for TileServiceImpl {
         let api = Arc::clone(&self.0);
         let concurrency = api.limits.stream_concurrency.max(1);
         let (tx, rx) = mpsc::channel(concurrency * 2);
-        tokio::spawn(async move {
-            let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
-            loop {
-                let message = tokio::select! {
-                    m = incoming.next() => m,
-                    () = tx.closed() => break,
-                };
-                let request = match message {
-                    Some(Ok(r)) => r,
-                    Some(Err(status)) => {
-                        let _ = tx.send(Err(status)).await;
+        tokio::spawn(
+            async move {
+                let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
+                loop {
+                    let message = tokio::select! {
+                        m = incoming.next() => m,
+                        () = tx.closed() => break,
+                    };
+                    let request = match message {
+                        Some(Ok(r)) => r,
+                        Some(Err(status)) => {
+                            let _ = tx.send(Err(status)).await;
+                            break;
+                        }
+                        None => break,
+                    };
+                    let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
                         break;
-                    }
-                    None => break,
-                };
-                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-                    break;
-                };
-                let api = Arc::clone(&api);
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let tile = request.tile.unwrap_or_default();
-                    let result = tokio::select! {
-                        r = api.tile(&tile, TileApi::tile_deadline(call_deadline)) => r,
-                        // The caller went away: stop waiting for this tile.
-                        () = tx.closed() => return,
                     };
-                    let response = StreamTilesResponse {
-                        id: request.id,
-                        z: tile.z,
-                        x: tile.x,
-                        y: tile.y,
-                        result: Some(match tile_result(result) {
-                            v1::get_tiles_response::Result::Tile(t) => {
-                                v1::stream_tiles_response::Result::Tile(t)
-                            }
-                            v1::get_tiles_response::Result::Error(e) => {
-                                v1::stream_tiles_response::Result::Error(e)
-                            }
-                        }),
-                    };
-                    let _ = tx.send(Ok(response)).await;
-                });
+                    let api = Arc::clone(&api);
+                    let tx = tx.clone();
+                    tokio::spawn(
+                        async move {
+                            let _permit = permit;
+                            let tile = request.tile.unwrap_or_default();
+                            let result = tokio::select! {
+                                r = api.tile(&tile, TileApi::tile_deadline(call_deadline)) => r,
+                                // The caller went away: stop waiting for this tile.
+                                () = tx.closed() => return,
+                            };
+                            let response = StreamTilesResponse {
+                                id: request.id,
+                                z: tile.z,
+                                x: tile.x,
+                                y: tile.y,
+                                result: Some(match tile_result(result) {
+                                    v1::get_tiles_response::Result::Tile(t) => {
+                                        v1::stream_tiles_response::Result::Tile(t)
+                                    }
+                                    v1::get_tiles_response::Result::Error(e) => {
+                                        v1::stream_tiles_response::Result::Error(e)
+                                    }
+                                }),
+                            };
+                            let _ = tx.send(Ok(response)).await;
+                        }
+                        .in_current_span(),
+                    );
+                }
             }
-        });
+            .in_current_span(),
+        );
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    #[tracing::instrument(name = "rpc", skip_all, fields(rpc.system = "grpc", rpc.service = "tessera.v1.TileService", rpc.method = "GetAssetInfo"))]
     async fn get_asset_info(
         &self,
         request: Request<GetAssetInfoRequest>,

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use futures::{StreamExt, stream::FuturesUnordered};
 use tokio::time::Instant;
-use tracing::Instrument;
+use tracing::{Instrument, Span, field::Empty};
 
 use super::validate::TileRequest;
 use crate::{
@@ -21,6 +21,7 @@ use crate::{
     },
     pool::WorkerPool,
     render::{Compositor, Raster, check_encodable, encode},
+    telemetry::metrics::Metrics,
 };
 
 /// Renders tiles through the worker pool.
@@ -28,6 +29,31 @@ use crate::{
 pub struct TileRenderer {
     pool: Arc<WorkerPool>,
     infos: InfoCache,
+    metrics: Arc<Metrics>,
+}
+
+/// Marks `span` failed with `e` (its status ERROR, the message as its description).
+pub fn record_error(span: &Span, e: &ServiceError) {
+    span.record("otel.status_code", "ERROR");
+    span.record("otel.status_description", e.to_string().as_str());
+}
+
+/// The span of one job about `asset` on the front side; the pool fills in the worker,
+/// the wait and the IPC time, the worker's own span becomes its child.
+fn asset_span(kind: &'static str, asset: &Asset) -> Span {
+    tracing::info_span!(
+        "asset_job",
+        otel.name = kind,
+        asset = %asset.name,
+        worker.pid = Empty,
+        pool.wait_ms = Empty,
+        ipc_ms = Empty,
+        retries = Empty,
+        dataset_cache.hit = Empty,
+        outcome = Empty,
+        otel.status_code = Empty,
+        otel.status_description = Empty,
+    )
 }
 
 fn duration(d: Duration) -> Option<prost_types::Duration> {
@@ -144,8 +170,8 @@ fn is_asset_error(e: &ServiceError) -> bool {
 
 impl TileRenderer {
     /// A renderer using `pool`.
-    pub fn new(pool: Arc<WorkerPool>) -> Self {
-        Self { pool, infos: InfoCache::default() }
+    pub fn new(pool: Arc<WorkerPool>, metrics: Arc<Metrics>) -> Self {
+        Self { pool, infos: InfoCache::default(), metrics }
     }
 
     /// Metadata of `asset`, from the cache or a worker.
@@ -153,12 +179,26 @@ impl TileRenderer {
         if let Some(info) = self.infos.get(&asset.path) {
             return Ok(info);
         }
+        let span = asset_span("asset info", asset);
+        let result = self.info_job(asset, deadline).instrument(span.clone()).await;
+        match &result {
+            Ok(_) => span.record("outcome", "ok"),
+            Err(e) => {
+                record_error(&span, e);
+                span.record("outcome", "failed")
+            }
+        };
+        result
+    }
+
+    async fn info_job(&self, asset: &Asset, deadline: Instant) -> Result<Arc<AssetInfo>, ServiceError> {
         let path = asset.path.to_string_lossy().into_owned();
         let response = self
             .pool
             .run(Job::Info(InfoRequest { path: path.clone() }), &path, deadline)
             .await
             .map_err(|e| ServiceError::from_pool(&asset.name, e))?;
+        self.count_cache(&response);
         match response.result {
             Some(worker_response::Result::Info(info)) => {
                 let info = AssetInfo::from_worker(info).ok_or_else(|| {
@@ -170,6 +210,14 @@ impl TileRenderer {
             }
             Some(worker_response::Result::Error(e)) => Err(worker_error(asset, e)),
             _ => Err(ServiceError::Internal("worker answered an info job with something else".into())),
+        }
+    }
+
+    /// Counts the worker's dataset-cache lookup, and notes it on the current span.
+    fn count_cache(&self, response: &crate::pb::worker::WorkerResponse) {
+        if let Some(stats) = &response.stats {
+            self.metrics.dataset_cache(stats.dataset_cache_hit);
+            Span::current().record("dataset_cache.hit", stats.dataset_cache_hit);
         }
     }
 
@@ -193,11 +241,13 @@ impl TileRenderer {
             bands: req.bands.clone(),
         };
         let key = read.path.clone();
-        let response = self
-            .pool
-            .run(Job::Read(read), &key, deadline)
-            .await
-            .map_err(|e| ServiceError::from_pool(&asset.name, e))?;
+        let started = Instant::now();
+        let response = self.pool.run(Job::Read(read), &key, deadline).await;
+        let ok =
+            response.as_ref().is_ok_and(|r| !matches!(r.result, Some(worker_response::Result::Error(_))));
+        self.metrics.asset_read(started.elapsed(), ok);
+        let response = response.map_err(|e| ServiceError::from_pool(&asset.name, e))?;
+        self.count_cache(&response);
         match response.result {
             Some(worker_response::Result::Read(r)) => Ok(r),
             Some(worker_response::Result::Error(e)) => Err(worker_error(asset, e)),
@@ -206,22 +256,60 @@ impl TileRenderer {
     }
 
     /// Renders one tile.
-    #[tracing::instrument(name = "tile", skip_all, fields(tile = %req.tile, tms = %req.tile.tms, assets = req.assets.len(), format = req.format.name()))]
     pub async fn render(
+        &self,
+        req: &TileRequest,
+        deadline: Instant,
+    ) -> Result<v1::GetTileResponse, ServiceError> {
+        let span = tracing::info_span!(
+            "tile",
+            tile.z = req.tile.z,
+            tile.x = req.tile.x,
+            tile.y = req.tile.y,
+            tile.matrix_set = %req.tile.tms,
+            tile.size = req.size,
+            assets = req.assets.len(),
+            assets.used = Empty,
+            pixel_selection = "first",
+            format = req.format.label(),
+            bytes_out = Empty,
+            otel.status_code = Empty,
+            otel.status_description = Empty,
+        );
+        let result = self.render_in_span(req, deadline).instrument(span.clone()).await;
+        match &result {
+            Ok(tile) => {
+                span.record("bytes_out", tile.data.len() + tile.mask.len());
+                let used = tile.assets.iter().filter(|a| a.outcome == AssetOutcome::Used as i32).count();
+                span.record("assets.used", used);
+            }
+            Err(e) => record_error(&span, e),
+        }
+        result
+    }
+
+    async fn render_in_span(
         &self,
         req: &TileRequest,
         deadline: Instant,
     ) -> Result<v1::GetTileResponse, ServiceError> {
         let started = Instant::now();
         let mut plan = self.plan(req, deadline, started).await?;
-        let raster = self.composite(req, &mut plan, deadline, started).await?;
+        let composite_span =
+            tracing::info_span!("composite", composite_ms = Empty, assets.read = plan.touching.len());
+        let raster = self.composite(req, &mut plan, deadline, started).instrument(composite_span).await?;
         let format = req.format;
-        let encode_span = tracing::info_span!("encode", format = format.name());
-        let (data, mask) =
-            tokio::task::spawn_blocking(move || encode_span.in_scope(|| encode(&raster, format)))
-                .await
-                .map_err(|e| ServiceError::Internal(format!("encoder task failed: {e}")))?
-                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let encode_span = tracing::info_span!("encode", format = format.label(), bytes = Empty);
+        let (data, mask) = tokio::task::spawn_blocking(move || {
+            let encoded = encode_span.in_scope(|| encode(&raster, format));
+            if let Ok((data, mask)) = &encoded {
+                encode_span.record("bytes", data.len() + mask.len());
+            }
+            encoded
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("encoder task failed: {e}")))?
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
         Ok(v1::GetTileResponse {
             data,
             content_type: format.content_type().to_owned(),
@@ -311,11 +399,24 @@ impl TileRenderer {
             .iter()
             .map(|&i| {
                 let asset = &req.assets[i];
-                let span = tracing::info_span!("asset_read", asset = %asset.name);
-                async move { (i, self.read(asset, req, deadline).await) }.instrument(span)
+                let span = asset_span("asset read", asset);
+                async move {
+                    let result = self.read(asset, req, deadline).await;
+                    let current = Span::current();
+                    match &result {
+                        Ok(_) => current.record("outcome", "ok"),
+                        Err(e) => {
+                            record_error(&current, e);
+                            current.record("outcome", "failed")
+                        }
+                    };
+                    (i, result)
+                }
+                .instrument(span)
             })
             .collect();
         let mut used = 0;
+        let mut compositing = Duration::ZERO;
         while let Some((i, result)) = reads.next().await {
             match result {
                 Ok(r) => {
@@ -325,7 +426,9 @@ impl TileRenderer {
                             req.assets[i].name
                         ))
                     })?;
+                    let add_started = Instant::now();
                     compositor.add(i, &raster);
+                    compositing += add_started.elapsed();
                     plan.reports[i].outcome = AssetOutcome::Used as i32;
                     plan.reports[i].elapsed = duration(started.elapsed());
                     used += 1;
@@ -343,6 +446,7 @@ impl TileRenderer {
         // Dropping the outstanding reads stops those not yet started; running ones finish
         // on their worker, which then returns to the pool.
         drop(reads);
+        Span::current().record("composite_ms", compositing.as_secs_f64() * 1e3);
         for r in &mut plan.reports {
             if r.outcome == AssetOutcome::Unspecified as i32 {
                 r.outcome = AssetOutcome::NotNeeded as i32;

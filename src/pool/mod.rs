@@ -64,6 +64,7 @@ use rand::Rng;
 pub use registry::Registry;
 pub use stats::PoolStats;
 use tokio::{sync::watch, time::Instant};
+use tracing::Instrument as _;
 
 use crate::pb::worker::{PingRequest, WorkerRequest, WorkerResponse, worker_request::Job};
 
@@ -319,7 +320,6 @@ pub struct WorkerPool {
     quarantine: Quarantine,
 }
 
-/// What became of one exchange, for the retry decision.
 /// What went wrong in earlier attempts of a job.
 #[derive(Debug, Default)]
 struct Faults {
@@ -327,6 +327,17 @@ struct Faults {
     own: u32,
     /// Whether a worker already hung past the read timeout.
     timed_out: bool,
+}
+
+/// Where a job's time went, over all its attempts; recorded on the caller's span.
+#[derive(Debug, Default)]
+struct JobTimes {
+    /// Waiting for a worker to be checked out.
+    wait: Duration,
+    /// Exchanging frames with workers (the work itself included).
+    ipc: Duration,
+    /// The worker of the last attempt.
+    pid: u32,
 }
 
 // Lives for one loop iteration on the stack; boxing the response would only add an allocation.
@@ -382,6 +393,12 @@ impl WorkerPool {
         &self.pool.manager().stats
     }
 
+    /// The configured number of workers.
+    #[must_use]
+    pub fn size(&self) -> usize {
+        self.config().size
+    }
+
     /// (workers checked out, workers idle, callers waiting for a worker).
     #[must_use]
     pub fn occupancy(&self) -> (usize, usize, usize) {
@@ -429,10 +446,31 @@ impl WorkerPool {
             PoolStats::bump(&self.stats().quarantine_rejections);
             return Err(PoolError::Quarantined(q));
         }
+        let mut times = JobTimes::default();
+        let mut attempts = 0;
+        let result = self.run_attempts(&job, asset, deadline, &mut times, &mut attempts).await;
+        // The caller's span (an asset read) declares these fields; on others it is a no-op.
+        let span = tracing::Span::current();
+        span.record("worker.pid", times.pid);
+        span.record("pool.wait_ms", times.wait.as_secs_f64() * 1e3);
+        span.record("ipc_ms", times.ipc.as_secs_f64() * 1e3);
+        span.record("retries", attempts.saturating_sub(1));
+        result
+    }
+
+    async fn run_attempts(
+        self: &Arc<Self>,
+        job: &Job,
+        asset: &str,
+        deadline: Instant,
+        times: &mut JobTimes,
+        attempts: &mut u32,
+    ) -> Result<WorkerResponse, PoolError> {
         let mut faults = Faults::default();
         let mut attempt = 1;
         while attempt <= MAX_ATTEMPTS {
-            match self.attempt(&job, asset, deadline, &mut faults).await {
+            *attempts = attempt;
+            match self.attempt(job, asset, deadline, &mut faults, times).await {
                 Attempt::Done(result) => return result,
                 Attempt::Checkout => {}
                 Attempt::Retry => {
@@ -458,13 +496,17 @@ impl WorkerPool {
         asset: &str,
         deadline: Instant,
         faults: &mut Faults,
+        times: &mut JobTimes,
     ) -> Attempt {
         if Instant::now() >= deadline {
             return Attempt::Done(Err(PoolError::DeadlineExceeded));
         }
         let wait = self.config().max_worker_wait;
-        let wait_until = Instant::now() + wait;
-        let worker = match tokio::time::timeout_at(deadline.min(wait_until), self.pool.get()).await {
+        let checkout_started = Instant::now();
+        let wait_until = checkout_started + wait;
+        let checkout = tokio::time::timeout_at(deadline.min(wait_until), self.pool.get()).await;
+        times.wait += checkout_started.elapsed();
+        let worker = match checkout {
             Err(_) if deadline <= wait_until => return Attempt::Done(Err(PoolError::DeadlineExceeded)),
             Err(_) => {
                 PoolStats::bump(&self.stats().wait_rejections);
@@ -489,14 +531,19 @@ impl WorkerPool {
         let request = WorkerRequest {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             deadline_ms: deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
-            trace_context: std::collections::HashMap::default(),
+            trace_context: crate::telemetry::inject(&tracing::Span::current()),
             job: Some(job.clone()),
         };
         PoolStats::bump(&self.stats().jobs_started);
+        times.pid = worker.pid();
         let this = Arc::clone(self);
         // Detached so that a caller going away cannot cut an exchange in half.
-        let exchange = tokio::spawn(async move { this.exchange(worker, request, deadline).await });
-        match exchange.await {
+        let exchange_started = Instant::now();
+        let exchange =
+            tokio::spawn(async move { this.exchange(worker, request, deadline).await }.in_current_span());
+        let exchanged = exchange.await;
+        times.ipc += exchange_started.elapsed();
+        match exchanged {
             Ok(Ok(response)) => Attempt::Done(Ok(response)),
             Ok(Err((ExchangeError::Died, exit))) => {
                 let external = exit.is_some_and(|e| e.is_external_kill());

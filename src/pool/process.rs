@@ -132,7 +132,11 @@ impl WorkerProcess {
         if let Some(bytes) = memory_limit {
             command.arg("--memory-limit").arg(bytes.to_string());
         }
+        // Workers export their spans under their own service name: "tessera-worker".
+        let service =
+            format!("{}{}", crate::telemetry::service_name(), crate::telemetry::WORKER_SERVICE_SUFFIX);
         command
+            .env("OTEL_SERVICE_NAME", service)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -403,7 +407,7 @@ async fn reap(
 async fn forward_stderr(pid: u32, stderr: tokio::process::ChildStderr, tail: Arc<Mutex<VecDeque<String>>>) {
     let mut lines = BufReader::new(stderr).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        tracing::warn!(target: "tessera::worker", worker_pid = pid, "{line}");
+        crate::telemetry::forward_worker_line(pid, &line);
         if let Ok(mut t) = tail.lock() {
             if t.len() == STDERR_TAIL_LINES {
                 t.pop_front();

@@ -29,6 +29,17 @@ impl OutputFormat {
         }
     }
 
+    /// The lowercase label used in metrics and spans: png, jpeg, webp, npy.
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Png => "png",
+            Self::Jpeg(_) => "jpeg",
+            Self::Webp(_) => "webp",
+            Self::Npy => "npy",
+        }
+    }
+
     /// The name used in messages.
     #[must_use]
     pub fn name(self) -> &'static str {

@@ -3,11 +3,18 @@
 //! to the caller. The worker installs a handler that keeps the messages of the current
 //! job, so an error response says what GDAL said.
 
-use std::sync::Mutex;
+use std::sync::{
+    Mutex,
+    atomic::{AtomicU32, Ordering},
+};
 
 use gdal::errors::CplErrType;
 
 static MESSAGES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The overview the last warp chose, plus one (0: full resolution). GDAL says so only in
+/// a `WARP` debug message, which the worker turns on for this.
+static OVERVIEW: AtomicU32 = AtomicU32::new(0);
 
 /// Most messages kept per job; a corrupt file can produce thousands.
 const MAX_KEPT: usize = 8;
@@ -23,9 +30,27 @@ pub fn install() {
                 }
             }
         }
-        CplErrType::Warning => eprintln!("GDAL warning: {msg}"),
-        CplErrType::None | CplErrType::Debug => {}
+        CplErrType::Warning => tracing::warn!("GDAL warning: {msg}"),
+        CplErrType::Debug => {
+            if let Some(level) = overview_in(msg) {
+                OVERVIEW.store(level + 1, Ordering::Relaxed);
+            }
+        }
+        CplErrType::None => {}
     });
+}
+
+/// The overview index in GDAL's "Selecting overview level N for ..." debug message.
+fn overview_in(msg: &str) -> Option<u32> {
+    let (_, rest) = msg.split_once("Selecting overview level ")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// The overview the warps since the last call read from (0 = full resolution), and
+/// forgets it.
+pub fn take_overview() -> u32 {
+    OVERVIEW.swap(0, Ordering::Relaxed)
 }
 
 /// Forgets the messages of the previous job.
@@ -44,4 +69,16 @@ pub fn take() -> Option<String> {
     let joined = m.join("; ");
     m.clear();
     Some(joined)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_overview_is_read_from_the_warp_debug_message() {
+        assert_eq!(overview_in("WARP: Selecting overview level 1 for /data/a.tif"), Some(1));
+        assert_eq!(overview_in("Selecting overview level 12 for x"), Some(12));
+        assert_eq!(overview_in("WARP: srcNoData=0.000000 dstNoData=0.000000"), None);
+    }
 }

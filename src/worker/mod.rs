@@ -9,6 +9,7 @@
 
 mod dataset_cache;
 mod gdal_errors;
+mod io;
 mod read;
 mod test_hooks;
 mod warp;
@@ -20,12 +21,16 @@ use std::{
     process::ExitCode,
 };
 
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
 use crate::{
     ipc::{self, FrameError, PROTOCOL_VERSION},
     pb::worker::{
         ErrorKind, Hello, Pong, ReadStats, WorkerError, WorkerRequest, WorkerResponse, worker_request,
         worker_response,
     },
+    telemetry::{LogFormat, Role},
 };
 
 pub use read::JobError;
@@ -54,6 +59,17 @@ pub fn run(memory_limit: Option<u64>) -> ExitCode {
             return ExitCode::from(70);
         }
     };
+    let mut telemetry = crate::telemetry::Telemetry::init(Role::Worker, LogFormat::Text);
+    if telemetry.exporting_traces {
+        flush_on_sigterm(telemetry.flusher());
+    }
+    let code = serve(frames_out);
+    telemetry.shutdown();
+    code
+}
+
+/// Hello, then jobs until stdin closes.
+fn serve(frames_out: File) -> ExitCode {
     gdal_errors::install();
     read::configure_gdal();
     let mut hooks = test_hooks::TestHooks::from_env();
@@ -67,7 +83,7 @@ pub fn run(memory_limit: Option<u64>) -> ExitCode {
         pid: std::process::id(),
     };
     if let Err(e) = ipc::write_frame(&mut out, &hello) {
-        eprintln!("tessera worker: cannot send hello: {e}");
+        tracing::error!("cannot send hello: {e}");
         return ExitCode::from(70);
     }
 
@@ -77,7 +93,7 @@ pub fn run(memory_limit: Option<u64>) -> ExitCode {
             Ok(r) => r,
             Err(FrameError::Closed) => return ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("tessera worker: bad frame from the front, exiting: {e}");
+                tracing::error!("bad frame from the front, exiting: {e}");
                 return ExitCode::from(65);
             }
         };
@@ -87,10 +103,57 @@ pub fn run(memory_limit: Option<u64>) -> ExitCode {
         }
         let response = handle(&mut cache, &mut hooks, request);
         if let Err(e) = ipc::write_frame(&mut out, &response) {
-            eprintln!("tessera worker: cannot write a response, exiting: {e}");
+            tracing::error!("cannot write a response, exiting: {e}");
             return ExitCode::from(74);
         }
     }
+}
+
+/// On SIGTERM (the front retiring this worker, or stopping), sends the buffered spans,
+/// then dies of the signal as before.
+fn flush_on_sigterm(flush: impl Fn() + Send + 'static) {
+    use signal_hook::consts::SIGTERM;
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGTERM]) else {
+        tracing::warn!("cannot watch SIGTERM; spans of the last jobs may be lost at exit");
+        return;
+    };
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            flush();
+            let _ = signal_hook::low_level::emulate_default_handler(SIGTERM);
+        }
+    });
+}
+
+/// The span of one job inside the worker, a child of the front's asset-read span (whose
+/// context the request carries). Jobs without a trace context (pings) get none.
+fn job_span(request: &WorkerRequest) -> tracing::Span {
+    if request.trace_context.is_empty() {
+        return tracing::Span::none();
+    }
+    let (name, path) = match &request.job {
+        Some(worker_request::Job::Read(r)) => ("worker read", r.path.as_str()),
+        Some(worker_request::Job::Info(i)) => ("worker info", i.path.as_str()),
+        _ => return tracing::Span::none(),
+    };
+    let span = tracing::info_span!(
+        "worker_job",
+        otel.name = name,
+        worker.pid = std::process::id(),
+        asset.path = path,
+        dataset_cache.hit = Empty,
+        gdal.open_ms = Empty,
+        gdal.warp_ms = Empty,
+        gdal.overview_level = Empty,
+        gdal.network.requests = Empty,
+        gdal.network.bytes = Empty,
+        io.read_bytes = Empty,
+        error.kind = Empty,
+        otel.status_code = Empty,
+        otel.status_description = Empty,
+    );
+    let _ = span.set_parent(crate::telemetry::extract(&request.trace_context));
+    span
 }
 
 fn handle(
@@ -98,7 +161,12 @@ fn handle(
     hooks: &mut test_hooks::TestHooks,
     request: WorkerRequest,
 ) -> WorkerResponse {
+    let span = job_span(&request);
+    let _entered = span.enter();
     let mut stats = ReadStats::default();
+    let io_before = io::read_bytes();
+    let _ = warp::take_network_stats();
+    let _ = gdal_errors::take_overview();
     let result = match request.job {
         Some(worker_request::Job::Read(read)) => {
             let _busy = hooks.on_read(&read.path);
@@ -110,6 +178,18 @@ fn handle(
         }
         None => Err(JobError::new(ErrorKind::Protocol, "request carries no job")),
     };
+    if let Some(json) = warp::take_network_stats() {
+        (stats.network_requests, stats.network_bytes) = io::network_totals(&json);
+    }
+    stats.overview_level = gdal_errors::take_overview();
+    stats.io_read_bytes = io::read_bytes().saturating_sub(io_before);
+    record_stats(&span, &stats);
+    if let Err(e) = &result {
+        span.record("error.kind", e.kind.as_str_name());
+        span.record("otel.status_code", "ERROR");
+        span.record("otel.status_description", e.message.as_str());
+        tracing::debug!(kind = e.kind.as_str_name(), "job failed: {}", e.message);
+    }
     WorkerResponse {
         id: request.id,
         result: Some(result.unwrap_or_else(|e| {
@@ -117,6 +197,16 @@ fn handle(
         })),
         stats: Some(stats),
     }
+}
+
+fn record_stats(span: &tracing::Span, stats: &ReadStats) {
+    span.record("dataset_cache.hit", stats.dataset_cache_hit);
+    span.record("gdal.open_ms", stats.open_us as f64 / 1e3);
+    span.record("gdal.warp_ms", stats.warp_us as f64 / 1e3);
+    span.record("gdal.overview_level", stats.overview_level);
+    span.record("gdal.network.requests", stats.network_requests);
+    span.record("gdal.network.bytes", stats.network_bytes);
+    span.record("io.read_bytes", stats.io_read_bytes);
 }
 
 fn garbage_hook(hooks: &test_hooks::TestHooks, request: &WorkerRequest) -> Option<test_hooks::Garbage> {

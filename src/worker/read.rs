@@ -32,6 +32,10 @@ const GDAL_CONFIG: &[(&str, &str)] = &[
     ("GDAL_CACHEMAX", "128"),
     ("GDAL_NUM_THREADS", "1"),
     ("CPL_VSIL_CURL_ALLOWED_EXTENSIONS", ".tif,.tiff,.TIF,.TIFF"),
+    // Per-job HTTP request and byte counts for the worker's span.
+    ("CPL_VSIL_NETWORK_STATS_ENABLED", "YES"),
+    // Only the warp's debug messages, which name the overview it chose.
+    ("CPL_DEBUG", "WARP"),
 ];
 
 /// A failed job, as the worker reports it.

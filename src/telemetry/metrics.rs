@@ -1,0 +1,364 @@
+//! The front's metrics: tiles by format and status, tile and asset-read latency,
+//! dataset-cache hits, encoded bytes, and the pool's counters and occupancy.
+//!
+//! Each value is kept once, here (or in [`PoolStats`] for the pool), and read two ways:
+//! rendered as Prometheus text for the admin endpoint ([`render_prometheus`]), and
+//! recorded on OpenTelemetry instruments (observed, for the pool) that the OTLP
+//! exporter sends when `OTEL_*` asks for it. Without an exporter the OpenTelemetry
+//! side is the no-op global meter.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use opentelemetry::{
+    KeyValue,
+    metrics::{Counter, Histogram as OtelHistogram, Meter},
+};
+
+use crate::pool::WorkerPool;
+
+/// Upper bounds (seconds) of the latency histograms' buckets.
+pub const LATENCY_BUCKETS: [f64; 12] = [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// gRPC code names, indexed by code, as the `status` label.
+const CODE_NAMES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+/// The name of a gRPC code ("OK", "NOT_FOUND"...).
+#[must_use]
+pub fn code_name(code: tonic::Code) -> &'static str {
+    CODE_NAMES.get(code as usize).copied().unwrap_or("UNKNOWN")
+}
+
+/// A latency histogram with fixed buckets ([`LATENCY_BUCKETS`]).
+#[derive(Debug, Default)]
+struct Histogram {
+    state: Mutex<HistogramState>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct HistogramState {
+    /// Observations at or below each bound (not cumulative).
+    buckets: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&self, seconds: f64) {
+        if let Ok(mut s) = self.state.lock() {
+            if let Some(i) = LATENCY_BUCKETS.iter().position(|b| seconds <= *b) {
+                s.buckets[i] += 1;
+            }
+            s.count += 1;
+            s.sum += seconds;
+        }
+    }
+
+    fn snapshot(&self) -> HistogramState {
+        self.state.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// The OpenTelemetry side of the metrics.
+#[derive(Debug)]
+struct Instruments {
+    tiles: Counter<u64>,
+    tile_duration: OtelHistogram<f64>,
+    read_duration: OtelHistogram<f64>,
+    encoded_bytes: Counter<u64>,
+    cache_lookups: Counter<u64>,
+}
+
+impl Instruments {
+    fn new(meter: &Meter) -> Self {
+        let seconds = |name: &'static str, description: &'static str| {
+            meter
+                .f64_histogram(name)
+                .with_unit("s")
+                .with_description(description)
+                .with_boundaries(LATENCY_BUCKETS.to_vec())
+                .build()
+        };
+        Self {
+            tiles: meter
+                .u64_counter("tessera.tiles")
+                .with_description("Tiles answered, by format and gRPC status.")
+                .build(),
+            tile_duration: seconds("tessera.tile.duration", "Time to answer one tile."),
+            read_duration: seconds(
+                "tessera.asset_read.duration",
+                "Time of one asset read, waiting included.",
+            ),
+            encoded_bytes: meter
+                .u64_counter("tessera.encoded_bytes")
+                .with_unit("By")
+                .with_description("Bytes of encoded tiles, by format.")
+                .build(),
+            cache_lookups: meter
+                .u64_counter("tessera.dataset_cache.lookups")
+                .with_description("Worker dataset-cache lookups, by result (hit or miss).")
+                .build(),
+        }
+    }
+}
+
+/// The front's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Tiles answered by (format, status).
+    tiles: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Encoded bytes by format.
+    encoded_bytes: Mutex<BTreeMap<String, u64>>,
+    tile_seconds: Histogram,
+    read_seconds: Histogram,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    otel: Instruments,
+    /// Keeps the pool's observable instruments registered.
+    observers: Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Metrics recorded on the global meter as well.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            tiles: Mutex::default(),
+            encoded_bytes: Mutex::default(),
+            tile_seconds: Histogram::default(),
+            read_seconds: Histogram::default(),
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
+            otel: Instruments::new(&opentelemetry::global::meter("tessera")),
+            observers: Mutex::default(),
+        }
+    }
+
+    /// One tile answered: its format, status, latency and encoded size (0 for errors).
+    pub fn tile(&self, format: &str, code: tonic::Code, elapsed: Duration, bytes: u64) {
+        let status = code_name(code);
+        if let Ok(mut t) = self.tiles.lock() {
+            *t.entry((format.to_owned(), status)).or_default() += 1;
+        }
+        self.tile_seconds.observe(elapsed.as_secs_f64());
+        let attrs = [KeyValue::new("format", format.to_owned()), KeyValue::new("status", status)];
+        self.otel.tiles.add(1, &attrs);
+        self.otel.tile_duration.record(elapsed.as_secs_f64(), &attrs);
+        if bytes > 0 {
+            if let Ok(mut b) = self.encoded_bytes.lock() {
+                *b.entry(format.to_owned()).or_default() += bytes;
+            }
+            self.otel.encoded_bytes.add(bytes, &[KeyValue::new("format", format.to_owned())]);
+        }
+    }
+
+    /// One asset read finished (or failed) after `elapsed`.
+    pub fn asset_read(&self, elapsed: Duration, ok: bool) {
+        self.read_seconds.observe(elapsed.as_secs_f64());
+        self.otel
+            .read_duration
+            .record(elapsed.as_secs_f64(), &[KeyValue::new("outcome", if ok { "ok" } else { "error" })]);
+    }
+
+    /// A worker looked a dataset up in its cache.
+    pub fn dataset_cache(&self, hit: bool) {
+        let counter = if hit { &self.cache_hits } else { &self.cache_misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.otel.cache_lookups.add(1, &[KeyValue::new("result", if hit { "hit" } else { "miss" })]);
+    }
+
+    /// Dataset-cache hits and misses so far.
+    #[must_use]
+    pub fn dataset_cache_counts(&self) -> (u64, u64) {
+        (self.cache_hits.load(Ordering::Relaxed), self.cache_misses.load(Ordering::Relaxed))
+    }
+
+    /// Registers the pool's counters and occupancy as observable instruments.
+    pub fn observe_pool(&self, pool: &Arc<WorkerPool>) {
+        let meter = opentelemetry::global::meter("tessera");
+        let mut keep: Vec<Box<dyn std::any::Any + Send + Sync>> = Vec::new();
+        for (name, help, _) in pool.stats().counters() {
+            let otel_name = otel_counter_name(name);
+            let p = Arc::clone(pool);
+            keep.push(Box::new(
+                meter
+                    .u64_observable_counter(otel_name)
+                    .with_description(help)
+                    .with_callback(move |o| {
+                        if let Some((_, _, v)) = p.stats().counters().into_iter().find(|(n, _, _)| *n == name)
+                        {
+                            o.observe(v, &[]);
+                        }
+                    })
+                    .build(),
+            ));
+        }
+        let p = Arc::clone(pool);
+        keep.push(Box::new(
+            meter
+                .u64_observable_gauge("tessera.pool.workers")
+                .with_description("Workers by state: busy, idle, and jobs waiting for one.")
+                .with_callback(move |o| {
+                    let (busy, idle, waiting) = p.occupancy();
+                    o.observe(busy as u64, &[KeyValue::new("state", "busy")]);
+                    o.observe(idle as u64, &[KeyValue::new("state", "idle")]);
+                    o.observe(waiting as u64, &[KeyValue::new("state", "waiting")]);
+                })
+                .build(),
+        ));
+        if let Ok(mut o) = self.observers.lock() {
+            o.extend(keep);
+        }
+    }
+}
+
+/// `tessera_worker_spawns_total` → `tessera.worker.spawns`.
+fn otel_counter_name(prometheus: &str) -> String {
+    let base = prometheus.strip_suffix("_total").unwrap_or(prometheus);
+    let rest = base.strip_prefix("tessera_").unwrap_or(base);
+    match rest.split_once('_') {
+        Some((group, name)) => format!("tessera.{group}.{name}"),
+        None => format!("tessera.{rest}"),
+    }
+}
+
+fn help_and_type(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn histogram(out: &mut String, name: &str, help: &str, h: &HistogramState) {
+    help_and_type(out, name, help, "histogram");
+    let mut cumulative = 0;
+    for (bound, n) in LATENCY_BUCKETS.iter().zip(h.buckets) {
+        cumulative += n;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}",
+        h.count, h.sum, h.count
+    );
+}
+
+/// The admin endpoint's page: every metric in the Prometheus text format (0.0.4).
+#[must_use]
+pub fn render_prometheus(metrics: &Metrics, pool: &WorkerPool) -> String {
+    let mut out = String::new();
+    help_and_type(&mut out, "tessera_tiles_total", "Tiles answered, by format and gRPC status.", "counter");
+    for ((format, status), n) in metrics.tiles.lock().map(|t| t.clone()).unwrap_or_default() {
+        let _ = writeln!(out, "tessera_tiles_total{{format=\"{format}\",status=\"{status}\"}} {n}");
+    }
+    help_and_type(&mut out, "tessera_encoded_bytes_total", "Bytes of encoded tiles, by format.", "counter");
+    for (format, n) in metrics.encoded_bytes.lock().map(|t| t.clone()).unwrap_or_default() {
+        let _ = writeln!(out, "tessera_encoded_bytes_total{{format=\"{format}\"}} {n}");
+    }
+    histogram(
+        &mut out,
+        "tessera_tile_duration_seconds",
+        "Time to answer one tile.",
+        &metrics.tile_seconds.snapshot(),
+    );
+    histogram(
+        &mut out,
+        "tessera_asset_read_duration_seconds",
+        "Time of one asset read, waiting for a worker included.",
+        &metrics.read_seconds.snapshot(),
+    );
+    let (hits, misses) = metrics.dataset_cache_counts();
+    for (name, help, v) in [
+        ("tessera_dataset_cache_hits_total", "Reads that found their dataset open in the worker.", hits),
+        ("tessera_dataset_cache_misses_total", "Reads that had to open their dataset.", misses),
+    ] {
+        help_and_type(&mut out, name, help, "counter");
+        let _ = writeln!(out, "{name} {v}");
+    }
+    let ratio = if hits + misses == 0 { 0.0 } else { hits as f64 / (hits + misses) as f64 };
+    help_and_type(
+        &mut out,
+        "tessera_dataset_cache_hit_ratio",
+        "Share of dataset-cache lookups that hit.",
+        "gauge",
+    );
+    let _ = writeln!(out, "tessera_dataset_cache_hit_ratio {ratio}");
+    for (name, help, value) in pool.stats().counters() {
+        help_and_type(&mut out, name, help, "counter");
+        let _ = writeln!(out, "{name} {value}");
+    }
+    let (busy, idle, waiting) = pool.occupancy();
+    for (name, help, value) in [
+        ("tessera_pool_size", "Configured worker count.", pool.size()),
+        ("tessera_pool_busy_workers", "Workers running a job.", busy),
+        ("tessera_pool_idle_workers", "Workers waiting for a job.", idle),
+        ("tessera_pool_waiting_jobs", "Jobs waiting for a worker.", waiting),
+        ("tessera_worker_processes", "Live worker processes.", pool.worker_pids().len()),
+    ] {
+        help_and_type(&mut out, name, help, "gauge");
+        let _ = writeln!(out, "{name} {value}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_in_the_text() {
+        let h = Histogram::default();
+        for s in [0.001, 0.003, 0.003, 0.2, 20.0] {
+            h.observe(s);
+        }
+        let mut out = String::new();
+        histogram(&mut out, "x", "help", &h.snapshot());
+        assert!(out.contains("x_bucket{le=\"0.002\"} 1\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"0.005\"} 3\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"0.25\"} 4\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"10\"} 4\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"+Inf\"} 5\nx_sum 20.207\nx_count 5\n"), "{out}");
+    }
+
+    #[test]
+    fn counter_names_map_to_otel_style() {
+        assert_eq!(otel_counter_name("tessera_worker_spawns_total"), "tessera.worker.spawns");
+        assert_eq!(otel_counter_name("tessera_asset_quarantines_total"), "tessera.asset.quarantines");
+        assert_eq!(otel_counter_name("tessera_job_retries_total"), "tessera.job.retries");
+    }
+
+    #[test]
+    fn code_names_follow_grpc() {
+        assert_eq!(code_name(tonic::Code::Ok), "OK");
+        assert_eq!(code_name(tonic::Code::NotFound), "NOT_FOUND");
+        assert_eq!(code_name(tonic::Code::Unauthenticated), "UNAUTHENTICATED");
+    }
+}

@@ -1,0 +1,286 @@
+//! Traces, metrics and logs.
+//!
+//! Theory of operation:
+//!
+//! - **Logs** go to stderr through `tracing-subscriber`, filtered by `RUST_LOG` (default
+//!   `info`), human-readable or one JSON object per line (`--log-format json`) with the
+//!   trace and span ids of the current span. A worker writes [`format::WorkerLines`]:
+//!   level, its pid and the trace id of the job it is running; the front re-logs each
+//!   line as its own event ([`forward_worker_line`]).
+//! - **Traces**: every span of Tessera's own code also becomes an OpenTelemetry span
+//!   (`tracing-opentelemetry`). They are exported over OTLP/gRPC only when the standard
+//!   `OTEL_*` variables ask for it ([`export`]); otherwise spans still get W3C ids (so
+//!   logs and workers share the caller's trace id) but nothing is sent anywhere. The RPC
+//!   span joins the caller's trace from the `traceparent` header ([`grpc`]); an asset
+//!   read's context travels to the worker in the IPC request ([`inject`], [`extract`]),
+//!   and the worker exports its own spans under its own service name.
+//! - **Metrics** ([`metrics`]) are kept in the front, rendered as Prometheus text on the
+//!   admin port and, when `OTEL_*` asks for it, exported over OTLP.
+//!
+//! [`Telemetry::shutdown`] flushes spans and metrics still in their batches.
+
+pub mod export;
+pub mod format;
+pub mod grpc;
+pub mod metrics;
+
+use std::collections::HashMap;
+
+use opentelemetry::{
+    Context,
+    propagation::{Extractor, Injector, TextMapPropagator},
+    trace::{TraceContextExt, TracerProvider as _},
+};
+use opentelemetry_sdk::{
+    Resource, metrics::SdkMeterProvider, propagation::TraceContextPropagator, trace::SdkTracerProvider,
+};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::{EnvFilter, Layer, filter, layer::SubscriberExt, util::SubscriberInitExt};
+
+/// Service name of the front when `OTEL_SERVICE_NAME` does not set one.
+pub const DEFAULT_SERVICE_NAME: &str = "tessera";
+
+/// Suffix of the workers' service name: `tessera` → `tessera-worker`.
+pub const WORKER_SERVICE_SUFFIX: &str = "-worker";
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, with `trace_id` and `span_id` (for Kubernetes).
+    Json,
+}
+
+/// Which process is being set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `tessera serve`: exports traces and metrics.
+    Front,
+    /// `tessera worker`: exports traces; logs in worker lines for the front to forward.
+    Worker,
+    /// The command-line tools: logs only.
+    Tool,
+}
+
+/// The installed telemetry; [`Telemetry::shutdown`] flushes what is still buffered.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    tracer_provider: Option<SdkTracerProvider>,
+    meter_provider: Option<SdkMeterProvider>,
+    /// Whether spans are exported (not just given ids).
+    pub exporting_traces: bool,
+    /// The worker's exporter runtime; dropped after the providers have flushed.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// The service name from `OTEL_SERVICE_NAME` (or `service.name` in
+/// `OTEL_RESOURCE_ATTRIBUTES`), else [`DEFAULT_SERVICE_NAME`].
+#[must_use]
+pub fn service_name() -> String {
+    let from_env = std::env::var("OTEL_SERVICE_NAME").ok().filter(|s| !s.trim().is_empty());
+    let from_attributes = || {
+        std::env::var("OTEL_RESOURCE_ATTRIBUTES").ok().and_then(|attrs| {
+            attrs.split(',').find_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                (k.trim() == "service.name" && !v.trim().is_empty()).then(|| v.trim().to_owned())
+            })
+        })
+    };
+    from_env.or_else(from_attributes).unwrap_or_else(|| DEFAULT_SERVICE_NAME.to_owned())
+}
+
+impl Telemetry {
+    /// Installs the global subscriber (and the OTLP exporters the environment asks for).
+    /// The front must call it inside its tokio runtime: the gRPC exporter's channel is
+    /// bound to it.
+    #[must_use]
+    pub fn init(role: Role, format: LogFormat) -> Self {
+        let plan = export::ExportPlan::from_env(role);
+        let resource = Resource::builder()
+            .with_service_name(service_name())
+            .with_attribute(opentelemetry::KeyValue::new("process.pid", i64::from(std::process::id())))
+            .build();
+        let mut problems = plan.problems.clone();
+
+        let mut tracer_builder = SdkTracerProvider::builder().with_resource(resource.clone());
+        let mut exporting_traces = false;
+        // The gRPC exporter's channel lives on a tokio runtime; a worker has none of its
+        // own, so it gets a one-thread runtime for the exporter alone.
+        let mut runtime = None;
+        if plan.traces && role == Role::Worker {
+            match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+                Ok(rt) => runtime = Some(rt),
+                Err(e) => problems.push(format!("cannot start the exporter's runtime: {e}")),
+            }
+        }
+        let entered = runtime.as_ref().map(tokio::runtime::Runtime::enter);
+        if plan.traces && (role != Role::Worker || runtime.is_some()) {
+            match opentelemetry_otlp::SpanExporter::builder().with_tonic().build() {
+                Ok(exporter) => {
+                    tracer_builder = tracer_builder.with_batch_exporter(exporter);
+                    exporting_traces = true;
+                }
+                Err(e) => problems.push(format!("cannot build the OTLP span exporter: {e}")),
+            }
+        }
+        // Spans get W3C ids even when nothing is exported, so the caller's trace id reaches
+        // logs and workers.
+        let tracer_provider = (role != Role::Tool).then(|| tracer_builder.build());
+        let mut meter_provider = None;
+        if plan.metrics && role == Role::Front {
+            match opentelemetry_otlp::MetricExporter::builder().with_tonic().build() {
+                Ok(exporter) => {
+                    let provider = SdkMeterProvider::builder()
+                        .with_resource(resource)
+                        .with_periodic_exporter(exporter)
+                        .build();
+                    opentelemetry::global::set_meter_provider(provider.clone());
+                    meter_provider = Some(provider);
+                }
+                Err(e) => problems.push(format!("cannot build the OTLP metric exporter: {e}")),
+            }
+        }
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+
+        let env_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        // Only Tessera's own spans become OpenTelemetry spans, whatever RUST_LOG says: the
+        // exporter's own HTTP/2 stack must not trace itself.
+        let otel_layer = tracer_provider.as_ref().map(|p| {
+            tracing_opentelemetry::layer()
+                .with_tracer(p.tracer("tessera"))
+                .with_filter(filter::filter_fn(|m| m.target().starts_with("tessera")))
+        });
+        let fmt_layer = match (role, format) {
+            (Role::Worker, _) => tracing_subscriber::fmt::layer()
+                .event_format(format::WorkerLines::new())
+                .with_writer(std::io::stderr)
+                .with_filter(env_filter)
+                .boxed(),
+            (_, LogFormat::Json) => tracing_subscriber::fmt::layer()
+                .event_format(format::JsonLines)
+                .with_writer(std::io::stderr)
+                .with_filter(env_filter)
+                .boxed(),
+            (_, LogFormat::Text) => {
+                tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(env_filter).boxed()
+            }
+        };
+        let _ = tracing_subscriber::registry().with(otel_layer).with(fmt_layer).try_init();
+        for problem in problems {
+            tracing::warn!("telemetry: {problem}");
+        }
+        if exporting_traces || meter_provider.is_some() {
+            tracing::info!(
+                traces = exporting_traces,
+                metrics = meter_provider.is_some(),
+                "exporting telemetry over OTLP/gRPC"
+            );
+        }
+        drop(entered);
+        Self { tracer_provider, meter_provider, exporting_traces, runtime }
+    }
+
+    /// A function that sends the spans still buffered, callable from any thread (the
+    /// worker's SIGTERM handler).
+    pub fn flusher(&self) -> impl Fn() + Send + 'static {
+        let provider = self.tracer_provider.clone();
+        move || {
+            if let Some(p) = &provider {
+                let _ = p.force_flush();
+            }
+        }
+    }
+
+    /// Flushes and stops the exporters: spans and metrics still in their batches are sent.
+    pub fn shutdown(&mut self) {
+        if let Some(p) = self.tracer_provider.take() {
+            if let Err(e) = p.shutdown() {
+                eprintln!("tessera: flushing spans failed: {e}");
+            }
+        }
+        if let Some(p) = self.meter_provider.take() {
+            if let Err(e) = p.shutdown() {
+                eprintln!("tessera: flushing metrics failed: {e}");
+            }
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The W3C trace context of `span` (`traceparent`, and `tracestate` when set), for a
+/// request to another process. Empty when the span is not part of a trace.
+#[must_use]
+pub fn inject(span: &tracing::Span) -> HashMap<String, String> {
+    struct Map<'a>(&'a mut HashMap<String, String>);
+    impl Injector for Map<'_> {
+        fn set(&mut self, key: &str, value: String) {
+            self.0.insert(key.to_owned(), value);
+        }
+    }
+    let mut carrier = HashMap::new();
+    let cx = span.context();
+    if cx.span().span_context().is_valid() {
+        TraceContextPropagator::new().inject_context(&cx, &mut Map(&mut carrier));
+    }
+    carrier
+}
+
+/// The remote context in a carrier written by [`inject`].
+#[must_use]
+pub fn extract<H: std::hash::BuildHasher>(carrier: &HashMap<String, String, H>) -> Context {
+    struct Map<'a, H>(&'a HashMap<String, String, H>);
+    impl<H: std::hash::BuildHasher> Extractor for Map<'_, H> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.get(key).map(String::as_str)
+        }
+        fn keys(&self) -> Vec<&str> {
+            self.0.keys().map(String::as_str).collect()
+        }
+    }
+    TraceContextPropagator::new().extract(&Map(carrier))
+}
+
+/// The trace id of `span` in hex, if it belongs to a trace.
+#[must_use]
+pub fn trace_id(span: &tracing::Span) -> Option<String> {
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| sc.trace_id().to_string())
+}
+
+/// Re-logs one stderr line of worker `pid` as the front's own event, at the line's level
+/// and with its trace id, so it reaches the same log pipeline (and format) as the rest.
+/// Lines a worker did not format itself (a driver printing to stderr, a panic) are
+/// forwarded as warnings.
+pub fn forward_worker_line(pid: u32, line: &str) {
+    let parsed = format::WorkerLines::parse(line);
+    let trace_id = parsed.trace_id.unwrap_or("");
+    let message = parsed.message;
+    match parsed.level {
+        Some(tracing::Level::ERROR) => {
+            tracing::error!(target: "tessera::worker", worker_pid = pid, trace_id, "{message}");
+        }
+        Some(tracing::Level::INFO) => {
+            tracing::info!(target: "tessera::worker", worker_pid = pid, trace_id, "{message}");
+        }
+        Some(tracing::Level::DEBUG) => {
+            tracing::debug!(target: "tessera::worker", worker_pid = pid, trace_id, "{message}");
+        }
+        Some(tracing::Level::TRACE) => {
+            tracing::trace!(target: "tessera::worker", worker_pid = pid, trace_id, "{message}");
+        }
+        Some(tracing::Level::WARN) | None => {
+            tracing::warn!(target: "tessera::worker", worker_pid = pid, trace_id, "{message}");
+        }
+    }
+}
