@@ -263,12 +263,12 @@ impl TileRenderer {
     ) -> Result<v1::GetTileResponse, ServiceError> {
         let span = tracing::info_span!(
             "tile",
-            tile.z = req.tile.z,
-            tile.x = req.tile.x,
-            tile.y = req.tile.y,
+            tile.z = i64::from(req.tile.z),
+            tile.x = i64::from(req.tile.x),
+            tile.y = i64::from(req.tile.y),
             tile.matrix_set = %req.tile.tms,
-            tile.size = req.size,
-            assets = req.assets.len(),
+            tile.size = i64::from(req.size),
+            assets = req.assets.len() as i64,
             assets.used = Empty,
             pixel_selection = "first",
             format = req.format.label(),
@@ -279,9 +279,9 @@ impl TileRenderer {
         let result = self.render_in_span(req, deadline).instrument(span.clone()).await;
         match &result {
             Ok(tile) => {
-                span.record("bytes_out", tile.data.len() + tile.mask.len());
+                span.record("bytes_out", (tile.data.len() + tile.mask.len()) as i64);
                 let used = tile.assets.iter().filter(|a| a.outcome == AssetOutcome::Used as i32).count();
-                span.record("assets.used", used);
+                span.record("assets.used", used as i64);
             }
             Err(e) => record_error(&span, e),
         }
@@ -296,14 +296,14 @@ impl TileRenderer {
         let started = Instant::now();
         let mut plan = self.plan(req, deadline, started).await?;
         let composite_span =
-            tracing::info_span!("composite", composite_ms = Empty, assets.read = plan.touching.len());
+            tracing::info_span!("composite", composite_ms = Empty, assets.read = plan.touching.len() as i64);
         let raster = self.composite(req, &mut plan, deadline, started).instrument(composite_span).await?;
         let format = req.format;
         let encode_span = tracing::info_span!("encode", format = format.label(), bytes = Empty);
         let (data, mask) = tokio::task::spawn_blocking(move || {
             let encoded = encode_span.in_scope(|| encode(&raster, format));
             if let Ok((data, mask)) = &encoded {
-                encode_span.record("bytes", data.len() + mask.len());
+                encode_span.record("bytes", (data.len() + mask.len()) as i64);
             }
             encoded
         })
@@ -406,6 +406,7 @@ impl TileRenderer {
                     match &result {
                         Ok(_) => current.record("outcome", "ok"),
                         Err(e) => {
+                            tracing::debug!(error = %e, "asset read failed");
                             record_error(&current, e);
                             current.record("outcome", "failed")
                         }

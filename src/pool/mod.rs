@@ -450,11 +450,12 @@ impl WorkerPool {
         let mut attempts = 0;
         let result = self.run_attempts(&job, asset, deadline, &mut times, &mut attempts).await;
         // The caller's span (an asset read) declares these fields; on others it is a no-op.
+        // (Integers as i64: OpenTelemetry attributes have no unsigned type.)
         let span = tracing::Span::current();
-        span.record("worker.pid", times.pid);
+        span.record("worker.pid", i64::from(times.pid));
         span.record("pool.wait_ms", times.wait.as_secs_f64() * 1e3);
         span.record("ipc_ms", times.ipc.as_secs_f64() * 1e3);
-        span.record("retries", attempts.saturating_sub(1));
+        span.record("retries", i64::from(attempts.saturating_sub(1)));
         result
     }
 

@@ -139,7 +139,7 @@ fn job_span(request: &WorkerRequest) -> tracing::Span {
     let span = tracing::info_span!(
         "worker_job",
         otel.name = name,
-        worker.pid = std::process::id(),
+        worker.pid = i64::from(std::process::id()),
         asset.path = path,
         dataset_cache.hit = Empty,
         gdal.open_ms = Empty,
@@ -199,14 +199,15 @@ fn handle(
     }
 }
 
+/// The job's statistics on its span (integers as i64: OpenTelemetry has no unsigned type).
 fn record_stats(span: &tracing::Span, stats: &ReadStats) {
     span.record("dataset_cache.hit", stats.dataset_cache_hit);
     span.record("gdal.open_ms", stats.open_us as f64 / 1e3);
     span.record("gdal.warp_ms", stats.warp_us as f64 / 1e3);
-    span.record("gdal.overview_level", stats.overview_level);
-    span.record("gdal.network.requests", stats.network_requests);
-    span.record("gdal.network.bytes", stats.network_bytes);
-    span.record("io.read_bytes", stats.io_read_bytes);
+    span.record("gdal.overview_level", i64::from(stats.overview_level));
+    span.record("gdal.network.requests", stats.network_requests as i64);
+    span.record("gdal.network.bytes", stats.network_bytes as i64);
+    span.record("io.read_bytes", stats.io_read_bytes as i64);
 }
 
 fn garbage_hook(hooks: &test_hooks::TestHooks, request: &WorkerRequest) -> Option<test_hooks::Garbage> {

@@ -112,7 +112,9 @@ impl Server {
                 let Ok(line) = line else { break };
                 let plain = strip_ansi(&line);
                 if let Some(rest) = plain.split("listening on ").nth(1) {
-                    let _ = addr_tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+                    // Text or JSON lines: the address is the run of address characters.
+                    let addr = rest.split(|c: char| !(c.is_ascii_alphanumeric() || ".:[]".contains(c)));
+                    let _ = addr_tx.send(addr.into_iter().next().unwrap_or_default().to_owned());
                 }
                 if let Some(rest) = plain.split("admin endpoint on http://").nth(1) {
                     let _ = admin_tx.send(rest.split('/').next().unwrap_or_default().to_owned());

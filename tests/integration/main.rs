@@ -13,5 +13,7 @@ mod faults;
 mod grpcurl;
 mod harness;
 mod health;
+mod otlp;
 mod pixels;
 mod supervision;
+mod telemetry;

@@ -1,0 +1,363 @@
+//! Traces over OTLP to a real receiver, across the process boundary; metrics on the
+//! Prometheus endpoint and over OTLP; JSON logs with trace ids; flush at shutdown.
+
+// Metric samples are integer counts printed as numbers: compared exactly on purpose.
+#![allow(clippy::float_cmp)]
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
+
+use tessera::pb::v1;
+use tonic::{Code, metadata::MetadataValue};
+
+use crate::{
+    harness::{self, Server, ServerOptions, tile_at, tile_request},
+    otlp::{ReceivedSpan, Receiver},
+};
+
+/// The mosaic tile the demo assets share.
+const MOSAIC: (u32, u32, u32) = (12, 1194, 1551);
+
+/// A W3C traceparent of a caller span: (header, trace id, caller span id).
+fn traceparent(seed: u64) -> (String, String, String) {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let trace_id = format!("{:016x}{:016x}", nanos as u64, seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let span_id = format!("{:016x}", seed.wrapping_add(0x1234_5678_9abc_def0));
+    (format!("00-{trace_id}-{span_id}-01"), trace_id, span_id)
+}
+
+fn traced<T>(message: T, header: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("traceparent", MetadataValue::try_from(header).unwrap());
+    request
+}
+
+fn otel_server(receiver: std::net::SocketAddr, workers: usize, extra: &[(&str, &str)]) -> Server {
+    let mut env = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), format!("http://{receiver}")),
+        ("OTEL_SERVICE_NAME".to_owned(), "tessera-test".to_owned()),
+        ("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "100".to_owned()),
+        ("OTEL_METRIC_EXPORT_INTERVAL".to_owned(), "300".to_owned()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    Server::start_with(ServerOptions { workers, env, ..Default::default() })
+}
+
+fn named<'a>(spans: &'a [ReceivedSpan], name: &str) -> Vec<&'a ReceivedSpan> {
+    spans.iter().filter(|s| s.name == name).collect()
+}
+
+fn one<'a>(spans: &'a [ReceivedSpan], name: &str) -> &'a ReceivedSpan {
+    let found = named(spans, name);
+    assert_eq!(found.len(), 1, "expected one '{name}' span: {spans:#?}");
+    found[0]
+}
+
+#[tokio::test]
+async fn a_mosaic_tile_is_one_trace_from_the_caller_through_three_workers() {
+    let (receiver, addr) = Receiver::start().await;
+    let server = otel_server(addr, 3, &[]);
+    let workers: BTreeSet<i64> = server.worker_pids().into_iter().map(i64::from).collect();
+    assert_eq!(workers.len(), 3);
+    let mut client = server.client().await;
+    let (z, x, y) = MOSAIC;
+    let assets = &harness::UTM[..3];
+
+    let (header, trace_id, caller_span) = traceparent(1);
+    let tile = client.get_tile(traced(tile_request(z, x, y, assets), &header)).await.unwrap().into_inner();
+    // rpc + tile + composite + encode + 3 × (asset info, worker info, asset read, worker read).
+    let spans = receiver.wait_for_trace(&trace_id, Duration::from_secs(15), |s| s.len() >= 16).await;
+    assert_eq!(spans.len(), 16, "{spans:#?}");
+
+    let rpc = one(&spans, "tessera.v1.TileService/GetTile");
+    assert_eq!(rpc.parent_id, caller_span, "the RPC span is the caller's child");
+    assert_eq!(rpc.kind, 2, "server kind");
+    assert_eq!(rpc.service, "tessera-test");
+    assert_eq!(rpc.str("rpc.system"), "grpc");
+    assert_eq!(rpc.str("rpc.service"), "tessera.v1.TileService");
+    assert_eq!(rpc.str("rpc.method"), "GetTile");
+    assert_eq!(rpc.int("rpc.grpc.status_code"), 0);
+
+    let tile_span = one(&spans, "tile");
+    assert_eq!(tile_span.parent_id, rpc.span_id);
+    assert_eq!(
+        (tile_span.int("tile.z"), tile_span.int("tile.x"), tile_span.int("tile.y")),
+        (i64::from(z), i64::from(x), i64::from(y))
+    );
+    assert_eq!(tile_span.str("tile.matrix_set"), "WebMercatorQuad");
+    assert_eq!(tile_span.int("assets"), 3);
+    assert_eq!(tile_span.str("pixel_selection"), "first");
+    assert_eq!(tile_span.str("format"), "png");
+    assert_eq!(tile_span.int("bytes_out"), (tile.data.len() + tile.mask.len()) as i64);
+    let composite = one(&spans, "composite");
+    assert_eq!(composite.parent_id, tile_span.span_id);
+    assert!(composite.attributes.contains_key("composite_ms"));
+    assert_eq!(one(&spans, "encode").parent_id, tile_span.span_id);
+
+    let reads = named(&spans, "asset read");
+    assert_eq!(reads.len(), 3);
+    let read_ids: BTreeSet<&str> = reads.iter().map(|r| r.span_id.as_str()).collect();
+    for r in &reads {
+        assert_eq!(r.parent_id, composite.span_id);
+        assert_eq!(r.service, "tessera-test");
+        assert_eq!(r.str("outcome"), "ok");
+        assert_eq!(r.int("retries"), 0);
+        assert!(workers.contains(&r.int("worker.pid")), "{r:#?}");
+        for timing in ["pool.wait_ms", "ipc_ms"] {
+            assert!(matches!(r.attr(timing), crate::otlp::Attr::Float(ms) if *ms >= 0.0), "{timing}: {r:#?}");
+        }
+    }
+    let worker_reads = named(&spans, "worker read");
+    assert_eq!(worker_reads.len(), 3);
+    let parents: BTreeSet<&str> = worker_reads.iter().map(|w| w.parent_id.as_str()).collect();
+    assert_eq!(parents, read_ids, "each worker span is the child of one front-side read span");
+    let pids: BTreeSet<i64> = worker_reads.iter().map(|w| w.int("worker.pid")).collect();
+    assert_eq!(pids.len(), 3, "three reads in flight at once ran on three workers: {worker_reads:#?}");
+    assert!(pids.is_subset(&workers));
+    for w in &worker_reads {
+        assert_eq!(w.service, "tessera-test-worker");
+        let front = reads.iter().find(|r| r.span_id == w.parent_id).unwrap();
+        assert_eq!(front.int("worker.pid"), w.int("worker.pid"), "the front names the worker that ran it");
+        assert!(w.int("gdal.overview_level") >= 1, "a zoom-12 tile of 2 m data reads an overview: {w:#?}");
+        assert_eq!(w.int("gdal.network.requests"), 0, "local files make no HTTP requests");
+    }
+    let infos = named(&spans, "asset info");
+    let worker_infos = named(&spans, "worker info");
+    assert_eq!((infos.len(), worker_infos.len()), (3, 3));
+    for w in &worker_infos {
+        assert!(!w.bool("dataset_cache.hit"), "the first open of each asset is a miss");
+        assert!(w.int("io.read_bytes") > 0, "opening reads the file: {w:#?}");
+        assert!(infos.iter().any(|i| i.span_id == w.parent_id && i.parent_id == tile_span.span_id));
+    }
+
+    // The same tile again, three times: every (worker, asset) pair opens its dataset once
+    // (a miss), then finds it open (hits).
+    for seed in 2..5 {
+        let (header, trace_id, _) = traceparent(seed);
+        client.get_tile(traced(tile_request(z, x, y, assets), &header)).await.unwrap();
+        let again = receiver.wait_for_trace(&trace_id, Duration::from_secs(15), |s| s.len() >= 10).await;
+        // Asset metadata is cached in the front now: no info jobs.
+        assert!(named(&again, "asset info").is_empty());
+        assert_eq!(named(&again, "worker read").len(), 3);
+    }
+    assert_each_worker_opens_each_asset_once(&receiver);
+    wait_for_otlp_metrics(&receiver).await;
+}
+
+/// Every (worker, asset) pair's first job opens the dataset (a miss, reading the
+/// file); its later jobs find it open (hits).
+fn assert_each_worker_opens_each_asset_once(receiver: &Receiver) {
+    let mut jobs: BTreeMap<(i64, String), Vec<ReceivedSpan>> = BTreeMap::new();
+    for s in receiver.spans().into_iter().filter(|s| s.name.starts_with("worker ")) {
+        jobs.entry((s.int("worker.pid"), s.str("asset.path").to_owned())).or_default().push(s);
+    }
+    let mut hits = 0;
+    for ((pid, path), mut spans) in jobs {
+        spans.sort_by_key(|s| s.start_ns);
+        assert!(!spans[0].bool("dataset_cache.hit"), "first job of {path} on {pid} must open it");
+        assert!(spans[0].int("io.read_bytes") > 0);
+        for s in &spans[1..] {
+            assert!(s.bool("dataset_cache.hit"), "later jobs of {path} on {pid} find it open: {s:#?}");
+            hits += 1;
+        }
+    }
+    // 15 jobs on at most 9 (worker, asset) pairs.
+    assert!(hits >= 6, "{hits} cache hits");
+}
+
+/// The metrics reach the receiver over OTLP too.
+async fn wait_for_otlp_metrics(receiver: &Receiver) {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    let wanted = [
+        "tessera.tiles",
+        "tessera.tile.duration",
+        "tessera.asset_read.duration",
+        "tessera.worker.spawns",
+        "tessera.pool.workers",
+        "tessera.dataset_cache.lookups",
+        "tessera.encoded_bytes",
+    ];
+    loop {
+        let names = receiver.metric_names();
+        if wanted.iter().all(|w| names.contains(*w)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "metrics missing over OTLP; got {names:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_failed_read_sets_error_status_on_the_front_and_worker_spans() {
+    let (receiver, addr) = Receiver::start().await;
+    let server = otel_server(addr, 2, &[]);
+    let mut client = server.client().await;
+    // truncated.tif: header intact, the south of its full-resolution data cut off (see
+    // bad_input). A zoom-17 tile near its south-east corner fails in the read.
+    let info = client
+        .get_asset_info(v1::GetAssetInfoRequest { asset: harness::UTM[0].into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let g = info.geographic_bounds.unwrap();
+    let inset = |a: f64, b: f64| a + (b - a) * 0.05;
+    let (x, y) = tile_at(inset(g.max_x, g.min_x), inset(g.min_y, g.max_y), 17);
+    let (header, trace_id, _) = traceparent(7);
+    let status =
+        client.get_tile(traced(tile_request(17, x, y, &["truncated.tif"]), &header)).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+
+    let spans = receiver
+        .wait_for_trace(&trace_id, Duration::from_secs(15), |s| {
+            !named(s, "worker read").is_empty() && !named(s, "tessera.v1.TileService/GetTile").is_empty()
+        })
+        .await;
+    let worker = one(&spans, "worker read");
+    assert_eq!(worker.status.0, 2, "worker span status is ERROR: {worker:#?}");
+    assert!(worker.status.1.contains("truncated.tif"), "{worker:#?}");
+    assert_eq!(worker.str("error.kind"), "ERROR_KIND_READ_FAILED");
+    let read = one(&spans, "asset read");
+    assert_eq!(worker.parent_id, read.span_id);
+    assert_eq!(read.status.0, 2, "front read span status is ERROR: {read:#?}");
+    assert!(read.status.1.contains("'truncated.tif'"), "{read:#?}");
+    assert_eq!(read.str("outcome"), "failed");
+    let tile = one(&spans, "tile");
+    assert_eq!(tile.status.0, 2);
+    // A caller's bad asset is not a server fault: the RPC span records the code only.
+    let rpc = one(&spans, "tessera.v1.TileService/GetTile");
+    assert_eq!(rpc.int("rpc.grpc.status_code"), Code::FailedPrecondition as i64);
+    assert_eq!(rpc.status.0, 0);
+}
+
+#[tokio::test]
+async fn spans_of_the_last_requests_are_flushed_at_shutdown() {
+    let (receiver, addr) = Receiver::start().await;
+    // Batches leave only every 60 s: whatever arrives, arrives because of the shutdown.
+    let mut server = otel_server(addr, 2, &[("OTEL_BSP_SCHEDULE_DELAY", "60000")]);
+    let mut client = server.client().await;
+    let (z, x, y) = MOSAIC;
+    let (header, trace_id, _) = traceparent(11);
+    client.get_tile(traced(tile_request(z, x, y, &harness::UTM[..2]), &header)).await.unwrap();
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(receiver.spans().iter().all(|s| s.trace_id != trace_id), "exported before shutdown");
+    let status = server.terminate(Duration::from_secs(20)).await;
+    assert!(status.success(), "{status:?}");
+    // rpc, tile, composite, encode, 2 × (asset info, worker info, asset read, worker read).
+    let spans = receiver.wait_for_trace(&trace_id, Duration::from_secs(5), |s| s.len() >= 12).await;
+    assert_eq!(spans.len(), 12, "{spans:#?}");
+    assert_eq!(named(&spans, "worker read").len(), 2);
+    assert_eq!(named(&spans, "worker info").len(), 2);
+}
+
+/// `tessera_tiles_total{format="png",status="OK"}` and friends.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn prometheus_counters_follow_a_known_set_of_requests() {
+    let server = Server::start();
+    let mut client = server.client().await;
+    let (z, x, y) = MOSAIC;
+    let mut png_bytes = 0;
+    for _ in 0..2 {
+        let t = client.get_tile(tile_request(z, x, y, &harness::UTM[..1])).await.unwrap().into_inner();
+        png_bytes += t.data.len();
+    }
+    let mut jpeg = tile_request(z, x, y, &harness::UTM[..1]);
+    jpeg.format = v1::ImageFormat::Jpeg as i32;
+    let jpeg_bytes = client.get_tile(jpeg).await.unwrap().into_inner().data.len();
+    let missing = client.get_tile(tile_request(z, x, y, &["no_such_asset.tif"])).await.unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    let mut bad_format = tile_request(z, x, y, &harness::UTM[..1]);
+    bad_format.format = 99;
+    assert_eq!(client.get_tile(bad_format).await.unwrap_err().code(), Code::InvalidArgument);
+
+    let text = server.metrics_text();
+    assert_eq!(sample(&text, r#"tessera_tiles_total{format="png",status="OK"}"#), 2.0);
+    assert_eq!(sample(&text, r#"tessera_tiles_total{format="jpeg",status="OK"}"#), 1.0);
+    assert_eq!(sample(&text, r#"tessera_tiles_total{format="png",status="NOT_FOUND"}"#), 1.0);
+    assert_eq!(sample(&text, r#"tessera_tiles_total{format="invalid",status="INVALID_ARGUMENT"}"#), 1.0);
+    assert_eq!(sample(&text, r#"tessera_encoded_bytes_total{format="png"}"#), png_bytes as f64);
+    assert_eq!(sample(&text, r#"tessera_encoded_bytes_total{format="jpeg"}"#), jpeg_bytes as f64);
+    assert_eq!(sample(&text, "tessera_tile_duration_seconds_count"), 5.0);
+    assert_eq!(sample(&text, r#"tessera_tile_duration_seconds_bucket{le="+Inf"}"#), 5.0);
+    // Three reads (the missing asset fails before any job); one info job.
+    assert_eq!(sample(&text, "tessera_asset_read_duration_seconds_count"), 3.0);
+    let (hits, misses) = (
+        sample(&text, "tessera_dataset_cache_hits_total"),
+        sample(&text, "tessera_dataset_cache_misses_total"),
+    );
+    assert_eq!(hits + misses, 4.0, "{text}");
+    assert!((1.0..=2.0).contains(&misses), "one miss per worker that opened the asset: {text}");
+    assert_eq!(sample(&text, "tessera_dataset_cache_hit_ratio"), hits / 4.0);
+    assert_eq!(sample(&text, "tessera_worker_spawns_total"), 2.0);
+    assert_eq!(sample(&text, "tessera_jobs_started_total"), 4.0);
+    assert_eq!(sample(&text, "tessera_pool_size"), 2.0);
+    assert_eq!(sample(&text, "tessera_pool_busy_workers"), 0.0);
+    assert_eq!(sample(&text, "tessera_worker_crashes_total"), 0.0);
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_trace_id_and_worker_lines_their_pid() {
+    let server = Server::start_with(ServerOptions {
+        args: vec!["--log-format".into(), "json".into()],
+        env: vec![("RUST_LOG".into(), "info,tessera=debug".into())],
+        ..Default::default()
+    });
+    let mut client = server.client().await;
+    let info = client
+        .get_asset_info(v1::GetAssetInfoRequest { asset: harness::UTM[0].into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let g = info.geographic_bounds.unwrap();
+    let inset = |a: f64, b: f64| a + (b - a) * 0.05;
+    let (x, y) = tile_at(inset(g.max_x, g.min_x), inset(g.min_y, g.max_y), 17);
+    let (header, trace_id, _) = traceparent(13);
+    client.get_tile(traced(tile_request(17, x, y, &["truncated.tif"]), &header)).await.unwrap_err();
+
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    let worker_line = loop {
+        let lines: Vec<serde_json::Value> = server
+            .log_text()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        assert!(
+            lines
+                .iter()
+                .all(|l| l["timestamp"].is_string() && l["level"].is_string() && l["message"].is_string())
+        );
+        let found =
+            lines.iter().find(|l| l["target"] == "tessera::worker" && l["trace_id"] == trace_id.as_str());
+        if let Some(line) = found {
+            break line.clone();
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no worker line with trace {trace_id}:\n{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        server.worker_pids().contains(&(worker_line["worker_pid"].as_u64().unwrap() as u32)),
+        "{worker_line}"
+    );
+    assert!(worker_line["message"].as_str().unwrap().contains("job failed"), "{worker_line}");
+    // The front's own lines inside the request carry the trace too, with their span id.
+    let front = server.log_text();
+    let traced_front_line =
+        front.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|l| {
+            l["target"] != "tessera::worker" && l["trace_id"] == trace_id.as_str() && l["span_id"].is_string()
+        });
+    assert!(traced_front_line.is_some(), "no front line in trace {trace_id}:\n{front}");
+}
