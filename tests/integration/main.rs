@@ -13,6 +13,7 @@ mod faults;
 mod grpcurl;
 mod harness;
 mod health;
+mod http_range;
 mod otlp;
 mod pixels;
 mod supervision;

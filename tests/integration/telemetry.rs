@@ -6,6 +6,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    sync::atomic::Ordering,
     time::Duration,
 };
 
@@ -360,4 +361,95 @@ async fn json_logs_carry_the_trace_id_and_worker_lines_their_pid() {
             l["target"] != "tessera::worker" && l["trace_id"] == trace_id.as_str() && l["span_id"].is_string()
         });
     assert!(traced_front_line.is_some(), "no front line in trace {trace_id}:\n{front}");
+}
+
+/// Bounds of a Web Mercator tile in EPSG:3857 metres.
+fn mercator_bounds(z: u32, x: u32, y: u32) -> [f64; 4] {
+    let world = 20_037_508.342_789_244;
+    let size = 2.0 * world / f64::from(1u32 << z);
+    let (min_x, max_y) = (-world + f64::from(x) * size, world - f64::from(y) * size);
+    [min_x, max_y - size, min_x + size, max_y]
+}
+
+/// GDAL's own network statistics reach the worker's answer and span: the HTTP requests
+/// and bytes it counts for a `/vsicurl/` read are exactly those the server saw. (The
+/// front does not accept URLs yet; this drives a worker over its IPC channel directly.)
+#[tokio::test]
+async fn a_worker_counts_gdals_http_requests_and_bytes_for_a_remote_read() {
+    use tessera::{
+        ipc::{read_frame_async, write_frame_async},
+        pb::worker::{
+            Hello, ReadRequest, Resampling, WorkerRequest, WorkerResponse, worker_request::Job,
+            worker_response,
+        },
+    };
+    let (receiver, otlp) = Receiver::start().await;
+    let (base, counts) = crate::http_range::serve(harness::fixtures().to_path_buf()).await;
+    let mut worker = tokio::process::Command::new(harness::BIN)
+        .arg("worker")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"))
+        .env("OTEL_SERVICE_NAME", "tessera-test-worker")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "50")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = worker.stdin.take().unwrap();
+    let mut stdout = worker.stdout.take().unwrap();
+    let hello: Hello = read_frame_async(&mut stdout).await.unwrap();
+
+    let (header, trace_id, _) = traceparent(17);
+    let (z, x, y) = MOSAIC;
+    let [min_x, min_y, max_x, max_y] = mercator_bounds(z, x, y);
+    let request = |id| WorkerRequest {
+        id,
+        deadline_ms: 20_000,
+        trace_context: [("traceparent".to_owned(), header.clone())].into(),
+        job: Some(Job::Read(ReadRequest {
+            path: format!("/vsicurl/{base}/{}", harness::UTM[0]),
+            target_crs: "EPSG:3857".into(),
+            min_x,
+            min_y,
+            max_x,
+            max_y,
+            width: 256,
+            height: 256,
+            resampling: Resampling::Nearest as i32,
+            bands: vec![],
+        })),
+    };
+    let mut stats = Vec::new();
+    for id in 1..=2 {
+        let before = (counts.requests.load(Ordering::SeqCst), counts.body_bytes.load(Ordering::SeqCst));
+        write_frame_async(&mut stdin, &request(id)).await.unwrap();
+        let response: WorkerResponse = read_frame_async(&mut stdout).await.unwrap();
+        assert!(matches!(response.result, Some(worker_response::Result::Read(_))), "{:?}", response.result);
+        let s = response.stats.unwrap();
+        let served = (
+            counts.requests.load(Ordering::SeqCst) - before.0,
+            counts.body_bytes.load(Ordering::SeqCst) - before.1,
+        );
+        assert_eq!((s.network_requests, s.network_bytes), served, "read {id}: GDAL's counts vs the server's");
+        stats.push(s);
+    }
+    assert!(stats[0].network_requests >= 2 && stats[0].network_bytes > 0, "{:?}", stats[0]);
+    assert!(!stats[0].dataset_cache_hit && stats[1].dataset_cache_hit);
+    assert!(
+        stats[1].network_requests < stats[0].network_requests,
+        "an open dataset costs fewer requests: {stats:?}"
+    );
+
+    // Closing stdin ends the worker, which flushes its spans.
+    drop(stdin);
+    assert!(worker.wait().await.unwrap().success());
+    let spans = receiver.wait_for_trace(&trace_id, Duration::from_secs(5), |s| s.len() >= 2).await;
+    let mut reads = named(&spans, "worker read");
+    reads.sort_by_key(|s| s.start_ns);
+    assert_eq!(reads.len(), 2);
+    for (span, s) in reads.iter().zip(&stats) {
+        assert_eq!(span.service, "tessera-test-worker");
+        assert_eq!(span.int("worker.pid"), i64::from(hello.pid));
+        assert_eq!(span.int("gdal.network.requests"), s.network_requests as i64);
+        assert_eq!(span.int("gdal.network.bytes"), s.network_bytes as i64);
+    }
 }
