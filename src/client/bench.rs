@@ -39,6 +39,10 @@ pub struct BenchArgs {
     /// Seed of the tile mix.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Export the started server's traces and metrics over OTLP to a counting receiver in
+    /// this process, to measure what telemetry costs.
+    #[arg(long)]
+    pub otlp_sink: bool,
 }
 
 /// A small deterministic generator (xorshift*), so the mix is the same on every run.
@@ -101,6 +105,7 @@ pub(super) fn start_server(
     data_dir: &std::path::Path,
     workers: usize,
     extra: &[&str],
+    env: &[(String, String)],
 ) -> Result<Server, ClientError> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
@@ -110,6 +115,7 @@ pub(super) fn start_server(
         .args(extra)
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stderr(Stdio::piped())
         .spawn()?;
     let stderr = child.stderr.take().ok_or_else(|| ClientError::Usage("no stderr".into()))?;
@@ -239,9 +245,14 @@ async fn run_level(client: &TileServiceClient<Channel>, mix: &Mix, concurrency: 
 
 /// `tessera bench`.
 pub async fn bench(args: BenchArgs) -> Result<(), ClientError> {
+    let sink = if args.otlp_sink { Some(super::otlp_sink::Sink::start().await?) } else { None };
+    let env: Vec<(String, String)> = sink
+        .iter()
+        .map(|(_, addr)| ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), format!("http://{addr}")))
+        .collect();
     let server = match &args.server {
         Some(_) => None,
-        None => Some(start_server(&args.data_dir, args.workers, &[])?),
+        None => Some(start_server(&args.data_dir, args.workers, &[], &env)?),
     };
     let address =
         args.server.clone().or_else(|| server.as_ref().map(|s| s.address.clone())).unwrap_or_default();
@@ -269,6 +280,11 @@ pub async fn bench(args: BenchArgs) -> Result<(), ClientError> {
             peaks.iter().max().copied().unwrap_or(0) / 1024,
             peaks.iter().sum::<u64>() / 1024
         );
+    }
+    if let Some((sink, _)) = sink {
+        // Stop the server first: its last spans leave at shutdown.
+        drop(server);
+        println!("OTLP sink received {}", sink.summary());
     }
     Ok(())
 }

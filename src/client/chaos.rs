@@ -152,6 +152,7 @@ pub async fn chaos(args: ChaosArgs) -> Result<(), ClientError> {
             "--max-in-flight-tiles",
             "1024",
         ],
+        &[],
     )?;
     let admin = server.admin.clone().unwrap_or_default();
     let client = connect(&server.address).await?;

@@ -2,6 +2,7 @@
 //! GETs (what GDAL's `/vsicurl/` sends) and counts the requests and bytes it served.
 
 use std::{
+    fmt::Write as _,
     path::PathBuf,
     sync::{
         Arc,
@@ -65,7 +66,7 @@ pub async fn serve(root: PathBuf) -> (String, Arc<Counts>) {
                                 end - start
                             );
                             if range.is_some() {
-                                head.push_str(&format!("content-range: bytes {start}-{}/{len}\r\n", end - 1));
+                                let _ = write!(head, "content-range: bytes {start}-{}/{len}\r\n", end - 1);
                             }
                             head.push_str("\r\n");
                             let mut out = head.into_bytes();
