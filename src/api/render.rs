@@ -44,7 +44,7 @@ fn asset_span(kind: &'static str, asset: &Asset) -> Span {
     tracing::info_span!(
         "asset_job",
         otel.name = kind,
-        asset = %asset.name,
+        asset.uri = %asset.name,
         worker.pid = Empty,
         pool.wait_ms = Empty,
         ipc_ms = Empty,

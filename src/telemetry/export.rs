@@ -2,7 +2,8 @@
 //! endpoint of its own: with none of them set, nothing is exported and nothing is
 //! reported as wrong.
 //!
-//! - `OTEL_SDK_DISABLED=true` turns everything off.
+//! - `OTEL_SDK_DISABLED=true` turns everything off: no export, and spans get no
+//!   OpenTelemetry ids (no trace ids in logs or passed to workers).
 //! - `OTEL_TRACES_EXPORTER` / `OTEL_METRICS_EXPORTER`: `none` turns a signal off; `otlp`
 //!   turns it on (at the SDK's default endpoint if none is given); other exporters are
 //!   not built in (a warning says so).
@@ -20,6 +21,8 @@ pub struct ExportPlan {
     pub traces: bool,
     /// Export metrics over OTLP/gRPC (the front only).
     pub metrics: bool,
+    /// `OTEL_SDK_DISABLED=true`: no OpenTelemetry at all, not even trace ids.
+    pub sdk_disabled: bool,
     /// Warnings to log once logging is up.
     pub problems: Vec<String>,
 }
@@ -35,7 +38,11 @@ impl ExportPlan {
     pub fn from_lookup(role: Role, get: impl Fn(&str) -> Option<String>) -> Self {
         let get = |k: &str| get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let mut plan = Self::default();
-        if role == Role::Tool || get("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        if get("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+            plan.sdk_disabled = true;
+            return plan;
+        }
+        if role == Role::Tool {
             return plan;
         }
         let mut signal = |name: &str| -> bool {
@@ -113,7 +120,7 @@ mod tests {
             Role::Front,
             &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"), ("OTEL_SDK_DISABLED", "TRUE")],
         );
-        assert_eq!(p, ExportPlan::default());
+        assert_eq!(p, ExportPlan { sdk_disabled: true, ..ExportPlan::default() });
     }
 
     #[test]

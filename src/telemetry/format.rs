@@ -84,10 +84,6 @@ where
             line.insert("span_id".into(), span_id.into());
         }
         for (k, v) in fields {
-            // An empty trace_id field (a worker line outside any trace) says nothing.
-            if k == "trace_id" && v.as_str() == Some("") {
-                continue;
-            }
             let key = if matches!(k.as_str(), "timestamp" | "level" | "target" | "span") {
                 format!("field.{k}")
             } else {

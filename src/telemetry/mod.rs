@@ -127,7 +127,7 @@ impl Telemetry {
         }
         // Spans get W3C ids even when nothing is exported, so the caller's trace id reaches
         // logs and workers.
-        let tracer_provider = (role != Role::Tool).then(|| tracer_builder.build());
+        let tracer_provider = (role != Role::Tool && !plan.sdk_disabled).then(|| tracer_builder.build());
         let mut meter_provider = None;
         if plan.metrics && role == Role::Front {
             match opentelemetry_otlp::MetricExporter::builder().with_tonic().build() {
@@ -264,7 +264,8 @@ pub fn trace_id(span: &tracing::Span) -> Option<String> {
 /// forwarded as warnings.
 pub fn forward_worker_line(pid: u32, line: &str) {
     let parsed = format::WorkerLines::parse(line);
-    let trace_id = parsed.trace_id.unwrap_or("");
+    // An Option field is recorded only when Some: lines outside a trace carry none.
+    let trace_id = parsed.trace_id;
     let message = parsed.message;
     match parsed.level {
         Some(tracing::Level::ERROR) => {

@@ -104,6 +104,7 @@ async fn a_mosaic_tile_is_one_trace_from_the_caller_through_three_workers() {
         assert_eq!(r.parent_id, composite.span_id);
         assert_eq!(r.service, "tessera-test");
         assert_eq!(r.str("outcome"), "ok");
+        assert!(assets.contains(&r.str("asset.uri")), "{r:#?}");
         assert_eq!(r.int("retries"), 0);
         assert!(workers.contains(&r.int("worker.pid")), "{r:#?}");
         for timing in ["pool.wait_ms", "ipc_ms"] {
