@@ -6,7 +6,7 @@ use tessera::pb::v1::{self, tile_service_client::TileServiceClient};
 use tonic::{Code, Status, transport::Channel};
 use tonic_types::StatusExt;
 
-use crate::harness::{Server, tile_at, tile_request};
+use crate::harness::{self, Server, tile_at, tile_request};
 
 /// The asset every "is the server still fine" check renders.
 const GOOD_ASSET: &str = "utm_rgb_00.tif";
@@ -179,17 +179,7 @@ async fn unreadable_assets_are_failed_precondition_naming_the_asset() {
         assert_status(asset, &status, Code::FailedPrecondition, &format!("'{asset}'"));
     }
 
-    // truncated.tif is the first 60% of a copy of utm_rgb_00.tif: its header and
-    // overviews are intact, its last full-resolution blocks (the south of the image) are
-    // gone. A zoom 17 tile near the south-east corner reads full resolution there.
-    let info = client
-        .get_asset_info(v1::GetAssetInfoRequest { asset: GOOD_ASSET.into() })
-        .await
-        .unwrap()
-        .into_inner();
-    let g = info.geographic_bounds.expect("geographic bounds");
-    let inset = |a: f64, b: f64| a + (b - a) * 0.05;
-    let (x, y) = tile_at(inset(g.max_x, g.min_x), inset(g.min_y, g.max_y), 17);
+    let (x, y) = harness::truncated_read_tile(&mut client).await;
     let status = tile_error(&mut client, "truncated.tif", tile_request(17, x, y, &["truncated.tif"])).await;
     assert_status(
         &format!("truncated.tif at 17/{x}/{y}"),

@@ -280,6 +280,18 @@ pub fn tile_request(z: u32, x: u32, y: u32, assets: &[&str]) -> v1::GetTileReque
     }
 }
 
+/// A zoom-17 tile (x, y) whose read of `truncated.tif` fails in the worker.
+/// truncated.tif is the first 60% of a copy of utm_rgb_00.tif: its header and overviews
+/// are intact, its last full-resolution blocks (the south of the image) are gone. A tile
+/// near the south-east corner reads full resolution there.
+pub async fn truncated_read_tile(client: &mut TileServiceClient<Channel>) -> (u32, u32) {
+    let info =
+        client.get_asset_info(v1::GetAssetInfoRequest { asset: UTM[0].into() }).await.unwrap().into_inner();
+    let g = info.geographic_bounds.expect("geographic bounds");
+    let inset = |a: f64, b: f64| a + (b - a) * 0.05;
+    tile_at(inset(g.max_x, g.min_x), inset(g.min_y, g.max_y), 17)
+}
+
 /// Web Mercator tile containing a lon/lat.
 pub fn tile_at(lon: f64, lat: f64, z: u32) -> (u32, u32) {
     let n = f64::from(1u32 << z);

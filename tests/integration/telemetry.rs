@@ -14,7 +14,7 @@ use tessera::pb::v1;
 use tonic::{Code, metadata::MetadataValue};
 
 use crate::{
-    harness::{self, Server, ServerOptions, tile_at, tile_request},
+    harness::{self, Server, ServerOptions, tile_request},
     otlp::{ReceivedSpan, Receiver},
 };
 
@@ -196,16 +196,7 @@ async fn a_failed_read_sets_error_status_on_the_front_and_worker_spans() {
     let (receiver, addr) = Receiver::start().await;
     let server = otel_server(addr, 2, &[]);
     let mut client = server.client().await;
-    // truncated.tif: header intact, the south of its full-resolution data cut off (see
-    // bad_input). A zoom-17 tile near its south-east corner fails in the read.
-    let info = client
-        .get_asset_info(v1::GetAssetInfoRequest { asset: harness::UTM[0].into() })
-        .await
-        .unwrap()
-        .into_inner();
-    let g = info.geographic_bounds.unwrap();
-    let inset = |a: f64, b: f64| a + (b - a) * 0.05;
-    let (x, y) = tile_at(inset(g.max_x, g.min_x), inset(g.min_y, g.max_y), 17);
+    let (x, y) = harness::truncated_read_tile(&mut client).await;
     let (header, trace_id, _) = traceparent(7);
     let status =
         client.get_tile(traced(tile_request(17, x, y, &["truncated.tif"]), &header)).await.unwrap_err();
@@ -315,14 +306,7 @@ async fn json_logs_carry_the_trace_id_and_worker_lines_their_pid() {
         ..Default::default()
     });
     let mut client = server.client().await;
-    let info = client
-        .get_asset_info(v1::GetAssetInfoRequest { asset: harness::UTM[0].into() })
-        .await
-        .unwrap()
-        .into_inner();
-    let g = info.geographic_bounds.unwrap();
-    let inset = |a: f64, b: f64| a + (b - a) * 0.05;
-    let (x, y) = tile_at(inset(g.max_x, g.min_x), inset(g.min_y, g.max_y), 17);
+    let (x, y) = harness::truncated_read_tile(&mut client).await;
     let (header, trace_id, _) = traceparent(13);
     client.get_tile(traced(tile_request(17, x, y, &["truncated.tif"]), &header)).await.unwrap_err();
 
