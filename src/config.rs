@@ -52,6 +52,10 @@ pub const DEFAULT_CRASH_LOOP_WINDOW: Duration = Duration::from_secs(30);
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(10);
 /// Default of `--ping-timeout`.
 pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default of `--remote-metadata-ttl`.
+pub const DEFAULT_REMOTE_METADATA_TTL: Duration = Duration::from_secs(300);
+/// Default of `--tile-cache-ttl`.
+pub const DEFAULT_TILE_CACHE_TTL: Duration = Duration::from_secs(60);
 
 /// Flags of `tessera serve`.
 #[derive(Debug, Args, Default)]
@@ -66,7 +70,7 @@ pub struct ServeArgs {
     /// Directory the assets are read from [default: ./data].
     #[arg(long, env = "TESSERA_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Number of GDAL worker processes [default: one per core, at least 2].
+    /// Number of GDAL worker processes [default: two per core, at least 4].
     #[arg(long, env = "TESSERA_WORKERS")]
     pub workers: Option<usize>,
     /// Longest one asset read may take, e.g. "10s" or "500ms" [default: 10s].
@@ -133,6 +137,37 @@ pub struct ServeArgs {
     /// Address of the admin HTTP endpoint (GET /metrics, Prometheus text); off when unset [default: off].
     #[arg(long, env = "TESSERA_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
+    /// URL prefix under which remote assets may be read, e.g. https://data.example.com/cogs/
+    /// or s3://naip-bucket/ (repeatable; env: comma-separated) [default: none].
+    #[arg(long, env = "TESSERA_ALLOW_REMOTE", value_delimiter = ',')]
+    pub allow_remote: Vec<String>,
+    /// S3-compatible endpoint (host[:port]) for s3:// assets [default: AWS].
+    #[arg(long, env = "TESSERA_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// Address S3 buckets in the path (http://endpoint/bucket/key), not the host name [default: false].
+    #[arg(long, env = "TESSERA_S3_PATH_STYLE", num_args = 0..=1, default_missing_value = "true")]
+    pub s3_path_style: Option<bool>,
+    /// Talk to the S3 endpoint over https [default: true].
+    #[arg(long, env = "TESSERA_S3_HTTPS", num_args = 0..=1, default_missing_value = "true")]
+    pub s3_https: Option<bool>,
+    /// S3 region [default: from AWS_REGION, else us-east-1].
+    #[arg(long, env = "TESSERA_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Read s3:// assets without signing requests (public buckets) [default: false; credentials come from the standard AWS variables or web identity].
+    #[arg(long, env = "TESSERA_S3_ANONYMOUS", num_args = 0..=1, default_missing_value = "true")]
+    pub s3_anonymous: Option<bool>,
+    /// A GDAL configuration option for the workers, KEY=VALUE (repeatable; env: separated by ';'); overrides Tessera's defaults.
+    #[arg(long, env = "TESSERA_GDAL_CONFIG", value_delimiter = ';')]
+    pub gdal_config: Vec<String>,
+    /// How long the front trusts a remote asset's cached bounds and type [default: 5m].
+    #[arg(long, env = "TESSERA_REMOTE_METADATA_TTL", value_parser = humantime::parse_duration)]
+    pub remote_metadata_ttl: Option<Duration>,
+    /// Memory for encoded tiles kept in the front (e.g. 256MiB); 0 = no tile cache [default: 0].
+    #[arg(long, env = "TESSERA_TILE_CACHE_SIZE", value_parser = parse_bytes)]
+    pub tile_cache_size: Option<u64>,
+    /// How long a cached tile is served [default: 60s].
+    #[arg(long, env = "TESSERA_TILE_CACHE_TTL", value_parser = humantime::parse_duration)]
+    pub tile_cache_ttl: Option<Duration>,
 }
 
 /// The config file's shape: every key optional.
@@ -175,6 +210,19 @@ struct FileConfig {
     #[serde(default, with = "humantime_serde_opt")]
     ping_timeout: Option<Duration>,
     admin_listen: Option<SocketAddr>,
+    allow_remote: Option<Vec<String>>,
+    s3_endpoint: Option<String>,
+    s3_path_style: Option<bool>,
+    s3_https: Option<bool>,
+    s3_region: Option<String>,
+    s3_anonymous: Option<bool>,
+    gdal_config: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default, with = "humantime_serde_opt")]
+    remote_metadata_ttl: Option<Duration>,
+    #[serde(default, with = "bytes_serde_opt")]
+    tile_cache_size: Option<u64>,
+    #[serde(default, with = "humantime_serde_opt")]
+    tile_cache_ttl: Option<Duration>,
 }
 
 /// Parses a byte size: plain bytes, or a number with KiB, MiB, GiB (or KB, MB, GB).
@@ -267,6 +315,17 @@ pub struct ServeConfig {
     pub ping_timeout: Duration,
     /// `--admin-listen`.
     pub admin_listen: Option<SocketAddr>,
+    /// `--allow-remote` prefixes.
+    pub allow_remote: Vec<String>,
+    /// Environment of every worker process: GDAL configuration options (Tessera's
+    /// S3 settings and `--gdal-config`), on top of the front's own environment.
+    pub worker_env: Vec<(String, String)>,
+    /// `--remote-metadata-ttl`.
+    pub remote_metadata_ttl: Duration,
+    /// `--tile-cache-size` (0 = off).
+    pub tile_cache_size: u64,
+    /// `--tile-cache-ttl`.
+    pub tile_cache_ttl: Duration,
 }
 
 /// A configuration that cannot be served.
@@ -313,6 +372,10 @@ impl ServeConfig {
         if self.max_jobs_per_worker == 0 {
             return Err(ConfigError::Invalid("--max-jobs-per-worker must be at least 1".into()));
         }
+        for prefix in &self.allow_remote {
+            crate::mosaic::RemotePrefix::parse(prefix)
+                .map_err(|e| ConfigError::Invalid(format!("--allow-remote {e}")))?;
+        }
         if !self.data_dir.is_dir() {
             return Err(ConfigError::Invalid(format!(
                 "--data-dir {} is not a directory",
@@ -338,6 +401,7 @@ impl ServeArgs {
             }
             None => FileConfig::default(),
         };
+        let worker_env = worker_env(&self, &file)?;
         let config = ServeConfig {
             listen: self
                 .listen
@@ -399,10 +463,62 @@ impl ServeArgs {
             ping_interval: self.ping_interval.or(file.ping_interval).unwrap_or(DEFAULT_PING_INTERVAL),
             ping_timeout: self.ping_timeout.or(file.ping_timeout).unwrap_or(DEFAULT_PING_TIMEOUT),
             admin_listen: self.admin_listen.or(file.admin_listen),
+            allow_remote: if self.allow_remote.is_empty() {
+                file.allow_remote.unwrap_or_default()
+            } else {
+                self.allow_remote.clone()
+            },
+            worker_env,
+            remote_metadata_ttl: self
+                .remote_metadata_ttl
+                .or(file.remote_metadata_ttl)
+                .unwrap_or(DEFAULT_REMOTE_METADATA_TTL),
+            tile_cache_size: self.tile_cache_size.or(file.tile_cache_size).unwrap_or(0),
+            tile_cache_ttl: self.tile_cache_ttl.or(file.tile_cache_ttl).unwrap_or(DEFAULT_TILE_CACHE_TTL),
         };
         config.validate()?;
         Ok(config)
     }
+}
+
+/// The GDAL options workers get from the S3 flags and `--gdal-config` (flags over file).
+fn worker_env(args: &ServeArgs, file: &FileConfig) -> Result<Vec<(String, String)>, ConfigError> {
+    let yes_no = |b: bool| if b { "YES" } else { "NO" }.to_owned();
+    let mut env = std::collections::BTreeMap::new();
+    if let Some(endpoint) = args.s3_endpoint.clone().or_else(|| file.s3_endpoint.clone()) {
+        env.insert("AWS_S3_ENDPOINT".to_owned(), endpoint);
+    }
+    if let Some(path_style) = args.s3_path_style.or(file.s3_path_style) {
+        env.insert("AWS_VIRTUAL_HOSTING".to_owned(), yes_no(!path_style));
+    }
+    if let Some(https) = args.s3_https.or(file.s3_https) {
+        env.insert("AWS_HTTPS".to_owned(), yes_no(https));
+    }
+    if let Some(region) = args.s3_region.clone().or_else(|| file.s3_region.clone()) {
+        env.insert("AWS_REGION".to_owned(), region);
+    }
+    if let Some(anonymous) = args.s3_anonymous.or(file.s3_anonymous) {
+        env.insert("AWS_NO_SIGN_REQUEST".to_owned(), yes_no(anonymous));
+    }
+    for (k, v) in file.gdal_config.iter().flatten() {
+        env.insert(k.clone(), v.clone());
+    }
+    for kv in &args.gdal_config {
+        let (k, v) = kv.split_once('=').ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "--gdal-config '{kv}' is not KEY=VALUE (e.g. GDAL_HTTP_MAX_RETRY=5)"
+            ))
+        })?;
+        env.insert(k.trim().to_owned(), v.to_owned());
+    }
+    for k in env.keys() {
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') {
+            return Err(ConfigError::Invalid(format!(
+                "GDAL option name '{k}' is not valid: names are upper case letters, digits and '_'"
+            )));
+        }
+    }
+    Ok(env.into_iter().collect())
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use crate::{
-    api::{Limits, TileApi, TileRenderer, TileServiceImpl},
+    api::{Limits, TileApi, TileRenderer, TileServiceImpl, TileSharing},
     config::ServeConfig,
     mosaic::AssetResolver,
     pb::{self, v1::tile_service_server::TileServiceServer},
@@ -34,7 +34,9 @@ pub enum ServeError {
 /// Runs the server until a shutdown signal.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let resolver = AssetResolver::new(&config.data_dir)
-        .map_err(|e| ServeError::Io(format!("data directory {}: {e}", config.data_dir.display())))?;
+        .map_err(|e| ServeError::Io(format!("data directory {}: {e}", config.data_dir.display())))?
+        .with_remote(&config.allow_remote)
+        .map_err(|e| ServeError::Io(format!("--allow-remote {e}")))?;
     let worker_exe =
         std::env::current_exe().map_err(|e| ServeError::Io(format!("cannot find own executable: {e}")))?;
     let pool = WorkerPool::new(PoolConfig {
@@ -53,6 +55,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         crash_loop_window: config.crash_loop_window,
         ping_interval: config.ping_interval,
         ping_timeout: config.ping_timeout,
+        worker_env: config.worker_env.clone(),
     });
     let limits = Limits {
         max_tile_size: config.max_tile_size,
@@ -63,8 +66,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     };
     let metrics = Arc::new(Metrics::new());
     metrics.observe_pool(&pool);
-    let renderer = TileRenderer::new(Arc::clone(&pool), Arc::clone(&metrics));
-    let api = TileApi::new(renderer, resolver, limits, Arc::clone(&metrics));
+    let renderer = TileRenderer::new(Arc::clone(&pool), Arc::clone(&metrics), config.remote_metadata_ttl);
+    let sharing = TileSharing::new(config.tile_cache_size, config.tile_cache_ttl);
+    let api = TileApi::new(renderer, resolver, limits, Arc::clone(&metrics), sharing);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_service_status("", ServingStatus::NotServing).await;

@@ -4,6 +4,7 @@
 
 mod deadline;
 mod render;
+mod tile_cache;
 mod validate;
 
 use std::{pin::Pin, sync::Arc, time::Duration};
@@ -15,6 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument as _;
 
 pub use render::TileRenderer;
+pub use tile_cache::{Source, TileSharing};
 pub use validate::{DEFAULT_QUALITY, DEFAULT_TILE_SIZE, Limits, TileRequest};
 
 use crate::{
@@ -49,6 +51,8 @@ pub struct TileApi {
     /// One permit per tile being rendered: admission control.
     in_flight: Arc<tokio::sync::Semaphore>,
     metrics: Arc<Metrics>,
+    /// Coalescing of identical requests and the tile cache.
+    sharing: TileSharing,
 }
 
 type ResultStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -60,9 +64,10 @@ impl TileApi {
         resolver: AssetResolver,
         limits: Limits,
         metrics: Arc<Metrics>,
+        sharing: TileSharing,
     ) -> Arc<Self> {
         let in_flight = Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight_tiles));
-        Arc::new(Self { renderer, resolver, limits, in_flight, metrics })
+        Arc::new(Self { renderer, resolver, limits, in_flight, metrics, sharing })
     }
 
     /// The request's deadline: the client's grpc-timeout (less a small margin, so our
@@ -87,7 +92,10 @@ impl TileApi {
     /// Renders one tile and counts it in the metrics, whatever its outcome.
     async fn tile(&self, req: &GetTileRequest, deadline: Instant) -> Result<GetTileResponse, ServiceError> {
         let started = Instant::now();
-        let result = self.tile_uncounted(req, deadline).await;
+        let key = prost::Message::encode_to_vec(req);
+        let (result, source) =
+            self.sharing.get_or_render(key, deadline, || self.tile_uncounted(req, deadline)).await;
+        self.metrics.tile_source(source);
         let (code, bytes) = match &result {
             Ok(t) => (tonic::Code::Ok, (t.data.len() + t.mask.len()) as u64),
             Err(e) => (e.code(), 0),

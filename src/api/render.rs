@@ -170,8 +170,8 @@ fn is_asset_error(e: &ServiceError) -> bool {
 
 impl TileRenderer {
     /// A renderer using `pool`.
-    pub fn new(pool: Arc<WorkerPool>, metrics: Arc<Metrics>) -> Self {
-        Self { pool, infos: InfoCache::default(), metrics }
+    pub fn new(pool: Arc<WorkerPool>, metrics: Arc<Metrics>, remote_metadata_ttl: Duration) -> Self {
+        Self { pool, infos: InfoCache::new(remote_metadata_ttl), metrics }
     }
 
     /// Metadata of `asset`, from the cache or a worker.

@@ -1,30 +1,65 @@
-//! Asset names → files inside the data directory. Everything that could reach outside
-//! it is refused here, before any worker sees the name: URLs, GDAL's `/vsi…` and
-//! `DRIVER:` syntaxes, `..`, absolute paths elsewhere, and symlinks that lead out.
+//! Asset names → files inside the data directory, or URLs under an `--allow-remote`
+//! prefix ([`super::remote`]). Everything else that could reach outside is refused here,
+//! before any worker sees the name: other URLs, GDAL's `/vsi…` and `DRIVER:` syntaxes,
+//! `..`, absolute paths elsewhere, and symlinks that lead out.
 
 use std::path::{Component, Path, PathBuf};
 
+use super::remote::{RemotePrefix, RemoteUrl, looks_remote};
 use crate::error::ServiceError;
 
-/// An asset the caller named, resolved to a canonical path inside the data directory.
+/// An asset the caller named, resolved to what GDAL opens.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Asset {
     /// The name as given in the request (used in messages and reports).
     pub name: String,
-    /// The canonical path GDAL opens.
+    /// The canonical path inside the data directory, or the `/vsicurl/` or `/vsis3/`
+    /// path of an allowed URL.
     pub path: PathBuf,
 }
 
-/// Resolves asset names against the data directory.
+impl Asset {
+    /// Whether the asset is read over the network.
+    #[must_use]
+    pub fn is_remote(&self) -> bool {
+        self.path.starts_with("/vsicurl") || self.path.starts_with("/vsis3")
+    }
+}
+
+/// Resolves asset names against the data directory and the remote allow-list.
 #[derive(Debug, Clone)]
 pub struct AssetResolver {
     root: PathBuf,
+    remote: Vec<RemotePrefix>,
 }
 
 impl AssetResolver {
-    /// A resolver for `data_dir`, which must exist.
+    /// A resolver for `data_dir`, which must exist; no remote assets.
     pub fn new(data_dir: &Path) -> std::io::Result<Self> {
-        Ok(Self { root: data_dir.canonicalize()? })
+        Ok(Self { root: data_dir.canonicalize()?, remote: Vec::new() })
+    }
+
+    /// Also allows URLs under `prefixes` (`--allow-remote`).
+    pub fn with_remote(mut self, prefixes: &[String]) -> Result<Self, String> {
+        self.remote = prefixes.iter().map(|p| RemotePrefix::parse(p)).collect::<Result<_, _>>()?;
+        Ok(self)
+    }
+
+    /// A URL under an allowed prefix, or why it may not be read. Nothing is fetched.
+    fn resolve_remote(&self, name: &str) -> Result<Asset, ServiceError> {
+        let denied =
+            |why: String| ServiceError::PermissionDenied(format!("asset '{name}' is not allowed: {why}"));
+        let url = RemoteUrl::parse(name).map_err(denied)?;
+        if !self.remote.iter().any(|p| p.allows(&url)) {
+            let allowed = if self.remote.is_empty() {
+                "this server reads no remote assets (no --allow-remote prefix is configured)".to_owned()
+            } else {
+                let list: Vec<String> = self.remote.iter().map(ToString::to_string).collect();
+                format!("it is under none of the allowed prefixes: {}", list.join(", "))
+            };
+            return Err(denied(allowed));
+        }
+        Ok(Asset { name: name.to_owned(), path: PathBuf::from(url.gdal_path()) })
     }
 
     /// The canonical data directory.
@@ -46,10 +81,13 @@ impl AssetResolver {
         if name.contains('\0') {
             return Err(ServiceError::invalid("assets", format!("asset {name:?} contains a NUL byte")));
         }
-        if name.contains("://") {
-            return Err(denied("URLs are not served"));
+        if name.starts_with("/vsi") {
+            return Err(denied("GDAL virtual file system paths are not served"));
         }
-        if name.starts_with("/vsi") || name.contains("/vsi") {
+        if looks_remote(name) {
+            return self.resolve_remote(name);
+        }
+        if name.contains("/vsi") {
             return Err(denied("GDAL virtual file system paths are not served"));
         }
         if let Some((prefix, _)) = name.split_once(':') {

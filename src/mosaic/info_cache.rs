@@ -1,13 +1,14 @@
 //! The front's cache of asset metadata. The first tile that touches an asset asks a
 //! worker to describe it; later tiles decide from the cache whether the asset touches
-//! them at all, so an asset outside a tile costs no worker job. An entry is dropped
-//! when the file's size or modification time changes.
+//! them at all, so an asset outside a tile costs no worker job (and, when remote, no
+//! request). A local entry is dropped when the file's size or modification time
+//! changes; a remote one after the remote-metadata TTL.
 
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
-    time::SystemTime,
+    time::{Duration, Instant, SystemTime},
 };
 
 use crate::{pb::worker::InfoResult, render::DataType, tms::BBox};
@@ -43,32 +44,61 @@ impl AssetInfo {
 }
 
 type Stamp = (u64, Option<SystemTime>);
-type Entries = HashMap<PathBuf, (Option<Stamp>, Arc<AssetInfo>)>;
+type Entries = HashMap<PathBuf, (Option<Stamp>, Instant, Arc<AssetInfo>)>;
 
 fn stamp(path: &Path) -> Option<Stamp> {
     let m = std::fs::metadata(path).ok()?;
     Some((m.len(), m.modified().ok()))
 }
 
-/// Asset metadata by canonical path.
-#[derive(Debug, Default)]
+/// Most assets described at once; beyond it the oldest entries go.
+const MAX_ENTRIES: usize = 100_000;
+
+/// Asset metadata by canonical (or GDAL) path.
+#[derive(Debug)]
 pub struct InfoCache {
     entries: Mutex<Entries>,
+    remote_ttl: Duration,
+}
+
+impl Default for InfoCache {
+    fn default() -> Self {
+        Self::new(crate::config::DEFAULT_REMOTE_METADATA_TTL)
+    }
 }
 
 impl InfoCache {
-    /// The cached metadata, if the file has not changed since.
+    /// A cache trusting remote entries for `remote_ttl`.
+    #[must_use]
+    pub fn new(remote_ttl: Duration) -> Self {
+        Self { entries: Mutex::default(), remote_ttl }
+    }
+
+    /// The cached metadata, if the file has not changed (local) or the entry is younger
+    /// than the TTL (remote: nothing to stat).
     pub fn get(&self, path: &Path) -> Option<Arc<AssetInfo>> {
-        let now = stamp(path);
+        let remote = is_remote(path);
+        let now = if remote { None } else { stamp(path) };
         let entries = self.entries.lock().ok()?;
-        let (then, info) = entries.get(path)?;
-        (*then == now).then(|| Arc::clone(info))
+        let (then, stored, info) = entries.get(path)?;
+        let fresh = if remote { stored.elapsed() < self.remote_ttl } else { *then == now && now.is_some() };
+        fresh.then(|| Arc::clone(info))
     }
 
     /// Remembers the metadata of `path`.
     pub fn insert(&self, path: &Path, info: Arc<AssetInfo>) {
+        let stamp = if is_remote(path) { None } else { stamp(path) };
         if let Ok(mut e) = self.entries.lock() {
-            e.insert(path.to_path_buf(), (stamp(path), info));
+            if e.len() >= MAX_ENTRIES {
+                if let Some(oldest) = e.iter().min_by_key(|(_, (_, t, _))| *t).map(|(k, _)| k.clone()) {
+                    e.remove(&oldest);
+                }
+            }
+            e.insert(path.to_path_buf(), (stamp, Instant::now(), info));
         }
     }
+}
+
+fn is_remote(path: &Path) -> bool {
+    path.starts_with("/vsicurl") || path.starts_with("/vsis3")
 }

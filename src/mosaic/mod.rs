@@ -1,9 +1,11 @@
-//! Which assets make a tile: resolving the caller's asset names to files this server
-//! may read, and the front's cache of asset metadata (bounds, type, bands) that lets a
+//! Which assets make a tile: resolving the caller's asset names to files or URLs this
+//! server may read, and the front's cache of asset metadata (bounds, type, bands) that lets a
 //! tile skip assets it does not touch without a worker job.
 
 mod assets;
 mod info_cache;
+mod remote;
 
 pub use assets::{Asset, AssetResolver};
 pub use info_cache::{AssetInfo, InfoCache};
+pub use remote::{RemotePrefix, RemoteUrl};

@@ -125,6 +125,7 @@ impl WorkerProcess {
         exe: &Path,
         handshake_timeout: Duration,
         memory_limit: Option<u64>,
+        env: &[(String, String)],
         registry: &Registry,
     ) -> Result<Self, SpawnError> {
         let mut command = Command::new(exe);
@@ -136,6 +137,7 @@ impl WorkerProcess {
         let service =
             format!("{}{}", crate::telemetry::service_name(), crate::telemetry::WORKER_SERVICE_SUFFIX);
         command
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("OTEL_SERVICE_NAME", service)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

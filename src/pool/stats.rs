@@ -29,6 +29,8 @@ pub struct PoolStats {
     pub wait_rejections: AtomicU64,
     /// Idle-worker pings sent.
     pub pings: AtomicU64,
+    /// Jobs sent to a worker that already had their asset open (affinity).
+    pub affinity_hits: AtomicU64,
 }
 
 impl PoolStats {
@@ -78,6 +80,11 @@ impl PoolStats {
                 get(&self.wait_rejections),
             ),
             ("tessera_worker_pings_total", "Idle-worker liveness pings.", get(&self.pings)),
+            (
+                "tessera_affinity_hits_total",
+                "Jobs sent to a worker that had their asset open.",
+                get(&self.affinity_hits),
+            ),
         ]
     }
 }

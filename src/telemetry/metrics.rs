@@ -92,6 +92,7 @@ struct Instruments {
     read_duration: OtelHistogram<f64>,
     encoded_bytes: Counter<u64>,
     cache_lookups: Counter<u64>,
+    shared_tiles: Counter<u64>,
 }
 
 impl Instruments {
@@ -123,6 +124,12 @@ impl Instruments {
                 .u64_counter("tessera.dataset_cache.lookups")
                 .with_description("Worker dataset-cache lookups, by result (hit or miss).")
                 .build(),
+            shared_tiles: meter
+                .u64_counter("tessera.tiles.shared")
+                .with_description(
+                    "Tiles answered without a render of their own, by source (cache or coalesced).",
+                )
+                .build(),
         }
     }
 }
@@ -138,6 +145,9 @@ pub struct Metrics {
     read_seconds: Histogram,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
+    /// Tiles answered from the tile cache, and from another caller's render.
+    tile_cache_hits: AtomicU64,
+    tiles_coalesced: AtomicU64,
     otel: Instruments,
     /// Keeps the pool's observable instruments registered.
     observers: Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
@@ -160,6 +170,8 @@ impl Metrics {
             read_seconds: Histogram::default(),
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
+            tile_cache_hits: AtomicU64::new(0),
+            tiles_coalesced: AtomicU64::new(0),
             otel: Instruments::new(&opentelemetry::global::meter("tessera")),
             observers: Mutex::default(),
         }
@@ -181,6 +193,17 @@ impl Metrics {
             }
             self.otel.encoded_bytes.add(bytes, &[KeyValue::new("format", format.to_owned())]);
         }
+    }
+
+    /// Where a tile's answer came from.
+    pub fn tile_source(&self, source: crate::api::Source) {
+        let (counter, label) = match source {
+            crate::api::Source::Rendered => return,
+            crate::api::Source::Cached => (&self.tile_cache_hits, "cache"),
+            crate::api::Source::Coalesced => (&self.tiles_coalesced, "coalesced"),
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.otel.shared_tiles.add(1, &[KeyValue::new("source", label)]);
     }
 
     /// One asset read finished (or failed) after `elapsed`.
@@ -302,6 +325,17 @@ pub fn render_prometheus(metrics: &Metrics, pool: &WorkerPool) -> String {
     ] {
         help_and_type(&mut out, name, help, "counter");
         let _ = writeln!(out, "{name} {v}");
+    }
+    for (name, help, counter) in [
+        ("tessera_tile_cache_hits_total", "Tiles answered from the tile cache.", &metrics.tile_cache_hits),
+        (
+            "tessera_tiles_coalesced_total",
+            "Tiles answered by another caller's render of the same request.",
+            &metrics.tiles_coalesced,
+        ),
+    ] {
+        help_and_type(&mut out, name, help, "counter");
+        let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
     }
     let ratio = if hits + misses == 0 { 0.0 } else { hits as f64 / (hits + misses) as f64 };
     help_and_type(

@@ -24,14 +24,29 @@ pub const DATASET_CACHE_CAPACITY: usize = 64;
 const ALLOWED_DRIVERS: &[&str] = &["GTiff"];
 
 /// GDAL settings for reading COGs, set once at worker start (they are process-wide).
-const GDAL_CONFIG: &[(&str, &str)] = &[
+/// Each can be overridden with `--gdal-config KEY=VALUE` (or the worker's environment).
+pub const GDAL_CONFIG: &[(&str, &str)] = &[
+    // Opening a COG must not list its directory (a LIST request on S3, a page on HTTP).
     ("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR"),
+    ("CPL_VSIL_CURL_ALLOWED_EXTENSIONS", ".tif,.tiff,.TIF,.TIFF"),
+    // Neighbouring blocks in one range request; HTTP/2 over TLS, several requests on
+    // one connection where the server supports it.
+    ("GDAL_HTTP_MERGE_CONSECUTIVE_RANGES", "YES"),
+    ("GDAL_HTTP_MULTIPLEX", "YES"),
+    ("GDAL_HTTP_VERSION", "2TLS"),
+    // The first GET of an open fetches 32 KiB: the header and tile index of a typical COG.
+    ("GDAL_INGESTED_BYTES_AT_OPEN", "32768"),
+    // /vsicurl/'s per-process cache of downloaded blocks (64 MiB) and of file sizes.
+    ("CPL_VSIL_CURL_CACHE_SIZE", "67108864"),
     ("VSI_CACHE", "TRUE"),
     ("VSI_CACHE_SIZE", "26214400"),
-    ("GDAL_HTTP_MERGE_CONSECUTIVE_RANGES", "YES"),
+    // 429 and 5xx answers are retried with exponential backoff from 0.5 s.
+    ("GDAL_HTTP_MAX_RETRY", "3"),
+    ("GDAL_HTTP_RETRY_DELAY", "0.5"),
+    ("GDAL_HTTP_CONNECTTIMEOUT", "5"),
+    ("GDAL_HTTP_TIMEOUT", "30"),
     ("GDAL_CACHEMAX", "128"),
     ("GDAL_NUM_THREADS", "1"),
-    ("CPL_VSIL_CURL_ALLOWED_EXTENSIONS", ".tif,.tiff,.TIF,.TIFF"),
     // Per-job HTTP request and byte counts for the worker's span.
     ("CPL_VSIL_NETWORK_STATS_ENABLED", "YES"),
     // Only the warp's debug messages, which name the overview it chose.

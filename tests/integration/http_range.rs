@@ -20,6 +20,15 @@ use tokio::{
 pub struct Counts {
     pub requests: AtomicU64,
     pub body_bytes: AtomicU64,
+    /// Requests by path ("/utm_rgb_00.tif").
+    pub by_path: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+}
+
+impl Counts {
+    /// Requests for `path` so far.
+    pub fn of(&self, path: &str) -> u64 {
+        self.by_path.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
 }
 
 /// Serves `root` on 127.0.0.1 (a free port); returns the base URL and the counters.
@@ -51,6 +60,7 @@ pub async fn serve(root: PathBuf) -> (String, Arc<Counts>) {
                     counts.requests.fetch_add(1, Ordering::SeqCst);
                     let mut parts = request_line.split(' ');
                     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+                    *counts.by_path.lock().unwrap().entry(path.to_owned()).or_default() += 1;
                     let response = match std::fs::read(root.join(path.trim_start_matches('/'))) {
                         Err(_) => b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n".to_vec(),
                         Ok(data) => {

@@ -16,5 +16,6 @@ mod health;
 mod http_range;
 mod otlp;
 mod pixels;
+mod remote;
 mod supervision;
 mod telemetry;
