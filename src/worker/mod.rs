@@ -72,6 +72,7 @@ pub fn run(memory_limit: Option<u64>) -> ExitCode {
 fn serve(frames_out: File) -> ExitCode {
     gdal_errors::install();
     read::configure_gdal();
+    read::warm_up();
     let mut hooks = test_hooks::TestHooks::from_env();
     hooks.before_hello();
 

@@ -1,0 +1,431 @@
+#!/usr/bin/env python3
+"""Tessera side by side with the peer (rio-tiler), one command: `make bench`.
+
+Runs every scenario on the same files, the same tiles and the same machine, prints
+the tables and writes them to BENCHMARKS.md with Tessera / peer ratios:
+
+  (a) local mix: single-asset and 6-asset mosaic tiles, z12-z17, 256 px PNG;
+      Tessera at --concurrency requests in flight vs the peer in one thread, a
+      thread pool and a process pool sized to the cores.
+  (b) a 6-asset z12 mosaic over HTTP with a fixed latency per request
+      (bench/range_server.py): cold tile (fresh server or process), the same tile
+      warm, and a neighbouring tile (a z13 child over the same, already open
+      assets), with the requests each cost; the same for S3 (moto, no added
+      latency).
+  (c) low-zoom mosaic tiles, z8-z10, local files.
+  (d) throughput vs Tessera's pool size in the latency-bound case (HTTP).
+  (e) RSS of Tessera's front and workers over a long run of the local mix.
+
+Tessera is driven by `tessera bench --tile-list` (a Rust gRPC client); the peer by
+bench/peer.py in-process (no RPC: the peer's numbers exclude any serving cost).
+Options: --quick (smaller runs), --soak-tiles N, --latency-ms MS, --out FILE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / "target" / "release" / "tessera"
+DATA = ROOT / "data"
+PY = ROOT / ".venv" / "bin" / "python"
+UTM = [f"utm_rgb_{i}.tif" for i in ("00", "01", "02", "10", "11", "12")]
+CORES = os.cpu_count() or 1
+
+
+# ---------------------------------------------------------------- processes
+
+
+class Proc:
+    """A child process whose stderr is drained (and kept) in the background."""
+
+    def __init__(self, args: list[str], env: dict | None = None, ready: str | None = None):
+        self.p = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+        )
+        self.lines: list[str] = []
+        self.seen = threading.Event()
+        self.ready = ready
+        threading.Thread(target=self._drain, args=(self.p.stderr,), daemon=True).start()
+
+    def _drain(self, stream) -> None:
+        for line in stream:
+            self.lines.append(line)
+            if self.ready and self.ready in line:
+                self.seen.set()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        if not self.seen.wait(timeout):
+            raise RuntimeError("not ready:\n" + "".join(self.lines[-20:]))
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(20)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+
+
+def range_server(latency_ms: int) -> tuple[Proc, str]:
+    proc = Proc([str(PY), str(ROOT / "bench" / "range_server.py"), "--root", str(DATA),
+                 "--latency-ms", str(latency_ms)])
+    base = proc.p.stdout.readline().split("listening on ")[1].strip()
+    return proc, base
+
+
+def counts(base: str) -> dict:
+    with urllib.request.urlopen(f"{base}/__stats") as r:
+        return json.load(r)
+
+
+def tessera(workers: int, args: list[str] = (), env: dict | None = None) -> tuple[Proc, str]:
+    proc = Proc([str(BIN), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(DATA),
+                 "--workers", str(workers), *args], env={"RUST_LOG": "info", "NO_COLOR": "1", **(env or {})},
+                ready="worker pool ready")
+    proc.wait_ready()
+    address = next(re.search(r"listening on ([0-9.:]+)", l).group(1) for l in proc.lines if "listening on" in l)
+    return proc, address
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = open(f"/proc/{d}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(d))
+    return out
+
+
+def rss_mib(pid: int, key: str = "VmRSS:") -> float:
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith(key):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def write_list(tiles: list[dict]) -> str:
+    f = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, dir=tempfile.gettempdir())
+    json.dump(tiles, f)
+    f.close()
+    return f.name
+
+
+def run_tessera(address: str, tiles: list[dict], concurrency: int = 1, repeat: int = 1) -> dict:
+    out = subprocess.run([str(BIN), "bench", "--server", address, "--tile-list", write_list(tiles),
+                          "--concurrency", str(concurrency), "--repeat", str(repeat)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_peer(tiles: list[dict], mode: str, workers: int | None = None, repeat: int = 1,
+             env: dict | None = None) -> dict:
+    args = [str(PY), str(ROOT / "bench" / "peer.py"), "--tiles", write_list(tiles), "--mode", mode,
+            "--repeat", str(repeat)]
+    if workers:
+        args += ["--workers", str(workers)]
+    out = subprocess.run(args, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    if not out.stdout.strip():
+        raise RuntimeError(f"peer failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout)
+
+
+# ---------------------------------------------------------------- tiles
+
+
+def bounds_4326(path: Path) -> tuple[float, float, float, float]:
+    out = subprocess.run([str(PY), "-c", (
+        "import sys, json, rasterio\n"
+        "from rasterio.warp import transform_bounds\n"
+        "ds = rasterio.open(sys.argv[1])\n"
+        "print(json.dumps(transform_bounds(ds.crs, 'EPSG:4326', *ds.bounds)))"), str(path)],
+        capture_output=True, text=True, check=True)
+    return tuple(json.loads(out.stdout))
+
+
+def tiles_over(b, z: int) -> list[tuple[int, int, int]]:
+    """Web Mercator tiles at zoom z that touch the lon/lat box b."""
+    import math
+
+    def tile(lon, lat):
+        n = 2 ** z
+        x = int((lon + 180) / 360 * n)
+        lat = math.radians(lat)
+        y = int((1 - math.log(math.tan(lat) + 1 / math.cos(lat)) / math.pi) / 2 * n)
+        return x, y
+
+    x0, y0 = tile(b[0], b[3])
+    x1, y1 = tile(b[2], b[1])
+    return [(z, x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)]
+
+
+def union(bs):
+    return (min(b[0] for b in bs), min(b[1] for b in bs), max(b[2] for b in bs), max(b[3] for b in bs))
+
+
+def local_mix(bounds: dict, n: int, seed: int = 42) -> list[dict]:
+    rng = random.Random(seed)
+    singles = [(t, [a]) for a in UTM for z in range(14, 18) for t in tiles_over(bounds[a], z)]
+    mosaic_area = union(list(bounds.values()))
+    mosaics = [(t, UTM) for z in range(12, 18) for t in tiles_over(mosaic_area, z)]
+    out = []
+    for _ in range(n):
+        (z, x, y), assets = rng.choice(singles if rng.random() < 0.5 else mosaics)
+        out.append({"z": z, "x": x, "y": y, "assets": [str(DATA / a) for a in assets]})
+    return out
+
+
+def tile(z, x, y, assets) -> dict:
+    return {"z": z, "x": x, "y": y, "assets": list(assets)}
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+def fmt(v, digits=1):
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def scenario_a(bounds, n: int, concurrency: int, workers: int) -> list[str]:
+    tiles = local_mix(bounds, n)
+    proc, address = tessera(workers)
+    try:
+        run_tessera(address, tiles[: max(10, n // 10)], concurrency)  # warm-up pass
+        ours = run_tessera(address, tiles, concurrency)
+    finally:
+        proc.stop()
+    peers = {mode: run_peer(tiles, mode, None if mode == "single" else CORES) for mode in ("single", "threads", "processes")}
+    best = max(peers.values(), key=lambda r: r["tiles_per_s"])
+    rows = [f"| Tessera ({workers} workers, {concurrency} in flight) | {fmt(ours['tiles_per_s'])} | "
+            f"{fmt(ours['p50_ms'])} | {fmt(ours['p99_ms'])} | {ours['errors']} |"]
+    for mode, r in peers.items():
+        rows.append(f"| rio-tiler {mode}{'' if mode == 'single' else f' ({CORES})'} | {fmt(r['tiles_per_s'])} | "
+                    f"{fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | {r['errors']} |")
+    ratio = ours["tiles_per_s"] / best["tiles_per_s"]
+    return [
+        f"### (a) Local mix: {n} tiles, half single-asset (z14-z17), half 6-asset mosaics (z12-z17), 256 px PNG",
+        "", "| renderer | tiles/s | p50 ms | p99 ms | errors |", "|---|---|---|---|---|", *rows, "",
+        f"Tessera / best peer mode ({best['mode']}): **{ratio:.2f}x** tiles/s "
+        f"(target >= 3x); Tessera p99/p50 = {ours['p99_ms'] / ours['p50_ms']:.2f} (target <= 3).", "",
+    ]
+
+
+def remote_rows(label, cold_warm_neighbour, url_of, counts_fn, peer_env=None, tessera_args=(), workers=6):
+    """Cold, warm and neighbour latencies and request counts for Tessera and the peer."""
+    z12, z13 = cold_warm_neighbour
+    sequence = [z12, z12, z13]
+    as_urls = lambda t: tile(t[0], t[1], t[2], [url_of(a) for a in UTM])
+    # Tessera: a fresh server; one tile per call so each tile's requests can be counted.
+    proc, address = tessera(workers, list(tessera_args), env=peer_env)
+    ours, our_requests = [], []
+    try:
+        for t in sequence:
+            before = counts_fn()
+            r = run_tessera(address, [as_urls(t)])
+            ours.append(r["latencies_ms"][0] if not r["errors"] else None)
+            our_requests.append(counts_fn() - before if before is not None else None)
+    finally:
+        proc.stop()
+    # The peer: a fresh process per prefix of the sequence, so requests per tile are
+    # the differences; latencies from the full sequence.
+    peer_requests, peer = [], None
+    total_before = None
+    for k in range(1, 4):
+        before = counts_fn()
+        peer = run_peer([as_urls(t) for t in sequence[:k]], "single", env=peer_env)
+        used = counts_fn() - before if before is not None else None
+        peer_requests.append(None if used is None else used - (total_before or 0))
+        total_before = used
+    theirs = peer["latencies_ms"]
+    rows = []
+    for i, name in enumerate(["cold z12 tile", "same tile, warm", "neighbour (z13 child)"]):
+        ratio = (ours[i] / theirs[i]) if ours[i] and theirs[i] else None
+        rows.append(f"| {label}: {name} | {fmt(ours[i], 0)} | {our_requests[i] if our_requests[i] is not None else '-'} | "
+                    f"{fmt(theirs[i], 0)} | {peer_requests[i] if peer_requests[i] is not None else '-'} | "
+                    f"{fmt(ratio, 2)} |")
+    return rows, ours
+
+
+def scenario_b(latency_ms: int, s3: bool) -> list[str]:
+    z12 = (12, 1194, 1551)
+    children13 = [(13, 2 * 1194 + dx, 2 * 1551 + dy) for dx in (0, 1) for dy in (0, 1)]
+    rs, base = range_server(latency_ms)
+    out = [f"### (b) 6-asset mosaic, remote: HTTP at {latency_ms} ms per request" + (", and S3 (moto)" if s3 else ""), "",
+           "| scenario | Tessera ms | Tessera requests | rio-tiler ms | rio-tiler requests | Tessera / peer |",
+           "|---|---|---|---|---|---|"]
+    try:
+        # The neighbour: the z13 child that touches the most assets.
+        neighbour = children13[0]
+        rows, ours = remote_rows(
+            "HTTP", (z12, neighbour), lambda a: f"{base}/{a}", lambda: counts(base)["requests"],
+            tessera_args=["--allow-remote", f"{base}/"])
+        out += rows
+    finally:
+        rs.stop()
+    if s3:
+        out += s3_rows(z12, neighbour)
+    warm_ok = ours[1] is not None and ours[1] <= 150
+    cold_ok = ours[0] is not None and ours[0] <= 300
+    out += ["", f"Targets at {latency_ms} ms: warm <= 150 ms ({'met' if warm_ok else 'missed'}), "
+                f"cold <= 300 ms ({'met' if cold_ok else 'missed'}); a warm tile should cost one request per "
+                f"intersecting asset (6).", ""]
+    return out
+
+
+def s3_rows(z12, neighbour) -> list[str]:
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    moto = Proc([str(ROOT / ".venv" / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(port)])
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except Exception:
+                time.sleep(0.05)
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/bench", method="PUT"))
+        for a in UTM:
+            urllib.request.urlopen(urllib.request.Request(
+                f"http://127.0.0.1:{port}/bench/{a}", data=(DATA / a).read_bytes(), method="PUT"))
+        env = {"AWS_S3_ENDPOINT": f"127.0.0.1:{port}", "AWS_HTTPS": "NO", "AWS_VIRTUAL_HOSTING": "FALSE",
+               "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1"}
+        rows, _ = remote_rows("S3", (z12, neighbour), lambda a: f"s3://bench/{a}", lambda: None, peer_env=env,
+                              tessera_args=["--allow-remote", "s3://bench/"])
+        return rows
+    finally:
+        moto.stop()
+
+
+def scenario_c(bounds) -> list[str]:
+    area = union(list(bounds.values()))
+    low = [tiles_over(area, z)[0] for z in (8, 9, 10)]
+    lists = [tile(z, x, y, [str(DATA / a) for a in UTM]) for (z, x, y) in low]
+    proc, address = tessera(CORES * 2)
+    try:
+        ours = run_tessera(address, lists)
+    finally:
+        proc.stop()
+    theirs = run_peer(lists, "single")
+    rows = [f"| z{t['z']} {t['x']}/{t['y']} | {fmt(o, 0)} | {fmt(p, 0)} | {fmt(o / p if o and p else None, 2)} |"
+            for t, o, p in zip(lists, ours["latencies_ms"], theirs["latencies_ms"])]
+    worst = max(ours["latencies_ms"])
+    return ["### (c) Low-zoom 6-asset mosaic tiles, local files, first request of each", "",
+            "| tile | Tessera ms | rio-tiler ms | Tessera / peer |", "|---|---|---|---|", *rows, "",
+            f"Target <= 1000 ms per tile: {'met' if worst <= 1000 else 'missed'} (worst {worst:.0f} ms).", ""]
+
+
+def scenario_d(bounds, latency_ms: int, sizes: list[int], n: int) -> list[str]:
+    area = union(list(bounds.values()))
+    rng = random.Random(7)
+    candidates = [t for z in (14, 15, 16) for t in tiles_over(area, z)]
+    rs, base = range_server(latency_ms)
+    rows = []
+    try:
+        tiles = [tile(*rng.choice(candidates), [f"{base}/{a}" for a in UTM]) for _ in range(n)]
+        for w in sizes:
+            proc, address = tessera(w, ["--allow-remote", f"{base}/"])
+            try:
+                r = run_tessera(address, tiles, concurrency=16)
+            finally:
+                proc.stop()
+            rows.append(f"| Tessera, {w} workers | {fmt(r['tiles_per_s'])} | {fmt(r['p50_ms'], 0)} | {fmt(r['p99_ms'], 0)} | {r['errors']} |")
+        for mode in ("threads", "processes"):
+            r = run_peer(tiles, mode, CORES * 4 if mode == "threads" else CORES)
+            rows.append(f"| rio-tiler {mode} ({r['workers']}) | {fmt(r['tiles_per_s'])} | {fmt(r['p50_ms'], 0)} | {fmt(r['p99_ms'], 0)} | {r['errors']} |")
+    finally:
+        rs.stop()
+    return [f"### (d) Throughput vs pool size: {n} 6-asset mosaic tiles z14-z16 over HTTP at {latency_ms} ms, 16 in flight", "",
+            "| renderer | tiles/s | p50 ms | p99 ms | errors |", "|---|---|---|---|---|", *rows, ""]
+
+
+def scenario_e(bounds, n: int, workers: int) -> list[str]:
+    tiles = local_mix(bounds, 2000, seed=3)
+    proc, address = tessera(workers)
+    samples = []
+    try:
+        front = proc.p.pid
+        done = 0
+        start = time.time()
+        while done < n:
+            batch = min(len(tiles), n - done)
+            run_tessera(address, tiles[:batch], concurrency=8)
+            done += batch
+            ws = children(front)
+            samples.append((done, rss_mib(front), sum(rss_mib(w) for w in ws), max([rss_mib(w) for w in ws] or [0])))
+        elapsed = time.time() - start
+        peak_front = rss_mib(front, "VmHWM:")
+    finally:
+        proc.stop()
+    first, last = samples[0], samples[-1]
+    rows = [f"| {d} | {f:.0f} | {s:.0f} | {m:.0f} |" for d, f, s, m in samples[:: max(1, len(samples) // 8)] + [last]]
+    return [f"### (e) RSS over a long run: {n} tiles of the local mix, {workers} workers, 8 in flight ({elapsed:.0f} s)", "",
+            "| tiles done | front RSS MiB | workers RSS sum MiB | largest worker MiB |", "|---|---|---|---|", *rows, "",
+            f"Front peak RSS {peak_front:.0f} MiB (target < 100 MB). Largest worker from {first[3]:.0f} to {last[3]:.0f} MiB "
+            f"(workers retire after --max-jobs-per-worker, default 10000 jobs).", ""]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small runs, to check the harness")
+    ap.add_argument("--latency-ms", type=int, default=50)
+    ap.add_argument("--soak-tiles", type=int, default=20000)
+    ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    args = ap.parse_args()
+    n = 60 if args.quick else 300
+    soak = 2000 if args.quick else args.soak_tiles
+    bounds = {a: bounds_4326(DATA / a) for a in UTM}
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    gdal = subprocess.run(["gdal-config", "--version"], capture_output=True, text=True).stdout.strip()
+    peer_version = json.loads(subprocess.run([str(PY), "-c", "import json, rio_tiler, rasterio; print(json.dumps([rio_tiler.__version__, rasterio.__gdal_version__]))"], capture_output=True, text=True, check=True).stdout)
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    header = ["# Benchmarks", "",
+              f"Generated by `make bench` (bench/run.py{' --quick' if args.quick else ''}) on {time.strftime('%Y-%m-%d')}, "
+              f"Tessera {rev}. Machine: {CORES} cores ({cpu}), {platform.system()} {platform.release()}. "
+              f"Tessera uses GDAL {gdal}; the peer is rio-tiler {peer_version[0]} with its bundled GDAL {peer_version[1]}. "
+              "Same files (`tessera demo-data`), same tiles, same cores, one run. Ratios are Tessera / peer: "
+              "above 1 is better for tiles/s, below 1 is better for latency.", ""]
+    sections = []
+    for name, fn in [
+        ("a", lambda: scenario_a(bounds, n, 8, CORES * 2)),
+        ("b", lambda: scenario_b(args.latency_ms, s3=True)),
+        ("c", lambda: scenario_c(bounds)),
+        ("d", lambda: scenario_d(bounds, args.latency_ms, [2, 4, 8, 16], 40 if args.quick else 120)),
+        ("e", lambda: scenario_e(bounds, soak, CORES * 2)),
+    ]:
+        t0 = time.time()
+        print(f"scenario ({name}) ...", file=sys.stderr, flush=True)
+        lines = fn()
+        print("\n".join(lines), flush=True)
+        print(f"  ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+        sections += lines
+    Path(args.out).write_text("\n".join(header + sections) + "\n")
+    print(f"written to {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
