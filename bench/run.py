@@ -307,10 +307,11 @@ def s3_rows(z12, neighbour) -> list[str]:
                 break
             except Exception:
                 time.sleep(0.05)
-        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/bench", method="PUT"))
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/bench", method="PUT"), timeout=30)
         for a in UTM:
             urllib.request.urlopen(urllib.request.Request(
-                f"http://127.0.0.1:{port}/bench/{a}", data=(DATA / a).read_bytes(), method="PUT"))
+                f"http://127.0.0.1:{port}/bench/{a}", data=(DATA / a).read_bytes(), method="PUT",
+                headers={"Content-Type": "application/octet-stream"}), timeout=30)
         env = {"AWS_S3_ENDPOINT": f"127.0.0.1:{port}", "AWS_HTTPS": "NO", "AWS_VIRTUAL_HOSTING": "FALSE",
                "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1"}
         rows, _ = remote_rows("S3", (z12, neighbour), lambda a: f"s3://bench/{a}", lambda: None, peer_env=env,
