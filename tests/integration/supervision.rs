@@ -143,9 +143,12 @@ async fn too_many_tiles_in_flight_are_resource_exhausted_with_a_retry_hint() {
     let calls: Vec<_> = (0..3)
         .map(|i| {
             let mut c = client.clone();
+            // Distinct requests (the quality differs): identical ones would share a render.
+            let mut request = tile("utm_rgb_01.tif");
+            request.quality = 50 + i as u32;
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(i * 100)).await;
-                c.get_tile(tile("utm_rgb_01.tif")).await
+                c.get_tile(request).await
             })
         })
         .collect();
