@@ -112,8 +112,13 @@ impl TileSharing {
         if let Some(tile) = self.cache.as_ref().and_then(|c| c.lock().ok()?.get(&key)) {
             return (Ok((*tile).clone()), Source::Cached);
         }
-        let cell = self.in_flight.lock().ok().map(|mut m| Arc::clone(m.entry(key.clone()).or_default()));
-        let Some(cell) = cell else {
+        // The first caller of a key leads: it renders under its own deadline, which the
+        // render itself enforces. The others wait, each bounded by its own deadline.
+        let entry = self.in_flight.lock().ok().map(|mut m| match m.entry(key.clone()) {
+            std::collections::hash_map::Entry::Occupied(e) => (Arc::clone(e.get()), false),
+            std::collections::hash_map::Entry::Vacant(e) => (Arc::clone(e.insert(Shared::default())), true),
+        });
+        let Some((cell, leader)) = entry else {
             return (render().await, Source::Rendered);
         };
         // `get_or_init` runs `render` only if no other caller is rendering; if that
@@ -123,7 +128,7 @@ impl TileSharing {
             rendered_here = true;
             render()
         });
-        let result = tokio::time::timeout_at(deadline, shared).await;
+        let result = if leader { Ok(shared.await) } else { tokio::time::timeout_at(deadline, shared).await };
         let result = match result {
             Ok(r) => r.clone(),
             Err(_) => Err(ServiceError::DeadlineExceeded(
