@@ -408,7 +408,9 @@ def main() -> int:
               f"Tessera {rev}. Machine: {CORES} cores ({cpu}), {platform.system()} {platform.release()}. "
               f"Tessera uses GDAL {gdal}; the peer is rio-tiler {peer_version[0]} with its bundled GDAL {peer_version[1]}. "
               "Same files (`tessera demo-data`), same tiles, same cores, one run. Ratios are Tessera / peer: "
-              "above 1 is better for tiles/s, below 1 is better for latency.", ""]
+              "above 1 is better for tiles/s, below 1 is better for latency. Tessera's latencies are "
+              "measured by a gRPC client (queueing, RPC and encoding included); the peer's inside the "
+              "thread or process that renders the tile (no queueing, no serving).", ""]
     sections = []
     for name, fn in [
         ("a", lambda: scenario_a(bounds, n, 8, CORES * 2)),
