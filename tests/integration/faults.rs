@@ -62,7 +62,7 @@ async fn a_worker_killed_mid_read_is_retried_on_another_worker() {
     let tile = call.await.unwrap().expect("the read was retried on another worker").into_inner();
     assert_eq!(tile.data, reference.data);
 
-    let after = server.wait_for_workers(2, Duration::from_secs(10));
+    let after = server.wait_for_replacement(&[victim], 2, Duration::from_secs(10));
     assert_eq!(after.len(), 2, "pool did not return to full size: {after:?}");
     assert!(!after.contains(&victim));
     assert!(!alive(victim));
@@ -91,7 +91,7 @@ async fn a_hung_worker_is_killed_at_the_deadline_and_replaced() {
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
     assert!(elapsed < Duration::from_millis(2500 + 100), "answered after {elapsed:?}");
     assert_eq!(server.metric("tessera_worker_kills_total"), 1);
-    let after = server.wait_for_workers(2, Duration::from_secs(10));
+    let after = server.wait_for_replacement(&[victim], 2, Duration::from_secs(10));
     assert_eq!(after.len(), 2, "pool did not return to full size: {after:?}");
     assert!(!after.contains(&victim), "the stopped worker was not replaced");
     assert!(!alive(victim));

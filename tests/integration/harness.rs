@@ -156,6 +156,20 @@ impl Server {
         children_of(self.pid())
     }
 
+    /// Waits until the server has exactly `n` worker processes again and at least one of
+    /// `before` is gone (a killed worker takes a moment to die), at most `limit`.
+    pub fn wait_for_replacement(&self, before: &[u32], n: usize, limit: Duration) -> Vec<u32> {
+        let until = Instant::now() + limit;
+        loop {
+            let pids = self.worker_pids();
+            let replaced = before.iter().any(|p| !pids.contains(p));
+            if (pids.len() == n && replaced) || Instant::now() > until {
+                return pids;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
     /// Waits until the server has exactly `n` worker processes, at most `limit`.
     pub fn wait_for_workers(&self, n: usize, limit: Duration) -> Vec<u32> {
         let until = Instant::now() + limit;

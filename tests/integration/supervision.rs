@@ -114,7 +114,7 @@ async fn a_worker_over_the_rss_cap_is_recycled_after_its_job() {
     let mut client = s.client().await;
     client.get_tile(tile("utm_rgb_01.tif")).await.unwrap();
     assert_eq!(s.metric("tessera_worker_recycles_rss_total"), 1);
-    let after = s.wait_for_workers(2, Duration::from_secs(10));
+    let after = s.wait_for_replacement(&before, 2, Duration::from_secs(10));
     assert_eq!(after.len(), 2);
     assert_eq!(before.iter().filter(|p| after.contains(p)).count(), 1, "exactly one worker replaced");
     // Reads that do not leak leave workers alone.
@@ -261,7 +261,7 @@ async fn broken_frames_from_a_worker_kill_it_and_the_front_keeps_serving() {
         let err = s.client().await.get_tile(tile(asset)).await.unwrap_err();
         assert_eq!(err.code(), Code::Internal, "{kind}: {err:?}");
         assert_eq!(s.metric("tessera_worker_kills_total"), 1, "{kind}");
-        let after = s.wait_for_workers(2, Duration::from_secs(10));
+        let after = s.wait_for_replacement(&before, 2, Duration::from_secs(10));
         assert_eq!(before.iter().filter(|p| after.contains(p)).count(), 1, "{kind}: one worker replaced");
         let ok = s.client().await.get_tile(tile("utm_rgb_00.tif")).await.unwrap().into_inner();
         assert_eq!(ok.content_type, "image/png", "{kind}");
