@@ -18,14 +18,6 @@ pub struct Asset {
     pub path: PathBuf,
 }
 
-impl Asset {
-    /// Whether the asset is read over the network.
-    #[must_use]
-    pub fn is_remote(&self) -> bool {
-        self.path.starts_with("/vsicurl") || self.path.starts_with("/vsis3")
-    }
-}
-
 /// Resolves asset names against the data directory and the remote allow-list.
 #[derive(Debug, Clone)]
 pub struct AssetResolver {

@@ -5,12 +5,12 @@
 //! changes; a remote one after the remote-metadata TTL.
 
 use std::{
-    collections::HashMap,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime},
 };
 
+use super::remote::is_remote_path;
 use crate::{pb::worker::InfoResult, render::DataType, tms::BBox};
 
 /// What the front knows about an asset.
@@ -44,14 +44,14 @@ impl AssetInfo {
 }
 
 type Stamp = (u64, Option<SystemTime>);
-type Entries = HashMap<PathBuf, (Option<Stamp>, Instant, Arc<AssetInfo>)>;
+type Entries = lru::LruCache<PathBuf, (Option<Stamp>, Instant, Arc<AssetInfo>)>;
 
 fn stamp(path: &Path) -> Option<Stamp> {
     let m = std::fs::metadata(path).ok()?;
     Some((m.len(), m.modified().ok()))
 }
 
-/// Most assets described at once; beyond it the oldest entries go.
+/// Most assets described at once; beyond it the least recently used go.
 const MAX_ENTRIES: usize = 100_000;
 
 /// Asset metadata by canonical (or GDAL) path.
@@ -69,17 +69,21 @@ impl Default for InfoCache {
 
 impl InfoCache {
     /// A cache trusting remote entries for `remote_ttl`.
+    ///
+    /// # Panics
+    /// Never: the capacity is a non-zero constant.
     #[must_use]
     pub fn new(remote_ttl: Duration) -> Self {
-        Self { entries: Mutex::default(), remote_ttl }
+        let capacity = std::num::NonZeroUsize::new(MAX_ENTRIES).expect("a non-zero constant");
+        Self { entries: Mutex::new(lru::LruCache::new(capacity)), remote_ttl }
     }
 
     /// The cached metadata, if the file has not changed (local) or the entry is younger
     /// than the TTL (remote: nothing to stat).
     pub fn get(&self, path: &Path) -> Option<Arc<AssetInfo>> {
-        let remote = is_remote(path);
+        let remote = is_remote_path(path);
         let now = if remote { None } else { stamp(path) };
-        let entries = self.entries.lock().ok()?;
+        let mut entries = self.entries.lock().ok()?;
         let (then, stored, info) = entries.get(path)?;
         let fresh = if remote { stored.elapsed() < self.remote_ttl } else { *then == now && now.is_some() };
         fresh.then(|| Arc::clone(info))
@@ -87,18 +91,9 @@ impl InfoCache {
 
     /// Remembers the metadata of `path`.
     pub fn insert(&self, path: &Path, info: Arc<AssetInfo>) {
-        let stamp = if is_remote(path) { None } else { stamp(path) };
+        let stamp = if is_remote_path(path) { None } else { stamp(path) };
         if let Ok(mut e) = self.entries.lock() {
-            if e.len() >= MAX_ENTRIES {
-                if let Some(oldest) = e.iter().min_by_key(|(_, (_, t, _))| *t).map(|(k, _)| k.clone()) {
-                    e.remove(&oldest);
-                }
-            }
-            e.insert(path.to_path_buf(), (stamp, Instant::now(), info));
+            e.put(path.to_path_buf(), (stamp, Instant::now(), info));
         }
     }
-}
-
-fn is_remote(path: &Path) -> bool {
-    path.starts_with("/vsicurl") || path.starts_with("/vsis3")
 }

@@ -35,6 +35,12 @@ pub struct RemoteUrl {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemotePrefix(RemoteUrl);
 
+/// Whether `path` is one [`RemoteUrl::gdal_path`] makes (read over the network).
+#[must_use]
+pub fn is_remote_path(path: &std::path::Path) -> bool {
+    path.starts_with("/vsicurl") || path.starts_with("/vsis3")
+}
+
 /// Whether `name` is meant as a URL (any scheme).
 #[must_use]
 pub fn looks_remote(name: &str) -> bool {

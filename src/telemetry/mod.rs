@@ -250,14 +250,6 @@ pub fn extract<H: std::hash::BuildHasher>(carrier: &HashMap<String, String, H>) 
     TraceContextPropagator::new().extract(&Map(carrier))
 }
 
-/// The trace id of `span` in hex, if it belongs to a trace.
-#[must_use]
-pub fn trace_id(span: &tracing::Span) -> Option<String> {
-    let cx = span.context();
-    let sc = cx.span().span_context().clone();
-    sc.is_valid().then(|| sc.trace_id().to_string())
-}
-
 /// Re-logs one stderr line of worker `pid` as the front's own event, at the line's level
 /// and with its trace id, so it reaches the same log pipeline (and format) as the rest.
 /// Lines a worker did not format itself (a driver printing to stderr, a panic) are
