@@ -54,6 +54,13 @@ pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(1);
 /// Default of `--remote-metadata-ttl`.
 pub const DEFAULT_REMOTE_METADATA_TTL: Duration = Duration::from_secs(300);
+/// Default of `--max-request-size`: a GetTiles of 1000 tiles naming 64 assets each fits.
+pub const DEFAULT_MAX_REQUEST_SIZE: u64 = 4 << 20;
+/// Default of `--max-response-size`: a 1024 x 1024 NPY tile of 4 float64 bands and its
+/// mask fit.
+pub const DEFAULT_MAX_RESPONSE_SIZE: u64 = 64 << 20;
+/// Default of `--max-concurrent-streams` (HTTP/2 streams, i.e. calls, per connection).
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 128;
 /// Default of `--tile-cache-ttl`.
 pub const DEFAULT_TILE_CACHE_TTL: Duration = Duration::from_secs(60);
 
@@ -168,7 +175,45 @@ pub struct ServeArgs {
     /// How long a cached tile is served [default: 60s].
     #[arg(long, env = "TESSERA_TILE_CACHE_TTL", value_parser = humantime::parse_duration)]
     pub tile_cache_ttl: Option<Duration>,
+    /// CPU time one worker job may use before the worker is killed (SIGXCPU), a backstop
+    /// behind --read-timeout; 0s = none [default: 60s].
+    #[arg(long, env = "TESSERA_WORKER_CPU_PER_JOB", value_parser = humantime::parse_duration)]
+    pub worker_cpu_per_job: Option<Duration>,
+    /// Open files of each worker (RLIMIT_NOFILE) [default: 1024].
+    #[arg(long, env = "TESSERA_WORKER_MAX_OPEN_FILES")]
+    pub worker_max_open_files: Option<u64>,
+    /// Largest asset a worker opens, in pixels per band (width x height) [default: 17179869184, 2^34].
+    #[arg(long, env = "TESSERA_MAX_ASSET_PIXELS")]
+    pub max_asset_pixels: Option<u64>,
+    /// Largest asset a worker opens, in bands [default: 64].
+    #[arg(long, env = "TESSERA_MAX_ASSET_BANDS")]
+    pub max_asset_bands: Option<u32>,
+    /// Largest request message (e.g. 4MiB); larger ones get RESOURCE_EXHAUSTED [default: 4MiB].
+    #[arg(long, env = "TESSERA_MAX_REQUEST_SIZE", value_parser = parse_bytes)]
+    pub max_request_size: Option<u64>,
+    /// Largest response message, i.e. one encoded tile (e.g. 64MiB); larger tiles get RESOURCE_EXHAUSTED [default: 64MiB].
+    #[arg(long, env = "TESSERA_MAX_RESPONSE_SIZE", value_parser = parse_bytes)]
+    pub max_response_size: Option<u64>,
+    /// Concurrent calls (HTTP/2 streams) on one client connection [default: 128].
+    #[arg(long, env = "TESSERA_MAX_CONCURRENT_STREAMS")]
+    pub max_concurrent_streams: Option<u32>,
+    /// PEM certificate chain of the server; with --tls-key, the server speaks TLS only [default: plaintext].
+    #[arg(long, env = "TESSERA_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "TESSERA_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): clients must present a certificate it signed (mTLS) [default: no client certificates].
+    #[arg(long, env = "TESSERA_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// File of accepted bearer tokens, one per line; callers must send `authorization: Bearer TOKEN`.
+    /// A single token can also come from the TESSERA_AUTH_TOKEN variable [default: no token check].
+    #[arg(long, env = "TESSERA_AUTH_TOKEN_FILE")]
+    pub auth_token_file: Option<PathBuf>,
 }
+
+/// The variable a single bearer token can come from (not a flag: flags show in `ps`).
+pub const AUTH_TOKEN_VAR: &str = "TESSERA_AUTH_TOKEN";
 
 /// The config file's shape: every key optional.
 #[derive(Debug, Default, Deserialize)]
@@ -223,6 +268,20 @@ struct FileConfig {
     tile_cache_size: Option<u64>,
     #[serde(default, with = "humantime_serde_opt")]
     tile_cache_ttl: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    worker_cpu_per_job: Option<Duration>,
+    worker_max_open_files: Option<u64>,
+    max_asset_pixels: Option<u64>,
+    max_asset_bands: Option<u32>,
+    #[serde(default, with = "bytes_serde_opt")]
+    max_request_size: Option<u64>,
+    #[serde(default, with = "bytes_serde_opt")]
+    max_response_size: Option<u64>,
+    max_concurrent_streams: Option<u32>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    auth_token_file: Option<PathBuf>,
 }
 
 /// Parses a byte size: plain bytes, or a number with KiB, MiB, GiB (or KB, MB, GB).
@@ -297,8 +356,19 @@ pub struct ServeConfig {
     pub max_worker_wait: Duration,
     /// `--worker-max-rss`.
     pub worker_max_rss: u64,
-    /// `--worker-memory-limit`.
-    pub worker_memory_limit: u64,
+    /// Worker limits: `--worker-memory-limit`, `--worker-cpu-per-job`,
+    /// `--worker-max-open-files`, `--max-asset-pixels`, `--max-asset-bands`.
+    pub worker_limits: crate::worker::WorkerLimits,
+    /// `--max-request-size` in bytes.
+    pub max_request_size: usize,
+    /// `--max-response-size` in bytes.
+    pub max_response_size: usize,
+    /// `--max-concurrent-streams`.
+    pub max_concurrent_streams: u32,
+    /// TLS settings, when the server speaks TLS.
+    pub tls: Option<TlsConfig>,
+    /// Accepted bearer tokens; empty = no token check.
+    pub auth_tokens: Vec<String>,
     /// `--quarantine-threshold`.
     pub quarantine_threshold: usize,
     /// `--quarantine-window`.
@@ -326,6 +396,23 @@ pub struct ServeConfig {
     pub tile_cache_size: u64,
     /// `--tile-cache-ttl`.
     pub tile_cache_ttl: Duration,
+}
+
+/// The server's TLS material, read from the files at start.
+#[derive(Clone)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert_pem: Vec<u8>,
+    /// PEM private key.
+    pub key_pem: Vec<u8>,
+    /// PEM CA of client certificates (mTLS), if required.
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig").field("mtls", &self.client_ca_pem.is_some()).finish_non_exhaustive()
+    }
 }
 
 /// A configuration that cannot be served.
@@ -369,6 +456,20 @@ impl ServeConfig {
                 return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
             }
         }
+        if self.max_concurrent_streams == 0 {
+            return Err(ConfigError::Invalid("--max-concurrent-streams must be at least 1".into()));
+        }
+        if self.worker_limits.max_open_files < 64 {
+            return Err(ConfigError::Invalid(format!(
+                "--worker-max-open-files={} is below 64 (GDAL, its caches and the frame channel need them)",
+                self.worker_limits.max_open_files
+            )));
+        }
+        if self.worker_limits.max_asset_pixels == 0 || self.worker_limits.max_asset_bands == 0 {
+            return Err(ConfigError::Invalid(
+                "--max-asset-pixels and --max-asset-bands must be at least 1".into(),
+            ));
+        }
         if self.max_jobs_per_worker == 0 {
             return Err(ConfigError::Invalid("--max-jobs-per-worker must be at least 1".into()));
         }
@@ -391,6 +492,8 @@ impl ServeArgs {
     ///
     /// # Panics
     /// Never: the default listen address is a constant that parses.
+    // One flat merge, a few lines per setting: splitting it would only scatter them.
+    #[allow(clippy::too_many_lines)]
     pub fn resolve(self) -> Result<ServeConfig, ConfigError> {
         let file = match &self.config {
             Some(path) => {
@@ -402,6 +505,7 @@ impl ServeArgs {
             None => FileConfig::default(),
         };
         let worker_env = worker_env(&self, &file)?;
+        let worker_limits = worker_limits(&self, &file);
         let config = ServeConfig {
             listen: self
                 .listen
@@ -436,10 +540,28 @@ impl ServeArgs {
                 .unwrap_or(DEFAULT_MAX_IN_FLIGHT_TILES),
             max_worker_wait: self.max_worker_wait.or(file.max_worker_wait).unwrap_or(DEFAULT_MAX_WORKER_WAIT),
             worker_max_rss: self.worker_max_rss.or(file.worker_max_rss).unwrap_or(DEFAULT_WORKER_MAX_RSS),
-            worker_memory_limit: self
-                .worker_memory_limit
-                .or(file.worker_memory_limit)
-                .unwrap_or(DEFAULT_WORKER_MEMORY_LIMIT),
+            worker_limits,
+            max_request_size: size_limit(
+                "--max-request-size",
+                self.max_request_size.or(file.max_request_size).unwrap_or(DEFAULT_MAX_REQUEST_SIZE),
+            )?,
+            max_response_size: size_limit(
+                "--max-response-size",
+                self.max_response_size.or(file.max_response_size).unwrap_or(DEFAULT_MAX_RESPONSE_SIZE),
+            )?,
+            max_concurrent_streams: self
+                .max_concurrent_streams
+                .or(file.max_concurrent_streams)
+                .unwrap_or(DEFAULT_MAX_CONCURRENT_STREAMS),
+            tls: tls_config(
+                self.tls_cert.or(file.tls_cert),
+                self.tls_key.or(file.tls_key),
+                self.tls_client_ca.or(file.tls_client_ca),
+            )?,
+            auth_tokens: auth_tokens(
+                self.auth_token_file.or(file.auth_token_file).as_deref(),
+                std::env::var(AUTH_TOKEN_VAR).ok(),
+            )?,
             quarantine_threshold: self
                 .quarantine_threshold
                 .or(file.quarantine_threshold)
@@ -479,6 +601,93 @@ impl ServeArgs {
         config.validate()?;
         Ok(config)
     }
+}
+
+/// The worker limits from the flags over the file over the defaults.
+fn worker_limits(args: &ServeArgs, file: &FileConfig) -> crate::worker::WorkerLimits {
+    crate::worker::WorkerLimits {
+        memory_limit: Some(
+            args.worker_memory_limit.or(file.worker_memory_limit).unwrap_or(DEFAULT_WORKER_MEMORY_LIMIT),
+        )
+        .filter(|b| *b > 0),
+        cpu_seconds_per_job: args
+            .worker_cpu_per_job
+            .or(file.worker_cpu_per_job)
+            .unwrap_or(crate::worker::DEFAULT_CPU_PER_JOB)
+            .as_secs(),
+        max_open_files: args
+            .worker_max_open_files
+            .or(file.worker_max_open_files)
+            .unwrap_or(crate::worker::DEFAULT_MAX_OPEN_FILES),
+        max_asset_pixels: args
+            .max_asset_pixels
+            .or(file.max_asset_pixels)
+            .unwrap_or(crate::worker::DEFAULT_MAX_ASSET_PIXELS),
+        max_asset_bands: args
+            .max_asset_bands
+            .or(file.max_asset_bands)
+            .unwrap_or(crate::worker::DEFAULT_MAX_ASSET_BANDS),
+    }
+}
+
+/// A message-size limit: at least 1 KiB, at most 1 GiB.
+fn size_limit(flag: &str, bytes: u64) -> Result<usize, ConfigError> {
+    if !(1024..=1 << 30).contains(&bytes) {
+        return Err(ConfigError::Invalid(format!("{flag}={bytes} is outside 1KiB..=1GiB")));
+    }
+    Ok(usize::try_from(bytes).unwrap_or(usize::MAX))
+}
+
+fn read_file(flag: &str, path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|e| ConfigError::Invalid(format!("{flag} {}: {e}", path.display())))
+}
+
+/// Reads the TLS files; certificate and key come together, a client CA needs both.
+fn tls_config(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+) -> Result<Option<TlsConfig>, ConfigError> {
+    match (cert, key) {
+        (None, None) if client_ca.is_none() => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(TlsConfig {
+            cert_pem: read_file("--tls-cert", &cert)?,
+            key_pem: read_file("--tls-key", &key)?,
+            client_ca_pem: client_ca.map(|ca| read_file("--tls-client-ca", &ca)).transpose()?,
+        })),
+        _ => Err(ConfigError::Invalid(
+            "TLS needs both --tls-cert and --tls-key (and --tls-client-ca needs them too)".into(),
+        )),
+    }
+}
+
+/// The accepted bearer tokens: the file's non-empty lines (`#` starts a comment line)
+/// plus the variable's value. A configured source without any token is an error, not
+/// an open door.
+fn auth_tokens(file: Option<&std::path::Path>, var: Option<String>) -> Result<Vec<String>, ConfigError> {
+    let mut tokens = Vec::new();
+    if let Some(path) = file {
+        let text = String::from_utf8(read_file("--auth-token-file", path)?).map_err(|_| {
+            ConfigError::Invalid(format!("--auth-token-file {}: not UTF-8 text", path.display()))
+        })?;
+        tokens.extend(
+            text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned),
+        );
+        if tokens.is_empty() {
+            return Err(ConfigError::Invalid(format!("--auth-token-file {} holds no token", path.display())));
+        }
+    }
+    if let Some(token) = var {
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(ConfigError::Invalid(format!("{AUTH_TOKEN_VAR} is set but empty")));
+        }
+        tokens.push(token.to_owned());
+    }
+    if tokens.iter().any(|t| !t.bytes().all(|b| b.is_ascii_graphic())) {
+        return Err(ConfigError::Invalid("bearer tokens must be printable ASCII without spaces".into()));
+    }
+    Ok(tokens)
 }
 
 /// The GDAL options workers get from the S3 flags and `--gdal-config` (flags over file).

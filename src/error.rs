@@ -35,7 +35,7 @@ pub enum ServiceError {
         /// Why.
         reason: String,
     },
-    /// A limit was hit; the caller may retry after the hint.
+    /// A limit was hit; the caller may retry after the hint (zero: retrying does not help).
     #[error("{message}")]
     ResourceExhausted {
         /// Which limit, and why.
@@ -110,6 +110,10 @@ impl From<ServiceError> for Status {
                 message.clone(),
                 ErrorDetails::with_bad_request_violation(field, message),
             ),
+            // A limit that retrying cannot get under carries no retry hint.
+            ServiceError::ResourceExhausted { retry_after, .. } if retry_after.is_zero() => {
+                Status::new(code, message)
+            }
             ServiceError::ResourceExhausted { retry_after, .. } => {
                 Status::with_error_details(code, message, ErrorDetails::with_retry_info(Some(retry_after)))
             }

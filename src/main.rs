@@ -31,11 +31,7 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// A GDAL worker process (spawned by `serve`; not for direct use).
     #[command(hide = true)]
-    Worker {
-        /// Address-space limit in bytes (RLIMIT_AS).
-        #[arg(long)]
-        memory_limit: Option<u64>,
-    },
+    Worker(tessera::worker::WorkerLimits),
     /// Fetch one tile from a running server and write it to a file.
     Get(client::GetArgs),
     /// Describe an asset served by a running server.
@@ -59,7 +55,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         // The worker sets up its own stdio before anything else; no tokio, no logging.
-        Command::Worker { memory_limit } => tessera::worker::run(memory_limit),
+        Command::Worker(limits) => tessera::worker::run(&limits),
         Command::Serve(args) => {
             let config = match args.resolve() {
                 Ok(c) => c,

@@ -7,12 +7,15 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
+use tonic::{
+    service::interceptor::InterceptedService,
+    transport::{Certificate, Identity, Server, ServerTlsConfig},
+};
 use tonic_health::ServingStatus;
 
 use crate::{
-    api::{Limits, TileApi, TileRenderer, TileServiceImpl, TileSharing},
-    config::ServeConfig,
+    api::{BearerAuth, EdgeStatusLayer, Limits, TileApi, TileRenderer, TileServiceImpl, TileSharing},
+    config::{ServeConfig, TlsConfig},
     mosaic::AssetResolver,
     pb::{self, v1::tile_service_server::TileServiceServer},
     pool::{PoolConfig, WorkerPool},
@@ -39,30 +42,14 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Io(format!("--allow-remote {e}")))?;
     let worker_exe =
         std::env::current_exe().map_err(|e| ServeError::Io(format!("cannot find own executable: {e}")))?;
-    let pool = WorkerPool::new(PoolConfig {
-        size: config.workers,
-        worker_exe,
-        handshake_timeout: config.handshake_timeout,
-        max_jobs_per_worker: config.max_jobs_per_worker,
-        read_timeout: config.read_timeout,
-        max_rss_bytes: Some(config.worker_max_rss).filter(|b| *b > 0),
-        worker_memory_limit: Some(config.worker_memory_limit).filter(|b| *b > 0),
-        max_worker_wait: config.max_worker_wait,
-        quarantine_threshold: config.quarantine_threshold,
-        quarantine_window: config.quarantine_window,
-        quarantine_duration: config.quarantine_duration,
-        crash_loop_threshold: config.crash_loop_threshold,
-        crash_loop_window: config.crash_loop_window,
-        ping_interval: config.ping_interval,
-        ping_timeout: config.ping_timeout,
-        worker_env: config.worker_env.clone(),
-    });
+    let pool = WorkerPool::new(pool_config(&config, worker_exe));
     let limits = Limits {
         max_tile_size: config.max_tile_size,
         max_assets_per_tile: config.max_assets_per_tile,
         max_batch_size: config.max_batch_size,
         stream_concurrency: config.stream_concurrency,
         max_in_flight_tiles: config.max_in_flight_tiles,
+        max_response_size: config.max_response_size,
     };
     let metrics = Arc::new(Metrics::new());
     metrics.observe_pool(&pool);
@@ -79,7 +66,14 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Io(format!("cannot listen on {}: {e}", config.listen)))?;
     let local = listener.local_addr().map_err(|e| ServeError::Io(e.to_string()))?;
     // Tests and scripts read the bound address from this line (the port may be 0).
-    tracing::info!(address = %local, workers = config.workers, "listening on {local}");
+    tracing::info!(
+        address = %local,
+        workers = config.workers,
+        tls = config.tls.is_some(),
+        mtls = config.tls.as_ref().is_some_and(|t| t.client_ca_pem.is_some()),
+        bearer_tokens = config.auth_tokens.len(),
+        "listening on {local}"
+    );
 
     // Workers start in the background; health turns SERVING once all have shaken hands.
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
@@ -104,9 +98,15 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         let _ = shutdown_tx.send(true);
     };
     let grace = config.shutdown_grace;
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder.tls_config(server_tls(tls)).map_err(|e| ServeError::Io(format!("TLS: {e}")))?;
+    }
+    let server = builder
+        .max_concurrent_streams(config.max_concurrent_streams)
         .layer(RpcTraceLayer)
-        .add_routes(routes(TileServiceImpl(api), health_service)?)
+        .layer(EdgeStatusLayer { max_request_size: config.max_request_size })
+        .add_routes(routes(TileServiceImpl(api), health_service, &config)?)
         .serve_with_incoming_shutdown(incoming(listener), shutdown_signal);
     tokio::pin!(server);
     // Drain in-flight requests, bounded by the grace once the signal has come.
@@ -131,11 +131,46 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// The tile API, health, and reflection over both (in protocol versions v1 and
-/// v1alpha: grpcurl 1.8 speaks only v1alpha, newer tools v1).
+/// The pool's settings from the server's.
+fn pool_config(config: &ServeConfig, worker_exe: std::path::PathBuf) -> PoolConfig {
+    PoolConfig {
+        size: config.workers,
+        worker_exe,
+        handshake_timeout: config.handshake_timeout,
+        max_jobs_per_worker: config.max_jobs_per_worker,
+        read_timeout: config.read_timeout,
+        max_rss_bytes: Some(config.worker_max_rss).filter(|b| *b > 0),
+        worker_limits: config.worker_limits.clone(),
+        max_worker_wait: config.max_worker_wait,
+        quarantine_threshold: config.quarantine_threshold,
+        quarantine_window: config.quarantine_window,
+        quarantine_duration: config.quarantine_duration,
+        crash_loop_threshold: config.crash_loop_threshold,
+        crash_loop_window: config.crash_loop_window,
+        ping_interval: config.ping_interval,
+        ping_timeout: config.ping_timeout,
+        worker_env: config.worker_env.clone(),
+    }
+}
+
+/// The rustls configuration: the server's identity, and the CA client certificates must
+/// chain to when mTLS is on.
+fn server_tls(tls: &TlsConfig) -> ServerTlsConfig {
+    let config = ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
+    match &tls.client_ca_pem {
+        Some(ca) => config.client_ca_root(Certificate::from_pem(ca)),
+        None => config,
+    }
+}
+
+/// The tile API (behind the bearer-token check when tokens are configured, with the
+/// message-size limits), health, and reflection over both (in protocol versions v1 and
+/// v1alpha: grpcurl 1.8 speaks only v1alpha, newer tools v1). Health and reflection
+/// need no token: probes and tooling must work without one, and neither reads data.
 fn routes(
     api: TileServiceImpl,
     health: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+    config: &ServeConfig,
 ) -> Result<tonic::service::Routes, ServeError> {
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -143,10 +178,17 @@ fn routes(
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let err = |e: tonic_reflection::server::Error| ServeError::Io(format!("reflection: {e}"));
-    Ok(tonic::service::Routes::new(health)
+    let tiles = TileServiceServer::new(api)
+        .max_decoding_message_size(config.max_request_size)
+        .max_encoding_message_size(config.max_response_size);
+    let routes = tonic::service::Routes::new(health)
         .add_service(reflection().build_v1().map_err(err)?)
-        .add_service(reflection().build_v1alpha().map_err(err)?)
-        .add_service(TileServiceServer::new(api)))
+        .add_service(reflection().build_v1alpha().map_err(err)?);
+    Ok(if config.auth_tokens.is_empty() {
+        routes.add_service(tiles)
+    } else {
+        routes.add_service(InterceptedService::new(tiles, BearerAuth::new(config.auth_tokens.clone())))
+    })
 }
 
 /// Starts every worker in the background, retrying with exponential backoff, and turns

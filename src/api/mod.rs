@@ -3,6 +3,7 @@
 //! place ([`crate::error`]).
 
 mod deadline;
+mod edge;
 mod render;
 mod tile_cache;
 mod validate;
@@ -15,6 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument as _;
 
+pub use edge::{BearerAuth, EdgeStatusLayer};
 pub use render::TileRenderer;
 pub use tile_cache::{Source, TileSharing};
 pub use validate::{DEFAULT_QUALITY, DEFAULT_TILE_SIZE, Limits, TileRequest};
@@ -120,7 +122,18 @@ impl TileApi {
                 retry_after: Duration::from_millis(200),
             });
         };
-        self.renderer.render(&parsed, deadline).await
+        let tile = self.renderer.render(&parsed, deadline).await?;
+        let size = prost::Message::encoded_len(&tile);
+        if size > self.limits.max_response_size {
+            return Err(ServiceError::ResourceExhausted {
+                message: format!(
+                    "the tile is {size} bytes encoded, over this server's limit of {} bytes per response (--max-response-size); ask for a smaller tile_size, fewer bands or a compressed format",
+                    self.limits.max_response_size
+                ),
+                retry_after: Duration::ZERO,
+            });
+        }
+        Ok(tile)
     }
 }
 

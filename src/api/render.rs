@@ -72,6 +72,9 @@ fn worker_error(asset: &Asset, mut e: WorkerError) -> ServiceError {
         Ok(ErrorKind::Invalid) => {
             ServiceError::invalid("bands", format!("asset '{}': {}", asset.name, e.message))
         }
+        Ok(ErrorKind::TooLarge) => {
+            ServiceError::invalid("assets", format!("asset '{}' is too large: {}", asset.name, e.message))
+        }
         Ok(ErrorKind::Unreadable | ErrorKind::ReadFailed) => {
             ServiceError::AssetUnreadable { asset: asset.name.clone(), reason: e.message }
         }

@@ -27,6 +27,8 @@ pub struct Limits {
     pub stream_concurrency: usize,
     /// Tiles being rendered at once, server-wide.
     pub max_in_flight_tiles: usize,
+    /// Largest encoded response message (one tile) in bytes.
+    pub max_response_size: usize,
 }
 
 /// A checked tile request.

@@ -43,6 +43,14 @@ impl AssetResolver {
             |why: String| ServiceError::PermissionDenied(format!("asset '{name}' is not allowed: {why}"));
         let url = RemoteUrl::parse(name).map_err(denied)?;
         if !self.remote.iter().any(|p| p.allows(&url)) {
+            // An address is only ever served when a prefix names it; say so, and what
+            // kind of address it is.
+            if let Some(ip) = url.ip_literal().filter(|_| !self.remote.iter().any(|p| p.same_host(&url))) {
+                let kind = super::remote::special_range(ip).map_or(String::new(), |k| format!(" ({k})"));
+                return Err(denied(format!(
+                    "{ip}{kind} is an IP-literal host, served only under an --allow-remote prefix that names that address"
+                )));
+            }
             let allowed = if self.remote.is_empty() {
                 "this server reads no remote assets (no --allow-remote prefix is configured)".to_owned()
             } else {

@@ -73,6 +73,12 @@ impl RemoteUrl {
         if authority.contains('@') {
             return Err("user information (user@host) in URLs is refused".to_owned());
         }
+        let authority = authority.to_ascii_lowercase();
+        if scheme == Scheme::S3 {
+            check_bucket(&authority)?;
+        } else {
+            check_host(&authority)?;
+        }
         let path = if path.is_empty() { "/".to_owned() } else { path.to_owned() };
         let lower = path.to_ascii_lowercase();
         if ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e)) {
@@ -82,7 +88,18 @@ impl RemoteUrl {
         if segments.split('/').any(|s| s == "." || s == "..") {
             return Err("'.' and '..' segments in URL paths are refused".to_owned());
         }
-        Ok(Self { scheme, authority: authority.to_ascii_lowercase(), path })
+        Ok(Self { scheme, authority, path })
+    }
+
+    /// The host's address when the URL names an IP literal (`http://10.0.0.5/`,
+    /// `http://[::1]:8080/`), not a name.
+    #[must_use]
+    pub fn ip_literal(&self) -> Option<std::net::IpAddr> {
+        if self.scheme == Scheme::S3 {
+            return None;
+        }
+        let (host, _) = split_port(&self.authority);
+        host.trim_start_matches('[').trim_end_matches(']').parse().ok()
     }
 
     /// The path GDAL opens: `/vsicurl/https://host/path` or `/vsis3/bucket/key`.
@@ -96,6 +113,121 @@ impl RemoteUrl {
     }
 }
 
+/// `host[:port]` → (host, port); an IPv6 literal keeps its brackets.
+fn split_port(authority: &str) -> (&str, Option<&str>) {
+    if authority.starts_with('[') {
+        return match authority.find(']') {
+            Some(end) if end + 1 == authority.len() => (authority, None),
+            Some(end) if authority[end + 1..].starts_with(':') => {
+                (&authority[..=end], Some(&authority[end + 2..]))
+            }
+            // Anything else after the ']' stays in the host, which then fails the check.
+            _ => (authority, None),
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    }
+}
+
+/// Whether a host label is a number in any of the forms URL parsers and curl accept for
+/// IPv4 parts (decimal, `0x` hex, leading-zero octal).
+fn is_numeric_label(label: &str) -> bool {
+    let hex = label.strip_prefix("0x");
+    match hex {
+        Some(h) => h.chars().all(|c| c.is_ascii_hexdigit()),
+        None => !label.is_empty() && label.chars().all(|c| c.is_ascii_digit()),
+    }
+}
+
+/// A host is a DNS name (letters, digits, `-`, `_`, `.`), a dotted-quad IPv4 address, or a
+/// bracketed IPv6 address, with an optional decimal port. IPv4 addresses in other forms
+/// (`2130706433`, `0x7f.1`, `127.1`, `0177.0.0.1`) are refused: they are how allow-lists
+/// are fooled, and no one names a data host that way.
+fn check_host(authority: &str) -> Result<(), String> {
+    let (host, port) = split_port(authority);
+    if let Some(port) = port {
+        if port.is_empty() || !port.chars().all(|c| c.is_ascii_digit()) || port.parse::<u16>().is_err() {
+            return Err(format!("port '{port}' is not a number in 0..=65535"));
+        }
+    }
+    if let Some(inner) = host.strip_prefix('[') {
+        let Some(inner) = inner.strip_suffix(']') else {
+            return Err(format!("'{host}' is not an IPv6 address (no closing ']')"));
+        };
+        return inner
+            .parse::<std::net::Ipv6Addr>()
+            .map(|_| ())
+            .map_err(|_| format!("'{host}' is not an IPv6 address"));
+    }
+    if host.is_empty()
+        || !host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        || host.starts_with('.')
+        || host.contains("..")
+    {
+        return Err(format!("host '{host}' is not a valid host name"));
+    }
+    let last = host.trim_end_matches('.').rsplit('.').next().unwrap_or("");
+    if is_numeric_label(last) && host.parse::<std::net::Ipv4Addr>().is_err() {
+        return Err(format!(
+            "host '{host}' is an IPv4 address in a non-canonical form; IP addresses are written as four decimal parts (a.b.c.d)"
+        ));
+    }
+    Ok(())
+}
+
+/// An S3 bucket name: lower-case letters, digits, `.` and `-`, 3 to 63 characters.
+fn check_bucket(bucket: &str) -> Result<(), String> {
+    let valid = (3..=63).contains(&bucket.len())
+        && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("'{bucket}' is not an S3 bucket name (3-63 of a-z, 0-9, '.', '-')"))
+    }
+}
+
+/// Why an IP address is special, for messages: loopback, private, link-local (where
+/// cloud metadata services live)...; `None` for a public address.
+#[must_use]
+pub fn special_range(ip: std::net::IpAddr) -> Option<&'static str> {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            if v4.is_loopback() {
+                Some("loopback")
+            } else if v4.is_link_local() {
+                Some("link-local (cloud metadata)")
+            } else if v4.is_private() || (a == 100 && (64..128).contains(&b)) {
+                Some("private")
+            } else if v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast() || a == 0 {
+                Some("reserved")
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return special_range(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            if v6.is_loopback() {
+                Some("loopback")
+            } else if first & 0xffc0 == 0xfe80 {
+                Some("link-local (cloud metadata)")
+            } else if first & 0xfe00 == 0xfc00 {
+                Some("private")
+            } else if v6.is_unspecified() || v6.is_multicast() {
+                Some("reserved")
+            } else {
+                None
+            }
+        }
+    }
+}
+
 impl RemotePrefix {
     /// Parses an `--allow-remote` value.
     pub fn parse(prefix: &str) -> Result<Self, String> {
@@ -104,6 +236,12 @@ impl RemotePrefix {
             return Err(format!("'{prefix}': a prefix cannot contain a query"));
         }
         Ok(Self(url))
+    }
+
+    /// Whether `url` names this prefix's host and port (whatever its scheme and path).
+    #[must_use]
+    pub fn same_host(&self, url: &RemoteUrl) -> bool {
+        self.0.authority == url.authority
     }
 
     /// Whether `url` lies under this prefix.
@@ -179,5 +317,36 @@ mod tests {
             assert!(e.contains(why), "{url}: {e}");
         }
         assert!(RemotePrefix::parse("https://h/a?x=1").unwrap_err().contains("query"));
+    }
+
+    #[test]
+    fn hosts_are_names_or_canonical_addresses() {
+        for (url, why) in [
+            ("http://2130706433/a.tif", "non-canonical"),
+            ("http://0x7f.0.0.1/a.tif", "non-canonical"),
+            ("http://127.1/a.tif", "non-canonical"),
+            ("http://0177.0.0.1/a.tif", "non-canonical"),
+            ("http://169.254.169.254.:80/a.tif", "non-canonical"),
+            ("http://[::1/a.tif", "not an IPv6 address"),
+            ("http://[::1]x/a.tif", "not an IPv6 address"),
+            ("http://host:99999/a.tif", "port '99999'"),
+            ("http://host:/a.tif", "port ''"),
+            ("http://ho%73t/a.tif", "not a valid host name"),
+            ("http://a..b/a.tif", "not a valid host name"),
+            ("s3://Bad_Bucket/a.tif", "not an S3 bucket name"),
+        ] {
+            let e = RemoteUrl::parse(url).unwrap_err();
+            assert!(e.contains(why), "{url}: {e}");
+        }
+        let v4 = RemoteUrl::parse("http://169.254.169.254/latest/").unwrap();
+        assert_eq!(v4.ip_literal(), Some("169.254.169.254".parse().unwrap()));
+        let v6 = RemoteUrl::parse("http://[::ffff:127.0.0.1]:8080/a.tif").unwrap();
+        assert_eq!(special_range(v6.ip_literal().unwrap()), Some("loopback"));
+        assert_eq!(RemoteUrl::parse("https://123.example.com/a.tif").unwrap().ip_literal(), None);
+        assert_eq!(special_range("169.254.169.254".parse().unwrap()), Some("link-local (cloud metadata)"));
+        assert_eq!(special_range("10.1.2.3".parse().unwrap()), Some("private"));
+        assert_eq!(special_range("100.64.0.1".parse().unwrap()), Some("private"));
+        assert_eq!(special_range("fd00:ec2::254".parse().unwrap()), Some("private"));
+        assert_eq!(special_range("8.8.8.8".parse().unwrap()), None);
     }
 }

@@ -97,8 +97,9 @@ pub struct PoolConfig {
     pub max_jobs_per_worker: u64,
     /// Resident memory after which a worker is replaced (checked after each job).
     pub max_rss_bytes: Option<u64>,
-    /// Address-space limit of each worker (RLIMIT_AS): a runaway read kills one worker.
-    pub worker_memory_limit: Option<u64>,
+    /// Resource and asset-size limits of each worker (address space, CPU per job, open
+    /// files, largest asset).
+    pub worker_limits: crate::worker::WorkerLimits,
     /// Longest a job waits for a free worker before RESOURCE_EXHAUSTED.
     pub max_worker_wait: Duration,
     /// Crashes of one asset within `quarantine_window` that quarantine it.
@@ -115,7 +116,8 @@ pub struct PoolConfig {
     pub ping_interval: Duration,
     /// How long a ping may take.
     pub ping_timeout: Duration,
-    /// Extra environment of each worker (GDAL configuration options).
+    /// Environment of each worker on top of what it inherits from the front (see
+    /// `process::INHERITED_ENV`): GDAL configuration options.
     pub worker_env: Vec<(String, String)>,
 }
 
@@ -232,7 +234,7 @@ impl ManagerInner {
         let result = WorkerProcess::spawn(
             &self.config.worker_exe,
             self.config.handshake_timeout,
-            self.config.worker_memory_limit,
+            &self.config.worker_limits,
             &self.config.worker_env,
             &self.registry,
         )

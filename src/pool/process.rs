@@ -46,6 +46,34 @@ impl ExitInfo {
     }
 }
 
+/// Variables a worker inherits from the front, by prefix: GDAL and its libraries' options,
+/// AWS credentials and settings, OpenTelemetry settings, and the test hooks.
+pub const INHERITED_ENV_PREFIXES: &[&str] =
+    &["GDAL_", "CPL_", "VSI_", "AWS_", "OTEL_", "PROJ_", "TESSERA_TEST_"];
+
+/// Variables a worker inherits from the front, by name: the log filter, where GDAL and
+/// PROJ find their data, the TLS trust store curl uses, and the dynamic loader's path.
+pub const INHERITED_ENV: &[&str] = &[
+    "RUST_LOG",
+    "GDAL_DATA",
+    "PROJ_LIB",
+    "CURL_CA_BUNDLE",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "LD_LIBRARY_PATH",
+    "TMPDIR",
+];
+
+/// The part of `vars` (the front's environment) a worker gets: nothing else of the front
+/// reaches it (no tokens, no service credentials, no `HOME`, no proxies: its network
+/// access goes through the front's egress proxy).
+pub fn worker_environment(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+    vars.filter(|(k, _)| {
+        INHERITED_ENV.contains(&k.as_str()) || INHERITED_ENV_PREFIXES.iter().any(|p| k.starts_with(p))
+    })
+    .collect()
+}
+
 /// Lines of a worker's stderr kept for the log line about its death.
 const STDERR_TAIL_LINES: usize = 20;
 
@@ -120,19 +148,18 @@ pub struct WorkerProcess {
 }
 
 impl WorkerProcess {
-    /// Starts `exe worker` in its own process group and waits for its handshake.
+    /// Starts `exe worker` in its own process group, with a minimal environment (see
+    /// [`worker_environment`]) and `limits` on its command line, and waits for its
+    /// handshake.
     pub async fn spawn(
         exe: &Path,
         handshake_timeout: Duration,
-        memory_limit: Option<u64>,
+        limits: &crate::worker::WorkerLimits,
         env: &[(String, String)],
         registry: &Registry,
     ) -> Result<Self, SpawnError> {
         let mut command = Command::new(exe);
-        command.arg("worker");
-        if let Some(bytes) = memory_limit {
-            command.arg("--memory-limit").arg(bytes.to_string());
-        }
+        command.arg("worker").args(limits.args()).env_clear().envs(worker_environment(std::env::vars()));
         // Workers export their spans under their own service name: "tessera-worker".
         let service =
             format!("{}{}", crate::telemetry::service_name(), crate::telemetry::WORKER_SERVICE_SUFFIX);
@@ -443,5 +470,26 @@ mod tests {
         for request in [read_request(256, 256), read_request(u32::MAX, u32::MAX)] {
             assert!(matches!(check_response(&request, response.clone()), Err(ExchangeError::Fault(_))));
         }
+    }
+
+    #[test]
+    fn workers_inherit_only_what_gdal_needs() {
+        let front = [
+            ("AWS_ACCESS_KEY_ID", "k"),
+            ("GDAL_HTTP_TIMEOUT", "3"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+            ("RUST_LOG", "info"),
+            ("TESSERA_AUTH_TOKEN", "secret"),
+            ("HOME", "/root"),
+            ("HTTPS_PROXY", "http://p:3128"),
+            ("PATH", "/usr/bin"),
+            ("DATABASE_PASSWORD", "hunter2"),
+        ];
+        let env = worker_environment(front.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            ["AWS_ACCESS_KEY_ID", "GDAL_HTTP_TIMEOUT", "OTEL_EXPORTER_OTLP_ENDPOINT", "RUST_LOG"]
+        );
     }
 }

@@ -10,6 +10,7 @@
 mod dataset_cache;
 mod gdal_errors;
 mod io;
+mod limits;
 mod read;
 mod test_hooks;
 mod warp;
@@ -33,25 +34,24 @@ use crate::{
     telemetry::{LogFormat, Role},
 };
 
+pub use limits::{
+    DEFAULT_CPU_PER_JOB, DEFAULT_MAX_ASSET_BANDS, DEFAULT_MAX_ASSET_PIXELS, DEFAULT_MAX_OPEN_FILES,
+    WorkerLimits,
+};
 pub use read::JobError;
 
 /// Entry point of `tessera worker`.
 #[must_use]
-pub fn run(memory_limit: Option<u64>) -> ExitCode {
+pub fn run(limits: &WorkerLimits) -> ExitCode {
     if let Err(e) = die_with_parent() {
         eprintln!("tessera worker: cannot set the parent-death signal: {e}");
         return ExitCode::from(70);
     }
-    if let Some(bytes) = memory_limit {
-        // A runaway read then fails its allocation (and the worker aborts) long before
-        // the pod's memory limit brings the kernel's OOM killer.
-        if let Err(e) = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_AS, bytes, bytes) {
-            eprintln!("tessera worker: cannot set the address-space limit: {e}");
-            return ExitCode::from(70);
-        }
+    if let Err(e) = limits.apply() {
+        eprintln!("tessera worker: {e}");
+        return ExitCode::from(70);
     }
-    // No core dumps: the front logs the crash, and a GDAL worker's core is large.
-    let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
+    read::set_asset_limits(limits.clone());
     let frames_out = match redirect_stdout_to_stderr() {
         Ok(f) => f,
         Err(e) => {
@@ -63,13 +63,13 @@ pub fn run(memory_limit: Option<u64>) -> ExitCode {
     if telemetry.exporting_traces {
         flush_on_sigterm(telemetry.flusher());
     }
-    let code = serve(frames_out);
+    let code = serve(frames_out, limits);
     telemetry.shutdown();
     code
 }
 
 /// Hello, then jobs until stdin closes.
-fn serve(frames_out: File) -> ExitCode {
+fn serve(frames_out: File, limits: &WorkerLimits) -> ExitCode {
     gdal_errors::install();
     read::configure_gdal();
     read::warm_up();
@@ -102,6 +102,7 @@ fn serve(frames_out: File) -> ExitCode {
             let _ = test_hooks::write_garbage(&mut out, garbage, &request);
             continue;
         }
+        limits.arm_cpu_backstop();
         let response = handle(&mut cache, &mut hooks, request);
         if let Err(e) = ipc::write_frame(&mut out, &response) {
             tracing::error!("cannot write a response, exiting: {e}");

@@ -11,7 +11,9 @@ use gdal::{
 
 use super::{
     dataset_cache::{DatasetCache, FileStamp},
-    gdal_errors, warp,
+    gdal_errors,
+    limits::WorkerLimits,
+    warp,
 };
 use crate::pb::worker::{
     BandMeta, DataType, ErrorKind, InfoResult, ReadRequest, ReadResult, ReadStats, Resampling,
@@ -20,8 +22,18 @@ use crate::pb::worker::{
 /// Datasets a worker keeps open.
 pub const DATASET_CACHE_CAPACITY: usize = 64;
 
-/// Drivers a worker will open anything with: GeoTIFF only (COGs are GeoTIFFs).
-const ALLOWED_DRIVERS: &[&str] = &["GTiff"];
+/// Drivers a worker will open anything with: GeoTIFF and COG (COGs open through GTiff;
+/// the COG driver is listed so a GDAL that reads them itself keeps working). VRT, MEM,
+/// netCDF and every other driver are unreachable, whatever path reaches a worker.
+const ALLOWED_DRIVERS: &[&str] = &["GTiff", "COG"];
+
+/// The size limits of assets, set once at worker start.
+static ASSET_LIMITS: std::sync::OnceLock<WorkerLimits> = std::sync::OnceLock::new();
+
+/// Sets the size limits `open` enforces (once; later calls are ignored).
+pub fn set_asset_limits(limits: WorkerLimits) {
+    let _ = ASSET_LIMITS.set(limits);
+}
 
 /// GDAL settings for reading COGs, set once at worker start (they are process-wide).
 /// Each can be overridden with `--gdal-config KEY=VALUE` (or the worker's environment).
@@ -105,6 +117,12 @@ fn open<'c>(cache: &'c mut DatasetCache, path: &str, stats: &mut ReadStats) -> R
         .map_err(|e| JobError::gdal(ErrorKind::Unreadable, "not a readable GeoTIFF", e))?;
     if ds.raster_count() == 0 {
         return Err(JobError::new(ErrorKind::Unreadable, "the file has no raster bands"));
+    }
+    let (width, height) = ds.raster_size();
+    if let Some(why) =
+        ASSET_LIMITS.get_or_init(WorkerLimits::default).asset_too_large(width, height, ds.raster_count())
+    {
+        return Err(JobError::new(ErrorKind::TooLarge, why));
     }
     stats.open_us = started.elapsed().as_micros() as u64;
     Ok(cache.insert(path, ds, stamp))

@@ -1,0 +1,168 @@
+//! The limits a worker runs under, and the hardening it applies to itself before it
+//! touches GDAL. The front passes the limits on the worker's command line
+//! ([`WorkerLimits::args`]); `tessera worker` parses them with the same struct.
+//!
+//! What a worker does to itself, in order:
+//! - no new privileges (`PR_SET_NO_NEW_PRIVS`): nothing it executes can gain any;
+//! - no core dumps (`RLIMIT_CORE` 0): the front logs the crash, and a GDAL core is large;
+//! - an address-space limit (`RLIMIT_AS`): a runaway read fails its allocation in this
+//!   worker long before the pod's memory limit brings the kernel's OOM killer;
+//! - an open-file limit (`RLIMIT_NOFILE`);
+//! - a CPU-time backstop per job: before each job the soft `RLIMIT_CPU` is moved to the
+//!   CPU time used so far plus the budget, so a job that spins past it dies of `SIGXCPU`
+//!   even if nobody is watching the clock (the front's read timeout normally acts first).
+//!
+//! Its own process group and the minimal environment are set by the front when it
+//! spawns the worker (`pool::process`).
+
+use std::time::Duration;
+
+use nix::sys::resource::{Resource, UsageWho, getrlimit, getrusage, setrlimit};
+
+/// Default of `--worker-max-open-files`.
+pub const DEFAULT_MAX_OPEN_FILES: u64 = 1024;
+/// Default of `--max-asset-pixels`: 2^34 pixels per band (e.g. 131 072 x 131 072).
+pub const DEFAULT_MAX_ASSET_PIXELS: u64 = 1 << 34;
+/// Default of `--max-asset-bands`.
+pub const DEFAULT_MAX_ASSET_BANDS: u32 = 64;
+/// Default of `--worker-cpu-per-job`.
+pub const DEFAULT_CPU_PER_JOB: Duration = Duration::from_secs(60);
+
+/// Limits of one worker process.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct WorkerLimits {
+    /// Address-space limit in bytes (RLIMIT_AS); none when absent.
+    #[arg(long)]
+    pub memory_limit: Option<u64>,
+    /// CPU seconds one job may use before the worker dies of SIGXCPU; 0 = no limit.
+    #[arg(long, default_value_t = DEFAULT_CPU_PER_JOB.as_secs())]
+    pub cpu_seconds_per_job: u64,
+    /// Open files (RLIMIT_NOFILE).
+    #[arg(long, default_value_t = DEFAULT_MAX_OPEN_FILES)]
+    pub max_open_files: u64,
+    /// Largest asset the worker opens: width x height.
+    #[arg(long, default_value_t = DEFAULT_MAX_ASSET_PIXELS)]
+    pub max_asset_pixels: u64,
+    /// Largest asset the worker opens: bands.
+    #[arg(long, default_value_t = DEFAULT_MAX_ASSET_BANDS)]
+    pub max_asset_bands: u32,
+}
+
+impl Default for WorkerLimits {
+    fn default() -> Self {
+        Self {
+            memory_limit: None,
+            cpu_seconds_per_job: DEFAULT_CPU_PER_JOB.as_secs(),
+            max_open_files: DEFAULT_MAX_OPEN_FILES,
+            max_asset_pixels: DEFAULT_MAX_ASSET_PIXELS,
+            max_asset_bands: DEFAULT_MAX_ASSET_BANDS,
+        }
+    }
+}
+
+impl WorkerLimits {
+    /// The `tessera worker` arguments that carry these limits.
+    #[must_use]
+    pub fn args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(bytes) = self.memory_limit {
+            args.extend(["--memory-limit".to_owned(), bytes.to_string()]);
+        }
+        args.extend([
+            "--cpu-seconds-per-job".to_owned(),
+            self.cpu_seconds_per_job.to_string(),
+            "--max-open-files".to_owned(),
+            self.max_open_files.to_string(),
+            "--max-asset-pixels".to_owned(),
+            self.max_asset_pixels.to_string(),
+            "--max-asset-bands".to_owned(),
+            self.max_asset_bands.to_string(),
+        ]);
+        args
+    }
+
+    /// Hardens the calling process: see the module documentation.
+    pub fn apply(&self) -> Result<(), String> {
+        nix::sys::prctl::set_no_new_privs().map_err(|e| format!("cannot set no_new_privs: {e}"))?;
+        let _ = setrlimit(Resource::RLIMIT_CORE, 0, 0);
+        if let Some(bytes) = self.memory_limit {
+            setrlimit(Resource::RLIMIT_AS, bytes, bytes)
+                .map_err(|e| format!("cannot set the address-space limit: {e}"))?;
+        }
+        let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(|e| e.to_string())?;
+        let files = self.max_open_files.min(hard);
+        setrlimit(Resource::RLIMIT_NOFILE, files, files)
+            .map_err(|e| format!("cannot set the open-file limit: {e}"))?;
+        Ok(())
+    }
+
+    /// Moves the CPU-time backstop to "now plus one job's budget" (a no-op when 0).
+    pub fn arm_cpu_backstop(&self) {
+        if self.cpu_seconds_per_job == 0 {
+            return;
+        }
+        let Ok(usage) = getrusage(UsageWho::RUSAGE_SELF) else { return };
+        let used = usage.user_time().tv_sec() + usage.system_time().tv_sec();
+        let soft = u64::try_from(used).unwrap_or(0) + self.cpu_seconds_per_job;
+        let hard = getrlimit(Resource::RLIMIT_CPU).map_or(nix::sys::resource::RLIM_INFINITY, |(_, h)| h);
+        let _ = setrlimit(Resource::RLIMIT_CPU, soft.min(hard), hard);
+    }
+
+    /// Why an asset of `width` x `height` pixels and `bands` bands is too large to open,
+    /// or `None` when it is within the limits.
+    #[must_use]
+    pub fn asset_too_large(&self, width: usize, height: usize, bands: usize) -> Option<String> {
+        let pixels = (width as u64).saturating_mul(height as u64);
+        if pixels > self.max_asset_pixels {
+            return Some(format!(
+                "the asset is {width} x {height} pixels, more than the {} pixels per band this server opens (--max-asset-pixels)",
+                self.max_asset_pixels
+            ));
+        }
+        if bands as u64 > u64::from(self.max_asset_bands) {
+            return Some(format!(
+                "the asset has {bands} bands, more than the {} this server opens (--max-asset-bands)",
+                self.max_asset_bands
+            ));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        limits: WorkerLimits,
+    }
+
+    #[test]
+    fn limits_round_trip_through_the_command_line() {
+        let limits = WorkerLimits {
+            memory_limit: Some(1 << 30),
+            cpu_seconds_per_job: 7,
+            max_open_files: 99,
+            max_asset_pixels: 1000,
+            max_asset_bands: 3,
+        };
+        let mut argv = vec!["worker".to_owned()];
+        argv.extend(limits.args());
+        assert_eq!(Cli::parse_from(argv).limits, limits);
+        assert_eq!(Cli::parse_from(["worker"]).limits, WorkerLimits::default());
+    }
+
+    #[test]
+    fn oversized_assets_are_named_with_the_limit() {
+        let limits = WorkerLimits::default();
+        assert_eq!(limits.asset_too_large(100_000, 100_000, 3), None);
+        let why = limits.asset_too_large(100_000, 100_000, 1000).unwrap();
+        assert!(why.contains("1000 bands") && why.contains("--max-asset-bands"), "{why}");
+        let why = limits.asset_too_large(1 << 20, 1 << 20, 1).unwrap();
+        assert!(why.contains("1048576 x 1048576") && why.contains("--max-asset-pixels"), "{why}");
+    }
+}
