@@ -45,7 +45,7 @@ help: ## Show this help
 	@echo "  make data    write demo GeoTIFFs into $(DATA_DIR)/ if it has no .tif files"
 	@echo "  make bench   Tessera vs rio-tiler side by side, all scenarios; writes BENCHMARKS.md"
 	@echo "  make bench-quick  build, demo data, then tessera bench (the built-in mix)"
-	@echo "  make fuzz    fuzz the front's worker-frame decoder for FUZZ_SECONDS (default 60; not part of test)"
+	@echo "  make fuzz    run each fuzz target for FUZZ_SECONDS (default 60), or only FUZZ_TARGET=name; not part of test"
 	@echo "  make deps    install the Debian packages (only those missing)"
 	@echo "  make venv    create .venv with grpcurl, buf and moto (only if missing)"
 	@echo "  make clean   remove target/, .venv/ and bench output (keeps $(DATA_DIR)/)"
@@ -113,13 +113,25 @@ clean: ## Remove build output, the venv and bench output (data/ is kept)
 
 # Fuzzing (not part of `make test`): fuzz/ is its own cargo workspace. cargo-fuzz needs
 # a nightly-only rustc flag (-Zsanitizer=address); RUSTC_BOOTSTRAP=1 lets the
-# stable toolchain accept them. Crashes land in fuzz/artifacts/worker_frames/.
+# stable toolchain accept them. Every target (`cargo fuzz list`) runs FUZZ_SECONDS in
+# turn, or only FUZZ_TARGET; it stops at the first crash, which lands in
+# fuzz/artifacts/<target>/. New inputs go to fuzz/corpus/<target>/ (not in git); the
+# checked-in seeds in fuzz/seeds/<target>/ are read but never written.
 FUZZ_SECONDS ?= 60
+FUZZ_TARGET ?=
 
 .PHONY: fuzz
-fuzz: deps ## Fuzz the front's worker-frame decoder for $(FUZZ_SECONDS) s (cargo-fuzz)
+fuzz: deps ## Fuzz every target (or FUZZ_TARGET) for $(FUZZ_SECONDS) s each (cargo-fuzz)
 	@if ! $(CARGO) fuzz --version >/dev/null 2>&1; then \
 	  echo "fuzz: installing cargo-fuzz"; \
 	  $(CARGO) install cargo-fuzz --locked < /dev/null; \
 	fi
-	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run worker_frames -- -max_total_time=$(FUZZ_SECONDS)
+	@targets="$(FUZZ_TARGET)"; \
+	if [ -z "$$targets" ]; then targets=$$($(CARGO) fuzz list); fi; \
+	for t in $$targets; do \
+	  corpus=fuzz/corpus/$$t; mkdir -p $$corpus; \
+	  seeds=; if [ -d fuzz/seeds/$$t ]; then seeds=fuzz/seeds/$$t; fi; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t $$corpus $$seeds -- -max_total_time=$(FUZZ_SECONDS) \
+	    || exit 1; \
+	done

@@ -119,16 +119,15 @@ impl TileRequest {
             };
             ServiceError::invalid(field, e.to_string())
         })?;
+        // The default obeys the limit too: a server limited below 256 px serves its limit.
+        let default_size = DEFAULT_TILE_SIZE.min(limits.max_tile_size);
         let size = match req.tile_size {
-            0 => DEFAULT_TILE_SIZE,
+            0 => default_size,
             s if s <= limits.max_tile_size => s,
             s => {
                 return Err(ServiceError::invalid(
                     "tile_size",
-                    format!(
-                        "tile_size={s} is outside 1..={} (0 means {DEFAULT_TILE_SIZE})",
-                        limits.max_tile_size
-                    ),
+                    format!("tile_size={s} is outside 1..={} (0 means {default_size})", limits.max_tile_size),
                 ));
             }
         };
@@ -158,5 +157,31 @@ impl TileRequest {
         }
         let assets = req.assets.iter().map(|a| resolver.resolve(a)).collect::<Result<Vec<_>, _>>()?;
         Ok(Self { tile, size, assets, bands: req.bands.clone(), resampling, format })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the request_validation fuzz target: with --max-tile-size under 256, a
+    /// request that leaves tile_size at 0 got a 256 px tile, over the limit.
+    #[test]
+    fn default_tile_size_obeys_a_smaller_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.tif"), b"x").unwrap();
+        let resolver = AssetResolver::new(dir.path()).unwrap();
+        let limits = Limits {
+            max_tile_size: 128,
+            max_assets_per_tile: 1,
+            max_batch_size: 1,
+            stream_concurrency: 1,
+            max_in_flight_tiles: 1,
+        };
+        let req = v1::GetTileRequest { assets: vec!["a.tif".into()], ..Default::default() };
+        assert_eq!(TileRequest::parse(&req, &limits, &resolver).unwrap().size, 128);
+        let big = v1::GetTileRequest { tile_size: 129, ..req };
+        let e = TileRequest::parse(&big, &limits, &resolver).unwrap_err();
+        assert_eq!(e.to_string(), "tile_size=129 is outside 1..=128 (0 means 128)");
     }
 }

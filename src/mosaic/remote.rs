@@ -84,7 +84,9 @@ impl RemoteUrl {
         if ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e)) {
             return Err("percent-encoded '.', '/' or '\\' in URL paths are refused".to_owned());
         }
-        let segments = path.split('?').next().unwrap_or("");
+        // An S3 key has no query: a '?' is part of the key, and the segments after it
+        // count too (the HTTP layer under /vsis3/ would collapse them).
+        let segments = if scheme == Scheme::S3 { &path } else { path.split('?').next().unwrap_or("") };
         if segments.split('/').any(|s| s == "." || s == "..") {
             return Err("'.' and '..' segments in URL paths are refused".to_owned());
         }
@@ -254,7 +256,8 @@ impl RemotePrefix {
         // The prefix ends at a path boundary.
         p.path.ends_with('/')
             || url.path.len() == p.path.len()
-            || url.path[p.path.len()..].starts_with(['/', '?'])
+            || url.path[p.path.len()..].starts_with('/')
+            || (p.scheme != Scheme::S3 && url.path[p.path.len()..].starts_with('?'))
     }
 }
 
@@ -298,6 +301,9 @@ mod tests {
         assert!(!allowed("https://data.example.com", "https://data.example.com.evil.org/a.tif"));
         assert!(!allowed("https://data.example.com", "https://data.example.com:8443/a.tif"));
         assert!(!allowed("s3://naip-bucket/", "s3://naip-bucket-2/a.tif"));
+        // An S3 key has no query: `pa?x` is a sibling of `pa/`, not under it.
+        assert!(allowed("https://data.example.com/cogs", "https://data.example.com/cogs?x=1"));
+        assert!(!allowed("s3://naip-bucket/pa", "s3://naip-bucket/pa?x.tif"));
     }
 
     #[test]
@@ -312,6 +318,8 @@ mod tests {
             ("https://data.example.com/co gs/a.tif", "' '"),
             ("https:///a.tif", "names no host"),
             ("s3:///key.tif", "names no bucket"),
+            // Found by the asset_policy fuzz target: in an S3 key '?' is no query.
+            ("s3://naip-bucket/pa/?/../../secret.tif", "'..'"),
         ] {
             let e = RemoteUrl::parse(url).unwrap_err();
             assert!(e.contains(why), "{url}: {e}");

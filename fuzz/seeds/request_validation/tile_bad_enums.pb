@@ -1,0 +1,1 @@
+2a.tif@cHPeX

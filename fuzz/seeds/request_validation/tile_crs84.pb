@@ -1,0 +1,2 @@
+
+WorldCRS84Quad (€2	inner.tifH

@@ -1,0 +1,1 @@
+ 2../secret.tif2/etc/passwd2/vsicurl/http://x/a.tif

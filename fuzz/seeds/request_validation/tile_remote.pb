@@ -1,0 +1,1 @@
+2#https://data.example.com/cogs/a.tif

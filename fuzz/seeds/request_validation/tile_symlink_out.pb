@@ -1,0 +1,3 @@
+2
+passwd.tif2
+secret.tif
