@@ -23,6 +23,7 @@ fn limits() -> [Limits; 2] {
         max_batch_size: 1000,
         stream_concurrency: 8,
         max_in_flight_tiles: 256,
+        max_response_size: 64 << 20,
     };
     let tight = Limits { max_tile_size: 128, max_assets_per_tile: 2, ..default.clone() };
     [default, tight]
