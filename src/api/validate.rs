@@ -177,6 +177,7 @@ mod tests {
             max_batch_size: 1,
             stream_concurrency: 1,
             max_in_flight_tiles: 1,
+            max_response_size: 1 << 20,
         };
         let req = v1::GetTileRequest { assets: vec!["a.tif".into()], ..Default::default() };
         assert_eq!(TileRequest::parse(&req, &limits, &resolver).unwrap().size, 128);

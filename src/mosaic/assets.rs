@@ -8,6 +8,9 @@ use std::path::{Component, Path, PathBuf};
 use super::remote::{RemotePrefix, RemoteUrl, looks_remote};
 use crate::error::ServiceError;
 
+/// Longest asset name (a path or URL) accepted: Linux's `PATH_MAX`.
+pub const MAX_ASSET_NAME_LEN: usize = 4096;
+
 /// An asset the caller named, resolved to what GDAL opens.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Asset {
@@ -77,6 +80,15 @@ impl AssetResolver {
         };
         if name.is_empty() {
             return Err(ServiceError::invalid("assets", "an asset path is empty"));
+        }
+        if name.len() > MAX_ASSET_NAME_LEN {
+            return Err(ServiceError::invalid(
+                "assets",
+                format!(
+                    "an asset name of {} bytes exceeds the limit of {MAX_ASSET_NAME_LEN} bytes",
+                    name.len()
+                ),
+            ));
         }
         if name.contains('\0') {
             return Err(ServiceError::invalid("assets", format!("asset {name:?} contains a NUL byte")));

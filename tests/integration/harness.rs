@@ -25,7 +25,7 @@ pub fn fixtures() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        let dir = root.join("fixtures-v3");
+        let dir = root.join("fixtures-v4");
         if dir.join("complete").exists() {
             return dir;
         }
@@ -44,6 +44,7 @@ pub fn fixtures() -> &'static Path {
         std::fs::write(staging.join("copy_of_utm_rgb_00.tif"), &good).unwrap();
         std::os::unix::fs::symlink("/etc/hostname", staging.join("escape.tif")).unwrap();
         std::fs::create_dir(staging.join("sub")).unwrap();
+        hostile_fixtures(&staging);
         std::fs::write(staging.join("complete"), b"").unwrap();
         if std::fs::rename(&staging, &dir).is_err() {
             // Another test process won the race; its copy is identical.
@@ -52,6 +53,73 @@ pub fn fixtures() -> &'static Path {
         }
         dir
     })
+}
+
+/// Files the hostile-input catalogue opens: other formats, a VRT that points at
+/// `/etc/passwd`, a header that claims an absurd size, and more symlink escapes.
+fn hostile_fixtures(dir: &Path) {
+    let vrt = r#"<VRTDataset rasterXSize="10" rasterYSize="10">
+  <VRTRasterBand dataType="Byte" band="1">
+    <SimpleSource><SourceFilename relativeToVRT="0">/etc/passwd</SourceFilename><SourceBand>1</SourceBand></SimpleSource>
+  </VRTRasterBand>
+</VRTDataset>
+"#;
+    std::fs::write(dir.join("passwd.vrt"), vrt).unwrap();
+    // The same VRT under a GeoTIFF's name: the driver allow-list, not the name, stops it.
+    std::fs::write(dir.join("vrt_disguised.tif"), vrt).unwrap();
+    let mut png = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut png, 2, 2);
+        encoder.set_color(png::ColorType::Grayscale);
+        encoder.write_header().unwrap().write_image_data(&[0, 1, 2, 3]).unwrap();
+    }
+    std::fs::write(dir.join("image.png"), png).unwrap();
+    std::fs::write(dir.join("netcdf_like.nc"), b"CDF\x01\0\0\0\0\0\0\0\x0a\0\0\0\x01").unwrap();
+    std::fs::write(dir.join("data.json"), b"{\"type\": \"FeatureCollection\", \"features\": []}\n").unwrap();
+    std::fs::write(dir.join("huge_header.tif"), huge_header_tiff(100_000, 100_000, 1000)).unwrap();
+    std::os::unix::fs::symlink("/etc", dir.join("escape_dir")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/secret.tif", dir.join("dangling_escape.tif")).unwrap();
+}
+
+/// A classic little-endian TIFF header of `width` x `height` pixels and `bands` bands
+/// (planar, one uncompressed strip per band) whose strips hold one byte each: it opens,
+/// and its size is a lie.
+pub fn huge_header_tiff(width: u32, height: u32, bands: u16) -> Vec<u8> {
+    const SHORT: u16 = 3;
+    const LONG: u16 = 4;
+    let entries: u32 = 10;
+    let offsets_at = 8 + 2 + entries * 12 + 4;
+    let counts_at = offsets_at + 4 * u32::from(bands);
+    let data_at = counts_at + 4 * u32::from(bands);
+    let mut out = b"II".to_vec();
+    out.extend_from_slice(&42u16.to_le_bytes());
+    out.extend_from_slice(&8u32.to_le_bytes());
+    out.extend_from_slice(&(entries as u16).to_le_bytes());
+    let mut entry = |tag: u16, kind: u16, count: u32, value: u32| {
+        out.extend_from_slice(&tag.to_le_bytes());
+        out.extend_from_slice(&kind.to_le_bytes());
+        out.extend_from_slice(&count.to_le_bytes());
+        out.extend_from_slice(&value.to_le_bytes());
+    };
+    entry(256, LONG, 1, width); // ImageWidth
+    entry(257, LONG, 1, height); // ImageLength
+    entry(258, SHORT, 1, 8); // BitsPerSample
+    entry(259, SHORT, 1, 1); // Compression: none
+    entry(262, SHORT, 1, 1); // Photometric: min-is-black
+    entry(273, LONG, u32::from(bands), offsets_at); // StripOffsets
+    entry(277, SHORT, 1, u32::from(bands)); // SamplesPerPixel
+    entry(278, LONG, 1, height); // RowsPerStrip
+    entry(279, LONG, u32::from(bands), counts_at); // StripByteCounts
+    entry(284, SHORT, 1, 2); // PlanarConfiguration: separate
+    out.extend_from_slice(&0u32.to_le_bytes());
+    for _ in 0..bands {
+        out.extend_from_slice(&data_at.to_le_bytes());
+    }
+    for _ in 0..bands {
+        out.extend_from_slice(&1u32.to_le_bytes());
+    }
+    out.extend_from_slice(&[0; 16]);
+    out
 }
 
 /// Options of a test server.
