@@ -39,6 +39,12 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Io(format!("--allow-remote {e}")))?;
     let worker_exe =
         std::env::current_exe().map_err(|e| ServeError::Io(format!("cannot find own executable: {e}")))?;
+    // Before the pool: workers reach remote assets only through this proxy. Dropped at
+    // the end of this function, after the workers.
+    let mut worker_env = config.worker_env.clone();
+    let _egress = crate::egress::start_for_workers(&config.allow_remote, &[], &mut worker_env)
+        .await
+        .map_err(|e| ServeError::Io(format!("egress proxy: {e}")))?;
     let pool = WorkerPool::new(PoolConfig {
         size: config.workers,
         worker_exe,
@@ -55,7 +61,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         crash_loop_window: config.crash_loop_window,
         ping_interval: config.ping_interval,
         ping_timeout: config.ping_timeout,
-        worker_env: config.worker_env.clone(),
+        worker_env,
     });
     let limits = Limits {
         max_tile_size: config.max_tile_size,
