@@ -206,6 +206,10 @@ pub struct ServeArgs {
     /// PEM CA certificate(s): clients must present a certificate it signed (mTLS) [default: no client certificates].
     #[arg(long, env = "TESSERA_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Host[:port] workers may reach besides the --allow-remote hosts, e.g. a custom STS
+    /// endpoint (repeatable; env: comma-separated) [default: none].
+    #[arg(long, env = "TESSERA_EGRESS_ALLOW", value_delimiter = ',')]
+    pub egress_allow: Vec<String>,
     /// File of accepted bearer tokens, one per line; callers must send `authorization: Bearer TOKEN`.
     /// A single token can also come from the TESSERA_AUTH_TOKEN variable [default: no token check].
     #[arg(long, env = "TESSERA_AUTH_TOKEN_FILE")]
@@ -282,6 +286,7 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
     auth_token_file: Option<PathBuf>,
+    egress_allow: Option<Vec<String>>,
 }
 
 /// Parses a byte size: plain bytes, or a number with KiB, MiB, GiB (or KB, MB, GB).
@@ -369,6 +374,8 @@ pub struct ServeConfig {
     pub tls: Option<TlsConfig>,
     /// Accepted bearer tokens; empty = no token check.
     pub auth_tokens: Vec<String>,
+    /// `--egress-allow`: hosts workers may reach besides the allowed prefixes' hosts.
+    pub egress_allow: Vec<String>,
     /// `--quarantine-threshold`.
     pub quarantine_threshold: usize,
     /// `--quarantine-window`.
@@ -558,6 +565,11 @@ impl ServeArgs {
                 self.tls_key.or(file.tls_key),
                 self.tls_client_ca.or(file.tls_client_ca),
             )?,
+            egress_allow: if self.egress_allow.is_empty() {
+                file.egress_allow.unwrap_or_default()
+            } else {
+                self.egress_allow.clone()
+            },
             auth_tokens: auth_tokens(
                 self.auth_token_file.or(file.auth_token_file).as_deref(),
                 std::env::var(AUTH_TOKEN_VAR).ok(),

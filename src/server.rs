@@ -42,7 +42,14 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Io(format!("--allow-remote {e}")))?;
     let worker_exe =
         std::env::current_exe().map_err(|e| ServeError::Io(format!("cannot find own executable: {e}")))?;
-    let pool = WorkerPool::new(pool_config(&config, worker_exe));
+    // Before the pool: workers reach remote assets only through this proxy. Dropped at
+    // the end of this function, after the workers.
+    let mut worker_env = config.worker_env.clone();
+    let _egress =
+        crate::egress::start_for_workers(&config.allow_remote, &config.egress_allow, &mut worker_env)
+            .await
+            .map_err(|e| ServeError::Io(format!("egress proxy: {e}")))?;
+    let pool = WorkerPool::new(pool_config(&config, worker_exe, worker_env));
     let limits = Limits {
         max_tile_size: config.max_tile_size,
         max_assets_per_tile: config.max_assets_per_tile,
@@ -132,7 +139,11 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
 }
 
 /// The pool's settings from the server's.
-fn pool_config(config: &ServeConfig, worker_exe: std::path::PathBuf) -> PoolConfig {
+fn pool_config(
+    config: &ServeConfig,
+    worker_exe: std::path::PathBuf,
+    worker_env: Vec<(String, String)>,
+) -> PoolConfig {
     PoolConfig {
         size: config.workers,
         worker_exe,
@@ -149,7 +160,7 @@ fn pool_config(config: &ServeConfig, worker_exe: std::path::PathBuf) -> PoolConf
         crash_loop_window: config.crash_loop_window,
         ping_interval: config.ping_interval,
         ping_timeout: config.ping_timeout,
-        worker_env: config.worker_env.clone(),
+        worker_env,
     }
 }
 

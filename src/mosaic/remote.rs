@@ -272,6 +272,36 @@ impl std::fmt::Display for RemotePrefix {
     }
 }
 
+/// Read access to the parts, for the egress proxy ([`crate::egress`]), which checks the
+/// requests GDAL makes against the same prefixes.
+impl RemoteUrl {
+    /// The scheme.
+    #[must_use]
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    /// Host[:port] in lower case (as written, the port is not normalised); the bucket for S3.
+    #[must_use]
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// From the first `/` on, query included; "/" when empty.
+    #[must_use]
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+impl RemotePrefix {
+    /// The prefix as a URL.
+    #[must_use]
+    pub fn url(&self) -> &RemoteUrl {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
