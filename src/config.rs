@@ -32,6 +32,9 @@ pub const DEFAULT_STREAM_CONCURRENCY: usize = 8;
 
 /// Default of `--max-in-flight-tiles`.
 pub const DEFAULT_MAX_IN_FLIGHT_TILES: usize = 256;
+/// Default of `--max-in-flight-per-caller`: half the server-wide default, so no one
+/// identified caller can take the whole server.
+pub const DEFAULT_MAX_IN_FLIGHT_PER_CALLER: usize = 128;
 /// Default of `--max-worker-wait`.
 pub const DEFAULT_MAX_WORKER_WAIT: Duration = Duration::from_secs(5);
 /// Default of `--worker-max-rss`.
@@ -111,6 +114,10 @@ pub struct ServeArgs {
     /// Tiles being rendered at once, server-wide; more get RESOURCE_EXHAUSTED [default: 256].
     #[arg(long, env = "TESSERA_MAX_IN_FLIGHT_TILES")]
     pub max_in_flight_tiles: Option<usize>,
+    /// Tiles being rendered at once for one caller identified by its bearer token or client
+    /// certificate; more get RESOURCE_EXHAUSTED [default: 128].
+    #[arg(long, env = "TESSERA_MAX_IN_FLIGHT_PER_CALLER")]
+    pub max_in_flight_per_caller: Option<usize>,
     /// Longest an asset read waits for a free worker before RESOURCE_EXHAUSTED [default: 5s].
     #[arg(long, env = "TESSERA_MAX_WORKER_WAIT", value_parser = humantime::parse_duration)]
     pub max_worker_wait: Option<Duration>,
@@ -240,6 +247,7 @@ struct FileConfig {
     max_batch_size: Option<usize>,
     stream_concurrency: Option<usize>,
     max_in_flight_tiles: Option<usize>,
+    max_in_flight_per_caller: Option<usize>,
     #[serde(default, with = "humantime_serde_opt")]
     max_worker_wait: Option<Duration>,
     #[serde(default, with = "bytes_serde_opt")]
@@ -357,6 +365,8 @@ pub struct ServeConfig {
     pub stream_concurrency: usize,
     /// `--max-in-flight-tiles`.
     pub max_in_flight_tiles: usize,
+    /// `--max-in-flight-per-caller`.
+    pub max_in_flight_per_caller: usize,
     /// `--max-worker-wait`.
     pub max_worker_wait: Duration,
     /// `--worker-max-rss`.
@@ -456,6 +466,7 @@ impl ServeConfig {
             ("--max-batch-size", self.max_batch_size),
             ("--stream-concurrency", self.stream_concurrency),
             ("--max-in-flight-tiles", self.max_in_flight_tiles),
+            ("--max-in-flight-per-caller", self.max_in_flight_per_caller),
             ("--quarantine-threshold", self.quarantine_threshold),
             ("--crash-loop-threshold", self.crash_loop_threshold),
         ] {
@@ -545,6 +556,10 @@ impl ServeArgs {
                 .max_in_flight_tiles
                 .or(file.max_in_flight_tiles)
                 .unwrap_or(DEFAULT_MAX_IN_FLIGHT_TILES),
+            max_in_flight_per_caller: self
+                .max_in_flight_per_caller
+                .or(file.max_in_flight_per_caller)
+                .unwrap_or(DEFAULT_MAX_IN_FLIGHT_PER_CALLER),
             max_worker_wait: self.max_worker_wait.or(file.max_worker_wait).unwrap_or(DEFAULT_MAX_WORKER_WAIT),
             worker_max_rss: self.worker_max_rss.or(file.worker_max_rss).unwrap_or(DEFAULT_WORKER_MAX_RSS),
             worker_limits,

@@ -57,6 +57,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         stream_concurrency: config.stream_concurrency,
         max_in_flight_tiles: config.max_in_flight_tiles,
         max_response_size: config.max_response_size,
+        max_in_flight_per_caller: config.max_in_flight_per_caller,
     };
     let metrics = Arc::new(Metrics::new());
     metrics.observe_pool(&pool);

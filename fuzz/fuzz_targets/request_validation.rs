@@ -24,6 +24,7 @@ fn limits() -> [Limits; 2] {
         stream_concurrency: 8,
         max_in_flight_tiles: 256,
         max_response_size: 64 << 20,
+        max_in_flight_per_caller: 128,
     };
     let tight = Limits { max_tile_size: 128, max_assets_per_tile: 2, ..default.clone() };
     [default, tight]

@@ -2,6 +2,7 @@
 //! ([`validate`]), hand them to the [`TileRenderer`], and map errors to statuses in one
 //! place ([`crate::error`]).
 
+mod callers;
 mod deadline;
 mod edge;
 mod render;
@@ -16,6 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument as _;
 
+pub use callers::Caller;
 pub use edge::{BearerAuth, EdgeStatusLayer};
 pub use render::TileRenderer;
 pub use tile_cache::{Source, TileSharing};
@@ -55,6 +57,8 @@ pub struct TileApi {
     metrics: Arc<Metrics>,
     /// Coalescing of identical requests and the tile cache.
     sharing: TileSharing,
+    /// Tiles in flight per identified caller.
+    callers: callers::CallerLimits,
 }
 
 type ResultStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -69,7 +73,8 @@ impl TileApi {
         sharing: TileSharing,
     ) -> Arc<Self> {
         let in_flight = Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight_tiles));
-        Arc::new(Self { renderer, resolver, limits, in_flight, metrics, sharing })
+        let callers = callers::CallerLimits::new(limits.max_in_flight_per_caller);
+        Arc::new(Self { renderer, resolver, limits, in_flight, metrics, sharing, callers })
     }
 
     /// The request's deadline: the client's grpc-timeout (less a small margin, so our
@@ -91,12 +96,31 @@ impl TileApi {
         call_deadline.unwrap_or_else(|| Instant::now() + DEFAULT_REQUEST_TIMEOUT)
     }
 
-    /// Renders one tile and counts it in the metrics, whatever its outcome.
-    async fn tile(&self, req: &GetTileRequest, deadline: Instant) -> Result<GetTileResponse, ServiceError> {
+    /// Renders one tile for `caller` and counts it in the metrics, whatever its outcome.
+    async fn tile(
+        &self,
+        req: &GetTileRequest,
+        deadline: Instant,
+        caller: Option<Caller>,
+    ) -> Result<GetTileResponse, ServiceError> {
         let started = Instant::now();
-        let key = prost::Message::encode_to_vec(req);
-        let (result, source) =
-            self.sharing.get_or_render(key, deadline, || self.tile_uncounted(req, deadline)).await;
+        let (result, source) = match caller.map(|c| (c, self.callers.try_acquire(c))) {
+            Some((caller, None)) => (
+                Err(ServiceError::ResourceExhausted {
+                    message: format!(
+                        "{caller} already has {} tiles being rendered (--max-in-flight-per-caller); retry later",
+                        self.callers.max()
+                    ),
+                    retry_after: Duration::from_millis(200),
+                }),
+                Source::Rendered,
+            ),
+            // The permit (if any) lives in `_permit` until the tile is done.
+            _permit => {
+                let key = prost::Message::encode_to_vec(req);
+                self.sharing.get_or_render(key, deadline, || self.tile_uncounted(req, deadline)).await
+            }
+        };
         self.metrics.tile_source(source);
         let (code, bytes) = match &result {
             Ok(t) => (tonic::Code::Ok, (t.data.len() + t.mask.len()) as u64),
@@ -163,7 +187,7 @@ fn tile_result(result: Result<GetTileResponse, ServiceError>) -> v1::get_tiles_r
 impl TileService for TileServiceImpl {
     async fn get_tile(&self, request: Request<GetTileRequest>) -> Result<Response<GetTileResponse>, Status> {
         let deadline = TileApi::deadline(&request);
-        let tile = self.0.tile(request.get_ref(), deadline).await?;
+        let tile = self.0.tile(request.get_ref(), deadline, Caller::of(&request)).await?;
         Ok(Response::new(tile))
     }
 
@@ -174,6 +198,7 @@ impl TileService for TileServiceImpl {
         request: Request<GetTilesRequest>,
     ) -> Result<Response<Self::GetTilesStream>, Status> {
         let call_deadline = TileApi::client_deadline(&request);
+        let caller = Caller::of(&request);
         let tiles = request.into_inner().tiles;
         let limits = &self.0.limits;
         if tiles.is_empty() {
@@ -198,7 +223,7 @@ impl TileService for TileServiceImpl {
             .map(move |(index, tile)| {
                 let api = Arc::clone(&api);
                 async move {
-                    let result = api.tile(&tile, TileApi::tile_deadline(call_deadline)).await;
+                    let result = api.tile(&tile, TileApi::tile_deadline(call_deadline), caller).await;
                     Ok(GetTilesResponse {
                         index: index as u32,
                         z: tile.z,
@@ -219,6 +244,7 @@ impl TileService for TileServiceImpl {
         request: Request<Streaming<StreamTilesRequest>>,
     ) -> Result<Response<Self::StreamTilesStream>, Status> {
         let call_deadline = TileApi::client_deadline(&request);
+        let caller = Caller::of(&request);
         let mut incoming = request.into_inner();
         let api = Arc::clone(&self.0);
         let concurrency = api.limits.stream_concurrency.max(1);
@@ -249,7 +275,7 @@ impl TileService for TileServiceImpl {
                             let _permit = permit;
                             let tile = request.tile.unwrap_or_default();
                             let result = tokio::select! {
-                                r = api.tile(&tile, TileApi::tile_deadline(call_deadline)) => r,
+                                r = api.tile(&tile, TileApi::tile_deadline(call_deadline), caller) => r,
                                 // The caller went away: stop waiting for this tile.
                                 () = tx.closed() => return,
                             };

@@ -29,6 +29,8 @@ pub struct Limits {
     pub max_in_flight_tiles: usize,
     /// Largest encoded response message (one tile) in bytes.
     pub max_response_size: usize,
+    /// Tiles being rendered at once for one identified caller (token or certificate).
+    pub max_in_flight_per_caller: usize,
 }
 
 /// A checked tile request.
@@ -178,6 +180,7 @@ mod tests {
             stream_concurrency: 1,
             max_in_flight_tiles: 1,
             max_response_size: 1 << 20,
+            max_in_flight_per_caller: 1,
         };
         let req = v1::GetTileRequest { assets: vec!["a.tif".into()], ..Default::default() };
         assert_eq!(TileRequest::parse(&req, &limits, &resolver).unwrap().size, 128);

@@ -255,3 +255,48 @@ async fn workers_run_hardened_with_a_minimal_environment() {
         }
     }
 }
+
+#[tokio::test]
+async fn one_identified_caller_cannot_take_more_than_its_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "alpha\nbeta\n").unwrap();
+    let server = Server::start_with(ServerOptions {
+        args: vec![
+            "--auth-token-file".into(),
+            tokens.display().to_string(),
+            "--max-in-flight-per-caller".into(),
+            "1".into(),
+        ],
+        env: vec![("TESSERA_TEST_SLOW_READ".into(), "utm_rgb_00=1500".into())],
+        ..Default::default()
+    });
+    let client = |token: &str| {
+        let path = dir.path().join(format!("client-{token}"));
+        std::fs::write(&path, token).unwrap();
+        let args = ConnectArgs {
+            server: server.url(),
+            ca_cert: None,
+            client_cert: None,
+            client_key: None,
+            tls_server_name: None,
+            token_file: Some(path),
+        };
+        async move { connect_with(&args).await.unwrap() }
+    };
+    let (mut alpha, mut alpha2, mut beta) =
+        (client("alpha").await, client("alpha").await, client("beta").await);
+    let slow = tokio::spawn(async move { alpha.get_tile(good_tile()).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The same caller again, while its first tile renders: refused, naming the flag.
+    let mut other = good_tile();
+    other.tile_size = 512;
+    let status = alpha2.get_tile(other.clone()).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(status.message().contains("--max-in-flight-per-caller"), "{}", status.message());
+    // Another caller is not affected.
+    beta.get_tile(other).await.expect("another caller was refused");
+    slow.await.unwrap().expect("the first tile failed");
+    // Once its tile is done, the first caller may go on.
+    alpha2.get_tile(good_tile()).await.expect("the caller was still refused after its tile");
+}
