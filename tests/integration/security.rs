@@ -2,7 +2,12 @@
 //! to be: certificates are made here with rcgen, the server and `tessera get` are the
 //! real binaries, and the worker's limits are read back from `/proc`.
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{
+    path::Path,
+    process::Command,
+    sync::atomic::{AtomicUsize, Ordering},
+    time::Duration,
+};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use tessera::{
@@ -297,4 +302,60 @@ async fn one_identified_caller_cannot_take_more_than_its_share() {
     slow.await.unwrap().expect("the first tile failed");
     // Once its tile is done, the first caller may go on.
     alpha2.get_tile(good_tile()).await.expect("the caller was still refused after its tile");
+}
+
+type TileClient = tessera::pb::v1::tile_service_client::TileServiceClient<tonic::transport::Channel>;
+
+/// Records in `most` the largest number of worker reads seen at once in `busy_dir`
+/// (the busy-dir test hook), until dropped.
+async fn watch_busy(busy_dir: &Path, most: &AtomicUsize) {
+    loop {
+        let now = std::fs::read_dir(busy_dir).unwrap().count();
+        most.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Renders two slow tiles of different assets at once, on `a` and `b`, while watching
+/// how many worker reads run at once.
+async fn two_slow_tiles(busy_dir: &Path, mut a: TileClient, mut b: TileClient) -> usize {
+    let most = AtomicUsize::new(0);
+    let calls = async {
+        let (x, y) = tokio::join!(
+            a.get_tile(tile_request(12, 1194, 1551, &["utm_rgb_00.tif"])),
+            b.get_tile(tile_request(12, 1194, 1551, &["copy_of_utm_rgb_00.tif"])),
+        );
+        x.expect("first tile");
+        y.expect("second tile");
+    };
+    tokio::select! {
+        () = calls => {}
+        () = watch_busy(busy_dir, &most) => unreachable!("the watcher never ends"),
+    }
+    most.load(Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn one_connection_gets_at_most_max_concurrent_streams_calls_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = dir.path().join("busy");
+    std::fs::create_dir(&busy).unwrap();
+    let server = Server::start_with(ServerOptions {
+        workers: 2,
+        args: vec!["--max-concurrent-streams".into(), "1".into()],
+        env: vec![
+            ("TESSERA_TEST_SLOW_READ".into(), "utm_rgb_00=500".into()),
+            ("TESSERA_TEST_BUSY_DIR".into(), busy.display().to_string()),
+        ],
+        ..Default::default()
+    });
+    // Two calls on one connection: the second waits until the first's stream ends. (One
+    // call first, so the client has the server's SETTINGS: a stream opened before them
+    // is refused with REFUSED_STREAM, which clients may safely retry.)
+    let mut one = server.client().await;
+    one.get_tile(tile_request(12, 1194, 1551, &["utm_rgb_02.tif"])).await.unwrap();
+    assert_eq!(two_slow_tiles(&busy, one.clone(), one).await, 1, "two calls ran at once on one connection");
+    // On two connections both read at once: the limit is per connection.
+    let (a, b) = (server.client().await, server.client().await);
+    assert_eq!(two_slow_tiles(&busy, a, b).await, 2, "two connections did not read at once");
 }
