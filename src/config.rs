@@ -151,6 +151,10 @@ pub struct ServeArgs {
     /// Address of the admin HTTP endpoint (GET /metrics, Prometheus text); off when unset [default: off].
     #[arg(long, env = "TESSERA_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
+    /// Another local directory whose files may be named by absolute path (repeatable; env:
+    /// comma-separated); relative names always resolve in --data-dir [default: none].
+    #[arg(long, env = "TESSERA_ALLOW_LOCAL", value_delimiter = ',')]
+    pub allow_local: Vec<PathBuf>,
     /// URL prefix under which remote assets may be read, e.g. https://data.example.com/cogs/
     /// or s3://naip-bucket/ (repeatable; env: comma-separated) [default: none].
     #[arg(long, env = "TESSERA_ALLOW_REMOTE", value_delimiter = ',')]
@@ -268,6 +272,7 @@ struct FileConfig {
     ping_timeout: Option<Duration>,
     admin_listen: Option<SocketAddr>,
     allow_remote: Option<Vec<String>>,
+    allow_local: Option<Vec<PathBuf>>,
     s3_endpoint: Option<String>,
     s3_path_style: Option<bool>,
     s3_https: Option<bool>,
@@ -404,6 +409,8 @@ pub struct ServeConfig {
     pub admin_listen: Option<SocketAddr>,
     /// `--allow-remote` prefixes.
     pub allow_remote: Vec<String>,
+    /// `--allow-local` directories.
+    pub allow_local: Vec<PathBuf>,
     /// Environment of every worker process: GDAL configuration options (Tessera's
     /// S3 settings and `--gdal-config`), on top of the front's own environment.
     pub worker_env: Vec<(String, String)>,
@@ -494,6 +501,9 @@ impl ServeConfig {
         for prefix in &self.allow_remote {
             crate::mosaic::RemotePrefix::parse(prefix)
                 .map_err(|e| ConfigError::Invalid(format!("--allow-remote {e}")))?;
+        }
+        if let Some(dir) = self.allow_local.iter().find(|d| !d.is_dir()) {
+            return Err(ConfigError::Invalid(format!("--allow-local {} is not a directory", dir.display())));
         }
         if !self.data_dir.is_dir() {
             return Err(ConfigError::Invalid(format!(
@@ -616,6 +626,11 @@ impl ServeArgs {
                 file.allow_remote.unwrap_or_default()
             } else {
                 self.allow_remote.clone()
+            },
+            allow_local: if self.allow_local.is_empty() {
+                file.allow_local.unwrap_or_default()
+            } else {
+                self.allow_local.clone()
             },
             worker_env,
             remote_metadata_ttl: self

@@ -38,6 +38,8 @@ pub enum ServeError {
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let resolver = AssetResolver::new(&config.data_dir)
         .map_err(|e| ServeError::Io(format!("data directory {}: {e}", config.data_dir.display())))?
+        .with_local_roots(&config.allow_local)
+        .map_err(|e| ServeError::Io(format!("--allow-local {e}")))?
         .with_remote(&config.allow_remote)
         .map_err(|e| ServeError::Io(format!("--allow-remote {e}")))?;
     let worker_exe =

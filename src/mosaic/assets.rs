@@ -21,17 +21,34 @@ pub struct Asset {
     pub path: PathBuf,
 }
 
-/// Resolves asset names against the data directory and the remote allow-list.
+/// Resolves asset names against the data directory (relative names), other local roots
+/// (absolute names) and the remote allow-list.
 #[derive(Debug, Clone)]
 pub struct AssetResolver {
     root: PathBuf,
+    /// Canonical local roots absolute names may lie under: the data directory first.
+    roots: Vec<PathBuf>,
     remote: Vec<RemotePrefix>,
 }
 
 impl AssetResolver {
     /// A resolver for `data_dir`, which must exist; no remote assets.
     pub fn new(data_dir: &Path) -> std::io::Result<Self> {
-        Ok(Self { root: data_dir.canonicalize()?, remote: Vec::new() })
+        let root = data_dir.canonicalize()?;
+        Ok(Self { roots: vec![root.clone()], root, remote: Vec::new() })
+    }
+
+    /// Also allows absolute paths under `dirs` (`--allow-local`), which must exist.
+    pub fn with_local_roots(mut self, dirs: &[PathBuf]) -> Result<Self, String> {
+        for dir in dirs {
+            let root = dir.canonicalize().map_err(|e| format!("{}: {e}", dir.display()))?;
+            self.roots.push(root);
+        }
+        Ok(self)
+    }
+
+    fn inside(&self, path: &Path) -> bool {
+        self.roots.iter().any(|r| path.starts_with(r))
     }
 
     /// Also allows URLs under `prefixes` (`--allow-remote`).
@@ -75,7 +92,8 @@ impl AssetResolver {
     pub fn resolve(&self, name: &str) -> Result<Asset, ServiceError> {
         let denied = |why: &str| {
             ServiceError::PermissionDenied(format!(
-                "asset '{name}' is not allowed: {why}; assets are paths inside the server's data directory"
+                "asset '{name}' is not allowed: {why}; assets are paths inside the server's data directory{}",
+                if self.roots.len() > 1 { " or absolute paths under an --allow-local directory" } else { "" }
             ))
         };
         if name.is_empty() {
@@ -112,7 +130,7 @@ impl AssetResolver {
             return Err(denied("'..' is not allowed"));
         }
         let joined = if path.is_absolute() { path.to_path_buf() } else { self.root.join(path) };
-        if path.is_absolute() && !joined.starts_with(&self.root) {
+        if path.is_absolute() && !self.inside(&joined) {
             return Err(denied("absolute paths outside the data directory are refused"));
         }
         let canonical = match joined.canonicalize() {
@@ -122,9 +140,7 @@ impl AssetResolver {
                 // one that points outside is refused like any other escape.
                 if let Ok(target) = std::fs::read_link(&joined) {
                     let target = joined.parent().map_or(target.clone(), |p| p.join(&target));
-                    if !target.starts_with(&self.root)
-                        || target.components().any(|c| c == Component::ParentDir)
-                    {
+                    if !self.inside(&target) || target.components().any(|c| c == Component::ParentDir) {
                         return Err(denied("it is a symlink that leads outside the data directory"));
                     }
                 }
@@ -134,7 +150,7 @@ impl AssetResolver {
             }
             Err(e) => return Err(denied(&format!("it cannot be resolved ({e})"))),
         };
-        if !canonical.starts_with(&self.root) {
+        if !self.inside(&canonical) {
             return Err(denied("it resolves (through a symlink) outside the data directory"));
         }
         if !canonical.is_file() {
@@ -189,6 +205,25 @@ mod tests {
                 "{name} was not refused"
             );
         }
+    }
+
+    #[test]
+    fn other_local_roots_serve_absolute_paths_only() {
+        let (d, r) = setup();
+        std::fs::create_dir(d.path().join("dem")).unwrap();
+        std::fs::write(d.path().join("dem/h.tif"), b"x").unwrap();
+        let abs = d.path().join("dem/h.tif").canonicalize().unwrap();
+        let e = r.resolve(abs.to_str().unwrap()).unwrap_err();
+        assert!(matches!(e, ServiceError::PermissionDenied(_)));
+        let r = r.with_local_roots(&[d.path().join("dem")]).unwrap();
+        assert_eq!(r.resolve(abs.to_str().unwrap()).unwrap().path, abs);
+        // Still refused: the secret beside both roots, and relative names outside the data dir.
+        assert!(matches!(
+            r.resolve(d.path().join("secret.tif").to_str().unwrap()),
+            Err(ServiceError::PermissionDenied(_))
+        ));
+        assert!(matches!(r.resolve("../dem/h.tif"), Err(ServiceError::PermissionDenied(_))));
+        assert!(r.with_local_roots(&[d.path().join("nope")]).unwrap_err().contains("nope"));
     }
 
     #[test]

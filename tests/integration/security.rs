@@ -359,3 +359,25 @@ async fn one_connection_gets_at_most_max_concurrent_streams_calls_at_once() {
     let (a, b) = (server.client().await, server.client().await);
     assert_eq!(two_slow_tiles(&busy, a, b).await, 2, "two connections did not read at once");
 }
+
+#[tokio::test]
+async fn absolute_paths_under_another_allowed_root_are_served_and_nothing_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let dem = dir.path().join("dem");
+    std::fs::create_dir(&dem).unwrap();
+    std::fs::copy(crate::harness::fixtures().join("utm_rgb_00.tif"), dem.join("a.tif")).unwrap();
+    std::fs::copy(crate::harness::fixtures().join("utm_rgb_00.tif"), dir.path().join("beside.tif")).unwrap();
+    let server = Server::start_with(ServerOptions {
+        args: vec!["--allow-local".into(), dem.display().to_string()],
+        ..Default::default()
+    });
+    let mut client = server.client().await;
+    let inside = dem.join("a.tif").canonicalize().unwrap().display().to_string();
+    let tile = client.get_tile(tile_request(12, 1194, 1551, &[&inside])).await.unwrap().into_inner();
+    let reference = client.get_tile(good_tile()).await.unwrap().into_inner();
+    assert_eq!(tile.data, reference.data, "the same file under another root renders differently");
+    let beside = dir.path().join("beside.tif").canonicalize().unwrap().display().to_string();
+    let status = client.get_tile(tile_request(12, 1194, 1551, &[&beside])).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(status.message().contains("under an --allow-local directory"), "{}", status.message());
+}
