@@ -47,7 +47,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     // Before the pool: workers reach remote assets only through this proxy. Dropped at
     // the end of this function, after the workers.
     let mut worker_env = config.worker_env.clone();
-    let _egress =
+    let egress =
         crate::egress::start_for_workers(&config.allow_remote, &config.egress_allow, &mut worker_env)
             .await
             .map_err(|e| ServeError::Io(format!("egress proxy: {e}")))?;
@@ -63,6 +63,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     };
     let metrics = Arc::new(Metrics::new());
     metrics.observe_pool(&pool);
+    if let Some(proxy) = &egress {
+        metrics.observe_egress(proxy.counters());
+    }
     let renderer = TileRenderer::new(Arc::clone(&pool), Arc::clone(&metrics), config.remote_metadata_ttl);
     let sharing = TileSharing::new(config.tile_cache_size, config.tile_cache_ttl);
     let api = TileApi::new(renderer, resolver, limits, Arc::clone(&metrics), sharing);

@@ -151,6 +151,8 @@ pub struct Metrics {
     otel: Instruments,
     /// Keeps the pool's observable instruments registered.
     observers: Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
+    /// The egress proxy's counts, when it runs.
+    egress: std::sync::OnceLock<Arc<crate::egress::EgressCounters>>,
 }
 
 impl Default for Metrics {
@@ -174,7 +176,33 @@ impl Metrics {
             tiles_coalesced: AtomicU64::new(0),
             otel: Instruments::new(&opentelemetry::global::meter("tessera")),
             observers: Mutex::default(),
+            egress: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Reports the egress proxy's allowed and refused requests (Prometheus and OTLP).
+    pub fn observe_egress(&self, counters: Arc<crate::egress::EgressCounters>) {
+        let meter = opentelemetry::global::meter("tessera");
+        let mut keep: Vec<Box<dyn std::any::Any + Send + Sync>> = Vec::new();
+        for (name, help, _) in egress_counters(&counters) {
+            let c = Arc::clone(&counters);
+            keep.push(Box::new(
+                meter
+                    .u64_observable_counter(otel_counter_name(name))
+                    .with_description(help)
+                    .with_callback(move |o| {
+                        if let Some((_, _, v)) = egress_counters(&c).into_iter().find(|(n, _, _)| *n == name)
+                        {
+                            o.observe(v, &[]);
+                        }
+                    })
+                    .build(),
+            ));
+        }
+        if let Ok(mut observers) = self.observers.lock() {
+            observers.extend(keep);
+        }
+        let _ = self.egress.set(counters);
     }
 
     /// One tile answered: its format, status, latency and encoded size (0 for errors).
@@ -266,6 +294,22 @@ impl Metrics {
     }
 }
 
+/// The egress proxy's counters: (Prometheus name, help, value).
+fn egress_counters(c: &crate::egress::EgressCounters) -> [(&'static str, &'static str, u64); 2] {
+    [
+        (
+            "tessera_egress_allowed_total",
+            "Worker HTTP requests and tunnels the egress proxy let through.",
+            c.allowed(),
+        ),
+        (
+            "tessera_egress_refused_total",
+            "Worker HTTP requests and tunnels the egress proxy refused.",
+            c.refused(),
+        ),
+    ]
+}
+
 /// `tessera_worker_spawns_total` → `tessera.worker.spawns`.
 fn otel_counter_name(prometheus: &str) -> String {
     let base = prometheus.strip_suffix("_total").unwrap_or(prometheus);
@@ -348,6 +392,12 @@ pub fn render_prometheus(metrics: &Metrics, pool: &WorkerPool) -> String {
     for (name, help, value) in pool.stats().counters() {
         help_and_type(&mut out, name, help, "counter");
         let _ = writeln!(out, "{name} {value}");
+    }
+    if let Some(egress) = metrics.egress.get() {
+        for (name, help, value) in egress_counters(egress) {
+            help_and_type(&mut out, name, help, "counter");
+            let _ = writeln!(out, "{name} {value}");
+        }
     }
     let (busy, idle, waiting) = pool.occupancy();
     for (name, help, value) in [

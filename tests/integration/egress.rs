@@ -77,6 +77,13 @@ async fn redirects_away_from_the_allowed_prefix_are_refused_and_their_targets_se
     ] {
         assert_logged_refusal(&server, &target);
     }
+    // Each refusal is counted once, as it is logged.
+    let logged = server.log.lock().unwrap().iter().filter(|l| l.contains("egress refused")).count() as u64;
+    assert_eq!(server.metric("tessera_egress_refused_total"), logged);
+    assert!(
+        server.metric("tessera_egress_allowed_total") >= 3,
+        "the redirecting requests themselves were allowed"
+    );
 
     // A redirect inside the prefix is followed, and plain allowed assets still render,
     // pixel for pixel as the local file.
