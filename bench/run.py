@@ -395,6 +395,7 @@ def main() -> int:
     ap.add_argument("--latency-ms", type=int, default=50)
     ap.add_argument("--soak-tiles", type=int, default=20000)
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    ap.add_argument("--only", default="abcde", help="scenarios to run, e.g. bd (default: all)")
     args = ap.parse_args()
     n = 60 if args.quick else 300
     soak = 2000 if args.quick else args.soak_tiles
@@ -419,6 +420,8 @@ def main() -> int:
         ("d", lambda: scenario_d(bounds, args.latency_ms, [2, 4, 8, 16], 40 if args.quick else 120)),
         ("e", lambda: scenario_e(bounds, soak, CORES * 2)),
     ]:
+        if name not in args.only:
+            continue
         t0 = time.time()
         print(f"scenario ({name}) ...", file=sys.stderr, flush=True)
         lines = fn()

@@ -9,8 +9,9 @@
 //! - `TESSERA_TEST_HELLO_DELAY_MS=MILLIS`: the worker waits MILLIS before its handshake.
 //! - `TESSERA_TEST_FAIL_HELLO_FILE=PATH`: while PATH exists, a new worker exits with
 //!   code 3 instead of shaking hands (a crash loop).
-//! - `TESSERA_TEST_CRASH_READ=SUBSTRING=abort|segv`: a read of a matching asset crashes
-//!   the worker (SIGABRT or SIGSEGV) — a poison asset.
+//! - `TESSERA_TEST_CRASH_READ=SUBSTRING=abort|segv|spin`: a read of a matching asset
+//!   crashes the worker (SIGABRT or SIGSEGV) — a poison asset — or spins on the CPU until
+//!   the per-job CPU limit kills it (SIGXCPU).
 //! - `TESSERA_TEST_CRASH_TOKENS=DIR`: with the crash hook, a worker crashes only if it
 //!   can take (delete) one `crash-*` file from DIR, so a test sets how many crashes occur.
 //! - `TESSERA_TEST_LEAK_READ=SUBSTRING=MIB`: a read of a matching asset allocates MIB
@@ -150,6 +151,12 @@ impl TestHooks {
             if path.contains(needle.as_str()) && allowed {
                 eprintln!("test hook: crashing on {path}");
                 let _ = std::io::stderr().flush();
+                if how == "spin" {
+                    let mut x: u64 = 0;
+                    loop {
+                        x = std::hint::black_box(x.wrapping_add(1));
+                    }
+                }
                 if how == "segv" {
                     // Rust's runtime handles the first SIGSEGV (its stack-overflow
                     // handler) by restoring the default action; the second one kills.

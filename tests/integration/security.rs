@@ -381,3 +381,21 @@ async fn absolute_paths_under_another_allowed_root_are_served_and_nothing_beside
     assert_eq!(status.code(), Code::PermissionDenied);
     assert!(status.message().contains("under an --allow-local directory"), "{}", status.message());
 }
+
+#[tokio::test]
+async fn a_job_that_spins_past_its_cpu_budget_kills_only_its_worker() {
+    let server = Server::start_with(ServerOptions {
+        args: vec!["--worker-cpu-per-job".into(), "1s".into(), "--read-timeout".into(), "30s".into()],
+        env: vec![("TESSERA_TEST_CRASH_READ".into(), "utm_rgb_02=spin".into())],
+        ..Default::default()
+    });
+    let mut client = server.client().await;
+    let status = client.get_tile(tile_request(12, 1194, 1551, &["utm_rgb_02.tif"])).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(status.message().contains("SIGXCPU"), "{}", status.message());
+    // The read and its one retry, each on a worker that the kernel stopped at 1 s of CPU
+    // (the 30 s read timeout never came into play).
+    assert_eq!(server.metric("tessera_worker_crashes_total"), 2);
+    assert_eq!(server.metric("tessera_worker_kills_total"), 0);
+    client.get_tile(good_tile()).await.expect("the server stopped serving");
+}
