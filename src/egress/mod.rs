@@ -69,7 +69,11 @@ pub async fn start_for_workers(
         return Ok(None);
     }
     let prefixes = allow_remote.iter().map(|p| RemotePrefix::parse(p)).collect::<Result<Vec<_>, _>>()?;
-    let policy = EgressPolicy::new(&prefixes, &S3Access::from_worker_env(worker_env), extra_hosts)?;
+    // The S3 settings as workers will see them: the AWS_* variables they inherit from the
+    // front, overridden by the options from Tessera's flags.
+    let effective: Vec<(String, String)> =
+        std::env::vars().filter(|(k, _)| k.starts_with("AWS_")).chain(worker_env.iter().cloned()).collect();
+    let policy = EgressPolicy::new(&prefixes, &S3Access::from_worker_env(&effective), extra_hosts)?;
     let proxy = EgressProxy::start(policy).await.map_err(|e| format!("cannot listen on 127.0.0.1: {e}"))?;
     let value = proxy.gdal_proxy_value();
     tracing::info!(address = %value, "egress proxy for workers started at {value}");

@@ -238,24 +238,31 @@ async fn an_s3_asset_equals_the_same_tile_from_the_local_file() {
     let bytes = std::fs::read(harness::fixtures().join(harness::UTM[0])).unwrap();
     assert_eq!(http(port, "PUT", &format!("/tessera-test/cogs/{}", harness::UTM[0]), &bytes), 200);
 
+    let credentials = [("AWS_ACCESS_KEY_ID", "tessera-test"), ("AWS_SECRET_ACCESS_KEY", "tessera-test")];
+    let endpoint = format!("127.0.0.1:{port}");
+    // S3 set up with Tessera's flags...
+    let flags =
+        ["--s3-endpoint", &endpoint, "--s3-path-style", "--s3-https=false", "--s3-region", "us-east-1"];
+    assert_s3_tile_equals_local(&flags, &credentials).await;
+    // ... and with the standard variables alone (which the egress proxy must read too).
+    let mut env = credentials.to_vec();
+    env.extend([
+        ("AWS_S3_ENDPOINT", endpoint.as_str()),
+        ("AWS_VIRTUAL_HOSTING", "FALSE"),
+        ("AWS_HTTPS", "NO"),
+        ("AWS_REGION", "us-east-1"),
+    ]);
+    assert_s3_tile_equals_local(&[], &env).await;
+}
+
+/// A server reading `s3://tessera-test/cogs/` configured by `args` and `env` renders the
+/// same pixels and describes the same asset as from the local file.
+async fn assert_s3_tile_equals_local(args: &[&str], env: &[(&str, &str)]) {
+    let mut all = vec!["--allow-remote", "s3://tessera-test/cogs/"];
+    all.extend(args);
     let server = Server::start_with(ServerOptions {
-        args: [
-            "--allow-remote",
-            "s3://tessera-test/cogs/",
-            "--s3-endpoint",
-            &format!("127.0.0.1:{port}"),
-            "--s3-path-style",
-            "--s3-https=false",
-            "--s3-region",
-            "us-east-1",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect(),
-        env: vec![
-            ("AWS_ACCESS_KEY_ID".into(), "tessera-test".into()),
-            ("AWS_SECRET_ACCESS_KEY".into(), "tessera-test".into()),
-        ],
+        args: all.iter().map(|s| (*s).to_owned()).collect(),
+        env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
         ..Default::default()
     });
     let mut client = server.client().await;
