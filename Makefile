@@ -40,7 +40,8 @@ help: ## Show this help
 	@echo "Tessera make targets:"
 	@echo "  make run     build, make demo data if data/ has none, serve on 0.0.0.0:50051"
 	@echo "  make test    lint (rustfmt, clippy, buf) then the test suite (cargo nextest, profile ci)"
-	@echo "  make lint    cargo fmt --check, cargo clippy -D warnings, buf lint"
+	@echo "  make lint    cargo fmt --check, cargo clippy -D warnings, buf lint, buf breaking"
+	@echo "  make api-snapshot  record proto/ as the released API (after a deliberate change)"
 	@echo "  make build   cargo build --release"
 	@echo "  make data    write demo GeoTIFFs into $(DATA_DIR)/ if it has no .tif files"
 	@echo "  make bench   Tessera vs rio-tiler side by side, all scenarios; writes BENCHMARKS.md"
@@ -91,10 +92,21 @@ data: build ## Demo GeoTIFFs into data/ unless it already has .tif files
 run: deps build data ## Serve on 0.0.0.0:50051 (the server's default)
 	$(BIN) serve --data-dir $(DATA_DIR) $(RUN_ARGS)
 
-lint: deps venv ## rustfmt, clippy and buf lint
+# The public API as last released: `buf breaking` compares proto/ against it, so an
+# incompatible change fails `make test` until it is made deliberately (make api-snapshot).
+# The worker protocol is internal (one binary, versioned by its handshake) and excluded.
+API_SNAPSHOT := api/tessera-v1.binpb
+BUF_INTERNAL := --exclude-path proto/tessera/worker
+
+lint: deps venv ## rustfmt, clippy, buf lint and buf breaking
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(VENV)/bin/buf lint
+	$(VENV)/bin/buf breaking $(BUF_INTERNAL) --against $(API_SNAPSHOT)
+
+.PHONY: api-snapshot
+api-snapshot: venv ## Record proto/ as the released API that buf breaking compares against
+	$(VENV)/bin/buf build $(BUF_INTERNAL) -o $(API_SNAPSHOT)
 
 test: lint ## Lint, then the whole test suite with nextest's ci profile
 	$(CARGO) nextest run --profile ci
