@@ -18,6 +18,7 @@ mod hostile;
 mod http_range;
 mod otlp;
 mod pixels;
+mod python_client;
 mod remote;
 mod security;
 mod supervision;
