@@ -29,11 +29,47 @@ pub enum ClientError {
         source: tonic::transport::Error,
     },
     /// The server answered with an error.
-    #[error("the request failed")]
+    #[error("the server answered {}: {}", code_name(.0.code()), .0.message())]
     Rpc(#[from] tonic::Status),
     /// Writing the output failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// Some tiles of a batch failed (each was reported as it came).
+    #[error("{failed} of {total} tiles failed")]
+    Batch {
+        /// Tiles that failed.
+        failed: usize,
+        /// Tiles asked for.
+        total: usize,
+    },
+}
+
+/// `INVALID_ARGUMENT` for `Code::InvalidArgument`, as gRPC names codes.
+fn code_name(code: tonic::Code) -> String {
+    let mut out = String::new();
+    for (i, c) in format!("{code:?}").chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+impl ClientError {
+    /// The process exit code: 2 usage, 3 server unreachable, 4 the server refused the
+    /// request, 5 some tiles of a batch failed, 1 a local error (writing the output).
+    #[must_use]
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Usage(_) => 2,
+            Self::Connect { .. } => 3,
+            Self::Rpc(s) if s.code() == tonic::Code::Unavailable => 3,
+            Self::Rpc(_) => 4,
+            Self::Batch { .. } => 5,
+            Self::Io(_) => 1,
+        }
+    }
 }
 
 /// Output encodings on the command line.
@@ -100,9 +136,14 @@ pub struct GetArgs {
     /// Asset path on the server (repeat for a mosaic, in priority order).
     #[arg(long = "asset", required = true)]
     pub assets: Vec<String>,
-    /// The tile as Z/X/Y.
-    pub tile: String,
-    /// Output file.
+    /// The tile as Z/X/Y (or --batch).
+    #[arg(required_unless_present = "batch", conflicts_with = "batch")]
+    pub tile: Option<String>,
+    /// A file of tiles, one Z/X/Y per line (`#` comments): fetched as GetTiles batches
+    /// into the --output directory as Z_X_Y.<format>, with a progress line and a summary.
+    #[arg(long)]
+    pub batch: Option<PathBuf>,
+    /// Output file (one tile) or directory (--batch, created if missing).
     #[arg(short, long)]
     pub output: PathBuf,
     /// Output format [default: from the output file's extension, else PNG].
@@ -128,6 +169,9 @@ pub struct InfoArgs {
     /// Server, TLS and token.
     #[command(flatten)]
     pub connect: ConnectArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
     /// Asset path on the server.
     pub asset: String,
 }
@@ -215,39 +259,60 @@ fn resampling(s: &str) -> Result<v1::Resampling, ClientError> {
         .ok_or_else(|| ClientError::Usage(format!("unknown resampling '{s}'")))
 }
 
-/// `tessera get`.
-pub async fn get(args: GetArgs) -> Result<(), ClientError> {
-    let (z, x, y) = parse_tile(&args.tile)?;
-    let format = args.format.unwrap_or_else(|| {
-        match args.output.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+/// Tiles per GetTiles call of `tessera get --batch` (under the server's default limit).
+const BATCH_CHUNK: usize = 500;
+
+fn format_of(arg: Option<FormatArg>, output: &std::path::Path) -> (v1::ImageFormat, &'static str) {
+    let arg = arg.unwrap_or_else(|| {
+        match output.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
             Some("jpg" | "jpeg") => FormatArg::Jpeg,
             Some("webp") => FormatArg::Webp,
             Some("npy") => FormatArg::Npy,
             _ => FormatArg::Png,
         }
     });
-    let format = match format {
-        FormatArg::Png => v1::ImageFormat::Png,
-        FormatArg::Jpeg => v1::ImageFormat::Jpeg,
-        FormatArg::Webp => v1::ImageFormat::Webp,
-        FormatArg::Npy => v1::ImageFormat::Npy,
+    match arg {
+        FormatArg::Png => (v1::ImageFormat::Png, "png"),
+        FormatArg::Jpeg => (v1::ImageFormat::Jpeg, "jpg"),
+        FormatArg::Webp => (v1::ImageFormat::Webp, "webp"),
+        FormatArg::Npy => (v1::ImageFormat::Npy, "npy"),
+    }
+}
+
+/// `tessera get`: one tile to a file, or a batch file of tiles to a directory.
+pub async fn get(args: GetArgs) -> Result<(), ClientError> {
+    let (format, extension) =
+        format_of(args.format, if args.batch.is_some() { std::path::Path::new("") } else { &args.output });
+    let template = v1::GetTileRequest {
+        tile_matrix_set: args.tms.clone(),
+        tile_size: args.tile_size,
+        assets: args.assets.clone(),
+        bands: args.bands.clone(),
+        resampling: resampling(&args.resampling)? as i32,
+        format: format as i32,
+        ..Default::default()
     };
+    if let Some(batch) = &args.batch {
+        let text = std::fs::read_to_string(batch)
+            .map_err(|e| ClientError::Usage(format!("--batch {}: {e}", batch.display())))?;
+        let tiles = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| (i, l.trim()))
+            .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+            .map(|(i, l)| {
+                parse_tile(l).map_err(|e| ClientError::Usage(format!("{}:{}: {e}", batch.display(), i + 1)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if tiles.is_empty() {
+            return Err(ClientError::Usage(format!("--batch {} lists no tiles", batch.display())));
+        }
+        let mut client = connect_with(&args.connect).await?;
+        return get_batch(&mut client, &template, &tiles, &args.output, extension).await;
+    }
+    let (z, x, y) = parse_tile(args.tile.as_deref().unwrap_or_default())?;
     let mut client = connect_with(&args.connect).await?;
-    let tile = client
-        .get_tile(v1::GetTileRequest {
-            tile_matrix_set: args.tms,
-            z,
-            x,
-            y,
-            tile_size: args.tile_size,
-            assets: args.assets,
-            bands: args.bands,
-            resampling: resampling(&args.resampling)? as i32,
-            format: format as i32,
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
+    let tile = client.get_tile(v1::GetTileRequest { z, x, y, ..template }).await?.into_inner();
     std::fs::write(&args.output, &tile.data)?;
     if !tile.mask.is_empty() {
         let mask_path = args.output.with_extension("mask.npy");
@@ -270,10 +335,124 @@ pub async fn get(args: GetArgs) -> Result<(), ClientError> {
     Ok(())
 }
 
-/// `tessera info`.
+/// The progress line: a bar, counts, failures.
+fn progress_line(done: usize, total: usize, failed: usize) -> String {
+    const WIDTH: usize = 30;
+    let filled = WIDTH * done / total.max(1);
+    format!("[{}{}] {done}/{total} tiles, {failed} failed", "#".repeat(filled), ".".repeat(WIDTH - filled))
+}
+
+async fn get_batch(
+    client: &mut Client,
+    template: &v1::GetTileRequest,
+    tiles: &[(u32, u32, u32)],
+    dir: &std::path::Path,
+    extension: &str,
+) -> Result<(), ClientError> {
+    use std::io::{IsTerminal, Write};
+    std::fs::create_dir_all(dir)?;
+    let started = std::time::Instant::now();
+    let terminal = std::io::stderr().is_terminal();
+    let (mut done, mut failed, mut bytes) = (0, 0, 0);
+    for chunk in tiles.chunks(BATCH_CHUNK) {
+        let requests =
+            chunk.iter().map(|&(z, x, y)| v1::GetTileRequest { z, x, y, ..template.clone() }).collect();
+        let mut stream = client.get_tiles(v1::GetTilesRequest { tiles: requests }).await?.into_inner();
+        while let Some(item) = stream.message().await? {
+            done += 1;
+            match item.result {
+                Some(v1::get_tiles_response::Result::Tile(tile)) => {
+                    let path = dir.join(format!("{}_{}_{}.{extension}", item.z, item.x, item.y));
+                    std::fs::write(&path, &tile.data)?;
+                    bytes += tile.data.len();
+                }
+                Some(v1::get_tiles_response::Result::Error(e)) => {
+                    failed += 1;
+                    let code = code_name(tonic::Code::from(e.code));
+                    // On a terminal the progress line is redrawn after the failure.
+                    eprintln!(
+                        "{}{}/{}/{}: {code}: {}",
+                        if terminal { "\r\x1b[K" } else { "" },
+                        item.z,
+                        item.x,
+                        item.y,
+                        e.message
+                    );
+                }
+                None => failed += 1,
+            }
+            if terminal {
+                eprint!("\r{}", progress_line(done, tiles.len(), failed));
+                let _ = std::io::stderr().flush();
+            }
+        }
+    }
+    if terminal {
+        eprintln!();
+    }
+    eprintln!(
+        "{}: {} written to {} ({bytes} bytes) in {:.1} s",
+        progress_line(done, tiles.len(), failed),
+        done - failed,
+        dir.display(),
+        started.elapsed().as_secs_f64()
+    );
+    if failed > 0 { Err(ClientError::Batch { failed, total: tiles.len() }) } else { Ok(()) }
+}
+
+/// `tessera info`: the asset as a table, or as JSON.
 pub async fn info(args: InfoArgs) -> Result<(), ClientError> {
     let mut client = connect_with(&args.connect).await?;
     let info = client.get_asset_info(v1::GetAssetInfoRequest { asset: args.asset }).await?.into_inner();
-    println!("{info:#?}");
+    let dtype = v1::DataType::try_from(info.dtype).map_or("?", |d| d.as_str_name());
+    let dtype = dtype.strip_prefix("DATA_TYPE_").unwrap_or(dtype).to_ascii_lowercase();
+    let bounds = |b: Option<&v1::Bounds>| b.map(|b| [b.min_x, b.min_y, b.max_x, b.max_y]);
+    if args.json {
+        let bands: Vec<serde_json::Value> = info
+            .bands
+            .iter()
+            .map(|b| {
+                serde_json::json!({
+                    "index": b.index, "description": b.description,
+                    "color_interpretation": b.color_interpretation,
+                    "nodata": if b.has_nodata { Some(b.nodata) } else { None },
+                })
+            })
+            .collect();
+        let json = serde_json::json!({
+            "asset": info.asset, "driver": info.driver, "crs": info.crs,
+            "bounds": bounds(info.bounds.as_ref()), "geographic_bounds": bounds(info.geographic_bounds.as_ref()),
+            "width": info.width, "height": info.height, "dtype": dtype,
+            "band_count": info.band_count, "data_band_count": info.data_band_count, "bands": bands,
+            "overviews": info.overviews.iter().map(|o| [o.width, o.height]).collect::<Vec<_>>(),
+            "block": [info.block_width, info.block_height], "has_mask": info.has_mask,
+        });
+        println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+        return Ok(());
+    }
+    let fmt_bounds =
+        |b: Option<[f64; 4]>| b.map_or_else(|| "-".to_owned(), |[a, b, c, d]| format!("{a} {b} {c} {d}"));
+    let overviews: Vec<String> = info.overviews.iter().map(|o| format!("{}x{}", o.width, o.height)).collect();
+    for (key, value) in [
+        ("asset", info.asset.clone()),
+        ("driver", info.driver.clone()),
+        ("crs", info.crs.clone()),
+        ("size", format!("{} x {}", info.width, info.height)),
+        ("type", dtype),
+        ("bands", format!("{} ({} data)", info.band_count, info.data_band_count)),
+        ("bounds", fmt_bounds(bounds(info.bounds.as_ref()))),
+        ("lon/lat bounds", fmt_bounds(bounds(info.geographic_bounds.as_ref()))),
+        ("block", format!("{} x {}", info.block_width, info.block_height)),
+        ("overviews", if overviews.is_empty() { "none".to_owned() } else { overviews.join(", ") }),
+        ("mask", if info.has_mask { "yes" } else { "no" }.to_owned()),
+    ] {
+        println!("{key:<15} {value}");
+    }
+    println!();
+    println!("{:<5} {:<8} {:<12} description", "band", "colour", "nodata");
+    for b in &info.bands {
+        let nodata = if b.has_nodata { b.nodata.to_string() } else { "-".to_owned() };
+        println!("{:<5} {:<8} {:<12} {}", b.index, b.color_interpretation, nodata, b.description);
+    }
     Ok(())
 }

@@ -73,8 +73,8 @@ fn main() -> ExitCode {
                 Ok(served?)
             }))
         }
-        Command::Get(args) => report(runtime().and_then(|rt| Ok(rt.block_on(client::get(args))?))),
-        Command::Info(args) => report(runtime().and_then(|rt| Ok(rt.block_on(client::info(args))?))),
+        Command::Get(args) => client_exit(runtime().map(|rt| rt.block_on(client::get(args)))),
+        Command::Info(args) => client_exit(runtime().map(|rt| rt.block_on(client::info(args)))),
         Command::Chaos(args) => {
             let _telemetry = Telemetry::init(Role::Tool, cli.log_format);
             report(runtime().and_then(|rt| Ok(rt.block_on(client::chaos(args))?)))
@@ -84,6 +84,27 @@ fn main() -> ExitCode {
             report(runtime().and_then(|rt| Ok(rt.block_on(client::bench(args))?)))
         }
         Command::DemoData { dir } => report(demo::write_demo_data(&dir).map_err(anyhow::Error::from)),
+    }
+}
+
+/// The exit of `tessera get` / `tessera info`: the message, and a code that says what
+/// went wrong (see [`client::ClientError::exit_code`]).
+fn client_exit(result: anyhow::Result<Result<(), client::ClientError>>) -> ExitCode {
+    match result {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("tessera: {e}");
+            // A connection error's own text is terse ("transport error"); its causes say why.
+            if let client::ClientError::Connect { source, .. } = &e {
+                let mut cause = std::error::Error::source(source);
+                while let Some(c) = cause {
+                    eprintln!("  because: {c}");
+                    cause = c.source();
+                }
+            }
+            ExitCode::from(e.exit_code())
+        }
+        Err(e) => report(Err(e)),
     }
 }
 

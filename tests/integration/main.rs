@@ -9,6 +9,7 @@
 mod bad_input;
 mod batch;
 mod chaos;
+mod cli;
 mod egress;
 mod faults;
 mod grpcurl;
