@@ -801,6 +801,36 @@ mod tests {
         assert!(parse_bytes("12 parsecs").unwrap_err().contains("unknown size unit"));
     }
 
+    /// The ConfigMap of deploy/k8s carries this file; `deploy/check.py` reads the same
+    /// file for the probe port and the drain times.
+    const K8S_CONFIG: &str = include_str!("../deploy/k8s/base/tessera.toml");
+
+    #[test]
+    fn the_kubernetes_config_file_parses_with_the_servers_own_keys() {
+        let file: FileConfig = toml::from_str(K8S_CONFIG).unwrap();
+        assert_eq!(file.listen, Some("0.0.0.0:50051".parse().unwrap()));
+        assert_eq!(file.max_connection_age, Some(Duration::from_secs(300)));
+        // The Deployment's terminationGracePeriodSeconds is sized from these two.
+        assert!(file.shutdown_delay.is_some_and(|d| !d.is_zero()));
+        assert!(file.shutdown_grace.is_some());
+    }
+
+    #[test]
+    fn the_kubernetes_config_file_resolves_to_a_valid_config() {
+        // The pod mounts its data at /data; here any existing directory stands in.
+        let path = std::env::temp_dir().join(format!("tessera-k8s-{}.toml", std::process::id()));
+        let data_dir = std::env::temp_dir();
+        let text = K8S_CONFIG.replace("\"/data\"", &format!("{:?}", data_dir.display().to_string()));
+        assert_ne!(text, K8S_CONFIG, "the file sets data_dir = \"/data\"");
+        std::fs::write(&path, text).unwrap();
+        let args = ServeArgs { config: Some(path.clone()), ..ServeArgs::default() };
+        let resolved = args.resolve();
+        std::fs::remove_file(&path).unwrap();
+        let config = resolved.unwrap();
+        assert_eq!(config.max_connection_age, Some(Duration::from_secs(300)));
+        assert_eq!(config.listen.port(), 50051);
+    }
+
     #[test]
     fn a_zero_max_connection_age_turns_it_off() {
         let args = ServeArgs {
