@@ -176,6 +176,11 @@ fn transport(config: &ServeConfig) -> Result<Server, ServeError> {
     // GOAWAY after this age; calls in flight finish and the client reconnects, so
     // clients balancing over a headless Service re-resolve and reach new pods.
     if let Some(age) = config.max_connection_age {
+        tracing::warn!(
+            ?age,
+            "--max-connection-age: tonic's connection task panics after the GOAWAY (tonic issue 2522); \
+             calls still in flight on an aged connection fail"
+        );
         builder = builder.max_connection_age(age);
     }
     Ok(builder)
