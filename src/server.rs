@@ -111,12 +111,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         let _ = shutdown_tx.send(true);
     };
     let grace = config.shutdown_grace;
-    let mut builder = Server::builder();
-    if let Some(tls) = &config.tls {
-        builder = builder.tls_config(server_tls(tls)).map_err(|e| ServeError::Io(format!("TLS: {e}")))?;
-    }
-    let server = builder
-        .max_concurrent_streams(config.max_concurrent_streams)
+    let server = transport(&config)?
         .layer(RpcTraceLayer)
         .layer(EdgeStatusLayer { max_request_size: config.max_request_size })
         .add_routes(routes(TileServiceImpl(api), health_service, &config)?)
@@ -172,6 +167,25 @@ fn pool_config(
 
 /// The rustls configuration: the server's identity, and the CA client certificates must
 /// chain to when mTLS is on.
+/// The transport settings: TLS, HTTP/2 streams per connection, connection age.
+fn transport(config: &ServeConfig) -> Result<Server, ServeError> {
+    let mut builder = Server::builder().max_concurrent_streams(config.max_concurrent_streams);
+    if let Some(tls) = &config.tls {
+        builder = builder.tls_config(server_tls(tls)).map_err(|e| ServeError::Io(format!("TLS: {e}")))?;
+    }
+    // GOAWAY after this age; calls in flight finish and the client reconnects, so
+    // clients balancing over a headless Service re-resolve and reach new pods.
+    if let Some(age) = config.max_connection_age {
+        tracing::warn!(
+            ?age,
+            "--max-connection-age: tonic's connection task panics after the GOAWAY (tonic issue 2522); \
+             calls still in flight on an aged connection fail"
+        );
+        builder = builder.max_connection_age(age);
+    }
+    Ok(builder)
+}
+
 fn server_tls(tls: &TlsConfig) -> ServerTlsConfig {
     let config = ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
     match &tls.client_ca_pem {
