@@ -9,7 +9,7 @@
 
 use std::net::IpAddr;
 
-use crate::mosaic::{RemotePrefix, RemoteUrl, Scheme};
+use crate::mosaic::{AddressRange, RemotePrefix, RemoteUrl, Scheme, address_range};
 
 /// The port of `http://` URLs without one.
 pub const HTTP_PORT: u16 = 80;
@@ -198,7 +198,8 @@ impl EgressPolicy {
     /// addresses (cloud metadata) only when the configuration names that very literal.
     #[must_use]
     pub fn may_connect(&self, host: &HostPort, ip: IpAddr) -> bool {
-        !is_link_local(ip) || (host.ip() == Some(ip) && self.literals.contains(&ip))
+        address_range(ip) != Some(AddressRange::LinkLocal)
+            || (host.ip() == Some(ip) && self.literals.contains(&ip))
     }
 
     /// Plain-HTTP S3: the bucket and key of `path` (or the key prefix a listing asks
@@ -290,21 +291,6 @@ fn aws_host<'h>(host: &'h str, service: &str) -> Option<&'h str> {
         let before = rest.strip_suffix(service)?;
         (before.is_empty() || before.ends_with('.')).then_some(before)
     })
-}
-
-/// Link-local addresses, where clouds serve instance metadata (169.254.169.254,
-/// fd00:ec2::254).
-fn is_link_local(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_link_local(),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return v4.is_link_local();
-            }
-            let aws_metadata = std::net::Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254);
-            v6.segments()[0] & 0xffc0 == 0xfe80 || v6 == aws_metadata
-        }
-    }
 }
 
 /// Decodes `%XX` and `+` in a query value.

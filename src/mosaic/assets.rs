@@ -66,7 +66,7 @@ impl AssetResolver {
             // An address is only ever served when a prefix names it; say so, and what
             // kind of address it is.
             if let Some(ip) = url.ip_literal().filter(|_| !self.remote.iter().any(|p| p.same_host(&url))) {
-                let kind = super::remote::special_range(ip).map_or(String::new(), |k| format!(" ({k})"));
+                let kind = super::remote::address_range(ip).map_or(String::new(), |k| format!(" ({k})"));
                 return Err(denied(format!(
                     "{ip}{kind} is an IP-literal host, served only under an --allow-remote prefix that names that address"
                 )));

@@ -8,4 +8,4 @@ mod remote;
 
 pub use assets::{Asset, AssetResolver};
 pub use info_cache::{AssetInfo, InfoCache};
-pub use remote::{RemotePrefix, RemoteUrl, Scheme};
+pub use remote::{AddressRange, RemotePrefix, RemoteUrl, Scheme, address_range};

@@ -190,39 +190,65 @@ fn check_bucket(bucket: &str) -> Result<(), String> {
     }
 }
 
-/// Why an IP address is special, for messages: loopback, private, link-local (where
-/// cloud metadata services live)...; `None` for a public address.
+/// The kind of a special IP address: what the allow-list messages name, and what the
+/// egress proxy refuses to connect to (link-local, where clouds serve instance metadata).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressRange {
+    /// 127.0.0.0/8, ::1.
+    Loopback,
+    /// 169.254.0.0/16, fe80::/10, and AWS's IPv6 metadata address fd00:ec2::254.
+    LinkLocal,
+    /// RFC 1918, carrier-grade NAT (100.64.0.0/10), fc00::/7.
+    Private,
+    /// Unspecified, broadcast, multicast, 0.0.0.0/8.
+    Reserved,
+}
+
+impl std::fmt::Display for AddressRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Loopback => "loopback",
+            Self::LinkLocal => "link-local (cloud metadata)",
+            Self::Private => "private",
+            Self::Reserved => "reserved",
+        })
+    }
+}
+
+/// The special range `ip` lies in (an IPv4-mapped IPv6 address counts as its IPv4
+/// address), or `None` for a public address.
 #[must_use]
-pub fn special_range(ip: std::net::IpAddr) -> Option<&'static str> {
-    use std::net::IpAddr;
+pub fn address_range(ip: std::net::IpAddr) -> Option<AddressRange> {
+    use std::net::{IpAddr, Ipv6Addr};
+    const AWS_METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254);
     match ip {
         IpAddr::V4(v4) => {
             let [a, b, ..] = v4.octets();
             if v4.is_loopback() {
-                Some("loopback")
+                Some(AddressRange::Loopback)
             } else if v4.is_link_local() {
-                Some("link-local (cloud metadata)")
+                Some(AddressRange::LinkLocal)
             } else if v4.is_private() || (a == 100 && (64..128).contains(&b)) {
-                Some("private")
+                Some(AddressRange::Private)
             } else if v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast() || a == 0 {
-                Some("reserved")
+                Some(AddressRange::Reserved)
             } else {
                 None
             }
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
-                return special_range(IpAddr::V4(v4));
+                return address_range(IpAddr::V4(v4));
             }
             let first = v6.segments()[0];
             if v6.is_loopback() {
-                Some("loopback")
-            } else if first & 0xffc0 == 0xfe80 {
-                Some("link-local (cloud metadata)")
+                Some(AddressRange::Loopback)
+            } else if first & 0xffc0 == 0xfe80 || v6 == AWS_METADATA_V6 {
+                Some(AddressRange::LinkLocal)
             } else if first & 0xfe00 == 0xfc00 {
-                Some("private")
+                Some(AddressRange::Private)
             } else if v6.is_unspecified() || v6.is_multicast() {
-                Some("reserved")
+                Some(AddressRange::Reserved)
             } else {
                 None
             }
@@ -379,12 +405,17 @@ mod tests {
         let v4 = RemoteUrl::parse("http://169.254.169.254/latest/").unwrap();
         assert_eq!(v4.ip_literal(), Some("169.254.169.254".parse().unwrap()));
         let v6 = RemoteUrl::parse("http://[::ffff:127.0.0.1]:8080/a.tif").unwrap();
-        assert_eq!(special_range(v6.ip_literal().unwrap()), Some("loopback"));
+        assert_eq!(address_range(v6.ip_literal().unwrap()), Some(AddressRange::Loopback));
         assert_eq!(RemoteUrl::parse("https://123.example.com/a.tif").unwrap().ip_literal(), None);
-        assert_eq!(special_range("169.254.169.254".parse().unwrap()), Some("link-local (cloud metadata)"));
-        assert_eq!(special_range("10.1.2.3".parse().unwrap()), Some("private"));
-        assert_eq!(special_range("100.64.0.1".parse().unwrap()), Some("private"));
-        assert_eq!(special_range("fd00:ec2::254".parse().unwrap()), Some("private"));
-        assert_eq!(special_range("8.8.8.8".parse().unwrap()), None);
+        let range = |ip: &str| address_range(ip.parse().unwrap());
+        assert_eq!(range("169.254.169.254"), Some(AddressRange::LinkLocal));
+        assert_eq!(AddressRange::LinkLocal.to_string(), "link-local (cloud metadata)");
+        assert_eq!(range("fe80::1"), Some(AddressRange::LinkLocal));
+        assert_eq!(range("fd00:ec2::254"), Some(AddressRange::LinkLocal));
+        assert_eq!(range("::ffff:169.254.169.254"), Some(AddressRange::LinkLocal));
+        assert_eq!(range("10.1.2.3"), Some(AddressRange::Private));
+        assert_eq!(range("100.64.0.1"), Some(AddressRange::Private));
+        assert_eq!(range("fd00::1"), Some(AddressRange::Private));
+        assert_eq!(range("8.8.8.8"), None);
     }
 }
