@@ -51,14 +51,14 @@ pub async fn start_for_workers(
     extra_hosts: &[String],
     worker_env: &mut Vec<(String, String)>,
 ) -> Result<Option<EgressProxy>, String> {
-    // The operator's choice, from --gdal-config or the front's own environment (which
-    // workers inherit for GDAL_* variables).
-    let inherited: Vec<(String, String)> = [GDAL_HTTP_PROXY, GDAL_HTTPS_PROXY]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
+    // The environment as workers will see it: what they inherit from the front,
+    // overridden by the options from Tessera's flags and --gdal-config.
+    let effective: Vec<(String, String)> = crate::pool::worker_environment(std::env::vars())
+        .into_iter()
+        .chain(worker_env.iter().cloned())
         .collect();
-    if let Some((key, value)) =
-        worker_env.iter().chain(&inherited).find(|(k, _)| k == GDAL_HTTP_PROXY || k == GDAL_HTTPS_PROXY)
+    // A proxy the operator chose wins, with a warning.
+    if let Some((key, value)) = effective.iter().find(|(k, _)| k == GDAL_HTTP_PROXY || k == GDAL_HTTPS_PROXY)
     {
         tracing::warn!(
             option = %key,
@@ -69,10 +69,6 @@ pub async fn start_for_workers(
         return Ok(None);
     }
     let prefixes = allow_remote.iter().map(|p| RemotePrefix::parse(p)).collect::<Result<Vec<_>, _>>()?;
-    // The S3 settings as workers will see them: the AWS_* variables they inherit from the
-    // front, overridden by the options from Tessera's flags.
-    let effective: Vec<(String, String)> =
-        std::env::vars().filter(|(k, _)| k.starts_with("AWS_")).chain(worker_env.iter().cloned()).collect();
     let policy = EgressPolicy::new(&prefixes, &S3Access::from_worker_env(&effective), extra_hosts)?;
     let proxy = EgressProxy::start(policy).await.map_err(|e| format!("cannot listen on 127.0.0.1: {e}"))?;
     let value = proxy.gdal_proxy_value();

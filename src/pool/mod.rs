@@ -58,7 +58,9 @@ use std::{
 };
 
 use deadpool::managed::{self, Object, RecycleError, RecycleResult};
-pub use process::{ExchangeError, ExitInfo, SpawnError, WorkerProcess, WorkerState, check_response};
+pub use process::{
+    ExchangeError, ExitInfo, SpawnError, WorkerProcess, WorkerState, check_response, worker_environment,
+};
 pub use quarantine::{Quarantine, Quarantined};
 use rand::Rng;
 pub use registry::Registry;
