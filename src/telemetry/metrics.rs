@@ -19,7 +19,7 @@ use std::{
 
 use opentelemetry::{
     KeyValue,
-    metrics::{Counter, Histogram as OtelHistogram, Meter},
+    metrics::{Counter, Histogram as OtelHistogram, Meter, UpDownCounter},
 };
 
 use crate::pool::WorkerPool;
@@ -93,6 +93,8 @@ struct Instruments {
     encoded_bytes: Counter<u64>,
     cache_lookups: Counter<u64>,
     shared_tiles: Counter<u64>,
+    connections: Counter<u64>,
+    open_connections: UpDownCounter<i64>,
 }
 
 impl Instruments {
@@ -130,6 +132,16 @@ impl Instruments {
                     "Tiles answered without a render of their own, by source (cache or coalesced).",
                 )
                 .build(),
+            connections: meter
+                .u64_counter("tessera.grpc.connections")
+                .with_description(
+                    "gRPC connections, by event: accepted, or aged (shut down at --max-connection-age).",
+                )
+                .build(),
+            open_connections: meter
+                .i64_up_down_counter("tessera.grpc.open_connections")
+                .with_description("gRPC connections open now.")
+                .build(),
         }
     }
 }
@@ -153,6 +165,10 @@ pub struct Metrics {
     observers: Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
     /// The egress proxy's counts, when it runs.
     egress: std::sync::OnceLock<Arc<crate::egress::EgressCounters>>,
+    /// gRPC connections accepted, open now, and shut down for their age.
+    connections_accepted: AtomicU64,
+    connections_open: AtomicU64,
+    connections_aged: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -177,7 +193,26 @@ impl Metrics {
             otel: Instruments::new(&opentelemetry::global::meter("tessera")),
             observers: Mutex::default(),
             egress: std::sync::OnceLock::new(),
+            connections_accepted: AtomicU64::new(0),
+            connections_open: AtomicU64::new(0),
+            connections_aged: AtomicU64::new(0),
         }
+    }
+
+    /// A gRPC connection was accepted; it counts as open until the guard is dropped.
+    #[must_use]
+    pub fn connection_opened(&self) -> OpenConnection<'_> {
+        self.connections_accepted.fetch_add(1, Ordering::Relaxed);
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+        self.otel.connections.add(1, &[KeyValue::new("event", "accepted")]);
+        self.otel.open_connections.add(1, &[]);
+        OpenConnection(self)
+    }
+
+    /// A gRPC connection reached `--max-connection-age` and is shutting down.
+    pub fn connection_aged(&self) {
+        self.connections_aged.fetch_add(1, Ordering::Relaxed);
+        self.otel.connections.add(1, &[KeyValue::new("event", "aged")]);
     }
 
     /// Reports the egress proxy's allowed and refused requests (Prometheus and OTLP).
@@ -294,6 +329,17 @@ impl Metrics {
     }
 }
 
+/// An open gRPC connection, counted in [`Metrics`] until dropped.
+#[derive(Debug)]
+pub struct OpenConnection<'a>(&'a Metrics);
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.connections_open.fetch_sub(1, Ordering::Relaxed);
+        self.0.otel.open_connections.add(-1, &[]);
+    }
+}
+
 /// The egress proxy's counters: (Prometheus name, help, value).
 fn egress_counters(c: &crate::egress::EgressCounters) -> [(&'static str, &'static str, u64); 2] {
     [
@@ -399,6 +445,17 @@ pub fn render_prometheus(metrics: &Metrics, pool: &WorkerPool) -> String {
             let _ = writeln!(out, "{name} {value}");
         }
     }
+    for (name, help, counter) in [
+        ("tessera_grpc_connections_total", "gRPC connections accepted.", &metrics.connections_accepted),
+        (
+            "tessera_grpc_connections_aged_total",
+            "gRPC connections shut down gracefully at --max-connection-age.",
+            &metrics.connections_aged,
+        ),
+    ] {
+        help_and_type(&mut out, name, help, "counter");
+        let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
+    }
     let (busy, idle, waiting) = pool.occupancy();
     for (name, help, value) in [
         ("tessera_pool_size", "Configured worker count.", pool.size()),
@@ -406,6 +463,11 @@ pub fn render_prometheus(metrics: &Metrics, pool: &WorkerPool) -> String {
         ("tessera_pool_idle_workers", "Workers waiting for a job.", idle),
         ("tessera_pool_waiting_jobs", "Jobs waiting for a worker.", waiting),
         ("tessera_worker_processes", "Live worker processes.", pool.worker_pids().len()),
+        (
+            "tessera_grpc_open_connections",
+            "gRPC connections open now.",
+            usize::try_from(metrics.connections_open.load(Ordering::Relaxed)).unwrap_or(usize::MAX),
+        ),
     ] {
         help_and_type(&mut out, name, help, "gauge");
         let _ = writeln!(out, "{name} {value}");

@@ -3,19 +3,20 @@
 //! health NOT_SERVING → (optional shutdown delay, still serving) → stop accepting and drain in-flight requests (bounded by the
 //! grace) → close the pool and wait until no worker process is left.
 
+mod connections;
+
 use std::{sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{
-    service::interceptor::InterceptedService,
-    transport::{Certificate, Identity, Server, ServerTlsConfig},
-};
+use tonic::service::interceptor::InterceptedService;
 use tonic_health::ServingStatus;
+use tower_layer::Layer;
+
+use connections::{ConnectionSettings, tls_acceptor};
 
 use crate::{
     api::{BearerAuth, EdgeStatusLayer, Limits, TileApi, TileRenderer, TileServiceImpl, TileSharing},
-    config::{ServeConfig, TlsConfig},
+    config::ServeConfig,
     mosaic::AssetResolver,
     pb::{self, v1::tile_service_server::TileServiceServer},
     pool::{PoolConfig, WorkerPool},
@@ -111,25 +112,21 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         let _ = shutdown_tx.send(true);
     };
     let grace = config.shutdown_grace;
-    let server = transport(&config)?
-        .layer(RpcTraceLayer)
-        .layer(EdgeStatusLayer { max_request_size: config.max_request_size })
-        .add_routes(routes(TileServiceImpl(api), health_service, &config)?)
-        .serve_with_incoming_shutdown(incoming(listener), shutdown_signal);
+    let service = RpcTraceLayer.layer(
+        EdgeStatusLayer { max_request_size: config.max_request_size }
+            .layer(routes(TileServiceImpl(api), health_service, &config)?.prepare()),
+    );
+    let server = connections::serve(listener, service, settings(&config)?, metrics, shutdown_signal);
     tokio::pin!(server);
     // Drain in-flight requests, bounded by the grace once the signal has come.
-    let result = tokio::select! {
-        r = &mut server => r,
+    tokio::select! {
+        () = &mut server => {}
         () = async {
             let _ = drain_rx.wait_for(|s| *s).await;
             tokio::time::sleep(grace).await;
         } => {
             tracing::warn!(?grace, "in-flight requests did not finish within the grace; stopping anyway");
-            Ok(())
         }
-    };
-    if let Err(e) = result {
-        return Err(ServeError::Io(format!("transport: {e}")));
     }
     if pool.shutdown(Duration::from_secs(2)).await {
         tracing::info!("all workers stopped; bye");
@@ -165,33 +162,17 @@ fn pool_config(
     }
 }
 
-/// The rustls configuration: the server's identity, and the CA client certificates must
-/// chain to when mTLS is on.
 /// The transport settings: TLS, HTTP/2 streams per connection, connection age.
-fn transport(config: &ServeConfig) -> Result<Server, ServeError> {
-    let mut builder = Server::builder().max_concurrent_streams(config.max_concurrent_streams);
-    if let Some(tls) = &config.tls {
-        builder = builder.tls_config(server_tls(tls)).map_err(|e| ServeError::Io(format!("TLS: {e}")))?;
-    }
-    // GOAWAY after this age; calls in flight finish and the client reconnects, so
-    // clients balancing over a headless Service re-resolve and reach new pods.
-    if let Some(age) = config.max_connection_age {
-        tracing::warn!(
-            ?age,
-            "--max-connection-age: tonic's connection task panics after the GOAWAY (tonic issue 2522); \
-             calls still in flight on an aged connection fail"
-        );
-        builder = builder.max_connection_age(age);
-    }
-    Ok(builder)
-}
-
-fn server_tls(tls: &TlsConfig) -> ServerTlsConfig {
-    let config = ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
-    match &tls.client_ca_pem {
-        Some(ca) => config.client_ca_root(Certificate::from_pem(ca)),
-        None => config,
-    }
+fn settings(config: &ServeConfig) -> Result<ConnectionSettings, ServeError> {
+    let tls =
+        config.tls.as_ref().map(tls_acceptor).transpose().map_err(|e| ServeError::Io(format!("TLS: {e}")))?;
+    Ok(ConnectionSettings {
+        max_concurrent_streams: config.max_concurrent_streams,
+        // GOAWAY after this age; calls in flight finish and the client reconnects, so
+        // clients balancing over a headless Service re-resolve and reach new pods.
+        max_age: config.max_connection_age,
+        tls,
+    })
 }
 
 /// The tile API (behind the bearer-token check when tokens are configured, with the
@@ -254,17 +235,6 @@ fn spawn_warm_up(
             }
         }
     });
-}
-
-/// Accepted connections with Nagle's algorithm off: a tile answer is one write, and
-/// delayed ACKs would otherwise add ~40 ms to every sequential request.
-fn incoming(listener: TcpListener) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use futures::StreamExt;
-    TcpListenerStream::new(listener).map(|conn| {
-        let conn = conn?;
-        conn.set_nodelay(true)?;
-        Ok(conn)
-    })
 }
 
 async fn set_health(reporter: &tonic_health::server::HealthReporter, status: ServingStatus) {

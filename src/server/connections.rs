@@ -1,0 +1,286 @@
+//! The gRPC listener: accepts TCP connections, speaks TLS when configured, and serves
+//! HTTP/2 on each connection with hyper.
+//!
+//! Tessera runs this loop itself instead of tonic's `Server` for one reason: a
+//! connection that reaches `--max-connection-age` must get a graceful shutdown (GOAWAY,
+//! the calls in flight finish, the client reconnects elsewhere). tonic 0.14 polls its
+//! finished age timer again after starting that shutdown, which panics the connection
+//! task and fails every call still in flight on it (tonic issue 2522). Here the timer
+//! fires once, and the connection then runs until its last stream ends.
+
+use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpListener, TcpStream},
+    sync::watch,
+};
+use tokio_rustls::{
+    TlsAcceptor,
+    rustls::{
+        self, RootCertStore, ServerConfig,
+        pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+        server::WebPkiClientVerifier,
+    },
+};
+use tonic::transport::server::Connected;
+
+use crate::{config::TlsConfig, telemetry::metrics::Metrics};
+
+/// How long a client has to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause after a failed `accept` (e.g. out of file descriptors), so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// The age of each connection varies by up to this share either way, so connections
+/// opened together (e.g. after a deploy) do not all reconnect at once.
+const AGE_JITTER: f64 = 0.1;
+
+/// What every connection is served with.
+#[derive(Clone)]
+pub struct ConnectionSettings {
+    /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`.
+    pub max_concurrent_streams: u32,
+    /// Graceful shutdown after this age (± [`AGE_JITTER`]); `None` = never.
+    pub max_age: Option<Duration>,
+    /// TLS (and client-certificate checks) when configured.
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// The rustls acceptor for the server's certificate and key, requiring client
+/// certificates that chain to the client CA when one is given. ALPN offers only `h2`.
+pub fn tls_acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs = CertificateDer::pem_slice_iter(&tls.cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("--tls-cert: {e}"))?;
+    if certs.is_empty() {
+        return Err("--tls-cert holds no PEM certificate".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(&tls.key_pem).map_err(|e| format!("--tls-key: {e}"))?;
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = match &tls.client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(pem) => {
+            let mut roots = RootCertStore::empty();
+            for ca in CertificateDer::pem_slice_iter(pem) {
+                let ca = ca.map_err(|e| format!("--tls-client-ca: {e}"))?;
+                roots.add(ca).map_err(|e| format!("--tls-client-ca: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err("--tls-client-ca holds no PEM certificate".into());
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                .build()
+                .map_err(|e| format!("--tls-client-ca: {e}"))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config =
+        builder.with_single_cert(certs, key).map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves `service` on every connection `listener` accepts until `shutdown` completes;
+/// then stops accepting, shuts every connection down gracefully (GOAWAY; calls in
+/// flight finish) and returns once the last one has closed.
+pub async fn serve<S, B>(
+    listener: TcpListener,
+    service: S,
+    settings: ConnectionSettings,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: tower_service::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<B>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let settings = Arc::new(settings);
+    // Every connection holds a receiver; `closed()` says when the last one is gone.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    // A tile answer is one write; delayed ACKs would add ~40 ms to
+                    // every sequential request.
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!(%peer, error = %e, "cannot turn Nagle's algorithm off");
+                    }
+                    tokio::spawn(connection(
+                        tcp,
+                        peer,
+                        service.clone(),
+                        Arc::clone(&settings),
+                        Arc::clone(&metrics),
+                        stop_rx.clone(),
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    drop(stop_rx);
+    let _ = stop_tx.send(true);
+    stop_tx.closed().await;
+}
+
+/// One connection, from the TLS handshake (if any) to its close.
+async fn connection<S, B>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    service: S,
+    settings: Arc<ConnectionSettings>,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: tower_service::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<B>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let _open = metrics.connection_opened();
+    let Some(acceptor) = &settings.tls else {
+        return http2(tcp, peer, service, &settings, &metrics, stop).await;
+    };
+    let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+    let tls = tokio::select! {
+        r = handshake => r,
+        _ = stop.wait_for(|s| *s) => return,
+    };
+    match tls {
+        Ok(Ok(stream)) => http2(stream, peer, service, &settings, &metrics, stop).await,
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, timeout = ?TLS_HANDSHAKE_TIMEOUT, "TLS handshake timed out"),
+    }
+}
+
+/// Serves HTTP/2 on an established connection until the client closes it, it reaches
+/// its age, or the server shuts down (the latter two: GOAWAY, then calls in flight end).
+async fn http2<IO, S, B>(
+    io: IO,
+    peer: SocketAddr,
+    service: S,
+    settings: &ConnectionSettings,
+    metrics: &Metrics,
+    mut stop: watch::Receiver<bool>,
+) where
+    IO: Connected + AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower_service::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<B>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    // tonic reads the peer (and its TLS certificates) from this request extension.
+    let info = io.connect_info();
+    let per_request = hyper::service::service_fn(move |request: http::Request<Incoming>| {
+        let mut request = request.map(tonic::body::Body::new);
+        request.extensions_mut().insert(info.clone());
+        let mut service = service.clone();
+        async move {
+            std::future::poll_fn(|cx| service.poll_ready(cx)).await?;
+            service.call(request).await
+        }
+    });
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder.timer(TokioTimer::new()).max_concurrent_streams(settings.max_concurrent_streams);
+    let conn = builder.serve_connection(TokioIo::new(io), per_request);
+    tokio::pin!(conn);
+    let age = settings.max_age.map(jittered);
+    let aged = async move {
+        match age {
+            Some(age) => tokio::time::sleep(age).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(aged);
+    // Each of the timers below may fire once: after a graceful shutdown has begun, only
+    // the connection itself is polled, until its last stream ends.
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = &mut conn => {
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            () = &mut aged, if !closing => {
+                tracing::debug!(%peer, ?age, "connection reached --max-connection-age; sending GOAWAY");
+                metrics.connection_aged();
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = stop.wait_for(|s| *s), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
+}
+
+/// `age` ± [`AGE_JITTER`], at random.
+fn jittered(age: Duration) -> Duration {
+    age.mul_f64(1.0 + AGE_JITTER * rand::random_range(-1.0..=1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_vary_within_the_jitter() {
+        let age = Duration::from_secs(300);
+        let ages: Vec<Duration> = (0..1000).map(|_| jittered(age)).collect();
+        assert!(ages.iter().all(|a| *a >= Duration::from_secs(270) && *a <= Duration::from_secs(330)));
+        let spread = ages.iter().max().unwrap().saturating_sub(*ages.iter().min().unwrap());
+        assert!(spread > Duration::from_secs(30), "ages barely vary: {spread:?}");
+    }
+
+    #[test]
+    fn tls_settings_that_cannot_work_are_refused_with_the_flag_named() {
+        let none = TlsConfig { cert_pem: Vec::new(), key_pem: Vec::new(), client_ca_pem: None };
+        assert_eq!(tls_acceptor(&none).err().unwrap(), "--tls-cert holds no PEM certificate");
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let good = TlsConfig {
+            cert_pem: cert.cert.pem().into_bytes(),
+            key_pem: cert.signing_key.serialize_pem().into_bytes(),
+            client_ca_pem: None,
+        };
+        assert!(tls_acceptor(&good).is_ok());
+        let no_key = TlsConfig { key_pem: b"not a key".to_vec(), ..good.clone() };
+        assert!(tls_acceptor(&no_key).err().unwrap().starts_with("--tls-key: "));
+        let empty_ca = TlsConfig { client_ca_pem: Some(Vec::new()), ..good };
+        assert_eq!(tls_acceptor(&empty_ca).err().unwrap(), "--tls-client-ca holds no PEM certificate");
+    }
+}
