@@ -176,6 +176,33 @@ pub struct InfoArgs {
     pub asset: String,
 }
 
+/// Whether a call failed before its request left this process. tonic's channel can hand
+/// a request to an HTTP/2 connection that has already received the server's GOAWAY (the
+/// server reached `--max-connection-age`) while another call is still open on it; the
+/// request is then cancelled unsent, and the channel reconnects for the next call. The
+/// server never saw it, so sending it again is safe.
+#[must_use]
+pub fn never_sent(status: &tonic::Status) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = source {
+        if e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_canceled) {
+            return status.code() == tonic::Code::Cancelled;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// Runs `call`, and once more if its request was [`never_sent`].
+pub async fn resend_unsent<T>(
+    mut call: impl AsyncFnMut() -> Result<T, tonic::Status>,
+) -> Result<T, tonic::Status> {
+    match call().await {
+        Err(status) if never_sent(&status) => call().await,
+        result => result,
+    }
+}
+
 /// Connects to `server` (an `http://host:port` URL or a bare `host:port`).
 pub async fn connect(server: &str) -> Result<TileServiceClient<tonic::transport::Channel>, ClientError> {
     let url = if server.contains("://") { server.to_owned() } else { format!("http://{server}") };
@@ -312,7 +339,8 @@ pub async fn get(args: GetArgs) -> Result<(), ClientError> {
     }
     let (z, x, y) = parse_tile(args.tile.as_deref().unwrap_or_default())?;
     let mut client = connect_with(&args.connect).await?;
-    let tile = client.get_tile(v1::GetTileRequest { z, x, y, ..template }).await?.into_inner();
+    let request = v1::GetTileRequest { z, x, y, ..template };
+    let tile = resend_unsent(async || client.get_tile(request.clone()).await).await?.into_inner();
     std::fs::write(&args.output, &tile.data)?;
     if !tile.mask.is_empty() {
         let mask_path = args.output.with_extension("mask.npy");
@@ -355,9 +383,13 @@ async fn get_batch(
     let terminal = std::io::stderr().is_terminal();
     let (mut done, mut failed, mut bytes) = (0, 0, 0);
     for chunk in tiles.chunks(BATCH_CHUNK) {
-        let requests =
-            chunk.iter().map(|&(z, x, y)| v1::GetTileRequest { z, x, y, ..template.clone() }).collect();
-        let mut stream = client.get_tiles(v1::GetTilesRequest { tiles: requests }).await?.into_inner();
+        let request = v1::GetTilesRequest {
+            tiles: chunk
+                .iter()
+                .map(|&(z, x, y)| v1::GetTileRequest { z, x, y, ..template.clone() })
+                .collect(),
+        };
+        let mut stream = resend_unsent(async || client.get_tiles(request.clone()).await).await?.into_inner();
         while let Some(item) = stream.message().await? {
             done += 1;
             match item.result {
@@ -403,7 +435,8 @@ async fn get_batch(
 /// `tessera info`: the asset as a table, or as JSON.
 pub async fn info(args: InfoArgs) -> Result<(), ClientError> {
     let mut client = connect_with(&args.connect).await?;
-    let info = client.get_asset_info(v1::GetAssetInfoRequest { asset: args.asset }).await?.into_inner();
+    let request = v1::GetAssetInfoRequest { asset: args.asset };
+    let info = resend_unsent(async || client.get_asset_info(request.clone()).await).await?.into_inner();
     let dtype = v1::DataType::try_from(info.dtype).map_or("?", |d| d.as_str_name());
     let dtype = dtype.strip_prefix("DATA_TYPE_").unwrap_or(dtype).to_ascii_lowercase();
     let bounds = |b: Option<&v1::Bounds>| b.map(|b| [b.min_x, b.min_y, b.max_x, b.max_y]);

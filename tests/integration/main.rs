@@ -10,6 +10,7 @@ mod bad_input;
 mod batch;
 mod chaos;
 mod cli;
+mod connections;
 mod egress;
 mod faults;
 mod grpcurl;
