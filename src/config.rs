@@ -211,10 +211,9 @@ pub struct ServeArgs {
     /// Concurrent calls (HTTP/2 streams) on one client connection [default: 128].
     #[arg(long, env = "TESSERA_MAX_CONCURRENT_STREAMS")]
     pub max_concurrent_streams: Option<u32>,
-    /// Age after which a client connection is sent GOAWAY (new calls go to a new
-    /// connection), e.g. "5m", so clients balancing over a headless Service re-resolve
-    /// and spread over new pods. Caveat: with tonic 0.14.5-0.14.9 calls still in flight
-    /// on the connection fail (tonic issue 2522); 0s = off [default: 0s].
+    /// Age (±10%) after which a client connection is sent GOAWAY: calls in flight
+    /// finish, new calls go to a new connection. E.g. "5m", so clients balancing over a
+    /// headless Service re-resolve and spread over new pods; 0s = off [default: 0s].
     #[arg(long, env = "TESSERA_MAX_CONNECTION_AGE", value_parser = humantime::parse_duration)]
     pub max_connection_age: Option<Duration>,
     /// PEM certificate chain of the server; with --tls-key, the server speaks TLS only [default: plaintext].
@@ -810,8 +809,8 @@ mod tests {
     fn the_kubernetes_config_file_parses_with_the_servers_own_keys() {
         let file: FileConfig = toml::from_str(K8S_CONFIG).unwrap();
         assert_eq!(file.listen, Some("0.0.0.0:50051".parse().unwrap()));
-        // Off until tonic's connection-age panic is fixed (see the file's comment).
-        assert_eq!(file.max_connection_age, None);
+        // Clients of the headless Service re-balance every few minutes.
+        assert_eq!(file.max_connection_age, Some(Duration::from_secs(300)));
         // The Deployment's terminationGracePeriodSeconds is sized from these two.
         assert!(file.shutdown_delay.is_some_and(|d| !d.is_zero()));
         assert!(file.shutdown_grace.is_some());
@@ -829,7 +828,7 @@ mod tests {
         let resolved = args.resolve();
         std::fs::remove_file(&path).unwrap();
         let config = resolved.unwrap();
-        assert_eq!(config.max_connection_age, None);
+        assert_eq!(config.max_connection_age, Some(Duration::from_secs(300)));
         assert_eq!(config.listen.port(), 50051);
     }
 
