@@ -51,7 +51,7 @@ help: ## Show this help
 	@echo "  make bench-quick  build, demo data, then tessera bench (the built-in mix)"
 	@echo "  make fuzz    run each fuzz target for FUZZ_SECONDS (default 60), or only FUZZ_TARGET=name; not part of test"
 	@echo "  make deps    install the Debian packages (only those missing)"
-	@echo "  make venv    create .venv with grpcurl, buf, moto and grpcio (only if missing)"
+	@echo "  make venv    create .venv with grpcurl, buf, moto, grpcio and rio-tiler (only if missing)"
 	@echo "  make clean   remove target/, .venv/ and bench output (keeps $(DATA_DIR)/)"
 
 deps: ## Install missing Debian packages (fast no-op when all are present)
@@ -69,7 +69,7 @@ deps: ## Install missing Debian packages (fast no-op when all are present)
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$${missing[@]}" < /dev/null; \
 	fi
 
-venv: ## Create .venv with grpcurl, buf, moto and the Python example's grpcio (only if missing or broken)
+venv: ## Create .venv with grpcurl, buf, moto, the Python example's grpcio and rio-tiler (only if missing or broken)
 	@if [[ -x $(VENV)/bin/grpcurl && -x $(VENV)/bin/buf && -x $(VENV)/bin/moto_server ]] \
 	    && $(VENV)/bin/grpcurl --version >/dev/null 2>&1 \
 	    && $(VENV)/bin/buf --version >/dev/null 2>&1; then \
@@ -84,6 +84,9 @@ venv: ## Create .venv with grpcurl, buf, moto and the Python example's grpcio (o
 	@$(VENV)/bin/python -c 'import grpc, grpc_tools' 2>/dev/null \
 	  || $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
 	       -r examples/python/requirements.txt < /dev/null
+	@$(VENV)/bin/python -c 'import rio_tiler' 2>/dev/null \
+	  || $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+	       -r bench/requirements.txt < /dev/null
 
 build: deps ## cargo build --release
 	$(CARGO) build --release
@@ -129,8 +132,6 @@ test: lint deploy-check ## Lint, validate deploy/, then the whole test suite wit
 	$(CARGO) nextest run --profile ci
 
 bench: deps build data venv ## Tessera vs rio-tiler side by side (writes BENCHMARKS.md)
-	@$(VENV)/bin/python -c 'import rio_tiler' 2>/dev/null \
-	  || $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt < /dev/null
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 bench-quick: deps build data ## tessera bench: the built-in mix against the demo data

@@ -158,6 +158,10 @@ pub struct ServeArgs {
     /// comma-separated); relative names always resolve in --data-dir [default: none].
     #[arg(long, env = "TESSERA_ALLOW_LOCAL", value_delimiter = ',')]
     pub allow_local: Vec<PathBuf>,
+    /// An OGC TileMatrixSet 2.0 JSON file: one more tile matrix set to serve besides
+    /// WebMercatorQuad and WorldCRS84Quad (repeatable; env: comma-separated) [default: none].
+    #[arg(long = "tile-matrix-set", env = "TESSERA_TILE_MATRIX_SETS", value_delimiter = ',')]
+    pub tile_matrix_sets: Vec<PathBuf>,
     /// URL prefix under which remote assets may be read, e.g. https://data.example.com/cogs/
     /// or s3://naip-bucket/ (repeatable; env: comma-separated) [default: none].
     #[arg(long, env = "TESSERA_ALLOW_REMOTE", value_delimiter = ',')]
@@ -281,6 +285,7 @@ struct FileConfig {
     admin_listen: Option<SocketAddr>,
     allow_remote: Option<Vec<String>>,
     allow_local: Option<Vec<PathBuf>>,
+    tile_matrix_sets: Option<Vec<PathBuf>>,
     s3_endpoint: Option<String>,
     s3_path_style: Option<bool>,
     s3_https: Option<bool>,
@@ -423,6 +428,8 @@ pub struct ServeConfig {
     pub allow_remote: Vec<String>,
     /// `--allow-local` directories.
     pub allow_local: Vec<PathBuf>,
+    /// The built-in tile matrix sets and those of `--tile-matrix-set` files.
+    pub tile_matrix_sets: crate::tms::TileMatrixSets,
     /// Environment of every worker process: GDAL configuration options (Tessera's
     /// S3 settings and `--gdal-config`), on top of the front's own environment.
     pub worker_env: Vec<(String, String)>,
@@ -648,6 +655,12 @@ impl ServeArgs {
             } else {
                 self.allow_local.clone()
             },
+            tile_matrix_sets: crate::tms::TileMatrixSets::load(if self.tile_matrix_sets.is_empty() {
+                file.tile_matrix_sets.as_deref().unwrap_or_default()
+            } else {
+                &self.tile_matrix_sets
+            })
+            .map_err(|e| ConfigError::Invalid(format!("--tile-matrix-set {e}")))?,
             worker_env,
             remote_metadata_ttl: self
                 .remote_metadata_ttl

@@ -37,7 +37,7 @@ fn resolver() -> &'static AssetResolver {
 }
 
 fn check(req: &GetTileRequest, limits: &Limits, resolver: &AssetResolver) {
-    let Ok(tile) = TileRequest::parse(req, limits, resolver) else { return };
+    let Ok(tile) = TileRequest::parse(req, limits, resolver, &tessera::tms::TileMatrixSets::default()) else { return };
     assert!(
         (1..=limits.max_tile_size).contains(&tile.size),
         "tile size {} accepted outside 1..={} (request tile_size={})",

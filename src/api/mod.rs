@@ -33,6 +33,7 @@ use crate::{
     },
     render::DataType,
     telemetry::metrics::Metrics,
+    tms::TileMatrixSets,
 };
 
 /// The request deadline when the client sends none.
@@ -59,6 +60,8 @@ pub struct TileApi {
     sharing: TileSharing,
     /// Tiles in flight per identified caller.
     callers: callers::CallerLimits,
+    /// The tile matrix sets served.
+    tile_matrix_sets: TileMatrixSets,
 }
 
 type ResultStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -71,10 +74,11 @@ impl TileApi {
         limits: Limits,
         metrics: Arc<Metrics>,
         sharing: TileSharing,
+        tile_matrix_sets: TileMatrixSets,
     ) -> Arc<Self> {
         let in_flight = Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight_tiles));
         let callers = callers::CallerLimits::new(limits.max_in_flight_per_caller);
-        Arc::new(Self { renderer, resolver, limits, in_flight, metrics, sharing, callers })
+        Arc::new(Self { renderer, resolver, limits, in_flight, metrics, sharing, callers, tile_matrix_sets })
     }
 
     /// The request's deadline: the client's grpc-timeout (less a small margin, so our
@@ -135,7 +139,7 @@ impl TileApi {
         req: &GetTileRequest,
         deadline: Instant,
     ) -> Result<GetTileResponse, ServiceError> {
-        let parsed = TileRequest::parse(req, &self.limits, &self.resolver)?;
+        let parsed = TileRequest::parse(req, &self.limits, &self.resolver, &self.tile_matrix_sets)?;
         // Admission control: beyond the limit, shed load now rather than queue it.
         let Ok(_permit) = self.in_flight.try_acquire() else {
             return Err(ServiceError::ResourceExhausted {
@@ -302,6 +306,36 @@ impl TileService for TileServiceImpl {
             .in_current_span(),
         );
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_tile_matrix_sets(
+        &self,
+        _request: Request<v1::ListTileMatrixSetsRequest>,
+    ) -> Result<Response<v1::ListTileMatrixSetsResponse>, Status> {
+        let bounds =
+            |b: crate::tms::BBox| Bounds { min_x: b.min_x, min_y: b.min_y, max_x: b.max_x, max_y: b.max_y };
+        let tile_matrix_sets = self
+            .0
+            .tile_matrix_sets
+            .all()
+            .iter()
+            .map(|tms| {
+                let d = tms.definition();
+                v1::TileMatrixSetInfo {
+                    id: d.id.to_owned(),
+                    title: d.title.to_owned(),
+                    crs: d.crs.to_owned(),
+                    uri: d.uri.to_owned(),
+                    min_zoom: 0,
+                    max_zoom: u32::from(tms.max_zoom()),
+                    tile_size: tms.tile_size(0).0,
+                    bounds: Some(bounds(tms.bounds(0))),
+                    geographic_bounds: tms.geographic_bounds().map(bounds),
+                    custom: tms.is_custom(),
+                }
+            })
+            .collect();
+        Ok(Response::new(v1::ListTileMatrixSetsResponse { tile_matrix_sets }))
     }
 
     async fn get_asset_info(

@@ -301,6 +301,14 @@ impl TileRenderer {
         let composite_span =
             tracing::info_span!("composite", composite_ms = Empty, assets.read = plan.touching.len() as i64);
         let raster = self.composite(req, &mut plan, deadline, started).instrument(composite_span).await?;
+        // Without lon/lat bounds (a custom set in another CRS) the plan could not skip
+        // assets by their bounds; a tile they all miss is found out here.
+        if req.tile.geographic_bounds().is_none() && raster.mask.iter().all(|m| *m == 0) {
+            return Err(ServiceError::NotFound(format!(
+                "tile {} of {} is outside the bounds of every asset",
+                req.tile, req.tile.tms
+            )));
+        }
         let format = req.format;
         let encode_span = tracing::info_span!("encode", format = format.label(), bytes = Empty);
         let (data, mask) = tokio::task::spawn_blocking(move || {
@@ -356,11 +364,13 @@ impl TileRenderer {
         check_encodable(req.format, reference.dtype, out_bands)
             .map_err(|e| ServiceError::invalid("format", e.to_string()))?;
 
-        // Assets whose bounds miss the tile cost nothing more.
+        // Assets whose bounds miss the tile cost nothing more. (A custom tile matrix set
+        // in a CRS the front cannot project has no lon/lat bounds: every asset is read,
+        // and the workers' warps find out.)
         let tile_bounds = req.tile.geographic_bounds();
         let mut touching = Vec::new();
         for (i, info) in &usable {
-            if info.geographic.intersects(&tile_bounds) {
+            if tile_bounds.is_none_or(|t| info.geographic.intersects(&t)) {
                 touching.push(*i);
             } else {
                 reports[*i].outcome = AssetOutcome::Skipped as i32;

@@ -6,7 +6,7 @@ use crate::{
     mosaic::{Asset, AssetResolver},
     pb::{v1, worker},
     render::OutputFormat,
-    tms::{SUPPORTED_TILE_MATRIX_SETS, TileId, TileMatrixSet},
+    tms::{TileId, TileMatrixSets},
 };
 
 /// Default tile edge in pixels when the request says 0.
@@ -61,6 +61,15 @@ fn resampling(value: i32) -> Result<worker::Resampling, ServiceError> {
         Ok(R::Lanczos) => W::Lanczos,
         Ok(R::Average) => W::Average,
         Ok(R::Mode) => W::Mode,
+        Ok(other) => {
+            return Err(ServiceError::invalid(
+                "resampling",
+                format!(
+                    "resampling {} is not available yet; use nearest, bilinear, cubic, cubic_spline, lanczos, average or mode",
+                    other.as_str_name()
+                ),
+            ));
+        }
         Err(_) => {
             return Err(ServiceError::invalid(
                 "resampling",
@@ -98,18 +107,21 @@ fn format(value: i32, quality: u32) -> Result<OutputFormat, ServiceError> {
 }
 
 impl TileRequest {
-    /// Checks a request against the limits and resolves its assets.
+    /// Checks a request against the limits and the server's tile matrix sets, and
+    /// resolves its assets.
     pub fn parse(
         req: &v1::GetTileRequest,
         limits: &Limits,
         resolver: &AssetResolver,
+        sets: &TileMatrixSets,
     ) -> Result<Self, ServiceError> {
-        let tms: TileMatrixSet = req.tile_matrix_set.parse().map_err(|()| {
+        let tms = sets.get(&req.tile_matrix_set).ok_or_else(|| {
             ServiceError::invalid(
                 "tile_matrix_set",
                 format!(
-                    "tile matrix set '{}' is not supported; use one of {SUPPORTED_TILE_MATRIX_SETS} (empty means WebMercatorQuad)",
-                    req.tile_matrix_set
+                    "tile matrix set '{}' is not served here; use one of {} (empty means WebMercatorQuad)",
+                    req.tile_matrix_set,
+                    sets.names()
                 ),
             )
         })?;
@@ -121,8 +133,9 @@ impl TileRequest {
             };
             ServiceError::invalid(field, e.to_string())
         })?;
-        // The default obeys the limit too: a server limited below 256 px serves its limit.
-        let default_size = DEFAULT_TILE_SIZE.min(limits.max_tile_size);
+        // The default is the set's tile size (256 for the built-in sets), and obeys the
+        // limit too: a server limited below it serves its limit.
+        let default_size = tms.tile_size(tile.z).0.min(limits.max_tile_size);
         let size = match req.tile_size {
             0 => default_size,
             s if s <= limits.max_tile_size => s,
@@ -151,7 +164,10 @@ impl TileRequest {
         }
         let format = format(req.format, req.quality)?;
         let resampling = resampling(req.resampling)?;
-        if v1::PixelSelection::try_from(req.pixel_selection).is_err() {
+        if !matches!(
+            v1::PixelSelection::try_from(req.pixel_selection),
+            Ok(v1::PixelSelection::Unspecified | v1::PixelSelection::First)
+        ) {
             return Err(ServiceError::invalid(
                 "pixel_selection",
                 format!("pixel_selection={} is not a known value; use FIRST", req.pixel_selection),
@@ -183,9 +199,12 @@ mod tests {
             max_in_flight_per_caller: 1,
         };
         let req = v1::GetTileRequest { assets: vec!["a.tif".into()], ..Default::default() };
-        assert_eq!(TileRequest::parse(&req, &limits, &resolver).unwrap().size, 128);
+        assert_eq!(
+            TileRequest::parse(&req, &limits, &resolver, &TileMatrixSets::default()).unwrap().size,
+            128
+        );
         let big = v1::GetTileRequest { tile_size: 129, ..req };
-        let e = TileRequest::parse(&big, &limits, &resolver).unwrap_err();
+        let e = TileRequest::parse(&big, &limits, &resolver, &TileMatrixSets::default()).unwrap_err();
         assert_eq!(e.to_string(), "tile_size=129 is outside 1..=128 (0 means 128)");
     }
 }

@@ -69,7 +69,14 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     }
     let renderer = TileRenderer::new(Arc::clone(&pool), Arc::clone(&metrics), config.remote_metadata_ttl);
     let sharing = TileSharing::new(config.tile_cache_size, config.tile_cache_ttl);
-    let api = TileApi::new(renderer, resolver, limits, Arc::clone(&metrics), sharing);
+    let api = TileApi::new(
+        renderer,
+        resolver,
+        limits,
+        Arc::clone(&metrics),
+        sharing,
+        config.tile_matrix_sets.clone(),
+    );
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_service_status("", ServingStatus::NotServing).await;

@@ -19,6 +19,26 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 /// The six overlapping UTM assets, in priority order.
 pub const UTM: [&str; 6] = tessera::demo::UTM_RGB_ASSETS;
 
+/// The custom tile matrix set of the tests (OGC TMS 2.0 JSON): `UTM18NTest`, a UTM
+/// zone 18N grid over the demo data.
+pub fn custom_tms_file() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/utm18n_tms.json")
+}
+
+/// The built-in tile matrix sets and the tests' custom one, as a server started with
+/// `--tile-matrix-set` [`custom_tms_file`] has them.
+pub fn tile_matrix_sets() -> &'static tessera::tms::TileMatrixSets {
+    static SETS: OnceLock<tessera::tms::TileMatrixSets> = OnceLock::new();
+    SETS.get_or_init(|| tessera::tms::TileMatrixSets::load(&[custom_tms_file()]).unwrap())
+}
+
+/// `.venv/bin/python`, where `make venv` installs grpcio, grpcio-tools and rio-tiler.
+pub fn venv_python() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(path.is_file(), "{} is missing: run `make venv`", path.display());
+    path
+}
+
 /// Fixture directory: demo data plus broken files. Built once (atomically, so parallel
 /// test processes agree) and reused.
 pub fn fixtures() -> &'static Path {
@@ -425,7 +445,7 @@ pub struct Oracle {
 }
 
 pub fn gdalwarp(assets: &[&str], tms: &str, z: u32, x: u32, y: u32, size: u32, resampling: &str) -> Oracle {
-    let tms_value: tessera::tms::TileMatrixSet = tms.parse().unwrap();
+    let tms_value = tile_matrix_sets().get(tms).unwrap();
     let tile = tms_value.tile(z, x, y).unwrap();
     let b = tile.bounds();
     let out = tempfile::Builder::new().suffix(".tif").tempfile().unwrap();

@@ -22,7 +22,7 @@ const MAX_RESPONSE: usize = 1 << 20;
 
 /// What a case sends.
 enum Call {
-    Tile(v1::GetTileRequest),
+    Tile(Box<v1::GetTileRequest>),
     Info(String),
     Tiles(Vec<v1::GetTileRequest>),
     /// Raw bytes as the GetTile request message.
@@ -41,13 +41,13 @@ fn case(label: impl Into<String>, call: Call, code: Code, fragment: impl Into<St
 }
 
 fn asset_tile(asset: &str) -> Call {
-    Call::Tile(tile_request(GOOD.0, GOOD.1, GOOD.2, &[asset]))
+    Call::Tile(Box::new(tile_request(GOOD.0, GOOD.1, GOOD.2, &[asset])))
 }
 
 fn good_with(change: impl FnOnce(&mut v1::GetTileRequest)) -> Call {
     let mut request = tile_request(GOOD.0, GOOD.1, GOOD.2, &[GOOD.3]);
     change(&mut request);
-    Call::Tile(request)
+    Call::Tile(Box::new(request))
 }
 
 /// Sends bytes unchanged as a request and returns the response's bytes.
@@ -93,7 +93,7 @@ async fn run(
     call: Call,
 ) -> Result<String, Status> {
     match call {
-        Call::Tile(r) => client.get_tile(r).await.map(|t| format!("a {} tile", t.get_ref().content_type)),
+        Call::Tile(r) => client.get_tile(*r).await.map(|t| format!("a {} tile", t.get_ref().content_type)),
         Call::Info(asset) => {
             client.get_asset_info(v1::GetAssetInfoRequest { asset }).await.map(|_| "asset info".into())
         }
@@ -205,7 +205,7 @@ fn catalogue(truncated_tile: (u32, u32)) -> Vec<Case> {
         case("header cut", asset_tile("header_cut.tif"), FP, "'header_cut.tif' cannot be read"),
         case(
             "truncated tile data",
-            Call::Tile(tile_request(17, truncated_tile.0, truncated_tile.1, &["truncated.tif"])),
+            Call::Tile(Box::new(tile_request(17, truncated_tile.0, truncated_tile.1, &["truncated.tif"]))),
             FP,
             "'truncated.tif' cannot be read",
         ),
@@ -227,7 +227,7 @@ fn catalogue(truncated_tile: (u32, u32)) -> Vec<Case> {
         ),
         case(
             "65 assets",
-            Call::Tile(tile_request(12, 1194, 1551, &[GOOD.3; 65])),
+            Call::Tile(Box::new(tile_request(12, 1194, 1551, &[GOOD.3; 65]))),
             IA,
             "65 assets in one tile exceed the limit of 64",
         ),
@@ -292,7 +292,7 @@ fn catalogue(truncated_tile: (u32, u32)) -> Vec<Case> {
         // Message size and wire format.
         case(
             "request of 5 MiB",
-            Call::Tile(tile_request(12, 1194, 1551, &[&"a".repeat(5 << 20)])),
+            Call::Tile(Box::new(tile_request(12, 1194, 1551, &[&"a".repeat(5 << 20)]))),
             Code::ResourceExhausted,
             "exceeds this server's limit of 4194304 bytes (--max-request-size)",
         ),

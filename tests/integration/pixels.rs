@@ -186,3 +186,77 @@ async fn a_zoom_12_mosaic_reports_every_asset_used() {
     assert_eq!((tile.width, tile.height, tile.band_count), (256, 256, 3));
     assert_eq!(tile.dtype, v1::DataType::Uint8 as i32);
 }
+
+/// A tile matrix set from an OGC TMS 2.0 JSON file (a UTM grid, in the assets' own CRS):
+/// listed with its exact numbers, its tiles equal gdalwarp's on the same grid, its
+/// coordinates are checked against its own matrices, and a tile away from every asset
+/// is NOT_FOUND although the front cannot project the grid to lon/lat.
+#[tokio::test]
+async fn a_custom_tile_matrix_set_from_a_file_is_listed_and_served() {
+    let server = Server::start_with(harness::ServerOptions {
+        args: vec!["--tile-matrix-set".into(), harness::custom_tms_file().display().to_string()],
+        ..Default::default()
+    });
+    let mut client = server.client().await;
+    let list = client.list_tile_matrix_sets(v1::ListTileMatrixSetsRequest {}).await.unwrap().into_inner();
+    let ids: Vec<&str> = list.tile_matrix_sets.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["WebMercatorQuad", "WorldCRS84Quad", "UTM18NTest"]);
+    let utm = &list.tile_matrix_sets[2];
+    assert_eq!(
+        (utm.crs.as_str(), utm.min_zoom, utm.max_zoom, utm.tile_size, utm.custom),
+        ("EPSG:32618", 0, 1, 256, true)
+    );
+    assert_eq!(
+        utm.bounds,
+        Some(v1::Bounds {
+            min_x: 480_000.0,
+            min_y: 4_430_000.0 - 40.0 * 1024.0,
+            max_x: 480_000.0 + 40.0 * 1024.0,
+            max_y: 4_430_000.0
+        })
+    );
+    assert_eq!(utm.geographic_bounds, None);
+    let web = &list.tile_matrix_sets[0];
+    assert_eq!((web.crs.as_str(), web.max_zoom, web.custom), ("EPSG:3857", 24, false));
+    assert!((web.geographic_bounds.unwrap().max_y - 85.051_128_779_806_59).abs() < 1e-9);
+
+    // z1 (33, 12): E 496 896..497 408, N 4 423 344..4 423 856, inside utm_rgb_00.
+    for (assets, size) in [(&["utm_rgb_00.tif"][..], 256), (&["utm_rgb_00.tif", "utm_rgb_01.tif"][..], 128)] {
+        let case = Case {
+            assets,
+            tms: "UTM18NTest",
+            z: 1,
+            x: 33,
+            y: 12,
+            size,
+            resampling: v1::Resampling::Nearest,
+            bands: vec![],
+        };
+        check(&server, &case).await;
+    }
+
+    let refused = |request: v1::GetTileRequest| {
+        let mut client = client.clone();
+        async move { client.get_tile(request).await.unwrap_err() }
+    };
+    let mut request = harness::tile_request(2, 0, 0, &["utm_rgb_00.tif"]);
+    request.tile_matrix_set = "UTM18NTest".into();
+    let e = refused(request.clone()).await;
+    assert_eq!(
+        (e.code(), e.message()),
+        (tonic::Code::InvalidArgument, "z=2 is outside 0..=1 for UTM18NTest")
+    );
+    request.tile_matrix_set = "UTM18N".into();
+    let e = refused(request.clone()).await;
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(
+        e.message().contains("use one of WebMercatorQuad, WorldCRS84Quad, UTM18NTest"),
+        "{}",
+        e.message()
+    );
+    let mut far = harness::tile_request(1, 0, 0, &["utm_rgb_00.tif"]);
+    far.tile_matrix_set = "UTM18NTest".into();
+    let e = refused(far).await;
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    assert!(e.message().contains("is outside the bounds of every asset"), "{}", e.message());
+}

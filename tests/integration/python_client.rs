@@ -7,14 +7,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::process::Command;
 
-use crate::harness::Server;
-
-/// `.venv/bin/python`, where `make venv` installs grpcio and grpcio-tools.
-fn python() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(path.is_file(), "{} is missing: run `make venv`", path.display());
-    path
-}
+use crate::harness::{Server, venv_python as python};
 
 async fn run_client(server: &str, out: &Path, tiles: &[&str]) -> (i32, String) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/python/client.py");

@@ -105,7 +105,7 @@ async fn an_asset_that_misses_the_tile_is_not_requested_once_its_bounds_are_know
     }
     let (near, far) = (bounds[0], bounds[1]);
     let misses_far = |z: u32, x: u32, y: u32| {
-        let g = TileMatrixSet::WebMercatorQuad.tile(z, x, y).unwrap().geographic_bounds();
+        let g = TileMatrixSet::WEB_MERCATOR_QUAD.tile(z, x, y).unwrap().geographic_bounds().unwrap();
         g.max_x < far.min_x || g.min_x > far.max_x || g.max_y < far.min_y || g.min_y > far.max_y
     };
     let mut tiles = Vec::new();

@@ -1,0 +1,293 @@
+//! Rendering parity with rio-tiler 9.4.12, the peer (installed in `.venv` by `make venv`;
+//! `tests/parity/reference.py` runs it).
+//!
+//! Every case is checked twice:
+//! - **exactly**, against rio-tiler's own code for everything after the read: rio-tiler
+//!   gets Tessera's per-asset tiles (single-asset NPY requests) and applies the
+//!   expression, the pixel selection, rescale and the colormap. Same inputs, so the mask
+//!   and every valid value must be identical, bit for bit, in the same data type.
+//! - **end to end**, against rio-tiler reading the files itself. Its read path differs
+//!   (a WarpedVRT then a decimated read, with rasterio's bundled GDAL 3.10, against one
+//!   `gdalwarp` call with GDAL 3.6 here), so a few pixels on the edges of the data and
+//!   where nearest-neighbour picks fall on a source pixel boundary can differ. The
+//!   tolerance, stated per case, bounds the share of such pixels.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use serde_json::{Value, json};
+use tessera::pb::v1;
+use tonic::transport::Channel;
+
+use crate::harness::{Npy, Server, fixtures, npy_tile, parse_npy, venv_python};
+
+type Client = v1::tile_service_client::TileServiceClient<Channel>;
+
+/// Three overlapping UTM assets of the demo data, in priority order.
+const OVERLAPPING: [&str; 3] = ["utm_rgb_00.tif", "utm_rgb_01.tif", "utm_rgb_11.tif"];
+/// The zoom-12 tile that holds all six UTM assets.
+const TILE: (u32, u32, u32) = (12, 1194, 1551);
+
+/// One rendering case: the request, and how rio-tiler names the same options.
+#[derive(Clone)]
+struct Case {
+    label: &'static str,
+    assets: Vec<&'static str>,
+    tms: &'static str,
+    tile: (u32, u32, u32),
+    selection: (v1::PixelSelection, &'static str),
+    expression: &'static str,
+    rescale: Vec<(f64, f64)>,
+    colormap: Option<v1::get_tile_request::Colormap>,
+    /// Largest share of pixels allowed to differ end to end (mask or value).
+    tolerance: f64,
+}
+
+impl Case {
+    fn new(label: &'static str) -> Self {
+        Self {
+            label,
+            assets: OVERLAPPING.to_vec(),
+            tms: "WebMercatorQuad",
+            tile: TILE,
+            selection: (v1::PixelSelection::First, "first"),
+            expression: "",
+            rescale: Vec::new(),
+            colormap: None,
+            tolerance: 0.02,
+        }
+    }
+
+    fn request(&self, assets: &[&str]) -> v1::GetTileRequest {
+        let (z, x, y) = self.tile;
+        v1::GetTileRequest {
+            tile_matrix_set: self.tms.into(),
+            z,
+            x,
+            y,
+            assets: assets.iter().map(|a| (*a).to_owned()).collect(),
+            format: v1::ImageFormat::Npy as i32,
+            pixel_selection: self.selection.0 as i32,
+            expression: self.expression.into(),
+            rescale: self.rescale.iter().map(|&(min, max)| v1::RescaleRange { min, max }).collect(),
+            colormap: self.colormap.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// The reference script's view of the case.
+    fn reference_case(&self, mode: &str, out: &Path) -> Value {
+        let (z, x, y) = self.tile;
+        let colormap = match &self.colormap {
+            Some(v1::get_tile_request::Colormap::ColormapName(name)) => json!({ "colormap_name": name }),
+            Some(v1::get_tile_request::Colormap::CustomColormap(c)) => {
+                let rgba = |c: &Option<v1::Rgba>| {
+                    let c = c.unwrap_or_default();
+                    json!([c.r, c.g, c.b, c.a])
+                };
+                json!({ "colormap": {
+                    "values": c.values.iter().map(|e| json!([e.value, rgba(&e.color)])).collect::<Vec<_>>(),
+                    "intervals": c.intervals.iter().map(|i| json!([[i.min, i.max], rgba(&i.color)])).collect::<Vec<_>>(),
+                }})
+            }
+            None => json!({}),
+        };
+        let mut case = json!({
+            "mode": mode,
+            "out": out,
+            "assets": self.assets.iter().map(|a| fixtures().join(a)).collect::<Vec<_>>(),
+            "tms": self.tms,
+            "z": z, "x": x, "y": y,
+            "pixel_selection": self.selection.1,
+            "expression": self.expression,
+            "rescale": self.rescale.iter().map(|(a, b)| json!([a, b])).collect::<Vec<_>>(),
+        });
+        if let (Some(case), Some(extra)) = (case.as_object_mut(), colormap.as_object()) {
+            case.extend(extra.clone());
+        }
+        case
+    }
+}
+
+/// Runs the reference script on `case`; returns (data, mask).
+fn reference(case: &Value) -> (Npy, Npy) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/parity/reference.py");
+    let mut child = Command::new(venv_python())
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    serde_json::to_writer(child.stdin.take().unwrap(), case).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "reference.py failed on {case}:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out = PathBuf::from(case["out"].as_str().unwrap());
+    let read = |name: &str| parse_npy(&std::fs::read(out.join(name)).unwrap());
+    (read("data.npy"), read("mask.npy"))
+}
+
+/// Counts pixels whose mask differs or whose values differ where both are valid.
+fn differing_pixels(label: &str, ours: &(Npy, Npy), theirs: &(Npy, Npy)) -> usize {
+    let ((data, mask), (ref_data, ref_mask)) = (ours, theirs);
+    assert_eq!(data.descr, ref_data.descr, "{label}: data type");
+    assert_eq!(data.shape, ref_data.shape, "{label}: shape");
+    assert_eq!(mask.shape, ref_mask.shape, "{label}: mask shape");
+    let n = mask.values.len();
+    let bands = data.shape[0];
+    (0..n)
+        .filter(|&p| {
+            mask.values[p].to_bits() != ref_mask.values[p].to_bits()
+                || (mask.values[p] > 0.0
+                    && (0..bands)
+                        .any(|b| data.values[b * n + p].to_bits() != ref_data.values[b * n + p].to_bits()))
+        })
+        .count()
+}
+
+async fn tile(client: &mut Client, request: v1::GetTileRequest) -> Result<(Npy, Npy), tonic::Status> {
+    client.get_tile(request).await.map(|r| npy_tile(&r.into_inner()))
+}
+
+/// Exact parity of everything after the read, then end-to-end parity within the
+/// case's tolerance. Returns the share of pixels that differ end to end.
+async fn check(client: &mut Client, case: &Case) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let ours =
+        tile(client, case.request(&case.assets)).await.unwrap_or_else(|e| panic!("{}: {e:?}", case.label));
+    assert!(ours.1.values.iter().any(|m| *m > 0.0), "{}: no valid pixel", case.label);
+
+    // Tessera's own reads of each asset, as rio-tiler's inputs.
+    let plain = Case { expression: "", rescale: Vec::new(), colormap: None, ..case.clone() };
+    let mut inputs = Vec::new();
+    for (i, asset) in case.assets.iter().enumerate() {
+        let mut request = plain.request(&[asset]);
+        request.pixel_selection = v1::PixelSelection::First as i32;
+        let t = client.get_tile(request).await.unwrap_or_else(|e| panic!("{}: {asset}: {e:?}", case.label));
+        let t = t.into_inner();
+        let (data, mask) = (dir.path().join(format!("{i}.npy")), dir.path().join(format!("{i}.mask.npy")));
+        std::fs::write(&data, &t.data).unwrap();
+        std::fs::write(&mask, &t.mask).unwrap();
+        inputs.push(json!([data, mask]));
+    }
+    let mut post = case.reference_case("post", &dir.path().join("post"));
+    post["inputs"] = Value::Array(inputs);
+    let expected = reference(&post);
+    let exact = differing_pixels(case.label, &ours, &expected);
+    assert_eq!(exact, 0, "{}: {exact} pixels differ from rio-tiler given the same reads", case.label);
+
+    let peer = reference(&case.reference_case("peer", &dir.path().join("peer")));
+    let share = differing_pixels(case.label, &ours, &peer) as f64 / ours.1.values.len() as f64;
+    assert!(
+        share <= case.tolerance,
+        "{}: {:.3}% of pixels differ from rio-tiler's own read (tolerance {:.3}%)",
+        case.label,
+        share * 100.0,
+        case.tolerance * 100.0
+    );
+    share
+}
+
+fn named(name: &str) -> v1::get_tile_request::Colormap {
+    v1::get_tile_request::Colormap::ColormapName(name.into())
+}
+
+fn rgba(r: u32, g: u32, b: u32, a: u32) -> v1::Rgba {
+    v1::Rgba { r, g, b, a }
+}
+
+#[tokio::test]
+async fn every_pixel_selection_method_matches_rio_tiler() {
+    use v1::PixelSelection as P;
+    let server = Server::start();
+    let mut client = server.client().await;
+    let methods = [
+        (P::First, "first"),
+        (P::Highest, "highest"),
+        (P::Lowest, "lowest"),
+        (P::Mean, "mean"),
+        (P::Median, "median"),
+        (P::Stdev, "stdev"),
+        (P::Count, "count"),
+        (P::Lastbandlow, "lastbandlow"),
+        (P::Lastbandhigh, "lastbandhigh"),
+    ];
+    let mut report = Vec::new();
+    for selection in methods {
+        let case = Case { selection, ..Case::new(selection.1) };
+        report.push(format!("{}: {:.3}%", selection.1, check(&mut client, &case).await * 100.0));
+    }
+    eprintln!("end-to-end differences: {}", report.join(", "));
+}
+
+#[tokio::test]
+async fn expressions_rescale_and_colormaps_match_rio_tiler() {
+    use v1::PixelSelection as P;
+    let server = Server::start();
+    let mut client = server.client().await;
+    let custom_values = v1::CustomColormap {
+        values: (0..=255)
+            .step_by(5)
+            .map(|v| v1::ColormapEntry { value: f64::from(v), color: Some(rgba(v, 255 - v, 7, 255)) })
+            .collect(),
+        intervals: Vec::new(),
+    };
+    let custom_intervals = v1::CustomColormap {
+        values: Vec::new(),
+        intervals: vec![
+            v1::ColormapInterval { min: 0.0, max: 64.0, color: Some(rgba(255, 0, 0, 255)) },
+            v1::ColormapInterval { min: 64.0, max: 128.0, color: Some(rgba(0, 255, 0, 128)) },
+            v1::ColormapInterval { min: 128.0, max: 200.0, color: Some(rgba(0, 0, 255, 255)) },
+        ],
+    };
+    let cases = [
+        Case { expression: "(b3-b1)/(b3+b1)", ..Case::new("ndvi-like expression") },
+        Case { expression: "b1*2;b2-b3;where(b1>b2,b1,b2)", ..Case::new("three-output expression") },
+        Case {
+            expression: "sqrt(b1)+log(b2+1)*2**2",
+            selection: (P::Mean, "mean"),
+            ..Case::new("functions, mean of expressions")
+        },
+        Case { rescale: vec![(20.0, 180.0)], ..Case::new("rescale one range") },
+        Case {
+            rescale: vec![(0.0, 100.0), (50.0, 250.0), (10.0, 20.0)],
+            selection: (P::Highest, "highest"),
+            ..Case::new("rescale per band")
+        },
+        Case {
+            expression: "(b3-b1)/(b3+b1)",
+            rescale: vec![(-1.0, 1.0)],
+            colormap: Some(named("viridis")),
+            ..Case::new("expression, rescale, viridis")
+        },
+        Case { expression: "b2", colormap: Some(named("rdylgn_r")), ..Case::new("rdylgn_r on uint8") },
+        Case { expression: "b1", colormap: Some(named("terrain")), ..Case::new("terrain") },
+        Case {
+            expression: "b1",
+            colormap: Some(v1::get_tile_request::Colormap::CustomColormap(custom_values)),
+            ..Case::new("custom exact values")
+        },
+        Case {
+            expression: "b2",
+            colormap: Some(v1::get_tile_request::Colormap::CustomColormap(custom_intervals)),
+            ..Case::new("custom intervals")
+        },
+        Case {
+            tms: "WorldCRS84Quad",
+            // lon -75.06..-74.97, lat 39.90..39.99: the UTM assets' area.
+            tile: (11, 1194, 569),
+            ..Case::new("WorldCRS84Quad")
+        },
+    ];
+    let mut report = Vec::new();
+    for case in &cases {
+        report.push(format!("{}: {:.3}%", case.label, check(&mut client, case).await * 100.0));
+    }
+    eprintln!("end-to-end differences: {}", report.join(", "));
+}
