@@ -173,6 +173,19 @@ impl TileRequest {
                 format!("pixel_selection={} is not a known value; use FIRST", req.pixel_selection),
             ));
         }
+        for (field, set) in [
+            ("expression", !req.expression.is_empty()),
+            ("rescale", !req.rescale.is_empty()),
+            ("colormap", req.colormap.is_some()),
+            ("nodata", req.nodata.is_some()),
+            ("buffer", req.buffer != 0.0),
+            ("padding", req.padding != 0),
+            ("reproject", req.reproject != 0),
+        ] {
+            if set {
+                return Err(ServiceError::invalid(field, format!("{field} is not available yet")));
+            }
+        }
         let assets = req.assets.iter().map(|a| resolver.resolve(a)).collect::<Result<Vec<_>, _>>()?;
         Ok(Self { tile, size, assets, bands: req.bands.clone(), resampling, format })
     }
