@@ -242,6 +242,7 @@ impl TileRenderer {
             height: req.size,
             resampling: req.resampling as i32,
             bands: req.bands.clone(),
+            ..ReadRequest::default()
         };
         let key = read.path.clone();
         let started = Instant::now();

@@ -12,6 +12,9 @@ mod gdal_errors;
 mod io;
 mod limits;
 mod read;
+mod read_plan;
+#[cfg(test)]
+mod read_tests;
 mod test_hooks;
 mod warp;
 
@@ -39,6 +42,7 @@ pub use limits::{
     WorkerLimits,
 };
 pub use read::JobError;
+pub use read_plan::{Kernels, MAX_PADDING, PlanError, ReadPlan, warp_args};
 
 /// Entry point of `tessera worker`.
 #[must_use]

@@ -13,11 +13,10 @@ use super::{
     dataset_cache::{DatasetCache, FileStamp},
     gdal_errors,
     limits::WorkerLimits,
+    read_plan::{self, PlanError, ReadPlan},
     warp,
 };
-use crate::pb::worker::{
-    BandMeta, DataType, ErrorKind, InfoResult, ReadRequest, ReadResult, ReadStats, Resampling,
-};
+use crate::pb::worker::{BandMeta, DataType, ErrorKind, InfoResult, ReadRequest, ReadResult, ReadStats};
 
 /// Datasets a worker keeps open.
 pub const DATASET_CACHE_CAPACITY: usize = 64;
@@ -84,6 +83,12 @@ impl JobError {
     fn gdal(kind: ErrorKind, context: &str, fallback: impl std::fmt::Display) -> Self {
         let detail = gdal_errors::take().unwrap_or_else(|| fallback.to_string());
         Self::new(kind, format!("{context}: {detail}"))
+    }
+}
+
+impl From<PlanError> for JobError {
+    fn from(e: PlanError) -> Self {
+        Self::new(ErrorKind::Invalid, e.to_string())
     }
 }
 
@@ -156,51 +161,14 @@ fn data_bands(ds: &Dataset) -> Result<Vec<usize>, JobError> {
     Ok(out)
 }
 
-fn resampling_name(r: Resampling) -> &'static str {
-    match r {
-        Resampling::Unspecified | Resampling::Nearest => "near",
-        Resampling::Bilinear => "bilinear",
-        Resampling::Cubic => "cubic",
-        Resampling::CubicSpline => "cubicspline",
-        Resampling::Lanczos => "lanczos",
-        Resampling::Average => "average",
-        Resampling::Mode => "mode",
-    }
-}
-
-/// The `gdalwarp` arguments of a read; the integration tests run the `gdalwarp` CLI with
-/// the same arguments as the oracle.
-#[must_use]
-pub fn warp_args(req: &ReadRequest) -> Vec<String> {
-    let resampling = Resampling::try_from(req.resampling).unwrap_or(Resampling::Nearest);
-    [
-        "-t_srs",
-        &req.target_crs,
-        "-te",
-        &req.min_x.to_string(),
-        &req.min_y.to_string(),
-        &req.max_x.to_string(),
-        &req.max_y.to_string(),
-        "-ts",
-        &req.width.to_string(),
-        &req.height.to_string(),
-        "-r",
-        resampling_name(resampling),
-        "-ovr",
-        "AUTO",
-        "-dstalpha",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect()
-}
-
-/// Warps the asset onto the request's grid.
+/// Warps the asset onto the request's grid (padded and cropped back when the request
+/// asks for padding), with the request's kernels and nodata override.
 pub fn read(
     cache: &mut DatasetCache,
     req: &ReadRequest,
     stats: &mut ReadStats,
 ) -> Result<ReadResult, JobError> {
+    let plan = ReadPlan::for_request(req)?;
     let ds = open(cache, &req.path, stats)?;
     let data_bands = data_bands(ds)?;
     let band1 =
@@ -212,7 +180,7 @@ pub fn read(
             format!("data type {} is not supported", gdal_type.name()),
         ));
     };
-    let nodata = band1.no_data_value();
+    let nodata = plan.nodata.or_else(|| band1.no_data_value());
     let selected: Vec<usize> = if req.bands.is_empty() {
         (1..=data_bands.len()).collect()
     } else {
@@ -228,7 +196,7 @@ pub fn read(
     let started = Instant::now();
     gdal_errors::clear();
     let mut args = vec!["-of".to_owned(), "MEM".to_owned()];
-    args.extend(warp_args(req));
+    args.extend(plan.warp_args(&req.target_crs));
     let out = warp::warp(ds, &args).map_err(|e| JobError::gdal(ErrorKind::ReadFailed, "warp failed", e))?;
     if let Some(msg) = gdal_errors::take() {
         return Err(JobError::new(ErrorKind::ReadFailed, format!("warp failed: {msg}")));
@@ -240,16 +208,34 @@ pub fn read(
             format!("warp produced {out_bands} bands, expected {} + alpha", data_bands.len()),
         ));
     }
-    let (width, height) = out.raster_size();
+    let (grid_width, grid_height) = out.raster_size();
+    if (grid_width, grid_height) != plan.grid.size() {
+        return Err(JobError::new(
+            ErrorKind::ReadFailed,
+            format!("warp produced {grid_width}x{grid_height} pixels, expected {:?}", plan.grid.size()),
+        ));
+    }
+    let crop = |values: Vec<u8>, size: usize, what: &str| {
+        plan.crop.apply(values, grid_width, size).ok_or_else(|| {
+            JobError::new(ErrorKind::ReadFailed, format!("the warped {what} is smaller than its grid"))
+        })
+    };
+    let (width, height) = (plan.crop.width, plan.crop.height);
     let mut pixels = Vec::with_capacity(selected.len() * width * height * type_size);
     for b in &selected {
         let bytes = warp::read_band(&out, *b, gdal_type as u32, type_size)
             .map_err(|e| JobError::gdal(ErrorKind::ReadFailed, "reading warped pixels", e))?;
-        pixels.extend_from_slice(&bytes);
+        pixels.extend_from_slice(&crop(bytes, type_size, "band")?);
     }
     let alpha = warp::read_band(&out, out_bands, gdal_sys::GDALDataType::GDT_Byte, 1)
         .map_err(|e| JobError::gdal(ErrorKind::ReadFailed, "reading the warped mask", e))?;
-    let mask = alpha.into_iter().map(|a| if a > 0 { 255 } else { 0 }).collect();
+    let mut mask: Vec<u8> =
+        crop(alpha, 1, "mask")?.into_iter().map(|a| if a > 0 { 255 } else { 0 }).collect();
+    if let Some(value) = plan.nodata {
+        for band in pixels.chunks_exact(width * height * type_size) {
+            read_plan::mask_nodata(&mut mask, band, dtype, value);
+        }
+    }
     stats.warp_us = started.elapsed().as_micros() as u64;
     Ok(ReadResult {
         dtype: dtype as i32,

@@ -401,6 +401,7 @@ async fn a_worker_counts_gdals_http_requests_and_bytes_for_a_remote_read() {
             height: 256,
             resampling: Resampling::Nearest as i32,
             bands: vec![],
+            ..ReadRequest::default()
         })),
     };
     let mut stats = Vec::new();

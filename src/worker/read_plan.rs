@@ -1,0 +1,613 @@
+//! How a [`ReadRequest`] becomes one `gdalwarp` call, and what is done to its output:
+//! the two kernels, the padded grid and its crop, the nodata override.
+//!
+//! Theory of operation. rio-tiler reads a tile through a warped VRT built with its
+//! `reproject_method`, then reads that VRT at the tile's size with its
+//! `resampling_method`. Tessera runs a single `gdalwarp` straight onto the tile grid, so
+//! it has room for one kernel: the warp kernel (`reproject`, or `resampling` when unset).
+//! Measured against rio-tiler 9.4.12, that is the kernel its tiles are made with:
+//! at and beyond native resolution the VRT grid is the tile grid and the read is 1:1;
+//! when decimating, GDAL warps the VRT directly at the requested size with the warp
+//! kernel unless the read kernel is nearest. The read kernel is still checked (a
+//! warp-only kernel there is refused, as rasterio refuses it) so a request means the
+//! same thing here as in rio-tiler.
+//!
+//! Padding widens the warped grid by whole target pixels on each side, at the same
+//! resolution, and the centre is cropped back out: the pixels of the tile sit at the
+//! same coordinates with or without it.
+
+use crate::pb::worker::{DataType, ReadRequest, Resampling};
+
+/// Most pixels of padding a read may ask for on each side. Kernels reach a few source
+/// pixels (lanczos: 3); more padding only costs warp time and memory.
+pub const MAX_PADDING: u32 = 64;
+
+/// Why a read request cannot be planned. Every variant is the caller's mistake.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// A kernel number this worker does not know.
+    #[error("{field}={value} is not a known resampling kernel")]
+    UnknownKernel {
+        /// `resampling` or `reproject`.
+        field: &'static str,
+        /// The number received.
+        value: i32,
+    },
+    /// A warp-only kernel asked for as the read kernel.
+    #[error("resampling={0} is a warp kernel, not a read kernel: ask for it as reproject")]
+    NotAReadKernel(String),
+    /// A read-only kernel asked for as the warp kernel.
+    #[error("reproject={0} is not a warp kernel: GDAL's warper has no {0}")]
+    NotAWarpKernel(String),
+    /// A read-only read kernel without a warp kernel: it would have to be both.
+    #[error("resampling={0} cannot also be the warp kernel (GDAL's warper has no {0}): set reproject")]
+    ReadKernelCannotWarp(String),
+    /// More padding than [`MAX_PADDING`].
+    #[error("padding={0} is more than {MAX_PADDING} pixels")]
+    PaddingTooLarge(u32),
+    /// A target grid without pixels.
+    #[error("the target grid is {0}x{1} pixels; both must be at least 1")]
+    EmptyGrid(u32, u32),
+    /// A target grid whose padded size does not fit.
+    #[error("the target grid {0}x{1} with padding {2} is too large")]
+    GridTooLarge(u32, u32, u32),
+}
+
+/// The name the API and rio-tiler give a kernel ("cubic_spline").
+fn kernel_name(kernel: Resampling) -> String {
+    kernel.as_str_name().trim_start_matches("RESAMPLING_").to_ascii_lowercase()
+}
+
+/// The name `gdalwarp -r` takes for a kernel.
+#[must_use]
+pub fn gdal_name(kernel: Resampling) -> &'static str {
+    match kernel {
+        Resampling::Unspecified | Resampling::Nearest => "near",
+        Resampling::Bilinear => "bilinear",
+        Resampling::Cubic => "cubic",
+        Resampling::CubicSpline => "cubicspline",
+        Resampling::Lanczos => "lanczos",
+        Resampling::Average => "average",
+        Resampling::Mode => "mode",
+        Resampling::Gauss => "gauss",
+        Resampling::Rms => "rms",
+        Resampling::Max => "max",
+        Resampling::Min => "min",
+        Resampling::Med => "med",
+        Resampling::Q1 => "q1",
+        Resampling::Q3 => "q3",
+        Resampling::Sum => "sum",
+    }
+}
+
+/// Whether GDAL's RasterIO resamples with this kernel (rasterio refuses the others for
+/// reads: "can be used for warp operations but not for reads").
+#[must_use]
+pub fn is_read_kernel(kernel: Resampling) -> bool {
+    !matches!(
+        kernel,
+        Resampling::Max
+            | Resampling::Min
+            | Resampling::Med
+            | Resampling::Q1
+            | Resampling::Q3
+            | Resampling::Sum
+    )
+}
+
+/// Whether GDAL 3.6's warper has this kernel (`gdalwarp -r gauss` is "Unknown
+/// resampling method").
+#[must_use]
+pub fn is_warp_kernel(kernel: Resampling) -> bool {
+    kernel != Resampling::Gauss
+}
+
+/// The two kernels of a read, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kernels {
+    /// The read kernel (rio-tiler's `resampling_method`); never a warp-only kernel.
+    pub read: Resampling,
+    /// The kernel `gdalwarp` runs with (rio-tiler's `reproject_method`).
+    pub warp: Resampling,
+}
+
+impl Kernels {
+    /// The kernels a request asks for: unspecified `resampling` is nearest, unspecified
+    /// `reproject` is the read kernel.
+    pub fn from_request(req: &ReadRequest) -> Result<Self, PlanError> {
+        let known =
+            |field, value| Resampling::try_from(value).map_err(|_| PlanError::UnknownKernel { field, value });
+        let read = match known("resampling", req.resampling)? {
+            Resampling::Unspecified => Resampling::Nearest,
+            k => k,
+        };
+        if !is_read_kernel(read) {
+            return Err(PlanError::NotAReadKernel(kernel_name(read)));
+        }
+        let warp = match known("reproject", req.reproject)? {
+            Resampling::Unspecified if !is_warp_kernel(read) => {
+                return Err(PlanError::ReadKernelCannotWarp(kernel_name(read)));
+            }
+            Resampling::Unspecified => read,
+            k if !is_warp_kernel(k) => return Err(PlanError::NotAWarpKernel(kernel_name(k))),
+            k => k,
+        };
+        Ok(Self { read, warp })
+    }
+}
+
+/// A target grid: bounds in the target CRS and a size in pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Grid {
+    /// West edge.
+    pub min_x: f64,
+    /// South edge.
+    pub min_y: f64,
+    /// East edge.
+    pub max_x: f64,
+    /// North edge.
+    pub max_y: f64,
+    /// Columns.
+    pub width: u32,
+    /// Rows.
+    pub height: u32,
+}
+
+impl Grid {
+    /// The grid of a request.
+    #[must_use]
+    pub fn of(req: &ReadRequest) -> Self {
+        Self {
+            min_x: req.min_x,
+            min_y: req.min_y,
+            max_x: req.max_x,
+            max_y: req.max_y,
+            width: req.width,
+            height: req.height,
+        }
+    }
+
+    /// This grid with `padding` more pixels of the same size on each side. Padding 0 is
+    /// the grid itself, bit for bit.
+    pub fn padded(&self, padding: u32) -> Result<Self, PlanError> {
+        if padding == 0 {
+            return Ok(*self);
+        }
+        let too_large = || PlanError::GridTooLarge(self.width, self.height, padding);
+        let width = padding.checked_mul(2).and_then(|p| p.checked_add(self.width)).ok_or_else(too_large)?;
+        let height = padding.checked_mul(2).and_then(|p| p.checked_add(self.height)).ok_or_else(too_large)?;
+        let pad_x = f64::from(padding) * (self.max_x - self.min_x) / f64::from(self.width);
+        let pad_y = f64::from(padding) * (self.max_y - self.min_y) / f64::from(self.height);
+        Ok(Self {
+            min_x: self.min_x - pad_x,
+            min_y: self.min_y - pad_y,
+            max_x: self.max_x + pad_x,
+            max_y: self.max_y + pad_y,
+            width,
+            height,
+        })
+    }
+
+    /// Columns and rows.
+    #[must_use]
+    pub fn size(&self) -> (usize, usize) {
+        (self.width as usize, self.height as usize)
+    }
+}
+
+/// The window of the warped grid that a read returns: the tile inside its padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Crop {
+    /// Columns and rows skipped at the top-left (the padding).
+    pub offset: usize,
+    /// Columns kept.
+    pub width: usize,
+    /// Rows kept.
+    pub height: usize,
+}
+
+impl Crop {
+    /// The window of values (`value_size` bytes each) in a band of `grid_width` columns;
+    /// the band itself when there is no padding. `None` when the band is too small for
+    /// the window.
+    #[must_use]
+    pub fn apply(&self, band: Vec<u8>, grid_width: usize, value_size: usize) -> Option<Vec<u8>> {
+        if self.offset == 0 {
+            return (band.len() == self.width * self.height * value_size).then_some(band);
+        }
+        let row_bytes = self.width * value_size;
+        let mut out = Vec::with_capacity(row_bytes * self.height);
+        for row in self.offset..self.offset + self.height {
+            let start = (row * grid_width + self.offset) * value_size;
+            out.extend_from_slice(band.get(start..start + row_bytes)?);
+        }
+        Some(out)
+    }
+}
+
+/// Everything a read does around its warp.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadPlan {
+    /// The kernels.
+    pub kernels: Kernels,
+    /// The grid `gdalwarp` warps onto (the request's, padded).
+    pub grid: Grid,
+    /// The part of `grid` returned.
+    pub crop: Crop,
+    /// The nodata override: the source's nodata for the warp, and the value whose
+    /// pixels the mask marks invalid.
+    pub nodata: Option<f64>,
+}
+
+impl ReadPlan {
+    /// The plan of a request, or why it cannot be served.
+    pub fn for_request(req: &ReadRequest) -> Result<Self, PlanError> {
+        let kernels = Kernels::from_request(req)?;
+        if req.padding > MAX_PADDING {
+            return Err(PlanError::PaddingTooLarge(req.padding));
+        }
+        let tile = Grid::of(req);
+        if tile.width == 0 || tile.height == 0 {
+            return Err(PlanError::EmptyGrid(tile.width, tile.height));
+        }
+        let (width, height) = tile.size();
+        Ok(Self {
+            kernels,
+            grid: tile.padded(req.padding)?,
+            crop: Crop { offset: req.padding as usize, width, height },
+            nodata: req.nodata,
+        })
+    }
+
+    /// The `gdalwarp` arguments (without `-of` and the file names).
+    #[must_use]
+    pub fn warp_args(&self, target_crs: &str) -> Vec<String> {
+        let g = &self.grid;
+        let mut args: Vec<String> = [
+            "-t_srs",
+            target_crs,
+            "-te",
+            &g.min_x.to_string(),
+            &g.min_y.to_string(),
+            &g.max_x.to_string(),
+            &g.max_y.to_string(),
+            "-ts",
+            &g.width.to_string(),
+            &g.height.to_string(),
+            "-r",
+            gdal_name(self.kernels.warp),
+            "-ovr",
+            "AUTO",
+            "-dstalpha",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        if let Some(nodata) = self.nodata {
+            // The destination takes the same value, as rio-tiler's warped VRT does, so
+            // invalid pixels hold it.
+            let value = gdal_number(nodata);
+            args.extend(["-srcnodata".to_owned(), value.clone(), "-dstnodata".to_owned(), value]);
+        }
+        args
+    }
+}
+
+/// The `gdalwarp` arguments of a read (without `-of` and the file names); the
+/// integration tests run the `gdalwarp` CLI with them as the oracle.
+pub fn warp_args(req: &ReadRequest) -> Result<Vec<String>, PlanError> {
+    Ok(ReadPlan::for_request(req)?.warp_args(&req.target_crs))
+}
+
+/// A number as GDAL's option parser reads it back exactly (NaN and infinities by the
+/// names `CPLAtof` knows).
+fn gdal_number(value: f64) -> String {
+    if value.is_nan() { "nan".to_owned() } else { value.to_string() }
+}
+
+/// Marks invalid (0) the pixels of `mask` where `band` (native-endian values of `dtype`)
+/// equals `nodata`, compared in the band's type as rio-tiler's `data == nodata` does;
+/// NaN matches NaN.
+pub fn mask_nodata(mask: &mut [u8], band: &[u8], dtype: DataType, nodata: f64) {
+    let target = if dtype == DataType::Float32 { f64::from(nodata as f32) } else { nodata };
+    let values: Box<dyn Iterator<Item = f64> + '_> = match dtype {
+        DataType::Uint8 => Box::new(band.iter().map(|v| f64::from(*v))),
+        DataType::Int8 => Box::new(band.iter().map(|v| f64::from(i8::from_ne_bytes([*v])))),
+        DataType::Uint16 => Box::new(decode(band, |b| f64::from(u16::from_ne_bytes(b)))),
+        DataType::Int16 => Box::new(decode(band, |b| f64::from(i16::from_ne_bytes(b)))),
+        DataType::Uint32 => Box::new(decode(band, |b| f64::from(u32::from_ne_bytes(b)))),
+        DataType::Int32 => Box::new(decode(band, |b| f64::from(i32::from_ne_bytes(b)))),
+        DataType::Float32 => Box::new(decode(band, |b| f64::from(f32::from_ne_bytes(b)))),
+        DataType::Float64 => Box::new(decode(band, f64::from_ne_bytes)),
+        DataType::Unspecified => return,
+    };
+    for (m, v) in mask.iter_mut().zip(values) {
+        // An exact match is the point: nodata is a sentinel value, not a measurement.
+        #[allow(clippy::float_cmp)]
+        let hit = v == target || (v.is_nan() && target.is_nan());
+        if hit {
+            *m = 0;
+        }
+    }
+}
+
+/// The values of a band of `N`-byte values.
+fn decode<const N: usize>(band: &[u8], value: impl Fn([u8; N]) -> f64) -> impl Iterator<Item = f64> {
+    band.chunks_exact(N).map(move |chunk| {
+        let mut bytes = [0u8; N];
+        bytes.copy_from_slice(chunk);
+        value(bytes)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(resampling: Resampling, reproject: Resampling) -> ReadRequest {
+        ReadRequest {
+            path: "/data/a.tif".into(),
+            target_crs: "EPSG:3857".into(),
+            min_x: 1000.0,
+            min_y: 2000.0,
+            max_x: 1256.0,
+            max_y: 2512.0,
+            width: 256,
+            height: 256,
+            resampling: resampling as i32,
+            reproject: reproject as i32,
+            ..ReadRequest::default()
+        }
+    }
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_default_read_keeps_the_arguments_of_a_plain_nearest_warp() {
+        let req = request(Resampling::Unspecified, Resampling::Unspecified);
+        assert_eq!(
+            warp_args(&req).unwrap(),
+            strings(&[
+                "-t_srs",
+                "EPSG:3857",
+                "-te",
+                "1000",
+                "2000",
+                "1256",
+                "2512",
+                "-ts",
+                "256",
+                "256",
+                "-r",
+                "near",
+                "-ovr",
+                "AUTO",
+                "-dstalpha",
+            ])
+        );
+    }
+
+    #[test]
+    fn a_non_square_grid_keeps_its_bounds_and_size() {
+        let mut req = request(Resampling::Nearest, Resampling::Unspecified);
+        (req.min_x, req.min_y, req.max_x, req.max_y) = (-20_037_508.342_789_244, 0.0, 0.0, 10.5);
+        (req.width, req.height) = (260, 130);
+        assert_eq!(
+            warp_args(&req).unwrap(),
+            strings(&[
+                "-t_srs",
+                "EPSG:3857",
+                "-te",
+                "-20037508.342789244",
+                "0",
+                "0",
+                "10.5",
+                "-ts",
+                "260",
+                "130",
+                "-r",
+                "near",
+                "-ovr",
+                "AUTO",
+                "-dstalpha",
+            ])
+        );
+    }
+
+    #[test]
+    fn the_warp_runs_with_reproject_or_else_with_resampling() {
+        let kernel = |resampling, reproject| {
+            let args = warp_args(&request(resampling, reproject)).unwrap();
+            args[args.iter().position(|a| a == "-r").unwrap() + 1].clone()
+        };
+        assert_eq!(kernel(Resampling::Bilinear, Resampling::Unspecified), "bilinear");
+        assert_eq!(kernel(Resampling::Nearest, Resampling::CubicSpline), "cubicspline");
+        assert_eq!(kernel(Resampling::Bilinear, Resampling::Nearest), "near");
+        assert_eq!(kernel(Resampling::Gauss, Resampling::Q3), "q3");
+    }
+
+    #[test]
+    fn every_kernel_has_its_gdal_name_and_roles() {
+        use Resampling as R;
+        let table = [
+            (R::Nearest, "near", true, true),
+            (R::Bilinear, "bilinear", true, true),
+            (R::Cubic, "cubic", true, true),
+            (R::CubicSpline, "cubicspline", true, true),
+            (R::Lanczos, "lanczos", true, true),
+            (R::Average, "average", true, true),
+            (R::Mode, "mode", true, true),
+            (R::Gauss, "gauss", true, false),
+            (R::Rms, "rms", true, true),
+            (R::Max, "max", false, true),
+            (R::Min, "min", false, true),
+            (R::Med, "med", false, true),
+            (R::Q1, "q1", false, true),
+            (R::Q3, "q3", false, true),
+            (R::Sum, "sum", false, true),
+        ];
+        // Every value of the enum but UNSPECIFIED is in the table.
+        assert_eq!(table.len(), (1..=15).filter(|v| R::try_from(*v).is_ok()).count());
+        assert!(R::try_from(16).is_err());
+        for (kernel, name, read, warp) in table {
+            assert_eq!(
+                (gdal_name(kernel), is_read_kernel(kernel), is_warp_kernel(kernel)),
+                (name, read, warp)
+            );
+        }
+        assert_eq!(kernel_name(R::CubicSpline), "cubic_spline");
+    }
+
+    #[test]
+    fn kernels_default_to_nearest_and_reproject_defaults_to_resampling() {
+        use Resampling as R;
+        let kernels = |a, b| Kernels::from_request(&request(a, b));
+        assert_eq!(
+            kernels(R::Unspecified, R::Unspecified),
+            Ok(Kernels { read: R::Nearest, warp: R::Nearest })
+        );
+        assert_eq!(kernels(R::Lanczos, R::Unspecified), Ok(Kernels { read: R::Lanczos, warp: R::Lanczos }));
+        assert_eq!(kernels(R::Gauss, R::Nearest), Ok(Kernels { read: R::Gauss, warp: R::Nearest }));
+        assert_eq!(kernels(R::Rms, R::Sum), Ok(Kernels { read: R::Rms, warp: R::Sum }));
+    }
+
+    #[test]
+    fn kernels_outside_their_role_are_refused_with_a_reason() {
+        use Resampling as R;
+        let refusal = |a: i32, b: i32| {
+            let mut req = request(R::Nearest, R::Nearest);
+            (req.resampling, req.reproject) = (a, b);
+            Kernels::from_request(&req).unwrap_err().to_string()
+        };
+        assert_eq!(
+            refusal(R::Max as i32, R::Nearest as i32),
+            "resampling=max is a warp kernel, not a read kernel: ask for it as reproject"
+        );
+        assert_eq!(
+            refusal(R::Nearest as i32, R::Gauss as i32),
+            "reproject=gauss is not a warp kernel: GDAL's warper has no gauss"
+        );
+        assert_eq!(
+            refusal(R::Gauss as i32, R::Unspecified as i32),
+            "resampling=gauss cannot also be the warp kernel (GDAL's warper has no gauss): set reproject"
+        );
+        assert_eq!(refusal(99, 0), "resampling=99 is not a known resampling kernel");
+        assert_eq!(refusal(0, -1), "reproject=-1 is not a known resampling kernel");
+    }
+
+    #[test]
+    fn padding_widens_the_grid_by_whole_pixels_and_crops_the_centre() {
+        // 256 x 256 pixels of 1 x 2 units.
+        let mut req = request(Resampling::Bilinear, Resampling::Unspecified);
+        req.padding = 2;
+        let plan = ReadPlan::for_request(&req).unwrap();
+        assert_eq!(
+            plan.grid,
+            Grid { min_x: 998.0, min_y: 1996.0, max_x: 1258.0, max_y: 2516.0, width: 260, height: 260 }
+        );
+        assert_eq!(plan.crop, Crop { offset: 2, width: 256, height: 256 });
+        assert_eq!(
+            plan.warp_args(&req.target_crs),
+            strings(&[
+                "-t_srs",
+                "EPSG:3857",
+                "-te",
+                "998",
+                "1996",
+                "1258",
+                "2516",
+                "-ts",
+                "260",
+                "260",
+                "-r",
+                "bilinear",
+                "-ovr",
+                "AUTO",
+                "-dstalpha",
+            ])
+        );
+    }
+
+    #[test]
+    fn no_padding_is_the_request_grid_bit_for_bit() {
+        let mut req = request(Resampling::Nearest, Resampling::Unspecified);
+        (req.min_x, req.max_x) = (0.1, 0.7);
+        let plan = ReadPlan::for_request(&req).unwrap();
+        assert_eq!(plan.grid, Grid::of(&req));
+        assert_eq!(plan.crop, Crop { offset: 0, width: 256, height: 256 });
+    }
+
+    #[test]
+    fn padding_and_grids_out_of_range_are_refused() {
+        let mut req = request(Resampling::Nearest, Resampling::Unspecified);
+        req.padding = MAX_PADDING + 1;
+        assert_eq!(ReadPlan::for_request(&req), Err(PlanError::PaddingTooLarge(65)));
+        req.padding = MAX_PADDING;
+        req.width = u32::MAX - 100;
+        assert_eq!(ReadPlan::for_request(&req), Err(PlanError::GridTooLarge(u32::MAX - 100, 256, 64)));
+        req.width = 0;
+        assert_eq!(ReadPlan::for_request(&req), Err(PlanError::EmptyGrid(0, 256)));
+    }
+
+    #[test]
+    fn the_crop_keeps_the_centre_rows_and_columns() {
+        // A 5 x 4 grid of u16 values 0..20, padding 1: the centre is 3 x 2.
+        let band: Vec<u8> = (0u16..20).flat_map(u16::to_ne_bytes).collect();
+        let crop = Crop { offset: 1, width: 3, height: 2 };
+        let expected: Vec<u8> = [6u16, 7, 8, 11, 12, 13].into_iter().flat_map(u16::to_ne_bytes).collect();
+        assert_eq!(crop.apply(band.clone(), 5, 2), Some(expected));
+        assert_eq!(crop.apply(band[..26].to_vec(), 5, 2), None);
+        let whole = Crop { offset: 0, width: 5, height: 4 };
+        assert_eq!(whole.apply(band.clone(), 5, 2), Some(band.clone()));
+        assert_eq!(whole.apply(band[..38].to_vec(), 5, 2), None);
+    }
+
+    #[test]
+    fn the_nodata_override_becomes_source_and_destination_nodata() {
+        let tail = |nodata: f64| {
+            let mut req = request(Resampling::Nearest, Resampling::Unspecified);
+            req.nodata = Some(nodata);
+            let args = warp_args(&req).unwrap();
+            args[15..].to_vec()
+        };
+        assert_eq!(tail(-9999.0), strings(&["-srcnodata", "-9999", "-dstnodata", "-9999"]));
+        assert_eq!(tail(0.5), strings(&["-srcnodata", "0.5", "-dstnodata", "0.5"]));
+        assert_eq!(tail(f64::NAN), strings(&["-srcnodata", "nan", "-dstnodata", "nan"]));
+        assert_eq!(tail(f64::NEG_INFINITY), strings(&["-srcnodata", "-inf", "-dstnodata", "-inf"]));
+        // Rust writes the shortest digits that read back exactly, without an exponent.
+        let big = "300000000000000000000000000000000000000";
+        assert_eq!(tail(3.0e38), strings(&["-srcnodata", big, "-dstnodata", big]));
+    }
+
+    fn masked(band: &[u8], dtype: DataType, nodata: f64, pixels: usize) -> Vec<u8> {
+        let mut mask = vec![255; pixels];
+        mask_nodata(&mut mask, band, dtype, nodata);
+        mask
+    }
+
+    #[test]
+    fn pixels_equal_to_the_override_are_masked_in_the_band_type() {
+        assert_eq!(masked(&[0, 7, 7, 9], DataType::Uint8, 7.0, 4), [255, 0, 0, 255]);
+        assert_eq!(masked(&[0, 7, 7, 9], DataType::Uint8, 7.5, 4), [255; 4]);
+        let i16s: Vec<u8> = [-9999i16, 1, -9999].into_iter().flat_map(i16::to_ne_bytes).collect();
+        assert_eq!(masked(&i16s, DataType::Int16, -9999.0, 3), [0, 255, 0]);
+        // 0.1 is no float32: a float32 band holds float32(0.1), which matches.
+        let f32s: Vec<u8> = [0.1f32, 0.2, f32::NAN].into_iter().flat_map(f32::to_ne_bytes).collect();
+        assert_eq!(masked(&f32s, DataType::Float32, 0.1, 3), [0, 255, 255]);
+        assert_eq!(masked(&f32s, DataType::Float32, f64::NAN, 3), [255, 255, 0]);
+        let f64s: Vec<u8> = [-0.0f64, 1.0, f64::NAN].into_iter().flat_map(f64::to_ne_bytes).collect();
+        assert_eq!(masked(&f64s, DataType::Float64, 0.0, 3), [0, 255, 255]);
+        let u32s: Vec<u8> = [4_000_000_000u32, 3].into_iter().flat_map(u32::to_ne_bytes).collect();
+        assert_eq!(masked(&u32s, DataType::Uint32, 4.0e9, 2), [0, 255]);
+    }
+
+    #[test]
+    fn an_already_invalid_pixel_stays_invalid() {
+        let mut mask = vec![0, 255, 0];
+        mask_nodata(&mut mask, &[5, 5, 7], DataType::Uint8, 7.0);
+        assert_eq!(mask, [0, 255, 0]);
+    }
+}
