@@ -93,21 +93,13 @@ impl Func {
         TABLE.iter().find(|(n, _, _)| *n == name).map(|(_, f, _)| *f)
     }
 
-    /// Canonical name (the first in the table; `min` reports as `minimum`).
-    pub(crate) fn name(self) -> &'static str {
-        TABLE
-            .iter()
-            .find(|(_, f, _)| *f == self)
-            .map_or("?", |(n, _, _)| n)
-    }
-
-    /// `name(args)` for messages.
-    pub(crate) fn signature(self) -> String {
+    /// `name(args)` for messages, with the name as the user wrote it.
+    pub(crate) fn signature(self, name: &str) -> String {
         let args = TABLE
             .iter()
             .find(|(_, f, _)| *f == self)
             .map_or("", |(_, _, a)| a);
-        format!("{}({args})", self.name())
+        format!("{name}({args})")
     }
 
     /// Number of arguments.

@@ -239,14 +239,21 @@ pub(crate) fn parse_block(
             token.position,
             "unmatched ')': there is no '(' open here",
         )),
-        ref other => Err(ExprError::syntax(
-            token.position,
-            format!(
-                "expected an operator or the end of the output band, found {}; \
-                 separate output bands with ';'",
-                describe(other)
-            ),
-        )),
+        ref other => {
+            let hint = match other {
+                Tok::Name(name) if name == "and" || name == "or" => {
+                    "; 'and' and 'or' are written '&' and '|' between parenthesised conditions"
+                }
+                _ => "; separate output bands with ';'",
+            };
+            Err(ExprError::syntax(
+                token.position,
+                format!(
+                    "expected an operator or the end of the output band, found {}{hint}",
+                    describe(other)
+                ),
+            ))
+        }
     }
 }
 
@@ -521,10 +528,10 @@ impl Parser<'_> {
             return Ok((Node::Band(band), Kind::Number));
         }
         match (Func::from_name(name), called) {
-            (Some(func), true) => self.call(func, position, depth),
+            (Some(func), true) => self.call(func, name, position, depth),
             (Some(func), false) => Err(ExprError::syntax(
                 position,
-                format!("function '{name}' must be called: {}", func.signature()),
+                format!("function '{name}' must be called: {}", func.signature(name)),
             )),
             (None, true) => Err(ExprError::new(
                 ExprErrorKind::UnknownFunction,
@@ -535,7 +542,7 @@ impl Parser<'_> {
         }
     }
 
-    fn call(&mut self, func: Func, position: usize, depth: usize) -> Parsed {
+    fn call(&mut self, func: Func, name: &str, position: usize, depth: usize) -> Parsed {
         let open = self.advance().position;
         let arg_depth = self.deeper(depth, open)?;
         let mut args = Vec::new();
@@ -548,8 +555,7 @@ impl Parser<'_> {
                     return Err(ExprError::syntax(
                         arg_position,
                         format!(
-                            "expected an argument of {}, found {}",
-                            func.name(),
+                            "expected an argument of {name}, found {}",
                             describe(&self.peek().tok)
                         ),
                     ));
@@ -569,11 +575,10 @@ impl Parser<'_> {
                 ExprErrorKind::Arity,
                 position,
                 format!(
-                    "{} takes {} argument{} ({}), got {}",
-                    func.name(),
+                    "{name} takes {} argument{} ({}), got {}",
                     func.arity(),
                     if func.arity() == 1 { "" } else { "s" },
-                    func.signature(),
+                    func.signature(name),
                     args.len()
                 ),
             ));
