@@ -47,11 +47,7 @@ pub struct ExprError {
 
 impl ExprError {
     pub(crate) fn new(kind: ExprErrorKind, position: usize, message: impl Into<String>) -> Self {
-        Self {
-            position,
-            message: message.into(),
-            kind,
-        }
+        Self { position, message: message.into(), kind }
     }
 
     pub(crate) fn syntax(position: usize, message: impl Into<String>) -> Self {

@@ -70,12 +70,12 @@ fn call<'a>(func: Func, args: &[Node], bands: &[&'a [f64]]) -> Value<'a> {
         return map2(eval(a, bands), eval(b, bands), f);
     }
     // `where` is the only three-argument function; the parser checked the arity.
-    let [c, a, b] = args else {
-        unreachable!("parser admits only functions with known arity")
-    };
+    let [c, a, b] = args else { unreachable!("parser admits only functions with known arity") };
     select(eval(c, bands), eval(a, bands), eval(b, bands))
 }
 
+// `==` and `!=` compare exactly, as numpy does; a tolerance would change results.
+#[allow(clippy::float_cmp)]
 fn binary_fn(op: BinaryOp) -> fn(f64, f64) -> f64 {
     match op {
         BinaryOp::Add => |a, b| a + b,
@@ -99,57 +99,99 @@ fn binary_fn(op: BinaryOp) -> fn(f64, f64) -> f64 {
     }
 }
 
-fn map1<'a>(x: Value<'a>, f: fn(f64) -> f64) -> Value<'a> {
-    match x {
-        Value::Scalar(v) => Value::Scalar(f(v)),
-        Value::Borrowed(s) => Value::Owned(s.iter().map(|&v| f(v)).collect()),
-        Value::Owned(mut v) => {
-            v.iter_mut().for_each(|x| *x = f(*x));
-            Value::Owned(v)
+/// A read-only look at a [`Value`].
+#[derive(Clone, Copy)]
+enum View<'v> {
+    Scalar(f64),
+    Slice(&'v [f64]),
+}
+
+impl View<'_> {
+    fn at(self, index: usize) -> f64 {
+        match self {
+            View::Scalar(value) => value,
+            View::Slice(values) => values[index],
         }
     }
 }
 
-fn map2<'a>(a: Value<'a>, b: Value<'a>, f: fn(f64, f64) -> f64) -> Value<'a> {
-    match (a, b) {
-        (Value::Scalar(x), Value::Scalar(y)) => Value::Scalar(f(x, y)),
-        (Value::Owned(mut v), other) => {
-            match other {
-                Value::Scalar(y) => v.iter_mut().for_each(|x| *x = f(*x, y)),
-                Value::Borrowed(s) => v.iter_mut().zip(s).for_each(|(x, &y)| *x = f(*x, y)),
-                Value::Owned(w) => v.iter_mut().zip(&w).for_each(|(x, &y)| *x = f(*x, y)),
-            }
-            Value::Owned(v)
+impl Value<'_> {
+    fn view(&self) -> View<'_> {
+        match self {
+            Value::Scalar(value) => View::Scalar(*value),
+            Value::Borrowed(values) => View::Slice(values),
+            Value::Owned(values) => View::Slice(values),
         }
-        (other, Value::Owned(mut w)) => {
-            match other {
-                Value::Scalar(x) => w.iter_mut().for_each(|y| *y = f(x, *y)),
-                Value::Borrowed(s) => w.iter_mut().zip(s).for_each(|(y, &x)| *y = f(x, *y)),
-                Value::Owned(_) => unreachable!("matched by the arm above"),
-            }
-            Value::Owned(w)
-        }
-        (Value::Scalar(x), Value::Borrowed(s)) => Value::Owned(s.iter().map(|&y| f(x, y)).collect()),
-        (Value::Borrowed(s), Value::Scalar(y)) => Value::Owned(s.iter().map(|&x| f(x, y)).collect()),
-        (Value::Borrowed(s), Value::Borrowed(t)) => {
-            Value::Owned(s.iter().zip(t).map(|(&x, &y)| f(x, y)).collect())
+    }
+
+    fn len(&self) -> Option<usize> {
+        match self {
+            Value::Scalar(_) => None,
+            Value::Borrowed(values) => Some(values.len()),
+            Value::Owned(values) => Some(values.len()),
         }
     }
 }
 
-/// `where(c, a, b)`: `a` where `c` is true (non-zero), else `b`.
-fn select<'a>(c: Value<'a>, a: Value<'a>, b: Value<'a>) -> Value<'a> {
-    if let Value::Scalar(c) = c {
-        return if c != 0.0 { a } else { b };
+fn map1(operand: Value<'_>, op: fn(f64) -> f64) -> Value<'_> {
+    match operand {
+        Value::Scalar(value) => Value::Scalar(op(value)),
+        Value::Borrowed(values) => Value::Owned(values.iter().map(|&value| op(value)).collect()),
+        Value::Owned(mut values) => {
+            for value in &mut values {
+                *value = op(*value);
+            }
+            Value::Owned(values)
+        }
     }
-    let pick = |i: usize, v: &Value<'_>| match v {
-        Value::Scalar(x) => *x,
-        Value::Borrowed(s) => s[i],
-        Value::Owned(w) => w[i],
-    };
-    let mut out = c.into_vec(0);
-    for (i, slot) in out.iter_mut().enumerate() {
-        *slot = if *slot != 0.0 { pick(i, &a) } else { pick(i, &b) };
+}
+
+/// `out[i] = op(out[i], other[i])`.
+fn combine_into(out: &mut [f64], other: View<'_>, op: impl Fn(f64, f64) -> f64) {
+    match other {
+        View::Scalar(value) => {
+            for slot in out {
+                *slot = op(*slot, value);
+            }
+        }
+        View::Slice(values) => {
+            for (slot, &value) in out.iter_mut().zip(values) {
+                *slot = op(*slot, value);
+            }
+        }
+    }
+}
+
+/// Applies `op` pixel by pixel, writing into an owned operand's buffer when there is one.
+fn map2<'a>(lhs: Value<'a>, rhs: Value<'a>, op: fn(f64, f64) -> f64) -> Value<'a> {
+    match (lhs, rhs) {
+        (Value::Scalar(left), Value::Scalar(right)) => Value::Scalar(op(left, right)),
+        (Value::Owned(mut out), rhs) => {
+            combine_into(&mut out, rhs.view(), op);
+            Value::Owned(out)
+        }
+        (lhs, Value::Owned(mut out)) => {
+            combine_into(&mut out, lhs.view(), |right, left| op(left, right));
+            Value::Owned(out)
+        }
+        (lhs, rhs) => {
+            let pixels = lhs.len().or(rhs.len()).unwrap_or(0);
+            let mut out = lhs.into_vec(pixels);
+            combine_into(&mut out, rhs.view(), op);
+            Value::Owned(out)
+        }
+    }
+}
+
+/// `where(cond, a, b)`: `a` where `cond` is true (non-zero), else `b`.
+fn select<'a>(cond: Value<'a>, if_true: Value<'a>, if_false: Value<'a>) -> Value<'a> {
+    if let Value::Scalar(cond) = cond {
+        return if cond == 0.0 { if_false } else { if_true };
+    }
+    let (if_true, if_false) = (if_true.view(), if_false.view());
+    let mut out = cond.into_vec(0);
+    for (index, slot) in out.iter_mut().enumerate() {
+        *slot = if *slot == 0.0 { if_false.at(index) } else { if_true.at(index) };
     }
     Value::Owned(out)
 }

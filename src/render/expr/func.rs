@@ -95,22 +95,14 @@ impl Func {
 
     /// `name(args)` for messages, with the name as the user wrote it.
     pub(crate) fn signature(self, name: &str) -> String {
-        let args = TABLE
-            .iter()
-            .find(|(_, f, _)| *f == self)
-            .map_or("", |(_, _, a)| a);
+        let args = TABLE.iter().find(|(_, f, _)| *f == self).map_or("", |(_, _, a)| a);
         format!("{name}({args})")
     }
 
     /// Number of arguments.
     pub(crate) fn arity(self) -> usize {
         match self {
-            Self::Arctan2
-            | Self::Fmod
-            | Self::Hypot
-            | Self::Copysign
-            | Self::Minimum
-            | Self::Maximum => 2,
+            Self::Arctan2 | Self::Fmod | Self::Hypot | Self::Copysign | Self::Minimum | Self::Maximum => 2,
             Self::Where => 3,
             _ => 1,
         }
@@ -118,20 +110,14 @@ impl Func {
 
     /// Every accepted name, comma separated, for error messages.
     pub(crate) fn list() -> String {
-        TABLE
-            .iter()
-            .map(|(n, _, _)| *n)
-            .collect::<Vec<_>>()
-            .join(", ")
+        TABLE.iter().map(|(n, _, _)| *n).collect::<Vec<_>>().join(", ")
     }
 
     /// Kind of the result given the argument kinds (arity already checked).
     pub(crate) fn result_kind(self, args: &[Kind]) -> Kind {
         match self {
             Self::Isnan | Self::Isinf | Self::Isfinite => Kind::Condition,
-            Self::Where if args.get(1..) == Some(&[Kind::Condition, Kind::Condition]) => {
-                Kind::Condition
-            }
+            Self::Where if args.get(1..) == Some(&[Kind::Condition, Kind::Condition]) => Kind::Condition,
             _ => Kind::Number,
         }
     }
@@ -187,33 +173,27 @@ impl Func {
     }
 }
 
-/// numpy's sign: 0 stays 0 and NaN stays NaN (unlike `f64::signum`).
+/// numpy's sign: 0 (either sign) gives 0 and NaN stays NaN (unlike `f64::signum`).
 fn sign(x: f64) -> f64 {
     if x > 0.0 {
         1.0
     } else if x < 0.0 {
         -1.0
-    } else {
+    } else if x.is_nan() {
         x
+    } else {
+        0.0
     }
 }
 
 /// numpy.minimum: NaN in either argument gives NaN.
 fn minimum(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
-        f64::NAN
-    } else {
-        a.min(b)
-    }
+    if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }
 }
 
 /// numpy.maximum: NaN in either argument gives NaN.
 fn maximum(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
-        f64::NAN
-    } else {
-        a.max(b)
-    }
+    if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }
 }
 
 /// A condition's value.

@@ -24,10 +24,11 @@
 //!   boolean rules) while `-`, `//`, `%`, `**` are refused, as numexpr refuses them.
 //! - `/` is true division; `//` is `floor(a/b)` and `%` is `a - floor(a/b)*b` (numexpr's
 //!   float kernels, so `-7 % 3 == 2`).
-//! - Functions: see [`Expression`]'s list in errors; numexpr's names (`arctan2`,
-//!   `arcsinh`, `log` natural, `log10`, `log1p`, `expm1`, `where(c, a, b)`, `minimum`,
-//!   `maximum`, `fmod`, `hypot`, `copysign`, `round` half-to-even, `trunc`, `sign`,
-//!   `isnan`, `isinf`, `isfinite`, …).
+//! - Functions (numexpr's names): `abs sqrt exp expm1 log` (natural) `log10 log1p log2
+//!   sin cos tan arcsin arccos arctan arctan2(y, x) sinh cosh tanh arcsinh arccosh
+//!   arctanh floor ceil round` (half to even) `trunc sign fmod(x, y) hypot(x, y)
+//!   copysign(x, y) minimum(a, b) maximum(a, b) isnan isinf isfinite where(c, a, b)`,
+//!   plus `min(a, b)` / `max(a, b)` (see below).
 //! - Blocks are separated by `;`; one trailing `;` is allowed, an empty block elsewhere
 //!   is an error. Whitespace (space, tab, newline) may appear anywhere between tokens.
 //!
@@ -59,6 +60,7 @@
 mod error;
 mod eval;
 mod func;
+mod lex;
 mod parse;
 #[cfg(test)]
 mod tests;
@@ -89,11 +91,7 @@ pub struct ExprLimits {
 
 impl Default for ExprLimits {
     fn default() -> Self {
-        Self {
-            max_len: DEFAULT_MAX_LEN,
-            max_depth: DEFAULT_MAX_DEPTH,
-            max_outputs: DEFAULT_MAX_OUTPUTS,
-        }
+        Self { max_len: DEFAULT_MAX_LEN, max_depth: DEFAULT_MAX_DEPTH, max_outputs: DEFAULT_MAX_OUTPUTS }
     }
 }
 
@@ -155,8 +153,7 @@ impl Expression {
         let mut band_refs = Vec::new();
         let mut blocks = Vec::with_capacity(ranges.len());
         for range in ranges {
-            let node =
-                parse::parse_block(text, range.start, range.end, limits.max_depth, &mut band_refs)?;
+            let node = parse::parse_block(text, range.start, range.end, limits.max_depth, &mut band_refs)?;
             blocks.push((range, node));
         }
         if band_refs.is_empty() {
@@ -165,11 +162,7 @@ impl Expression {
                 "expression reads no band: reference at least one band, e.g. b1",
             ));
         }
-        Ok(Self {
-            text: text.to_string(),
-            blocks,
-            band_refs,
-        })
+        Ok(Self { text: text.to_string(), blocks, band_refs })
     }
 
     /// Sorted, unique 1-based bands the expression reads.
@@ -190,19 +183,12 @@ impl Expression {
     /// The text of each output band's block, trimmed (for band descriptions).
     #[must_use]
     pub fn block_texts(&self) -> Vec<&str> {
-        self.blocks
-            .iter()
-            .map(|(range, _)| &self.text[range.clone()])
-            .collect()
+        self.blocks.iter().map(|(range, _)| &self.text[range.clone()]).collect()
     }
 
     /// Rejects the first band reference (in text order) beyond `available` bands.
     pub fn check_bands(&self, available: usize) -> Result<(), ExprError> {
-        match self
-            .band_refs
-            .iter()
-            .find(|r| r.band as usize > available)
-        {
+        match self.band_refs.iter().find(|r| r.band as usize > available) {
             None => Ok(()),
             Some(r) => Err(ExprError::new(
                 ExprErrorKind::BandOutOfRange,
@@ -219,18 +205,13 @@ impl Expression {
     /// Evaluates every block over whole bands. `bands[i - 1]` holds band `i`; bands the
     /// expression does not read may be empty slices. All bands read (and their masks)
     /// must have the same length, which is the pixel count of the outputs.
-    pub fn evaluate(
-        &self,
-        bands: &[&[f64]],
-        masks: BandMasks<'_>,
-    ) -> Result<Evaluation, EvalError> {
+    pub fn evaluate(&self, bands: &[&[f64]], masks: BandMasks<'_>) -> Result<Evaluation, EvalError> {
         let used = self.bands();
         let mut pixels = None;
         for &band in &used {
-            let data = bands.get(band as usize - 1).ok_or(EvalError::MissingBand {
-                band,
-                available: bands.len(),
-            })?;
+            let data = bands
+                .get(band as usize - 1)
+                .ok_or(EvalError::MissingBand { band, available: bands.len() })?;
             let expected = *pixels.get_or_insert(data.len());
             check_len(&format!("band b{band}"), data.len(), expected)?;
         }
@@ -244,24 +225,16 @@ impl Expression {
             }
             BandMasks::PerBand(per_band) => {
                 for &band in &used {
-                    let band_mask = per_band.get(band as usize - 1).ok_or(EvalError::MissingMask {
-                        band,
-                        available: per_band.len(),
-                    })?;
+                    let band_mask = per_band
+                        .get(band as usize - 1)
+                        .ok_or(EvalError::MissingMask { band, available: per_band.len() })?;
                     check_len(&format!("mask of band b{band}"), band_mask.len(), pixels)?;
                     combine(&mut mask, band_mask);
                 }
             }
         }
-        let outputs = self
-            .blocks
-            .iter()
-            .map(|(_, node)| eval::evaluate_node(node, bands, pixels))
-            .collect();
-        Ok(Evaluation {
-            bands: outputs,
-            mask,
-        })
+        let outputs = self.blocks.iter().map(|(_, node)| eval::evaluate_node(node, bands, pixels)).collect();
+        Ok(Evaluation { bands: outputs, mask })
     }
 }
 
@@ -269,11 +242,7 @@ fn check_len(what: &str, len: usize, expected: usize) -> Result<(), EvalError> {
     if len == expected {
         Ok(())
     } else {
-        Err(EvalError::LengthMismatch {
-            what: what.to_string(),
-            len,
-            expected,
-        })
+        Err(EvalError::LengthMismatch { what: what.to_string(), len, expected })
     }
 }
 

@@ -1,10 +1,11 @@
-//! Text → syntax tree for one `;`-separated block: a tokenizer and a recursive-descent
-//! parser with Python's precedence levels (numexpr evaluates expressions with Python's
-//! grammar), plus a two-kind type check (number / condition) done while parsing so that
+//! Tokens → syntax tree for one `;`-separated block: a recursive-descent parser with
+//! Python's precedence levels (numexpr evaluates expressions with Python's grammar),
+//! plus a two-kind type check (number / condition) done while parsing so that
 //! evaluation cannot meet an ill-typed node.
 
 use super::error::{ExprError, ExprErrorKind};
 use super::func::Func;
+use super::lex::{Tok, Token, describe, tokenize};
 
 /// A node of a parsed block. Conditions evaluate to 0.0 / 1.0.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,154 +68,6 @@ pub(crate) struct BandRef {
     pub position: usize,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    Num(f64),
-    Name(String),
-    Op(&'static str),
-    LParen,
-    RParen,
-    Comma,
-    End,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct Token {
-    tok: Tok,
-    position: usize,
-}
-
-/// Operators, longest first so that `**` wins over `*`.
-const OPERATORS: [&str; 17] = [
-    "**", "//", "<=", ">=", "==", "!=", "+", "-", "*", "/", "%", "<", ">", "&", "|", "^", "~",
-];
-
-const ALLOWED_CHARACTERS: &str = "bands (b1, b2, …), numbers, functions, parentheses, ',' \
-     and the operators + - * / // % ** < <= > >= == != & | ^ ~";
-
-fn tokenize(text: &str, start: usize, end: usize) -> Result<Vec<Token>, ExprError> {
-    let bytes = text.as_bytes();
-    let mut tokens = Vec::new();
-    let mut i = start;
-    while i < end {
-        let c = bytes[i];
-        if c.is_ascii_whitespace() {
-            i += 1;
-            continue;
-        }
-        let position = i;
-        let tok = if c.is_ascii_digit() || (c == b'.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) && i + 1 < end) {
-            let (value, next) = lex_number(text, i, end)?;
-            i = next;
-            Tok::Num(value)
-        } else if c.is_ascii_alphabetic() || c == b'_' {
-            let mut j = i;
-            while j < end && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_') {
-                j += 1;
-            }
-            i = j;
-            // rio-tiler lowercases the whole expression: `B1` and `SQRT` are accepted.
-            Tok::Name(text[position..j].to_ascii_lowercase())
-        } else if c == b'(' {
-            i += 1;
-            Tok::LParen
-        } else if c == b')' {
-            i += 1;
-            Tok::RParen
-        } else if c == b',' {
-            i += 1;
-            Tok::Comma
-        } else if let Some(op) = OPERATORS
-            .iter()
-            .find(|op| text[i..end].starts_with(**op))
-        {
-            i += op.len();
-            Tok::Op(op)
-        } else {
-            return Err(stray_character(text, position));
-        };
-        tokens.push(Token { tok, position });
-    }
-    tokens.push(Token {
-        tok: Tok::End,
-        position: end,
-    });
-    Ok(tokens)
-}
-
-fn stray_character(text: &str, position: usize) -> ExprError {
-    let ch = text[position..].chars().next().unwrap_or('?');
-    let hint = match ch {
-        '=' => " ('=' assigns; compare with '==')".to_string(),
-        '!' => " (use '~' for not and '!=' for not-equal)".to_string(),
-        '.' => " (a '.' must be part of a number such as 0.5)".to_string(),
-        _ => String::new(),
-    };
-    ExprError::syntax(
-        position,
-        format!("unexpected character '{ch}'{hint}; allowed are {ALLOWED_CHARACTERS}"),
-    )
-}
-
-/// Lexes `digits [. digits] [e [+-] digits]` or `. digits [exponent]` starting at `start`.
-fn lex_number(text: &str, start: usize, end: usize) -> Result<(f64, usize), ExprError> {
-    let bytes = text.as_bytes();
-    let digits = |mut j: usize| {
-        while j < end && bytes[j].is_ascii_digit() {
-            j += 1;
-        }
-        j
-    };
-    let mut i = digits(start);
-    if i < end && bytes[i] == b'.' {
-        i = digits(i + 1);
-    }
-    if i < end && (bytes[i] == b'e' || bytes[i] == b'E') {
-        let mut j = i + 1;
-        if j < end && (bytes[j] == b'+' || bytes[j] == b'-') {
-            j += 1;
-        }
-        let after = digits(j);
-        if after == j {
-            return Err(ExprError::syntax(
-                j,
-                format!(
-                    "incomplete number '{}': an exponent needs digits, e.g. 1e3 or 2.5e-4",
-                    &text[start..j]
-                ),
-            ));
-        }
-        i = after;
-    }
-    if i < end && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] == b'.') {
-        return Err(ExprError::syntax(
-            i,
-            format!(
-                "invalid number: '{}' cannot be followed by '{}'; numbers are decimal \
-                 (12, 0.5, 1e3) and need an operator before a name, e.g. 2*b1",
-                &text[start..i],
-                bytes[i] as char
-            ),
-        ));
-    }
-    let value = text[start..i].parse::<f64>().map_err(|_| {
-        ExprError::syntax(start, format!("invalid number '{}'", &text[start..i]))
-    })?;
-    Ok((value, i))
-}
-
-fn describe(tok: &Tok) -> String {
-    match tok {
-        Tok::Num(v) => format!("number {v}"),
-        Tok::Name(n) => format!("'{n}'"),
-        Tok::Op(op) => format!("'{op}'"),
-        Tok::LParen => "'('".to_string(),
-        Tok::RParen => "')'".to_string(),
-        Tok::Comma => "','".to_string(),
-        Tok::End => "end of expression".to_string(),
-    }
-}
-
 /// Parses the block `text[start..end]` (non-blank) into a node, collecting band
 /// references. Positions in errors are offsets into `text`.
 pub(crate) fn parse_block(
@@ -225,20 +78,12 @@ pub(crate) fn parse_block(
     band_refs: &mut Vec<BandRef>,
 ) -> Result<Node, ExprError> {
     let tokens = tokenize(text, start, end)?;
-    let mut parser = Parser {
-        tokens,
-        next: 0,
-        max_depth,
-        band_refs,
-    };
+    let mut parser = Parser { tokens, next: 0, max_depth, band_refs };
     let (node, _) = parser.expression(1)?;
     let token = parser.peek();
     match token.tok {
         Tok::End => Ok(node),
-        Tok::RParen => Err(ExprError::syntax(
-            token.position,
-            "unmatched ')': there is no '(' open here",
-        )),
+        Tok::RParen => Err(ExprError::syntax(token.position, "unmatched ')': there is no '(' open here")),
         ref other => {
             let hint = match other {
                 Tok::Name(name) if name == "and" || name == "or" => {
@@ -478,10 +323,7 @@ impl Parser<'_> {
                 if matches!(self.peek().tok, Tok::RParen) {
                     return Err(ExprError::syntax(
                         self.peek().position,
-                        format!(
-                            "expected an expression inside '(' at column {}",
-                            token.position + 1
-                        ),
+                        format!("expected an expression inside '(' at column {}", token.position + 1),
                     ));
                 }
                 let inner = self.expression(inner_depth)?;
@@ -491,10 +333,7 @@ impl Parser<'_> {
             Tok::Name(name) => self.name(&name, token.position, depth),
             other => Err(ExprError::syntax(
                 token.position,
-                format!(
-                    "expected a band, a number, a function call or '(', found {}",
-                    describe(&other)
-                ),
+                format!("expected a band, a number, a function call or '(', found {}", describe(&other)),
             )),
         }
     }
@@ -507,11 +346,7 @@ impl Parser<'_> {
         }
         Err(ExprError::syntax(
             token.position,
-            format!(
-                "expected ')' to close '(' at column {}, found {}",
-                open + 1,
-                describe(&token.tok)
-            ),
+            format!("expected ')' to close '(' at column {}, found {}", open + 1, describe(&token.tok)),
         ))
     }
 
@@ -554,10 +389,7 @@ impl Parser<'_> {
                 if matches!(self.peek().tok, Tok::Comma | Tok::End) {
                     return Err(ExprError::syntax(
                         arg_position,
-                        format!(
-                            "expected an argument of {name}, found {}",
-                            describe(&self.peek().tok)
-                        ),
+                        format!("expected an argument of {name}, found {}", describe(&self.peek().tok)),
                     ));
                 }
                 let (arg, kind) = self.expression(arg_depth)?;
@@ -591,10 +423,7 @@ impl Parser<'_> {
                 "the first argument of where must be a condition, e.g. where(b1 > 0, b1, 0)",
             ));
         }
-        Ok((
-            Node::Call(func, args.into_iter().map(|(node, _, _)| node).collect()),
-            kind,
-        ))
+        Ok((Node::Call(func, args.into_iter().map(|(node, _, _)| node).collect()), kind))
     }
 }
 
@@ -662,11 +491,7 @@ fn band_number(name: &str, position: usize) -> Result<Option<u32>, ExprError> {
         return Err(ExprError::new(ExprErrorKind::UnknownName, position, message));
     }
     digits.parse::<u32>().map(Some).map_err(|_| {
-        ExprError::new(
-            ExprErrorKind::UnknownName,
-            position,
-            format!("band number in '{name}' is too large"),
-        )
+        ExprError::new(ExprErrorKind::UnknownName, position, format!("band number in '{name}' is too large"))
     })
 }
 
