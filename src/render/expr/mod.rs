@@ -44,6 +44,9 @@
 //!
 //! # Deliberate differences from rio-tiler
 //!
+//! - Outputs are always `f64`; rio-tiler's dtype follows numexpr's casting (int32 for
+//!   integer-only arithmetic on integer bands, bool for conditions only, float32 or
+//!   float64 otherwise). The caller chooses the stored data type.
 //! - Arithmetic is `f64` throughout. numexpr computes integer bands in int32 (which
 //!   can wrap, e.g. `b1*b2` on large uint16 values) and float32 bands in float32; integer
 //!   `//` and `%` by zero give 0 there but ±`f64::MAX` / 0 here, and `b1**-1` on integer
@@ -54,7 +57,8 @@
 //! - `&`, `|`, `^`, `~` work on conditions only (no bitwise integer arithmetic).
 //! - Chained comparisons (`1 < b1 < 3`) are an error in both, with a clearer message here.
 //! - Leading spaces in a block (`b1; b2`) and newlines are accepted (Python's parser
-//!   rejects them in rio-tiler); a block of only spaces is an error. Hexadecimal and
+//!   rejects them in rio-tiler). An empty or blank block between two `;` (`b1;;b2`) is an
+//!   error here, where rio-tiler silently drops it. Hexadecimal and
 //!   `1_000` literals are not accepted.
 
 mod error;
