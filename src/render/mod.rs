@@ -3,6 +3,7 @@
 
 mod composite;
 mod encode;
+pub mod expr;
 mod raster;
 
 pub use composite::Compositor;
