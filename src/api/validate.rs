@@ -5,7 +5,10 @@ use crate::{
     error::ServiceError,
     mosaic::{Asset, AssetResolver},
     pb::{v1, worker},
-    render::OutputFormat,
+    render::{
+        OutputFormat,
+        expr::{ExprLimits, Expression},
+    },
     tms::{TileId, TileMatrixSets},
 };
 
@@ -13,6 +16,8 @@ use crate::{
 pub const DEFAULT_TILE_SIZE: u32 = 256;
 /// Default quality for JPEG and WebP.
 pub const DEFAULT_QUALITY: u8 = 85;
+/// Largest `buffer`, in pixels on each side.
+pub const MAX_BUFFER: u32 = 64;
 
 /// Request limits, each configurable.
 #[derive(Debug, Clone)]
@@ -44,41 +49,77 @@ pub struct TileRequest {
     pub assets: Vec<Asset>,
     /// 1-based data bands; empty = all.
     pub bands: Vec<u32>,
-    /// Resampling kernel.
+    /// Kernel of the read from the chosen overview.
     pub resampling: worker::Resampling,
+    /// Kernel of the warp; unspecified = `resampling`.
+    pub reproject: worker::Resampling,
     /// Encoding.
     pub format: OutputFormat,
+    /// Band math over each asset's bands, applied before the assets are combined.
+    pub expression: Option<std::sync::Arc<Expression>>,
+    /// The assets' nodata value, instead of the files'.
+    pub nodata: Option<f64>,
+    /// Output pixels added on each side, times two (`buffer` is in half pixels).
+    pub buffer_halves: u32,
+    /// Read-window padding in pixels on each side.
+    pub padding: u32,
 }
 
-fn resampling(value: i32) -> Result<worker::Resampling, ServiceError> {
-    use v1::Resampling as R;
-    use worker::Resampling as W;
-    Ok(match R::try_from(value) {
-        Ok(R::Unspecified | R::Nearest) => W::Nearest,
-        Ok(R::Bilinear) => W::Bilinear,
-        Ok(R::Cubic) => W::Cubic,
-        Ok(R::CubicSpline) => W::CubicSpline,
-        Ok(R::Lanczos) => W::Lanczos,
-        Ok(R::Average) => W::Average,
-        Ok(R::Mode) => W::Mode,
-        Ok(other) => {
-            return Err(ServiceError::invalid(
-                "resampling",
-                format!(
-                    "resampling {} is not available yet; use nearest, bilinear, cubic, cubic_spline, lanczos, average or mode",
-                    other.as_str_name()
-                ),
-            ));
-        }
-        Err(_) => {
-            return Err(ServiceError::invalid(
-                "resampling",
-                format!(
-                    "resampling={value} is not a known value; use nearest, bilinear, cubic, cubic_spline, lanczos, average or mode"
-                ),
-            ));
-        }
-    })
+impl TileRequest {
+    /// Width and height of the output: the tile size plus the buffer on both sides.
+    #[must_use]
+    pub fn out_size(&self) -> u32 {
+        self.size + self.buffer_halves
+    }
+
+    /// The area read: the tile's bounds widened by the buffer (in output pixels).
+    #[must_use]
+    pub fn read_bounds(&self) -> crate::tms::BBox {
+        let b = self.tile.bounds();
+        let pixel = (b.max_x - b.min_x) / f64::from(self.size);
+        let pad = pixel * f64::from(self.buffer_halves) / 2.0;
+        crate::tms::BBox { min_x: b.min_x - pad, min_y: b.min_y - pad, max_x: b.max_x + pad, max_y: b.max_y + pad }
+    }
+}
+
+/// The kernels every field takes, for messages.
+const KERNELS: &str = "nearest, bilinear, cubic, cubic_spline, lanczos, average, mode, gauss, rms (read or warp: max, min, med, q1, q3, sum as reproject only; gauss as resampling only)";
+
+/// A public kernel as the worker protocol names it (`Unspecified` stays unspecified).
+fn kernel(field: &'static str, value: i32) -> Result<worker::Resampling, ServiceError> {
+    v1::Resampling::try_from(value)
+        .ok()
+        .and_then(|k| worker::Resampling::from_str_name(k.as_str_name()))
+        .ok_or_else(|| {
+            ServiceError::invalid(field, format!("{field}={value} is not a known kernel; use one of {KERNELS}"))
+        })
+}
+
+/// The read and warp kernels, checked the way the worker will use them.
+fn kernels(req: &v1::GetTileRequest) -> Result<(worker::Resampling, worker::Resampling), ServiceError> {
+    let read = match kernel("resampling", req.resampling)? {
+        worker::Resampling::Unspecified => worker::Resampling::Nearest,
+        k => k,
+    };
+    let warp = kernel("reproject", req.reproject)?;
+    let probe = worker::ReadRequest { resampling: read as i32, reproject: warp as i32, ..Default::default() };
+    crate::worker::Kernels::from_request(&probe).map_err(|e| {
+        let field = if matches!(e, crate::worker::PlanError::NotAWarpKernel(_)) { "reproject" } else { "resampling" };
+        ServiceError::invalid(field, e.to_string())
+    })?;
+    Ok((read, warp))
+}
+
+/// Output pixels added on each side by `buffer` (a multiple of 0.5), times two.
+fn buffer_halves(buffer: f64) -> Result<u32, ServiceError> {
+    let halves = buffer * 2.0;
+    if !(buffer.is_finite() && (0.0..=f64::from(MAX_BUFFER)).contains(&buffer) && halves.fract() == 0.0) {
+        return Err(ServiceError::invalid(
+            "buffer",
+            format!("buffer={buffer} must be a multiple of 0.5 in 0..={MAX_BUFFER} (pixels on each side)"),
+        ));
+    }
+    Ok(halves as u32)
 }
 
 fn format(value: i32, quality: u32) -> Result<OutputFormat, ServiceError> {
@@ -163,7 +204,42 @@ impl TileRequest {
             return Err(ServiceError::invalid("bands", format!("band {b} is invalid: bands are 1-based")));
         }
         let format = format(req.format, req.quality)?;
-        let resampling = resampling(req.resampling)?;
+        let (resampling, reproject) = kernels(req)?;
+        let buffer_halves = buffer_halves(req.buffer)?;
+        if size + buffer_halves > limits.max_tile_size {
+            return Err(ServiceError::invalid(
+                "buffer",
+                format!(
+                    "tile_size {size} plus buffer {} on each side is {} px, over --max-tile-size {}",
+                    req.buffer,
+                    size + buffer_halves,
+                    limits.max_tile_size
+                ),
+            ));
+        }
+        if req.padding > crate::worker::MAX_PADDING {
+            return Err(ServiceError::invalid(
+                "padding",
+                format!("padding={} is outside 0..={} pixels", req.padding, crate::worker::MAX_PADDING),
+            ));
+        }
+        if req.nodata.is_some_and(f64::is_infinite) {
+            return Err(ServiceError::invalid("nodata", "nodata must be a finite number or NaN"));
+        }
+        let expression = match req.expression.trim() {
+            "" => None,
+            text => {
+                if !req.bands.is_empty() {
+                    return Err(ServiceError::invalid(
+                        "expression",
+                        "give either bands or an expression, not both (the expression names its bands)",
+                    ));
+                }
+                let parsed = Expression::parse(text, &ExprLimits::default())
+                    .map_err(|e| ServiceError::invalid("expression", format!("expression {e}")))?;
+                Some(std::sync::Arc::new(parsed))
+            }
+        };
         if !matches!(
             v1::PixelSelection::try_from(req.pixel_selection),
             Ok(v1::PixelSelection::Unspecified | v1::PixelSelection::First)
@@ -173,21 +249,25 @@ impl TileRequest {
                 format!("pixel_selection={} is not a known value; use FIRST", req.pixel_selection),
             ));
         }
-        for (field, set) in [
-            ("expression", !req.expression.is_empty()),
-            ("rescale", !req.rescale.is_empty()),
-            ("colormap", req.colormap.is_some()),
-            ("nodata", req.nodata.is_some()),
-            ("buffer", req.buffer != 0.0),
-            ("padding", req.padding != 0),
-            ("reproject", req.reproject != 0),
-        ] {
+        for (field, set) in [("rescale", !req.rescale.is_empty()), ("colormap", req.colormap.is_some())] {
             if set {
                 return Err(ServiceError::invalid(field, format!("{field} is not available yet")));
             }
         }
         let assets = req.assets.iter().map(|a| resolver.resolve(a)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { tile, size, assets, bands: req.bands.clone(), resampling, format })
+        Ok(Self {
+            tile,
+            size,
+            assets,
+            bands: req.bands.clone(),
+            resampling,
+            reproject,
+            format,
+            expression,
+            nodata: req.nodata,
+            buffer_halves,
+            padding: req.padding,
+        })
     }
 }
 
