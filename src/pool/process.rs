@@ -521,13 +521,23 @@ mod tests {
             nodata: None,
         };
         assert!(check_response(&preview, answer(R::Preview(pixels(12)))).is_ok());
-        assert!(matches!(check_response(&preview, answer(R::Preview(pixels(6)))), Err(ExchangeError::Fault(_))));
+        assert!(matches!(
+            check_response(&preview, answer(R::Preview(pixels(6)))),
+            Err(ExchangeError::Fault(_))
+        ));
         let point = request(Job::Point(PointRequest::default()));
-        let values = |n| PointResult { bands: vec![1, 2], values: vec![0.0; n], valid: vec![true; 2], band_descriptions: vec![String::new(); 2], ..Default::default() };
+        let values = |n| PointResult {
+            bands: vec![1, 2],
+            values: vec![0.0; n],
+            valid: vec![true; 2],
+            band_descriptions: vec![String::new(); 2],
+            ..Default::default()
+        };
         assert!(check_response(&point, answer(R::Point(values(2)))).is_ok());
         assert!(matches!(check_response(&point, answer(R::Point(values(1)))), Err(ExchangeError::Fault(_))));
         let statistics = request(Job::Statistics(StatisticsRequest::default()));
-        let Err(ExchangeError::Fault(why)) = check_response(&statistics, answer(R::Preview(pixels(12)))) else {
+        let Err(ExchangeError::Fault(why)) = check_response(&statistics, answer(R::Preview(pixels(12))))
+        else {
             panic!("a preview answering statistics must be a fault");
         };
         assert_eq!(why, "answered with a preview");

@@ -71,8 +71,8 @@ impl Grid {
     #[must_use]
     pub fn outside(&self, what: &str) -> JobError {
         let bounds = match to_lon_lat(&self.srs, self.bounds()) {
-            Ok([w, s, e, n]) => format!("lon/lat bounds [{w}, {s}, {e}, {n}]"),
-            Err(_) => format!("native bounds {:?}", self.bounds()),
+            Ok([w, s, e, n]) => format!("lon/lat bounds are [{w}, {s}, {e}, {n}]"),
+            Err(_) => format!("native bounds are {:?}", self.bounds()),
         };
         JobError::new(ErrorKind::Outside, format!("{what} is outside the asset, whose {bounds}"))
     }
@@ -108,7 +108,8 @@ impl Grid {
     pub fn window_of(&self, bbox: [f64; 4]) -> Result<Window, JobError> {
         let here = format!("the area {bbox:?}");
         let native = self.from_wgs84()?.transform_bounds(&bbox, 21).map_err(|_| self.outside(&here))?;
-        covering_window(&self.geo_transform, native, self.width, self.height).ok_or_else(|| self.outside(&here))
+        covering_window(&self.geo_transform, native, self.width, self.height)
+            .ok_or_else(|| self.outside(&here))
     }
 }
 
@@ -137,7 +138,10 @@ pub fn covering_window(gt: &[f64; 6], bounds: [f64; 4], width: usize, height: us
     };
     let corners = [inverse(left, top), inverse(right, top), inverse(right, bottom), inverse(left, bottom)];
     let fold = |pick: fn(&(f64, f64)) -> f64| {
-        corners.iter().map(pick).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
+        corners
+            .iter()
+            .map(pick)
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
     };
     let (col_start, col_stop) = fold(|p| p.0);
     let (row_start, row_stop) = fold(|p| p.1);

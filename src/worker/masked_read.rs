@@ -30,10 +30,6 @@ const MAX_READ_BYTES: usize = crate::ipc::MAX_FRAME_LEN / 2;
 pub struct MaskedPixels {
     /// Pixel type.
     pub dtype: DataType,
-    /// Width of the read.
-    pub width: usize,
-    /// Height of the read.
-    pub height: usize,
     /// All bands' values in their native type and byte order.
     pub native: Vec<u8>,
     /// Each band's values, converted exactly to `f64`.
@@ -130,10 +126,19 @@ pub struct ReadShape {
     pub algorithm: ResampleAlg,
 }
 
-fn read_samples<T: Sample>(band: &RasterBand, shape: ReadShape, native: &mut Vec<u8>) -> Result<Vec<f64>, String> {
+fn read_samples<T: Sample>(
+    band: &RasterBand,
+    shape: ReadShape,
+    native: &mut Vec<u8>,
+) -> Result<Vec<f64>, String> {
     let w = shape.window;
     let buffer = band
-        .read_as::<T>((w.col as isize, w.row as isize), (w.width, w.height), shape.size, Some(shape.algorithm))
+        .read_as::<T>(
+            (w.col as isize, w.row as isize),
+            (w.width, w.height),
+            shape.size,
+            Some(shape.algorithm),
+        )
         .map_err(|e| e.to_string())?;
     let (_, data) = buffer.into_shape_and_vec();
     native.reserve(data.len() * std::mem::size_of::<T>());
@@ -147,7 +152,12 @@ fn read_samples<T: Sample>(band: &RasterBand, shape: ReadShape, native: &mut Vec
 }
 
 /// Reads `band` in its type `dtype`, appending the native bytes; returns the values.
-fn read_band(band: &RasterBand, dtype: DataType, shape: ReadShape, native: &mut Vec<u8>) -> Result<Vec<f64>, String> {
+fn read_band(
+    band: &RasterBand,
+    dtype: DataType,
+    shape: ReadShape,
+    native: &mut Vec<u8>,
+) -> Result<Vec<f64>, String> {
     match dtype {
         DataType::Uint8 => read_samples::<u8>(band, shape, native),
         DataType::Uint16 => read_samples::<u16>(band, shape, native),
@@ -198,7 +208,8 @@ pub fn read_masked(
     shape: ReadShape,
     nodata_override: Option<f64>,
 ) -> Result<MaskedPixels, JobError> {
-    let band1 = ds.rasterband(1).map_err(|e| JobError::gdal(ErrorKind::Unreadable, "cannot read band 1", e))?;
+    let band1 =
+        ds.rasterband(1).map_err(|e| JobError::gdal(ErrorKind::Unreadable, "cannot read band 1", e))?;
     let gdal_type = band1.band_type();
     let Some((dtype, type_size)) = data_type(gdal_type) else {
         return Err(JobError::new(
@@ -211,7 +222,10 @@ pub fn read_masked(
     if bytes > MAX_READ_BYTES {
         return Err(JobError::new(
             ErrorKind::Invalid,
-            format!("a read of {width} x {height} pixels x {} bands is larger than this server returns", bands.len()),
+            format!(
+                "a read of {width} x {height} pixels x {} bands is larger than this server returns",
+                bands.len()
+            ),
         ));
     }
     let nodata = nodata_override.or_else(|| band1.no_data_value());
@@ -227,8 +241,8 @@ pub fn read_masked(
         values.iter().map(|v| v.iter().map(|x| !is_nodata(*x, nodata, dtype)).collect()).collect()
     } else if let Some(alpha) = alpha_band(ds) {
         let alpha_type = data_type(alpha.band_type()).map_or(DataType::Uint8, |(t, _)| t);
-        let alpha_values =
-            read_band(&alpha, alpha_type, shape, &mut Vec::new()).map_err(|e| failed("reading the alpha band", e))?;
+        let alpha_values = read_band(&alpha, alpha_type, shape, &mut Vec::new())
+            .map_err(|e| failed("reading the alpha band", e))?;
         let opaque = opaque(alpha_type);
         let mask: Vec<bool> = alpha_values.iter().map(|a| *a == opaque).collect();
         vec![mask; bands.len()]
@@ -246,7 +260,7 @@ pub fn read_masked(
     if let Some(msg) = super::gdal_errors::take() {
         return Err(JobError::new(ErrorKind::ReadFailed, format!("read failed: {msg}")));
     }
-    Ok(MaskedPixels { dtype, width, height, native, values, valid, nodata })
+    Ok(MaskedPixels { dtype, native, values, valid, nodata })
 }
 
 /// The asset's first alpha band, if any.

@@ -13,7 +13,11 @@ use super::{
 use crate::pb::worker::{ErrorKind, PointRequest, PointResult, ReadStats};
 
 /// Reads the pixel under the request's point.
-pub fn point(cache: &mut DatasetCache, req: &PointRequest, stats: &mut ReadStats) -> Result<PointResult, JobError> {
+pub fn point(
+    cache: &mut DatasetCache,
+    req: &PointRequest,
+    stats: &mut ReadStats,
+) -> Result<PointResult, JobError> {
     if !(req.lon.is_finite() && req.lat.is_finite()) {
         return Err(JobError::new(ErrorKind::Invalid, format!("({}, {}) is not a point", req.lon, req.lat)));
     }
@@ -86,7 +90,9 @@ mod tests {
             assert_eq!(e.kind, ErrorKind::Outside);
             assert_eq!(
                 e.message,
-                format!("the point ({lon}, {lat}) is outside the asset, whose lon/lat bounds are [-75, 40.25, -73, 41]")
+                format!(
+                    "the point ({lon}, {lat}) is outside the asset, whose lon/lat bounds are [-75, 40.25, -73, 41]"
+                )
             );
         }
         let req = PointRequest { path, lon: -74.9, lat: 40.9, bands: vec![3], nodata: None };

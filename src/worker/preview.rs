@@ -12,7 +12,11 @@ use super::{
 use crate::pb::worker::{PreviewRequest, ReadResult, ReadStats};
 
 /// Reads the preview the request asks for.
-pub fn preview(cache: &mut DatasetCache, req: &PreviewRequest, stats: &mut ReadStats) -> Result<ReadResult, JobError> {
+pub fn preview(
+    cache: &mut DatasetCache,
+    req: &PreviewRequest,
+    stats: &mut ReadStats,
+) -> Result<ReadResult, JobError> {
     let algorithm = raster_io_algorithm(req.resampling)?;
     let ds = open(cache, &req.path, stats)?;
     let bands = select_bands(ds, &req.bands)?;
@@ -22,9 +26,8 @@ pub fn preview(cache: &mut DatasetCache, req: &PreviewRequest, stats: &mut ReadS
     let started = std::time::Instant::now();
     let shape = ReadShape { window: Window { col: 0, row: 0, width, height }, size, algorithm };
     let pixels = read_masked(ds, &bands, shape, req.nodata)?;
-    let mask = (0..size.0 * size.1)
-        .map(|i| if pixels.valid.iter().any(|band| band[i]) { 255 } else { 0 })
-        .collect();
+    let mask =
+        (0..size.0 * size.1).map(|i| if pixels.valid.iter().any(|band| band[i]) { 255 } else { 0 }).collect();
     stats.warp_us = started.elapsed().as_micros() as u64;
     Ok(ReadResult {
         dtype: pixels.dtype as i32,

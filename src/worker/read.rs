@@ -97,7 +97,11 @@ pub fn configure_gdal() {
     }
 }
 
-pub(super) fn open<'c>(cache: &'c mut DatasetCache, path: &str, stats: &mut ReadStats) -> Result<&'c Dataset, JobError> {
+pub(super) fn open<'c>(
+    cache: &'c mut DatasetCache,
+    path: &str,
+    stats: &mut ReadStats,
+) -> Result<&'c Dataset, JobError> {
     let stamp = FileStamp::of(path);
     // Two lookups because the borrow checker cannot see that a miss releases the borrow.
     if cache.get(path, stamp.as_ref()).is_some() {

@@ -14,7 +14,9 @@ use super::{
     read::{JobError, open},
     summary::{DEFAULT_HISTOGRAM_BINS, HistogramOptions, SampleKind, SummaryOptions, summarize},
 };
-use crate::pb::worker::{BandStatistics, DataType, ErrorKind, ReadStats, StatisticsRequest, StatisticsResult};
+use crate::pb::worker::{
+    BandStatistics, DataType, ErrorKind, ReadStats, StatisticsRequest, StatisticsResult,
+};
 
 fn invalid(message: impl Into<String>) -> JobError {
     JobError::new(ErrorKind::Invalid, message)
@@ -40,7 +42,8 @@ fn summary_options(req: &StatisticsRequest) -> Result<SummaryOptions, JobError> 
             (None, None) => None,
             _ => return Err(invalid("histogram_min and histogram_max go together")),
         };
-        let count = if req.histogram_bins == 0 { DEFAULT_HISTOGRAM_BINS } else { req.histogram_bins as usize };
+        let count =
+            if req.histogram_bins == 0 { DEFAULT_HISTOGRAM_BINS } else { req.histogram_bins as usize };
         HistogramOptions::Bins { count, range }
     };
     SummaryOptions::new(req.percentiles.clone(), histogram, SampleKind::Float64).map_err(invalid)
@@ -140,13 +143,19 @@ mod tests {
         let b1 = &r.bands[0];
         assert_eq!((b1.band, b1.description.as_str()), (1, "b1"));
         assert_eq!((b1.min, b1.max, b1.mean, b1.count, b1.sum), (1.0, 11.0, 6.1, 10.0, 61.0));
-        assert_eq!((b1.std, b1.median, b1.majority, b1.minority, b1.unique), (3.300_000_000_000_000_3, 6.0, 1.0, 1.0, 10.0));
+        assert_eq!(
+            (b1.std, b1.median, b1.majority, b1.minority, b1.unique),
+            (3.300_000_000_000_000_3, 6.0, 1.0, 1.0, 10.0)
+        );
         assert_eq!(b1.percentiles, vec![1.0, 11.0]);
         assert_eq!(b1.histogram_counts, vec![1, 1, 1, 1, 0, 1, 1, 1, 1, 2]);
         assert_eq!(b1.histogram_values, (1..=11).map(f64::from).collect::<Vec<_>>());
         assert_eq!((b1.valid_percent, b1.masked_pixels, b1.valid_pixels), (83.33, 2.0, 10.0));
         let b2 = &r.bands[1];
-        assert_eq!((b2.mean, b2.std, b2.median, b2.sum), (106.909_090_909_090_9, 3.315_378_641_601_903_5, 107.0, 1176.0));
+        assert_eq!(
+            (b2.mean, b2.std, b2.median, b2.sum),
+            (106.909_090_909_090_9, 3.315_378_641_601_903_5, 107.0, 1176.0)
+        );
         assert_eq!(b2.histogram_values[1..4], [102.1, 103.2, 104.3]);
         assert_eq!((b2.valid_percent, b2.masked_pixels), (91.67, 1.0));
     }
@@ -156,16 +165,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = int16_two_bands(dir.path());
         // statistics(percentiles=[50], hist_options={"bins": 4}, max_size=2)
-        let req = StatisticsRequest { max_size: 2, percentiles: vec![50.0], histogram_bins: 4, ..request(&path) };
+        let req =
+            StatisticsRequest { max_size: 2, percentiles: vec![50.0], histogram_bins: 4, ..request(&path) };
         let r = statistics(&mut cache(), &req, &mut ReadStats::default()).unwrap();
         assert_eq!((r.width, r.height), (2, 2));
         let b1 = &r.bands[0];
-        assert_eq!((b1.min, b1.max, b1.mean, b1.sum, b1.std), (2.0, 10.0, 5.333_333_333_333_333, 16.0, 3.399_346_342_395_19));
+        assert_eq!(
+            (b1.min, b1.max, b1.mean, b1.sum, b1.std),
+            (2.0, 10.0, 5.333_333_333_333_333, 16.0, 3.399_346_342_395_19)
+        );
         assert_eq!((b1.percentiles.clone(), b1.median), (vec![4.0], 4.0));
-        assert_eq!((b1.histogram_counts.clone(), b1.histogram_values.clone()), (vec![1, 1, 0, 1], vec![2.0, 4.0, 6.0, 8.0, 10.0]));
+        assert_eq!(
+            (b1.histogram_counts.clone(), b1.histogram_values.clone()),
+            (vec![1, 1, 0, 1], vec![2.0, 4.0, 6.0, 8.0, 10.0])
+        );
         assert_eq!((b1.valid_percent, b1.masked_pixels), (75.0, 1.0));
         let b2 = &r.bands[1];
-        assert_eq!((b2.min, b2.max, b2.median, b2.histogram_counts.clone()), (104.0, 112.0, 110.0, vec![1, 0, 0, 2]));
+        assert_eq!(
+            (b2.min, b2.max, b2.median, b2.histogram_counts.clone()),
+            (104.0, 112.0, 110.0, vec![1, 0, 0, 2])
+        );
     }
 
     #[test]
@@ -173,7 +192,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = int16_two_bands(dir.path());
         // The box covers columns 1..3 and rows 0..2: band 1 values 2, 3, 6, 7.
-        let req = StatisticsRequest { bbox: vec![-74.4, 40.5, -73.6, 41.5], bands: vec![1], ..request(&path) };
+        let req =
+            StatisticsRequest { bbox: vec![-74.4, 40.5, -73.6, 41.5], bands: vec![1], ..request(&path) };
         let r = statistics(&mut cache(), &req, &mut ReadStats::default()).unwrap();
         assert_eq!((r.width, r.height, r.bands.len()), (2, 2, 1));
         assert_eq!((r.bands[0].min, r.bands[0].max, r.bands[0].sum), (2.0, 7.0, 18.0));

@@ -274,22 +274,42 @@ fn round2(x: f64) -> f64 {
 }
 
 /// `numpy.histogram(values, bins, range)`.
-fn histogram(values: &[f64], bins: usize, range: Option<(f64, f64)>, kind: SampleKind) -> (Vec<u64>, Vec<f64>) {
+fn histogram(
+    values: &[f64],
+    bins: usize,
+    range: Option<(f64, f64)>,
+    kind: SampleKind,
+) -> (Vec<u64>, Vec<f64>) {
+    let single = kind == SampleKind::Float32;
+    // The range NumPy finds itself is a pair of scalars of the band's type: for float32,
+    // the widening of a constant range and the edges are then computed in float32.
+    let single_range = single && range.is_none() && !values.is_empty();
     let (mut first, mut last) = match range {
         Some(r) => r,
         None if values.is_empty() => (0.0, 1.0),
-        None => values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v))),
+        None => {
+            values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)))
+        }
     };
     if first == last {
-        first -= 0.5;
-        last += 0.5;
+        if single_range {
+            (first, last) = (f64::from(first as f32 - 0.5), f64::from(last as f32 + 0.5));
+        } else {
+            (first, last) = (first - 0.5, last + 0.5);
+        }
     }
-    let single = kind == SampleKind::Float32;
-    let to_bin_type = |v: f64| if single { f64::from(v as f32) } else { v };
-    // numpy.linspace in float64, then cast to the bins' type.
-    let step = (last - first) / bins as f64;
-    let mut edges: Vec<f64> = (0..=bins).map(|i| to_bin_type(i as f64 * step + first)).collect();
-    edges[bins] = to_bin_type(last);
+    // numpy.linspace: i * step + first, the last edge set to `last`; in float32 for a
+    // float32 range, else in float64 and cast to the bins' type.
+    let mut edges: Vec<f64> = if single_range {
+        let (first32, last32) = (first as f32, last as f32);
+        let step = (last32 - first32) / bins as f32;
+        (0..=bins).map(|i| f64::from(i as f32 * step + first32)).collect()
+    } else {
+        let step = (last - first) / bins as f64;
+        let cast = |v: f64| if single { f64::from(v as f32) } else { v };
+        (0..=bins).map(|i| cast(i as f64 * step + first)).collect()
+    };
+    edges[bins] = if single { f64::from(last as f32) } else { last };
 
     let mut counts = vec![0u64; bins];
     let denominator = last - first;
@@ -326,10 +346,7 @@ fn categorical(keys: &[f64], counts: &[u64], categories: &[f64], kind: SampleKin
         SampleKind::Float64 => c,
     };
     let values: Vec<f64> = categories.iter().map(|c| cast(*c)).collect();
-    let found = values
-        .iter()
-        .map(|v| keys.iter().position(|k| k == v).map_or(0, |i| counts[i]))
-        .collect();
+    let found = values.iter().map(|v| keys.iter().position(|k| k == v).map_or(0, |i| counts[i])).collect();
     (found, values)
 }
 
@@ -422,10 +439,36 @@ mod tests {
         assert_eq!(s.histogram_counts, vec![1, 1, 1]);
         assert_eq!(
             s.histogram_values,
-            vec![0.100_000_001_490_116_12, 0.299_999_982_118_606_57, 0.499_999_970_197_677_6, 0.699_999_988_079_071]
+            vec![
+                0.100_000_001_490_116_12,
+                0.299_999_982_118_606_57,
+                0.499_999_970_197_677_6,
+                0.699_999_988_079_071
+            ]
         );
         assert_eq!(s.mean, 0.366_666_667_163_372_04);
         assert_eq!(s.std, 0.249_443_818_881_924_6);
+        // numpy.histogram(numpy.array([0.1, 0.1], dtype="float32"), bins=3)[1]: the
+        // widened constant range is float32 too.
+        let s = summarize(&[values[0]; 2], &[true; 2], &options);
+        assert_eq!(
+            s.histogram_values,
+            vec![
+                -0.400_000_005_960_464_5,
+                -0.066_666_662_693_023_68,
+                0.266_666_680_574_417_1,
+                0.600_000_023_841_857_9
+            ]
+        );
+        // numpy.histogram(numpy.array([0.1, 0.7, 0.3, 0.35], dtype="float32"), bins=3,
+        //     range=(0, 0.7)) -> [1, 2, 1], edges cast from float64.
+        let ranged = SummaryOptions::new(vec![], bins(3, Some((0.0, 0.7))), SampleKind::Float32).unwrap();
+        let s = summarize(&[values[0], values[1], values[2], f64::from(0.35f32)], &[true; 4], &ranged);
+        assert_eq!(s.histogram_counts, vec![1, 2, 1]);
+        assert_eq!(
+            s.histogram_values,
+            vec![0.0, 0.233_333_334_326_744_08, 0.466_666_668_653_488_16, 0.699_999_988_079_071]
+        );
     }
 
     #[test]
