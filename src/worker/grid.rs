@@ -77,7 +77,7 @@ impl Grid {
         JobError::new(ErrorKind::Outside, format!("{what} is outside the asset, whose {bounds}"))
     }
 
-    fn from_wgs84(&self) -> Result<CoordTransform, JobError> {
+    fn transform_from_wgs84(&self) -> Result<CoordTransform, JobError> {
         let mut wgs84 = SpatialRef::from_epsg(4326).map_err(|e| unreadable("EPSG:4326", e))?;
         wgs84.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
         let mut native = self.srs.clone();
@@ -91,7 +91,9 @@ impl Grid {
     pub fn pixel_at(&self, lon: f64, lat: f64) -> Result<(usize, usize), JobError> {
         let here = format!("the point ({lon}, {lat})");
         let (mut x, mut y) = ([lon], [lat]);
-        self.from_wgs84()?.transform_coords(&mut x, &mut y, &mut []).map_err(|_| self.outside(&here))?;
+        self.transform_from_wgs84()?
+            .transform_coords(&mut x, &mut y, &mut [])
+            .map_err(|_| self.outside(&here))?;
         let [min_x, min_y, max_x, max_y] = self.bounds();
         if !(min_x < x[0] && x[0] < max_x && min_y < y[0] && y[0] < max_y) {
             return Err(self.outside(&here));
@@ -107,7 +109,8 @@ impl Grid {
     /// not overlap.
     pub fn window_of(&self, bbox: [f64; 4]) -> Result<Window, JobError> {
         let here = format!("the area {bbox:?}");
-        let native = self.from_wgs84()?.transform_bounds(&bbox, 21).map_err(|_| self.outside(&here))?;
+        let native =
+            self.transform_from_wgs84()?.transform_bounds(&bbox, 21).map_err(|_| self.outside(&here))?;
         covering_window(&self.geo_transform, native, self.width, self.height)
             .ok_or_else(|| self.outside(&here))
     }
@@ -117,12 +120,21 @@ impl Grid {
 /// the inverse geotransform as the `affine` package computes it.
 #[must_use]
 pub fn pixel_index(gt: &[f64; 6], x: f64, y: f64) -> (f64, f64) {
-    let (a, b, c, d, e, f) = (gt[1], gt[2], gt[0], gt[4], gt[5], gt[3]);
+    let (col, row) = inverse_transform(gt, x, y);
+    (col.floor(), row.floor())
+}
+
+/// The affine inverse of a GDAL geotransform applied to (x, y), term by term as the
+/// `affine` package computes `~transform * (x, y)`.
+#[allow(clippy::many_single_char_names)] // affine's coefficient names, so the formulas read as its source
+fn inverse_transform(gt: &[f64; 6], x: f64, y: f64) -> (f64, f64) {
+    // affine's names: x' = a*col + b*row + c, y' = d*col + e*row + f.
+    let [c, a, b, f, d, e] = *gt;
     let inverse_determinant = 1.0 / (a * e - b * d);
-    let (ra, rb) = (e * inverse_determinant, -b * inverse_determinant);
-    let (rd, re) = (-d * inverse_determinant, a * inverse_determinant);
-    let (rc, rf) = (-c * ra - f * rb, -c * rd - f * re);
-    ((ra * x + rb * y + rc).floor(), (rd * x + re * y + rf).floor())
+    let (inv_a, inv_b) = (e * inverse_determinant, -b * inverse_determinant);
+    let (inv_d, inv_e) = (-d * inverse_determinant, a * inverse_determinant);
+    let (inv_c, inv_f) = (-c * inv_a - f * inv_b, -c * inv_d - f * inv_e);
+    (inv_a * x + inv_b * y + inv_c, inv_d * x + inv_e * y + inv_f)
 }
 
 /// The whole pixels covering native `bounds` (rasterio's `windows.from_bounds`, rounded
@@ -130,12 +142,7 @@ pub fn pixel_index(gt: &[f64; 6], x: f64, y: f64) -> (f64, f64) {
 #[must_use]
 pub fn covering_window(gt: &[f64; 6], bounds: [f64; 4], width: usize, height: usize) -> Option<Window> {
     let [left, bottom, right, top] = bounds;
-    let inverse = |x: f64, y: f64| {
-        let (a, b, c, d, e, f) = (gt[1], gt[2], gt[0], gt[4], gt[5], gt[3]);
-        let idet = 1.0 / (a * e - b * d);
-        let (ra, rb, rd, re) = (e * idet, -b * idet, -d * idet, a * idet);
-        (ra * x + rb * y + (-c * ra - f * rb), rd * x + re * y + (-c * rd - f * re))
-    };
+    let inverse = |x: f64, y: f64| inverse_transform(gt, x, y);
     let corners = [inverse(left, top), inverse(right, top), inverse(right, bottom), inverse(left, bottom)];
     let fold = |pick: fn(&(f64, f64)) -> f64| {
         corners
@@ -181,6 +188,7 @@ pub fn output_size(
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)] // exact values from the Python oracle are the point
 mod tests {
     use super::*;
 

@@ -173,6 +173,7 @@ fn read_band(
 /// Whether `value` is the nodata value, compared as NumPy compares a band of `dtype`
 /// with a Python float.
 #[must_use]
+#[allow(clippy::float_cmp)] // nodata is an exact value; exactness is the point
 pub fn is_nodata(value: f64, nodata: f64, dtype: DataType) -> bool {
     if nodata.is_nan() {
         value.is_nan()
@@ -208,9 +209,9 @@ pub fn read_masked(
     shape: ReadShape,
     nodata_override: Option<f64>,
 ) -> Result<MaskedPixels, JobError> {
-    let band1 =
+    let first_band =
         ds.rasterband(1).map_err(|e| JobError::gdal(ErrorKind::Unreadable, "cannot read band 1", e))?;
-    let gdal_type = band1.band_type();
+    let gdal_type = first_band.band_type();
     let Some((dtype, type_size)) = data_type(gdal_type) else {
         return Err(JobError::new(
             ErrorKind::Unreadable,
@@ -228,7 +229,7 @@ pub fn read_masked(
             ),
         ));
     }
-    let nodata = nodata_override.or_else(|| band1.no_data_value());
+    let nodata = nodata_override.or_else(|| first_band.no_data_value());
 
     super::gdal_errors::clear();
     let mut native = Vec::with_capacity(bytes);
@@ -244,6 +245,7 @@ pub fn read_masked(
         let alpha_values = read_band(&alpha, alpha_type, shape, &mut Vec::new())
             .map_err(|e| failed("reading the alpha band", e))?;
         let opaque = opaque(alpha_type);
+        #[allow(clippy::float_cmp)] // only the exact largest value is opaque
         let mask: Vec<bool> = alpha_values.iter().map(|a| *a == opaque).collect();
         vec![mask; bands.len()]
     } else {
@@ -271,6 +273,7 @@ fn alpha_band(ds: &Dataset) -> Option<RasterBand<'_>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)] // exact values from the Python oracle are the point
 mod tests {
     use super::*;
 

@@ -46,6 +46,7 @@ pub fn point(
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)] // exact values from the Python oracle are the point
 mod tests {
     use super::*;
     use crate::worker::test_assets::{cache, int16_two_bands};

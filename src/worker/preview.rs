@@ -41,6 +41,7 @@ pub fn preview(
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)] // exact values from the Python oracle are the point
 mod tests {
     use super::*;
     use crate::{

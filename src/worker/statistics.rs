@@ -124,6 +124,7 @@ pub fn statistics(
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)] // exact values from the Python oracle are the point
 mod tests {
     use super::*;
     use crate::worker::test_assets::{cache, int16_two_bands};

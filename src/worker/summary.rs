@@ -15,6 +15,10 @@
 //!
 //! NaN and infinite values count as masked.
 
+// Exact float equality is the specification here: NumPy groups, compares and tests
+// values exactly, and the tests assert bit-for-bit agreement with it.
+#![allow(clippy::float_cmp)]
+
 /// Percentiles computed when a request names none.
 pub const DEFAULT_PERCENTILES: [f64; 2] = [2.0, 98.0];
 /// Histogram bins when a request sets none.
