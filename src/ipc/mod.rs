@@ -12,7 +12,7 @@ use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Version of the IPC protocol; bumped on any incompatible change to the messages.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest frame either side accepts: 8 bands x 4096 x 4096 x 8 bytes is far below
 /// this; a longer length means a corrupt stream.

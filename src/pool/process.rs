@@ -343,41 +343,71 @@ pub fn check_response(
     let fault = |what: String| Err(ExchangeError::Fault(what));
     match (&request.job, &response.result) {
         (Some(Job::Read(req)), Some(R::Read(r))) => {
-            let Some(dtype) = crate::render::DataType::from_worker(r.dtype) else {
-                return fault(format!("unknown data type {}", r.dtype));
-            };
             if (r.width, r.height) != (req.width, req.height) {
                 return fault(format!(
                     "{}x{} pixels for a {}x{} read",
                     r.width, r.height, req.width, req.height
                 ));
             }
-            // u128: a hostile header (u32::MAX bands of u32::MAX^2 pixels) cannot overflow.
-            let pixels = u128::from(r.width) * u128::from(r.height);
-            let expected = pixels * u128::from(r.band_count) * dtype.size() as u128;
-            if r.pixels.len() as u128 != expected || r.mask.len() as u128 != pixels {
+            check_pixels(r)?;
+            Ok(response)
+        }
+        (Some(Job::Preview(_)), Some(R::Preview(r))) => {
+            check_pixels(r)?;
+            Ok(response)
+        }
+        (Some(Job::Point(_)), Some(R::Point(p))) => {
+            let n = p.bands.len();
+            if p.values.len() != n || p.valid.len() != n || p.band_descriptions.len() != n {
                 return fault(format!(
-                    "{} pixel bytes and {} mask bytes where the header claims {expected} and {pixels}",
-                    r.pixels.len(),
-                    r.mask.len()
+                    "{} values, {} flags and {} descriptions for {n} bands",
+                    p.values.len(),
+                    p.valid.len(),
+                    p.band_descriptions.len()
                 ));
             }
             Ok(response)
         }
         (Some(Job::Info(_)), Some(R::Info(_)))
+        | (Some(Job::Statistics(_)), Some(R::Statistics(_)))
         | (Some(Job::Ping(_)), Some(R::Pong(_)))
-        | (Some(Job::Read(_) | Job::Info(_)), Some(R::Error(_))) => Ok(response),
+        | (
+            Some(Job::Read(_) | Job::Info(_) | Job::Point(_) | Job::Statistics(_) | Job::Preview(_)),
+            Some(R::Error(_)),
+        ) => Ok(response),
         (_, other) => {
             let kind = match other {
                 Some(R::Read(_)) => "pixels",
                 Some(R::Info(_)) => "a description",
                 Some(R::Pong(_)) => "a pong",
+                Some(R::Point(_)) => "point values",
+                Some(R::Statistics(_)) => "statistics",
+                Some(R::Preview(_)) => "a preview",
                 Some(R::Error(_)) => "an error",
                 None => "nothing",
             };
             fault(format!("answered with {kind}"))
         }
     }
+}
+
+/// Pixels whose buffers have the sizes their header claims.
+fn check_pixels(r: &crate::pb::worker::ReadResult) -> Result<(), ExchangeError> {
+    let fault = |what: String| Err(ExchangeError::Fault(what));
+    let Some(dtype) = crate::render::DataType::from_worker(r.dtype) else {
+        return fault(format!("unknown data type {}", r.dtype));
+    };
+    // u128: a hostile header (u32::MAX bands of u32::MAX^2 pixels) cannot overflow.
+    let pixels = u128::from(r.width) * u128::from(r.height);
+    let expected = pixels * u128::from(r.band_count) * dtype.size() as u128;
+    if r.pixels.len() as u128 != expected || r.mask.len() as u128 != pixels {
+        return fault(format!(
+            "{} pixel bytes and {} mask bytes where the header claims {expected} and {pixels}",
+            r.pixels.len(),
+            r.mask.len()
+        ));
+    }
+    Ok(())
 }
 
 fn kill_group(pid: u32) {
@@ -470,6 +500,47 @@ mod tests {
         for request in [read_request(256, 256), read_request(u32::MAX, u32::MAX)] {
             assert!(matches!(check_response(&request, response.clone()), Err(ExchangeError::Fault(_))));
         }
+    }
+
+    #[test]
+    fn new_job_answers_are_checked_like_reads() {
+        use crate::pb::worker::{
+            DataType, PointRequest, PointResult, PreviewRequest, ReadResult, StatisticsRequest,
+            worker_response::Result as R,
+        };
+        let request = |job| WorkerRequest { id: 1, job: Some(job), ..Default::default() };
+        let answer = |result| WorkerResponse { id: 1, result: Some(result), stats: None };
+        let preview = request(Job::Preview(PreviewRequest::default()));
+        let pixels = |len| ReadResult {
+            dtype: DataType::Uint16 as i32,
+            band_count: 1,
+            width: 3,
+            height: 2,
+            pixels: vec![0; len],
+            mask: vec![0; 6],
+            nodata: None,
+        };
+        assert!(check_response(&preview, answer(R::Preview(pixels(12)))).is_ok());
+        assert!(matches!(
+            check_response(&preview, answer(R::Preview(pixels(6)))),
+            Err(ExchangeError::Fault(_))
+        ));
+        let point = request(Job::Point(PointRequest::default()));
+        let values = |n| PointResult {
+            bands: vec![1, 2],
+            values: vec![0.0; n],
+            valid: vec![true; 2],
+            band_descriptions: vec![String::new(); 2],
+            ..Default::default()
+        };
+        assert!(check_response(&point, answer(R::Point(values(2)))).is_ok());
+        assert!(matches!(check_response(&point, answer(R::Point(values(1)))), Err(ExchangeError::Fault(_))));
+        let statistics = request(Job::Statistics(StatisticsRequest::default()));
+        let Err(ExchangeError::Fault(why)) = check_response(&statistics, answer(R::Preview(pixels(12))))
+        else {
+            panic!("a preview answering statistics must be a fault");
+        };
+        assert_eq!(why, "answered with a preview");
     }
 
     #[test]

@@ -9,12 +9,20 @@
 
 mod dataset_cache;
 mod gdal_errors;
+mod grid;
 mod io;
 mod limits;
+mod masked_read;
+mod point;
+mod preview;
 mod read;
 mod read_plan;
 #[cfg(test)]
 mod read_tests;
+mod statistics;
+mod summary;
+#[cfg(test)]
+mod test_assets;
 mod test_hooks;
 mod warp;
 
@@ -140,6 +148,9 @@ fn job_span(request: &WorkerRequest) -> tracing::Span {
     let (name, path) = match &request.job {
         Some(worker_request::Job::Read(r)) => ("worker read", r.path.as_str()),
         Some(worker_request::Job::Info(i)) => ("worker info", i.path.as_str()),
+        Some(worker_request::Job::Point(p)) => ("worker point", p.path.as_str()),
+        Some(worker_request::Job::Statistics(s)) => ("worker statistics", s.path.as_str()),
+        Some(worker_request::Job::Preview(p)) => ("worker preview", p.path.as_str()),
         _ => return tracing::Span::none(),
     };
     let span = tracing::info_span!(
@@ -181,6 +192,18 @@ fn handle(
         Some(worker_request::Job::Ping(_)) => Ok(worker_response::Result::Pong(Pong {})),
         Some(worker_request::Job::Info(info)) => {
             read::info(cache, &info.path, &mut stats).map(worker_response::Result::Info)
+        }
+        Some(worker_request::Job::Point(req)) => {
+            let _busy = hooks.on_read(&req.path);
+            point::point(cache, &req, &mut stats).map(worker_response::Result::Point)
+        }
+        Some(worker_request::Job::Statistics(req)) => {
+            let _busy = hooks.on_read(&req.path);
+            statistics::statistics(cache, &req, &mut stats).map(worker_response::Result::Statistics)
+        }
+        Some(worker_request::Job::Preview(req)) => {
+            let _busy = hooks.on_read(&req.path);
+            preview::preview(cache, &req, &mut stats).map(worker_response::Result::Preview)
         }
         None => Err(JobError::new(ErrorKind::Protocol, "request carries no job")),
     };

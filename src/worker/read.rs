@@ -80,7 +80,7 @@ impl JobError {
         Self { kind, message: message.into() }
     }
 
-    fn gdal(kind: ErrorKind, context: &str, fallback: impl std::fmt::Display) -> Self {
+    pub(super) fn gdal(kind: ErrorKind, context: &str, fallback: impl std::fmt::Display) -> Self {
         let detail = gdal_errors::take().unwrap_or_else(|| fallback.to_string());
         Self::new(kind, format!("{context}: {detail}"))
     }
@@ -102,7 +102,11 @@ pub fn configure_gdal() {
     }
 }
 
-fn open<'c>(cache: &'c mut DatasetCache, path: &str, stats: &mut ReadStats) -> Result<&'c Dataset, JobError> {
+pub(super) fn open<'c>(
+    cache: &'c mut DatasetCache,
+    path: &str,
+    stats: &mut ReadStats,
+) -> Result<&'c Dataset, JobError> {
     let stamp = FileStamp::of(path);
     // Two lookups because the borrow checker cannot see that a miss releases the borrow.
     if cache.get(path, stamp.as_ref()).is_some() {
@@ -134,7 +138,7 @@ fn open<'c>(cache: &'c mut DatasetCache, path: &str, stats: &mut ReadStats) -> R
 }
 
 /// The data type of a GDAL band as the protocol names it, with its size in bytes.
-fn data_type(t: GdalDataType) -> Option<(DataType, usize)> {
+pub(super) fn data_type(t: GdalDataType) -> Option<(DataType, usize)> {
     Some(match t {
         GdalDataType::UInt8 => (DataType::Uint8, 1),
         GdalDataType::UInt16 => (DataType::Uint16, 2),
@@ -148,7 +152,7 @@ fn data_type(t: GdalDataType) -> Option<(DataType, usize)> {
 }
 
 /// Indexes (1-based) of the bands that carry data, not alpha.
-fn data_bands(ds: &Dataset) -> Result<Vec<usize>, JobError> {
+pub(super) fn data_bands(ds: &Dataset) -> Result<Vec<usize>, JobError> {
     let mut out = Vec::new();
     for i in 1..=ds.raster_count() {
         let band = ds
@@ -260,7 +264,7 @@ pub fn warm_up() {
     }
 }
 
-fn to_lon_lat(srs: &SpatialRef, bounds: [f64; 4]) -> Result<[f64; 4], gdal::errors::GdalError> {
+pub(super) fn to_lon_lat(srs: &SpatialRef, bounds: [f64; 4]) -> Result<[f64; 4], gdal::errors::GdalError> {
     let mut src = srs.clone();
     src.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
     let mut wgs84 = SpatialRef::from_epsg(4326)?;

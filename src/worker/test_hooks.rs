@@ -1,6 +1,7 @@
 //! Fault-injection hooks for the integration tests, read from environment variables
 //! that only the tests set. A normal `tessera serve` never sets them, so in production
-//! every hook is inert. They are documented here and in the README's testing section:
+//! every hook is inert. They are documented here and in the README's testing section.
+//! "A read" is any job that reads pixels: a read, a point, statistics or a preview.
 //!
 //! - `TESSERA_TEST_SLOW_READ=SUBSTRING=MILLIS`: a read of an asset whose path contains
 //!   SUBSTRING sleeps MILLIS before touching GDAL (a stand-in for a stalled network).
