@@ -20,7 +20,8 @@ use crate::{
         },
     },
     pool::WorkerPool,
-    render::{Compositor, Raster, check_encodable, encode},
+    mosaic::Selector,
+    render::{DataType, Raster, check_encodable, encode, expr::BandMasks},
     telemetry::metrics::Metrics,
 };
 
@@ -91,8 +92,15 @@ struct Plan {
     first_error: Option<ServiceError>,
     /// The first usable asset, whose type and nodata the tile takes.
     reference: Arc<AssetInfo>,
-    /// Bands in the output.
-    out_bands: usize,
+    /// The bands each read asks the worker for (empty = all data bands).
+    read_bands: Vec<u32>,
+    /// Bands in each read's answer.
+    read_band_count: usize,
+    /// Type and bands of each asset's raster after the expression (if any): what the
+    /// pixel selection combines.
+    selected: (DataType, usize),
+    /// Type and bands of the combined raster.
+    out: (DataType, usize),
     /// Assets (indexes) whose bounds touch the tile.
     touching: Vec<usize>,
 }
@@ -125,6 +133,14 @@ fn check_compatible(
             ),
         ));
     }
+    if let Some(expression) = &req.expression {
+        return expression.check_bands(info.data_bands).map_err(|e| {
+            ServiceError::invalid(
+                "expression",
+                format!("expression {e} (asset '{name}' has data bands 1..={})", info.data_bands),
+            )
+        });
+    }
     if let Some(b) = req.bands.iter().find(|b| **b as usize > info.data_bands) {
         return Err(ServiceError::invalid(
             "bands",
@@ -156,13 +172,37 @@ fn checked_raster(r: ReadResult, req: &TileRequest, plan: &Plan) -> Option<Raste
         pixels: r.pixels,
         mask: r.mask,
     };
-    let size = req.size as usize;
+    let size = req.out_size() as usize;
     (raster.dtype == plan.reference.dtype
-        && raster.bands == plan.out_bands
+        && raster.bands == plan.read_band_count
         && raster.width == size
         && raster.height == size
         && raster.is_consistent())
     .then_some(raster)
+}
+
+/// An asset's raster after the request's expression (float64 bands, one per block), or
+/// unchanged without one. `plan.read_bands` says which band each raster band is.
+fn apply_expression(raster: Raster, req: &TileRequest, plan: &Plan) -> Result<Raster, ServiceError> {
+    let Some(expression) = &req.expression else { return Ok(raster) };
+    let n = raster.pixel_count();
+    let highest = plan.read_bands.iter().max().copied().unwrap_or(0) as usize;
+    let mut planes: Vec<Vec<f64>> = vec![Vec::new(); highest];
+    for (i, band) in plan.read_bands.iter().enumerate() {
+        planes[*band as usize - 1] = (0..n).map(|p| raster.value(i * n + p)).collect();
+    }
+    let views: Vec<&[f64]> = planes.iter().map(Vec::as_slice).collect();
+    let result = expression
+        .evaluate(&views, BandMasks::Shared(&raster.mask))
+        .map_err(|e| ServiceError::Internal(format!("expression: {e}")))?;
+    Ok(Raster {
+        dtype: DataType::F64,
+        bands: result.bands.len(),
+        width: raster.width,
+        height: raster.height,
+        pixels: result.bands.iter().flatten().flat_map(|v| v.to_ne_bytes()).collect(),
+        mask: result.mask,
+    })
 }
 
 /// Whether an error concerns one asset only (the tile can go on without it), as opposed
@@ -228,9 +268,10 @@ impl TileRenderer {
         &self,
         asset: &Asset,
         req: &TileRequest,
+        read_bands: &[u32],
         deadline: Instant,
     ) -> Result<ReadResult, ServiceError> {
-        let bounds = req.tile.bounds();
+        let bounds = req.read_bounds();
         let read = ReadRequest {
             path: asset.path.to_string_lossy().into_owned(),
             target_crs: req.tile.tms.crs().to_owned(),
@@ -238,11 +279,13 @@ impl TileRenderer {
             min_y: bounds.min_y,
             max_x: bounds.max_x,
             max_y: bounds.max_y,
-            width: req.size,
-            height: req.size,
+            width: req.out_size(),
+            height: req.out_size(),
             resampling: req.resampling as i32,
-            bands: req.bands.clone(),
-            ..ReadRequest::default()
+            bands: read_bands.to_vec(),
+            nodata: req.nodata,
+            padding: req.padding,
+            reproject: req.reproject as i32,
         };
         let key = read.path.clone();
         let started = Instant::now();
@@ -274,7 +317,7 @@ impl TileRenderer {
             tile.size = i64::from(req.size),
             assets = req.assets.len() as i64,
             assets.used = Empty,
-            pixel_selection = "first",
+            pixel_selection = req.selection.name(),
             format = req.format.label(),
             bytes_out = Empty,
             otel.status_code = Empty,
@@ -325,10 +368,10 @@ impl TileRenderer {
         Ok(v1::GetTileResponse {
             data,
             content_type: format.content_type().to_owned(),
-            width: req.size,
-            height: req.size,
-            dtype: plan.reference.dtype.to_api() as i32,
-            band_count: plan.out_bands as u32,
+            width: req.out_size(),
+            height: req.out_size(),
+            dtype: plan.out.0.to_api() as i32,
+            band_count: plan.out.1 as u32,
             mask,
             assets: plan.reports,
             elapsed: duration(started.elapsed()),
@@ -358,12 +401,19 @@ impl TileRenderer {
         let Some((reference_index, reference)) = usable.first().cloned() else {
             return Err(first_error.unwrap_or_else(|| ServiceError::Internal("no asset and no error".into())));
         };
-        let out_bands = if req.bands.is_empty() { reference.data_bands } else { req.bands.len() };
         for (i, info) in &usable {
             check_compatible(req, &req.assets[*i].name, info, &req.assets[reference_index].name, &reference)?;
         }
-        check_encodable(req.format, reference.dtype, out_bands)
-            .map_err(|e| ServiceError::invalid("format", e.to_string()))?;
+        let (read_bands, read_band_count, selected) = match &req.expression {
+            Some(e) => (e.bands(), e.bands().len(), (DataType::F64, e.outputs())),
+            None if req.bands.is_empty() => (Vec::new(), reference.data_bands, (reference.dtype, reference.data_bands)),
+            None => (req.bands.clone(), req.bands.len(), (reference.dtype, req.bands.len())),
+        };
+        req.selection
+            .check(selected.1, req.assets.len())
+            .map_err(|e| ServiceError::invalid("pixel_selection", e.to_string()))?;
+        let out = (req.selection.output_dtype(selected.0), req.selection.output_bands(selected.1));
+        check_encodable(req.format, out.0, out.1).map_err(|e| ServiceError::invalid("format", e.to_string()))?;
 
         // Assets whose bounds miss the tile cost nothing more. (A custom tile matrix set
         // in a CRS the front cannot project has no lon/lat bounds: every asset is read,
@@ -385,7 +435,7 @@ impl TileRenderer {
                 ))
             }));
         }
-        Ok(Plan { reports, first_error, reference, out_bands, touching })
+        Ok(Plan { reports, first_error, reference, read_bands, read_band_count, selected, out, touching })
     }
 
     /// Reads the touching assets, all in flight at once, and composites them first-wins
@@ -397,17 +447,18 @@ impl TileRenderer {
         deadline: Instant,
         started: Instant,
     ) -> Result<Raster, ServiceError> {
-        let size = req.size as usize;
-        let fill = plan.reference.nodata.unwrap_or(0.0);
-        let mut compositor = Compositor::new(
-            Raster::empty(plan.reference.dtype, plan.out_bands, size, size, fill),
-            req.assets.len(),
-        );
+        let size = req.out_size() as usize;
+        let fill = req.nodata.or(plan.reference.nodata).unwrap_or(0.0);
+        let (dtype, bands) = plan.selected;
+        let mut compositor = Selector::new(req.selection, dtype, bands, size, size, fill, req.assets.len())
+            .map_err(|e| ServiceError::invalid("pixel_selection", e.to_string()))?;
         for (i, report) in plan.reports.iter().enumerate() {
             if !plan.touching.contains(&i) || report.outcome == AssetOutcome::Failed as i32 {
                 compositor.settle(i);
             }
         }
+        let read_bands = plan.read_bands.clone();
+        let read_bands = &read_bands;
         let mut reads: FuturesUnordered<_> = plan
             .touching
             .iter()
@@ -415,7 +466,7 @@ impl TileRenderer {
                 let asset = &req.assets[i];
                 let span = asset_span("asset read", asset);
                 async move {
-                    let result = self.read(asset, req, deadline).await;
+                    let result = self.read(asset, req, read_bands, deadline).await;
                     let current = Span::current();
                     match &result {
                         Ok(_) => current.record("outcome", "ok"),
@@ -442,6 +493,7 @@ impl TileRenderer {
                         ))
                     })?;
                     let add_started = Instant::now();
+                    let raster = apply_expression(raster, req, plan)?;
                     compositor.add(i, &raster);
                     compositing += add_started.elapsed();
                     plan.reports[i].outcome = AssetOutcome::Used as i32;

@@ -3,7 +3,7 @@
 
 use crate::{
     error::ServiceError,
-    mosaic::{Asset, AssetResolver},
+    mosaic::{Asset, AssetResolver, PixelSelection},
     pb::{v1, worker},
     render::{
         OutputFormat,
@@ -63,6 +63,8 @@ pub struct TileRequest {
     pub buffer_halves: u32,
     /// Read-window padding in pixels on each side.
     pub padding: u32,
+    /// How the assets combine.
+    pub selection: PixelSelection,
 }
 
 impl TileRequest {
@@ -108,6 +110,29 @@ fn kernels(req: &v1::GetTileRequest) -> Result<(worker::Resampling, worker::Resa
         ServiceError::invalid(field, e.to_string())
     })?;
     Ok((read, warp))
+}
+
+/// The pixel selection method of a request.
+fn selection(value: i32) -> Result<PixelSelection, ServiceError> {
+    use v1::PixelSelection as V;
+    Ok(match V::try_from(value) {
+        Ok(V::Unspecified | V::First) => PixelSelection::First,
+        Ok(V::Highest) => PixelSelection::Highest,
+        Ok(V::Lowest) => PixelSelection::Lowest,
+        Ok(V::Mean) => PixelSelection::Mean,
+        Ok(V::Median) => PixelSelection::Median,
+        Ok(V::Stdev) => PixelSelection::Stdev,
+        Ok(V::Count) => PixelSelection::Count,
+        Ok(V::Lastbandlow) => PixelSelection::LastBandLow,
+        Ok(V::Lastbandhigh) => PixelSelection::LastBandHigh,
+        Err(_) => {
+            let names: Vec<&str> = PixelSelection::ALL.iter().map(|m| m.name()).collect();
+            return Err(ServiceError::invalid(
+                "pixel_selection",
+                format!("pixel_selection={value} is not a known value; use one of {}", names.join(", ")),
+            ));
+        }
+    })
 }
 
 /// Output pixels added on each side by `buffer` (a multiple of 0.5), times two.
@@ -240,15 +265,7 @@ impl TileRequest {
                 Some(std::sync::Arc::new(parsed))
             }
         };
-        if !matches!(
-            v1::PixelSelection::try_from(req.pixel_selection),
-            Ok(v1::PixelSelection::Unspecified | v1::PixelSelection::First)
-        ) {
-            return Err(ServiceError::invalid(
-                "pixel_selection",
-                format!("pixel_selection={} is not a known value; use FIRST", req.pixel_selection),
-            ));
-        }
+        let selection = selection(req.pixel_selection)?;
         for (field, set) in [("rescale", !req.rescale.is_empty()), ("colormap", req.colormap.is_some())] {
             if set {
                 return Err(ServiceError::invalid(field, format!("{field} is not available yet")));
@@ -267,6 +284,7 @@ impl TileRequest {
             nodata: req.nodata,
             buffer_halves,
             padding: req.padding,
+            selection,
         })
     }
 }

@@ -19,6 +19,7 @@ mod health;
 mod hostile;
 mod http_range;
 mod otlp;
+mod parity;
 mod pixels;
 mod python_client;
 mod remote;
