@@ -1,6 +1,7 @@
 //! Everything between worker pixels and bytes on the wire: the typed raster of a tile,
 //! first-wins compositing of several assets, rescale and colormaps, and the encoders.
 
+pub mod colormap;
 mod composite;
 mod encode;
 mod raster;

@@ -48,9 +48,7 @@ pub enum RescaleError {
     #[error("rescale needs at least one range (min,max)")]
     NoRange,
     /// The number of ranges matches neither 1 nor the band count.
-    #[error(
-        "{ranges} rescale ranges for {bands} bands: give one range for all bands or one per band"
-    )]
+    #[error("{ranges} rescale ranges for {bands} bands: give one range for all bands or one per band")]
     RangeCount {
         /// Ranges given.
         ranges: usize,
@@ -149,7 +147,8 @@ mod tests {
 
     #[test]
     fn float64_values_are_clipped_scaled_and_truncated_like_rio_tiler() {
-        let values = [-10.0, 0.0, 0.6, 1.2, 1.5, 2.9999, 3.0, 50.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 2.0];
+        let values =
+            [-10.0, 0.0, 0.6, 1.2, 1.5, 2.9999, 3.0, 50.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 2.0];
         let mut mask = vec![255; 11];
         mask.push(0);
         let out = rescale(&raster(DataType::F64, &[&values], &mask), &[range(0.0, 3.0)]).unwrap();
@@ -202,7 +201,10 @@ mod tests {
         let r = raster(DataType::F64, &bands, &[255]);
         let e = rescale(&r, &[range(0.0, 1.0), range(0.0, 2.0)]).unwrap_err();
         assert_eq!(e, RescaleError::RangeCount { ranges: 2, bands: 3 });
-        assert_eq!(e.to_string(), "2 rescale ranges for 3 bands: give one range for all bands or one per band");
+        assert_eq!(
+            e.to_string(),
+            "2 rescale ranges for 3 bands: give one range for all bands or one per band"
+        );
         assert_eq!(rescale(&r, &[]).unwrap_err(), RescaleError::NoRange);
     }
 
