@@ -21,7 +21,7 @@ use crate::{
     },
     pool::WorkerPool,
     mosaic::Selector,
-    render::{DataType, Raster, check_encodable, encode, expr::BandMasks},
+    render::{DataType, Raster, check_encodable, encode, expr::BandMasks, rescale::rescale},
     telemetry::metrics::Metrics,
 };
 
@@ -412,7 +412,32 @@ impl TileRenderer {
         req.selection
             .check(selected.1, req.assets.len())
             .map_err(|e| ServiceError::invalid("pixel_selection", e.to_string()))?;
-        let out = (req.selection.output_dtype(selected.0), req.selection.output_bands(selected.1));
+        let mut out = (req.selection.output_dtype(selected.0), req.selection.output_bands(selected.1));
+        if !req.rescale.is_empty() {
+            if req.rescale.len() != 1 && req.rescale.len() != out.1 {
+                return Err(ServiceError::invalid(
+                    "rescale",
+                    format!(
+                        "{} rescale ranges for {} bands: give one range for all bands or one per band",
+                        req.rescale.len(),
+                        out.1
+                    ),
+                ));
+            }
+            out.0 = DataType::U8;
+        }
+        if req.colormap.is_some() {
+            if out.1 != 1 {
+                return Err(ServiceError::invalid(
+                    "colormap",
+                    format!(
+                        "a colormap applies to one band; the tile has {} (choose one band with `bands` or an expression)",
+                        out.1
+                    ),
+                ));
+            }
+            out = (DataType::U8, 3);
+        }
         check_encodable(req.format, out.0, out.1).map_err(|e| ServiceError::invalid("format", e.to_string()))?;
 
         // Assets whose bounds miss the tile cost nothing more. (A custom tile matrix set
@@ -525,6 +550,13 @@ impl TileRenderer {
                 .take()
                 .unwrap_or_else(|| ServiceError::Internal("no read succeeded".into())));
         }
-        Ok(compositor.finish())
+        let mut raster = compositor.finish();
+        if !req.rescale.is_empty() {
+            raster = rescale(&raster, &req.rescale).map_err(|e| ServiceError::Internal(format!("rescale: {e}")))?;
+        }
+        if let Some(colormap) = &req.colormap {
+            raster = colormap.apply(&raster).map_err(|e| ServiceError::Internal(format!("colormap: {e}")))?;
+        }
+        Ok(raster)
     }
 }

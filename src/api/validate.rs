@@ -7,7 +7,9 @@ use crate::{
     pb::{v1, worker},
     render::{
         OutputFormat,
+        colormap::{Colormap, ColormapError, Rgba},
         expr::{ExprLimits, Expression},
+        rescale::RescaleRange,
     },
     tms::{TileId, TileMatrixSets},
 };
@@ -65,6 +67,10 @@ pub struct TileRequest {
     pub padding: u32,
     /// How the assets combine.
     pub selection: PixelSelection,
+    /// Linear rescale of the combined bands to uint8: one range, or one per band.
+    pub rescale: Vec<RescaleRange>,
+    /// Colormap of the (single-band) result.
+    pub colormap: Option<std::sync::Arc<Colormap>>,
 }
 
 impl TileRequest {
@@ -110,6 +116,40 @@ fn kernels(req: &v1::GetTileRequest) -> Result<(worker::Resampling, worker::Resa
         ServiceError::invalid(field, e.to_string())
     })?;
     Ok((read, warp))
+}
+
+/// The request's colormap: a named one, or exact values or intervals.
+fn colormap(value: Option<&v1::get_tile_request::Colormap>) -> Result<Option<Colormap>, ServiceError> {
+    use v1::get_tile_request::Colormap as C;
+    let invalid = |e: ColormapError| ServiceError::invalid("colormap", e.to_string());
+    let rgba = |c: Option<&v1::Rgba>| {
+        let c = c.copied().unwrap_or_default();
+        Rgba::from_channels(&[i64::from(c.r), i64::from(c.g), i64::from(c.b), i64::from(c.a)]).map_err(invalid)
+    };
+    Ok(Some(match value {
+        None => return Ok(None),
+        Some(C::ColormapName(name)) => Colormap::named(name).map_err(invalid)?,
+        Some(C::CustomColormap(custom)) => match (custom.values.is_empty(), custom.intervals.is_empty()) {
+            (false, true) => Colormap::exact(
+                custom.values.iter().map(|e| Ok((e.value, rgba(e.color.as_ref())?))).collect::<Result<_, _>>()?,
+            )
+            .map_err(invalid)?,
+            (true, false) => Colormap::intervals(
+                custom
+                    .intervals
+                    .iter()
+                    .map(|i| Ok((i.min, i.max, rgba(i.color.as_ref())?)))
+                    .collect::<Result<_, _>>()?,
+            )
+            .map_err(invalid)?,
+            _ => {
+                return Err(ServiceError::invalid(
+                    "colormap",
+                    "a custom colormap gives either exact values or intervals (one of the two, not empty)",
+                ));
+            }
+        },
+    }))
 }
 
 /// The pixel selection method of a request.
@@ -266,11 +306,13 @@ impl TileRequest {
             }
         };
         let selection = selection(req.pixel_selection)?;
-        for (field, set) in [("rescale", !req.rescale.is_empty()), ("colormap", req.colormap.is_some())] {
-            if set {
-                return Err(ServiceError::invalid(field, format!("{field} is not available yet")));
-            }
-        }
+        let rescale = req
+            .rescale
+            .iter()
+            .map(|r| RescaleRange::new(r.min, r.max))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ServiceError::invalid("rescale", e.to_string()))?;
+        let colormap = colormap(req.colormap.as_ref())?.map(std::sync::Arc::new);
         let assets = req.assets.iter().map(|a| resolver.resolve(a)).collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             tile,
@@ -285,6 +327,8 @@ impl TileRequest {
             buffer_halves,
             padding: req.padding,
             selection,
+            rescale,
+            colormap,
         })
     }
 }
