@@ -154,7 +154,9 @@ fn median(dtype: DataType, values: &mut [f64]) -> f64 {
     let k = values.len();
     let high = values[k / 2];
     let low = if k % 2 == 1 { high } else { values[k / 2 - 1] };
-    // An odd median is (v + v) / 2 too, which overflows like numpy's for huge floats.
+    // numpy computes (low + high) / 2, also for an odd count (low == high): it overflows
+    // to infinity for huge floats, which `midpoint` would not.
+    #[allow(clippy::manual_midpoint)]
     if dtype == DataType::F32 { f64::from((low as f32 + high as f32) / 2.0) } else { (low + high) / 2.0 }
 }
 
