@@ -272,6 +272,29 @@ fn float32_median_overflows_to_infinity_like_numpy() {
 }
 
 #[test]
+fn float_medians_and_means_of_negative_zeros_are_positive_zero() {
+    // numpy sums from +0.0, so -0.0 + -0.0 comes out as 0.0 (rio-tiler: [0.0, 0.5]).
+    let r = |values: &[f64]| raster(DataType::F32, 2, values, &[1, 1]);
+    let assets = [r(&[-0.0, -0.0]), r(&[-0.0, 1.])];
+    for method in [PixelSelection::Median, PixelSelection::Mean] {
+        assert_raster(&select(method, &assets, &[1, 0]), DataType::F32, &[0.0, 0.5], &[255, 255]);
+    }
+}
+
+#[test]
+fn float64_mean_is_masked_where_numpy_ma_deems_the_division_unsafe() {
+    // numpy.ma masks sum / count when |sum| * f64::MIN_POSITIVE >= count: 1e308 / 1 and
+    // 1.2e308 / 2 are masked, and the standard deviation there is 0 (rio-tiler:
+    // mean [--, --, 1.5], stdev [0.0, 0.0, 0.5]).
+    let r = |values: &[f64], mask: &[u8]| raster(DataType::F64, 3, values, mask);
+    let assets = [r(&[1e308, 6e307, 1.], &[1, 1, 1]), r(&[1., 6e307, 2.], &[0, 1, 1])];
+    let mean = select(PixelSelection::Mean, &assets, &[0, 1]);
+    assert_raster(&mean, DataType::F64, &[FILL, FILL, 1.5], &[0, 0, 255]);
+    let stdev = select(PixelSelection::Stdev, &assets, &[1, 0]);
+    assert_raster(&stdev, DataType::F64, &[0.0, 0.0, 0.5], &[255; 3]);
+}
+
+#[test]
 fn float32_highest_and_lowest_keep_a_nan_taken_first() {
     let assets = float32_assets();
     let highest = [0.4000000059604645, 100000000.0, 2.5, f64::NAN, 1.0, f64::INFINITY, 3.0, 5.0];
