@@ -200,6 +200,8 @@ impl Raster {
 }
 
 #[cfg(test)]
+// Conversions are exact, and exactly what these tests check.
+#[allow(clippy::float_cmp)]
 mod tests {
     use super::*;
 

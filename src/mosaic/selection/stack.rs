@@ -8,8 +8,9 @@
 //!   that is not finite, or whose sum is at least `count / f64::MIN_POSITIVE`, and keeps
 //!   the sum as its data;
 //! - `mean` and `median` cast back to the asset type (integers truncate toward zero);
-//! - an even median is `(low + high) / 2` in the asset's float type, or in `float64` for
-//!   integers; a valid NaN makes the median NaN;
+//! - a median is `(low + high) / 2`, the two middle values summed like any sum and
+//!   halved in the asset's float type, or in `float64` for integers (for an odd count,
+//!   low and high are the same value); a valid NaN makes the median NaN;
 //! - `stdev` is `sqrt(sum((x - mean)^2) / count)` in `float64` (ddof 0); it is 0 where the
 //!   mean is masked, and masked where it is not finite.
 //!
@@ -154,8 +155,10 @@ fn median(dtype: DataType, values: &mut [f64]) -> f64 {
     let k = values.len();
     let high = values[k / 2];
     let low = if k % 2 == 1 { high } else { values[k / 2 - 1] };
-    // An odd median is (v + v) / 2 too, which overflows like numpy's for huge floats.
-    if dtype == DataType::F32 { f64::from((low as f32 + high as f32) / 2.0) } else { (low + high) / 2.0 }
+    // numpy sums low and high like any sum (from +0.0, so two -0.0 give 0.0), also for
+    // an odd count (low == high), then halves: huge floats overflow to infinity.
+    let sum = accumulate(dtype, accumulate(dtype, 0.0, low), high);
+    if dtype == DataType::F32 { f64::from(sum as f32 / 2.0) } else { sum / 2.0 }
 }
 
 /// The standard deviation (ddof 0) of `values` (not empty), in request order, and

@@ -5,6 +5,10 @@
 //! pixel mask as rio-tiler's `ImageData` does (valid where any band is valid) and
 //! writing the fill value (9) into invalid pixels, as Tessera does.
 
+// The expected floats are numpy's repr, digit for digit, so that they can be checked
+// against it; separators would hide that.
+#![allow(clippy::unreadable_literal)]
+
 use super::*;
 
 const FILL: f64 = 9.0;
@@ -54,7 +58,7 @@ fn assert_raster(r: &Raster, dtype: DataType, expected: &[f64], mask: &[u8]) {
     assert_eq!(r.bands, expected.len() / r.pixel_count());
     assert!(r.is_consistent());
     let got = values(r);
-    let same = got.iter().zip(expected).all(|(g, e)| g == e || (g.is_nan() && e.is_nan()));
+    let same = got.iter().zip(expected).all(|(g, e)| g.total_cmp(e).is_eq() || (g.is_nan() && e.is_nan()));
     assert!(same && got.len() == expected.len(), "values {got:?}, expected {expected:?}");
     assert_eq!(r.mask, mask);
 }
@@ -254,6 +258,40 @@ fn float32_stdev_is_float64_and_zero_where_the_mean_is_not_finite() {
     let out = select(PixelSelection::Stdev, &float32_assets(), &[1, 2, 0]);
     let expected = [0.12472191475096667, 81649658.0927726, 2.0, 0.0, 0.0, 0.0, 0.0, 1.699673171197595];
     assert_raster(&out, DataType::F64, &expected, &[255; 4]);
+}
+
+#[test]
+fn float32_median_overflows_to_infinity_like_numpy() {
+    // rio-tiler gives inf for both: numpy adds the two middle values in float32 first.
+    let r = |values: &[f64]| raster(DataType::F32, 2, values, &[1, 1]);
+    let assets = [r(&[3e38, 3e38]), r(&[3e38, 1.]), r(&[1., 3e38])];
+    let out = select(PixelSelection::Median, &assets[..1], &[0]);
+    assert_raster(&out, DataType::F32, &[f64::INFINITY, f64::INFINITY], &[255, 255]);
+    let out = select(PixelSelection::Median, &assets, &[2, 0, 1]);
+    assert_raster(&out, DataType::F32, &[f64::INFINITY, f64::INFINITY], &[255, 255]);
+}
+
+#[test]
+fn float_medians_and_means_of_negative_zeros_are_positive_zero() {
+    // numpy sums from +0.0, so -0.0 + -0.0 comes out as 0.0 (rio-tiler: [0.0, 0.5]).
+    let r = |values: &[f64]| raster(DataType::F32, 2, values, &[1, 1]);
+    let assets = [r(&[-0.0, -0.0]), r(&[-0.0, 1.])];
+    for method in [PixelSelection::Median, PixelSelection::Mean] {
+        assert_raster(&select(method, &assets, &[1, 0]), DataType::F32, &[0.0, 0.5], &[255, 255]);
+    }
+}
+
+#[test]
+fn float64_mean_is_masked_where_numpy_ma_deems_the_division_unsafe() {
+    // numpy.ma masks sum / count when |sum| * f64::MIN_POSITIVE >= count: 1e308 / 1 and
+    // 1.2e308 / 2 are masked, and the standard deviation there is 0 (rio-tiler:
+    // mean [--, --, 1.5], stdev [0.0, 0.0, 0.5]).
+    let r = |values: &[f64], mask: &[u8]| raster(DataType::F64, 3, values, mask);
+    let assets = [r(&[1e308, 6e307, 1.], &[1, 1, 1]), r(&[1., 6e307, 2.], &[0, 1, 1])];
+    let mean = select(PixelSelection::Mean, &assets, &[0, 1]);
+    assert_raster(&mean, DataType::F64, &[FILL, FILL, 1.5], &[0, 0, 255]);
+    let stdev = select(PixelSelection::Stdev, &assets, &[1, 0]);
+    assert_raster(&stdev, DataType::F64, &[0.0, 0.0, 0.5], &[255; 3]);
 }
 
 #[test]
