@@ -28,7 +28,6 @@ mod named;
 pub use custom::{MAX_EXACT_ENTRIES, MAX_INTERVALS, Rgba};
 pub use named::{count as named_count, names};
 
-use super::samples::band_values;
 use super::{DataType, Raster};
 use custom::{ExactEntries, Interval, Intervals};
 use named::TABLE_LEN;
@@ -200,13 +199,13 @@ impl Colormap {
         if !raster.is_consistent() {
             return Err(ColormapError::InconsistentRaster);
         }
-        let values = band_values(raster, 0);
-        let n = values.len();
+        let n = raster.pixel_count();
         let mut pixels = vec![0; 3 * n];
         let mut mask = vec![0; n];
         let lookup = Lookup::new(&self.kind, raster.dtype);
-        for (p, (&value, &valid)) in values.iter().zip(&raster.mask).enumerate() {
-            let [red, green, blue, alpha] = lookup.color(value);
+        for (p, &valid) in raster.mask.iter().enumerate() {
+            // Consistent and single-band: `p` indexes a value of band 0.
+            let [red, green, blue, alpha] = lookup.color(raster.value(p));
             pixels[p] = red;
             pixels[n + p] = green;
             pixels[2 * n + p] = blue;
