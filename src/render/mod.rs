@@ -7,7 +7,6 @@ mod encode;
 pub mod expr;
 mod raster;
 pub mod rescale;
-mod samples;
 
 pub use composite::Compositor;
 pub use encode::{EncodeError, OutputFormat, check_encodable, encode};

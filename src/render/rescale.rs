@@ -14,7 +14,6 @@
 //!
 //! One range applies to every band; otherwise there is one range per band.
 
-use super::samples::band_values;
 use super::{DataType, Raster};
 
 /// An input range `[min, max]` mapped onto `0..=255`. Always finite with `min < max`.
@@ -110,12 +109,13 @@ pub fn rescale(raster: &Raster, ranges: &[RescaleRange]) -> Result<Raster, Resca
     let mut pixels = Vec::with_capacity(raster.bands * raster.pixel_count());
     for band in 0..raster.bands {
         let range = if ranges.len() == 1 { ranges[0] } else { ranges[band] };
-        let values = band_values(raster, band);
+        let first = band * raster.pixel_count();
         pixels.extend(
-            values
+            raster
+                .mask
                 .iter()
-                .zip(&raster.mask)
-                .map(|(&v, &m)| if m == 0 { 0 } else { range.apply(v, raster.dtype) }),
+                .enumerate()
+                .map(|(p, &m)| if m == 0 { 0 } else { range.apply(raster.value(first + p), raster.dtype) }),
         );
     }
     Ok(Raster {
