@@ -11,6 +11,7 @@ use tracing::{Instrument, Span, field::Empty};
 use super::validate::TileRequest;
 use crate::{
     error::ServiceError,
+    mosaic::Selector,
     mosaic::{Asset, AssetInfo, InfoCache},
     pb::{
         v1::{self, AssetOutcome, AssetReport},
@@ -20,7 +21,6 @@ use crate::{
         },
     },
     pool::WorkerPool,
-    mosaic::Selector,
     render::{DataType, Raster, check_encodable, encode, expr::BandMasks, rescale::rescale},
     telemetry::metrics::Metrics,
 };
@@ -406,7 +406,9 @@ impl TileRenderer {
         }
         let (read_bands, read_band_count, selected) = match &req.expression {
             Some(e) => (e.bands(), e.bands().len(), (DataType::F64, e.outputs())),
-            None if req.bands.is_empty() => (Vec::new(), reference.data_bands, (reference.dtype, reference.data_bands)),
+            None if req.bands.is_empty() => {
+                (Vec::new(), reference.data_bands, (reference.dtype, reference.data_bands))
+            }
             None => (req.bands.clone(), req.bands.len(), (reference.dtype, req.bands.len())),
         };
         req.selection
@@ -438,7 +440,8 @@ impl TileRenderer {
             }
             out = (DataType::U8, 3);
         }
-        check_encodable(req.format, out.0, out.1).map_err(|e| ServiceError::invalid("format", e.to_string()))?;
+        check_encodable(req.format, out.0, out.1)
+            .map_err(|e| ServiceError::invalid("format", e.to_string()))?;
 
         // Assets whose bounds miss the tile cost nothing more. (A custom tile matrix set
         // in a CRS the front cannot project has no lon/lat bounds: every asset is read,
@@ -552,7 +555,8 @@ impl TileRenderer {
         }
         let mut raster = compositor.finish();
         if !req.rescale.is_empty() {
-            raster = rescale(&raster, &req.rescale).map_err(|e| ServiceError::Internal(format!("rescale: {e}")))?;
+            raster = rescale(&raster, &req.rescale)
+                .map_err(|e| ServiceError::Internal(format!("rescale: {e}")))?;
         }
         if let Some(colormap) = &req.colormap {
             raster = colormap.apply(&raster).map_err(|e| ServiceError::Internal(format!("colormap: {e}")))?;

@@ -86,7 +86,12 @@ impl TileRequest {
         let b = self.tile.bounds();
         let pixel = (b.max_x - b.min_x) / f64::from(self.size);
         let pad = pixel * f64::from(self.buffer_halves) / 2.0;
-        crate::tms::BBox { min_x: b.min_x - pad, min_y: b.min_y - pad, max_x: b.max_x + pad, max_y: b.max_y + pad }
+        crate::tms::BBox {
+            min_x: b.min_x - pad,
+            min_y: b.min_y - pad,
+            max_x: b.max_x + pad,
+            max_y: b.max_y + pad,
+        }
     }
 }
 
@@ -99,7 +104,10 @@ fn kernel(field: &'static str, value: i32) -> Result<worker::Resampling, Service
         .ok()
         .and_then(|k| worker::Resampling::from_str_name(k.as_str_name()))
         .ok_or_else(|| {
-            ServiceError::invalid(field, format!("{field}={value} is not a known kernel; use one of {KERNELS}"))
+            ServiceError::invalid(
+                field,
+                format!("{field}={value} is not a known kernel; use one of {KERNELS}"),
+            )
         })
 }
 
@@ -112,7 +120,8 @@ fn kernels(req: &v1::GetTileRequest) -> Result<(worker::Resampling, worker::Resa
     let warp = kernel("reproject", req.reproject)?;
     let probe = worker::ReadRequest { resampling: read as i32, reproject: warp as i32, ..Default::default() };
     crate::worker::Kernels::from_request(&probe).map_err(|e| {
-        let field = if matches!(e, crate::worker::PlanError::NotAWarpKernel(_)) { "reproject" } else { "resampling" };
+        let field =
+            if matches!(e, crate::worker::PlanError::NotAWarpKernel(_)) { "reproject" } else { "resampling" };
         ServiceError::invalid(field, e.to_string())
     })?;
     Ok((read, warp))
@@ -124,14 +133,19 @@ fn colormap(value: Option<&v1::get_tile_request::Colormap>) -> Result<Option<Col
     let invalid = |e: ColormapError| ServiceError::invalid("colormap", e.to_string());
     let rgba = |c: Option<&v1::Rgba>| {
         let c = c.copied().unwrap_or_default();
-        Rgba::from_channels(&[i64::from(c.r), i64::from(c.g), i64::from(c.b), i64::from(c.a)]).map_err(invalid)
+        Rgba::from_channels(&[i64::from(c.r), i64::from(c.g), i64::from(c.b), i64::from(c.a)])
+            .map_err(invalid)
     };
     Ok(Some(match value {
         None => return Ok(None),
         Some(C::ColormapName(name)) => Colormap::named(name).map_err(invalid)?,
         Some(C::CustomColormap(custom)) => match (custom.values.is_empty(), custom.intervals.is_empty()) {
             (false, true) => Colormap::exact(
-                custom.values.iter().map(|e| Ok((e.value, rgba(e.color.as_ref())?))).collect::<Result<_, _>>()?,
+                custom
+                    .values
+                    .iter()
+                    .map(|e| Ok((e.value, rgba(e.color.as_ref())?)))
+                    .collect::<Result<_, _>>()?,
             )
             .map_err(invalid)?,
             (true, false) => Colormap::intervals(
@@ -150,6 +164,55 @@ fn colormap(value: Option<&v1::get_tile_request::Colormap>) -> Result<Option<Col
             }
         },
     }))
+}
+
+/// The output size with the buffer fits the limit; padding and nodata are in range.
+fn check_read_window(
+    req: &v1::GetTileRequest,
+    size: u32,
+    buffer_halves: u32,
+    limits: &Limits,
+) -> Result<(), ServiceError> {
+    if size + buffer_halves > limits.max_tile_size {
+        return Err(ServiceError::invalid(
+            "buffer",
+            format!(
+                "tile_size {size} plus buffer {} on each side is {} px, over --max-tile-size {}",
+                req.buffer,
+                size + buffer_halves,
+                limits.max_tile_size
+            ),
+        ));
+    }
+    if req.padding > crate::worker::MAX_PADDING {
+        return Err(ServiceError::invalid(
+            "padding",
+            format!("padding={} is outside 0..={} pixels", req.padding, crate::worker::MAX_PADDING),
+        ));
+    }
+    if req.nodata.is_some_and(f64::is_infinite) {
+        return Err(ServiceError::invalid("nodata", "nodata must be a finite number or NaN"));
+    }
+    Ok(())
+}
+
+/// The request's band-math expression, parsed once.
+fn expression(req: &v1::GetTileRequest) -> Result<Option<std::sync::Arc<Expression>>, ServiceError> {
+    let expression = match req.expression.trim() {
+        "" => None,
+        text => {
+            if !req.bands.is_empty() {
+                return Err(ServiceError::invalid(
+                    "expression",
+                    "give either bands or an expression, not both (the expression names its bands)",
+                ));
+            }
+            let parsed = Expression::parse(text, &ExprLimits::default())
+                .map_err(|e| ServiceError::invalid("expression", format!("expression {e}")))?;
+            Some(std::sync::Arc::new(parsed))
+        }
+    };
+    Ok(expression)
 }
 
 /// The pixel selection method of a request.
@@ -271,40 +334,8 @@ impl TileRequest {
         let format = format(req.format, req.quality)?;
         let (resampling, reproject) = kernels(req)?;
         let buffer_halves = buffer_halves(req.buffer)?;
-        if size + buffer_halves > limits.max_tile_size {
-            return Err(ServiceError::invalid(
-                "buffer",
-                format!(
-                    "tile_size {size} plus buffer {} on each side is {} px, over --max-tile-size {}",
-                    req.buffer,
-                    size + buffer_halves,
-                    limits.max_tile_size
-                ),
-            ));
-        }
-        if req.padding > crate::worker::MAX_PADDING {
-            return Err(ServiceError::invalid(
-                "padding",
-                format!("padding={} is outside 0..={} pixels", req.padding, crate::worker::MAX_PADDING),
-            ));
-        }
-        if req.nodata.is_some_and(f64::is_infinite) {
-            return Err(ServiceError::invalid("nodata", "nodata must be a finite number or NaN"));
-        }
-        let expression = match req.expression.trim() {
-            "" => None,
-            text => {
-                if !req.bands.is_empty() {
-                    return Err(ServiceError::invalid(
-                        "expression",
-                        "give either bands or an expression, not both (the expression names its bands)",
-                    ));
-                }
-                let parsed = Expression::parse(text, &ExprLimits::default())
-                    .map_err(|e| ServiceError::invalid("expression", format!("expression {e}")))?;
-                Some(std::sync::Arc::new(parsed))
-            }
-        };
+        check_read_window(req, size, buffer_halves, limits)?;
+        let expression = expression(req)?;
         let selection = selection(req.pixel_selection)?;
         let rescale = req
             .rescale

@@ -263,7 +263,7 @@ async fn expressions_rescale_and_colormaps_match_rio_tiler() {
     };
     let cases = [
         Case { expression: "(b3-b1)/(b3+b1)", ..Case::new("ndvi-like expression") },
-        Case { expression: "b1*2;b2-b3;where(b1>b2,b1,b2)", ..Case::new("three-output expression") },
+        Case { expression: "b1/2;b2-b3;where(b1>b2,b1,b2)", ..Case::new("three-output expression") },
         Case {
             expression: "sqrt(b1)+log(b2+1)*2**2",
             selection: (P::Mean, "mean"),
