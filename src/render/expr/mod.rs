@@ -61,16 +61,23 @@
 //!   error here, where rio-tiler silently drops it. Hexadecimal and
 //!   `1_000` literals are not accepted.
 
+mod dtype;
 mod error;
 mod eval;
 mod func;
+mod kernels;
 mod lex;
 mod parse;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_dtype;
+mod typing;
 
+pub use dtype::ExprDtype;
 pub use error::{EvalError, ExprError, ExprErrorKind};
 
+use crate::render::{DataType, Raster};
 use parse::{BandRef, Node};
 
 /// Default for [`ExprLimits::max_len`]: bytes of expression text.
@@ -121,10 +128,32 @@ pub enum BandMasks<'a> {
 /// The result of [`Expression::evaluate`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation {
-    /// One band per `;` block, in order, after `nan_to_num`.
+    /// rio-tiler's dtype of the output array, the same for every band (see
+    /// [`Expression::output_dtype`]).
+    pub dtype: ExprDtype,
+    /// One band per `;` block, in order, after `nan_to_num`. Every value is a value of
+    /// `dtype` (0/1 for `bool`, an integer for `int32`, an `f32` for `float32`), so
+    /// converting it to [`ExprDtype::storage`] with `as` is exact (`int64` values are
+    /// exact up to ±2⁵³).
     pub bands: Vec<Vec<f64>>,
     /// 255 where every band the expression reads is valid, 0 elsewhere.
     pub mask: Vec<u8>,
+}
+
+impl Evaluation {
+    /// The output as a [`Raster`] of [`ExprDtype::storage`] type, `width * height`
+    /// pixels per band (the pixel count given to [`Expression::evaluate`]).
+    #[must_use]
+    pub fn into_raster(self, width: usize, height: usize) -> Raster {
+        let dtype = self.dtype.storage();
+        let mut pixels = Vec::with_capacity(self.bands.len() * width * height * dtype.size());
+        for band in &self.bands {
+            for &value in band {
+                pixels.extend_from_slice(&dtype.encode_value(value));
+            }
+        }
+        Raster { dtype, bands: self.bands.len(), width, height, pixels, mask: self.mask }
+    }
 }
 
 impl Expression {
@@ -206,10 +235,30 @@ impl Expression {
         }
     }
 
-    /// Evaluates every block over whole bands. `bands[i - 1]` holds band `i`; bands the
-    /// expression does not read may be empty slices. All bands read (and their masks)
-    /// must have the same length, which is the pixel count of the outputs.
-    pub fn evaluate(&self, bands: &[&[f64]], masks: BandMasks<'_>) -> Result<Evaluation, EvalError> {
+    /// rio-tiler's dtype of the output array for bands of type `input`: numexpr's type of
+    /// each block, then numpy's promotion of the blocks to one array (`b1>2` on `uint8`
+    /// is `bool`, `b1*2` `int32`, `b1/2` `float64`, `b1;b1/2` `float64`).
+    #[must_use]
+    pub fn output_dtype(&self, input: DataType) -> ExprDtype {
+        let band = ExprDtype::of_band(input);
+        self.blocks
+            .iter()
+            .map(|(_, node)| typing::annotate(node, band).dtype)
+            .reduce(ExprDtype::promote)
+            .unwrap_or(ExprDtype::Float64)
+    }
+
+    /// Evaluates every block over whole bands of type `input`, as numexpr computes them
+    /// in rio-tiler (see [`Expression::output_dtype`]). `bands[i - 1]` holds band `i`,
+    /// values of type `input`; bands the expression does not read may be empty slices.
+    /// All bands read (and their masks) must have the same length, which is the pixel
+    /// count of the outputs.
+    pub fn evaluate(
+        &self,
+        bands: &[&[f64]],
+        input: DataType,
+        masks: BandMasks<'_>,
+    ) -> Result<Evaluation, EvalError> {
         let used = self.bands();
         let mut pixels = None;
         for &band in &used {
@@ -237,8 +286,13 @@ impl Expression {
                 }
             }
         }
-        let outputs = self.blocks.iter().map(|(_, node)| eval::evaluate_node(node, bands, pixels)).collect();
-        Ok(Evaluation { bands: outputs, mask })
+        let band = ExprDtype::of_band(input);
+        let typed: Vec<_> = self.blocks.iter().map(|(_, node)| typing::annotate(node, band)).collect();
+        // Promotion to the common dtype never changes a value: every value of a block's
+        // dtype is a value of the promoted dtype.
+        let dtype = typed.iter().map(|t| t.dtype).reduce(ExprDtype::promote).unwrap_or(ExprDtype::Float64);
+        let outputs = typed.iter().map(|t| eval::evaluate_block(t, bands, pixels)).collect();
+        Ok(Evaluation { dtype, bands: outputs, mask })
     }
 }
 
