@@ -139,7 +139,7 @@ pub(crate) fn to_f32(value: f64) -> f64 {
 #[allow(clippy::cast_possible_truncation)]
 pub(crate) fn to_i32(value: f64) -> i32 {
     let truncated = value.trunc();
-    if truncated >= -2_147_483_648.0 && truncated <= 2_147_483_647.0 { truncated as i32 } else { i32::MIN }
+    if (-2_147_483_648.0..=2_147_483_647.0).contains(&truncated) { truncated as i32 } else { i32::MIN }
 }
 
 /// As [`to_i32`], for `int64`.
@@ -148,7 +148,7 @@ pub(crate) fn to_i32(value: f64) -> i32 {
 pub(crate) fn to_i64(value: f64) -> i64 {
     let truncated = value.trunc();
     // 2^63 is exactly representable; every f64 below it is within range.
-    if truncated >= -9_223_372_036_854_775_808.0 && truncated < 9_223_372_036_854_775_808.0 {
+    if (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&truncated) {
         truncated as i64
     } else {
         i64::MIN

@@ -369,11 +369,14 @@ fn storage_and_promotion_tables() {
 
 #[test]
 fn cast_follows_numpy_astype() {
-    assert_eq!(Int32.cast(-2.7), -2.0);
-    assert_eq!(Int32.cast(2.7), 2.0);
-    assert_eq!(Int32.cast(3e9), f64::from(i32::MIN));
-    assert_eq!(Float32.cast(0.1), f64::from(0.1_f32));
-    assert_eq!(Bool.cast(-0.5), 1.0);
-    assert_eq!(Bool.cast(0.0), 0.0);
-    assert_eq!(Int64.cast(-3e9 - 0.5), -3e9);
+    let got = vec![
+        Int32.cast(-2.7),
+        Int32.cast(2.7),
+        Int32.cast(3e9),
+        Float32.cast(0.1),
+        Bool.cast(-0.5),
+        Bool.cast(0.0),
+        Int64.cast(-3e9 - 0.5),
+    ];
+    assert_eq!(got, vec![-2.0, 2.0, f64::from(i32::MIN), f64::from(0.1_f32), 1.0, 0.0, -3e9]);
 }
