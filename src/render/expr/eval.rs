@@ -1,9 +1,13 @@
-//! Vectorised evaluation: each node is computed over the whole tile at once, into a
-//! fresh or reused buffer, never pixel by pixel through the tree. Constant sub-trees
-//! stay scalars, so `2**0.5*b1` multiplies one slice by one number.
+//! Vectorised evaluation of a [`Typed`] block: each node is computed over the whole
+//! tile at once, into a fresh or reused buffer, never pixel by pixel through the tree,
+//! with the kernel of the node's dtype (see [`super::kernels`]). Constant sub-trees stay
+//! scalars, so `2**0.5*b1` multiplies one slice by one number.
 
+use super::dtype::{ExprDtype, to_f32};
 use super::func::{Func, condition};
-use super::parse::{BinaryOp, Node, UnaryOp};
+use super::kernels;
+use super::parse::BinaryOp;
+use super::typing::{PowerChain, Typed, TypedNode};
 
 /// An intermediate result: a scalar, a borrowed input band, or an owned buffer that
 /// later operations may overwrite in place.
@@ -24,79 +28,99 @@ impl Value<'_> {
     }
 }
 
-/// Evaluates `node` into an output band of `pixels` values; every band it references
-/// is in `bands` with `pixels` values (checked by the caller).
-pub(crate) fn evaluate_node(node: &Node, bands: &[&[f64]], pixels: usize) -> Vec<f64> {
-    finish(eval(node, bands), pixels)
-}
-
-/// rio-tiler applies `numpy.nan_to_num` to every output band: NaN becomes 0 and
-/// ±infinity the largest finite value of the (here `f64`) type.
-fn finish(value: Value<'_>, pixels: usize) -> Vec<f64> {
-    let mut out = value.into_vec(pixels);
-    for v in &mut out {
-        if v.is_nan() {
-            *v = 0.0;
-        } else if *v == f64::INFINITY {
-            *v = f64::MAX;
-        } else if *v == f64::NEG_INFINITY {
-            *v = f64::MIN;
+/// Evaluates the block `typed` into an output band of `pixels` values in its dtype;
+/// every band it references is in `bands` with `pixels` values (checked by the caller).
+/// rio-tiler applies `numpy.nan_to_num` to every block, in the block's dtype.
+pub(crate) fn evaluate_block(typed: &Typed, bands: &[&[f64]], pixels: usize) -> Vec<f64> {
+    let mut out = eval(typed, bands).into_vec(pixels);
+    if matches!(typed.dtype, ExprDtype::Float32 | ExprDtype::Float64) {
+        for value in &mut out {
+            *value = typed.dtype.nan_to_num(*value);
         }
     }
     out
 }
 
-fn eval<'a>(node: &Node, bands: &[&'a [f64]]) -> Value<'a> {
-    match node {
-        Node::Number(v) => Value::Scalar(*v),
-        Node::Band(b) => Value::Borrowed(bands[*b as usize - 1]),
-        Node::Unary(op, operand) => {
-            let f: fn(f64) -> f64 = match op {
-                UnaryOp::Neg => |x| -x,
-                UnaryOp::Not => |x| condition(x == 0.0),
-            };
-            map1(eval(operand, bands), f)
+fn eval<'a>(typed: &Typed, bands: &[&'a [f64]]) -> Value<'a> {
+    match &typed.node {
+        TypedNode::Constant(value) => Value::Scalar(*value),
+        TypedNode::Band(b) => Value::Borrowed(bands[*b as usize - 1]),
+        TypedNode::Neg(operand) => map1(eval(operand, bands), kernels::neg(operand.dtype)),
+        TypedNode::Not(operand) => map1(eval(operand, bands), |x| condition(x == 0.0)),
+        TypedNode::Binary { op, compute, lhs, rhs } => {
+            map2(operand(lhs, *compute, bands), operand(rhs, *compute, bands), kernels::binary(*op, *compute))
         }
-        Node::Binary(op, lhs, rhs) => map2(eval(lhs, bands), eval(rhs, bands), binary_fn(*op)),
-        Node::Call(func, args) => call(*func, args, bands),
+        TypedNode::Power { base, chain } => power(eval(base, bands), base.dtype, *chain),
+        TypedNode::Call { func, compute, args } => call(*func, *compute, typed.dtype, args, bands),
+        TypedNode::Where(args) => {
+            let [cond, if_true, if_false] = &**args;
+            select(
+                eval(cond, bands),
+                operand(if_true, typed.dtype, bands),
+                operand(if_false, typed.dtype, bands),
+            )
+        }
     }
 }
 
-fn call<'a>(func: Func, args: &[Node], bands: &[&'a [f64]]) -> Value<'a> {
+/// `typed` evaluated and converted to `compute`: only an integer converted to `float32`
+/// changes (it is rounded); every other conversion numexpr makes is exact in `f64`.
+fn operand<'a>(typed: &Typed, compute: ExprDtype, bands: &[&'a [f64]]) -> Value<'a> {
+    let value = eval(typed, bands);
+    if compute == ExprDtype::Float32 && typed.dtype.is_integer() { map1(value, to_f32) } else { value }
+}
+
+/// A function computed in `f64` on operands converted to `compute`, rounded to `f32`
+/// when the result is `float32` (numexpr calls the C `float` function there, which may
+/// differ in the last bit for transcendental functions).
+fn call<'a>(
+    func: Func,
+    compute: ExprDtype,
+    result: ExprDtype,
+    args: &[Typed],
+    bands: &[&'a [f64]],
+) -> Value<'a> {
+    let round = result == ExprDtype::Float32;
     if let (Some(f), [x]) = (func.unary(), args) {
-        return map1(eval(x, bands), f);
+        let x = operand(x, compute, bands);
+        return if round { map1(x, move |v| to_f32(f(v))) } else { map1(x, f) };
     }
-    if let (Some(f), [a, b]) = (func.binary(), args) {
-        return map2(eval(a, bands), eval(b, bands), f);
-    }
-    // `where` is the only three-argument function; the parser checked the arity.
-    let [c, a, b] = args else { unreachable!("parser admits only functions with known arity") };
-    select(eval(c, bands), eval(a, bands), eval(b, bands))
+    let (Some(f), [a, b]) = (func.binary(), args) else {
+        unreachable!("where is typed apart and the parser checked the arity")
+    };
+    let (a, b) = (operand(a, compute, bands), operand(b, compute, bands));
+    if round { map2(a, b, move |x, y| to_f32(f(x, y))) } else { map2(a, b, f) }
 }
 
-// `==` and `!=` compare exactly, as numpy does; a tolerance would change results.
-#[allow(clippy::float_cmp)]
-fn binary_fn(op: BinaryOp) -> fn(f64, f64) -> f64 {
-    match op {
-        BinaryOp::Add => |a, b| a + b,
-        BinaryOp::Sub => |a, b| a - b,
-        BinaryOp::Mul => |a, b| a * b,
-        BinaryOp::Div => |a, b| a / b,
-        // numexpr's double kernels: floor(a/b) and a - floor(a/b)*b (Python's sign
-        // convention; division by zero gives ±inf and NaN).
-        BinaryOp::FloorDiv => |a, b| (a / b).floor(),
-        BinaryOp::Mod => |a, b| a - (a / b).floor() * b,
-        BinaryOp::Pow => f64::powf,
-        BinaryOp::Lt => |a, b| condition(a < b),
-        BinaryOp::Le => |a, b| condition(a <= b),
-        BinaryOp::Gt => |a, b| condition(a > b),
-        BinaryOp::Ge => |a, b| condition(a >= b),
-        BinaryOp::Eq => |a, b| condition(a == b),
-        BinaryOp::Ne => |a, b| condition(a != b),
-        BinaryOp::And => |a, b| condition(a != 0.0 && b != 0.0),
-        BinaryOp::Or => |a, b| condition(a != 0.0 || b != 0.0),
-        BinaryOp::Xor => |a, b| condition((a != 0.0) != (b != 0.0)),
-    }
+/// `x ** c` as numexpr expands it (see [`PowerChain`]): binary exponentiation by
+/// repeated multiplication in `x`'s dtype (so `int32` powers wrap), then `* sqrt(x)`,
+/// then `1 / …`.
+fn power(base: Value<'_>, dtype: ExprDtype, chain: PowerChain) -> Value<'_> {
+    let mul = kernels::binary(BinaryOp::Mul, dtype);
+    let product_mul = kernels::binary(BinaryOp::Mul, chain.product);
+    let reciprocal = chain.reciprocal.map(|quotient| kernels::binary(BinaryOp::Div, quotient));
+    map1(base, move |x| {
+        let mut result: Option<f64> = None;
+        let mut square = x;
+        let mut bit = 1;
+        loop {
+            if chain.count & bit != 0 {
+                result = Some(result.map_or(square, |r| mul(r, square)));
+            }
+            bit <<= 1;
+            if bit > chain.count {
+                break;
+            }
+            square = mul(square, square);
+        }
+        if let Some(sqrt) = chain.sqrt {
+            let root = if sqrt == ExprDtype::Float32 { to_f32(x.sqrt()) } else { x.sqrt() };
+            result = Some(result.map_or(root, |r| product_mul(r, root)));
+        }
+        // `x ** 0` is numexpr's `ones_like(x)`.
+        let result = result.unwrap_or(1.0);
+        reciprocal.map_or(result, |div| div(1.0, result))
+    })
 }
 
 /// A read-only look at a [`Value`].
@@ -133,7 +157,7 @@ impl Value<'_> {
     }
 }
 
-fn map1(operand: Value<'_>, op: fn(f64) -> f64) -> Value<'_> {
+fn map1(operand: Value<'_>, op: impl Fn(f64) -> f64) -> Value<'_> {
     match operand {
         Value::Scalar(value) => Value::Scalar(op(value)),
         Value::Borrowed(values) => Value::Owned(values.iter().map(|&value| op(value)).collect()),
@@ -163,11 +187,11 @@ fn combine_into(out: &mut [f64], other: View<'_>, op: impl Fn(f64, f64) -> f64) 
 }
 
 /// Applies `op` pixel by pixel, writing into an owned operand's buffer when there is one.
-fn map2<'a>(lhs: Value<'a>, rhs: Value<'a>, op: fn(f64, f64) -> f64) -> Value<'a> {
+fn map2<'a>(lhs: Value<'a>, rhs: Value<'a>, op: impl Fn(f64, f64) -> f64) -> Value<'a> {
     match (lhs, rhs) {
         (Value::Scalar(left), Value::Scalar(right)) => Value::Scalar(op(left, right)),
         (Value::Owned(mut out), rhs) => {
-            combine_into(&mut out, rhs.view(), op);
+            combine_into(&mut out, rhs.view(), &op);
             Value::Owned(out)
         }
         (lhs, Value::Owned(mut out)) => {
@@ -177,7 +201,7 @@ fn map2<'a>(lhs: Value<'a>, rhs: Value<'a>, op: fn(f64, f64) -> f64) -> Value<'a
         (lhs, rhs) => {
             let pixels = lhs.len().or(rhs.len()).unwrap_or(0);
             let mut out = lhs.into_vec(pixels);
-            combine_into(&mut out, rhs.view(), op);
+            combine_into(&mut out, rhs.view(), &op);
             Value::Owned(out)
         }
     }

@@ -7,7 +7,11 @@ use super::error::ExprError;
 /// A token's meaning.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Tok {
-    Num(f64),
+    /// A number; `integer` when written without `.` or exponent (a Python `int`).
+    Num {
+        value: f64,
+        integer: bool,
+    },
     Name(String),
     Op(&'static str),
     LParen,
@@ -46,8 +50,9 @@ pub(crate) fn tokenize(text: &str, start: usize, end: usize) -> Result<Vec<Token
             || (c == b'.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) && i + 1 < end)
         {
             let (value, next) = lex_number(text, i, end)?;
+            let integer = text.as_bytes()[i..next].iter().all(u8::is_ascii_digit);
             i = next;
-            Tok::Num(value)
+            Tok::Num { value, integer }
         } else if c.is_ascii_alphabetic() || c == b'_' {
             let mut j = i;
             while j < end && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_') {
@@ -141,7 +146,7 @@ fn lex_number(text: &str, start: usize, end: usize) -> Result<(f64, usize), Expr
 /// A token as error messages name it.
 pub(crate) fn describe(tok: &Tok) -> String {
     match tok {
-        Tok::Num(v) => format!("number {v}"),
+        Tok::Num { value, .. } => format!("number {value}"),
         Tok::Name(n) => format!("'{n}'"),
         Tok::Op(op) => format!("'{op}'"),
         Tok::LParen => "'('".to_string(),

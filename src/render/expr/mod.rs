@@ -7,8 +7,10 @@
 //! `;`-separated block, bounded by [`ExprLimits`]; every mistake comes back as an
 //! [`ExprError`] pointing at a byte of the text. Once the asset is known,
 //! [`Expression::check_bands`] rejects references beyond its band count. Evaluation
-//! ([`Expression::evaluate`]) walks each tree once, computing every node over the whole
-//! tile (`&[f64]` slices), and returns one `f64` band per block plus the output mask.
+//! ([`Expression::evaluate`]) first types each tree for the asset's data type as
+//! numexpr would (`typing`), then walks it once, computing every node over the whole
+//! tile (`&[f64]` slices) with the kernel of the node's dtype (`kernels`), and returns
+//! one band per block in rio-tiler's output dtype ([`ExprDtype`]) plus the output mask.
 //!
 //! # Language (as rio-tiler 9.4.12 evaluates it with numexpr, Python's grammar)
 //!
@@ -22,8 +24,9 @@
 //! - Conditions (comparisons, `&`, `|`, `^`, `~`, `isnan`…) are 0.0 / 1.0 and count as
 //!   numbers in arithmetic. Between two conditions `+` is "or" and `*` is "and" (numexpr's
 //!   boolean rules) while `-`, `//`, `%`, `**` are refused, as numexpr refuses them.
-//! - `/` is true division; `//` is `floor(a/b)` and `%` is `a - floor(a/b)*b` (numexpr's
-//!   float kernels, so `-7 % 3 == 2`).
+//! - `/` is true division (`float64` for integers); `//` is `floor(a/b)` and `%` is
+//!   `a - floor(a/b)*b` (numexpr's float kernels, so `-7 % 3 == 2`); between integers
+//!   they are integer operations with the same signs, and 0 for a division by zero.
 //! - Functions (numexpr's names): `abs sqrt exp expm1 log` (natural) `log10 log1p log2
 //!   sin cos tan arcsin arccos arctan arctan2(y, x) sinh cosh tanh arcsinh arccosh
 //!   arctanh floor ceil round` (half to even) `trunc sign fmod(x, y) hypot(x, y)
@@ -32,45 +35,85 @@
 //! - Blocks are separated by `;`; one trailing `;` is allowed, an empty block elsewhere
 //!   is an error. Whitespace (space, tab, newline) may appear anywhere between tokens.
 //!
-//! # Results
+//! # Results and their data type
 //!
-//! As in rio-tiler, every output band goes through `numpy.nan_to_num`: NaN becomes 0,
-//! +inf becomes `f64::MAX`, -inf `f64::MIN` (so `0/0 → 0`, `1/0 → f64::MAX`,
-//! `log(0) → f64::MIN`). A caller that stores `f32` must clamp to the `f32` range
-//! (Rust's `as f32` would turn `f64::MAX` back into infinity); that gives exactly
-//! rio-tiler's float32 `nan_to_num`. The output mask is rio-tiler's
-//! `logical_or.reduce` of the masks of every band the expression reads, the same mask
-//! for all output bands: a pixel is valid only where all referenced bands are valid.
+//! rio-tiler evaluates each block with numexpr, whose types depend on the bands' type:
+//! `uint8`, `uint16`, `int16` and `int32` bands are computed as `int32`, `uint32` as
+//! `int64`, `float32` as `float32` and `float64` as `float64`; see `typing.rs` for the
+//! rules (`b1*2` on `uint8` is `int32`, `b1/2` `float64`, `b1>2` `bool`, `sqrt(b1)`
+//! `float64`, and on `float32` bands `b1*2` is `float32` but `b1*0.5` `float64`). Tessera
+//! computes the same way: `int32` and `int64` arithmetic wraps on overflow (`b1*b2` on
+//! `uint16` 65535 × 65535 is -131071), integer `//` and `%` by zero give 0, and
+//! `float32` results are rounded to `float32` after each operation.
+//! [`Expression::output_dtype`] gives the dtype of the whole output without evaluating.
+//!
+//! Every block then goes through `numpy.nan_to_num` in its own dtype: NaN becomes 0,
+//! ±inf the largest finite value (`f64::MAX` for `float64`, `f32::MAX` for `float32`),
+//! so `0/0 → 0`, `1/0 → f64::MAX`, `log(0) → f64::MIN`. rio-tiler stacks the blocks into
+//! one array, promoted with numpy's rules to one dtype (`bool` and `int32` → `int32`,
+//! `int32` and `float32` → `float64`); no value changes in that promotion. The output
+//! mask is rio-tiler's `logical_or.reduce` of the masks of every band the expression
+//! reads, the same mask for all output bands: a pixel is valid only where all
+//! referenced bands are valid.
+//!
+//! Tessera has no `bool` or `int64` raster type. [`ExprDtype::storage`] maps the output
+//! dtype to the type Tessera stores:
+//!
+//! | rio-tiler dtype | Tessera [`DataType`] | values |
+//! |---|---|---|
+//! | `bool` | `U8` | 0 / 1 |
+//! | `int32` | `I32` | exact |
+//! | `int64` | `F64` | exact up to ±2⁵³ |
+//! | `float32` | `F32` | exact |
+//! | `float64` | `F64` | exact |
+//!
+//! [`Evaluation::into_raster`] encodes the output that way.
 //!
 //! # Deliberate differences from rio-tiler
 //!
-//! - Outputs are always `f64`; rio-tiler's dtype follows numexpr's casting (int32 for
-//!   integer-only arithmetic on integer bands, bool for conditions only, float32 or
-//!   float64 otherwise). The caller chooses the stored data type.
-//! - Arithmetic is `f64` throughout. numexpr computes integer bands in int32 (which
-//!   can wrap, e.g. `b1*b2` on large uint16 values) and float32 bands in float32; integer
-//!   `//` and `%` by zero give 0 there but ±`f64::MAX` / 0 here, and `b1**-1` on integer
-//!   bands is an error there but `1/b1` here.
+//! - `bool` outputs are stored as `uint8` and `int64` outputs as `float64` (above).
+//! - `int64` arithmetic (on `uint32` bands) keeps its values in `f64`: each operation is
+//!   exact in 64 bits, but a result beyond ±2⁵³ is rounded before the next one, and
+//!   `b1**b2` uses `f64` where numexpr uses `long double`.
+//! - `float32` transcendental functions (`exp`, `sin`, `log`, `**` with a non-constant
+//!   or fractional exponent, …) are computed in `f64` and rounded, which may differ in
+//!   the last bit from the C `float` functions numexpr calls. `+ - * / sqrt` are exact.
+//! - An integer band to a negative integer constant (`b1**-1` on `uint8`) is an error in
+//!   numexpr; here it is `b1**-1.0`, `float64`. An integer to a negative integer band
+//!   value (`b1**b2`) is `1/b1` in integers, and 0 where `b1` is 0 (numexpr crashes).
 //! - `min(a, b)` / `max(a, b)` are elementwise (aliases of `minimum` / `maximum`, NaN
 //!   propagating); in numexpr they are whole-array reductions that fail with two
 //!   arguments.
 //! - `&`, `|`, `^`, `~` work on conditions only (no bitwise integer arithmetic).
+//! - Sub-expressions of literals only are computed as Python would, in `f64`: `7//2` is
+//!   the integer 3, `1/2` the float 0.5. Python's errors there (`1/0`, `(-8)**0.5`
+//!   giving a complex number, integers beyond 64 bits) are not reproduced, and two
+//!   literal conditions added or multiplied (`(1<2)+(1<2)`) are a condition, not
+//!   Python's integer 2.
 //! - Chained comparisons (`1 < b1 < 3`) are an error in both, with a clearer message here.
 //! - Leading spaces in a block (`b1; b2`) and newlines are accepted (Python's parser
 //!   rejects them in rio-tiler). An empty or blank block between two `;` (`b1;;b2`) is an
 //!   error here, where rio-tiler silently drops it. Hexadecimal and
-//!   `1_000` literals are not accepted.
+//!   `1_000` literals are not accepted. A block of literals only (`b1;2`) is one value
+//!   repeated over the tile, where rio-tiler fails to stack it with the other blocks.
 
+mod dtype;
 mod error;
 mod eval;
 mod func;
+mod kernels;
 mod lex;
 mod parse;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_dtype;
+mod typing;
 
+pub use dtype::ExprDtype;
 pub use error::{EvalError, ExprError, ExprErrorKind};
 
+use crate::render::{DataType, Raster};
 use parse::{BandRef, Node};
 
 /// Default for [`ExprLimits::max_len`]: bytes of expression text.
@@ -121,10 +164,32 @@ pub enum BandMasks<'a> {
 /// The result of [`Expression::evaluate`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation {
-    /// One band per `;` block, in order, after `nan_to_num`.
+    /// rio-tiler's dtype of the output array, the same for every band (see
+    /// [`Expression::output_dtype`]).
+    pub dtype: ExprDtype,
+    /// One band per `;` block, in order, after `nan_to_num`. Every value is a value of
+    /// `dtype` (0/1 for `bool`, an integer for `int32`, an `f32` for `float32`), so
+    /// converting it to [`ExprDtype::storage`] with `as` is exact (`int64` values are
+    /// exact up to ±2⁵³).
     pub bands: Vec<Vec<f64>>,
     /// 255 where every band the expression reads is valid, 0 elsewhere.
     pub mask: Vec<u8>,
+}
+
+impl Evaluation {
+    /// The output as a [`Raster`] of [`ExprDtype::storage`] type, `width * height`
+    /// pixels per band (the pixel count given to [`Expression::evaluate`]).
+    #[must_use]
+    pub fn into_raster(self, width: usize, height: usize) -> Raster {
+        let dtype = self.dtype.storage();
+        let mut pixels = Vec::with_capacity(self.bands.len() * width * height * dtype.size());
+        for band in &self.bands {
+            for &value in band {
+                pixels.extend_from_slice(&dtype.encode_value(value));
+            }
+        }
+        Raster { dtype, bands: self.bands.len(), width, height, pixels, mask: self.mask }
+    }
 }
 
 impl Expression {
@@ -206,10 +271,30 @@ impl Expression {
         }
     }
 
-    /// Evaluates every block over whole bands. `bands[i - 1]` holds band `i`; bands the
-    /// expression does not read may be empty slices. All bands read (and their masks)
-    /// must have the same length, which is the pixel count of the outputs.
-    pub fn evaluate(&self, bands: &[&[f64]], masks: BandMasks<'_>) -> Result<Evaluation, EvalError> {
+    /// rio-tiler's dtype of the output array for bands of type `input`: numexpr's type of
+    /// each block, then numpy's promotion of the blocks to one array (`b1>2` on `uint8`
+    /// is `bool`, `b1*2` `int32`, `b1/2` `float64`, `b1;b1/2` `float64`).
+    #[must_use]
+    pub fn output_dtype(&self, input: DataType) -> ExprDtype {
+        let band = ExprDtype::of_band(input);
+        self.blocks
+            .iter()
+            .map(|(_, node)| typing::annotate(node, band).dtype)
+            .reduce(ExprDtype::promote)
+            .unwrap_or(ExprDtype::Float64)
+    }
+
+    /// Evaluates every block over whole bands of type `input`, as numexpr computes them
+    /// in rio-tiler (see [`Expression::output_dtype`]). `bands[i - 1]` holds band `i`,
+    /// values of type `input`; bands the expression does not read may be empty slices.
+    /// All bands read (and their masks) must have the same length, which is the pixel
+    /// count of the outputs.
+    pub fn evaluate(
+        &self,
+        bands: &[&[f64]],
+        input: DataType,
+        masks: BandMasks<'_>,
+    ) -> Result<Evaluation, EvalError> {
         let used = self.bands();
         let mut pixels = None;
         for &band in &used {
@@ -237,8 +322,13 @@ impl Expression {
                 }
             }
         }
-        let outputs = self.blocks.iter().map(|(_, node)| eval::evaluate_node(node, bands, pixels)).collect();
-        Ok(Evaluation { bands: outputs, mask })
+        let band = ExprDtype::of_band(input);
+        let typed: Vec<_> = self.blocks.iter().map(|(_, node)| typing::annotate(node, band)).collect();
+        // Promotion to the common dtype never changes a value: every value of a block's
+        // dtype is a value of the promoted dtype.
+        let dtype = typed.iter().map(|t| t.dtype).reduce(ExprDtype::promote).unwrap_or(ExprDtype::Float64);
+        let outputs = typed.iter().map(|t| eval::evaluate_block(t, bands, pixels)).collect();
+        Ok(Evaluation { dtype, bands: outputs, mask })
     }
 }
 

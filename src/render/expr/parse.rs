@@ -10,8 +10,9 @@ use super::lex::{Tok, Token, describe, tokenize};
 /// A node of a parsed block. Conditions evaluate to 0.0 / 1.0.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Node {
-    /// A literal.
-    Number(f64),
+    /// A literal. `integer` keeps Python's `int` (`2`) apart from `float` (`2.0`):
+    /// numexpr types them differently (see [`super::typing`]).
+    Number { value: f64, integer: bool },
     /// A 1-based band.
     Band(u32),
     /// `-x` (numbers) or `~x` (conditions).
@@ -317,7 +318,7 @@ impl Parser<'_> {
     fn primary(&mut self, depth: usize) -> Parsed {
         let token = self.advance();
         match token.tok {
-            Tok::Num(value) => Ok((Node::Number(value), Kind::Number)),
+            Tok::Num { value, integer } => Ok((Node::Number { value, integer }, Kind::Number)),
             Tok::LParen => {
                 let inner_depth = self.deeper(depth, token.position)?;
                 if matches!(self.peek().tok, Tok::RParen) {

@@ -4,6 +4,7 @@
 //! and for masks with `ImageData(MaskedArray(...), band_names=[...]).apply_expression`.
 
 use super::*;
+use crate::render::DataType;
 
 const MAX: f64 = f64::MAX;
 const NAN: f64 = f64::NAN;
@@ -18,7 +19,7 @@ fn parse(text: &str) -> Result<Expression, ExprError> {
 
 fn eval(text: &str) -> Vec<Vec<f64>> {
     let expr = parse(text).unwrap();
-    expr.evaluate(&[&B1, &B2, &B3], BandMasks::Shared(&ALL_VALID)).unwrap().bands
+    expr.evaluate(&[&B1, &B2, &B3], DataType::F64, BandMasks::Shared(&ALL_VALID)).unwrap().bands
 }
 
 /// Equal up to a few ulp: the last bit of transcendental functions may differ between
@@ -151,7 +152,7 @@ fn precedence_and_associativity_follow_python() {
     let b2 = [2.0];
     for (text, expected) in cases {
         let expr = parse(text).unwrap();
-        let got = expr.evaluate(&[&b1, &b2], BandMasks::Shared(&[255])).unwrap().bands;
+        let got = expr.evaluate(&[&b1, &b2], DataType::F64, BandMasks::Shared(&[255])).unwrap().bands;
         assert_eq!(got, vec![vec![*expected]], "{text}");
     }
 }
@@ -159,7 +160,8 @@ fn precedence_and_associativity_follow_python() {
 #[test]
 fn shared_mask_is_copied_to_the_output() {
     let expr = parse("b1+b2;b2").unwrap();
-    let out = expr.evaluate(&[&B1, &B2], BandMasks::Shared(&[255, 0, 7, 255, 0, 255])).unwrap();
+    let out =
+        expr.evaluate(&[&B1, &B2], DataType::F64, BandMasks::Shared(&[255, 0, 7, 255, 0, 255])).unwrap();
     assert_eq!(out.mask, vec![255, 0, 255, 255, 0, 255]);
     assert_eq!(out.bands.len(), 2);
 }
@@ -174,7 +176,7 @@ fn output_is_masked_where_any_referenced_band_is_masked() {
     let b3 = [10.0, 20.0, 30.0, 40.0];
     let masks: [&[u8]; 3] = [&[255, 0, 255, 255], &[0, 0, 0, 0], &[255, 255, 0, 255]];
     let expr = parse("b1+b3;b3*2").unwrap();
-    let out = expr.evaluate(&[&b1, &[], &b3], BandMasks::PerBand(&masks)).unwrap();
+    let out = expr.evaluate(&[&b1, &[], &b3], DataType::F64, BandMasks::PerBand(&masks)).unwrap();
     assert_eq!(out.bands, vec![vec![11.0, 22.0, 33.0, 44.0], vec![20.0, 40.0, 60.0, 80.0]]);
     assert_eq!(out.mask, vec![255, 0, 0, 255]);
 }
@@ -183,20 +185,20 @@ fn output_is_masked_where_any_referenced_band_is_masked() {
 fn evaluate_reports_inputs_that_do_not_fit() {
     let expr = parse("b1+b3").unwrap();
     assert_eq!(
-        expr.evaluate(&[&B1, &B2], BandMasks::Shared(&ALL_VALID)),
+        expr.evaluate(&[&B1, &B2], DataType::F64, BandMasks::Shared(&ALL_VALID)),
         Err(EvalError::MissingBand { band: 3, available: 2 })
     );
     assert_eq!(
-        expr.evaluate(&[&B1, &B2, &[1.0]], BandMasks::Shared(&ALL_VALID)),
+        expr.evaluate(&[&B1, &B2, &[1.0]], DataType::F64, BandMasks::Shared(&ALL_VALID)),
         Err(EvalError::LengthMismatch { what: "band b3".to_string(), len: 1, expected: 6 })
     );
     assert_eq!(
-        expr.evaluate(&[&B1, &B2, &B3], BandMasks::Shared(&[255])),
+        expr.evaluate(&[&B1, &B2, &B3], DataType::F64, BandMasks::Shared(&[255])),
         Err(EvalError::LengthMismatch { what: "the shared mask".to_string(), len: 1, expected: 6 })
     );
     let masks: [&[u8]; 1] = [&ALL_VALID];
     assert_eq!(
-        expr.evaluate(&[&B1, &B2, &B3], BandMasks::PerBand(&masks)),
+        expr.evaluate(&[&B1, &B2, &B3], DataType::F64, BandMasks::PerBand(&masks)),
         Err(EvalError::MissingMask { band: 3, available: 1 })
     );
 }
