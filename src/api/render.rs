@@ -181,7 +181,8 @@ fn checked_raster(r: ReadResult, req: &TileRequest, plan: &Plan) -> Option<Raste
     .then_some(raster)
 }
 
-/// An asset's raster after the request's expression (float64 bands, one per block), or
+/// An asset's raster after the request's expression (one band per block, in the type
+/// rio-tiler's numexpr gives the result), or
 /// unchanged without one. `plan.read_bands` says which band each raster band is.
 fn apply_expression(raster: Raster, req: &TileRequest, plan: &Plan) -> Result<Raster, ServiceError> {
     let Some(expression) = &req.expression else { return Ok(raster) };
@@ -193,16 +194,9 @@ fn apply_expression(raster: Raster, req: &TileRequest, plan: &Plan) -> Result<Ra
     }
     let views: Vec<&[f64]> = planes.iter().map(Vec::as_slice).collect();
     let result = expression
-        .evaluate(&views, BandMasks::Shared(&raster.mask))
+        .evaluate(&views, raster.dtype, BandMasks::Shared(&raster.mask))
         .map_err(|e| ServiceError::Internal(format!("expression: {e}")))?;
-    Ok(Raster {
-        dtype: DataType::F64,
-        bands: result.bands.len(),
-        width: raster.width,
-        height: raster.height,
-        pixels: result.bands.iter().flatten().flat_map(|v| v.to_ne_bytes()).collect(),
-        mask: result.mask,
-    })
+    Ok(result.into_raster(raster.width, raster.height))
 }
 
 /// Whether an error concerns one asset only (the tile can go on without it), as opposed
@@ -405,7 +399,7 @@ impl TileRenderer {
             check_compatible(req, &req.assets[*i].name, info, &req.assets[reference_index].name, &reference)?;
         }
         let (read_bands, read_band_count, selected) = match &req.expression {
-            Some(e) => (e.bands(), e.bands().len(), (DataType::F64, e.outputs())),
+            Some(e) => (e.bands(), e.bands().len(), (e.output_dtype(reference.dtype).storage(), e.outputs())),
             None if req.bands.is_empty() => {
                 (Vec::new(), reference.data_bands, (reference.dtype, reference.data_bands))
             }

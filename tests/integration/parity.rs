@@ -265,6 +265,16 @@ async fn expressions_rescale_and_colormaps_match_rio_tiler() {
         Case { expression: "(b3-b1)/(b3+b1)", ..Case::new("ndvi-like expression") },
         Case { expression: "b1/2;b2-b3;where(b1>b2,b1,b2)", ..Case::new("three-output expression") },
         Case {
+            expression: "b1*2;b2-b3;where(b1>b2,b1,b2)",
+            selection: (P::Mean, "mean"),
+            ..Case::new("int32 expression, mean")
+        },
+        Case {
+            expression: "where(b1>100,b2,b3)",
+            selection: (P::Median, "median"),
+            ..Case::new("where, median")
+        },
+        Case {
             expression: "sqrt(b1)+log(b2+1)*2**2",
             selection: (P::Mean, "mean"),
             ..Case::new("functions, mean of expressions")
