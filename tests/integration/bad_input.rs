@@ -217,3 +217,97 @@ async fn asset_paths_that_escape_the_data_directory_are_permission_denied() {
 
     assert_serves_a_good_tile(&server).await;
 }
+
+/// Bad rendering options over gRPC: expressions with the column of the mistake, and
+/// the other options naming what is allowed. Each exact message, code and field.
+#[tokio::test]
+async fn bad_rendering_options_name_the_field_and_the_position() {
+    let server = Server::start();
+    let mut client = server.client().await;
+    let with = |f: &dyn Fn(&mut v1::GetTileRequest)| {
+        let mut r = tile_request(12, 1194, 1551, &[GOOD_ASSET]);
+        f(&mut r);
+        r
+    };
+    let expression = |text: &'static str| move |r: &mut v1::GetTileRequest| r.expression = text.into();
+    let cases: Vec<(&str, v1::GetTileRequest, &str, &str)> = vec![
+        ("unclosed", with(&expression("(b1+b2")), "expression", "at column 7 (1-based)"),
+        ("trailing operator", with(&expression("b1+")), "expression", "at column 4 (1-based)"),
+        ("unknown function", with(&expression("b1+foo(b2)")), "expression", "at column 4 (1-based)"),
+        ("unknown name", with(&expression("b1*c2")), "expression", "at column 4 (1-based)"),
+        ("band 0", with(&expression("b0+1")), "expression", "at column 1 (1-based)"),
+        ("second block", with(&expression("b1;b2+*b3")), "expression", "at column 7 (1-based)"),
+        ("band beyond the asset", with(&expression("b1+b4")), "expression", "at column 4 (1-based)"),
+        ("too long", with(&|r| r.expression = "b1+".repeat(400) + "b1"), "expression", "1024"),
+        (
+            "expression and bands",
+            with(&|r| {
+                r.expression = "b1".into();
+                r.bands = vec![1];
+            }),
+            "expression",
+            "not both",
+        ),
+        (
+            "inverted rescale",
+            with(&|r| r.rescale = vec![v1::RescaleRange { min: 5.0, max: 1.0 }]),
+            "rescale",
+            "min must be less than max",
+        ),
+        (
+            "rescale count",
+            with(&|r| r.rescale = vec![v1::RescaleRange { min: 0.0, max: 1.0 }; 2]),
+            "rescale",
+            "2 rescale ranges for 3 bands",
+        ),
+        (
+            "colormap on 3 bands",
+            with(&|r| r.colormap = Some(v1::get_tile_request::Colormap::ColormapName("viridis".into()))),
+            "colormap",
+            "a colormap applies to one band; the tile has 3",
+        ),
+        (
+            "unknown colormap",
+            with(&|r| {
+                r.expression = "b1".into();
+                r.colormap = Some(v1::get_tile_request::Colormap::ColormapName("Viridis".into()));
+            }),
+            "colormap",
+            "did you mean viridis",
+        ),
+        ("buffer", with(&|r| r.buffer = 0.3), "buffer", "must be a multiple of 0.5"),
+        ("padding", with(&|r| r.padding = 65), "padding", "padding=65 is outside 0..=64"),
+        (
+            "warp-only read kernel",
+            with(&|r| r.resampling = v1::Resampling::Max as i32),
+            "resampling",
+            "ask for it as reproject",
+        ),
+        (
+            "read-only warp kernel",
+            with(&|r| r.reproject = v1::Resampling::Gauss as i32),
+            "reproject",
+            "not a warp kernel",
+        ),
+        (
+            "lastbandlow on one band",
+            with(&|r| {
+                r.bands = vec![1];
+                r.pixel_selection = v1::PixelSelection::Lastbandlow as i32;
+            }),
+            "pixel_selection",
+            "needs at least 2 bands",
+        ),
+        (
+            "unknown selection",
+            with(&|r| r.pixel_selection = 42),
+            "pixel_selection",
+            "pixel_selection=42 is not a known value",
+        ),
+    ];
+    for (label, request, field, fragment) in cases {
+        let status = tile_error(&mut client, label, request).await;
+        assert_invalid(label, &status, field, fragment);
+    }
+    assert_serves_a_good_tile(&server).await;
+}
