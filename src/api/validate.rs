@@ -96,7 +96,7 @@ impl TileRequest {
 }
 
 /// The kernels every field takes, for messages.
-const KERNELS: &str = "nearest, bilinear, cubic, cubic_spline, lanczos, average, mode, gauss, rms (read or warp: max, min, med, q1, q3, sum as reproject only; gauss as resampling only)";
+const KERNELS: &str = "nearest, bilinear, cubic, cubic_spline, lanczos, average, mode, rms; gauss (resampling only); max, min, med, q1, q3, sum (reproject only)";
 
 /// A public kernel as the worker protocol names it (`Unspecified` stays unspecified).
 fn kernel(field: &'static str, value: i32) -> Result<worker::Resampling, ServiceError> {

@@ -112,7 +112,12 @@ async fn malformed_requests_are_invalid_argument_naming_the_field() {
     let mut request = tile_request(12, 1194, 1551, &[GOOD_ASSET]);
     request.tile_matrix_set = "EuropeanETRS89LAEAQuad".into();
     let status = tile_error(&mut client, "unknown tile matrix set", request).await;
-    assert_invalid("unknown tile matrix set", &status, "tile_matrix_set", "is not supported");
+    assert_invalid(
+        "unknown tile matrix set",
+        &status,
+        "tile_matrix_set",
+        "is not served here; use one of WebMercatorQuad, WorldCRS84Quad",
+    );
     assert!(status.message().contains("EuropeanETRS89LAEAQuad"), "{:?}", status.message());
 
     let mut request = tile_request(12, 1194, 1551, &[GOOD_ASSET]);

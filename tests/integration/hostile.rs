@@ -267,7 +267,7 @@ fn catalogue(truncated_tile: (u32, u32)) -> Vec<Case> {
         ),
         // Enumerations and names.
         case("format 99", good_with(|r| r.format = 99), IA, "format=99 is not a known value"),
-        case("resampling -1", good_with(|r| r.resampling = -1), IA, "resampling=-1 is not a known value"),
+        case("resampling -1", good_with(|r| r.resampling = -1), IA, "resampling=-1 is not a known kernel"),
         case(
             "pixel_selection 42",
             good_with(|r| r.pixel_selection = 42),
@@ -278,7 +278,7 @@ fn catalogue(truncated_tile: (u32, u32)) -> Vec<Case> {
             "tile matrix set path",
             good_with(|r| r.tile_matrix_set = "../../etc/passwd".into()),
             IA,
-            "is not supported",
+            "tile matrix set '../../etc/passwd' is not served here",
         ),
         case("quality 101", good_with(|r| r.quality = 101), IA, "quality=101 is outside 1..=100"),
         // Batches.
