@@ -18,7 +18,7 @@ use gdal::{
 
 use super::{
     grid::Window,
-    read::{JobError, data_bands, data_type},
+    read::{JobError, data_bands, data_type, first_band},
     read_plan::gdal_name,
 };
 use crate::pb::worker::{DataType, ErrorKind, Resampling};
@@ -210,15 +210,7 @@ pub fn read_masked(
     shape: ReadShape,
     nodata_override: Option<f64>,
 ) -> Result<MaskedPixels, JobError> {
-    let first_band =
-        ds.rasterband(1).map_err(|e| JobError::gdal(ErrorKind::Unreadable, "cannot read band 1", e))?;
-    let gdal_type = first_band.band_type();
-    let Some((dtype, type_size)) = data_type(gdal_type) else {
-        return Err(JobError::new(
-            ErrorKind::Unreadable,
-            format!("data type {} is not supported", gdal_type.name()),
-        ));
-    };
+    let (first_band, _, dtype, type_size) = first_band(ds)?;
     let (width, height) = shape.size;
     let bytes = width.saturating_mul(height).saturating_mul(bands.len()).saturating_mul(type_size);
     if bytes > MAX_READ_BYTES {

@@ -151,6 +151,24 @@ pub(super) fn data_type(t: GdalDataType) -> Option<(DataType, usize)> {
     })
 }
 
+/// Band 1, whose type every band of an asset is read as: the band, GDAL's type, the
+/// protocol's type and its size in bytes. A type the protocol has no name for is
+/// unreadable.
+pub(super) fn first_band(
+    ds: &Dataset,
+) -> Result<(gdal::raster::RasterBand<'_>, GdalDataType, DataType, usize), JobError> {
+    let band =
+        ds.rasterband(1).map_err(|e| JobError::gdal(ErrorKind::Unreadable, "cannot read band 1", e))?;
+    let gdal_type = band.band_type();
+    let Some((dtype, type_size)) = data_type(gdal_type) else {
+        return Err(JobError::new(
+            ErrorKind::Unreadable,
+            format!("data type {} is not supported", gdal_type.name()),
+        ));
+    };
+    Ok((band, gdal_type, dtype, type_size))
+}
+
 /// Indexes (1-based) of the bands that carry data, not alpha.
 pub(super) fn data_bands(ds: &Dataset) -> Result<Vec<usize>, JobError> {
     let mut out = Vec::new();
@@ -175,15 +193,7 @@ pub fn read(
     let plan = ReadPlan::for_request(req)?;
     let ds = open(cache, &req.path, stats)?;
     let data_bands = data_bands(ds)?;
-    let band1 =
-        ds.rasterband(1).map_err(|e| JobError::gdal(ErrorKind::Unreadable, "cannot read band 1", e))?;
-    let gdal_type = band1.band_type();
-    let Some((dtype, type_size)) = data_type(gdal_type) else {
-        return Err(JobError::new(
-            ErrorKind::Unreadable,
-            format!("data type {} is not supported", gdal_type.name()),
-        ));
-    };
+    let (band1, gdal_type, dtype, type_size) = first_band(ds)?;
     let nodata = plan.nodata.or_else(|| band1.no_data_value());
     let selected: Vec<usize> = if req.bands.is_empty() {
         (1..=data_bands.len()).collect()
@@ -289,13 +299,7 @@ pub fn info(cache: &mut DatasetCache, path: &str, stats: &mut ReadStats) -> Resu
     let bounds = [west.min(east), south.min(north), west.max(east), south.max(north)];
     let geographic = to_lon_lat(&srs, bounds).map_err(|e| unreadable("the bounds in lon/lat", e))?;
 
-    let first_band = ds.rasterband(1).map_err(|e| unreadable("band 1", e))?;
-    let Some((dtype, _)) = data_type(first_band.band_type()) else {
-        return Err(JobError::new(
-            ErrorKind::Unreadable,
-            format!("data type {} is not supported", first_band.band_type().name()),
-        ));
-    };
+    let (first_band, _, dtype, _) = first_band(ds)?;
     let mut bands = Vec::new();
     for i in 1..=ds.raster_count() {
         let b = ds.rasterband(i).map_err(|e| unreadable("a band", e))?;
