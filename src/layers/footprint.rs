@@ -131,14 +131,14 @@ fn split_at_antimeridian([w, s, e, n]: [f64; 4]) -> Vec<[f64; 4]> {
 /// Checks bounds read for an asset: four finite numbers, south not above north,
 /// longitudes within ±180 (west may exceed east across the antimeridian), latitudes
 /// within ±90.
-fn check_footprint(b: [f64; 4]) -> Result<[f64; 4], String> {
-    let [w, s, e, n] = b;
+fn check_footprint(bounds: [f64; 4]) -> Result<[f64; 4], String> {
+    let [west, south, east, north] = bounds;
     let lon = |v: f64| (-180.0..=180.0).contains(&v);
     let lat = |v: f64| (-90.0..=90.0).contains(&v);
-    if lon(w) && lon(e) && lat(s) && lat(n) && s <= n {
-        Ok(b)
+    if lon(west) && lon(east) && lat(south) && lat(north) && south <= north {
+        Ok(bounds)
     } else {
-        Err(format!("bounds {b:?} are not west, south, east, north in degrees"))
+        Err(format!("bounds {bounds:?} are not west, south, east, north in degrees"))
     }
 }
 
@@ -208,12 +208,11 @@ pub fn glob_files(
         .into_iter()
         .filter_map(|(path, stamp)| {
             let parts: Option<Vec<&str>> = path.iter().map(|c| c.to_str()).collect();
-            match parts {
-                Some(parts) => Some((parts.join("/"), stamp)),
-                None => {
-                    tracing::warn!(layer, path = %path.display(), "skipping a glob match whose name is not UTF-8");
-                    None
-                }
+            if let Some(parts) = parts {
+                Some((parts.join("/"), stamp))
+            } else {
+                tracing::warn!(layer, path = %path.display(), "skipping a glob match whose name is not UTF-8");
+                None
             }
         })
         .collect())

@@ -10,8 +10,11 @@
 //! prepended to each. For a tile of another tile matrix set, cogeo-mosaic takes the Web
 //! Mercator tiles at `qz` containing the tile's north-west and south-east corners and
 //! every tile between them, column by column (west to east, each column north to
-//! south), with the same concatenation; a corner exactly on a tile edge counts in the
-//! tile east or south of it.
+//! south), with the same concatenation. A corner exactly on a tile edge therefore pulls
+//! in the neighbouring column or row that only touches the tile, on whichever side
+//! cogeo-mosaic's floating-point arithmetic puts it ([`quadkey::column`]); Tessera keeps
+//! those neighbours, because dropping them would change the order of deduplicated
+//! assets and so the pixels chosen where assets overlap.
 //!
 //! `quadkey_zoom` is the document's value unless it is absent or 0, in which case it is
 //! `minzoom` (cogeo-mosaic's `quadkey_zoom or minzoom`). Keys of `tiles` that are not
@@ -119,7 +122,7 @@ impl Mosaic {
             return Err(field("bounds", format!("is {bounds:?}; all four numbers must be finite")));
         }
         let center = match raw.center {
-            None => ((bounds[0] + bounds[2]) / 2.0, (bounds[1] + bounds[3]) / 2.0, minzoom),
+            None => (f64::midpoint(bounds[0], bounds[2]), f64::midpoint(bounds[1], bounds[3]), minzoom),
             Some([lon, lat, z]) => {
                 let valid = lon.is_finite()
                     && lat.is_finite()

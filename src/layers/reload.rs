@@ -87,7 +87,7 @@ impl Layers {
         let mut layers = Vec::with_capacity(before.layers.len());
         for layer in &before.layers {
             let name = layer.name().to_owned();
-            match self.reloader.rebuild(layer).await {
+            match self.reloader.rebuild(layer, reported.get(&name)).await {
                 Ok(None) => {
                     reported.remove(&name);
                     layers.push(layer.clone());
@@ -155,8 +155,9 @@ struct Failure {
 }
 
 impl Reloader {
-    /// The layer rebuilt from its sources, `None` when they did not change.
-    async fn rebuild(&self, layer: &Layer) -> Result<Option<Layer>, Failure> {
+    /// The layer rebuilt from its sources, `None` when they did not change. A MosaicJSON
+    /// file whose version already failed (`last_failure`) is not read again.
+    async fn rebuild(&self, layer: &Layer, last_failure: Option<&String>) -> Result<Option<Layer>, Failure> {
         match (&layer.spec.kind, &layer.source) {
             (SpecKind::MosaicJson(path), LayerSource::MosaicJson { stamp, .. }) => {
                 let now =
@@ -165,6 +166,13 @@ impl Reloader {
                     return Ok(None);
                 }
                 let signature = format!("{now:?}");
+                if last_failure == Some(&signature) {
+                    let error = LayerError::Read {
+                        path: path.clone(),
+                        source: std::io::Error::other("this version of the file was already refused"),
+                    };
+                    return Err(Failure { signature, error });
+                }
                 let fail = |error| Failure { signature: signature.clone(), error };
                 let (bytes, now) = read_file(path).await.map_err(fail)?;
                 let mosaic = parse_mosaic(path.clone(), bytes).await.map_err(fail)?;
@@ -242,8 +250,8 @@ impl Reloader {
             description: spec.description.clone(),
             bounds,
             minzoom,
-            maxzoom: maxzoom,
-            center: ((bounds[0] + bounds[2]) / 2.0, (bounds[1] + bounds[3]) / 2.0, minzoom),
+            maxzoom,
+            center: (f64::midpoint(bounds[0], bounds[2]), f64::midpoint(bounds[1], bounds[3]), minzoom),
             asset_count: index.len(),
             unreadable_assets: entries.len() - index.len(),
             attribution: None,

@@ -1,6 +1,10 @@
 //! Layer selection and the registry's load/reload behaviour, against temp directories
 //! and a bounds source that reads `west south east north` from the asset file itself.
 
+// Bounds are copied from documents or unioned from footprints, never computed: exact
+// equality is the point.
+#![allow(clippy::float_cmp)]
+
 use std::{
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -156,6 +160,19 @@ async fn mosaic_selection_for_other_tile_matrix_sets_goes_by_geographic_bounds_c
     );
     assert_eq!(assets(&layers, "ex", &crs84(1, 1, 1)), ["i.tif", "g.tif"]);
     assert_eq!(assets(&layers, "ex", &crs84(2, 2, 1)), ["a.tif", "e.tif", "i.tif"]);
+}
+
+#[tokio::test]
+async fn a_geographic_edge_that_rounds_short_pulls_in_the_western_neighbour_first() {
+    // WorldCRS84Quad 2/7/1 spans 135..180°E, 0..45°N. cogeo-mosaic's arithmetic puts
+    // 135° in column 6 at zoom 3 (just short of the edge), so the cells of column 6 come
+    // first and the asset shared with column 7 moves ahead of column 7's own.
+    let dir = tempfile::tempdir().unwrap();
+    let doc = r#"{"mosaicjson": "0.0.3", "minzoom": 2, "quadkey_zoom": 3,
+        "tiles": {"132": ["both.tif"], "131": ["own.tif", "both.tif"]}}"#;
+    write(dir.path(), "edge.json", doc);
+    let (layers, _) = load(dir.path(), &[mosaic_config("edge", "edge.json")]).await;
+    assert_eq!(assets(&layers, "edge", &crs84(2, 7, 1)), ["both.tif", "own.tif"]);
 }
 
 #[tokio::test]
@@ -331,6 +348,9 @@ async fn edits_to_a_mosaic_file_are_picked_up_and_broken_edits_keep_the_old_vers
     let report = layers.reload().await;
     assert_eq!((report.reloaded.len(), report.failed), (0, vec!["ex".to_owned()]));
     assert_eq!(assets(&layers, "ex", &wm(2, 1, 0)), ["B.tif", "C.tif"]);
+    // The broken version stays refused (without being parsed again) until it changes.
+    let report = layers.reload().await;
+    assert_eq!((report.reloaded.len(), report.failed), (0, vec!["ex".to_owned()]));
 
     rewrite(dir.path(), "example.json", &EXAMPLE.replace("\"d.tif\"", "\"D.tif\""), 30);
     assert_eq!(layers.reload().await.reloaded, ["ex"]);
