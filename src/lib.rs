@@ -15,6 +15,7 @@ pub mod demo;
 pub mod egress;
 pub mod error;
 pub mod ipc;
+pub mod layers;
 pub mod mosaic;
 pub mod pb;
 pub mod pool;

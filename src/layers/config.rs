@@ -1,0 +1,302 @@
+//! The `[[layers]]` tables of the configuration file, and their validation into
+//! [`LayerSpec`]s the registry builds layers from.
+//!
+//! ```toml
+//! [[layers]]
+//! name = "naip-2022"
+//! description = "NAIP 2022, 60 cm"       # optional
+//! mosaicjson = "naip/2022/mosaic.json"    # relative to the data directory, or absolute
+//!
+//! [[layers]]
+//! name = "dem"
+//! footprint = { glob = "dem/**/*.tif", assets = ["dem/extra.tif"], minzoom = 6, maxzoom = 16 }
+//! ```
+
+use std::{
+    collections::HashSet,
+    path::{Component, Path, PathBuf},
+};
+
+use serde::Deserialize;
+
+use super::LayerError;
+use crate::tms::MAX_ZOOM;
+
+/// Longest layer name.
+pub const MAX_LAYER_NAME_LEN: usize = 64;
+
+/// A footprint layer's lowest zoom when not configured.
+pub const DEFAULT_FOOTPRINT_MINZOOM: u8 = 0;
+
+/// A footprint layer's highest zoom when not configured.
+pub const DEFAULT_FOOTPRINT_MAXZOOM: u8 = MAX_ZOOM;
+
+/// One `[[layers]]` table: a name and exactly one of `mosaicjson` or `footprint`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerConfig {
+    /// The name requests use, `[A-Za-z0-9_.-]{1,64}`, unique.
+    pub name: String,
+    /// Shown in the layer's info; for a MosaicJSON layer it replaces the document's own.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// A MosaicJSON document, relative to the data directory or absolute.
+    #[serde(default)]
+    pub mosaicjson: Option<PathBuf>,
+    /// A layer of assets found by their footprints.
+    #[serde(default)]
+    pub footprint: Option<FootprintConfig>,
+}
+
+/// The `footprint` table of a layer: explicit assets and/or a glob, and a zoom range.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FootprintConfig {
+    /// Asset names, in priority order (as an explicit request would list them).
+    #[serde(default)]
+    pub assets: Vec<String>,
+    /// A glob relative to the data directory (`**` allowed); matches follow `assets`,
+    /// sorted by path. Re-evaluated on every reload.
+    #[serde(default)]
+    pub glob: Option<String>,
+    /// Lowest zoom served ([`DEFAULT_FOOTPRINT_MINZOOM`] when absent).
+    #[serde(default)]
+    pub minzoom: Option<u8>,
+    /// Highest zoom served ([`DEFAULT_FOOTPRINT_MAXZOOM`] when absent).
+    #[serde(default)]
+    pub maxzoom: Option<u8>,
+}
+
+/// A validated layer configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerSpec {
+    /// The layer's name.
+    pub name: String,
+    /// The configured description.
+    pub description: Option<String>,
+    /// What the layer is made of.
+    pub kind: SpecKind,
+}
+
+/// The two kinds of layer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpecKind {
+    /// A MosaicJSON document at this path (joined to the data directory when relative).
+    MosaicJson(PathBuf),
+    /// Assets found by footprint.
+    Footprint(FootprintSpec),
+}
+
+/// A validated footprint layer configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FootprintSpec {
+    /// Explicit assets, duplicates removed (first kept).
+    pub assets: Vec<String>,
+    /// The glob, relative to the data directory.
+    pub glob: Option<String>,
+    /// Lowest zoom served.
+    pub minzoom: u8,
+    /// Highest zoom served.
+    pub maxzoom: u8,
+}
+
+/// Validates all `[[layers]]` tables: names, uniqueness, kinds, zooms and globs.
+pub fn validate(configs: &[LayerConfig], data_dir: &Path) -> Result<Vec<LayerSpec>, LayerError> {
+    let mut names = HashSet::new();
+    configs
+        .iter()
+        .map(|c| {
+            let spec = c.validate(data_dir)?;
+            if !names.insert(spec.name.clone()) {
+                return Err(LayerError::DuplicateName { name: spec.name });
+            }
+            Ok(spec)
+        })
+        .collect()
+}
+
+impl LayerConfig {
+    /// Validates this table alone.
+    pub fn validate(&self, data_dir: &Path) -> Result<LayerSpec, LayerError> {
+        let name = &self.name;
+        let name_ok = (1..=MAX_LAYER_NAME_LEN).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !name_ok {
+            return Err(LayerError::InvalidName { name: name.clone() });
+        }
+        let kind = match (&self.mosaicjson, &self.footprint) {
+            (Some(path), None) => SpecKind::MosaicJson(data_dir.join(path)),
+            (None, Some(footprint)) => SpecKind::Footprint(footprint.validate(name)?),
+            (Some(_), Some(_)) => return Err(LayerError::Kind { name: name.clone(), found: "both are set" }),
+            (None, None) => return Err(LayerError::Kind { name: name.clone(), found: "neither is set" }),
+        };
+        Ok(LayerSpec { name: name.clone(), description: self.description.clone(), kind })
+    }
+}
+
+impl FootprintConfig {
+    fn validate(&self, layer: &str) -> Result<FootprintSpec, LayerError> {
+        let problem = |field: &'static str, problem: String| LayerError::Config {
+            layer: layer.to_owned(),
+            field,
+            problem,
+        };
+        let minzoom = self.minzoom.unwrap_or(DEFAULT_FOOTPRINT_MINZOOM);
+        let maxzoom = self.maxzoom.unwrap_or(DEFAULT_FOOTPRINT_MAXZOOM);
+        if maxzoom > MAX_ZOOM {
+            return Err(problem("footprint.maxzoom", format!("is {maxzoom}; allowed: 0..={MAX_ZOOM}")));
+        }
+        if minzoom > maxzoom {
+            return Err(problem("footprint.minzoom", format!("is {minzoom}, above maxzoom {maxzoom}")));
+        }
+        if self.assets.is_empty() && self.glob.is_none() {
+            return Err(problem(
+                "footprint",
+                "names no asset: set `assets = [...]`, `glob = \"...\"` or both".to_owned(),
+            ));
+        }
+        if let Some(i) = self.assets.iter().position(String::is_empty) {
+            return Err(problem("footprint.assets", format!("has an empty name at index {i}")));
+        }
+        if let Some(pattern) = &self.glob {
+            let path = Path::new(pattern);
+            if pattern.is_empty()
+                || !path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+            {
+                return Err(problem(
+                    "footprint.glob",
+                    format!("is '{pattern}'; use a relative pattern inside the data directory, without '..'"),
+                ));
+            }
+            glob::Pattern::new(pattern)
+                .map_err(|e| problem("footprint.glob", format!("is '{pattern}', not a glob pattern: {e}")))?;
+        }
+        let mut seen = HashSet::new();
+        let assets = self.assets.iter().filter(|a| seen.insert(a.as_str())).cloned().collect();
+        Ok(FootprintSpec { assets, glob: self.glob.clone(), minzoom, maxzoom })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses `[[layers]]` tables the way the configuration file holds them.
+    fn parse(toml_text: &str) -> Result<Vec<LayerConfig>, toml::de::Error> {
+        #[derive(Deserialize)]
+        struct File {
+            layers: Vec<LayerConfig>,
+        }
+        toml::from_str::<File>(toml_text).map(|f| f.layers)
+    }
+
+    fn validate_text(toml_text: &str) -> Result<Vec<LayerSpec>, String> {
+        let configs = parse(toml_text).map_err(|e| e.to_string())?;
+        validate(&configs, Path::new("/data")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn both_kinds_parse_from_toml() {
+        let specs = validate_text(
+            r#"
+            [[layers]]
+            name = "naip-2022"
+            description = "NAIP"
+            mosaicjson = "naip/mosaic.json"
+
+            [[layers]]
+            name = "dem_v1.2"
+            footprint = { glob = "dem/*.tif", assets = ["b.tif", "a.tif", "b.tif"], maxzoom = 16 }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            specs,
+            vec![
+                LayerSpec {
+                    name: "naip-2022".into(),
+                    description: Some("NAIP".into()),
+                    kind: SpecKind::MosaicJson(PathBuf::from("/data/naip/mosaic.json")),
+                },
+                LayerSpec {
+                    name: "dem_v1.2".into(),
+                    description: None,
+                    kind: SpecKind::Footprint(FootprintSpec {
+                        assets: vec!["b.tif".into(), "a.tif".into()],
+                        glob: Some("dem/*.tif".into()),
+                        minzoom: 0,
+                        maxzoom: 16,
+                    }),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_layer_must_have_exactly_one_kind() {
+        let both = "[[layers]]\nname = \"x\"\nmosaicjson = \"m.json\"\nfootprint = { glob = \"*.tif\" }";
+        assert_eq!(
+            validate_text(both).unwrap_err(),
+            "layer 'x': set exactly one of `mosaicjson = \"file.json\"` or a `footprint` table (both are set)"
+        );
+        assert_eq!(
+            validate_text("[[layers]]\nname = \"x\"").unwrap_err(),
+            "layer 'x': set exactly one of `mosaicjson = \"file.json\"` or a `footprint` table (neither is set)"
+        );
+    }
+
+    #[test]
+    fn names_are_checked_and_unique() {
+        let long = "a".repeat(65);
+        for bad in ["", "a b", "naïve", "x/y", long.as_str()] {
+            let text = format!("[[layers]]\nname = \"{bad}\"\nmosaicjson = \"m.json\"");
+            assert_eq!(
+                validate_text(&text).unwrap_err(),
+                format!("layer name '{bad}' is not allowed: use 1 to 64 of A-Z a-z 0-9 _ . -")
+            );
+        }
+        let twice = "[[layers]]\nname = \"a\"\nmosaicjson = \"m.json\"\n[[layers]]\nname = \"a\"\nfootprint = { assets = [\"x.tif\"] }";
+        assert_eq!(
+            validate_text(twice).unwrap_err(),
+            "layer 'a' is configured twice; layer names must be unique"
+        );
+    }
+
+    #[test]
+    fn footprint_fields_are_validated() {
+        let cases = [
+            ("{}", "layer 'f': `footprint` names no asset: set `assets = [...]`, `glob = \"...\"` or both"),
+            (
+                "{ glob = \"../x/*.tif\" }",
+                "layer 'f': `footprint.glob` is '../x/*.tif'; use a relative pattern inside the data directory, without '..'",
+            ),
+            (
+                "{ glob = \"/abs/*.tif\" }",
+                "layer 'f': `footprint.glob` is '/abs/*.tif'; use a relative pattern inside the data directory, without '..'",
+            ),
+            ("{ glob = \"a/***.tif\" }", "layer 'f': `footprint.glob` is 'a/***.tif', not a glob pattern: "),
+            (
+                "{ assets = [\"a.tif\"], maxzoom = 25 }",
+                "layer 'f': `footprint.maxzoom` is 25; allowed: 0..=24",
+            ),
+            (
+                "{ assets = [\"a.tif\"], minzoom = 9, maxzoom = 8 }",
+                "layer 'f': `footprint.minzoom` is 9, above maxzoom 8",
+            ),
+            ("{ assets = [\"a.tif\", \"\"] }", "layer 'f': `footprint.assets` has an empty name at index 1"),
+        ];
+        for (table, expected) in cases {
+            let err = validate_text(&format!("[[layers]]\nname = \"f\"\nfootprint = {table}")).unwrap_err();
+            assert!(err.starts_with(expected), "{table}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err =
+            parse("[[layers]]\nname = \"f\"\nfootprint = { glob = \"*.tif\", maxzom = 3 }").unwrap_err();
+        assert!(err.to_string().contains("unknown field `maxzom`"), "{err}");
+        let err = parse("[[layers]]\nname = \"f\"\nmosaic = \"m.json\"").unwrap_err();
+        assert!(err.to_string().contains("unknown field `mosaic`"), "{err}");
+    }
+}

@@ -1,0 +1,91 @@
+//! Why a layer could not be configured, loaded or asked for a tile.
+
+use std::path::PathBuf;
+
+/// Errors of the layer registry: bad `[[layers]]` configuration, unreadable or invalid
+/// MosaicJSON documents and glob patterns, and tiles outside a layer's zoom range.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LayerError {
+    /// A layer name outside `[A-Za-z0-9_.-]{1,64}`.
+    #[error("layer name '{name}' is not allowed: use 1 to 64 of A-Z a-z 0-9 _ . -")]
+    InvalidName {
+        /// The name as configured.
+        name: String,
+    },
+    /// Two `[[layers]]` tables with the same name.
+    #[error("layer '{name}' is configured twice; layer names must be unique")]
+    DuplicateName {
+        /// The repeated name.
+        name: String,
+    },
+    /// A `[[layers]]` table that sets both `mosaicjson` and `footprint`, or neither.
+    #[error(
+        "layer '{name}': set exactly one of `mosaicjson = \"file.json\"` or a `footprint` table ({found})"
+    )]
+    Kind {
+        /// The layer.
+        name: String,
+        /// What was found: "both are set" or "neither is set".
+        found: &'static str,
+    },
+    /// A field of a layer's configuration with a value that is not allowed.
+    #[error("layer '{layer}': `{field}` {problem}")]
+    Config {
+        /// The layer.
+        layer: String,
+        /// The field, as written in the configuration (`footprint.glob`).
+        field: &'static str,
+        /// What is wrong and what is allowed.
+        problem: String,
+    },
+    /// A file (MosaicJSON document) could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A MosaicJSON file that is not JSON of the expected shape (the message carries the
+    /// line and column).
+    #[error("{}: not a MosaicJSON document: {source}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// serde_json's error, with line and column.
+        source: serde_json::Error,
+    },
+    /// A MosaicJSON field with a value Tessera does not accept.
+    #[error("{}: field `{field}` {problem}", path.display())]
+    MosaicField {
+        /// The file.
+        path: PathBuf,
+        /// The field.
+        field: &'static str,
+        /// What is wrong and what is allowed.
+        problem: String,
+    },
+    /// A footprint layer's glob could not be walked.
+    #[error("layer '{layer}': cannot list `{pattern}`: {problem}")]
+    Glob {
+        /// The layer.
+        layer: String,
+        /// The pattern, joined to the data directory.
+        pattern: String,
+        /// The error from the file system or the pattern parser.
+        problem: String,
+    },
+    /// A tile whose zoom the layer does not serve.
+    #[error("layer '{layer}' serves zoom levels {minzoom}..={maxzoom}; tile zoom {z} is outside")]
+    ZoomOutsideLayer {
+        /// The layer.
+        layer: String,
+        /// The tile's zoom.
+        z: u8,
+        /// The layer's lowest zoom.
+        minzoom: u8,
+        /// The layer's highest zoom.
+        maxzoom: u8,
+    },
+}

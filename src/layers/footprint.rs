@@ -1,0 +1,322 @@
+//! Footprint layers: assets listed in the configuration or found by a glob, each with
+//! its lon/lat bounds read once through a [`BoundsSource`] and kept in an R-tree, so the
+//! assets of a tile are found without opening any of them.
+//!
+//! A tile's assets are those whose footprint shares area with the tile's lon/lat bounds
+//! (touching edges do not count), in the layer's list order: configured assets first,
+//! then glob matches sorted by path. A footprint whose west edge lies east of its east
+//! edge crosses the antimeridian and is indexed as two boxes.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
+
+use futures::StreamExt;
+use rstar::{AABB, RTree, primitives::GeomWithData, primitives::Rectangle};
+
+use super::{BoundsSource, LayerError};
+use crate::tms::BBox;
+
+/// How many bounds reads a layer keeps in flight while it is built.
+pub const BOUNDS_CONCURRENCY: usize = 16;
+
+/// What identifies one version of a file: a change of either means it was rewritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    /// Modification time, where the file system keeps one.
+    pub modified: Option<SystemTime>,
+    /// Size in bytes.
+    pub len: u64,
+}
+
+impl FileStamp {
+    /// The stamp of a file's metadata.
+    #[must_use]
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        Self { modified: meta.modified().ok(), len: meta.len() }
+    }
+}
+
+/// One asset of a footprint layer, as last read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// The asset name (a glob match is relative to the data directory, `/`-separated).
+    pub name: String,
+    /// The file's stamp when it came from the glob; `None` for a configured asset.
+    pub stamp: Option<FileStamp>,
+    /// West, south, east, north in degrees, or why they could not be read.
+    pub footprint: Result<[f64; 4], String>,
+}
+
+type Indexed = GeomWithData<Rectangle<[f64; 2]>, u32>;
+
+/// The R-tree over a layer's readable footprints.
+#[derive(Debug)]
+pub struct FootprintIndex {
+    /// Names of readable assets, in list order; the tree's data index into this.
+    names: Vec<String>,
+    tree: RTree<Indexed>,
+    /// Union of all footprints, `None` while there is none.
+    bounds: Option<[f64; 4]>,
+}
+
+impl FootprintIndex {
+    /// Indexes the readable entries, keeping their order.
+    #[must_use]
+    pub fn new(entries: &[Entry]) -> Self {
+        let mut names = Vec::new();
+        let mut boxes = Vec::new();
+        let mut bounds: Option<[f64; 4]> = None;
+        for entry in entries {
+            let Ok(footprint) = entry.footprint else { continue };
+            let id = names.len() as u32;
+            names.push(entry.name.clone());
+            for [w, s, e, n] in split_at_antimeridian(footprint) {
+                boxes.push(Indexed::new(Rectangle::from_corners([w, s], [e, n]), id));
+                bounds = Some(match bounds {
+                    None => [w, s, e, n],
+                    Some(u) => [u[0].min(w), u[1].min(s), u[2].max(e), u[3].max(n)],
+                });
+            }
+        }
+        Self { names, tree: RTree::bulk_load(boxes), bounds }
+    }
+
+    /// How many assets are indexed.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether no asset is indexed.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The union of the footprints (west, south, east, north), `None` when empty.
+    #[must_use]
+    pub fn bounds(&self) -> Option<[f64; 4]> {
+        self.bounds
+    }
+
+    /// The assets whose footprint shares area with `area` (lon/lat), in list order.
+    #[must_use]
+    pub fn assets_in(&self, area: &BBox) -> Vec<String> {
+        let envelope = AABB::from_corners([area.min_x, area.min_y], [area.max_x, area.max_y]);
+        // The tree's test includes touching boxes; the strict test drops them.
+        let mut ids: Vec<u32> = self
+            .tree
+            .locate_in_envelope_intersecting(&envelope)
+            .filter(|hit| {
+                let r = hit.geom();
+                let (lo, hi) = (r.lower(), r.upper());
+                area.intersects(&BBox { min_x: lo[0], min_y: lo[1], max_x: hi[0], max_y: hi[1] })
+            })
+            .map(|hit| hit.data)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_iter().map(|id| self.names[id as usize].clone()).collect()
+    }
+}
+
+/// One box, or two when the footprint crosses the antimeridian (west > east).
+fn split_at_antimeridian([w, s, e, n]: [f64; 4]) -> Vec<[f64; 4]> {
+    if w > e { vec![[w, s, 180.0, n], [-180.0, s, e, n]] } else { vec![[w, s, e, n]] }
+}
+
+/// Checks bounds read for an asset: four finite numbers, south not above north,
+/// longitudes within ±180 (west may exceed east across the antimeridian), latitudes
+/// within ±90.
+fn check_footprint(bounds: [f64; 4]) -> Result<[f64; 4], String> {
+    let [west, south, east, north] = bounds;
+    let lon = |v: f64| (-180.0..=180.0).contains(&v);
+    let lat = |v: f64| (-90.0..=90.0).contains(&v);
+    if lon(west) && lon(east) && lat(south) && lat(north) && south <= north {
+        Ok(bounds)
+    } else {
+        Err(format!("bounds {bounds:?} are not west, south, east, north in degrees"))
+    }
+}
+
+/// Builds the entries for `list` (names with their glob stamps, in list order): an entry
+/// of `previous` with the same name and stamp is kept as it is; every other asset's
+/// bounds are read through `source`, [`BOUNDS_CONCURRENCY`] at a time. Failures are kept
+/// as `Err` entries (and logged) so they are not read again until their file changes.
+pub async fn read_entries(
+    layer: &str,
+    list: Vec<(String, Option<FileStamp>)>,
+    previous: &[Entry],
+    source: &dyn BoundsSource,
+) -> Vec<Entry> {
+    let known: HashMap<&str, &Entry> = previous.iter().map(|e| (e.name.as_str(), e)).collect();
+    futures::stream::iter(list)
+        .map(|(name, stamp)| {
+            let kept = known.get(name.as_str()).filter(|e| e.stamp == stamp).map(|e| (*e).clone());
+            async move {
+                if let Some(entry) = kept {
+                    return entry;
+                }
+                let footprint = source.bounds(&name).await.and_then(check_footprint);
+                if let Err(error) = &footprint {
+                    tracing::warn!(layer, asset = %name, %error, "asset left out of layer: its bounds cannot be read");
+                }
+                Entry { name, stamp, footprint }
+            }
+        })
+        .buffered(BOUNDS_CONCURRENCY)
+        .collect()
+        .await
+}
+
+/// The files matching `pattern` under `data_dir`, as `/`-separated names relative to
+/// it, sorted by path, with their stamps. Directories are skipped; so are entries that
+/// cannot be read and names that are not UTF-8 (with a warning).
+pub fn glob_files(
+    layer: &str,
+    data_dir: &Path,
+    pattern: &str,
+) -> Result<Vec<(String, FileStamp)>, LayerError> {
+    let full = format!("{}/{pattern}", glob::Pattern::escape(&data_dir.to_string_lossy()));
+    let error =
+        |problem: String| LayerError::Glob { layer: layer.to_owned(), pattern: full.clone(), problem };
+    let matches = glob::glob(&full).map_err(|e| error(e.to_string()))?;
+    let mut found: Vec<(PathBuf, FileStamp)> = Vec::new();
+    for m in matches {
+        let path = match m {
+            Ok(path) => path,
+            Err(e) => {
+                tracing::warn!(layer, error = %e, "skipping what the layer's glob cannot read");
+                continue;
+            }
+        };
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => {
+                // glob joins matches onto the pattern's own prefix, the data directory.
+                let relative = path.strip_prefix(data_dir).unwrap_or(&path).to_owned();
+                found.push((relative, FileStamp::of(&meta)));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(layer, path = %path.display(), error = %e, "skipping a glob match"),
+        }
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(found
+        .into_iter()
+        .filter_map(|(path, stamp)| {
+            let parts: Option<Vec<&str>> = path.iter().map(|c| c.to_str()).collect();
+            if let Some(parts) = parts {
+                Some((parts.join("/"), stamp))
+            } else {
+                tracing::warn!(layer, path = %path.display(), "skipping a glob match whose name is not UTF-8");
+                None
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    use super::*;
+
+    fn entry(name: &str, footprint: [f64; 4]) -> Entry {
+        Entry { name: name.to_owned(), stamp: None, footprint: Ok(footprint) }
+    }
+
+    fn bbox([min_x, min_y, max_x, max_y]: [f64; 4]) -> BBox {
+        BBox { min_x, min_y, max_x, max_y }
+    }
+
+    #[test]
+    fn r_tree_query_equals_brute_force_over_random_boxes() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut random_box = |max_size: f64| {
+            let w = rng.random_range(-180.0..170.0);
+            let s = rng.random_range(-90.0..80.0);
+            let e: f64 = w + rng.random_range(0.01..max_size);
+            let n: f64 = s + rng.random_range(0.01..max_size);
+            [w, s, e.min(180.0), n.min(90.0)]
+        };
+        let entries: Vec<Entry> =
+            (0..200).map(|i| entry(&format!("a{i:03}.tif"), random_box(40.0))).collect();
+        // Exact shared edges, which must not count.
+        let mut entries = entries;
+        entries.push(entry("edge.tif", [10.0, 10.0, 20.0, 20.0]));
+        let index = FootprintIndex::new(&entries);
+        let mut queries: Vec<[f64; 4]> = (0..300).map(|_| random_box(60.0)).collect();
+        queries.extend([[20.0, 10.0, 30.0, 20.0], [0.0, 20.0, 10.0, 30.0], [15.0, 15.0, 25.0, 25.0]]);
+        let mut total = 0;
+        for q in queries {
+            let area = bbox(q);
+            let expected: Vec<String> = entries
+                .iter()
+                .filter(|e| bbox(*e.footprint.as_ref().unwrap()).intersects(&area))
+                .map(|e| e.name.clone())
+                .collect();
+            total += expected.len();
+            assert_eq!(index.assets_in(&area), expected, "query {q:?}");
+        }
+        // The comparison is not vacuous.
+        assert!(total > 1000, "{total}");
+        assert!(index.assets_in(&bbox([20.0, 10.0, 30.0, 20.0])).iter().all(|n| n != "edge.tif"));
+        assert!(index.assets_in(&bbox([15.0, 15.0, 25.0, 25.0])).iter().any(|n| n == "edge.tif"));
+    }
+
+    #[test]
+    fn assets_come_back_in_list_order_and_unreadable_ones_are_left_out() {
+        let entries = vec![
+            entry("z.tif", [0.0, 0.0, 10.0, 10.0]),
+            Entry { name: "broken.tif".into(), stamp: None, footprint: Err("no".into()) },
+            entry("a.tif", [5.0, 5.0, 15.0, 15.0]),
+            entry("m.tif", [-5.0, -5.0, 6.0, 6.0]),
+            entry("far.tif", [100.0, 0.0, 110.0, 10.0]),
+        ];
+        let index = FootprintIndex::new(&entries);
+        assert_eq!(index.len(), 4);
+        assert_eq!(index.assets_in(&bbox([5.5, 5.5, 7.0, 7.0])), ["z.tif", "a.tif", "m.tif"]);
+        assert_eq!(index.assets_in(&bbox([-1.0, -1.0, 1.0, 1.0])), ["z.tif", "m.tif"]);
+        assert_eq!(index.bounds(), Some([-5.0, -5.0, 110.0, 15.0]));
+    }
+
+    #[test]
+    fn footprints_across_the_antimeridian_are_found_on_both_sides() {
+        let index = FootprintIndex::new(&[entry("fiji.tif", [177.0, -20.0, -178.0, -15.0])]);
+        assert_eq!(index.assets_in(&bbox([178.0, -18.0, 179.0, -17.0])), ["fiji.tif"]);
+        assert_eq!(index.assets_in(&bbox([-179.0, -18.0, -178.5, -17.0])), ["fiji.tif"]);
+        assert!(index.assets_in(&bbox([0.0, -18.0, 1.0, -17.0])).is_empty());
+        assert_eq!(index.bounds(), Some([-180.0, -20.0, 180.0, -15.0]));
+    }
+
+    #[test]
+    fn implausible_bounds_are_refused() {
+        assert!(check_footprint([0.0, 0.0, 1.0, 1.0]).is_ok());
+        assert!(check_footprint([170.0, 0.0, -170.0, 1.0]).is_ok());
+        assert_eq!(
+            check_footprint([0.0, 5.0, 1.0, 1.0]).unwrap_err(),
+            "bounds [0.0, 5.0, 1.0, 1.0] are not west, south, east, north in degrees"
+        );
+        assert!(check_footprint([500_000.0, 0.0, 600_000.0, 1.0]).is_err());
+        assert!(check_footprint([f64::NAN, 0.0, 1.0, 1.0]).is_err());
+    }
+
+    #[test]
+    fn glob_matches_are_relative_sorted_files() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["b/2.tif", "a/1.tif", "a/sub/0.tif", "a/notes.txt", "c.tif"] {
+            let p = dir.path().join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, f).unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join("d.tif")).unwrap();
+        let names: Vec<String> =
+            glob_files("l", dir.path(), "**/*.tif").unwrap().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["a/1.tif", "a/sub/0.tif", "b/2.tif", "c.tif"]);
+        let (_, stamp) = &glob_files("l", dir.path(), "c.tif").unwrap()[0];
+        assert_eq!(stamp.len, 5);
+    }
+}

@@ -1,0 +1,184 @@
+//! Server-side mosaic layers: a caller names a layer instead of listing thousands of
+//! assets, and Tessera picks the assets that cover the tile.
+//!
+//! # Theory of operation
+//!
+//! A layer is configured by a `[[layers]]` table ([`LayerConfig`]) and is one of:
+//! - a **MosaicJSON** document ([`mosaicjson`]), whose `tiles` map lists assets per Web
+//!   Mercator quadkey; selection follows cogeo-mosaic exactly;
+//! - a **footprint** layer ([`footprint`]): configured assets and/or a glob under the data
+//!   directory, whose lon/lat bounds are read once through a [`BoundsSource`] (the
+//!   integrator's worker info jobs) and kept in an R-tree.
+//!
+//! [`Layers`] holds an immutable snapshot of every layer behind a lock that is only held
+//! to clone or replace an `Arc`, so a tile request never waits on a reload. The reload
+//! loop ([`Layers::watch`]) re-reads a MosaicJSON file when its modification time or size
+//! changes and re-evaluates footprint globs, reading bounds only for new or rewritten
+//! files, then swaps in a new snapshot. A document that fails to parse leaves the
+//! previous version in service and is reported once per version of the file.
+//!
+//! Asset names come back as written (MosaicJSON, with `asset_prefix`) or relative to the
+//! data directory (glob matches); the caller resolves them through the same access
+//! policy as assets named in a request.
+
+mod config;
+mod error;
+pub mod footprint;
+pub mod mosaicjson;
+pub mod quadkey;
+mod reload;
+
+use std::sync::{Arc, PoisonError, RwLock};
+
+pub use config::{
+    DEFAULT_FOOTPRINT_MAXZOOM, DEFAULT_FOOTPRINT_MINZOOM, FootprintConfig, FootprintSpec, LayerConfig,
+    LayerSpec, MAX_LAYER_NAME_LEN, SpecKind, validate,
+};
+pub use error::LayerError;
+pub use reload::ReloadReport;
+
+use crate::tms::TileId;
+
+/// Where footprint layers get an asset's bounds: longitude/latitude `[west, south, east,
+/// north]`, or a message saying why they cannot be read. The integrator implements it
+/// with worker info jobs; the asset name is as the layer lists it.
+pub trait BoundsSource: Send + Sync {
+    /// The asset's lon/lat bounds.
+    fn bounds<'a>(&'a self, asset: &'a str) -> futures::future::BoxFuture<'a, Result<[f64; 4], String>>;
+}
+
+/// Which kind of layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerKind {
+    /// Backed by a MosaicJSON document.
+    MosaicJson,
+    /// Backed by asset footprints.
+    Footprint,
+}
+
+/// What a layer serves, TileJSON-like. Band information is the caller's to add.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerInfo {
+    /// The layer's configured name.
+    pub name: String,
+    /// MosaicJSON or footprint.
+    pub kind: LayerKind,
+    /// The configured description, else the MosaicJSON document's.
+    pub description: Option<String>,
+    /// West, south, east, north in degrees: the document's `bounds`, or the union of the
+    /// footprints (the whole world while a footprint layer has no readable asset).
+    pub bounds: [f64; 4],
+    /// Lowest zoom served.
+    pub minzoom: u8,
+    /// Highest zoom served (a document's `maxzoom` capped at [`crate::tms::MAX_ZOOM`]).
+    pub maxzoom: u8,
+    /// Longitude, latitude, zoom.
+    pub center: (f64, f64, u8),
+    /// Distinct assets the layer can select.
+    pub asset_count: usize,
+    /// Footprint assets left out because their bounds could not be read.
+    pub unreadable_assets: usize,
+    /// The MosaicJSON document's `attribution`.
+    pub attribution: Option<String>,
+    /// The MosaicJSON document's `version`.
+    pub version: Option<String>,
+}
+
+/// One layer, immutable; a reload builds a new one.
+#[derive(Debug)]
+pub struct Layer {
+    info: LayerInfo,
+    spec: LayerSpec,
+    source: LayerSource,
+}
+
+/// What a layer selects from, with what the reload loop compares against.
+#[derive(Debug)]
+enum LayerSource {
+    MosaicJson { mosaic: mosaicjson::Mosaic, stamp: footprint::FileStamp },
+    Footprint { entries: Vec<footprint::Entry>, index: footprint::FootprintIndex },
+}
+
+impl Layer {
+    /// The layer's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// What the layer serves.
+    #[must_use]
+    pub fn info(&self) -> &LayerInfo {
+        &self.info
+    }
+
+    /// The assets covering `tile`, highest priority first (render them as an explicit
+    /// request listing them in this order). Empty when none covers it; an error when the
+    /// tile's zoom is outside the layer's range.
+    pub fn assets_for_tile(&self, tile: &TileId) -> Result<Vec<String>, LayerError> {
+        let LayerInfo { minzoom, maxzoom, .. } = self.info;
+        if !(minzoom..=maxzoom).contains(&tile.z) {
+            return Err(LayerError::ZoomOutsideLayer {
+                layer: self.info.name.clone(),
+                z: tile.z,
+                minzoom,
+                maxzoom,
+            });
+        }
+        Ok(match &self.source {
+            LayerSource::MosaicJson { mosaic, .. } => mosaic.assets_for_tile(tile),
+            LayerSource::Footprint { index, .. } => index.assets_in(&tile.geographic_bounds()),
+        })
+    }
+}
+
+/// The registry of layers: cheap to share (`Arc<Layers>`), read without waiting on
+/// reloads.
+pub struct Layers {
+    current: RwLock<Arc<Snapshot>>,
+    reloader: reload::Reloader,
+}
+
+/// Every layer at one moment, in configuration order.
+#[derive(Debug, Default)]
+struct Snapshot {
+    layers: Vec<Arc<Layer>>,
+}
+
+impl std::fmt::Debug for Layers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Layers").field("layers", &self.snapshot().layers.len()).finish_non_exhaustive()
+    }
+}
+
+impl Layers {
+    /// The layer called `name`, as of now.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<Arc<Layer>> {
+        self.snapshot().layers.iter().find(|l| l.name() == name).cloned()
+    }
+
+    /// Every layer's info, in configuration order.
+    #[must_use]
+    pub fn list(&self) -> Vec<LayerInfo> {
+        self.snapshot().layers.iter().map(|l| l.info.clone()).collect()
+    }
+
+    /// Whether no layer is configured.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.snapshot().layers.is_empty()
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        // A panic while swapping cannot leave a half-written Arc: the old value stands.
+        self.current.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn swap(&self, next: Snapshot) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
+    }
+}
+
+#[cfg(test)]
+mod tests;
