@@ -127,7 +127,9 @@ impl Layer {
         }
         Ok(match &self.source {
             LayerSource::MosaicJson { mosaic, .. } => mosaic.assets_for_tile(tile),
-            LayerSource::Footprint { index, .. } => index.assets_in(&tile.geographic_bounds()),
+            LayerSource::Footprint { index, .. } => {
+                tile.geographic_bounds().map_or_else(Vec::new, |b| index.assets_in(&b))
+            }
         })
     }
 }

@@ -200,33 +200,28 @@ impl Mosaic {
                 }
             }
         };
-        match tile.tms {
-            TileMatrixSet::WebMercatorQuad => {
-                let key = quadkey::quadkey(tile.z, tile.x, tile.y);
-                if tile.z >= self.quadkey_zoom {
-                    if let Some(ids) = self.tiles.get(&key[..usize::from(self.quadkey_zoom)]) {
-                        take(ids);
-                    }
-                } else {
-                    // Every stored key has length `quadkey_zoom`, so the keys starting with
-                    // the tile's quadkey are exactly its descendants at that zoom, and the
-                    // map yields them in quadkey order.
-                    let descendants = self
-                        .tiles
-                        .range::<str, _>((
-                            std::ops::Bound::Included(key.as_str()),
-                            std::ops::Bound::Unbounded,
-                        ))
-                        .take_while(|(k, _)| k.starts_with(key.as_str()));
-                    for (_, ids) in descendants {
-                        take(ids);
-                    }
-                }
-            }
-            TileMatrixSet::WorldCrs84Quad => {
-                for ids in self.quadkeys_for_bbox(&tile.geographic_bounds()) {
+        if tile.tms == TileMatrixSet::WEB_MERCATOR_QUAD {
+            let key = quadkey::quadkey(tile.z, tile.x, tile.y);
+            if tile.z >= self.quadkey_zoom {
+                if let Some(ids) = self.tiles.get(&key[..usize::from(self.quadkey_zoom)]) {
                     take(ids);
                 }
+            } else {
+                // Every stored key has length `quadkey_zoom`, so the keys starting with
+                // the tile's quadkey are exactly its descendants at that zoom, and the
+                // map yields them in quadkey order.
+                let descendants = self
+                    .tiles
+                    .range::<str, _>((std::ops::Bound::Included(key.as_str()), std::ops::Bound::Unbounded))
+                    .take_while(|(k, _)| k.starts_with(key.as_str()));
+                for (_, ids) in descendants {
+                    take(ids);
+                }
+            }
+        } else if let Some(bounds) = tile.geographic_bounds() {
+            // Any other set whose tiles the front can place in longitude/latitude.
+            for ids in self.quadkeys_for_bbox(&bounds) {
+                take(ids);
             }
         }
         out

@@ -53,11 +53,11 @@ fn write(dir: &Path, name: &str, text: &str) {
 }
 
 fn wm(z: u32, x: u32, y: u32) -> TileId {
-    TileMatrixSet::WebMercatorQuad.tile(z, x, y).unwrap()
+    TileMatrixSet::WEB_MERCATOR_QUAD.tile(z, x, y).unwrap()
 }
 
 fn crs84(z: u32, x: u32, y: u32) -> TileId {
-    TileMatrixSet::WorldCrs84Quad.tile(z, x, y).unwrap()
+    TileMatrixSet::WORLD_CRS84_QUAD.tile(z, x, y).unwrap()
 }
 
 fn mosaic_config(name: &str, file: &str) -> LayerConfig {
