@@ -66,6 +66,8 @@ pub const DEFAULT_MAX_RESPONSE_SIZE: u64 = 64 << 20;
 pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 128;
 /// Default of `--tile-cache-ttl`.
 pub const DEFAULT_TILE_CACHE_TTL: Duration = Duration::from_secs(60);
+/// Default of `--layer-reload-interval`.
+pub const DEFAULT_LAYER_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 /// Default of `--max-connection-age`: off (zero), so a connection lives as long as its
 /// client keeps it; deployments behind client-side balancing set it (deploy/k8s: 5m).
 pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::ZERO;
@@ -193,6 +195,10 @@ pub struct ServeArgs {
     /// How long a cached tile is served [default: 60s].
     #[arg(long, env = "TESSERA_TILE_CACHE_TTL", value_parser = humantime::parse_duration)]
     pub tile_cache_ttl: Option<Duration>,
+    /// How often the `[[layers]]` of the config file are checked for changed MosaicJSON
+    /// files and glob matches; 0s = never [default: 5s].
+    #[arg(long, env = "TESSERA_LAYER_RELOAD_INTERVAL", value_parser = humantime::parse_duration)]
+    pub layer_reload_interval: Option<Duration>,
     /// CPU time one worker job may use before the worker is killed (SIGXCPU), a backstop
     /// behind --read-timeout; 0s = none [default: 60s].
     #[arg(long, env = "TESSERA_WORKER_CPU_PER_JOB", value_parser = humantime::parse_duration)]
@@ -298,6 +304,10 @@ struct FileConfig {
     tile_cache_size: Option<u64>,
     #[serde(default, with = "humantime_serde_opt")]
     tile_cache_ttl: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    layer_reload_interval: Option<Duration>,
+    #[serde(default)]
+    layers: Vec<crate::layers::LayerConfig>,
     #[serde(default, with = "humantime_serde_opt")]
     worker_cpu_per_job: Option<Duration>,
     worker_max_open_files: Option<u64>,
@@ -439,6 +449,10 @@ pub struct ServeConfig {
     pub tile_cache_size: u64,
     /// `--tile-cache-ttl`.
     pub tile_cache_ttl: Duration,
+    /// The `[[layers]]` tables of the config file (validated).
+    pub layers: Vec<crate::layers::LayerConfig>,
+    /// `--layer-reload-interval` (zero: never).
+    pub layer_reload_interval: Duration,
 }
 
 /// The server's TLS material, read from the files at start.
@@ -530,6 +544,8 @@ impl ServeConfig {
                 self.data_dir.display()
             )));
         }
+        crate::layers::validate(&self.layers, &self.data_dir)
+            .map_err(|e| ConfigError::Invalid(format!("[[layers]]: {e}")))?;
         Ok(())
     }
 }
@@ -668,6 +684,11 @@ impl ServeArgs {
                 .unwrap_or(DEFAULT_REMOTE_METADATA_TTL),
             tile_cache_size: self.tile_cache_size.or(file.tile_cache_size).unwrap_or(0),
             tile_cache_ttl: self.tile_cache_ttl.or(file.tile_cache_ttl).unwrap_or(DEFAULT_TILE_CACHE_TTL),
+            layers: file.layers,
+            layer_reload_interval: self
+                .layer_reload_interval
+                .or(file.layer_reload_interval)
+                .unwrap_or(DEFAULT_LAYER_RELOAD_INTERVAL),
         };
         config.validate()?;
         Ok(config)

@@ -5,6 +5,7 @@
 mod callers;
 mod deadline;
 mod edge;
+mod layers;
 mod render;
 mod tile_cache;
 mod validate;
@@ -19,6 +20,7 @@ use tracing::Instrument as _;
 
 pub use callers::Caller;
 pub use edge::{BearerAuth, EdgeStatusLayer};
+pub use layers::WorkerBounds;
 pub use render::TileRenderer;
 pub use tile_cache::{Source, TileSharing};
 pub use validate::{DEFAULT_QUALITY, DEFAULT_TILE_SIZE, Limits, TileRequest};
@@ -50,7 +52,7 @@ pub fn deadline_margin(timeout: Duration) -> Duration {
 /// The service state shared by all handlers.
 #[derive(Debug)]
 pub struct TileApi {
-    renderer: TileRenderer,
+    renderer: Arc<TileRenderer>,
     resolver: AssetResolver,
     limits: Limits,
     /// One permit per tile being rendered: admission control.
@@ -62,23 +64,38 @@ pub struct TileApi {
     callers: callers::CallerLimits,
     /// The tile matrix sets served.
     tile_matrix_sets: TileMatrixSets,
+    /// The server-side layers.
+    layers: Arc<crate::layers::Layers>,
 }
 
 type ResultStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 impl TileApi {
     /// The API over a renderer.
+    // One argument per part of the service; a builder would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        renderer: TileRenderer,
+        renderer: Arc<TileRenderer>,
         resolver: AssetResolver,
         limits: Limits,
         metrics: Arc<Metrics>,
         sharing: TileSharing,
         tile_matrix_sets: TileMatrixSets,
+        layers: Arc<crate::layers::Layers>,
     ) -> Arc<Self> {
         let in_flight = Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight_tiles));
         let callers = callers::CallerLimits::new(limits.max_in_flight_per_caller);
-        Arc::new(Self { renderer, resolver, limits, in_flight, metrics, sharing, callers, tile_matrix_sets })
+        Arc::new(Self {
+            renderer,
+            resolver,
+            limits,
+            in_flight,
+            metrics,
+            sharing,
+            callers,
+            tile_matrix_sets,
+            layers,
+        })
     }
 
     /// The request's deadline: the client's grpc-timeout (less a small margin, so our
@@ -108,7 +125,29 @@ impl TileApi {
         caller: Option<Caller>,
     ) -> Result<GetTileResponse, ServiceError> {
         let started = Instant::now();
-        let (result, source) = match caller.map(|c| (c, self.callers.try_acquire(c))) {
+        let (result, source) =
+            match layers::with_layer_assets(req, &self.layers, &self.tile_matrix_sets, &self.limits) {
+                Err(e) => (Err(e), Source::Rendered),
+                Ok(explicit) => self.tile_shared(&explicit, deadline, caller).await,
+            };
+        self.metrics.tile_source(source);
+        let (code, bytes) = match &result {
+            Ok(t) => (tonic::Code::Ok, (t.data.len() + t.mask.len()) as u64),
+            Err(e) => (e.code(), 0),
+        };
+        self.metrics.tile(format_label(req.format), code, started.elapsed(), bytes);
+        result
+    }
+
+    /// Renders one explicit tile request within the caller's limit, shared with
+    /// identical requests in flight and through the tile cache.
+    async fn tile_shared(
+        &self,
+        req: &GetTileRequest,
+        deadline: Instant,
+        caller: Option<Caller>,
+    ) -> (Result<GetTileResponse, ServiceError>, Source) {
+        match caller.map(|c| (c, self.callers.try_acquire(c))) {
             Some((caller, None)) => (
                 Err(ServiceError::ResourceExhausted {
                     message: format!(
@@ -124,14 +163,7 @@ impl TileApi {
                 let key = prost::Message::encode_to_vec(req);
                 self.sharing.get_or_render(key, deadline, || self.tile_uncounted(req, deadline)).await
             }
-        };
-        self.metrics.tile_source(source);
-        let (code, bytes) = match &result {
-            Ok(t) => (tonic::Code::Ok, (t.data.len() + t.mask.len()) as u64),
-            Err(e) => (e.code(), 0),
-        };
-        self.metrics.tile(format_label(req.format), code, started.elapsed(), bytes);
-        result
+        }
     }
 
     async fn tile_uncounted(
@@ -174,6 +206,21 @@ fn format_label(format: i32) -> &'static str {
         Ok(v1::ImageFormat::Npy) => "npy",
         Err(_) => "invalid",
     }
+}
+
+/// Every band of an asset, as the API describes them.
+fn band_infos(info: &crate::pb::worker::InfoResult) -> Vec<v1::BandInfo> {
+    info.bands
+        .iter()
+        .enumerate()
+        .map(|(n, b)| v1::BandInfo {
+            index: n as u32 + 1,
+            description: b.description.clone(),
+            color_interpretation: b.color_interpretation.clone(),
+            has_nodata: b.nodata.is_some(),
+            nodata: b.nodata.unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// The tonic service: a cheap handle on [`TileApi`].
@@ -338,6 +385,38 @@ impl TileService for TileServiceImpl {
         Ok(Response::new(v1::ListTileMatrixSetsResponse { tile_matrix_sets }))
     }
 
+    async fn list_layers(
+        &self,
+        _request: Request<v1::ListLayersRequest>,
+    ) -> Result<Response<v1::ListLayersResponse>, Status> {
+        let layers = self.0.layers.list().into_iter().map(layers::layer_info).collect();
+        Ok(Response::new(v1::ListLayersResponse { layers }))
+    }
+
+    async fn get_layer(
+        &self,
+        request: Request<v1::GetLayerRequest>,
+    ) -> Result<Response<v1::GetLayerResponse>, Status> {
+        let deadline = TileApi::deadline(&request);
+        let name = &request.get_ref().layer;
+        let api = &self.0;
+        let layer = api.layers.get(name).ok_or_else(|| layers::unknown_layer(name, &api.layers))?;
+        let mut response = v1::GetLayerResponse {
+            layer: Some(layers::layer_info(layer.info().clone())),
+            ..Default::default()
+        };
+        // The bands come from the first asset: tiles of a layer take its bands.
+        if let Some(sample) = layer.first_asset() {
+            let asset = api.resolver.resolve(&sample)?;
+            let info = api.renderer.info(&asset, deadline).await?;
+            response.dtype = info.dtype.to_api() as i32;
+            response.data_band_count = info.data_bands as u32;
+            response.bands = band_infos(&info.info);
+            response.sample_asset = sample;
+        }
+        Ok(Response::new(response))
+    }
+
     async fn get_asset_info(
         &self,
         request: Request<GetAssetInfoRequest>,
@@ -365,18 +444,7 @@ impl TileService for TileServiceImpl {
             dtype: DataType::from_worker(i.dtype).map_or(0, |d| d.to_api() as i32),
             band_count: i.bands.len() as u32,
             data_band_count: info.data_bands as u32,
-            bands: i
-                .bands
-                .iter()
-                .enumerate()
-                .map(|(n, b)| v1::BandInfo {
-                    index: n as u32 + 1,
-                    description: b.description.clone(),
-                    color_interpretation: b.color_interpretation.clone(),
-                    has_nodata: b.nodata.is_some(),
-                    nodata: b.nodata.unwrap_or_default(),
-                })
-                .collect(),
+            bands: band_infos(i),
             overviews: i
                 .overview_widths
                 .iter()

@@ -112,6 +112,18 @@ impl Layer {
         &self.info
     }
 
+    /// The layer's first asset (the document's first, or the first footprint that
+    /// could be read): where a description of the layer's bands comes from.
+    #[must_use]
+    pub fn first_asset(&self) -> Option<String> {
+        match &self.source {
+            LayerSource::MosaicJson { mosaic, .. } => mosaic.first_asset(),
+            LayerSource::Footprint { entries, .. } => {
+                entries.iter().find(|e| e.footprint.is_ok()).map(|e| e.name.clone())
+            }
+        }
+    }
+
     /// The assets covering `tile`, highest priority first (render them as an explicit
     /// request listing them in this order). Empty when none covers it; an error when the
     /// tile's zoom is outside the layer's range.

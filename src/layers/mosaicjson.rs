@@ -186,6 +186,13 @@ impl Mosaic {
         self.assets.len()
     }
 
+    /// The first asset of the first quadkey (in quadkey order), with `asset_prefix`.
+    #[must_use]
+    pub fn first_asset(&self) -> Option<String> {
+        let id = *self.tiles.values().find_map(|ids| ids.first())?;
+        Some(format!("{}{}", self.asset_prefix, self.assets[id as usize]))
+    }
+
     /// The assets covering `tile`, in cogeo-mosaic's order (see the module docs). The
     /// zoom range is not checked here.
     #[must_use]

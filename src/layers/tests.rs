@@ -246,6 +246,8 @@ async fn mosaic_info_comes_from_the_document() {
             version: Some("1.0.2".into()),
         }]
     );
+    // Quadkey "00" comes first.
+    assert_eq!(layers.get("ex").unwrap().first_asset().as_deref(), Some("a.tif"));
 }
 
 #[tokio::test]
@@ -326,6 +328,7 @@ async fn a_footprint_layer_lists_assets_in_configured_then_path_order() {
     assert_eq!(info.bounds, [-10.0, -10.0, 120.0, 20.0]);
     assert_eq!(info.center, (55.0, 5.0, 2));
     assert_eq!(info.description.as_deref(), Some("by footprint"));
+    assert_eq!(layers.get("fp").unwrap().first_asset().as_deref(), Some("extra/z.tif"));
 }
 
 #[tokio::test]

@@ -15,8 +15,12 @@ use tower_layer::Layer;
 use connections::{ConnectionSettings, tls_acceptor};
 
 use crate::{
-    api::{BearerAuth, EdgeStatusLayer, Limits, TileApi, TileRenderer, TileServiceImpl, TileSharing},
+    api::{
+        BearerAuth, EdgeStatusLayer, Limits, TileApi, TileRenderer, TileServiceImpl, TileSharing,
+        WorkerBounds,
+    },
     config::ServeConfig,
+    layers::Layers,
     mosaic::AssetResolver,
     pb::{self, v1::tile_service_server::TileServiceServer},
     pool::{PoolConfig, WorkerPool},
@@ -53,30 +57,12 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             .await
             .map_err(|e| ServeError::Io(format!("egress proxy: {e}")))?;
     let pool = WorkerPool::new(pool_config(&config, worker_exe, worker_env));
-    let limits = Limits {
-        max_tile_size: config.max_tile_size,
-        max_assets_per_tile: config.max_assets_per_tile,
-        max_batch_size: config.max_batch_size,
-        stream_concurrency: config.stream_concurrency,
-        max_in_flight_tiles: config.max_in_flight_tiles,
-        max_response_size: config.max_response_size,
-        max_in_flight_per_caller: config.max_in_flight_per_caller,
-    };
     let metrics = Arc::new(Metrics::new());
     metrics.observe_pool(&pool);
     if let Some(proxy) = &egress {
         metrics.observe_egress(proxy.counters());
     }
-    let renderer = TileRenderer::new(Arc::clone(&pool), Arc::clone(&metrics), config.remote_metadata_ttl);
-    let sharing = TileSharing::new(config.tile_cache_size, config.tile_cache_ttl);
-    let api = TileApi::new(
-        renderer,
-        resolver,
-        limits,
-        Arc::clone(&metrics),
-        sharing,
-        config.tile_matrix_sets.clone(),
-    );
+    let (api, layers) = tile_api(&config, resolver, Arc::clone(&pool), Arc::clone(&metrics)).await?;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_service_status("", ServingStatus::NotServing).await;
@@ -99,6 +85,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     // Workers start in the background; health turns SERVING once all have shaken hands.
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     spawn_warm_up(Arc::clone(&pool), health_reporter.clone(), shutdown_rx.clone());
+    layers.watch(config.layer_reload_interval, shutdown_rx.clone());
     if let Some(addr) = config.admin_listen {
         crate::admin::spawn(addr, Arc::clone(&pool), Arc::clone(&metrics))
             .await
@@ -141,6 +128,44 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         tracing::error!(left = ?pool.worker_pids(), "some workers did not exit");
     }
     Ok(())
+}
+
+/// The tile API over `pool`, with its layers loaded.
+async fn tile_api(
+    config: &ServeConfig,
+    resolver: AssetResolver,
+    pool: Arc<WorkerPool>,
+    metrics: Arc<Metrics>,
+) -> Result<(Arc<TileApi>, Arc<Layers>), ServeError> {
+    let limits = Limits {
+        max_tile_size: config.max_tile_size,
+        max_assets_per_tile: config.max_assets_per_tile,
+        max_batch_size: config.max_batch_size,
+        stream_concurrency: config.stream_concurrency,
+        max_in_flight_tiles: config.max_in_flight_tiles,
+        max_response_size: config.max_response_size,
+        max_in_flight_per_caller: config.max_in_flight_per_caller,
+    };
+    let renderer = Arc::new(TileRenderer::new(pool, Arc::clone(&metrics), config.remote_metadata_ttl));
+    let sharing = TileSharing::new(config.tile_cache_size, config.tile_cache_ttl);
+    // Footprint layers read their assets' bounds through the workers (a job waits for
+    // its worker to start); a layer that cannot be built stops the server here.
+    let bounds = Arc::new(WorkerBounds::new(Arc::clone(&renderer), resolver.clone()));
+    let layers = Arc::new(
+        Layers::load(&config.layers, &config.data_dir, bounds)
+            .await
+            .map_err(|e| ServeError::Io(format!("[[layers]]: {e}")))?,
+    );
+    let api = TileApi::new(
+        renderer,
+        resolver,
+        limits,
+        metrics,
+        sharing,
+        config.tile_matrix_sets.clone(),
+        Arc::clone(&layers),
+    );
+    Ok((api, layers))
 }
 
 /// The pool's settings from the server's.

@@ -18,6 +18,7 @@ mod harness;
 mod health;
 mod hostile;
 mod http_range;
+mod layers;
 mod otlp;
 mod parity;
 mod pixels;

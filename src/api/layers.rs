@@ -1,0 +1,186 @@
+//! Server-side layers at the API: a tile request that names a `layer` becomes the
+//! explicit request for the assets the layer picks for that tile, and ListLayers /
+//! GetLayer describe the layers. The layers themselves live in [`crate::layers`].
+
+use std::{borrow::Cow, sync::Arc, time::Duration};
+
+use futures::future::BoxFuture;
+use tokio::time::Instant;
+
+use super::{Limits, TileRenderer};
+use crate::{
+    error::ServiceError,
+    layers::{BoundsSource, LayerInfo, LayerKind, Layers},
+    mosaic::AssetResolver,
+    pb::v1::{self, GetTileRequest},
+    tms::TileMatrixSets,
+};
+
+/// How long reading one footprint asset's bounds may take.
+const BOUNDS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Footprint bounds read by the workers (an info job, through the front's metadata
+/// cache), for assets named as a request would name them.
+#[derive(Debug)]
+pub struct WorkerBounds {
+    renderer: Arc<TileRenderer>,
+    resolver: AssetResolver,
+}
+
+impl WorkerBounds {
+    /// Bounds through `renderer`, with names resolved by `resolver` (the same access
+    /// policy as assets named in requests).
+    #[must_use]
+    pub fn new(renderer: Arc<TileRenderer>, resolver: AssetResolver) -> Self {
+        Self { renderer, resolver }
+    }
+}
+
+impl BoundsSource for WorkerBounds {
+    fn bounds<'a>(&'a self, asset: &'a str) -> BoxFuture<'a, Result<[f64; 4], String>> {
+        Box::pin(async move {
+            let asset = self.resolver.resolve(asset).map_err(|e| e.to_string())?;
+            let info = self
+                .renderer
+                .info(&asset, Instant::now() + BOUNDS_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string())?;
+            let g = info.geographic;
+            Ok([g.min_x, g.min_y, g.max_x, g.max_y])
+        })
+    }
+}
+
+/// `req` as an explicit request: unchanged when it names no layer, else with `assets`
+/// set to what the layer picks for the tile (and `layer` cleared, so it renders, and is
+/// shared and cached, exactly as that explicit request).
+///
+/// A bad tile matrix set or tile coordinate is left for [`super::TileRequest::parse`]
+/// to report, as for any request.
+pub(super) fn with_layer_assets<'r>(
+    req: &'r GetTileRequest,
+    layers: &Layers,
+    sets: &TileMatrixSets,
+    limits: &Limits,
+) -> Result<Cow<'r, GetTileRequest>, ServiceError> {
+    if req.layer.is_empty() {
+        return Ok(Cow::Borrowed(req));
+    }
+    if !req.assets.is_empty() {
+        return Err(ServiceError::invalid(
+            "layer",
+            format!(
+                "the request names layer '{}' and {} assets; give either `layer` or `assets`, not both",
+                req.layer,
+                req.assets.len()
+            ),
+        ));
+    }
+    let layer = layers.get(&req.layer).ok_or_else(|| unknown_layer(&req.layer, layers))?;
+    let Some(tile) = sets.get(&req.tile_matrix_set).and_then(|tms| tms.tile(req.z, req.x, req.y).ok()) else {
+        return Ok(Cow::Borrowed(req));
+    };
+    if tile.geographic_bounds().is_none() {
+        return Err(ServiceError::invalid(
+            "tile_matrix_set",
+            format!(
+                "layer '{}' picks assets by longitude/latitude, and tile matrix set '{}' is in a CRS this server cannot convert to longitude/latitude; ask for a set in EPSG:3857, EPSG:4326 or CRS84 (e.g. WebMercatorQuad)",
+                req.layer, tile.tms
+            ),
+        ));
+    }
+    let assets = layer.assets_for_tile(&tile).map_err(|e| ServiceError::invalid("z", e.to_string()))?;
+    if assets.is_empty() {
+        return Err(ServiceError::NotFound(format!(
+            "layer '{}' has no asset at tile {}/{tile}",
+            req.layer, tile.tms
+        )));
+    }
+    if assets.len() > limits.max_assets_per_tile {
+        return Err(ServiceError::invalid(
+            "layer",
+            format!(
+                "layer '{}' has {} assets at tile {}/{tile}, over this server's limit of {} per tile (--max-assets-per-tile); ask for a higher zoom",
+                req.layer,
+                assets.len(),
+                tile.tms,
+                limits.max_assets_per_tile
+            ),
+        ));
+    }
+    Ok(Cow::Owned(GetTileRequest { assets, layer: String::new(), ..req.clone() }))
+}
+
+/// NOT_FOUND for a layer name the server does not serve, naming those it does.
+pub(super) fn unknown_layer(name: &str, layers: &Layers) -> ServiceError {
+    let served: Vec<String> = layers.list().into_iter().map(|l| l.name).collect();
+    ServiceError::NotFound(if served.is_empty() {
+        format!("layer '{name}' is not served here: this server has no layers configured")
+    } else {
+        format!("layer '{name}' is not served here; layers: {}", served.join(", "))
+    })
+}
+
+/// The API's view of a layer.
+pub(super) fn layer_info(info: LayerInfo) -> v1::LayerInfo {
+    let [min_x, min_y, max_x, max_y] = info.bounds;
+    let (center_lon, center_lat, center_zoom) = info.center;
+    v1::LayerInfo {
+        name: info.name,
+        kind: match info.kind {
+            LayerKind::MosaicJson => v1::LayerKind::Mosaicjson,
+            LayerKind::Footprint => v1::LayerKind::Footprint,
+        } as i32,
+        description: info.description.unwrap_or_default(),
+        bounds: Some(v1::Bounds { min_x, min_y, max_x, max_y }),
+        min_zoom: info.minzoom.into(),
+        max_zoom: info.maxzoom.into(),
+        center_lon,
+        center_lat,
+        center_zoom: center_zoom.into(),
+        asset_count: info.asset_count as u64,
+        unreadable_assets: info.unreadable_assets as u64,
+        attribution: info.attribution.unwrap_or_default(),
+        version: info.version.unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_info_maps_every_field() {
+        let info = LayerInfo {
+            name: "naip".into(),
+            kind: LayerKind::Footprint,
+            description: None,
+            bounds: [-1.0, -2.0, 3.0, 4.0],
+            minzoom: 2,
+            maxzoom: 14,
+            center: (1.0, 1.0, 2),
+            asset_count: 7,
+            unreadable_assets: 1,
+            attribution: Some("a".into()),
+            version: None,
+        };
+        assert_eq!(
+            layer_info(info),
+            v1::LayerInfo {
+                name: "naip".into(),
+                kind: v1::LayerKind::Footprint as i32,
+                description: String::new(),
+                bounds: Some(v1::Bounds { min_x: -1.0, min_y: -2.0, max_x: 3.0, max_y: 4.0 }),
+                min_zoom: 2,
+                max_zoom: 14,
+                center_lon: 1.0,
+                center_lat: 1.0,
+                center_zoom: 2,
+                asset_count: 7,
+                unreadable_assets: 1,
+                attribution: "a".into(),
+                version: String::new(),
+            }
+        );
+    }
+}

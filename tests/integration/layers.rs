@@ -1,0 +1,378 @@
+//! Server-side layers: a MosaicJSON layer and a footprint layer over the same demo
+//! assets give the tiles of the explicit request; edits to a layer's files are picked
+//! up while serving; ListLayers/GetLayer describe them; bad layer requests get exact
+//! codes.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use tessera::pb::v1::{self, tile_service_client::TileServiceClient};
+use tonic::{Code, transport::Channel};
+
+use crate::harness::{self, Server, ServerOptions};
+
+/// The six demo assets, in the footprint glob's (path) order.
+const ASSETS: [&str; 6] = [
+    "utm_rgb_00.tif",
+    "utm_rgb_01.tif",
+    "utm_rgb_02.tif",
+    "utm_rgb_10.tif",
+    "utm_rgb_11.tif",
+    "utm_rgb_12.tif",
+];
+
+/// The zoom of the MosaicJSON document's quadkeys.
+const QUADKEY_ZOOM: u32 = 14;
+
+/// A directory of its own under the data directory: copies of the demo assets (the
+/// footprint glob matches in it) and the MosaicJSON document.
+struct LayerDir {
+    path: PathBuf,
+    /// `path` relative to the data directory.
+    relative: String,
+}
+
+impl LayerDir {
+    fn new() -> Self {
+        let relative = format!("layers-{}", std::process::id());
+        let path = harness::fixtures().join(&relative);
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir(&path).unwrap();
+        Self { path, relative }
+    }
+
+    fn copy(&self, asset: &str) {
+        std::fs::copy(harness::fixtures().join(asset), self.path.join(asset)).unwrap();
+    }
+
+    /// The name requests use for `asset` in this directory.
+    fn name(&self, asset: &str) -> String {
+        format!("{}/{asset}", self.relative)
+    }
+}
+
+impl Drop for LayerDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+fn quadkey(z: u32, x: u32, y: u32) -> String {
+    (1..=z)
+        .rev()
+        .map(|level| {
+            let bit = 1 << (level - 1);
+            char::from(b'0' + u8::from(x & bit != 0) + 2 * u8::from(y & bit != 0))
+        })
+        .collect()
+}
+
+/// A MosaicJSON 0.0.3 document listing each of `assets` (names, lon/lat bounds) under
+/// every zoom-14 quadkey its bounds reach, in the order given.
+fn mosaic_json(assets: &[(String, v1::Bounds)]) -> String {
+    let mut tiles: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, b) in assets {
+        let (x0, y0) = harness::tile_at(b.min_x, b.max_y, QUADKEY_ZOOM);
+        let (x1, y1) = harness::tile_at(b.max_x, b.min_y, QUADKEY_ZOOM);
+        for x in x0..=x1 {
+            for y in y0..=y1 {
+                tiles.entry(quadkey(QUADKEY_ZOOM, x, y)).or_default().push(name.clone());
+            }
+        }
+    }
+    serde_json::json!({
+        "mosaicjson": "0.0.3",
+        "name": "demo",
+        "description": "the demo assets by quadkey",
+        "version": "1.0.0",
+        "attribution": "Tessera demo data",
+        "minzoom": 12,
+        "maxzoom": 18,
+        "quadkey_zoom": QUADKEY_ZOOM,
+        "bounds": [-75.05, 39.93, -74.97, 39.98],
+        "center": [-75.0, 39.95, 14],
+        "tiles": tiles,
+    })
+    .to_string()
+}
+
+async fn geographic_bounds(client: &mut TileServiceClient<Channel>, asset: &str) -> v1::Bounds {
+    let info = client.get_asset_info(v1::GetAssetInfoRequest { asset: asset.into() }).await.unwrap();
+    info.into_inner().geographic_bounds.unwrap()
+}
+
+/// Writes `text` to `path` through a temporary file and a rename, as a deployment tool
+/// would (the reload never sees half a file).
+fn replace_file(path: &Path, text: &str) {
+    let staging = path.with_extension("tmp");
+    std::fs::write(&staging, text).unwrap();
+    std::fs::rename(&staging, path).unwrap();
+}
+
+fn npy_request(mut request: v1::GetTileRequest) -> v1::GetTileRequest {
+    request.format = v1::ImageFormat::Npy as i32;
+    request
+}
+
+fn layer_request(layer: &str, z: u32, x: u32, y: u32) -> v1::GetTileRequest {
+    npy_request(v1::GetTileRequest { z, x, y, layer: layer.into(), ..Default::default() })
+}
+
+/// The assets a response says were used, in report order.
+fn used(tile: &v1::GetTileResponse) -> Vec<String> {
+    tile.assets.iter().map(|r| r.asset.clone()).collect()
+}
+
+/// The pixels of a tile: data and mask bytes.
+fn pixels(tile: &v1::GetTileResponse) -> (Vec<u8>, Vec<u8>) {
+    (tile.data.clone(), tile.mask.clone())
+}
+
+async fn tile(client: &mut TileServiceClient<Channel>, request: v1::GetTileRequest) -> v1::GetTileResponse {
+    client.get_tile(request).await.unwrap().into_inner()
+}
+
+#[tokio::test]
+async fn mosaicjson_and_footprint_layers_equal_the_explicit_request_and_follow_edits() {
+    let dir = LayerDir::new();
+    // The glob starts with five assets; the sixth arrives while serving.
+    for asset in &ASSETS[..5] {
+        dir.copy(asset);
+    }
+    let names: Vec<String> = ASSETS.iter().map(|a| dir.name(a)).collect();
+    // The explicit request: every asset present, in the layers' order.
+    let explicit = |z, x, y, present: usize| {
+        let all: Vec<&str> = names[..present].iter().map(String::as_str).collect();
+        npy_request(harness::tile_request(z, x, y, &all))
+    };
+
+    // The document is written from the assets' bounds as the server reports them.
+    let bounds = {
+        let server = Server::start();
+        let mut client = server.client().await;
+        let mut bounds = Vec::new();
+        for asset in ASSETS {
+            bounds.push((dir.name(asset), geographic_bounds(&mut client, asset).await));
+        }
+        bounds
+    };
+    let mosaic = dir.path.join("demo.mosaic.json");
+    replace_file(&mosaic, &mosaic_json(&bounds[..5]));
+    let config = dir.path.join("tessera.toml");
+    let toml = format!(
+        r#"
+[[layers]]
+name = "demo-mosaic"
+mosaicjson = "{relative}/demo.mosaic.json"
+
+[[layers]]
+name = "demo-footprint"
+description = "demo assets by footprint"
+footprint = {{ glob = "{relative}/*.tif", minzoom = 12, maxzoom = 18 }}
+"#,
+        relative = dir.relative
+    );
+    std::fs::write(&config, toml).unwrap();
+    let server = Server::start_with(ServerOptions {
+        args: vec![
+            "--config".into(),
+            config.display().to_string(),
+            "--layer-reload-interval".into(),
+            "200ms".into(),
+        ],
+        ..Default::default()
+    });
+    let mut client = server.client().await;
+
+    // ListLayers, exactly.
+    let list = client.list_layers(v1::ListLayersRequest {}).await.unwrap().into_inner().layers;
+    assert_eq!(
+        list[0],
+        v1::LayerInfo {
+            name: "demo-mosaic".into(),
+            kind: v1::LayerKind::Mosaicjson as i32,
+            description: "the demo assets by quadkey".into(),
+            bounds: Some(v1::Bounds { min_x: -75.05, min_y: 39.93, max_x: -74.97, max_y: 39.98 }),
+            min_zoom: 12,
+            max_zoom: 18,
+            center_lon: -75.0,
+            center_lat: 39.95,
+            center_zoom: 14,
+            asset_count: 5,
+            unreadable_assets: 0,
+            attribution: "Tessera demo data".into(),
+            version: "1.0.0".into(),
+        }
+    );
+    let footprint = &list[1];
+    let union = bounds[..5].iter().fold((f64::MAX, f64::MAX, f64::MIN, f64::MIN), |u, (_, b)| {
+        (u.0.min(b.min_x), u.1.min(b.min_y), u.2.max(b.max_x), u.3.max(b.max_y))
+    });
+    assert_eq!(
+        (footprint.name.as_str(), footprint.kind, footprint.description.as_str()),
+        ("demo-footprint", v1::LayerKind::Footprint as i32, "demo assets by footprint")
+    );
+    assert_eq!(
+        footprint.bounds,
+        Some(v1::Bounds { min_x: union.0, min_y: union.1, max_x: union.2, max_y: union.3 })
+    );
+    assert_eq!(
+        (footprint.min_zoom, footprint.max_zoom, footprint.center_zoom, footprint.asset_count),
+        (12, 18, 12, 5)
+    );
+
+    // GetLayer adds the bands of the first asset.
+    let layer = client.get_layer(v1::GetLayerRequest { layer: "demo-footprint".into() }).await.unwrap();
+    let layer = layer.into_inner();
+    assert_eq!(layer.layer.as_ref(), Some(footprint));
+    assert_eq!(layer.sample_asset, names[0]);
+    assert_eq!((layer.dtype, layer.data_band_count), (v1::DataType::Uint8 as i32, 3));
+    assert_eq!(
+        layer.bands.iter().map(|b| (b.index, b.nodata, b.has_nodata)).collect::<Vec<_>>(),
+        [(1, 0.0, true), (2, 0.0, true), (3, 0.0, true)]
+    );
+
+    // Tiles: the three-asset parity tile at z16, a z14 tile across the four western
+    // assets, and a z12 tile holding all of them (the document joins its z14 quadkeys).
+    let (x14, y14) = harness::tile_at(-75.017, 39.953, 14);
+    let cases = [(16, 19111, 24821), (14, x14, y14), (12, 1194, 1551)];
+    for (z, x, y) in cases {
+        let want = tile(&mut client, explicit(z, x, y, 5)).await;
+        assert!(want.mask.contains(&255), "tile {z}/{x}/{y} has pixels");
+        for layer in ["demo-mosaic", "demo-footprint"] {
+            let got = tile(&mut client, layer_request(layer, z, x, y)).await;
+            assert!(pixels(&got) == pixels(&want), "layer {layer}, tile {z}/{x}/{y}: pixels differ");
+            assert_eq!((got.width, got.height, got.dtype, got.band_count), (256, 256, want.dtype, 3));
+        }
+    }
+    // What the footprint layer picked for the z16 tile: the assets whose bounds reach
+    // it, in path order.
+    let z16 = tile(&mut client, layer_request("demo-footprint", 16, 19111, 24821)).await;
+    let picked = used(&z16);
+    assert_eq!(picked, [names[0].as_str(), &names[1], &names[3], &names[4]]);
+
+    // An edit to the MosaicJSON document: the z16 tile's quadkey now lists one asset.
+    let only = picked[0].clone();
+    let mut edited = bounds.clone();
+    edited.retain(|(name, _)| *name == only);
+    replace_file(&mosaic, &mosaic_json(&edited));
+    let want =
+        tile(&mut client, npy_request(harness::tile_request(16, 19111, 24821, &[only.as_str()]))).await;
+    let before = tile(&mut client, explicit(16, 19111, 24821, 5)).await;
+    assert!(pixels(&want) != pixels(&before), "one asset alone gives another tile");
+    let got = wait_for(|| {
+        let mut client = client.clone();
+        let only = only.clone();
+        async move {
+            let got = tile(&mut client, layer_request("demo-mosaic", 16, 19111, 24821)).await;
+            (used(&got) == [only]).then_some(got)
+        }
+    })
+    .await;
+    assert!(pixels(&got) == pixels(&want), "the edited layer renders the one asset");
+    let info = client.get_layer(v1::GetLayerRequest { layer: "demo-mosaic".into() }).await.unwrap();
+    assert_eq!(info.into_inner().layer.unwrap().asset_count, 1);
+
+    // A new file matching the footprint glob joins the layer.
+    dir.copy(ASSETS[5]);
+    wait_for(|| {
+        let mut client = client.clone();
+        async move {
+            let list = client.list_layers(v1::ListLayersRequest {}).await.unwrap().into_inner();
+            (list.layers[1].asset_count == 6).then_some(())
+        }
+    })
+    .await;
+    let (x, y) = harness::tile_at(-74.985, 39.94, 16);
+    let got = tile(&mut client, layer_request("demo-footprint", 16, x, y)).await;
+    assert_eq!(used(&got), [names[5].clone()]);
+    let want = tile(&mut client, explicit(16, x, y, 6)).await;
+    assert!(pixels(&got) == pixels(&want), "the new asset renders in the layer");
+    assert!(server.log_text().contains("layer reloaded"));
+}
+
+/// Polls `probe` every 100 ms until it gives a value, for at most 10 s.
+async fn wait_for<T, F, Fut>(probe: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the layer edit was not picked up within 10 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn bad_layer_requests_get_exact_codes_and_messages() {
+    let dir = LayerDir::new();
+    dir.copy(ASSETS[0]);
+    let config = dir.path.join("tessera.toml");
+    let toml = format!(
+        "[[layers]]\nname = \"one\"\nfootprint = {{ assets = [\"{}\"], minzoom = 12, maxzoom = 18 }}\n",
+        dir.name(ASSETS[0])
+    );
+    std::fs::write(&config, toml).unwrap();
+    let server = Server::start_with(ServerOptions {
+        args: vec!["--config".into(), config.display().to_string()],
+        ..Default::default()
+    });
+    let mut client = server.client().await;
+    let refused = |request: v1::GetTileRequest| {
+        let mut client = client.clone();
+        async move {
+            let e = client.get_tile(request).await.unwrap_err();
+            (e.code(), e.message().to_owned())
+        }
+    };
+    let (x, y) = harness::tile_at(-75.03, 39.96, 16);
+    assert_eq!(
+        refused(layer_request("two", 16, x, y)).await,
+        (Code::NotFound, "layer 'two' is not served here; layers: one".to_owned())
+    );
+    let mut both = layer_request("one", 16, x, y);
+    both.assets = vec![ASSETS[0].into()];
+    assert_eq!(
+        refused(both).await,
+        (
+            Code::InvalidArgument,
+            "the request names layer 'one' and 1 assets; give either `layer` or `assets`, not both"
+                .to_owned()
+        )
+    );
+    assert_eq!(
+        refused(layer_request("one", 10, 0, 0)).await,
+        (Code::InvalidArgument, "layer 'one' serves zoom levels 12..=18; tile zoom 10 is outside".to_owned())
+    );
+    assert_eq!(
+        refused(layer_request("one", 16, 0, 0)).await,
+        (Code::NotFound, "layer 'one' has no asset at tile WebMercatorQuad/16/0/0".to_owned())
+    );
+    // Coordinates are checked as for any request.
+    assert_eq!(
+        refused(layer_request("one", 12, 5000, 0)).await,
+        (Code::InvalidArgument, "x=5000 is outside 0..=4095 for WebMercatorQuad at z=12".to_owned())
+    );
+    let e = client.get_layer(v1::GetLayerRequest { layer: "nope".into() }).await.unwrap_err();
+    assert_eq!((e.code(), e.message()), (Code::NotFound, "layer 'nope' is not served here; layers: one"));
+    // The layer's tile is served.
+    let good = tile(&mut client, layer_request("one", 16, x, y)).await;
+    assert_eq!(used(&good), [dir.name(ASSETS[0])]);
+
+    // A server without layers says so.
+    let plain = Server::start();
+    let e = plain.client().await.get_tile(layer_request("one", 16, x, y)).await.unwrap_err();
+    assert_eq!(
+        (e.code(), e.message()),
+        (Code::NotFound, "layer 'one' is not served here: this server has no layers configured")
+    );
+    let list = plain.client().await.list_layers(v1::ListLayersRequest {}).await.unwrap().into_inner();
+    assert!(list.layers.is_empty());
+}
