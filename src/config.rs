@@ -875,4 +875,32 @@ mod tests {
         };
         assert_eq!(args.resolve().unwrap().max_connection_age, None);
     }
+
+    #[test]
+    fn the_readmes_layers_example_parses_and_validates() {
+        let readme = include_str!("../README.md");
+        let section = &readme[readme.find("### Layers").expect("a Layers section")..];
+        let block = section.split("```toml\n").nth(1).and_then(|b| b.split("```").next()).unwrap();
+        let file: FileConfig = toml::from_str(block).unwrap();
+        let specs = crate::layers::validate(&file.layers, std::path::Path::new("/data")).unwrap();
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["naip-2022", "dem"]);
+    }
+
+    #[test]
+    fn a_bad_layer_table_is_refused_at_start_naming_the_layer() {
+        let path = std::env::temp_dir().join(format!("tessera-layers-{}.toml", std::process::id()));
+        std::fs::write(&path, "[[layers]]\nname = \"a b\"\nmosaicjson = \"m.json\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            data_dir: Some(std::env::temp_dir()),
+            ..ServeArgs::default()
+        };
+        let resolved = args.resolve();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            resolved.unwrap_err().to_string(),
+            "[[layers]]: layer name 'a b' is not allowed: use 1 to 64 of A-Z a-z 0-9 _ . -"
+        );
+    }
 }
