@@ -134,8 +134,11 @@ pub struct GetArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
     /// Asset path on the server (repeat for a mosaic, in priority order).
-    #[arg(long = "asset", required = true)]
+    #[arg(long = "asset", required_unless_present = "layer", conflicts_with = "layer")]
     pub assets: Vec<String>,
+    /// A server-side layer instead of assets (see `ListLayers`).
+    #[arg(long)]
+    pub layer: Option<String>,
     /// The tile as Z/X/Y (or --batch).
     #[arg(required_unless_present = "batch", conflicts_with = "batch")]
     pub tile: Option<String>,
@@ -314,6 +317,7 @@ pub async fn get(args: GetArgs) -> Result<(), ClientError> {
         tile_matrix_set: args.tms.clone(),
         tile_size: args.tile_size,
         assets: args.assets.clone(),
+        layer: args.layer.clone().unwrap_or_default(),
         bands: args.bands.clone(),
         resampling: resampling(&args.resampling)? as i32,
         format: format as i32,

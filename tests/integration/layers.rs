@@ -365,6 +365,17 @@ async fn bad_layer_requests_get_exact_codes_and_messages() {
     // The layer's tile is served.
     let good = tile(&mut client, layer_request("one", 16, x, y)).await;
     assert_eq!(used(&good), [dir.name(ASSETS[0])]);
+    // So is it to `tessera get --layer`.
+    let png = dir.path.join("layer.png");
+    let out = std::process::Command::new(harness::BIN)
+        .args(["get", "--server", &server.address, "--layer", "one", &format!("16/{x}/{y}"), "-o"])
+        .arg(&png)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(log.contains(&format!("{} ASSET_OUTCOME_USED", dir.name(ASSETS[0]))), "{log}");
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG\r\n\x1a\n"));
 
     // A server without layers says so.
     let plain = Server::start();
