@@ -36,17 +36,31 @@ impl WorkerBounds {
     }
 }
 
+/// Waits before the retries of a read that failed for want of a worker or time: an
+/// asset left out of a footprint layer stays out until its file changes, so a busy or
+/// starting pool must not cost it its place.
+const BOUNDS_RETRY_WAITS: [Duration; 3] =
+    [Duration::from_millis(250), Duration::from_secs(1), Duration::from_secs(4)];
+
 impl BoundsSource for WorkerBounds {
     fn bounds<'a>(&'a self, asset: &'a str) -> BoxFuture<'a, Result<[f64; 4], String>> {
         Box::pin(async move {
             let asset = self.resolver.resolve(asset).map_err(|e| e.to_string())?;
-            let info = self
-                .renderer
-                .info(&asset, Instant::now() + BOUNDS_TIMEOUT)
-                .await
-                .map_err(|e| e.to_string())?;
-            let g = info.geographic;
-            Ok([g.min_x, g.min_y, g.max_x, g.max_y])
+            let mut waits = BOUNDS_RETRY_WAITS.iter();
+            loop {
+                match self.renderer.info(&asset, Instant::now() + BOUNDS_TIMEOUT).await {
+                    Ok(info) => {
+                        let g = info.geographic;
+                        return Ok([g.min_x, g.min_y, g.max_x, g.max_y]);
+                    }
+                    Err(
+                        ServiceError::ResourceExhausted { .. }
+                        | ServiceError::Unavailable(_)
+                        | ServiceError::DeadlineExceeded(_),
+                    ) if let Some(wait) = waits.next() => tokio::time::sleep(*wait).await,
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
         })
     }
 }
