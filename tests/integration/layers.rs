@@ -14,15 +14,8 @@ use tonic::{Code, transport::Channel};
 
 use crate::harness::{self, Server, ServerOptions};
 
-/// The six demo assets, in the footprint glob's (path) order.
-const ASSETS: [&str; 6] = [
-    "utm_rgb_00.tif",
-    "utm_rgb_01.tif",
-    "utm_rgb_02.tif",
-    "utm_rgb_10.tif",
-    "utm_rgb_11.tif",
-    "utm_rgb_12.tif",
-];
+/// The six demo assets; their priority order is also the footprint glob's (path) order.
+const ASSETS: [&str; 6] = harness::UTM;
 
 /// The zoom of the MosaicJSON document's quadkeys.
 const QUADKEY_ZOOM: u32 = 14;
