@@ -99,8 +99,8 @@ data: build ## Demo GeoTIFFs into data/ unless it already has .tif files
 	  $(BIN) demo-data $(DATA_DIR); \
 	fi
 
-run: deps build data ## Serve on 0.0.0.0:50051 (the server's default)
-	$(BIN) serve --data-dir $(DATA_DIR) $(RUN_ARGS)
+run: deps build data ## Serve on 0.0.0.0:50051 (the server's default), with the demo layer of examples/demo.toml
+	$(BIN) serve --data-dir $(DATA_DIR) --config examples/demo.toml $(RUN_ARGS)
 
 # The public API as last released: `buf breaking` compares proto/ against it, so an
 # incompatible change fails `make test` until it is made deliberately (make api-snapshot).

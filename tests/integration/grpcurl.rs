@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use tokio::process::Command;
 
-use crate::harness::Server;
+use crate::harness::{Server, ServerOptions};
 
 const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 
@@ -49,7 +49,12 @@ fn cookbook() -> Vec<(Vec<String>, String)> {
 
 #[tokio::test]
 async fn every_command_of_the_readme_cookbook_runs_and_prints_what_it_promises() {
-    let server = Server::start();
+    // As `make run` serves: with the demo layer.
+    let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/demo.toml");
+    let server = Server::start_with(ServerOptions {
+        args: vec!["--config".into(), demo.display().to_string()],
+        ..ServerOptions::default()
+    });
     let dir = tempfile::tempdir().unwrap();
     let commands = cookbook();
     assert!(commands.len() >= 9, "the cookbook parsed into only {} commands", commands.len());
