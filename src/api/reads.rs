@@ -18,7 +18,9 @@ use crate::{
     mosaic::Asset,
     pb::{
         v1,
-        worker::{self, PointRequest, PreviewRequest, StatisticsRequest, worker_request::Job, worker_response},
+        worker::{
+            self, PointRequest, PreviewRequest, StatisticsRequest, worker_request::Job, worker_response,
+        },
     },
     render::{DataType, OutputFormat, Raster, check_encodable, encode, rescale::RescaleRange},
 };
@@ -156,7 +158,9 @@ fn summary_options(req: &v1::GetStatisticsRequest) -> Result<(), ServiceError> {
         (Some(min), Some(max)) if !(min.is_finite() && max.is_finite() && min <= max) => {
             return Err(ServiceError::invalid(
                 "histogram_min",
-                format!("the histogram range [{min}, {max}] must be finite with histogram_min <= histogram_max"),
+                format!(
+                    "the histogram range [{min}, {max}] must be finite with histogram_min <= histogram_max"
+                ),
             ));
         }
         (Some(_), None) | (None, Some(_)) => {
@@ -188,7 +192,10 @@ fn summary_options(req: &v1::GetStatisticsRequest) -> Result<(), ServiceError> {
 
 /// Whether an error concerns one asset of a point request only.
 fn is_asset_error(e: &ServiceError) -> bool {
-    matches!(e, ServiceError::OutOfRange(_) | ServiceError::NotFound(_) | ServiceError::AssetUnreadable { .. })
+    matches!(
+        e,
+        ServiceError::OutOfRange(_) | ServiceError::NotFound(_) | ServiceError::AssetUnreadable { .. }
+    )
 }
 
 fn unexpected(kind: &str, asset: &Asset) -> ServiceError {
@@ -375,7 +382,10 @@ pub(super) async fn preview(
     if let Some(b) = job.bands.iter().find(|b| **b as usize > info.data_bands) {
         return Err(ServiceError::invalid(
             "bands",
-            format!("band {b} does not exist in asset '{}', which has data bands 1..={}", asset.name, info.data_bands),
+            format!(
+                "band {b} does not exist in asset '{}', which has data bands 1..={}",
+                asset.name, info.data_bands
+            ),
         ));
     }
     let band_count = if job.bands.is_empty() { info.data_bands } else { job.bands.len() };
@@ -405,7 +415,10 @@ pub(super) async fn preview(
         mask: r.mask,
     };
     if !(raster.is_consistent() && raster.dtype == info.dtype && raster.bands == band_count) {
-        return Err(ServiceError::Internal(format!("worker returned a malformed preview of '{}'", asset.name)));
+        return Err(ServiceError::Internal(format!(
+            "worker returned a malformed preview of '{}'",
+            asset.name
+        )));
     }
     let (width, height) = (r.width, r.height);
     let (data, mask) = tokio::task::spawn_blocking(move || {
@@ -507,7 +520,11 @@ mod tests {
             (v1::GetStatisticsRequest { histogram_bins: 10_001, ..Default::default() }, "histogram_bins"),
             (v1::GetStatisticsRequest { histogram_min: Some(1.0), ..Default::default() }, "histogram_min"),
             (
-                v1::GetStatisticsRequest { histogram_min: Some(2.0), histogram_max: Some(1.0), ..Default::default() },
+                v1::GetStatisticsRequest {
+                    histogram_min: Some(2.0),
+                    histogram_max: Some(1.0),
+                    ..Default::default()
+                },
                 "histogram_min",
             ),
             (v1::GetStatisticsRequest { categories: vec![1.0], ..Default::default() }, "categories"),

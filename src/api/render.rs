@@ -264,8 +264,11 @@ impl TileRenderer {
         let span = asset_span(kind, asset);
         let result = async {
             let path = asset.path.to_string_lossy().into_owned();
-            let response =
-                self.pool.run(job, &path, deadline).await.map_err(|e| ServiceError::from_pool(&asset.name, e))?;
+            let response = self
+                .pool
+                .run(job, &path, deadline)
+                .await
+                .map_err(|e| ServiceError::from_pool(&asset.name, e))?;
             self.count_cache(&response);
             match response.result {
                 Some(worker_response::Result::Error(e)) => Err(worker_error(asset, e)),

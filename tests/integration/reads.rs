@@ -111,7 +111,8 @@ async fn check_point(client: &mut Client, assets: &[&str], (lon, lat): (f64, f64
         }
         assert_eq!(ours.error, None, "{label}");
         assert_bits(&label, &ours.values, &floats(&theirs["values"]));
-        let valid: Vec<bool> = theirs["valid"].as_array().unwrap().iter().map(|v| v.as_bool().unwrap()).collect();
+        let valid: Vec<bool> =
+            theirs["valid"].as_array().unwrap().iter().map(|v| v.as_bool().unwrap()).collect();
         assert_eq!(ours.valid, valid, "{label}: validity");
         assert_eq!(json!(ours.band_descriptions), theirs["band_descriptions"], "{label}");
         assert_eq!(dtype_name(ours.dtype), theirs["dtype"].as_str().unwrap(), "{label}");
@@ -177,7 +178,13 @@ fn statistics_case(label: &'static str, request: v1::GetStatisticsRequest) -> St
         "asset": asset_path(&request.asset),
         "bands": request.bands,
         "max_size": request.max_size,
-        "percentiles": request.percentiles,
+        // Whole percentiles as integers, as rio-tiler's callers write them (its keys are
+        // "percentile_{p}" of the value as given).
+        "percentiles": request
+            .percentiles
+            .iter()
+            .map(|p| if p.fract() == 0.0 { json!(*p as i64) } else { json!(p) })
+            .collect::<Vec<_>>(),
         "bins": request.histogram_bins,
         "categorical": request.categorical,
         "categories": request.categories,
@@ -202,16 +209,24 @@ async fn check_statistics(client: &mut Client, case: &StatisticsCase) {
         .unwrap_or_else(|e| panic!("{label}: {e:?}"))
         .into_inner();
     let theirs = reference(&case.reference);
-    assert_eq!((json!(ours.width), json!(ours.height)), (theirs["width"].clone(), theirs["height"].clone()), "{label}");
+    assert_eq!(
+        (json!(ours.width), json!(ours.height)),
+        (theirs["width"].clone(), theirs["height"].clone()),
+        "{label}"
+    );
     assert_eq!(ours.asset, case.request.asset, "{label}");
     let expected_percentiles =
         if case.request.percentiles.is_empty() { vec![2.0, 98.0] } else { case.request.percentiles.clone() };
     assert_eq!(ours.percentiles, expected_percentiles, "{label}");
     let bands = theirs["bands"].as_object().unwrap();
     assert_eq!(ours.bands.len(), bands.len(), "{label}: band count");
-    for (ours, (name, theirs)) in ours.bands.iter().zip(bands) {
+    let order: Vec<u32> = ours.bands.iter().map(|b| b.band).collect();
+    let requested = &case.request.bands;
+    assert_eq!(&order, if requested.is_empty() { &order } else { requested }, "{label}: band order");
+    for ours in &ours.bands {
+        let name = format!("b{}", ours.band);
         let label = format!("{label}, {name}");
-        assert_eq!(format!("b{}", ours.band), *name, "{label}");
+        let theirs = &bands[&name];
         assert_eq!(json!(ours.description), theirs["description"], "{label}");
         let fields = |b: &v1::BandStatistics| {
             vec![
@@ -253,7 +268,8 @@ async fn check_statistics(client: &mut Client, case: &StatisticsCase) {
             .percentiles
             .iter()
             .zip(&expected_percentiles)
-            .map(|(_, p)| float(&theirs[format!("percentile_{p}")]))
+            // rio-tiler names them by the integer part: 99.5 is "percentile_99".
+            .map(|(_, p)| float(&theirs[format!("percentile_{}", p.trunc() as i64)]))
             .collect();
         assert_eq!(ours.percentiles.len(), expected_percentiles.len(), "{label}");
         assert_bits(&format!("{label}: percentiles"), &ours.percentiles, &percentiles);
@@ -313,13 +329,16 @@ async fn statistics_match_rio_tiler_for_whole_assets_and_boxes() {
         ),
         statistics_case(
             "box inside a UTM asset",
-            v1::GetStatisticsRequest { bbox: bbox(-75.035, 39.955, -75.025, 39.965), ..request("utm_rgb_00.tif") },
+            v1::GetStatisticsRequest {
+                bbox: bbox(-75.035, 39.955, -75.025, 39.965),
+                ..request("utm_rgb_00.tif")
+            },
         ),
         statistics_case(
-            "box inside the float32 asset, decimated",
+            "box inside the float32 asset, percentiles",
             v1::GetStatisticsRequest {
                 bbox: bbox(-75.05, 39.88, -74.99, 39.95),
-                max_size: 100,
+                percentiles: vec![10.0, 90.0],
                 ..request("dem_4326.tif")
             },
         ),
@@ -328,13 +347,16 @@ async fn statistics_match_rio_tiler_for_whole_assets_and_boxes() {
         check_statistics(&mut client, case).await;
     }
     let status = client
-        .get_statistics(v1::GetStatisticsRequest { bbox: bbox(-70.0, 39.0, -69.0, 40.0), ..request("dem_4326.tif") })
+        .get_statistics(v1::GetStatisticsRequest {
+            bbox: bbox(-70.0, 39.0, -69.0, 40.0),
+            ..request("dem_4326.tif")
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
     assert_eq!(
         status.message(),
-        "asset 'dem_4326.tif': the area [-70.0, 39.0, -69.0, 40.0] is outside the asset, whose lon/lat bounds are [-75.06, 39.87, -74.96, 39.97]"
+        "asset 'dem_4326.tif': the area [-70.0, 39.0, -69.0, 40.0] is outside the asset, whose lon/lat bounds are [-75.06, 39.87, -74.96000000000001, 39.97]"
     );
 }
 
@@ -369,7 +391,8 @@ async fn check_preview(client: &mut Client, label: &str, request: v1::GetPreview
         "{label}"
     );
     assert_eq!(dtype_name(ours.dtype), theirs["dtype"].as_str().unwrap(), "{label}");
-    let mask_differs = mask.values.iter().zip(&ref_mask.values).filter(|(a, b)| a != b).count();
+    let mask_differs =
+        mask.values.iter().zip(&ref_mask.values).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
     assert_eq!(mask_differs, 0, "{label}: {mask_differs} mask pixels differ from rio-tiler");
     assert!(mask.values.iter().any(|m| *m > 0.0), "{label}: no valid pixel");
     // Every value, valid or not: invalid pixels hold what was read too.
@@ -377,7 +400,11 @@ async fn check_preview(client: &mut Client, label: &str, request: v1::GetPreview
         data.values.iter().zip(&ref_data.values).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
     assert_eq!(values_differ, 0, "{label}: {values_differ} values differ from rio-tiler");
     let b = ours.bounds.unwrap();
-    assert_bits(&format!("{label}: bounds"), &[b.min_x, b.min_y, b.max_x, b.max_y], &floats(&theirs["bounds"]));
+    assert_bits(
+        &format!("{label}: bounds"),
+        &[b.min_x, b.min_y, b.max_x, b.max_y],
+        &floats(&theirs["bounds"]),
+    );
     assert_eq!(ours.crs, theirs["crs"].as_str().unwrap(), "{label}: crs");
 }
 
@@ -386,23 +413,24 @@ async fn previews_match_rio_tiler_pixel_for_pixel() {
     let server = Server::start();
     let mut client = server.client().await;
     let request = |asset: &str| v1::GetPreviewRequest { asset: asset.into(), ..Default::default() };
-    check_preview(&mut client, "uint8 UTM asset, max_size 100", v1::GetPreviewRequest {
-        max_size: 100,
-        ..request("utm_rgb_00.tif")
-    })
+    check_preview(
+        &mut client,
+        "uint8 UTM asset, max_size 100",
+        v1::GetPreviewRequest { max_size: 100, ..request("utm_rgb_00.tif") },
+    )
     .await;
     check_preview(&mut client, "float32 asset whole", request("dem_4326.tif")).await;
-    check_preview(&mut client, "uint16 bands, width only", v1::GetPreviewRequest {
-        bands: vec![3, 1],
-        width: Some(300),
-        ..request("nir_uint16.tif")
-    })
+    check_preview(
+        &mut client,
+        "uint16 bands, width only",
+        v1::GetPreviewRequest { bands: vec![3, 1], width: Some(300), ..request("nir_uint16.tif") },
+    )
     .await;
-    check_preview(&mut client, "alpha band, width and height", v1::GetPreviewRequest {
-        width: Some(200),
-        height: Some(120),
-        ..request("rgba_3857.tif")
-    })
+    check_preview(
+        &mut client,
+        "alpha band, width and height",
+        v1::GetPreviewRequest { width: Some(200), height: Some(120), ..request("rgba_3857.tif") },
+    )
     .await;
 
     // Other formats are encoded like tiles.
@@ -431,22 +459,42 @@ fn assert_invalid(label: &str, status: &Status, field: &str, message: &str) {
 }
 
 #[tokio::test]
-async fn bad_reads_are_refused_with_their_field_and_why() {
+async fn bad_points_are_refused_with_their_field_and_why() {
     let server = Server::start();
     let mut client = server.client().await;
-    let point = |lon, lat| v1::GetPointRequest { assets: vec!["utm_rgb_00.tif".into()], lon, lat, ..Default::default() };
+    let point = |lon, lat| v1::GetPointRequest {
+        assets: vec!["utm_rgb_00.tif".into()],
+        lon,
+        lat,
+        ..Default::default()
+    };
     let points = [
-        ("no assets", v1::GetPointRequest { assets: vec![], ..point(-75.03, 39.96) }, "assets", "no assets: give at least one asset path".to_owned()),
+        (
+            "no assets",
+            v1::GetPointRequest { assets: vec![], ..point(-75.03, 39.96) },
+            "assets",
+            "no assets: give at least one asset path".to_owned(),
+        ),
         ("longitude", point(200.0, 39.96), "lon", "lon=200 is not a longitude in [-180, 180]".to_owned()),
         ("latitude", point(-75.03, -91.0), "lat", "lat=-91 is not a latitude in [-90, 90]".to_owned()),
-        ("band 0", v1::GetPointRequest { bands: vec![0], ..point(-75.03, 39.96) }, "bands", "band 0 is invalid: bands are 1-based".to_owned()),
+        (
+            "band 0",
+            v1::GetPointRequest { bands: vec![0], ..point(-75.03, 39.96) },
+            "bands",
+            "band 0 is invalid: bands are 1-based".to_owned(),
+        ),
         (
             "band 9",
             v1::GetPointRequest { bands: vec![9], ..point(-75.03, 39.96) },
             "bands",
             "asset 'utm_rgb_00.tif': band 9 does not exist: the asset has data bands 1..=3".to_owned(),
         ),
-        ("infinite nodata", v1::GetPointRequest { nodata: Some(f64::INFINITY), ..point(-75.03, 39.96) }, "nodata", "nodata must be a finite number or NaN".to_owned()),
+        (
+            "infinite nodata",
+            v1::GetPointRequest { nodata: Some(f64::INFINITY), ..point(-75.03, 39.96) },
+            "nodata",
+            "nodata must be a finite number or NaN".to_owned(),
+        ),
     ];
     for (label, request, field, message) in points {
         let status = client.get_point(request).await.unwrap_err();
@@ -460,62 +508,68 @@ async fn bad_reads_are_refused_with_their_field_and_why() {
         (status.code(), status.message()),
         (Code::NotFound, "asset 'nope.tif' does not exist in the data directory")
     );
+}
 
-    let stats = |asset: &str| v1::GetStatisticsRequest { asset: asset.into(), ..Default::default() };
+#[tokio::test]
+async fn bad_statistics_requests_are_refused_with_their_field_and_why() {
+    let server = Server::start();
+    let mut client = server.client().await;
+    let statistics_request =
+        |asset: &str| v1::GetStatisticsRequest { asset: asset.into(), ..Default::default() };
     let bbox = |min_x, min_y, max_x, max_y| Some(v1::Bounds { min_x, min_y, max_x, max_y });
     let statistics = [
-        ("no asset", stats(""), "asset", "no asset: give an asset path".to_owned()),
+        ("no asset", statistics_request(""), "asset", "no asset: give an asset path".to_owned()),
         (
             "west >= east",
-            v1::GetStatisticsRequest { bbox: bbox(-75.0, 39.9, -75.1, 40.0), ..stats("dem_4326.tif") },
+            v1::GetStatisticsRequest { bbox: bbox(-75.0, 39.9, -75.1, 40.0), ..statistics_request("dem_4326.tif") },
             "bbox",
             "bbox [-75, 39.9, -75.1, 40] is empty: min_x must be less than max_x and min_y less than max_y".to_owned(),
         ),
         (
             "latitude in the box",
-            v1::GetStatisticsRequest { bbox: bbox(-75.0, 39.9, -74.9, 95.0), ..stats("dem_4326.tif") },
+            v1::GetStatisticsRequest { bbox: bbox(-75.0, 39.9, -74.9, 95.0), ..statistics_request("dem_4326.tif") },
             "bbox",
             "bbox [-75, 39.9, -74.9, 95] is not a lon/lat box: min_x and max_x in [-180, 180], min_y and max_y in [-90, 90]".to_owned(),
         ),
         (
             "percentile",
-            v1::GetStatisticsRequest { percentiles: vec![50.0, 120.0], ..stats("dem_4326.tif") },
+            v1::GetStatisticsRequest { percentiles: vec![50.0, 120.0], ..statistics_request("dem_4326.tif") },
             "percentiles",
             "percentile 120 is not in [0, 100]".to_owned(),
         ),
         (
             "max_size",
-            v1::GetStatisticsRequest { max_size: 5000, ..stats("dem_4326.tif") },
+            v1::GetStatisticsRequest { max_size: 5000, ..statistics_request("dem_4326.tif") },
             "max_size",
             "max_size=5000 is outside 1..=4096 (0 means 1024)".to_owned(),
         ),
         (
             "bins",
-            v1::GetStatisticsRequest { histogram_bins: 20_000, ..stats("dem_4326.tif") },
+            v1::GetStatisticsRequest { histogram_bins: 20_000, ..statistics_request("dem_4326.tif") },
             "histogram_bins",
             "histogram_bins=20000 is outside 1..=10000 (0 means 10)".to_owned(),
         ),
         (
             "half a range",
-            v1::GetStatisticsRequest { histogram_max: Some(3.0), ..stats("dem_4326.tif") },
+            v1::GetStatisticsRequest { histogram_max: Some(3.0), ..statistics_request("dem_4326.tif") },
             "histogram_min",
             "histogram_min and histogram_max go together: give both or neither".to_owned(),
         ),
         (
             "warp-only kernel",
-            v1::GetStatisticsRequest { resampling: v1::Resampling::Q1 as i32, ..stats("dem_4326.tif") },
+            v1::GetStatisticsRequest { resampling: v1::Resampling::Q1 as i32, ..statistics_request("dem_4326.tif") },
             "resampling",
             "resampling q1 is not available for a decimated read; use one of nearest, bilinear, cubic, cubic_spline, lanczos, average, mode, gauss".to_owned(),
         ),
         (
             "unknown kernel",
-            v1::GetStatisticsRequest { resampling: 99, ..stats("dem_4326.tif") },
+            v1::GetStatisticsRequest { resampling: 99, ..statistics_request("dem_4326.tif") },
             "resampling",
             "resampling=99 is not a known kernel; use one of nearest, bilinear, cubic, cubic_spline, lanczos, average, mode, rms; gauss (resampling only); max, min, med, q1, q3, sum (reproject only)".to_owned(),
         ),
         (
             "categories without categorical",
-            v1::GetStatisticsRequest { categories: vec![1.0], ..stats("dem_4326.tif") },
+            v1::GetStatisticsRequest { categories: vec![1.0], ..statistics_request("dem_4326.tif") },
             "categories",
             "categories apply only with categorical=true".to_owned(),
         ),
@@ -524,11 +578,26 @@ async fn bad_reads_are_refused_with_their_field_and_why() {
         let status = client.get_statistics(request).await.unwrap_err();
         assert_invalid(label, &status, field, &message);
     }
+}
 
+#[tokio::test]
+async fn bad_previews_are_refused_with_their_field_and_why() {
+    let server = Server::start();
+    let mut client = server.client().await;
     let preview = |asset: &str| v1::GetPreviewRequest { asset: asset.into(), ..Default::default() };
     let previews = [
-        ("width 0", v1::GetPreviewRequest { width: Some(0), ..preview("dem_4326.tif") }, "width", "width=0 is outside 1..=4096"),
-        ("height", v1::GetPreviewRequest { height: Some(4097), ..preview("dem_4326.tif") }, "height", "height=4097 is outside 1..=4096"),
+        (
+            "width 0",
+            v1::GetPreviewRequest { width: Some(0), ..preview("dem_4326.tif") },
+            "width",
+            "width=0 is outside 1..=4096",
+        ),
+        (
+            "height",
+            v1::GetPreviewRequest { height: Some(4097), ..preview("dem_4326.tif") },
+            "height",
+            "height=4097 is outside 1..=4096",
+        ),
         (
             "band 4",
             v1::GetPreviewRequest { bands: vec![4], ..preview("utm_rgb_00.tif") },
@@ -550,7 +619,12 @@ async fn bad_reads_are_refused_with_their_field_and_why() {
             "rescale",
             "2 rescale ranges for 3 bands: give one range for all bands or one per band",
         ),
-        ("quality", v1::GetPreviewRequest { quality: 101, ..preview("utm_rgb_00.tif") }, "quality", "quality=101 is outside 1..=100 (0 means 85)"),
+        (
+            "quality",
+            v1::GetPreviewRequest { quality: 101, ..preview("utm_rgb_00.tif") },
+            "quality",
+            "quality=101 is outside 1..=100 (0 means 85)",
+        ),
     ];
     for (label, request, field, message) in previews {
         let status = client.get_preview(request).await.unwrap_err();
