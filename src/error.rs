@@ -27,6 +27,9 @@ pub enum ServiceError {
     /// An asset is outside what this server may read.
     #[error("{0}")]
     PermissionDenied(String),
+    /// A requested point or area lies outside the asset.
+    #[error("{0}")]
+    OutOfRange(String),
     /// An asset exists but is not a readable GeoTIFF.
     #[error("asset '{asset}' cannot be read: {reason}")]
     AssetUnreadable {
@@ -91,6 +94,7 @@ impl ServiceError {
             Self::InvalidArgument { .. } => Code::InvalidArgument,
             Self::NotFound(_) => Code::NotFound,
             Self::PermissionDenied(_) => Code::PermissionDenied,
+            Self::OutOfRange(_) => Code::OutOfRange,
             Self::AssetUnreadable { .. } => Code::FailedPrecondition,
             Self::ResourceExhausted { .. } => Code::ResourceExhausted,
             Self::DeadlineExceeded(_) => Code::DeadlineExceeded,

@@ -6,6 +6,7 @@ mod callers;
 mod deadline;
 mod edge;
 mod layers;
+mod reads;
 mod render;
 mod tile_cache;
 mod validate;
@@ -455,5 +456,29 @@ impl TileService for TileServiceImpl {
             block_height: i.block_height,
             has_mask: i.has_mask,
         }))
+    }
+
+    async fn get_point(
+        &self,
+        request: Request<v1::GetPointRequest>,
+    ) -> Result<Response<v1::GetPointResponse>, Status> {
+        let deadline = TileApi::deadline(&request);
+        Ok(Response::new(reads::point(&self.0, request.get_ref(), deadline).await?))
+    }
+
+    async fn get_statistics(
+        &self,
+        request: Request<v1::GetStatisticsRequest>,
+    ) -> Result<Response<v1::GetStatisticsResponse>, Status> {
+        let deadline = TileApi::deadline(&request);
+        Ok(Response::new(reads::statistics(&self.0, request.get_ref(), deadline).await?))
+    }
+
+    async fn get_preview(
+        &self,
+        request: Request<v1::GetPreviewRequest>,
+    ) -> Result<Response<v1::GetPreviewResponse>, Status> {
+        let deadline = TileApi::deadline(&request);
+        Ok(Response::new(reads::preview(&self.0, request.get_ref(), deadline).await?))
     }
 }

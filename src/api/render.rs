@@ -76,6 +76,7 @@ fn worker_error(asset: &Asset, mut e: WorkerError) -> ServiceError {
         Ok(ErrorKind::TooLarge) => {
             ServiceError::invalid("assets", format!("asset '{}' is too large: {}", asset.name, e.message))
         }
+        Ok(ErrorKind::Outside) => ServiceError::OutOfRange(format!("asset '{}': {}", asset.name, e.message)),
         Ok(ErrorKind::Unreadable | ErrorKind::ReadFailed) => {
             ServiceError::AssetUnreadable { asset: asset.name.clone(), reason: e.message }
         }
@@ -248,6 +249,43 @@ impl TileRenderer {
             Some(worker_response::Result::Error(e)) => Err(worker_error(asset, e)),
             _ => Err(ServiceError::Internal("worker answered an info job with something else".into())),
         }
+    }
+
+    /// Runs one job about `asset` (a point, statistics or preview job) in an
+    /// `asset_job` span named `kind`; the worker's answer, or its error mapped as a
+    /// read's. The pool has checked that the answer is of the job's kind.
+    pub(super) async fn run_job(
+        &self,
+        kind: &'static str,
+        asset: &Asset,
+        job: Job,
+        deadline: Instant,
+    ) -> Result<worker_response::Result, ServiceError> {
+        let span = asset_span(kind, asset);
+        let result = async {
+            let path = asset.path.to_string_lossy().into_owned();
+            let response = self
+                .pool
+                .run(job, &path, deadline)
+                .await
+                .map_err(|e| ServiceError::from_pool(&asset.name, e))?;
+            self.count_cache(&response);
+            match response.result {
+                Some(worker_response::Result::Error(e)) => Err(worker_error(asset, e)),
+                Some(result) => Ok(result),
+                None => Err(ServiceError::Internal(format!("worker answered a {kind} job with nothing"))),
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        match &result {
+            Ok(_) => span.record("outcome", "ok"),
+            Err(e) => {
+                record_error(&span, e);
+                span.record("outcome", "failed")
+            }
+        };
+        result
     }
 
     /// Counts the worker's dataset-cache lookup, and notes it on the current span.

@@ -99,7 +99,7 @@ impl TileRequest {
 const KERNELS: &str = "nearest, bilinear, cubic, cubic_spline, lanczos, average, mode, rms; gauss (resampling only); max, min, med, q1, q3, sum (reproject only)";
 
 /// A public kernel as the worker protocol names it (`Unspecified` stays unspecified).
-fn kernel(field: &'static str, value: i32) -> Result<worker::Resampling, ServiceError> {
+pub(super) fn kernel(field: &'static str, value: i32) -> Result<worker::Resampling, ServiceError> {
     v1::Resampling::try_from(value)
         .ok()
         .and_then(|k| worker::Resampling::from_str_name(k.as_str_name()))
@@ -250,7 +250,7 @@ fn buffer_halves(buffer: f64) -> Result<u32, ServiceError> {
     Ok(halves as u32)
 }
 
-fn format(value: i32, quality: u32) -> Result<OutputFormat, ServiceError> {
+pub(super) fn format(value: i32, quality: u32) -> Result<OutputFormat, ServiceError> {
     let q = match quality {
         0 => DEFAULT_QUALITY,
         1..=100 => quality as u8,

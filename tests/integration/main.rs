@@ -23,6 +23,7 @@ mod otlp;
 mod parity;
 mod pixels;
 mod python_client;
+mod reads;
 mod remote;
 mod security;
 mod supervision;

@@ -4,7 +4,7 @@ Reads one case as JSON from stdin and writes what rio-tiler makes of it as two .
 files: `data.npy` (bands, height, width) and `mask.npy` (height, width, uint8: the
 alpha, 255 = valid). Prints a JSON line with the dtype and shape.
 
-Two modes:
+Tile modes:
 
 - "peer": rio-tiler does everything, reading the assets itself (its own GDAL, 3.10 in
   rasterio's wheels, and its own read path: a WarpedVRT, then a decimated read).
@@ -18,6 +18,23 @@ pixel_selection (rio-tiler's name), expression, rescale ([[min, max], ...]),
 colormap_name, colormap ({"values": [[v, [r,g,b,a]], ...]} or
 {"intervals": [[[min, max], [r,g,b,a]], ...]}), nodata, buffer, padding, resampling,
 reproject; for "post": inputs ([[data.npy, mask.npy], ...] per asset, in asset order).
+
+Modes of the other reads (GetPoint, GetStatistics, GetPreview in
+tests/integration/reads.rs), each rio-tiler's own Reader method on the files:
+
+- "point": `Reader.point(lon, lat)` of each of `assets`; prints a JSON list, one
+  object per asset: values, valid (per band), band_descriptions, dtype, or the name of
+  the exception rio-tiler raised in `error`.
+- "statistics": `Reader.statistics` of `asset`, or with `bbox` (lon/lat) of
+  `Reader.part(bbox, dst_crs=<the asset's CRS>, align_bounds_with_dataset=True)`;
+  prints a JSON object per band name, plus the read's width and height.
+- "preview": `Reader.preview`; writes data.npy and mask.npy into `out` (the mask as
+  rio-tiler's ImageData.mask, 255 = valid) and prints dtype, shape, bounds and CRS.
+
+Floats are printed as strings (Python's repr: shortest exact, "nan" for NaN), so that
+the Rust side parses every value exactly. Options shared by these modes: bands
+(1-based indexes), nodata, max_size, width, height, resampling, percentiles, bins,
+range, categorical, categories.
 """
 
 import json
@@ -89,8 +106,99 @@ def post_image(case):
     return ImageData(method.data)
 
 
+def exact(value):
+    """Floats as exact strings, recursively (JSON has no NaN, and parsers round)."""
+    if isinstance(value, dict):
+        return {k: exact(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [exact(v) for v in value]
+    if isinstance(value, (float, numpy.floating)):
+        return repr(float(value))
+    if isinstance(value, numpy.integer):
+        return int(value)
+    return value
+
+
+def read_options(case):
+    options = {}
+    if case.get("bands"):
+        options["indexes"] = case["bands"]
+    if case.get("nodata") is not None:
+        options["nodata"] = case["nodata"]
+    if case.get("resampling"):
+        options["resampling_method"] = case["resampling"]
+    return options
+
+
+def point(case):
+    answers = []
+    for asset in case["assets"]:
+        with Reader(asset) as src:
+            try:
+                pt = src.point(case["lon"], case["lat"], **read_options(case))
+            except Exception as e:  # the exception's name is the answer
+                answers.append({"error": type(e).__name__})
+                continue
+        answers.append(
+            {
+                "values": [float(v) for v in pt.array.data],
+                "valid": [bool(m) for m in ~numpy.ma.getmaskarray(pt.array)],
+                "band_descriptions": list(pt.band_descriptions),
+                "dtype": str(pt.array.dtype),
+            }
+        )
+    return answers
+
+
+def statistics(case):
+    options = read_options(case)
+    hist = {}
+    if case.get("bins"):
+        hist["bins"] = case["bins"]
+    if case.get("range"):
+        hist["range"] = tuple(case["range"])
+    with Reader(case["asset"]) as src:
+        max_size = case.get("max_size") or 1024
+        if case.get("bbox"):
+            image = src.part(
+                case["bbox"], dst_crs=src.crs, max_size=max_size, align_bounds_with_dataset=True, **options
+            )
+        else:
+            image = src.read(max_size=max_size, **options)
+    stats = image.statistics(
+        categorical=case.get("categorical", False),
+        categories=case.get("categories") or None,
+        percentiles=case.get("percentiles") or None,
+        hist_options=hist,
+    )
+    return {
+        "width": image.width,
+        "height": image.height,
+        "bands": {name: s.model_dump() for name, s in stats.items()},
+    }
+
+
+def preview(case):
+    options = read_options(case)
+    for key in ("max_size", "width", "height"):
+        if case.get(key):
+            options[key] = case[key]
+    with Reader(case["asset"]) as src:
+        image = src.preview(**options)
+        crs = src.crs.to_string()
+    data = image.array.data
+    os.makedirs(case["out"], exist_ok=True)
+    numpy.save(os.path.join(case["out"], "data.npy"), data)
+    numpy.save(os.path.join(case["out"], "mask.npy"), numpy.where(image.mask > 0, 255, 0).astype(numpy.uint8))
+    return {"dtype": str(data.dtype), "shape": list(data.shape), "bounds": list(image.bounds), "crs": crs}
+
+
 def main():
     case = json.load(sys.stdin)
+    reads = {"point": point, "statistics": statistics, "preview": preview}
+    if case["mode"] in reads:
+        print(json.dumps(exact(reads[case["mode"]](case))))
+        return
     image = peer_image(case) if case["mode"] == "peer" else post_image(case)
     if case.get("rescale"):
         image.rescale(in_range=[tuple(r) for r in case["rescale"]])
