@@ -167,22 +167,26 @@ impl TileApi {
         }
     }
 
+    /// Admission control: one of the `--max-in-flight-tiles` permits (tiles, and the
+    /// reads of GetPoint/GetStatistics/GetPreview), or RESOURCE_EXHAUSTED now rather
+    /// than a queue. `busy` says what holds them all.
+    fn admit(&self, busy: &str) -> Result<tokio::sync::SemaphorePermit<'_>, ServiceError> {
+        self.in_flight.try_acquire().map_err(|_| ServiceError::ResourceExhausted {
+            message: format!(
+                "server overloaded: {} {busy} (--max-in-flight-tiles); retry later",
+                self.limits.max_in_flight_tiles
+            ),
+            retry_after: Duration::from_millis(200),
+        })
+    }
+
     async fn tile_uncounted(
         &self,
         req: &GetTileRequest,
         deadline: Instant,
     ) -> Result<GetTileResponse, ServiceError> {
         let parsed = TileRequest::parse(req, &self.limits, &self.resolver, &self.tile_matrix_sets)?;
-        // Admission control: beyond the limit, shed load now rather than queue it.
-        let Ok(_permit) = self.in_flight.try_acquire() else {
-            return Err(ServiceError::ResourceExhausted {
-                message: format!(
-                    "server overloaded: {} tiles are already being rendered (--max-in-flight-tiles); retry later",
-                    self.limits.max_in_flight_tiles
-                ),
-                retry_after: Duration::from_millis(200),
-            });
-        };
+        let _permit = self.admit("tiles are already being rendered")?;
         let tile = self.renderer.render(&parsed, deadline).await?;
         let size = prost::Message::encoded_len(&tile);
         if size > self.limits.max_response_size {
@@ -463,6 +467,7 @@ impl TileService for TileServiceImpl {
         request: Request<v1::GetPointRequest>,
     ) -> Result<Response<v1::GetPointResponse>, Status> {
         let deadline = TileApi::deadline(&request);
+        let _permit = self.0.admit("tiles and reads are already in flight")?;
         Ok(Response::new(reads::point(&self.0, request.get_ref(), deadline).await?))
     }
 
@@ -471,6 +476,7 @@ impl TileService for TileServiceImpl {
         request: Request<v1::GetStatisticsRequest>,
     ) -> Result<Response<v1::GetStatisticsResponse>, Status> {
         let deadline = TileApi::deadline(&request);
+        let _permit = self.0.admit("tiles and reads are already in flight")?;
         Ok(Response::new(reads::statistics(&self.0, request.get_ref(), deadline).await?))
     }
 
@@ -479,6 +485,7 @@ impl TileService for TileServiceImpl {
         request: Request<v1::GetPreviewRequest>,
     ) -> Result<Response<v1::GetPreviewResponse>, Status> {
         let deadline = TileApi::deadline(&request);
+        let _permit = self.0.admit("tiles and reads are already in flight")?;
         Ok(Response::new(reads::preview(&self.0, request.get_ref(), deadline).await?))
     }
 }

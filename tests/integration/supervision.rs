@@ -167,6 +167,31 @@ async fn too_many_tiles_in_flight_are_resource_exhausted_with_a_retry_hint() {
     assert!(e.message().contains("2 tiles are already being rendered"), "{}", e.message());
     let retry = e.get_details_retry_info().expect("a retry hint");
     assert_eq!(retry.retry_delay, Some(Duration::from_millis(200)));
+
+    // The reads of GetStatistics (GetPoint, GetPreview) take the same permits.
+    let slow: Vec<_> = (0..2)
+        .map(|i| {
+            let mut c = client.clone();
+            let mut request = tile("utm_rgb_01.tif");
+            request.quality = 60 + i;
+            tokio::spawn(async move { c.get_tile(request).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let statistics = v1::GetStatisticsRequest { asset: "utm_rgb_00.tif".into(), ..Default::default() };
+    let e = client.clone().get_statistics(statistics.clone()).await.unwrap_err();
+    assert_eq!(
+        (e.code(), e.message()),
+        (
+            Code::ResourceExhausted,
+            "server overloaded: 2 tiles and reads are already in flight (--max-in-flight-tiles); retry later"
+        )
+    );
+    for call in slow {
+        call.await.unwrap().unwrap();
+    }
+    let answer = client.clone().get_statistics(statistics).await.unwrap().into_inner();
+    assert_eq!(answer.bands.len(), 3);
 }
 
 #[tokio::test]
