@@ -188,16 +188,7 @@ impl TileApi {
         let parsed = TileRequest::parse(req, &self.limits, &self.resolver, &self.tile_matrix_sets)?;
         let _permit = self.admit("tiles are already being rendered")?;
         let tile = self.renderer.render(&parsed, deadline).await?;
-        let size = prost::Message::encoded_len(&tile);
-        if size > self.limits.max_response_size {
-            return Err(ServiceError::ResourceExhausted {
-                message: format!(
-                    "the tile is {size} bytes encoded, over this server's limit of {} bytes per response (--max-response-size); ask for a smaller tile_size, fewer bands or a compressed format",
-                    self.limits.max_response_size
-                ),
-                retry_after: Duration::ZERO,
-            });
-        }
+        self.limits.check_response_size("the tile", &tile, "a smaller tile_size")?;
         Ok(tile)
     }
 }

@@ -6,8 +6,6 @@
 //! see `crate::worker::{point, statistics, preview}`), and the answer becomes the
 //! public response. A point or box outside an asset is OUT_OF_RANGE.
 
-use std::time::Duration;
-
 use futures::future::join_all;
 use tokio::time::Instant;
 use tonic::Status;
@@ -351,12 +349,7 @@ impl Preview {
         let width = req.width.map(|w| read_size("width", w)).transpose()?;
         let height = req.height.map(|h| read_size("height", h)).transpose()?;
         let format = validate::format(req.format, req.quality)?;
-        let rescale = req
-            .rescale
-            .iter()
-            .map(|r| RescaleRange::new(r.min, r.max))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ServiceError::invalid("rescale", e.to_string()))?;
+        let rescale = validate::rescale_ranges(&req.rescale)?;
         let job = PreviewRequest {
             path: asset.path.to_string_lossy().into_owned(),
             max_size,
@@ -449,16 +442,7 @@ pub(super) async fn preview(
         crs_wkt: i.crs_wkt.clone(),
         bounds,
     };
-    let size = prost::Message::encoded_len(&response);
-    if size > api.limits.max_response_size {
-        return Err(ServiceError::ResourceExhausted {
-            message: format!(
-                "the preview is {size} bytes encoded, over this server's limit of {} bytes per response (--max-response-size); ask for a smaller max_size, fewer bands or a compressed format",
-                api.limits.max_response_size
-            ),
-            retry_after: Duration::ZERO,
-        });
-    }
+    api.limits.check_response_size("the preview", &response, "a smaller max_size")?;
     Ok(response)
 }
 

@@ -39,6 +39,17 @@ pub fn record_error(span: &Span, e: &ServiceError) {
     span.record("otel.status_description", e.to_string().as_str());
 }
 
+/// Records a job's outcome on its span: "ok", or "failed" with the error.
+fn record_outcome<T>(span: &Span, result: &Result<T, ServiceError>) {
+    match result {
+        Ok(_) => span.record("outcome", "ok"),
+        Err(e) => {
+            record_error(span, e);
+            span.record("outcome", "failed")
+        }
+    };
+}
+
 /// The span of one job about `asset` on the front side; the pool fills in the worker,
 /// the wait and the IPC time, the worker's own span becomes its child.
 fn asset_span(kind: &'static str, asset: &Asset) -> Span {
@@ -219,13 +230,7 @@ impl TileRenderer {
         }
         let span = asset_span("asset info", asset);
         let result = self.info_job(asset, deadline).instrument(span.clone()).await;
-        match &result {
-            Ok(_) => span.record("outcome", "ok"),
-            Err(e) => {
-                record_error(&span, e);
-                span.record("outcome", "failed")
-            }
-        };
+        record_outcome(&span, &result);
         result
     }
 
@@ -278,13 +283,7 @@ impl TileRenderer {
         }
         .instrument(span.clone())
         .await;
-        match &result {
-            Ok(_) => span.record("outcome", "ok"),
-            Err(e) => {
-                record_error(&span, e);
-                span.record("outcome", "failed")
-            }
-        };
+        record_outcome(&span, &result);
         result
     }
 

@@ -40,6 +40,29 @@ pub struct Limits {
     pub max_in_flight_per_caller: usize,
 }
 
+impl Limits {
+    /// RESOURCE_EXHAUSTED when `response` (`what`: "the tile") is over
+    /// `--max-response-size` encoded; `smaller` names the size field to shrink.
+    pub(super) fn check_response_size(
+        &self,
+        what: &str,
+        response: &impl prost::Message,
+        smaller: &str,
+    ) -> Result<(), ServiceError> {
+        let size = response.encoded_len();
+        if size <= self.max_response_size {
+            return Ok(());
+        }
+        Err(ServiceError::ResourceExhausted {
+            message: format!(
+                "{what} is {size} bytes encoded, over this server's limit of {} bytes per response (--max-response-size); ask for {smaller}, fewer bands or a compressed format",
+                self.max_response_size
+            ),
+            retry_after: std::time::Duration::ZERO,
+        })
+    }
+}
+
 /// A checked tile request.
 #[derive(Debug, Clone)]
 pub struct TileRequest {
@@ -125,6 +148,15 @@ fn kernels(req: &v1::GetTileRequest) -> Result<(worker::Resampling, worker::Resa
         ServiceError::invalid(field, e.to_string())
     })?;
     Ok((read, warp))
+}
+
+/// The `rescale` ranges of a request.
+pub(super) fn rescale_ranges(ranges: &[v1::RescaleRange]) -> Result<Vec<RescaleRange>, ServiceError> {
+    ranges
+        .iter()
+        .map(|r| RescaleRange::new(r.min, r.max))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ServiceError::invalid("rescale", e.to_string()))
 }
 
 /// The request's colormap: a named one, or exact values or intervals.
@@ -337,12 +369,7 @@ impl TileRequest {
         check_read_window(req, size, buffer_halves, limits)?;
         let expression = expression(req)?;
         let selection = selection(req.pixel_selection)?;
-        let rescale = req
-            .rescale
-            .iter()
-            .map(|r| RescaleRange::new(r.min, r.max))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ServiceError::invalid("rescale", e.to_string()))?;
+        let rescale = rescale_ranges(&req.rescale)?;
         let colormap = colormap(req.colormap.as_ref())?.map(std::sync::Arc::new);
         let assets = req.assets.iter().map(|a| resolver.resolve(a)).collect::<Result<Vec<_>, _>>()?;
         Ok(Self {

@@ -39,6 +39,26 @@ pub fn venv_python() -> PathBuf {
     path
 }
 
+/// Runs `tests/parity/reference.py` (rio-tiler, in the venv) on `case`; its stdout.
+pub fn reference_script(case: &serde_json::Value) -> Vec<u8> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/parity/reference.py");
+    let mut child = Command::new(venv_python())
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    serde_json::to_writer(child.stdin.take().unwrap(), case).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "reference.py failed on {case}:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
 /// Fixture directory: demo data plus broken files. Built once (atomically, so parallel
 /// test processes agree) and reused.
 pub fn fixtures() -> &'static Path {

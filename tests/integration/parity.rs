@@ -12,16 +12,13 @@
 //!   where nearest-neighbour picks fall on a source pixel boundary can differ. The
 //!   tolerance, stated per case, bounds the share of such pixels.
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Stdio},
-};
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use tessera::pb::v1;
 use tonic::transport::Channel;
 
-use crate::harness::{Npy, Server, fixtures, npy_tile, parse_npy, venv_python};
+use crate::harness::{self, Npy, Server, fixtures, npy_tile, parse_npy};
 
 type Client = v1::tile_service_client::TileServiceClient<Channel>;
 
@@ -114,21 +111,7 @@ impl Case {
 
 /// Runs the reference script on `case`; returns (data, mask).
 fn reference(case: &Value) -> (Npy, Npy) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/parity/reference.py");
-    let mut child = Command::new(venv_python())
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    serde_json::to_writer(child.stdin.take().unwrap(), case).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "reference.py failed on {case}:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    harness::reference_script(case);
     let out = PathBuf::from(case["out"].as_str().unwrap());
     let read = |name: &str| parse_npy(&std::fs::read(out.join(name)).unwrap());
     (read("data.npy"), read("mask.npy"))

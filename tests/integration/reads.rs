@@ -10,37 +10,19 @@
 //! A point outside one asset of several is that asset's OUT_OF_RANGE error, the others
 //! answer; outside every asset, the call itself is OUT_OF_RANGE.
 
-use std::{
-    path::PathBuf,
-    process::{Command, Stdio},
-};
+use std::path::PathBuf;
 
 use serde_json::{Value, json};
 use tessera::pb::v1;
 use tonic::{Code, Status, transport::Channel};
 
-use crate::harness::{Server, fixtures, parse_npy, venv_python};
+use crate::harness::{self, Server, fixtures, parse_npy};
 
 type Client = v1::tile_service_client::TileServiceClient<Channel>;
 
 /// rio-tiler's answer to `case` (the script's JSON line).
 fn reference(case: &Value) -> Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/parity/reference.py");
-    let mut child = Command::new(venv_python())
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    serde_json::to_writer(child.stdin.take().unwrap(), case).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "reference.py failed on {case}:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    serde_json::from_slice(&harness::reference_script(case)).unwrap()
 }
 
 fn asset_path(asset: &str) -> PathBuf {
