@@ -180,6 +180,21 @@ impl TileApi {
         })
     }
 
+    /// Runs one GetPoint/GetStatistics/GetPreview call under admission control, and
+    /// counts it by RPC and status.
+    async fn read<T>(
+        &self,
+        rpc: &'static str,
+        read: impl std::future::Future<Output = Result<T, ServiceError>>,
+    ) -> Result<T, ServiceError> {
+        let result = match self.admit("tiles and reads are already in flight") {
+            Ok(_permit) => read.await,
+            Err(e) => Err(e),
+        };
+        self.metrics.read(rpc, result.as_ref().map_or_else(ServiceError::code, |_| tonic::Code::Ok));
+        result
+    }
+
     async fn tile_uncounted(
         &self,
         req: &GetTileRequest,
@@ -458,8 +473,8 @@ impl TileService for TileServiceImpl {
         request: Request<v1::GetPointRequest>,
     ) -> Result<Response<v1::GetPointResponse>, Status> {
         let deadline = TileApi::deadline(&request);
-        let _permit = self.0.admit("tiles and reads are already in flight")?;
-        Ok(Response::new(reads::point(&self.0, request.get_ref(), deadline).await?))
+        let answer = self.0.read("GetPoint", reads::point(&self.0, request.get_ref(), deadline)).await?;
+        Ok(Response::new(answer))
     }
 
     async fn get_statistics(
@@ -467,8 +482,9 @@ impl TileService for TileServiceImpl {
         request: Request<v1::GetStatisticsRequest>,
     ) -> Result<Response<v1::GetStatisticsResponse>, Status> {
         let deadline = TileApi::deadline(&request);
-        let _permit = self.0.admit("tiles and reads are already in flight")?;
-        Ok(Response::new(reads::statistics(&self.0, request.get_ref(), deadline).await?))
+        let answer =
+            self.0.read("GetStatistics", reads::statistics(&self.0, request.get_ref(), deadline)).await?;
+        Ok(Response::new(answer))
     }
 
     async fn get_preview(
@@ -476,7 +492,7 @@ impl TileService for TileServiceImpl {
         request: Request<v1::GetPreviewRequest>,
     ) -> Result<Response<v1::GetPreviewResponse>, Status> {
         let deadline = TileApi::deadline(&request);
-        let _permit = self.0.admit("tiles and reads are already in flight")?;
-        Ok(Response::new(reads::preview(&self.0, request.get_ref(), deadline).await?))
+        let answer = self.0.read("GetPreview", reads::preview(&self.0, request.get_ref(), deadline)).await?;
+        Ok(Response::new(answer))
     }
 }

@@ -1,4 +1,5 @@
-//! The front's metrics: tiles by format and status, tile and asset-read latency,
+//! The front's metrics: tiles by format and status, reads (point, statistics, preview)
+//! by RPC and status, tile and asset-read latency,
 //! dataset-cache hits, encoded bytes, and the pool's counters and occupancy.
 //!
 //! Each value is kept once, here (or in [`PoolStats`] for the pool), and read two ways:
@@ -88,6 +89,7 @@ impl Histogram {
 #[derive(Debug)]
 struct Instruments {
     tiles: Counter<u64>,
+    reads: Counter<u64>,
     tile_duration: OtelHistogram<f64>,
     read_duration: OtelHistogram<f64>,
     encoded_bytes: Counter<u64>,
@@ -111,6 +113,12 @@ impl Instruments {
             tiles: meter
                 .u64_counter("tessera.tiles")
                 .with_description("Tiles answered, by format and gRPC status.")
+                .build(),
+            reads: meter
+                .u64_counter("tessera.reads")
+                .with_description(
+                    "GetPoint, GetStatistics and GetPreview calls answered, by RPC and gRPC status.",
+                )
                 .build(),
             tile_duration: seconds("tessera.tile.duration", "Time to answer one tile."),
             read_duration: seconds(
@@ -153,6 +161,8 @@ pub struct Metrics {
     tiles: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// Encoded bytes by format.
     encoded_bytes: Mutex<BTreeMap<String, u64>>,
+    /// GetPoint/GetStatistics/GetPreview calls by (RPC, status).
+    reads: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     tile_seconds: Histogram,
     read_seconds: Histogram,
     cache_hits: AtomicU64,
@@ -184,6 +194,7 @@ impl Metrics {
         Self {
             tiles: Mutex::default(),
             encoded_bytes: Mutex::default(),
+            reads: Mutex::default(),
             tile_seconds: Histogram::default(),
             read_seconds: Histogram::default(),
             cache_hits: AtomicU64::new(0),
@@ -256,6 +267,15 @@ impl Metrics {
             }
             self.otel.encoded_bytes.add(bytes, &[KeyValue::new("format", format.to_owned())]);
         }
+    }
+
+    /// One GetPoint, GetStatistics or GetPreview call answered with `code`.
+    pub fn read(&self, rpc: &'static str, code: tonic::Code) {
+        let status = code_name(code);
+        if let Ok(mut r) = self.reads.lock() {
+            *r.entry((rpc, status)).or_default() += 1;
+        }
+        self.otel.reads.add(1, &[KeyValue::new("rpc", rpc), KeyValue::new("status", status)]);
     }
 
     /// Where a tile's answer came from.
@@ -391,6 +411,15 @@ pub fn render_prometheus(metrics: &Metrics, pool: &WorkerPool) -> String {
     help_and_type(&mut out, "tessera_tiles_total", "Tiles answered, by format and gRPC status.", "counter");
     for ((format, status), n) in metrics.tiles.lock().map(|t| t.clone()).unwrap_or_default() {
         let _ = writeln!(out, "tessera_tiles_total{{format=\"{format}\",status=\"{status}\"}} {n}");
+    }
+    help_and_type(
+        &mut out,
+        "tessera_reads_total",
+        "GetPoint, GetStatistics and GetPreview calls answered, by RPC and gRPC status.",
+        "counter",
+    );
+    for ((rpc, status), n) in metrics.reads.lock().map(|r| r.clone()).unwrap_or_default() {
+        let _ = writeln!(out, "tessera_reads_total{{rpc=\"{rpc}\",status=\"{status}\"}} {n}");
     }
     help_and_type(&mut out, "tessera_encoded_bytes_total", "Bytes of encoded tiles, by format.", "counter");
     for (format, n) in metrics.encoded_bytes.lock().map(|t| t.clone()).unwrap_or_default() {

@@ -192,6 +192,8 @@ async fn too_many_tiles_in_flight_are_resource_exhausted_with_a_retry_hint() {
     }
     let answer = client.clone().get_statistics(statistics).await.unwrap().into_inner();
     assert_eq!(answer.bands.len(), 3);
+    assert_eq!(s.metric("tessera_reads_total{rpc=\"GetStatistics\",status=\"RESOURCE_EXHAUSTED\"}"), 1);
+    assert_eq!(s.metric("tessera_reads_total{rpc=\"GetStatistics\",status=\"OK\"}"), 1);
 }
 
 #[tokio::test]
