@@ -1,6 +1,6 @@
 //! The front's metrics: tiles by format and status, reads (point, statistics, preview)
-//! by RPC and status, tile and asset-read latency,
-//! dataset-cache hits, encoded bytes, and the pool's counters and occupancy.
+//! by RPC and status, tile and asset-read latency, dataset-cache hits, encoded bytes,
+//! and the pool's counters and occupancy.
 //!
 //! Each value is kept once, here (or in [`PoolStats`] for the pool), and read two ways:
 //! rendered as Prometheus text for the admin endpoint ([`render_prometheus`]), and
