@@ -358,6 +358,24 @@ async fn bad_layer_requests_get_exact_codes_and_messages() {
     // The layer's tile is served.
     let good = tile(&mut client, layer_request("one", 16, x, y)).await;
     assert_eq!(used(&good), [dir.name(ASSETS[0])]);
+    // A batch may mix layer tiles; each answers on its own.
+    let tiles = vec![layer_request("one", 16, x, y), layer_request("two", 16, x, y)];
+    let mut stream = client.get_tiles(v1::GetTilesRequest { tiles }).await.unwrap().into_inner();
+    let mut results = BTreeMap::new();
+    while let Some(item) = stream.message().await.unwrap() {
+        results.insert(item.index, item.result.unwrap());
+    }
+    let Some(v1::get_tiles_response::Result::Tile(first)) = results.get(&0) else {
+        panic!("the layer tile of the batch failed: {results:?}")
+    };
+    assert!(pixels(first) == pixels(&good));
+    let Some(v1::get_tiles_response::Result::Error(e)) = results.get(&1) else {
+        panic!("the unknown layer of the batch did not fail: {results:?}")
+    };
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (Code::NotFound as i32, "layer 'two' is not served here; layers: one")
+    );
     // So is it to `tessera get --layer`.
     let png = dir.path.join("layer.png");
     let out = std::process::Command::new(harness::BIN)
