@@ -13,6 +13,7 @@ mod grid;
 mod io;
 mod limits;
 mod masked_read;
+mod overview;
 mod point;
 mod preview;
 mod read;

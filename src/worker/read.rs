@@ -13,6 +13,7 @@ use super::{
     dataset_cache::{DatasetCache, FileStamp},
     gdal_errors,
     limits::WorkerLimits,
+    overview,
     read_plan::{self, PlanError, ReadPlan},
     warp,
 };
@@ -209,8 +210,15 @@ pub fn read(
 
     let started = Instant::now();
     gdal_errors::clear();
-    let mut args = vec!["-of".to_owned(), "MEM".to_owned()];
+    // A warped VRT read back whole: GDAL warps it block by block, as rio-tiler's
+    // WarpedVRT does, from the overview rio-tiler's read would take.
+    let mut args = vec!["-of".to_owned(), "VRT".to_owned()];
     args.extend(plan.warp_args(&req.target_crs));
+    if let Some(level) = args.iter().position(|a| a == "-ovr").map(|i| i + 1) {
+        if let Some(choice) = overview_argument(ds, &band1, req, &plan) {
+            args[level] = choice;
+        }
+    }
     let out = warp::warp(ds, &args).map_err(|e| JobError::gdal(ErrorKind::ReadFailed, "warp failed", e))?;
     if let Some(msg) = gdal_errors::take() {
         return Err(JobError::new(ErrorKind::ReadFailed, format!("warp failed: {msg}")));
@@ -340,4 +348,31 @@ pub fn info(cache: &mut DatasetCache, path: &str, stats: &mut ReadStats) -> Resu
         block_height: block_height as u32,
         has_mask,
     })
+}
+
+/// `gdalwarp -ovr`'s value for the overview rio-tiler would read `req` from (an index,
+/// or `NONE` for full resolution), or `None` to leave GDAL's own choice when the sizes
+/// cannot be known.
+fn overview_argument(
+    ds: &Dataset,
+    band1: &gdal::raster::RasterBand<'_>,
+    req: &ReadRequest,
+    plan: &ReadPlan,
+) -> Option<String> {
+    let native_resolution = warp::suggested_resolution(ds, &req.target_crs).ok()?;
+    let count = band1.overview_count().ok()?;
+    let overviews = (0..count)
+        .map(|i| band1.overview(i as usize).map(|o| o.size()))
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    let tile = read_plan::Grid::of(req);
+    let sizes = overview::Sizes {
+        extent: (tile.max_x - tile.min_x, tile.max_y - tile.min_y),
+        out: (tile.width, tile.height),
+        native_resolution,
+        asset: ds.raster_size(),
+        overviews,
+    };
+    let choice = overview::choose(&sizes, plan.kernels.read_is_nearest());
+    Some(choice.map_or_else(|| "NONE".to_owned(), |i| i.to_string()))
 }

@@ -113,6 +113,13 @@ pub struct Kernels {
 }
 
 impl Kernels {
+    /// Whether the read kernel is nearest (GDAL then allows 20% oversampling when it
+    /// picks an overview).
+    #[must_use]
+    pub fn read_is_nearest(&self) -> bool {
+        matches!(self.read, Resampling::Nearest | Resampling::Unspecified)
+    }
+
     /// The kernels a request asks for: unspecified `resampling` is nearest, unspecified
     /// `reproject` is the read kernel.
     pub fn from_request(req: &ReadRequest) -> Result<Self, PlanError> {

@@ -55,6 +55,46 @@ pub fn warp(src: &Dataset, args: &[String]) -> Result<Dataset, String> {
     Ok(unsafe { Dataset::from_c_dataset(out) })
 }
 
+/// The pixel size (x, y) GDAL suggests for `src` warped whole into `target_crs`: what
+/// `gdalwarp` picks without `-tr`, and rio-tiler's `calculate_default_transform`.
+pub fn suggested_resolution(src: &Dataset, target_crs: &str) -> Result<(f64, f64), String> {
+    let option = CString::new(format!("DST_SRS={target_crs}"))
+        .map_err(|_| "the target CRS contains a NUL byte".to_owned())?;
+    let mut options = [option.as_ptr().cast_mut(), ptr::null_mut()];
+    // SAFETY: `src` is a live dataset; `options` is a NULL-terminated list of strings
+    // that outlive the call (GDAL copies what it keeps). A NULL result is handled.
+    let transformer = unsafe {
+        gdal_sys::GDALCreateGenImgProjTransformer2(src.c_dataset(), ptr::null_mut(), options.as_mut_ptr())
+    };
+    if transformer.is_null() {
+        return Err(format!("GDAL cannot transform the asset to {target_crs}"));
+    }
+    let mut geo_transform = [0.0_f64; 6];
+    let mut extent = [0.0_f64; 4];
+    let (mut pixels, mut lines): (c_int, c_int) = (0, 0);
+    // SAFETY: `transformer` is the live GenImgProj transformer made above, matching the
+    // transform function; the out-pointers (GDAL writes the extent unconditionally) are
+    // valid for the call.
+    let err = unsafe {
+        gdal_sys::GDALSuggestedWarpOutput2(
+            src.c_dataset(),
+            Some(gdal_sys::GDALGenImgProjTransform),
+            transformer,
+            geo_transform.as_mut_ptr(),
+            &raw mut pixels,
+            &raw mut lines,
+            extent.as_mut_ptr(),
+            0,
+        )
+    };
+    // SAFETY: created above by GDALCreateGenImgProjTransformer2, destroyed exactly once.
+    unsafe { gdal_sys::GDALDestroyGenImgProjTransformer(transformer) };
+    if err != gdal_sys::CPLErr::CE_None {
+        return Err(format!("GDAL cannot suggest a warp of the asset to {target_crs}"));
+    }
+    Ok((geo_transform[1].abs(), geo_transform[5].abs()))
+}
+
 /// Reads the whole of band `index` (1-based) as `width * height` values of GDAL type
 /// `gdal_type`, each `type_size` bytes, in native byte order.
 pub fn read_band(

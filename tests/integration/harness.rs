@@ -458,27 +458,47 @@ pub fn parse_npy(bytes: &[u8]) -> Npy {
 }
 
 /// What `gdalwarp` makes of `assets` for a tile: the data bands (band-sequential) and
-/// the validity mask (alpha > 0), read back with GDAL. gdalwarp lets later sources win,
-/// so a first-wins mosaic passes them reversed.
+/// the validity mask (alpha > 0), read back with GDAL.
 pub struct Oracle {
     pub bands: usize,
     pub values: Vec<f64>,
     pub mask: Vec<u8>,
 }
 
+/// The oracle of a first-wins mosaic: each asset warped on its own by the `gdalwarp`
+/// CLI into a warped VRT (as rio-tiler's WarpedVRT, and Tessera's workers, read), read
+/// back at its size; a pixel comes from the first asset valid there.
 pub fn gdalwarp(assets: &[&str], tms: &str, z: u32, x: u32, y: u32, size: u32, resampling: &str) -> Oracle {
+    let mut warped = assets.iter().map(|a| gdalwarp_one(a, tms, (z, x, y), size, resampling));
+    let mut oracle = warped.next().expect("at least one asset");
+    let n = oracle.mask.len();
+    for next in warped {
+        assert_eq!(next.bands, oracle.bands, "assets of one mosaic have the same bands");
+        for p in 0..n {
+            if oracle.mask[p] != 0 || next.mask[p] == 0 {
+                continue;
+            }
+            oracle.mask[p] = next.mask[p];
+            for b in 0..oracle.bands {
+                oracle.values[b * n + p] = next.values[b * n + p];
+            }
+        }
+    }
+    oracle
+}
+
+fn gdalwarp_one(asset: &str, tms: &str, (z, x, y): (u32, u32, u32), size: u32, resampling: &str) -> Oracle {
     let tms_value = tile_matrix_sets().get(tms).unwrap();
     let tile = tms_value.tile(z, x, y).unwrap();
     let b = tile.bounds();
-    let out = tempfile::Builder::new().suffix(".tif").tempfile().unwrap();
+    let out = tempfile::Builder::new().suffix(".vrt").tempfile().unwrap();
     let mut cmd = Command::new("gdalwarp");
-    cmd.args(["-q", "-overwrite", "-of", "GTiff", "-t_srs", tms_value.crs(), "-te"])
+    cmd.args(["-q", "-overwrite", "-of", "VRT", "-t_srs", tms_value.crs(), "-te"])
         .args([b.min_x, b.min_y, b.max_x, b.max_y].iter().map(ToString::to_string))
-        .args(["-ts", &size.to_string(), &size.to_string(), "-r", resampling, "-ovr", "AUTO", "-dstalpha"]);
-    for a in assets.iter().rev() {
-        cmd.arg(fixtures().join(a));
-    }
-    cmd.arg(out.path());
+        .args(["-ts", &size.to_string(), &size.to_string(), "-r", resampling])
+        .args(["-ovr", &oracle_overview(asset, tms_value.crs(), &b, size, resampling), "-dstalpha"])
+        .arg(fixtures().join(asset))
+        .arg(out.path());
     let status = cmd.status().unwrap();
     assert!(status.success(), "gdalwarp failed: {cmd:?}");
     let ds = gdal::Dataset::open(out.path()).unwrap();
@@ -492,6 +512,42 @@ pub fn gdalwarp(assets: &[&str], tms: &str, z: u32, x: u32, y: u32, size: u32, r
     let alpha = ds.rasterband(count).unwrap().read_as::<f64>((0, 0), (w, h), (w, h), None).unwrap();
     let mask = alpha.data().iter().map(|a| if *a > 0.0 { 255 } else { 0 }).collect();
     Oracle { bands: count - 1, values, mask }
+}
+
+/// The overview rio-tiler's read takes for a tile (`gdalwarp -ovr`'s value), worked out
+/// here on its own from the `gdalwarp` CLI and the file: rio-tiler reads a warped VRT of
+/// the tile's extent at the asset's resolution (gdalwarp's suggested one), decimated to
+/// the tile's size; GDAL serves that from the coarsest overview whose resolution is at
+/// most the wanted one (times 1.2 for a nearest read).
+fn oracle_overview(asset: &str, crs: &str, b: &tessera::tms::BBox, size: u32, resampling: &str) -> String {
+    let whole = tempfile::Builder::new().suffix(".vrt").tempfile().unwrap();
+    let status = Command::new("gdalwarp")
+        .args(["-q", "-overwrite", "-of", "VRT", "-t_srs", crs])
+        .arg(fixtures().join(asset))
+        .arg(whole.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "gdalwarp -of VRT of {asset} failed");
+    let gt = gdal::Dataset::open(whole.path()).unwrap().geo_transform().unwrap();
+    let out = f64::from(size);
+    let (width, height) = (b.max_x - b.min_x, b.max_y - b.min_y);
+    let vrt_w = (width / gt[1].abs().min(width / out)).round().max(1.0);
+    let vrt_h = (height / gt[5].abs().min(height / out)).round().max(1.0);
+    let wanted = (vrt_w / out).min(vrt_h / out) * if resampling == "near" { 1.2 } else { 1.0 };
+    let ds = gdal::Dataset::open(fixtures().join(asset)).unwrap();
+    let (asset_w, asset_h) = ds.raster_size();
+    let band = ds.rasterband(1).unwrap();
+    let mut best = ("NONE".to_owned(), 1.0);
+    for i in 0..band.overview_count().unwrap() as usize {
+        let (ow, oh) = band.overview(i).unwrap().size();
+        let implicit_w = (vrt_w * ow as f64 / asset_w as f64 + 0.5).floor().max(1.0);
+        let implicit_h = (vrt_h * oh as f64 / asset_h as f64 + 0.5).floor().max(1.0);
+        let resolution = (vrt_w / implicit_w).min(vrt_h / implicit_h);
+        if resolution > best.1 && resolution <= wanted {
+            best = (i.to_string(), resolution);
+        }
+    }
+    best.0
 }
 
 /// Asserts an NPY tile equals the oracle: same mask everywhere, same values where valid.

@@ -148,7 +148,7 @@ async fn world_crs84_tiles_equal_gdalwarp() {
 }
 
 #[tokio::test]
-async fn first_wins_mosaic_of_six_assets_equals_gdalwarp_of_the_reversed_list() {
+async fn first_wins_mosaic_of_six_assets_equals_the_first_valid_pixel_of_each_gdalwarp() {
     let server = Server::start_with(harness::ServerOptions { workers: 3, ..Default::default() });
     let centre = (-75.0156, 39.9594);
     let mut checked = 0;
