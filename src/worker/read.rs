@@ -191,7 +191,7 @@ pub fn read(
     req: &ReadRequest,
     stats: &mut ReadStats,
 ) -> Result<ReadResult, JobError> {
-    let plan = ReadPlan::for_request(req)?;
+    let mut plan = ReadPlan::for_request(req)?;
     let ds = open(cache, &req.path, stats)?;
     let data_bands = data_bands(ds)?;
     let (band1, gdal_type, dtype, type_size) = first_band(ds)?;
@@ -212,13 +212,11 @@ pub fn read(
     gdal_errors::clear();
     // A warped VRT read back whole: GDAL warps it block by block, as rio-tiler's
     // WarpedVRT does, from the overview rio-tiler's read would take.
+    if let Some(choice) = overview_argument(ds, &band1, req, &plan) {
+        plan.overview = choice;
+    }
     let mut args = vec!["-of".to_owned(), "VRT".to_owned()];
     args.extend(plan.warp_args(&req.target_crs));
-    if let Some(level) = args.iter().position(|a| a == "-ovr").map(|i| i + 1) {
-        if let Some(choice) = overview_argument(ds, &band1, req, &plan) {
-            args[level] = choice;
-        }
-    }
     let out = warp::warp(ds, &args).map_err(|e| JobError::gdal(ErrorKind::ReadFailed, "warp failed", e))?;
     if let Some(msg) = gdal_errors::take() {
         return Err(JobError::new(ErrorKind::ReadFailed, format!("warp failed: {msg}")));

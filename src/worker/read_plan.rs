@@ -242,6 +242,9 @@ pub struct ReadPlan {
     pub grid: Grid,
     /// The part of `grid` returned.
     pub crop: Crop,
+    /// `gdalwarp -ovr`: an overview index, `NONE`, or (until the worker has worked the
+    /// choice out, see [`super::overview`]) GDAL's own `AUTO`.
+    pub overview: String,
     /// The nodata override: the source's nodata for the warp, and the value whose
     /// pixels the mask marks invalid.
     pub nodata: Option<f64>,
@@ -263,6 +266,7 @@ impl ReadPlan {
             kernels,
             grid: tile.padded(req.padding)?,
             crop: Crop { offset: req.padding as usize, width, height },
+            overview: "AUTO".to_owned(),
             nodata: req.nodata,
         })
     }
@@ -285,7 +289,7 @@ impl ReadPlan {
             "-r",
             gdal_name(self.kernels.warp),
             "-ovr",
-            "AUTO",
+            &self.overview,
             "-dstalpha",
         ]
         .iter()
