@@ -10,7 +10,7 @@ use gdal::{
 };
 
 use super::{
-    dataset_cache::{DatasetCache, FileStamp},
+    dataset_cache::{Cached, DatasetCache, FileStamp, WarpFacts},
     gdal_errors,
     limits::WorkerLimits,
     overview,
@@ -107,7 +107,7 @@ pub(super) fn open<'c>(
     cache: &'c mut DatasetCache,
     path: &str,
     stats: &mut ReadStats,
-) -> Result<&'c Dataset, JobError> {
+) -> Result<&'c Cached, JobError> {
     let stamp = FileStamp::of(path);
     // Two lookups because the borrow checker cannot see that a miss releases the borrow.
     if cache.get(path, stamp.as_ref()).is_some() {
@@ -352,24 +352,27 @@ pub fn info(cache: &mut DatasetCache, path: &str, stats: &mut ReadStats) -> Resu
 /// or `NONE` for full resolution), or `None` to leave GDAL's own choice when the sizes
 /// cannot be known.
 fn overview_argument(
-    ds: &Dataset,
+    ds: &Cached,
     band1: &gdal::raster::RasterBand<'_>,
     req: &ReadRequest,
     plan: &ReadPlan,
 ) -> Option<String> {
-    let native_resolution = warp::suggested_resolution(ds, &req.target_crs).ok()?;
-    let count = band1.overview_count().ok()?;
-    let overviews = (0..count)
-        .map(|i| band1.overview(i as usize).map(|o| o.size()))
-        .collect::<Result<Vec<_>, _>>()
-        .ok()?;
+    let facts = ds.warp_facts(&req.target_crs, |ds| {
+        let native_resolution = warp::suggested_resolution(ds, &req.target_crs).ok()?;
+        let count = band1.overview_count().ok()?;
+        let overviews = (0..count)
+            .map(|i| band1.overview(i as usize).map(|o| o.size()))
+            .collect::<Result<Vec<_>, _>>()
+            .ok()?;
+        Some(WarpFacts { native_resolution, overviews })
+    })?;
     let tile = read_plan::Grid::of(req);
     let sizes = overview::Sizes {
         extent: (tile.max_x - tile.min_x, tile.max_y - tile.min_y),
         out: (tile.width, tile.height),
-        native_resolution,
+        native_resolution: facts.native_resolution,
         asset: ds.raster_size(),
-        overviews,
+        overviews: facts.overviews,
     };
     let choice = overview::choose(&sizes, plan.kernels.read_is_nearest());
     Some(choice.map_or_else(|| "NONE".to_owned(), |i| i.to_string()))
