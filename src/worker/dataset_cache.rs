@@ -117,13 +117,12 @@ mod tests {
         let stamp = FileStamp::of(&path);
         let calls = &Cell::new(0);
         let facts = |crs: &'static str| {
-            let compute = move |ds: &Dataset| {
+            move |ds: &Dataset| {
                 calls.set(calls.get() + 1);
                 let (width, _) = ds.raster_size();
                 (crs == "EPSG:3857")
                     .then(|| WarpFacts { native_resolution: (1.0, 2.0), overviews: vec![(width, 1)] })
-            };
-            compute
+            }
         };
         cache.insert(&path, Dataset::open(&path).unwrap(), stamp.clone());
         let cached = cache.get(&path, stamp.as_ref()).unwrap();
