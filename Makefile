@@ -42,7 +42,7 @@ endif
 export TESSERA_GRPCURL := $(CURDIR)/$(VENV)/bin/grpcurl
 export TESSERA_MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
 
-.PHONY: help deps venv build data run lint deploy-check test bench bench-quick clean
+.PHONY: help deps venv build data run lint deploy-check disk-check test bench bench-quick clean
 
 help: ## Show this help
 	@echo "Tessera make targets:"
@@ -134,7 +134,17 @@ deploy-check: venv ## Validate deploy/k8s (kubernetes-validate --strict, consist
 	fi
 	$(VENV)/bin/python deploy/check.py --kubernetes-validate $(VENV)/bin/kubernetes-validate
 
-test: lint deploy-check ## Lint, validate deploy/, then the whole test suite with nextest's ci profile
+# A fresh `make test` writes about 1 GiB into target/ and 0.8 GiB into .venv/. A disk
+# that fills up mid-build fails with linker bus errors rather than a clear message, so
+# say it up front.
+MIN_FREE_GIB := 3
+disk-check:
+	@free=$$(df --output=avail -BG . | tail -1 | tr -dc 0-9); \
+	if (( free < $(MIN_FREE_GIB) )); then \
+	  echo "disk-check: WARNING: only $${free} GiB free here; a fresh build and test run needs about $(MIN_FREE_GIB) GiB" >&2; \
+	fi
+
+test: disk-check lint deploy-check ## Lint, validate deploy/, then the whole test suite with nextest's ci profile
 	$(CARGO) nextest run --profile ci
 
 bench: deps build data venv ## Tessera vs rio-tiler side by side (writes BENCHMARKS.md)
