@@ -50,6 +50,7 @@ help: ## Show this help
 	@echo "  make test    lint (rustfmt, clippy, buf lint + breaking), deploy-check, then the test suite (cargo nextest, profile ci)"
 	@echo "  make lint    cargo fmt --check, cargo clippy -D warnings, buf lint, buf breaking"
 	@echo "  make api-snapshot  record proto/ as the released API (after a deliberate change)"
+	@echo "  make disk-check    warn when the disk has less than $(MIN_FREE_GIB) GiB free (part of test)"
 	@echo "  make deploy-check  render deploy/k8s and validate it (schemas, ports, drain times)"
 	@echo "  make build   cargo build --release"
 	@echo "  make data    write demo GeoTIFFs into $(DATA_DIR)/ if it has no .tif files"
