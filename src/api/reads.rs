@@ -10,7 +10,9 @@ use futures::future::join_all;
 use tokio::time::Instant;
 use tonic::Status;
 
-use super::{TileApi, validate};
+use std::sync::Arc;
+
+use super::{TileApi, render::evaluate_expression, validate};
 use crate::{
     error::{ServiceError, status_message},
     mosaic::Asset,
@@ -20,7 +22,10 @@ use crate::{
             self, PointRequest, PreviewRequest, StatisticsRequest, worker_request::Job, worker_response,
         },
     },
-    render::{DataType, OutputFormat, Raster, check_encodable, encode, rescale::RescaleRange},
+    render::{
+        DataType, OutputFormat, Raster, check_encodable, colormap::Colormap, encode, expr::Expression,
+        rescale::RescaleRange,
+    },
 };
 
 /// Largest `max_size`, `width` or `height` of a statistics or preview read.
@@ -339,40 +344,59 @@ struct Preview {
     asset: Asset,
     job: PreviewRequest,
     format: OutputFormat,
+    expression: Option<Arc<Expression>>,
     rescale: Vec<RescaleRange>,
+    colormap: Option<Colormap>,
 }
 
 impl Preview {
     fn parse(api: &TileApi, req: &v1::GetPreviewRequest) -> Result<Self, ServiceError> {
+        use v1::get_preview_request::Colormap as C;
         let asset = asset(api, &req.asset)?;
         let max_size = read_size("max_size", req.max_size)?;
         let width = req.width.map(|w| read_size("width", w)).transpose()?;
         let height = req.height.map(|h| read_size("height", h)).transpose()?;
         let format = validate::format(req.format, req.quality)?;
+        let bands = bands(&req.bands)?;
+        let expression = validate::expression(&req.expression, &bands)?;
         let rescale = validate::rescale_ranges(&req.rescale)?;
+        let colormap = match &req.colormap {
+            None => None,
+            Some(C::ColormapName(name)) => validate::colormap_of(Some(name), None)?,
+            Some(C::CustomColormap(custom)) => validate::colormap_of(None, Some(custom))?,
+        };
         let job = PreviewRequest {
             path: asset.path.to_string_lossy().into_owned(),
             max_size,
             width,
             height,
-            bands: bands(&req.bands)?,
+            // An expression reads the bands it names.
+            bands: expression.as_ref().map_or(bands, |e| e.bands()),
             resampling: read_kernel(req.resampling)? as i32,
             nodata: nodata(req.nodata)?,
         };
-        Ok(Self { asset, job, format, rescale })
+        Ok(Self { asset, job, format, expression, rescale, colormap })
     }
 }
 
-/// `GetPreview`: the whole asset at a bounded size, encoded like a tile.
+/// `GetPreview`: the whole asset at a bounded size, encoded like a tile: the bands or
+/// the expression, then `rescale`, then the colormap, as for a tile.
 pub(super) async fn preview(
     api: &TileApi,
     req: &v1::GetPreviewRequest,
     deadline: Instant,
 ) -> Result<v1::GetPreviewResponse, ServiceError> {
-    let Preview { asset, job, format, rescale } = Preview::parse(api, req)?;
+    let Preview { asset, job, format, expression, rescale, colormap } = Preview::parse(api, req)?;
     // The description (cached) says what the image will hold before anything is read.
     let info = api.renderer.info(&asset, deadline).await?;
-    if let Some(b) = job.bands.iter().find(|b| **b as usize > info.data_bands) {
+    if let Some(e) = &expression {
+        e.check_bands(info.data_bands).map_err(|e| {
+            ServiceError::invalid(
+                "expression",
+                format!("expression {e} (asset '{}' has data bands 1..={})", asset.name, info.data_bands),
+            )
+        })?;
+    } else if let Some(b) = job.bands.iter().find(|b| **b as usize > info.data_bands) {
         return Err(ServiceError::invalid(
             "bands",
             format!(
@@ -381,19 +405,19 @@ pub(super) async fn preview(
             ),
         ));
     }
-    let band_count = if job.bands.is_empty() { info.data_bands } else { job.bands.len() };
-    if !rescale.is_empty() && rescale.len() != 1 && rescale.len() != band_count {
-        return Err(ServiceError::invalid(
-            "rescale",
-            format!(
-                "{} rescale ranges for {band_count} bands: give one range for all bands or one per band",
-                rescale.len()
-            ),
-        ));
-    }
-    let dtype = if rescale.is_empty() { info.dtype } else { DataType::U8 };
+    let read_bands = if job.bands.is_empty() { info.data_bands } else { job.bands.len() };
+    let (dtype, band_count) = validate::after_rescale_and_colormap(
+        match &expression {
+            Some(e) => (e.output_dtype(info.dtype).storage(), e.outputs()),
+            None => (info.dtype, read_bands),
+        },
+        &rescale,
+        colormap.is_some(),
+        "preview",
+    )?;
     check_encodable(format, dtype, band_count).map_err(|e| ServiceError::invalid("format", e.to_string()))?;
 
+    let read_band_numbers: Vec<u32> = job.bands.clone();
     let worker_response::Result::Preview(r) =
         api.renderer.run_job("asset preview", &asset, Job::Preview(job), deadline).await?
     else {
@@ -407,7 +431,7 @@ pub(super) async fn preview(
         pixels: r.pixels,
         mask: r.mask,
     };
-    if !(raster.is_consistent() && raster.dtype == info.dtype && raster.bands == band_count) {
+    if !(raster.is_consistent() && raster.dtype == info.dtype && raster.bands == read_bands) {
         return Err(ServiceError::Internal(format!(
             "worker returned a malformed preview of '{}'",
             asset.name
@@ -415,12 +439,17 @@ pub(super) async fn preview(
     }
     let (width, height) = (r.width, r.height);
     let (data, mask) = tokio::task::spawn_blocking(move || {
-        let raster = if rescale.is_empty() {
-            raster
-        } else {
-            crate::render::rescale::rescale(&raster, &rescale)
-                .map_err(|e| ServiceError::Internal(format!("rescale: {e}")))?
+        let mut raster = match &expression {
+            Some(e) => evaluate_expression(e, &raster, &read_band_numbers)?,
+            None => raster,
         };
+        if !rescale.is_empty() {
+            raster = crate::render::rescale::rescale(&raster, &rescale)
+                .map_err(|e| ServiceError::Internal(format!("rescale: {e}")))?;
+        }
+        if let Some(colormap) = &colormap {
+            raster = colormap.apply(&raster).map_err(|e| ServiceError::Internal(format!("colormap: {e}")))?;
+        }
         encode(&raster, format).map_err(|e| ServiceError::Internal(e.to_string()))
     })
     .await

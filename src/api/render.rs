@@ -21,7 +21,11 @@ use crate::{
         },
     },
     pool::WorkerPool,
-    render::{DataType, Raster, check_encodable, encode, expr::BandMasks, rescale::rescale},
+    render::{
+        DataType, Raster, check_encodable, encode,
+        expr::{BandMasks, Expression},
+        rescale::rescale,
+    },
     telemetry::metrics::Metrics,
 };
 
@@ -197,11 +201,23 @@ fn checked_raster(r: ReadResult, req: &TileRequest, plan: &Plan) -> Option<Raste
 /// rio-tiler's numexpr gives the result), or
 /// unchanged without one. `plan.read_bands` says which band each raster band is.
 fn apply_expression(raster: Raster, req: &TileRequest, plan: &Plan) -> Result<Raster, ServiceError> {
-    let Some(expression) = &req.expression else { return Ok(raster) };
+    match &req.expression {
+        Some(expression) => evaluate_expression(expression, &raster, &plan.read_bands),
+        None => Ok(raster),
+    }
+}
+
+/// `expression` over a raster whose bands are the asset's `read_bands` (1-based, in
+/// order): one band per block of the expression, in the type rio-tiler's numexpr gives.
+pub(super) fn evaluate_expression(
+    expression: &Expression,
+    raster: &Raster,
+    read_bands: &[u32],
+) -> Result<Raster, ServiceError> {
     let n = raster.pixel_count();
-    let highest = plan.read_bands.iter().max().copied().unwrap_or(0) as usize;
+    let highest = read_bands.iter().max().copied().unwrap_or(0) as usize;
     let mut planes: Vec<Vec<f64>> = vec![Vec::new(); highest];
-    for (i, band) in plan.read_bands.iter().enumerate() {
+    for (i, band) in read_bands.iter().enumerate() {
         planes[*band as usize - 1] = (0..n).map(|p| raster.value(i * n + p)).collect();
     }
     let views: Vec<&[f64]> = planes.iter().map(Vec::as_slice).collect();
@@ -445,32 +461,12 @@ impl TileRenderer {
         req.selection
             .check(selected.1, req.assets.len())
             .map_err(|e| ServiceError::invalid("pixel_selection", e.to_string()))?;
-        let mut out = (req.selection.output_dtype(selected.0), req.selection.output_bands(selected.1));
-        if !req.rescale.is_empty() {
-            if req.rescale.len() != 1 && req.rescale.len() != out.1 {
-                return Err(ServiceError::invalid(
-                    "rescale",
-                    format!(
-                        "{} rescale ranges for {} bands: give one range for all bands or one per band",
-                        req.rescale.len(),
-                        out.1
-                    ),
-                ));
-            }
-            out.0 = DataType::U8;
-        }
-        if req.colormap.is_some() {
-            if out.1 != 1 {
-                return Err(ServiceError::invalid(
-                    "colormap",
-                    format!(
-                        "a colormap applies to one band; the tile has {} (choose one band with `bands` or an expression)",
-                        out.1
-                    ),
-                ));
-            }
-            out = (DataType::U8, 3);
-        }
+        let out = super::validate::after_rescale_and_colormap(
+            (req.selection.output_dtype(selected.0), req.selection.output_bands(selected.1)),
+            &req.rescale,
+            req.colormap.is_some(),
+            "tile",
+        )?;
         check_encodable(req.format, out.0, out.1)
             .map_err(|e| ServiceError::invalid("format", e.to_string()))?;
 

@@ -6,7 +6,7 @@ use crate::{
     mosaic::{Asset, AssetResolver, PixelSelection},
     pb::{v1, worker},
     render::{
-        OutputFormat,
+        DataType, OutputFormat,
         colormap::{Colormap, ColormapError, Rgba},
         expr::{ExprLimits, Expression},
         rescale::RescaleRange,
@@ -159,19 +159,67 @@ pub(super) fn rescale_ranges(ranges: &[v1::RescaleRange]) -> Result<Vec<RescaleR
         .map_err(|e| ServiceError::invalid("rescale", e.to_string()))
 }
 
-/// The request's colormap: a named one, or exact values or intervals.
+/// The type and band count of an image of `bands` bands of `dtype` after `rescale`
+/// (uint8) and a colormap (uint8 RGB), or why the two do not fit it. `what` names the
+/// image in messages ("tile", "preview").
+pub(super) fn after_rescale_and_colormap(
+    (dtype, bands): (DataType, usize),
+    rescale: &[RescaleRange],
+    colormap: bool,
+    what: &str,
+) -> Result<(DataType, usize), ServiceError> {
+    let mut out = (dtype, bands);
+    if !rescale.is_empty() {
+        if rescale.len() != 1 && rescale.len() != bands {
+            return Err(ServiceError::invalid(
+                "rescale",
+                format!(
+                    "{} rescale ranges for {bands} bands: give one range for all bands or one per band",
+                    rescale.len()
+                ),
+            ));
+        }
+        out.0 = DataType::U8;
+    }
+    if colormap {
+        if bands != 1 {
+            return Err(ServiceError::invalid(
+                "colormap",
+                format!(
+                    "a colormap applies to one band; the {what} has {bands} (choose one band with `bands` or an expression)"
+                ),
+            ));
+        }
+        out = (DataType::U8, 3);
+    }
+    Ok(out)
+}
+
+/// A tile request's colormap: a named one, or exact values or intervals.
 fn colormap(value: Option<&v1::get_tile_request::Colormap>) -> Result<Option<Colormap>, ServiceError> {
     use v1::get_tile_request::Colormap as C;
+    match value {
+        None => Ok(None),
+        Some(C::ColormapName(name)) => colormap_of(Some(name), None),
+        Some(C::CustomColormap(custom)) => colormap_of(None, Some(custom)),
+    }
+}
+
+/// A colormap named or given (the `colormap` oneof of a tile or preview request).
+pub(super) fn colormap_of(
+    name: Option<&str>,
+    custom: Option<&v1::CustomColormap>,
+) -> Result<Option<Colormap>, ServiceError> {
     let invalid = |e: ColormapError| ServiceError::invalid("colormap", e.to_string());
     let rgba = |c: Option<&v1::Rgba>| {
         let c = c.copied().unwrap_or_default();
         Rgba::from_channels(&[i64::from(c.r), i64::from(c.g), i64::from(c.b), i64::from(c.a)])
             .map_err(invalid)
     };
-    Ok(Some(match value {
-        None => return Ok(None),
-        Some(C::ColormapName(name)) => Colormap::named(name).map_err(invalid)?,
-        Some(C::CustomColormap(custom)) => match (custom.values.is_empty(), custom.intervals.is_empty()) {
+    Ok(Some(match (name, custom) {
+        (Some(name), _) => Colormap::named(name).map_err(invalid)?,
+        (None, None) => return Ok(None),
+        (None, Some(custom)) => match (custom.values.is_empty(), custom.intervals.is_empty()) {
             (false, true) => Colormap::exact(
                 custom
                     .values
@@ -228,12 +276,16 @@ fn check_read_window(
     Ok(())
 }
 
-/// The request's band-math expression, parsed once.
-fn expression(req: &v1::GetTileRequest) -> Result<Option<std::sync::Arc<Expression>>, ServiceError> {
-    let expression = match req.expression.trim() {
+/// A request's band-math expression (with the request's `bands`, which it replaces),
+/// parsed once.
+pub(super) fn expression(
+    text: &str,
+    bands: &[u32],
+) -> Result<Option<std::sync::Arc<Expression>>, ServiceError> {
+    let expression = match text.trim() {
         "" => None,
         text => {
-            if !req.bands.is_empty() {
+            if !bands.is_empty() {
                 return Err(ServiceError::invalid(
                     "expression",
                     "give either bands or an expression, not both (the expression names its bands)",
@@ -367,7 +419,7 @@ impl TileRequest {
         let (resampling, reproject) = kernels(req)?;
         let buffer_halves = buffer_halves(req.buffer)?;
         check_read_window(req, size, buffer_halves, limits)?;
-        let expression = expression(req)?;
+        let expression = expression(&req.expression, &req.bands)?;
         let selection = selection(req.pixel_selection)?;
         let rescale = rescale_ranges(&req.rescale)?;
         let colormap = colormap(req.colormap.as_ref())?.map(std::sync::Arc::new);

@@ -357,6 +357,12 @@ async fn check_preview(client: &mut Client, label: &str, request: v1::GetPreview
         "max_size": request.max_size,
         "width": request.width,
         "height": request.height,
+        "expression": request.expression,
+        "rescale": request.rescale.iter().map(|r| [r.min, r.max]).collect::<Vec<_>>(),
+        "colormap_name": match &request.colormap {
+            Some(v1::get_preview_request::Colormap::ColormapName(name)) => Some(name.clone()),
+            _ => None,
+        },
     }));
     let (data, mask) = (parse_npy(&ours.data), parse_npy(&ours.mask));
     let (ref_data, ref_mask) = (
@@ -412,6 +418,53 @@ async fn previews_match_rio_tiler_pixel_for_pixel() {
         &mut client,
         "alpha band, width and height",
         v1::GetPreviewRequest { width: Some(200), height: Some(120), ..request("rgba_3857.tif") },
+    )
+    .await;
+    // Band math, rescale and colormaps, as for a tile.
+    check_preview(
+        &mut client,
+        "NDVI-like expression (float64)",
+        v1::GetPreviewRequest {
+            expression: "(b4-b1)/(b4+b1)".into(),
+            max_size: 200,
+            ..request("nir_uint16.tif")
+        },
+    )
+    .await;
+    check_preview(
+        &mut client,
+        "two outputs, rescaled per band",
+        v1::GetPreviewRequest {
+            expression: "b4-b1;b2+b3".into(),
+            rescale: vec![
+                v1::RescaleRange { min: -2000.0, max: 2000.0 },
+                v1::RescaleRange { min: 0.0, max: 20_000.0 },
+            ],
+            max_size: 150,
+            ..request("nir_uint16.tif")
+        },
+    )
+    .await;
+    check_preview(
+        &mut client,
+        "float32 rescaled and colormapped",
+        v1::GetPreviewRequest {
+            rescale: vec![v1::RescaleRange { min: 80.0, max: 250.0 }],
+            colormap: Some(v1::get_preview_request::Colormap::ColormapName("terrain".into())),
+            ..request("dem_4326.tif")
+        },
+    )
+    .await;
+    check_preview(
+        &mut client,
+        "expression, rescale and reversed colormap",
+        v1::GetPreviewRequest {
+            expression: "where(b1 > 150, b1 - 100, b1 + 20)".into(),
+            rescale: vec![v1::RescaleRange { min: 0.0, max: 260.0 }],
+            colormap: Some(v1::get_preview_request::Colormap::ColormapName("viridis_r".into())),
+            max_size: 300,
+            ..request("dem_4326.tif")
+        },
     )
     .await;
 
@@ -562,6 +615,12 @@ async fn bad_statistics_requests_are_refused_with_their_field_and_why() {
     }
 }
 
+const EXPRESSION_SYNTAX: &str =
+    "expression at column 5 (1-based): expected an operand after '+' at column 4, found '*'";
+const EXPRESSION_BAND: &str = "expression at column 1 (1-based): band b4 does not exist: the asset has 3 bands (b1 to b3) (asset 'utm_rgb_00.tif' has data bands 1..=3)";
+const UNKNOWN_COLORMAP: &str =
+    "unknown colormap \"viridiss\": did you mean viridis, viridis_r? (211 named colormaps exist)";
+
 #[tokio::test]
 async fn bad_previews_are_refused_with_their_field_and_why() {
     let server = Server::start();
@@ -606,6 +665,43 @@ async fn bad_previews_are_refused_with_their_field_and_why() {
             v1::GetPreviewRequest { quality: 101, ..preview("utm_rgb_00.tif") },
             "quality",
             "quality=101 is outside 1..=100 (0 means 85)",
+        ),
+        (
+            "expression and bands",
+            v1::GetPreviewRequest { expression: "b1*2".into(), bands: vec![1], ..preview("utm_rgb_00.tif") },
+            "expression",
+            "give either bands or an expression, not both (the expression names its bands)",
+        ),
+        (
+            "bad expression",
+            v1::GetPreviewRequest { expression: "b1 +* 2".into(), ..preview("utm_rgb_00.tif") },
+            "expression",
+            EXPRESSION_SYNTAX,
+        ),
+        (
+            "expression band 4",
+            v1::GetPreviewRequest { expression: "b4/b1".into(), ..preview("utm_rgb_00.tif") },
+            "expression",
+            EXPRESSION_BAND,
+        ),
+        (
+            "colormap of three bands",
+            v1::GetPreviewRequest {
+                colormap: Some(v1::get_preview_request::Colormap::ColormapName("viridis".into())),
+                ..preview("utm_rgb_00.tif")
+            },
+            "colormap",
+            "a colormap applies to one band; the preview has 3 (choose one band with `bands` or an expression)",
+        ),
+        (
+            "unknown colormap",
+            v1::GetPreviewRequest {
+                colormap: Some(v1::get_preview_request::Colormap::ColormapName("viridiss".into())),
+                bands: vec![1],
+                ..preview("utm_rgb_00.tif")
+            },
+            "colormap",
+            UNKNOWN_COLORMAP,
         ),
     ];
     for (label, request, field, message) in previews {

@@ -28,8 +28,10 @@ tests/integration/reads.rs), each rio-tiler's own Reader method on the files:
 - "statistics": `Reader.statistics` of `asset`, or with `bbox` (lon/lat) of
   `Reader.part(bbox, dst_crs=<the asset's CRS>, align_bounds_with_dataset=True)`;
   prints a JSON object per band name, plus the read's width and height.
-- "preview": `Reader.preview`; writes data.npy and mask.npy into `out` (the mask as
-  rio-tiler's ImageData.mask, 255 = valid) and prints dtype, shape, bounds and CRS.
+- "preview": `Reader.preview` (with `expression`), then rescale and colormap as for a
+  tile; writes data.npy and mask.npy into `out` (the mask as rio-tiler's
+  ImageData.mask, or the colormap's alpha, 255 = valid) and prints dtype, shape,
+  bounds and CRS.
 
 Floats are printed as strings (Python's repr: shortest exact, "nan" for NaN), so that
 the Rust side parses every value exactly. Options shared by these modes: bands
@@ -183,14 +185,29 @@ def preview(case):
     for key in ("max_size", "width", "height"):
         if case.get(key):
             options[key] = case[key]
+    if case.get("expression"):
+        options["expression"] = case["expression"]
     with Reader(case["asset"]) as src:
         image = src.preview(**options)
         crs = src.crs.to_string()
+    return {**finish(image, case), "bounds": list(image.bounds), "crs": crs}
+
+
+def finish(image, case):
+    """Rescale and colormap as the case asks, then data.npy and mask.npy into `out`."""
+    if case.get("rescale"):
+        image.rescale(in_range=[tuple(r) for r in case["rescale"]])
+    colormap = colormap_of(case)
+    if colormap is not None:
+        image = image.apply_colormap(colormap)
+        alpha = image.alpha_mask.astype(numpy.uint8)
+    else:
+        alpha = numpy.where(image.mask > 0, 255, 0).astype(numpy.uint8)
     data = image.array.data
     os.makedirs(case["out"], exist_ok=True)
     numpy.save(os.path.join(case["out"], "data.npy"), data)
-    numpy.save(os.path.join(case["out"], "mask.npy"), numpy.where(image.mask > 0, 255, 0).astype(numpy.uint8))
-    return {"dtype": str(data.dtype), "shape": list(data.shape), "bounds": list(image.bounds), "crs": crs}
+    numpy.save(os.path.join(case["out"], "mask.npy"), alpha)
+    return {"dtype": str(data.dtype), "shape": list(data.shape)}
 
 
 def main():
@@ -200,20 +217,7 @@ def main():
         print(json.dumps(exact(reads[case["mode"]](case))))
         return
     image = peer_image(case) if case["mode"] == "peer" else post_image(case)
-    if case.get("rescale"):
-        image.rescale(in_range=[tuple(r) for r in case["rescale"]])
-    colormap = colormap_of(case)
-    if colormap is not None:
-        image = image.apply_colormap(colormap)
-        alpha = image.alpha_mask.astype(numpy.uint8)
-        data = image.array.data
-    else:
-        data = image.array.data
-        alpha = numpy.where(image.mask > 0, 255, 0).astype(numpy.uint8)
-    os.makedirs(case["out"], exist_ok=True)
-    numpy.save(os.path.join(case["out"], "data.npy"), data)
-    numpy.save(os.path.join(case["out"], "mask.npy"), alpha)
-    print(json.dumps({"dtype": str(data.dtype), "shape": list(data.shape)}))
+    print(json.dumps(finish(image, case)))
 
 
 if __name__ == "__main__":
