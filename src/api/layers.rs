@@ -125,6 +125,50 @@ pub(super) fn with_layer_assets<'r>(
     Ok(Cow::Owned(GetTileRequest { assets, layer: String::new(), ..req.clone() }))
 }
 
+/// The assets a point request asks about: its `assets`, or those its `layer` has at
+/// the point (the point is checked first).
+pub(super) fn point_assets<'r>(
+    req: &'r v1::GetPointRequest,
+    layers: &Layers,
+    limits: &Limits,
+) -> Result<Cow<'r, [String]>, ServiceError> {
+    if req.layer.is_empty() {
+        return Ok(Cow::Borrowed(&req.assets));
+    }
+    if !req.assets.is_empty() {
+        return Err(ServiceError::invalid(
+            "layer",
+            format!(
+                "the request names layer '{}' and {} assets; give either `layer` or `assets`, not both",
+                req.layer,
+                req.assets.len()
+            ),
+        ));
+    }
+    let layer = layers.get(&req.layer).ok_or_else(|| unknown_layer(&req.layer, layers))?;
+    let assets = layer.assets_for_point(req.lon, req.lat);
+    if assets.is_empty() {
+        return Err(ServiceError::NotFound(format!(
+            "layer '{}' has no asset at lon {}, lat {}",
+            req.layer, req.lon, req.lat
+        )));
+    }
+    if assets.len() > limits.max_assets_per_tile {
+        return Err(ServiceError::invalid(
+            "layer",
+            format!(
+                "layer '{}' has {} assets at lon {}, lat {}, over this server's limit of {} per request (--max-assets-per-tile)",
+                req.layer,
+                assets.len(),
+                req.lon,
+                req.lat,
+                limits.max_assets_per_tile
+            ),
+        ));
+    }
+    Ok(Cow::Owned(assets))
+}
+
 /// NOT_FOUND for a layer name the server does not serve, naming those it does.
 pub(super) fn unknown_layer(name: &str, layers: &Layers) -> ServiceError {
     let served: Vec<String> = layers.list().into_iter().map(|l| l.name).collect();

@@ -211,23 +211,24 @@ pub(super) async fn point(
     req: &v1::GetPointRequest,
     deadline: Instant,
 ) -> Result<v1::GetPointResponse, ServiceError> {
-    if req.assets.is_empty() {
-        return Err(ServiceError::invalid("assets", "no assets: give at least one asset path"));
+    lon_lat(req.lon, req.lat)?;
+    let names = super::layers::point_assets(req, &api.layers, &api.limits)?;
+    if names.is_empty() {
+        return Err(ServiceError::invalid("assets", "no assets: give at least one asset path, or a layer"));
     }
-    if req.assets.len() > api.limits.max_assets_per_tile {
+    if names.len() > api.limits.max_assets_per_tile {
         return Err(ServiceError::invalid(
             "assets",
             format!(
                 "{} assets in one request exceed the limit of {}",
-                req.assets.len(),
+                names.len(),
                 api.limits.max_assets_per_tile
             ),
         ));
     }
-    lon_lat(req.lon, req.lat)?;
     let bands = bands(&req.bands)?;
     let nodata = nodata(req.nodata)?;
-    let assets = req.assets.iter().map(|a| api.resolver.resolve(a)).collect::<Result<Vec<_>, _>>()?;
+    let assets = names.iter().map(|a| api.resolver.resolve(a)).collect::<Result<Vec<_>, _>>()?;
     let jobs = assets.iter().map(|asset| {
         let job = Job::Point(PointRequest {
             path: asset.path.to_string_lossy().into_owned(),

@@ -121,6 +121,16 @@ impl FootprintIndex {
         ids.dedup();
         ids.into_iter().map(|id| self.names[id as usize].clone()).collect()
     }
+
+    /// The assets whose footprint holds the lon/lat point (its edges included), in list
+    /// order.
+    #[must_use]
+    pub fn assets_at(&self, lon: f64, lat: f64) -> Vec<String> {
+        let mut ids: Vec<u32> = self.tree.locate_all_at_point(&[lon, lat]).map(|hit| hit.data).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_iter().map(|id| self.names[id as usize].clone()).collect()
+    }
 }
 
 /// One box, or two when the footprint crosses the antimeridian (west > east).

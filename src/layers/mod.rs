@@ -144,6 +144,17 @@ impl Layer {
             }
         })
     }
+
+    /// The assets at a lon/lat point, highest priority first: for a MosaicJSON layer
+    /// those of the quadkey tile holding it (cogeo-mosaic's `assets_for_point`), for a
+    /// footprint layer those whose footprint holds it.
+    #[must_use]
+    pub fn assets_for_point(&self, lon: f64, lat: f64) -> Vec<String> {
+        match &self.source {
+            LayerSource::MosaicJson { mosaic, .. } => mosaic.assets_for_point(lon, lat),
+            LayerSource::Footprint { index, .. } => index.assets_at(lon, lat),
+        }
+    }
 }
 
 /// The registry of layers: cheap to share (`Arc<Layers>`), read without waiting on

@@ -193,6 +193,20 @@ impl Mosaic {
         Some(format!("{}{}", self.asset_prefix, self.assets[id as usize]))
     }
 
+    /// The assets at a lon/lat point: those of the Web Mercator tile at `quadkey_zoom`
+    /// holding it, as cogeo-mosaic's `assets_for_point` picks them.
+    #[must_use]
+    pub fn assets_for_point(&self, lon: f64, lat: f64) -> Vec<String> {
+        let z = self.quadkey_zoom;
+        let tile = TileId {
+            tms: TileMatrixSet::WEB_MERCATOR_QUAD,
+            z,
+            x: quadkey::column(lon, z),
+            y: quadkey::row(lat, z),
+        };
+        self.assets_for_tile(&tile)
+    }
+
     /// The assets covering `tile`, in cogeo-mosaic's order (see the module docs). The
     /// zoom range is not checked here.
     #[must_use]

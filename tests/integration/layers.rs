@@ -241,6 +241,41 @@ footprint = {{ glob = "{relative}/*.tif", minzoom = 12, maxzoom = 18 }}
             assert_eq!((got.width, got.height, got.dtype, got.band_count), (256, 256, want.dtype, 3));
         }
     }
+    // Points: each layer answers for its assets at the point, exactly as the explicit
+    // request for them. The footprint layer's are those whose bounds hold the point;
+    // the MosaicJSON layer's, those its document lists for the quadkey holding it.
+    let document: serde_json::Value = serde_json::from_str(&mosaic_json(&bounds[..5])).unwrap();
+    let centre = |b: &v1::Bounds| (f64::midpoint(b.min_x, b.max_x), f64::midpoint(b.min_y, b.max_y));
+    for (lon, lat) in [(-75.017, 39.953), (-75.04, 39.965), centre(&bounds[2].1)] {
+        let holding: Vec<String> = bounds[..5]
+            .iter()
+            .filter(|(_, b)| (b.min_x..=b.max_x).contains(&lon) && (b.min_y..=b.max_y).contains(&lat))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let (qx, qy) = harness::tile_at(lon, lat, QUADKEY_ZOOM);
+        let listed: Vec<String> =
+            serde_json::from_value(document["tiles"][quadkey(QUADKEY_ZOOM, qx, qy)].clone()).unwrap();
+        assert!(
+            !holding.is_empty() && listed.len() >= holding.len(),
+            "({lon}, {lat}): {holding:?} {listed:?}"
+        );
+        for (layer, want_assets) in [("demo-footprint", &holding), ("demo-mosaic", &listed)] {
+            let point = |layer: &str, assets: &[String]| v1::GetPointRequest {
+                layer: layer.into(),
+                assets: assets.to_vec(),
+                lon,
+                lat,
+                ..Default::default()
+            };
+            let got = client.get_point(point(layer, &[])).await.unwrap().into_inner();
+            let want = client.get_point(point("", want_assets)).await.unwrap().into_inner();
+            assert_eq!(got, want, "layer {layer} at ({lon}, {lat})");
+            let answered: Vec<&str> = got.assets.iter().map(|a| a.asset.as_str()).collect();
+            assert_eq!(answered, *want_assets, "layer {layer} at ({lon}, {lat})");
+            assert!(got.assets.iter().any(|a| a.error.is_none()), "layer {layer} at ({lon}, {lat})");
+        }
+    }
+
     // What the footprint layer picked for the z16 tile: the assets whose bounds reach
     // it, in path order.
     let z16 = tile(&mut client, layer_request("demo-footprint", 16, 19111, 24821)).await;
@@ -352,6 +387,41 @@ async fn bad_layer_requests_get_exact_codes_and_messages() {
     assert_eq!(
         refused(layer_request("one", 12, 5000, 0)).await,
         (Code::InvalidArgument, "x=5000 is outside 0..=4095 for WebMercatorQuad at z=12".to_owned())
+    );
+    // Points name a layer the same way.
+    let point = |layer: &str, lon: f64, lat: f64| v1::GetPointRequest {
+        layer: layer.into(),
+        lon,
+        lat,
+        ..Default::default()
+    };
+    let refused_point = |request: v1::GetPointRequest| {
+        let mut client = client.clone();
+        async move {
+            let e = client.get_point(request).await.unwrap_err();
+            (e.code(), e.message().to_owned())
+        }
+    };
+    assert_eq!(
+        refused_point(point("two", -75.03, 39.96)).await,
+        (Code::NotFound, "layer 'two' is not served here; layers: one".to_owned())
+    );
+    assert_eq!(
+        refused_point(v1::GetPointRequest { assets: vec![ASSETS[0].into()], ..point("one", -75.03, 39.96) })
+            .await,
+        (
+            Code::InvalidArgument,
+            "the request names layer 'one' and 1 assets; give either `layer` or `assets`, not both"
+                .to_owned()
+        )
+    );
+    assert_eq!(
+        refused_point(point("one", 10.0, 10.0)).await,
+        (Code::NotFound, "layer 'one' has no asset at lon 10, lat 10".to_owned())
+    );
+    assert_eq!(
+        refused_point(point("one", 200.0, 10.0)).await,
+        (Code::InvalidArgument, "lon=200 is not a longitude in [-180, 180]".to_owned())
     );
     let e = client.get_layer(v1::GetLayerRequest { layer: "nope".into() }).await.unwrap_err();
     assert_eq!((e.code(), e.message()), (Code::NotFound, "layer 'nope' is not served here; layers: one"));

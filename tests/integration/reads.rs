@@ -66,7 +66,7 @@ async fn check_point(client: &mut Client, assets: &[&str], (lon, lat): (f64, f64
             lon,
             lat,
             bands: bands.to_vec(),
-            nodata: None,
+            ..Default::default()
         })
         .await
         .unwrap_or_else(|e| panic!("{label}: {e:?}"))
@@ -508,7 +508,7 @@ async fn bad_points_are_refused_with_their_field_and_why() {
             "no assets",
             v1::GetPointRequest { assets: vec![], ..point(-75.03, 39.96) },
             "assets",
-            "no assets: give at least one asset path".to_owned(),
+            "no assets: give at least one asset path, or a layer".to_owned(),
         ),
         ("longitude", point(200.0, 39.96), "lon", "lon=200 is not a longitude in [-180, 180]".to_owned()),
         ("latitude", point(-75.03, -91.0), "lat", "lat=-91 is not a latitude in [-90, 90]".to_owned()),
