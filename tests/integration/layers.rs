@@ -338,8 +338,8 @@ where
     }
 }
 
-#[tokio::test]
-async fn bad_layer_requests_get_exact_codes_and_messages() {
+/// A server with one footprint layer, "one", over the first demo asset.
+fn one_asset_layer() -> (LayerDir, Server) {
     let dir = LayerDir::new();
     dir.copy(ASSETS[0]);
     let config = dir.path.join("tessera.toml");
@@ -352,6 +352,12 @@ async fn bad_layer_requests_get_exact_codes_and_messages() {
         args: vec!["--config".into(), config.display().to_string()],
         ..Default::default()
     });
+    (dir, server)
+}
+
+#[tokio::test]
+async fn bad_layer_requests_get_exact_codes_and_messages() {
+    let (dir, server) = one_asset_layer();
     let mut client = server.client().await;
     let refused = |request: v1::GetTileRequest| {
         let mut client = client.clone();
@@ -387,41 +393,6 @@ async fn bad_layer_requests_get_exact_codes_and_messages() {
     assert_eq!(
         refused(layer_request("one", 12, 5000, 0)).await,
         (Code::InvalidArgument, "x=5000 is outside 0..=4095 for WebMercatorQuad at z=12".to_owned())
-    );
-    // Points name a layer the same way.
-    let point = |layer: &str, lon: f64, lat: f64| v1::GetPointRequest {
-        layer: layer.into(),
-        lon,
-        lat,
-        ..Default::default()
-    };
-    let refused_point = |request: v1::GetPointRequest| {
-        let mut client = client.clone();
-        async move {
-            let e = client.get_point(request).await.unwrap_err();
-            (e.code(), e.message().to_owned())
-        }
-    };
-    assert_eq!(
-        refused_point(point("two", -75.03, 39.96)).await,
-        (Code::NotFound, "layer 'two' is not served here; layers: one".to_owned())
-    );
-    assert_eq!(
-        refused_point(v1::GetPointRequest { assets: vec![ASSETS[0].into()], ..point("one", -75.03, 39.96) })
-            .await,
-        (
-            Code::InvalidArgument,
-            "the request names layer 'one' and 1 assets; give either `layer` or `assets`, not both"
-                .to_owned()
-        )
-    );
-    assert_eq!(
-        refused_point(point("one", 10.0, 10.0)).await,
-        (Code::NotFound, "layer 'one' has no asset at lon 10, lat 10".to_owned())
-    );
-    assert_eq!(
-        refused_point(point("one", 200.0, 10.0)).await,
-        (Code::InvalidArgument, "lon=200 is not a longitude in [-180, 180]".to_owned())
     );
     let e = client.get_layer(v1::GetLayerRequest { layer: "nope".into() }).await.unwrap_err();
     assert_eq!((e.code(), e.message()), (Code::NotFound, "layer 'nope' is not served here; layers: one"));
@@ -467,4 +438,50 @@ async fn bad_layer_requests_get_exact_codes_and_messages() {
     );
     let list = plain.client().await.list_layers(v1::ListLayersRequest {}).await.unwrap().into_inner();
     assert!(list.layers.is_empty());
+}
+
+#[tokio::test]
+async fn bad_layer_points_get_exact_codes_and_messages() {
+    let (dir, server) = one_asset_layer();
+    let client = server.client().await;
+    let point = |layer: &str, lon: f64, lat: f64| v1::GetPointRequest {
+        layer: layer.into(),
+        lon,
+        lat,
+        ..Default::default()
+    };
+    let refused_point = |request: v1::GetPointRequest| {
+        let mut client = client.clone();
+        async move {
+            let e = client.get_point(request).await.unwrap_err();
+            (e.code(), e.message().to_owned())
+        }
+    };
+    assert_eq!(
+        refused_point(point("two", -75.03, 39.96)).await,
+        (Code::NotFound, "layer 'two' is not served here; layers: one".to_owned())
+    );
+    assert_eq!(
+        refused_point(v1::GetPointRequest { assets: vec![ASSETS[0].into()], ..point("one", -75.03, 39.96) })
+            .await,
+        (
+            Code::InvalidArgument,
+            "the request names layer 'one' and 1 assets; give either `layer` or `assets`, not both"
+                .to_owned()
+        )
+    );
+    assert_eq!(
+        refused_point(point("one", 10.0, 10.0)).await,
+        (Code::NotFound, "layer 'one' has no asset at lon 10, lat 10".to_owned())
+    );
+    assert_eq!(
+        refused_point(point("one", 200.0, 10.0)).await,
+        (Code::InvalidArgument, "lon=200 is not a longitude in [-180, 180]".to_owned())
+    );
+    // The layer's point is answered.
+    let mut client = client;
+    let good = client.get_point(point("one", -75.03, 39.96)).await.unwrap().into_inner();
+    let answered: Vec<(&str, bool)> =
+        good.assets.iter().map(|a| (a.asset.as_str(), a.error.is_none())).collect();
+    assert_eq!(answered, [(dir.name(ASSETS[0]).as_str(), true)]);
 }
