@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::{Limits, TileRenderer};
 use crate::{
     error::ServiceError,
-    layers::{BoundsSource, LayerInfo, LayerKind, Layers},
+    layers::{BoundsSource, Layer, LayerInfo, LayerKind, Layers},
     mosaic::AssetResolver,
     pb::v1::{self, GetTileRequest},
     tms::TileMatrixSets,
@@ -80,17 +80,7 @@ pub(super) fn with_layer_assets<'r>(
     if req.layer.is_empty() {
         return Ok(Cow::Borrowed(req));
     }
-    if !req.assets.is_empty() {
-        return Err(ServiceError::invalid(
-            "layer",
-            format!(
-                "the request names layer '{}' and {} assets; give either `layer` or `assets`, not both",
-                req.layer,
-                req.assets.len()
-            ),
-        ));
-    }
-    let layer = layers.get(&req.layer).ok_or_else(|| unknown_layer(&req.layer, layers))?;
+    let layer = named_layer(layers, &req.layer, &req.assets)?;
     let Some(tile) = sets.get(&req.tile_matrix_set).and_then(|tms| tms.tile(req.z, req.x, req.y).ok()) else {
         return Ok(Cow::Borrowed(req));
     };
@@ -135,17 +125,7 @@ pub(super) fn point_assets<'r>(
     if req.layer.is_empty() {
         return Ok(Cow::Borrowed(&req.assets));
     }
-    if !req.assets.is_empty() {
-        return Err(ServiceError::invalid(
-            "layer",
-            format!(
-                "the request names layer '{}' and {} assets; give either `layer` or `assets`, not both",
-                req.layer,
-                req.assets.len()
-            ),
-        ));
-    }
-    let layer = layers.get(&req.layer).ok_or_else(|| unknown_layer(&req.layer, layers))?;
+    let layer = named_layer(layers, &req.layer, &req.assets)?;
     let assets = layer.assets_for_point(req.lon, req.lat);
     if assets.is_empty() {
         return Err(ServiceError::NotFound(format!(
@@ -167,6 +147,21 @@ pub(super) fn point_assets<'r>(
         ));
     }
     Ok(Cow::Owned(assets))
+}
+
+/// The layer a request names instead of `assets`: INVALID_ARGUMENT when it names
+/// assets too, NOT_FOUND when the server does not serve it.
+fn named_layer(layers: &Layers, name: &str, assets: &[String]) -> Result<Arc<Layer>, ServiceError> {
+    if !assets.is_empty() {
+        return Err(ServiceError::invalid(
+            "layer",
+            format!(
+                "the request names layer '{name}' and {} assets; give either `layer` or `assets`, not both",
+                assets.len()
+            ),
+        ));
+    }
+    layers.get(name).ok_or_else(|| unknown_layer(name, layers))
 }
 
 /// NOT_FOUND for a layer name the server does not serve, naming those it does.
