@@ -6,11 +6,11 @@
 //! see `crate::worker::{point, statistics, preview}`), and the answer becomes the
 //! public response. A point or box outside an asset is OUT_OF_RANGE.
 
+use std::sync::Arc;
+
 use futures::future::join_all;
 use tokio::time::Instant;
 use tonic::Status;
-
-use std::sync::Arc;
 
 use super::{TileApi, render::evaluate_expression, validate};
 use crate::{
