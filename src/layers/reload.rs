@@ -120,13 +120,18 @@ impl Layers {
     }
 
     /// Spawns the reload loop: [`Layers::reload`] every `interval` until `shutdown`
-    /// turns true (or its sender is dropped). A zero interval disables reloading.
+    /// turns true (or its sender is dropped). A zero interval, or no layer configured,
+    /// disables reloading.
     pub fn watch(
         self: Arc<Self>,
         interval: Duration,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
+            // The set of layers is fixed at start: with none there is nothing to watch.
+            if self.is_empty() {
+                return;
+            }
             if interval.is_zero() {
                 tracing::info!("layer reloading is off (interval 0)");
                 return;

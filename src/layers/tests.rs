@@ -416,11 +416,22 @@ async fn the_watch_loop_swaps_in_edits_and_stops_on_shutdown() {
 }
 
 #[tokio::test]
-async fn a_zero_interval_turns_reloading_off() {
+async fn a_zero_interval_or_no_layer_turns_reloading_off() {
+    // A layer, but a zero interval: the loop ends at once, shutdown never sent.
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "example.json", EXAMPLE);
+    let (layers, _) = load(dir.path(), &[mosaic_config("ex", "example.json")]).await;
+    assert!(!layers.is_empty());
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::time::timeout(Duration::from_secs(5), layers.watch(Duration::ZERO, shutdown))
+        .await
+        .unwrap()
+        .unwrap();
+    // No layer, and an interval: nothing to watch, so it ends at once too.
     let layers = Arc::new(Layers::load(&[], Path::new("."), FileBounds::new(Path::new("."))).await.unwrap());
     assert!(layers.is_empty());
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
-    tokio::time::timeout(Duration::from_secs(5), layers.watch(Duration::ZERO, shutdown))
+    tokio::time::timeout(Duration::from_secs(5), layers.watch(Duration::from_millis(20), shutdown))
         .await
         .unwrap()
         .unwrap();
