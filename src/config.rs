@@ -62,6 +62,14 @@ pub const DEFAULT_MAX_REQUEST_SIZE: u64 = 4 << 20;
 /// Default of `--max-response-size`: a 1024 x 1024 NPY tile of 4 float64 bands and its
 /// mask fit.
 pub const DEFAULT_MAX_RESPONSE_SIZE: u64 = 64 << 20;
+/// Default of `--max-request-memory`: a 1024 px tile of 8 four-band uint16 assets
+/// stacked for a median (about 200 MiB) fits; a 4096 px preview with 16
+/// float64 outputs (about 12 GiB at its worst) does not.
+pub const DEFAULT_MAX_REQUEST_MEMORY: u64 = 256 << 20;
+/// Default of `--max-in-flight-memory`: what the front may hold for all renders at
+/// once; a 256 px tile of six RGB assets reserves about 4 MiB, so the default admits
+/// about as many such tiles as `--max-in-flight-tiles`.
+pub const DEFAULT_MAX_IN_FLIGHT_MEMORY: u64 = 1 << 30;
 /// Default of `--max-concurrent-streams` (HTTP/2 streams, i.e. calls, per connection).
 pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 128;
 /// Default of `--tile-cache-ttl`.
@@ -123,6 +131,16 @@ pub struct ServeArgs {
     /// certificate; more get RESOURCE_EXHAUSTED [default: 128].
     #[arg(long, env = "TESSERA_MAX_IN_FLIGHT_PER_CALLER")]
     pub max_in_flight_per_caller: Option<usize>,
+    /// Memory one tile or preview may hold in the front while it renders (e.g. 256MiB),
+    /// worked out from the request and the assets' metadata before reading; more is
+    /// RESOURCE_EXHAUSTED [default: 256MiB].
+    #[arg(long, env = "TESSERA_MAX_REQUEST_MEMORY", value_parser = parse_bytes)]
+    pub max_request_memory: Option<u64>,
+    /// Memory all tiles and previews in flight may hold in the front together (e.g.
+    /// 1GiB); a request that does not fit in what is left gets RESOURCE_EXHAUSTED
+    /// [default: 1GiB].
+    #[arg(long, env = "TESSERA_MAX_IN_FLIGHT_MEMORY", value_parser = parse_bytes)]
+    pub max_in_flight_memory: Option<u64>,
     /// Longest an asset read waits for a free worker before RESOURCE_EXHAUSTED [default: 5s].
     #[arg(long, env = "TESSERA_MAX_WORKER_WAIT", value_parser = humantime::parse_duration)]
     pub max_worker_wait: Option<Duration>,
@@ -270,6 +288,10 @@ struct FileConfig {
     stream_concurrency: Option<usize>,
     max_in_flight_tiles: Option<usize>,
     max_in_flight_per_caller: Option<usize>,
+    #[serde(default, with = "bytes_serde_opt")]
+    max_request_memory: Option<u64>,
+    #[serde(default, with = "bytes_serde_opt")]
+    max_in_flight_memory: Option<u64>,
     #[serde(default, with = "humantime_serde_opt")]
     max_worker_wait: Option<Duration>,
     #[serde(default, with = "bytes_serde_opt")]
@@ -397,6 +419,10 @@ pub struct ServeConfig {
     pub max_in_flight_tiles: usize,
     /// `--max-in-flight-per-caller`.
     pub max_in_flight_per_caller: usize,
+    /// `--max-request-memory` in bytes (at most `max_in_flight_memory`).
+    pub max_request_memory: u64,
+    /// `--max-in-flight-memory` in bytes.
+    pub max_in_flight_memory: u64,
     /// `--max-worker-wait`.
     pub max_worker_wait: Duration,
     /// `--worker-max-rss`.
@@ -514,6 +540,12 @@ impl ServeConfig {
                 return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
             }
         }
+        if self.max_request_memory > self.max_in_flight_memory {
+            return Err(ConfigError::Invalid(format!(
+                "--max-request-memory={} exceeds --max-in-flight-memory={}: one request cannot hold more than all of them",
+                self.max_request_memory, self.max_in_flight_memory
+            )));
+        }
         if self.max_concurrent_streams == 0 {
             return Err(ConfigError::Invalid("--max-concurrent-streams must be at least 1".into()));
         }
@@ -605,6 +637,16 @@ impl ServeArgs {
                 .max_in_flight_per_caller
                 .or(file.max_in_flight_per_caller)
                 .unwrap_or(DEFAULT_MAX_IN_FLIGHT_PER_CALLER),
+            max_request_memory: memory_limit(
+                "--max-request-memory",
+                self.max_request_memory.or(file.max_request_memory).unwrap_or(DEFAULT_MAX_REQUEST_MEMORY),
+            )?,
+            max_in_flight_memory: memory_limit(
+                "--max-in-flight-memory",
+                self.max_in_flight_memory
+                    .or(file.max_in_flight_memory)
+                    .unwrap_or(DEFAULT_MAX_IN_FLIGHT_MEMORY),
+            )?,
             max_worker_wait: self.max_worker_wait.or(file.max_worker_wait).unwrap_or(DEFAULT_MAX_WORKER_WAIT),
             worker_max_rss: self.worker_max_rss.or(file.worker_max_rss).unwrap_or(DEFAULT_WORKER_MAX_RSS),
             worker_limits,
@@ -720,6 +762,14 @@ fn worker_limits(args: &ServeArgs, file: &FileConfig) -> crate::worker::WorkerLi
             .or(file.max_asset_bands)
             .unwrap_or(crate::worker::DEFAULT_MAX_ASSET_BANDS),
     }
+}
+
+/// A memory budget: at least 1 MiB, at most 1 TiB.
+fn memory_limit(flag: &str, bytes: u64) -> Result<u64, ConfigError> {
+    if !(1 << 20..=1 << 40).contains(&bytes) {
+        return Err(ConfigError::Invalid(format!("{flag}={bytes} is outside 1MiB..=1TiB")));
+    }
+    Ok(bytes)
 }
 
 /// A message-size limit: at least 1 KiB, at most 1 GiB.

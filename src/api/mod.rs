@@ -2,6 +2,7 @@
 //! ([`validate`]), hand them to the [`TileRenderer`], and map errors to statuses in one
 //! place ([`crate::error`]).
 
+mod budget;
 mod callers;
 mod deadline;
 mod edge;
@@ -19,6 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument as _;
 
+pub use budget::{MemoryBudget, RenderShape};
 pub use callers::Caller;
 pub use edge::{BearerAuth, EdgeStatusLayer};
 pub use layers::WorkerBounds;
@@ -58,6 +60,8 @@ pub struct TileApi {
     limits: Limits,
     /// One permit per tile being rendered: admission control.
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// The bytes tiles and previews in flight may hold: admission control by memory.
+    budget: MemoryBudget,
     metrics: Arc<Metrics>,
     /// Coalescing of identical requests and the tile cache.
     sharing: TileSharing,
@@ -86,11 +90,13 @@ impl TileApi {
     ) -> Arc<Self> {
         let in_flight = Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight_tiles));
         let callers = callers::CallerLimits::new(limits.max_in_flight_per_caller);
+        let budget = MemoryBudget::new(limits.max_in_flight_memory, limits.max_request_memory);
         Arc::new(Self {
             renderer,
             resolver,
             limits,
             in_flight,
+            budget,
             metrics,
             sharing,
             callers,
@@ -126,11 +132,13 @@ impl TileApi {
         caller: Option<Caller>,
     ) -> Result<GetTileResponse, ServiceError> {
         let started = Instant::now();
-        let (result, source) =
-            match layers::with_layer_assets(req, &self.layers, &self.tile_matrix_sets, &self.limits) {
-                Err(e) => (Err(e), Source::Rendered),
-                Ok(explicit) => self.tile_shared(&explicit, deadline, caller).await,
-            };
+        let checked = validate::tile_strings(req).and_then(|()| {
+            layers::with_layer_assets(req, &self.layers, &self.tile_matrix_sets, &self.limits)
+        });
+        let (result, source) = match checked {
+            Err(e) => (Err(e), Source::Rendered),
+            Ok(explicit) => self.tile_shared(&explicit, deadline, caller).await,
+        };
         self.metrics.tile_source(source);
         let (code, bytes) = match &result {
             Ok(t) => (tonic::Code::Ok, (t.data.len() + t.mask.len()) as u64),
@@ -202,7 +210,8 @@ impl TileApi {
     ) -> Result<GetTileResponse, ServiceError> {
         let parsed = TileRequest::parse(req, &self.limits, &self.resolver, &self.tile_matrix_sets)?;
         let _permit = self.admit("tiles are already being rendered")?;
-        let tile = self.renderer.render(&parsed, deadline).await?;
+        let tile =
+            self.renderer.render(&parsed, deadline, &self.budget, self.limits.max_response_size).await?;
         self.limits.check_response_size("the tile", &tile, "a smaller tile_size")?;
         Ok(tile)
     }
@@ -410,6 +419,7 @@ impl TileService for TileServiceImpl {
     ) -> Result<Response<v1::GetLayerResponse>, Status> {
         let deadline = TileApi::deadline(&request);
         let name = &request.get_ref().layer;
+        validate::bounded("layer", name, validate::MAX_NAME_LEN)?;
         let api = &self.0;
         let layer = api.layers.get(name).ok_or_else(|| layers::unknown_layer(name, &api.layers))?;
         let mut response = v1::GetLayerResponse {
@@ -434,6 +444,7 @@ impl TileService for TileServiceImpl {
     ) -> Result<Response<GetAssetInfoResponse>, Status> {
         let deadline = TileApi::deadline(&request);
         let name = &request.get_ref().asset;
+        validate::bounded("asset", name, crate::mosaic::MAX_ASSET_NAME_LEN)?;
         let asset = self.0.resolver.resolve(name)?;
         let info = self.0.renderer.info(&asset, deadline).await?;
         let i = &info.info;

@@ -12,7 +12,12 @@ use futures::future::join_all;
 use tokio::time::Instant;
 use tonic::Status;
 
-use super::{TileApi, render::evaluate_expression, validate};
+use super::{
+    TileApi,
+    budget::{MemoryBudget, RenderShape},
+    render::evaluate_expression,
+    validate,
+};
 use crate::{
     error::{ServiceError, status_message},
     mosaic::Asset,
@@ -211,6 +216,7 @@ pub(super) async fn point(
     req: &v1::GetPointRequest,
     deadline: Instant,
 ) -> Result<v1::GetPointResponse, ServiceError> {
+    validate::bounded_strings(&req.layer, &req.assets, None, "")?;
     lon_lat(req.lon, req.lat)?;
     let names = super::layers::point_assets(req, &api.layers, &api.limits)?;
     if names.is_empty() {
@@ -281,6 +287,7 @@ pub(super) async fn statistics(
     req: &v1::GetStatisticsRequest,
     deadline: Instant,
 ) -> Result<v1::GetStatisticsResponse, ServiceError> {
+    validate::bounded("asset", &req.asset, crate::mosaic::MAX_ASSET_NAME_LEN)?;
     let asset = asset(api, &req.asset)?;
     let bbox = bbox(req.bbox.as_ref())?;
     let max_size = read_size("max_size", req.max_size)?;
@@ -353,6 +360,12 @@ struct Preview {
 impl Preview {
     fn parse(api: &TileApi, req: &v1::GetPreviewRequest) -> Result<Self, ServiceError> {
         use v1::get_preview_request::Colormap as C;
+        let colormap_name = match &req.colormap {
+            Some(C::ColormapName(name)) => Some(name.as_str()),
+            _ => None,
+        };
+        validate::bounded("asset", &req.asset, crate::mosaic::MAX_ASSET_NAME_LEN)?;
+        validate::bounded_strings("", &[], colormap_name, &req.expression)?;
         let asset = asset(api, &req.asset)?;
         let max_size = read_size("max_size", req.max_size)?;
         let width = req.width.map(|w| read_size("width", w)).transpose()?;
@@ -417,6 +430,31 @@ pub(super) async fn preview(
         "preview",
     )?;
     check_encodable(format, dtype, band_count).map_err(|e| ServiceError::invalid("format", e.to_string()))?;
+
+    // What the preview will hold, from the request and the description, before the read.
+    let (width, height) = crate::worker::output_size(
+        (info.info.width as usize, info.info.height as usize),
+        job.width,
+        job.height,
+        job.max_size,
+    );
+    let shape = RenderShape {
+        width: width as u64,
+        height: height as u64,
+        assets: 1,
+        read: (info.dtype, read_bands),
+        expression_outputs: expression.as_ref().map(|e| e.outputs()),
+        selected: match &expression {
+            Some(e) => (e.output_dtype(info.dtype).storage(), e.outputs()),
+            None => (info.dtype, read_bands),
+        },
+        out: (dtype, band_count),
+    };
+    let smaller = "a smaller max_size, width or height";
+    if format == OutputFormat::Npy {
+        MemoryBudget::check_raw_size("the preview", &shape, api.limits.max_response_size, smaller)?;
+    }
+    let _reservation = api.budget.reserve("the preview", &shape, smaller)?;
 
     let read_band_numbers: Vec<u32> = job.bands.clone();
     let worker_response::Result::Preview(r) =

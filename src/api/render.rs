@@ -8,7 +8,10 @@ use futures::{StreamExt, stream::FuturesUnordered};
 use tokio::time::Instant;
 use tracing::{Instrument, Span, field::Empty};
 
-use super::validate::TileRequest;
+use super::{
+    budget::{MemoryBudget, RenderShape},
+    validate::TileRequest,
+};
 use crate::{
     error::ServiceError,
     mosaic::Selector,
@@ -22,7 +25,7 @@ use crate::{
     },
     pool::WorkerPool,
     render::{
-        DataType, Raster, check_encodable, encode,
+        DataType, OutputFormat, Raster, check_encodable, encode,
         expr::{BandMasks, Expression},
         rescale::rescale,
     },
@@ -121,6 +124,21 @@ struct Plan {
     touching: Vec<usize>,
 }
 
+impl Plan {
+    /// What rendering the plan will hold in memory (see [`RenderShape`]).
+    fn shape(&self, req: &TileRequest) -> RenderShape {
+        RenderShape {
+            width: u64::from(req.out_size()),
+            height: u64::from(req.out_size()),
+            assets: self.touching.len() as u64,
+            read: (self.reference.dtype, self.read_band_count),
+            expression_outputs: req.expression.as_ref().map(|e| e.outputs()),
+            selected: self.selected,
+            out: self.out,
+        }
+    }
+}
+
 /// Records a per-asset failure.
 fn fail(report: &mut AssetReport, e: ServiceError, first: &mut Option<ServiceError>, started: Instant) {
     report.outcome = AssetOutcome::Failed as i32;
@@ -198,13 +216,30 @@ fn checked_raster(r: ReadResult, req: &TileRequest, plan: &Plan) -> Option<Raste
 }
 
 /// An asset's raster after the request's expression (one band per block, in the type
-/// rio-tiler's numexpr gives the result), or
-/// unchanged without one. `plan.read_bands` says which band each raster band is.
-fn apply_expression(raster: Raster, req: &TileRequest, plan: &Plan) -> Result<Raster, ServiceError> {
-    match &req.expression {
-        Some(expression) => evaluate_expression(expression, &raster, &plan.read_bands),
+/// rio-tiler's numexpr gives the result), or unchanged without one. `read_bands` says
+/// which band each raster band is.
+fn apply_expression(
+    raster: Raster,
+    expression: Option<&Expression>,
+    read_bands: &[u32],
+) -> Result<Raster, ServiceError> {
+    match expression {
+        Some(expression) => evaluate_expression(expression, &raster, read_bands),
         None => Ok(raster),
     }
+}
+
+/// Runs `work` on tokio's blocking pool. The pixel work of a request (expressions,
+/// compositing, statistics of a stack, rescale, colormaps, encoding) grows with the
+/// request and would otherwise stall a runtime thread, and with it health checks and
+/// every other call on that thread.
+async fn off_runtime<T: Send + 'static>(
+    what: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ServiceError::Internal(format!("{what} task failed: {e}")))
 }
 
 /// `expression` over a raster whose bands are the asset's `read_bands` (1-based, in
@@ -349,11 +384,15 @@ impl TileRenderer {
         }
     }
 
-    /// Renders one tile.
+    /// Renders one tile, within `budget` (reserved once the assets' metadata say what
+    /// the tile will hold, before any pixel is read); an NPY tile bound to be over
+    /// `max_response_size` is refused then too.
     pub async fn render(
         &self,
         req: &TileRequest,
         deadline: Instant,
+        budget: &MemoryBudget,
+        max_response_size: usize,
     ) -> Result<v1::GetTileResponse, ServiceError> {
         let span = tracing::info_span!(
             "tile",
@@ -370,7 +409,8 @@ impl TileRenderer {
             otel.status_code = Empty,
             otel.status_description = Empty,
         );
-        let result = self.render_in_span(req, deadline).instrument(span.clone()).await;
+        let result =
+            self.render_in_span(req, deadline, budget, max_response_size).instrument(span.clone()).await;
         match &result {
             Ok(tile) => {
                 span.record("bytes_out", (tile.data.len() + tile.mask.len()) as i64);
@@ -386,32 +426,46 @@ impl TileRenderer {
         &self,
         req: &TileRequest,
         deadline: Instant,
+        budget: &MemoryBudget,
+        max_response_size: usize,
     ) -> Result<v1::GetTileResponse, ServiceError> {
         let started = Instant::now();
         let mut plan = self.plan(req, deadline, started).await?;
+        let shape = plan.shape(req);
+        let smaller = "a smaller tile_size, fewer assets or fewer bands";
+        if req.format == OutputFormat::Npy {
+            MemoryBudget::check_raw_size("the tile", &shape, max_response_size, smaller)?;
+        }
+        let _reservation = budget.reserve("the tile", &shape, smaller)?;
         let composite_span =
             tracing::info_span!("composite", composite_ms = Empty, assets.read = plan.touching.len() as i64);
-        let raster = self.composite(req, &mut plan, deadline, started).instrument(composite_span).await?;
+        let selector = self.composite(req, &mut plan, deadline, started).instrument(composite_span).await?;
         // Without lon/lat bounds (a custom set in another CRS) the plan could not skip
-        // assets by their bounds; a tile they all miss is found out here.
-        if req.tile.geographic_bounds().is_none() && raster.mask.iter().all(|m| *m == 0) {
-            return Err(ServiceError::NotFound(format!(
-                "tile {} of {} is outside the bounds of every asset",
-                req.tile, req.tile.tms
-            )));
-        }
-        let format = req.format;
+        // assets by their bounds; a tile they all miss is found out after compositing.
+        let must_touch = req.tile.geographic_bounds().is_none();
+        let outside = format!("tile {} of {} is outside the bounds of every asset", req.tile, req.tile.tms);
+        let (format, rescale_ranges, colormap) = (req.format, req.rescale.clone(), req.colormap.clone());
         let encode_span = tracing::info_span!("encode", format = format.label(), bytes = Empty);
-        let (data, mask) = tokio::task::spawn_blocking(move || {
+        let (data, mask) = off_runtime("encoder", move || {
+            let mut raster = selector.finish();
+            if must_touch && raster.mask.iter().all(|m| *m == 0) {
+                return Err(ServiceError::NotFound(outside));
+            }
+            if !rescale_ranges.is_empty() {
+                raster = rescale(&raster, &rescale_ranges)
+                    .map_err(|e| ServiceError::Internal(format!("rescale: {e}")))?;
+            }
+            if let Some(colormap) = &colormap {
+                raster =
+                    colormap.apply(&raster).map_err(|e| ServiceError::Internal(format!("colormap: {e}")))?;
+            }
             let encoded = encode_span.in_scope(|| encode(&raster, format));
             if let Ok((data, mask)) = &encoded {
                 encode_span.record("bytes", (data.len() + mask.len()) as i64);
             }
-            encoded
+            encoded.map_err(|e| ServiceError::Internal(e.to_string()))
         })
-        .await
-        .map_err(|e| ServiceError::Internal(format!("encoder task failed: {e}")))?
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        .await??;
         Ok(v1::GetTileResponse {
             data,
             content_type: format.content_type().to_owned(),
@@ -493,15 +547,16 @@ impl TileRenderer {
         Ok(Plan { reports, first_error, reference, read_bands, read_band_count, selected, out, touching })
     }
 
-    /// Reads the touching assets, all in flight at once, and composites them first-wins
-    /// as they land; stops as soon as nothing outstanding can change a pixel.
+    /// Reads the touching assets, all in flight at once, and feeds them to the pixel
+    /// selection as they land (on the blocking pool); stops as soon as nothing
+    /// outstanding can change a pixel. The selector is left to finish.
     async fn composite(
         &self,
         req: &TileRequest,
         plan: &mut Plan,
         deadline: Instant,
         started: Instant,
-    ) -> Result<Raster, ServiceError> {
+    ) -> Result<Selector, ServiceError> {
         let size = req.out_size() as usize;
         let fill = req.nodata.or(plan.reference.nodata).unwrap_or(0.0);
         let (dtype, bands) = plan.selected;
@@ -512,7 +567,7 @@ impl TileRenderer {
                 compositor.settle(i);
             }
         }
-        let read_bands = plan.read_bands.clone();
+        let read_bands: Arc<[u32]> = plan.read_bands.clone().into();
         let read_bands = &read_bands;
         let mut reads: FuturesUnordered<_> = plan
             .touching
@@ -547,10 +602,16 @@ impl TileRenderer {
                             req.assets[i].name
                         ))
                     })?;
-                    let add_started = Instant::now();
-                    let raster = apply_expression(raster, req, plan)?;
-                    compositor.add(i, &raster);
-                    compositing += add_started.elapsed();
+                    let (expression, bands) = (req.expression.clone(), Arc::clone(read_bands));
+                    let (back, added) = off_runtime("compositing", move || {
+                        let add_started = std::time::Instant::now();
+                        let added = apply_expression(raster, expression.as_deref(), &bands)
+                            .map(|raster| compositor.add(i, &raster));
+                        (compositor, added.map(|()| add_started.elapsed()))
+                    })
+                    .await?;
+                    compositor = back;
+                    compositing += added?;
                     plan.reports[i].outcome = AssetOutcome::Used as i32;
                     plan.reports[i].elapsed = duration(started.elapsed());
                     used += 1;
@@ -580,14 +641,6 @@ impl TileRenderer {
                 .take()
                 .unwrap_or_else(|| ServiceError::Internal("no read succeeded".into())));
         }
-        let mut raster = compositor.finish();
-        if !req.rescale.is_empty() {
-            raster = rescale(&raster, &req.rescale)
-                .map_err(|e| ServiceError::Internal(format!("rescale: {e}")))?;
-        }
-        if let Some(colormap) = &req.colormap {
-            raster = colormap.apply(&raster).map_err(|e| ServiceError::Internal(format!("colormap: {e}")))?;
-        }
-        Ok(raster)
+        Ok(compositor)
     }
 }

@@ -20,6 +20,53 @@ pub const DEFAULT_TILE_SIZE: u32 = 256;
 pub const DEFAULT_QUALITY: u8 = 85;
 /// Largest `buffer`, in pixels on each side.
 pub const MAX_BUFFER: u32 = 64;
+/// Longest name a request may give for a layer, a colormap or a tile matrix set, in
+/// bytes. Every string field is checked against its bound before anything else looks at
+/// it, so what a request costs never grows with a name's length.
+pub const MAX_NAME_LEN: usize = 256;
+
+/// INVALID_ARGUMENT when `value` (the request's `field`) is longer than `max` bytes. The
+/// value itself is not echoed.
+pub(super) fn bounded(field: &'static str, value: &str, max: usize) -> Result<(), ServiceError> {
+    if value.len() <= max {
+        return Ok(());
+    }
+    Err(ServiceError::invalid(
+        field,
+        format!("{field} is {} bytes long, over the limit of {max} bytes", value.len()),
+    ))
+}
+
+/// The bounds of the string fields every request shares: a layer name, asset names, a
+/// colormap name and an expression.
+pub(super) fn bounded_strings(
+    layer: &str,
+    assets: &[String],
+    colormap_name: Option<&str>,
+    expression: &str,
+) -> Result<(), ServiceError> {
+    bounded("layer", layer, MAX_NAME_LEN)?;
+    // The number of assets is checked where their use is (its message names the
+    // request); the request's size bounds this loop.
+    for asset in assets {
+        bounded("assets", asset, crate::mosaic::MAX_ASSET_NAME_LEN)?;
+    }
+    if let Some(name) = colormap_name {
+        bounded("colormap_name", name, MAX_NAME_LEN)?;
+    }
+    bounded("expression", expression, crate::render::expr::DEFAULT_MAX_LEN)
+}
+
+/// [`bounded_strings`] of a tile request, and its tile matrix set.
+pub(super) fn tile_strings(req: &v1::GetTileRequest) -> Result<(), ServiceError> {
+    use v1::get_tile_request::Colormap as C;
+    bounded("tile_matrix_set", &req.tile_matrix_set, MAX_NAME_LEN)?;
+    let colormap_name = match &req.colormap {
+        Some(C::ColormapName(name)) => Some(name.as_str()),
+        _ => None,
+    };
+    bounded_strings(&req.layer, &req.assets, colormap_name, &req.expression)
+}
 
 /// Request limits, each configurable.
 #[derive(Debug, Clone)]
@@ -38,6 +85,10 @@ pub struct Limits {
     pub max_response_size: usize,
     /// Tiles being rendered at once for one identified caller (token or certificate).
     pub max_in_flight_per_caller: usize,
+    /// Bytes one tile or preview may hold in the front while it renders.
+    pub max_request_memory: u64,
+    /// Bytes all tiles and previews in flight may hold together.
+    pub max_in_flight_memory: u64,
 }
 
 impl Limits {
@@ -462,6 +513,8 @@ mod tests {
             max_in_flight_tiles: 1,
             max_response_size: 1 << 20,
             max_in_flight_per_caller: 1,
+            max_request_memory: 1 << 20,
+            max_in_flight_memory: 1 << 20,
         };
         let req = v1::GetTileRequest { assets: vec!["a.tif".into()], ..Default::default() };
         assert_eq!(

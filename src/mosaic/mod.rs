@@ -8,7 +8,7 @@ mod info_cache;
 mod remote;
 mod selection;
 
-pub use assets::{Asset, AssetResolver};
+pub use assets::{Asset, AssetResolver, MAX_ASSET_NAME_LEN};
 pub use info_cache::{AssetInfo, InfoCache};
 pub use remote::{AddressRange, RemotePrefix, RemoteUrl, Scheme, address_range};
 pub use selection::{PixelSelection, SelectionError, Selector};

@@ -145,6 +145,8 @@ async fn tile_api(
         max_in_flight_tiles: config.max_in_flight_tiles,
         max_response_size: config.max_response_size,
         max_in_flight_per_caller: config.max_in_flight_per_caller,
+        max_request_memory: config.max_request_memory,
+        max_in_flight_memory: config.max_in_flight_memory,
     };
     let renderer = Arc::new(TileRenderer::new(pool, Arc::clone(&metrics), config.remote_metadata_ttl));
     let sharing = TileSharing::new(config.tile_cache_size, config.tile_cache_ttl);

@@ -46,6 +46,7 @@ use crate::{
     telemetry::{LogFormat, Role},
 };
 
+pub use grid::output_size;
 pub use limits::{
     DEFAULT_CPU_PER_JOB, DEFAULT_MAX_ASSET_BANDS, DEFAULT_MAX_ASSET_PIXELS, DEFAULT_MAX_OPEN_FILES,
     WorkerLimits,

@@ -80,20 +80,34 @@ pub fn count() -> usize {
     COUNT
 }
 
+/// Edit distance at which a name is suggested.
+const SUGGEST_DISTANCE: usize = 2;
+
 /// Up to five names close to `name`: compared in lowercase, those at edit distance at
 /// most 2 or that start with it, nearest first.
+///
+/// The edit distance is computed only for names whose length is within 2 of `name`'s
+/// (a larger difference alone puts them further away), so the cost is bounded by the
+/// longest colormap name, not by what the caller sent.
 pub(super) fn similar_names(name: &str) -> Vec<&'static str> {
     let wanted = name.to_ascii_lowercase();
     let mut scored: Vec<(usize, &'static str)> = TABLES
         .iter()
         .filter_map(|t| {
-            let distance = edit_distance(&wanted, t.name);
             let prefix = wanted.len() >= 2 && t.name.starts_with(&wanted);
-            (distance <= 2 || prefix).then_some((distance, t.name))
+            let distance =
+                if near_in_length(&wanted, t.name) { edit_distance(&wanted, t.name) } else { usize::MAX };
+            (distance <= SUGGEST_DISTANCE || prefix).then_some((distance, t.name))
         })
         .collect();
     scored.sort_unstable();
     scored.into_iter().take(5).map(|(_, n)| n).collect()
+}
+
+/// Whether `a` and `b` differ in length by at most [`SUGGEST_DISTANCE`]: only then can
+/// their edit distance be within it, so only then is it computed.
+fn near_in_length(a: &str, b: &str) -> bool {
+    a.len().abs_diff(b.len()) <= SUGGEST_DISTANCE
 }
 
 /// Levenshtein distance over bytes (names are ASCII).
@@ -183,6 +197,18 @@ mod tests {
             vec!["twilight", "twilight_r", "twilight_shifted", "twilight_shifted_r"]
         );
         assert!(similar_names("no-such-map-at-all").is_empty());
+    }
+
+    #[test]
+    fn a_huge_name_gets_no_suggestion_and_costs_no_edit_distance() {
+        // 4 MB took 13 s of a runtime thread when its distance to every name was computed.
+        let huge = "v".repeat(4 << 20);
+        assert_eq!(names().filter(|n| near_in_length(&huge, n)).count(), 0);
+        assert!(similar_names(&huge).is_empty());
+        assert!(names().filter(|n| near_in_length("virdis", n)).count() > 10);
+        // Lengths within the distance are still compared: a missing letter, an extra one.
+        assert_eq!(similar_names("virdis")[0], "viridis");
+        assert_eq!(similar_names("viridiss")[0], "viridis");
     }
 
     #[test]
