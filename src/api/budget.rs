@@ -12,7 +12,10 @@
 //! `--max-in-flight-memory` is refused with a retry hint, like the tile-count admission
 //! beside it. Either way nothing has been read yet.
 
-use std::time::Duration;
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
@@ -88,6 +91,10 @@ pub struct MemoryBudget {
     units: Semaphore,
     total: u64,
     per_request: u64,
+    /// Requests refused for being over `per_request`.
+    refused_request: AtomicU64,
+    /// Requests refused for want of room in the budget.
+    refused_in_flight: AtomicU64,
 }
 
 /// A reservation: held while the request renders, returned when dropped.
@@ -104,7 +111,20 @@ impl MemoryBudget {
     #[must_use]
     pub fn new(total: u64, per_request: u64) -> Self {
         let units = usize::try_from(total / UNIT).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS);
-        Self { units: Semaphore::new(units), total, per_request: per_request.min(total) }
+        Self {
+            units: Semaphore::new(units),
+            total,
+            per_request: per_request.min(total),
+            refused_request: AtomicU64::new(0),
+            refused_in_flight: AtomicU64::new(0),
+        }
+    }
+
+    /// Requests refused so far: (over `--max-request-memory`, for want of room in
+    /// `--max-in-flight-memory`).
+    #[must_use]
+    pub fn refused(&self) -> (u64, u64) {
+        (self.refused_request.load(Ordering::Relaxed), self.refused_in_flight.load(Ordering::Relaxed))
     }
 
     /// Bytes reserved by the requests in flight now.
@@ -124,6 +144,7 @@ impl MemoryBudget {
     ) -> Result<Reservation<'_>, ServiceError> {
         let bytes = shape.bytes();
         if bytes > self.per_request {
+            self.refused_request.fetch_add(1, Ordering::Relaxed);
             return Err(ServiceError::ResourceExhausted {
                 message: format!(
                     "{what} ({}) would need about {} of memory to render, over this server's limit of {} per request (--max-request-memory); ask for {smaller}",
@@ -135,14 +156,17 @@ impl MemoryBudget {
             });
         }
         let units = u32::try_from(bytes.div_ceil(UNIT)).unwrap_or(u32::MAX).max(1);
-        self.units.try_acquire_many(units).map(Reservation).map_err(|_| ServiceError::ResourceExhausted {
-            message: format!(
-                "server overloaded: {what} needs about {} of memory and the requests in flight hold {} of this server's {} (--max-in-flight-memory); retry later",
-                mib(bytes),
-                mib(self.in_use()),
-                mib(self.total)
-            ),
-            retry_after: Duration::from_millis(200),
+        self.units.try_acquire_many(units).map(Reservation).map_err(|_| {
+            self.refused_in_flight.fetch_add(1, Ordering::Relaxed);
+            ServiceError::ResourceExhausted {
+                message: format!(
+                    "server overloaded: {what} needs about {} of memory and the requests in flight hold {} of this server's {} (--max-in-flight-memory); retry later",
+                    mib(bytes),
+                    mib(self.in_use()),
+                    mib(self.total)
+                ),
+                retry_after: Duration::from_millis(200),
+            }
         })
     }
 
@@ -223,6 +247,7 @@ mod tests {
         );
         assert!(message.contains("over this server's limit of 256.0 MiB per request (--max-request-memory)"));
         assert_eq!(budget.in_use(), 0, "nothing is held after a refusal");
+        assert_eq!(budget.refused(), (1, 0));
     }
 
     #[test]
@@ -250,6 +275,7 @@ mod tests {
         assert!(message.contains(
             "the requests in flight hold 18.0 MiB of this server's 18.0 MiB (--max-in-flight-memory)"
         ));
+        assert_eq!(budget.refused(), (0, 1));
         drop(first);
         assert_eq!(budget.in_use(), 0);
         assert!(budget.reserve("the tile", &shape, "less").is_ok());

@@ -61,7 +61,7 @@ pub struct TileApi {
     /// One permit per tile being rendered: admission control.
     in_flight: Arc<tokio::sync::Semaphore>,
     /// The bytes tiles and previews in flight may hold: admission control by memory.
-    budget: MemoryBudget,
+    budget: Arc<MemoryBudget>,
     metrics: Arc<Metrics>,
     /// Coalescing of identical requests and the tile cache.
     sharing: TileSharing,
@@ -90,7 +90,8 @@ impl TileApi {
     ) -> Arc<Self> {
         let in_flight = Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight_tiles));
         let callers = callers::CallerLimits::new(limits.max_in_flight_per_caller);
-        let budget = MemoryBudget::new(limits.max_in_flight_memory, limits.max_request_memory);
+        let budget = Arc::new(MemoryBudget::new(limits.max_in_flight_memory, limits.max_request_memory));
+        metrics.observe_memory(Arc::clone(&budget));
         Arc::new(Self {
             renderer,
             resolver,

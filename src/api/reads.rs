@@ -393,6 +393,36 @@ impl Preview {
     }
 }
 
+/// What a preview will hold, from the request and the asset's description, before the
+/// read: the worker's output size (rio-tiler's rule), `read_bands` of the asset's type,
+/// the expression's outputs, and the image `out` encoded.
+fn preview_shape(
+    info: &crate::mosaic::AssetInfo,
+    job: &PreviewRequest,
+    expression: Option<&Expression>,
+    read_bands: usize,
+    out: (DataType, usize),
+) -> RenderShape {
+    let (width, height) = crate::worker::output_size(
+        (info.info.width as usize, info.info.height as usize),
+        job.width,
+        job.height,
+        job.max_size,
+    );
+    RenderShape {
+        width: width as u64,
+        height: height as u64,
+        assets: 1,
+        read: (info.dtype, read_bands),
+        expression_outputs: expression.map(Expression::outputs),
+        selected: match expression {
+            Some(e) => (e.output_dtype(info.dtype).storage(), e.outputs()),
+            None => (info.dtype, read_bands),
+        },
+        out,
+    }
+}
+
 /// `GetPreview`: the whole asset at a bounded size, encoded like a tile: the bands or
 /// the expression, then `rescale`, then the colormap, as for a tile.
 pub(super) async fn preview(
@@ -431,25 +461,7 @@ pub(super) async fn preview(
     )?;
     check_encodable(format, dtype, band_count).map_err(|e| ServiceError::invalid("format", e.to_string()))?;
 
-    // What the preview will hold, from the request and the description, before the read.
-    let (width, height) = crate::worker::output_size(
-        (info.info.width as usize, info.info.height as usize),
-        job.width,
-        job.height,
-        job.max_size,
-    );
-    let shape = RenderShape {
-        width: width as u64,
-        height: height as u64,
-        assets: 1,
-        read: (info.dtype, read_bands),
-        expression_outputs: expression.as_ref().map(|e| e.outputs()),
-        selected: match &expression {
-            Some(e) => (e.output_dtype(info.dtype).storage(), e.outputs()),
-            None => (info.dtype, read_bands),
-        },
-        out: (dtype, band_count),
-    };
+    let shape = preview_shape(&info, &job, expression.as_deref(), read_bands, (dtype, band_count));
     let smaller = "a smaller max_size, width or height";
     if format == OutputFormat::Npy {
         MemoryBudget::check_raw_size("the preview", &shape, api.limits.max_response_size, smaller)?;

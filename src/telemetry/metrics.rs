@@ -175,6 +175,8 @@ pub struct Metrics {
     observers: Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
     /// The egress proxy's counts, when it runs.
     egress: std::sync::OnceLock<Arc<crate::egress::EgressCounters>>,
+    /// The memory budget of the renders in flight, once the API runs.
+    memory: std::sync::OnceLock<Arc<crate::api::MemoryBudget>>,
     /// gRPC connections accepted, open now, and shut down for their age.
     connections_accepted: AtomicU64,
     connections_open: AtomicU64,
@@ -204,6 +206,7 @@ impl Metrics {
             otel: Instruments::new(&opentelemetry::global::meter("tessera")),
             observers: Mutex::default(),
             egress: std::sync::OnceLock::new(),
+            memory: std::sync::OnceLock::new(),
             connections_accepted: AtomicU64::new(0),
             connections_open: AtomicU64::new(0),
             connections_aged: AtomicU64::new(0),
@@ -249,6 +252,11 @@ impl Metrics {
             observers.extend(keep);
         }
         let _ = self.egress.set(counters);
+    }
+
+    /// Reports the memory budget's reservations and refusals (Prometheus).
+    pub fn observe_memory(&self, budget: Arc<crate::api::MemoryBudget>) {
+        let _ = self.memory.set(budget);
     }
 
     /// One tile answered: its format, status, latency and encoded size (0 for errors).
@@ -404,6 +412,26 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &HistogramState) {
     );
 }
 
+/// The memory budget's refusals and reservations.
+fn memory_metrics(out: &mut String, budget: &crate::api::MemoryBudget) {
+    let (request, in_flight) = budget.refused();
+    help_and_type(
+        out,
+        "tessera_memory_refused_total",
+        "Tiles and previews refused before reading, by the memory limit they were over.",
+        "counter",
+    );
+    let _ = writeln!(out, "tessera_memory_refused_total{{limit=\"request\"}} {request}");
+    let _ = writeln!(out, "tessera_memory_refused_total{{limit=\"in_flight\"}} {in_flight}");
+    help_and_type(
+        out,
+        "tessera_memory_reserved_bytes",
+        "Bytes reserved by the tiles and previews rendering now (--max-in-flight-memory).",
+        "gauge",
+    );
+    let _ = writeln!(out, "tessera_memory_reserved_bytes {}", budget.in_use());
+}
+
 /// The admin endpoint's page: every metric in the Prometheus text format (0.0.4).
 #[must_use]
 pub fn render_prometheus(metrics: &Metrics, pool: &WorkerPool) -> String {
@@ -484,6 +512,9 @@ pub fn render_prometheus(metrics: &Metrics, pool: &WorkerPool) -> String {
     ] {
         help_and_type(&mut out, name, help, "counter");
         let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
+    }
+    if let Some(budget) = metrics.memory.get() {
+        memory_metrics(&mut out, budget);
     }
     let (busy, idle, waiting) = pool.occupancy();
     for (name, help, value) in [
