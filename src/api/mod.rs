@@ -445,7 +445,7 @@ impl TileService for TileServiceImpl {
     ) -> Result<Response<GetAssetInfoResponse>, Status> {
         let deadline = TileApi::deadline(&request);
         let name = &request.get_ref().asset;
-        validate::bounded("asset", name, crate::mosaic::MAX_ASSET_NAME_LEN)?;
+        validate::bounded_asset("asset", name)?;
         let asset = self.0.resolver.resolve(name)?;
         let info = self.0.renderer.info(&asset, deadline).await?;
         let i = &info.info;

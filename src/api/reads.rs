@@ -287,7 +287,7 @@ pub(super) async fn statistics(
     req: &v1::GetStatisticsRequest,
     deadline: Instant,
 ) -> Result<v1::GetStatisticsResponse, ServiceError> {
-    validate::bounded("asset", &req.asset, crate::mosaic::MAX_ASSET_NAME_LEN)?;
+    validate::bounded_asset("asset", &req.asset)?;
     let asset = asset(api, &req.asset)?;
     let bbox = bbox(req.bbox.as_ref())?;
     let max_size = read_size("max_size", req.max_size)?;
@@ -364,7 +364,7 @@ impl Preview {
             Some(C::ColormapName(name)) => Some(name.as_str()),
             _ => None,
         };
-        validate::bounded("asset", &req.asset, crate::mosaic::MAX_ASSET_NAME_LEN)?;
+        validate::bounded_asset("asset", &req.asset)?;
         validate::bounded_strings("", &[], colormap_name, &req.expression)?;
         let asset = asset(api, &req.asset)?;
         let max_size = read_size("max_size", req.max_size)?;

@@ -3,7 +3,7 @@
 
 use crate::{
     error::ServiceError,
-    mosaic::{Asset, AssetResolver, PixelSelection},
+    mosaic::{Asset, AssetResolver, MAX_ASSET_NAME_LEN, PixelSelection},
     pb::{v1, worker},
     render::{
         DataType, OutputFormat,
@@ -37,6 +37,18 @@ pub(super) fn bounded(field: &'static str, value: &str, max: usize) -> Result<()
     ))
 }
 
+/// INVALID_ARGUMENT when an asset name (the request's `field`) is over
+/// [`MAX_ASSET_NAME_LEN`], in the asset policy's words.
+pub(super) fn bounded_asset(field: &'static str, name: &str) -> Result<(), ServiceError> {
+    if name.len() <= MAX_ASSET_NAME_LEN {
+        return Ok(());
+    }
+    Err(ServiceError::invalid(
+        field,
+        format!("an asset name of {} bytes exceeds the limit of {MAX_ASSET_NAME_LEN} bytes", name.len()),
+    ))
+}
+
 /// The bounds of the string fields every request shares: a layer name, asset names, a
 /// colormap name and an expression.
 pub(super) fn bounded_strings(
@@ -49,7 +61,7 @@ pub(super) fn bounded_strings(
     // The number of assets is checked where their use is (its message names the
     // request); the request's size bounds this loop.
     for asset in assets {
-        bounded("assets", asset, crate::mosaic::MAX_ASSET_NAME_LEN)?;
+        bounded_asset("assets", asset)?;
     }
     if let Some(name) = colormap_name {
         bounded("colormap_name", name, MAX_NAME_LEN)?;
