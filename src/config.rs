@@ -761,6 +761,8 @@ fn worker_limits(args: &ServeArgs, file: &FileConfig) -> crate::worker::WorkerLi
             .max_asset_bands
             .or(file.max_asset_bands)
             .unwrap_or(crate::worker::DEFAULT_MAX_ASSET_BANDS),
+        // Canonical only once the data directory is resolved: `serve` fills them in.
+        local_roots: Vec::new(),
     }
 }
 

@@ -95,6 +95,15 @@ fn worker_error(asset: &Asset, mut e: WorkerError) -> ServiceError {
             ServiceError::invalid("assets", format!("asset '{}' is too large: {}", asset.name, e.message))
         }
         Ok(ErrorKind::Outside) => ServiceError::OutOfRange(format!("asset '{}': {}", asset.name, e.message)),
+        // The file changed between the resolver's check and the worker's open: answered
+        // as the resolver answers the same file.
+        Ok(ErrorKind::Denied) => ServiceError::PermissionDenied(format!(
+            "asset '{}' is not allowed: it leads outside the data directory (or the --allow-local directory it is in)",
+            asset.name
+        )),
+        Ok(ErrorKind::NotRegular) => {
+            ServiceError::NotFound(format!("asset '{}' is not a regular file", asset.name))
+        }
         Ok(ErrorKind::Unreadable | ErrorKind::ReadFailed) => {
             ServiceError::AssetUnreadable { asset: asset.name.clone(), reason: e.message }
         }

@@ -2,6 +2,16 @@
 //! prefix ([`super::remote`]). Everything else that could reach outside is refused here,
 //! before any worker sees the name: other URLs, GDAL's `/vsi…` and `DRIVER:` syntaxes,
 //! `..`, absolute paths elsewhere, and symlinks that lead out.
+//!
+//! This check answers the caller early and clearly; it is not what keeps a worker inside
+//! the roots. The directory may change between this check and the read (a file renamed
+//! over with a symlink out, a FIFO swapped in), so the worker opens the canonical path
+//! itself beneath the same roots ([`Self::local_roots`], passed to it at spawn) and reads
+//! the descriptor it checked (`worker::local_files`).
+//!
+//! Errors never carry the OS's words or the server's paths: a name the file system cannot
+//! hold is `INVALID_ARGUMENT` naming the limit, a path through a file (`a.tif/`) is
+//! `NOT_FOUND` like any other missing asset.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -10,6 +20,10 @@ use crate::error::ServiceError;
 
 /// Longest asset name (a path or URL) accepted: Linux's `PATH_MAX`.
 pub const MAX_ASSET_NAME_LEN: usize = 4096;
+/// Longest path the file system resolves, in bytes (`PATH_MAX` less its NUL).
+const MAX_PATH_LEN: usize = 4095;
+/// Longest file or directory name, in bytes (`NAME_MAX`).
+const MAX_COMPONENT_LEN: usize = 255;
 
 /// An asset the caller named, resolved to what GDAL opens.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -45,6 +59,13 @@ impl AssetResolver {
             self.roots.push(root);
         }
         Ok(self)
+    }
+
+    /// The canonical local roots (the data directory first, then each `--allow-local`
+    /// directory): what workers may open files beneath.
+    #[must_use]
+    pub fn local_roots(&self) -> &[PathBuf] {
+        &self.roots
     }
 
     fn inside(&self, path: &Path) -> bool {
@@ -133,6 +154,7 @@ impl AssetResolver {
         if path.is_absolute() && !self.inside(&joined) {
             return Err(denied("absolute paths outside the data directory are refused"));
         }
+        too_long(name, &joined)?;
         let canonical = match joined.canonicalize() {
             Ok(p) => p,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -144,23 +166,71 @@ impl AssetResolver {
                         return Err(denied("it is a symlink that leads outside the data directory"));
                     }
                 }
-                return Err(ServiceError::NotFound(format!(
-                    "asset '{name}' does not exist in the data directory"
-                )));
+                return Err(missing(name));
             }
-            Err(e) => return Err(denied(&format!("it cannot be resolved ({e})"))),
+            // A file used as a directory (`a.tif/`, `a.tif/b`), or a loop of symlinks:
+            // nothing by that name.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::ELOOP)) => {
+                return Err(missing(name));
+            }
+            // Long symlink targets can make a short name too long to resolve.
+            Err(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => {
+                return Err(ServiceError::invalid(
+                    "assets",
+                    format!(
+                        "asset names resolve to paths of at most {MAX_PATH_LEN} bytes; this one does not"
+                    ),
+                ));
+            }
+            Err(e) => {
+                // The OS's words stay in the log: they can name the server's paths.
+                tracing::warn!(asset = name, error = %e, "an asset path could not be resolved");
+                return Err(denied("it cannot be resolved"));
+            }
         };
         if !self.inside(&canonical) {
             return Err(denied("it resolves (through a symlink) outside the data directory"));
         }
         if !canonical.is_file() {
-            return Err(ServiceError::NotFound(format!("asset '{name}' is not a file")));
+            return Err(ServiceError::NotFound(format!("asset '{name}' is not a regular file")));
         }
         if canonical.to_str().is_none() {
             return Err(ServiceError::invalid("assets", format!("asset {name:?} is not valid UTF-8")));
         }
         Ok(Asset { name: name.to_owned(), path: canonical })
     }
+}
+
+/// The NOT_FOUND of a name that resolves to nothing.
+fn missing(name: &str) -> ServiceError {
+    let where_ =
+        if Path::new(name).is_absolute() { "under an allowed directory" } else { "in the data directory" };
+    ServiceError::NotFound(format!("asset '{name}' does not exist {where_}"))
+}
+
+/// Refuses a name the file system cannot hold, naming the limit it exceeds (checked
+/// before resolving, so the OS's own `ENAMETOOLONG` never reaches the caller).
+fn too_long(name: &str, joined: &Path) -> Result<(), ServiceError> {
+    if let Some(long) =
+        Path::new(name).components().map(|c| c.as_os_str().len()).find(|l| *l > MAX_COMPONENT_LEN)
+    {
+        return Err(ServiceError::invalid(
+            "assets",
+            format!(
+                "a file or directory name of {long} bytes in the asset name exceeds the limit of {MAX_COMPONENT_LEN} bytes"
+            ),
+        ));
+    }
+    let len = joined.as_os_str().len();
+    if len > MAX_PATH_LEN {
+        return Err(ServiceError::invalid(
+            "assets",
+            format!(
+                "the asset name makes a path of {len} bytes inside the server's directory, which exceeds the limit of {MAX_PATH_LEN} bytes"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -232,5 +302,43 @@ mod tests {
         assert!(matches!(r.resolve("dangling_inside.tif"), Err(ServiceError::NotFound(_))));
         let e = r.resolve("nope.tif").unwrap_err();
         assert_eq!(e.to_string(), "asset 'nope.tif' does not exist in the data directory");
+    }
+
+    #[test]
+    fn names_the_file_system_cannot_hold_name_the_limit_and_no_os_error() {
+        let (_d, r) = setup();
+        let long_component = "a".repeat(MAX_ASSET_NAME_LEN);
+        let long_path = format!("{}xy.tif", "d/".repeat(2045));
+        assert_eq!(long_path.len(), MAX_ASSET_NAME_LEN);
+        for (name, limit) in [(long_component.as_str(), "255 bytes"), (long_path.as_str(), "4095 bytes")] {
+            let e = r.resolve(name).unwrap_err();
+            assert!(matches!(e, ServiceError::InvalidArgument { field: "assets", .. }), "{e:?}");
+            assert!(e.to_string().contains(&format!("exceeds the limit of {limit}")), "{e}");
+            assert!(!e.to_string().contains("os error"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_file_used_as_a_directory_does_not_exist() {
+        let (_d, r) = setup();
+        for name in ["a.tif/", "a.tif/b.tif"] {
+            let e = r.resolve(name).unwrap_err();
+            assert_eq!(e.to_string(), format!("asset '{name}' does not exist in the data directory"));
+        }
+        let abs = format!("{}/", r.root().join("a.tif").display());
+        let e = r.resolve(&abs).unwrap_err();
+        assert_eq!(e.to_string(), format!("asset '{abs}' does not exist under an allowed directory"));
+    }
+
+    #[test]
+    fn directories_and_fifos_are_not_regular_files() {
+        let (d, r) = setup();
+        std::fs::create_dir(d.path().join("data/dir.tif")).unwrap();
+        nix::unistd::mkfifo(&d.path().join("data/fifo.tif"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        for name in ["dir.tif", "fifo.tif"] {
+            let e = r.resolve(name).unwrap_err();
+            assert_eq!(e.to_string(), format!("asset '{name}' is not a regular file"));
+            assert!(matches!(e, ServiceError::NotFound(_)));
+        }
     }
 }

@@ -56,7 +56,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         crate::egress::start_for_workers(&config.allow_remote, &config.egress_allow, &mut worker_env)
             .await
             .map_err(|e| ServeError::Io(format!("egress proxy: {e}")))?;
-    let pool = WorkerPool::new(pool_config(&config, worker_exe, worker_env));
+    let pool = WorkerPool::new(pool_config(&config, worker_exe, worker_env, resolver.local_roots()));
     let metrics = Arc::new(Metrics::new());
     metrics.observe_pool(&pool);
     if let Some(proxy) = &egress {
@@ -175,6 +175,7 @@ fn pool_config(
     config: &ServeConfig,
     worker_exe: std::path::PathBuf,
     worker_env: Vec<(String, String)>,
+    local_roots: &[std::path::PathBuf],
 ) -> PoolConfig {
     PoolConfig {
         size: config.workers,
@@ -183,7 +184,11 @@ fn pool_config(
         max_jobs_per_worker: config.max_jobs_per_worker,
         read_timeout: config.read_timeout,
         max_rss_bytes: Some(config.worker_max_rss).filter(|b| *b > 0),
-        worker_limits: config.worker_limits.clone(),
+        // Workers open local files beneath the same canonical roots the resolver checks.
+        worker_limits: crate::worker::WorkerLimits {
+            local_roots: local_roots.to_vec(),
+            ..config.worker_limits.clone()
+        },
         max_worker_wait: config.max_worker_wait,
         quarantine_threshold: config.quarantine_threshold,
         quarantine_window: config.quarantine_window,

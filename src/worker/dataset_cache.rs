@@ -1,28 +1,18 @@
 //! The worker's least-recently-used cache of open datasets. Opening a COG costs a header
 //! read (one or two round trips when remote); keeping it open makes a warm read cost
-//! only its data. A local file that changed since it was opened (size or mtime) is
-//! reopened. Facts worked out from a dataset that a read needs again on every tile (its
-//! suggested resolution in a CRS, its overview sizes) are kept beside it and go with it.
+//! only its data. A local file is looked up by the identity of a fresh open beneath its
+//! root ([`FileId`]: device, inode, size, mtime), so a file replaced or rewritten since
+//! it was opened is reopened. Facts worked out from a dataset that a read needs again on
+//! every tile (its suggested resolution in a CRS, its overview sizes) are kept beside it
+//! and go with it. A local dataset's descriptors and staging links ([`Staged`]) live
+//! exactly as long as its entry: evicting it closes the dataset, then them.
 
-use std::{cell::RefCell, collections::HashMap, num::NonZeroUsize, ops::Deref, time::SystemTime};
+use std::{cell::RefCell, collections::HashMap, num::NonZeroUsize, ops::Deref};
 
 use gdal::Dataset;
 use lru::LruCache;
 
-/// What identifies the version of a file that a cached handle was opened on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileStamp {
-    len: u64,
-    modified: Option<SystemTime>,
-}
-
-impl FileStamp {
-    /// The stamp of a local path; `None` for non-local paths or when stat fails.
-    pub fn of(path: &str) -> Option<Self> {
-        let meta = std::fs::metadata(path).ok()?;
-        Some(Self { len: meta.len(), modified: meta.modified().ok() })
-    }
-}
+use super::local_files::{FileId, LocalFiles, Staged};
 
 /// What an asset's overview choice depends on, apart from the tile: worked out once per
 /// open dataset and target CRS.
@@ -70,23 +60,38 @@ impl Deref for Cached {
 }
 
 struct Entry {
+    // Field order is drop order: the dataset closes before its descriptors go.
     cached: Cached,
-    stamp: Option<FileStamp>,
+    stamp: Option<FileId>,
+    staged: Option<Staged>,
 }
 
-/// Open datasets by path.
+/// Open datasets by path, and the rules local files are opened by.
 pub struct DatasetCache {
     entries: LruCache<String, Entry>,
+    local: LocalFiles,
 }
 
 impl DatasetCache {
-    /// A cache holding at most `capacity` datasets (at least one).
-    pub fn new(capacity: usize) -> Self {
-        Self { entries: LruCache::new(NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN)) }
+    /// A cache holding at most `capacity` datasets (at least one), opening local files
+    /// with `local`.
+    pub fn new(capacity: usize, local: LocalFiles) -> Self {
+        Self { entries: LruCache::new(NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN)), local }
+    }
+
+    /// The roots and staging directory local files are opened with.
+    pub fn local(&mut self) -> &mut LocalFiles {
+        &mut self.local
+    }
+
+    /// The path GDAL knows the cached dataset of `path` by, when it differs (a staged
+    /// local file): GDAL's messages name it, callers should see `path`.
+    pub fn gdal_path(&self, path: &str) -> Option<&str> {
+        self.entries.peek(path).and_then(|e| e.staged.as_ref()).map(Staged::gdal_path)
     }
 
     /// The open dataset for `path`, if cached and still current.
-    pub fn get(&mut self, path: &str, stamp: Option<&FileStamp>) -> Option<&Cached> {
+    pub fn get(&mut self, path: &str, stamp: Option<&FileId>) -> Option<&Cached> {
         let current = self.entries.peek(path).is_some_and(|e| e.stamp.as_ref() == stamp);
         if !current {
             self.entries.pop(path);
@@ -95,9 +100,15 @@ impl DatasetCache {
         self.entries.get(path).map(|e| &e.cached)
     }
 
-    /// Caches a freshly opened dataset and returns it.
-    pub fn insert(&mut self, path: &str, dataset: Dataset, stamp: Option<FileStamp>) -> &Cached {
-        self.entries.put(path.to_owned(), Entry { cached: Cached::new(dataset), stamp });
+    /// Caches a freshly opened dataset (with the staging of a local one) and returns it.
+    pub fn insert(
+        &mut self,
+        path: &str,
+        dataset: Dataset,
+        stamp: Option<FileId>,
+        staged: Option<Staged>,
+    ) -> &Cached {
+        self.entries.put(path.to_owned(), Entry { cached: Cached::new(dataset), stamp, staged });
         &self.entries.get(path).expect("just inserted").cached
     }
 }
@@ -113,8 +124,8 @@ mod tests {
     fn warp_facts_are_worked_out_once_per_crs_and_go_with_a_reopened_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = test_assets::int16_two_bands(dir.path());
-        let mut cache = DatasetCache::new(2);
-        let stamp = FileStamp::of(&path);
+        let mut cache = DatasetCache::new(2, test_assets::local_files());
+        let stamp = Some(cache.local().open(&path).unwrap().id().clone());
         let calls = &Cell::new(0);
         let facts = |crs: &'static str| {
             move |ds: &Dataset| {
@@ -124,7 +135,7 @@ mod tests {
                     .then(|| WarpFacts { native_resolution: (1.0, 2.0), overviews: vec![(width, 1)] })
             }
         };
-        cache.insert(&path, Dataset::open(&path).unwrap(), stamp.clone());
+        cache.insert(&path, Dataset::open(&path).unwrap(), stamp.clone(), None);
         let cached = cache.get(&path, stamp.as_ref()).unwrap();
         let mercator = Some(WarpFacts { native_resolution: (1.0, 2.0), overviews: vec![(4, 1)] });
         assert_eq!(cached.warp_facts("EPSG:3857", facts("EPSG:3857")), mercator);
@@ -135,10 +146,50 @@ mod tests {
         assert_eq!(calls.get(), 2);
 
         // A file that changed is reopened, and its facts are worked out again.
-        let changed = Some(FileStamp { len: 0, modified: None });
+        let other = tempfile::tempdir().unwrap();
+        let replacement = test_assets::int16_two_bands(other.path());
+        let changed = Some(cache.local().open(&replacement).unwrap().id().clone());
         assert!(cache.get(&path, changed.as_ref()).is_none());
-        let reopened = cache.insert(&path, Dataset::open(&path).unwrap(), changed);
+        let reopened = cache.insert(&path, Dataset::open(&path).unwrap(), changed, None);
         assert_eq!(reopened.warp_facts("EPSG:3857", facts("EPSG:3857")), mercator);
         assert_eq!(calls.get(), 3);
+    }
+
+    #[test]
+    fn evicted_and_replaced_files_release_their_descriptors_and_links() {
+        use crate::{pb::worker::ReadStats, worker::read};
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = DatasetCache::new(2, test_assets::local_files());
+        let stage = cache.local().stage_dir().to_path_buf();
+        let open_fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+        let staged = || std::fs::read_dir(&stage).unwrap().count();
+        let paths: Vec<String> = (0..5)
+            .map(|i| {
+                let sub = dir.path().join(i.to_string());
+                std::fs::create_dir(&sub).unwrap();
+                test_assets::int16_two_bands(&sub)
+            })
+            .collect();
+        read::open(&mut cache, &paths[0], &mut ReadStats::default()).unwrap();
+        read::open(&mut cache, &paths[1], &mut ReadStats::default()).unwrap();
+        let (fds, links) = (open_fds(), staged());
+        assert_eq!(links, 2);
+        for path in &paths[2..] {
+            read::open(&mut cache, path, &mut ReadStats::default()).unwrap();
+            // Only the two cached datasets keep anything open (nextest runs each test in its
+            // own process, so the descriptor count is this test's).
+            assert_eq!((open_fds(), staged()), (fds, links), "after {path}");
+        }
+        // A cached file replaced on disk is reopened, and the old one's staging goes.
+        let last = paths.last().unwrap();
+        std::fs::copy(&paths[0], format!("{last}.new")).unwrap();
+        std::fs::rename(format!("{last}.new"), last).unwrap();
+        let mut stats = ReadStats::default();
+        read::open(&mut cache, last, &mut stats).unwrap();
+        assert!(!stats.dataset_cache_hit);
+        assert_eq!((open_fds(), staged()), (fds, links));
+        let mut stats = ReadStats::default();
+        read::open(&mut cache, last, &mut stats).unwrap();
+        assert!(stats.dataset_cache_hit);
     }
 }

@@ -13,7 +13,8 @@
 //!   even if nobody is watching the clock (the front's read timeout normally acts first).
 //!
 //! Its own process group and the minimal environment are set by the front when it
-//! spawns the worker (`pool::process`).
+//! spawns the worker (`pool::process`). The directories local assets may be opened
+//! under travel with the limits (`--local-root`, see `local_files`).
 
 use std::time::Duration;
 
@@ -46,6 +47,10 @@ pub struct WorkerLimits {
     /// Largest asset the worker opens: bands.
     #[arg(long, default_value_t = DEFAULT_MAX_ASSET_BANDS)]
     pub max_asset_bands: u32,
+    /// A directory (canonical) local assets may be opened under: the data directory and
+    /// each `--allow-local` directory (repeated). With none, no local file is opened.
+    #[arg(long = "local-root")]
+    pub local_roots: Vec<std::path::PathBuf>,
 }
 
 impl Default for WorkerLimits {
@@ -56,6 +61,7 @@ impl Default for WorkerLimits {
             max_open_files: DEFAULT_MAX_OPEN_FILES,
             max_asset_pixels: DEFAULT_MAX_ASSET_PIXELS,
             max_asset_bands: DEFAULT_MAX_ASSET_BANDS,
+            local_roots: Vec::new(),
         }
     }
 }
@@ -78,6 +84,10 @@ impl WorkerLimits {
             "--max-asset-bands".to_owned(),
             self.max_asset_bands.to_string(),
         ]);
+        for root in &self.local_roots {
+            // A root that is not UTF-8 arrives mangled and matches no path: fails closed.
+            args.extend(["--local-root".to_owned(), root.to_string_lossy().into_owned()]);
+        }
         args
     }
 
@@ -149,6 +159,7 @@ mod tests {
             max_open_files: 99,
             max_asset_pixels: 1000,
             max_asset_bands: 3,
+            local_roots: vec!["/data".into(), "/mnt/dem".into()],
         };
         let mut argv = vec!["worker".to_owned()];
         argv.extend(limits.args());

@@ -12,6 +12,7 @@ mod gdal_errors;
 mod grid;
 mod io;
 mod limits;
+mod local_files;
 mod masked_read;
 mod overview;
 mod point;
@@ -102,7 +103,14 @@ fn serve(frames_out: File, limits: &WorkerLimits) -> ExitCode {
         return ExitCode::from(70);
     }
 
-    let mut cache = dataset_cache::DatasetCache::new(read::DATASET_CACHE_CAPACITY);
+    let local = match local_files::LocalFiles::new(&limits.local_roots, &std::env::temp_dir()) {
+        Ok(local) => local,
+        Err(e) => {
+            tracing::error!("cannot set up local file access: {e}");
+            return ExitCode::from(70);
+        }
+    };
+    let mut cache = dataset_cache::DatasetCache::new(read::DATASET_CACHE_CAPACITY, local);
     loop {
         let request: WorkerRequest = match ipc::read_frame(&mut input) {
             Ok(r) => r,
@@ -147,14 +155,15 @@ fn job_span(request: &WorkerRequest) -> tracing::Span {
     if request.trace_context.is_empty() {
         return tracing::Span::none();
     }
-    let (name, path) = match &request.job {
-        Some(worker_request::Job::Read(r)) => ("worker read", r.path.as_str()),
-        Some(worker_request::Job::Info(i)) => ("worker info", i.path.as_str()),
-        Some(worker_request::Job::Point(p)) => ("worker point", p.path.as_str()),
-        Some(worker_request::Job::Statistics(s)) => ("worker statistics", s.path.as_str()),
-        Some(worker_request::Job::Preview(p)) => ("worker preview", p.path.as_str()),
+    let name = match &request.job {
+        Some(worker_request::Job::Read(_)) => "worker read",
+        Some(worker_request::Job::Info(_)) => "worker info",
+        Some(worker_request::Job::Point(_)) => "worker point",
+        Some(worker_request::Job::Statistics(_)) => "worker statistics",
+        Some(worker_request::Job::Preview(_)) => "worker preview",
         _ => return tracing::Span::none(),
     };
+    let path = job_path(request).unwrap_or_default();
     let span = tracing::info_span!(
         "worker_job",
         otel.name = name,
@@ -175,6 +184,18 @@ fn job_span(request: &WorkerRequest) -> tracing::Span {
     span
 }
 
+/// The asset path a job reads, if it reads one.
+fn job_path(request: &WorkerRequest) -> Option<&str> {
+    match &request.job {
+        Some(worker_request::Job::Read(r)) => Some(&r.path),
+        Some(worker_request::Job::Info(i)) => Some(&i.path),
+        Some(worker_request::Job::Point(p)) => Some(&p.path),
+        Some(worker_request::Job::Statistics(s)) => Some(&s.path),
+        Some(worker_request::Job::Preview(p)) => Some(&p.path),
+        _ => None,
+    }
+}
+
 fn handle(
     cache: &mut dataset_cache::DatasetCache,
     hooks: &mut test_hooks::TestHooks,
@@ -182,11 +203,12 @@ fn handle(
 ) -> WorkerResponse {
     let span = job_span(&request);
     let _entered = span.enter();
+    let path = job_path(&request).map(ToOwned::to_owned);
     let mut stats = ReadStats::default();
     let io_before = io::read_bytes();
     let _ = warp::take_network_stats();
     let _ = gdal_errors::take_overview();
-    let result = match request.job {
+    let mut result = match request.job {
         Some(worker_request::Job::Read(read)) => {
             let _busy = hooks.on_read(&read.path);
             read::read(cache, &read, &mut stats).map(worker_response::Result::Read)
@@ -215,6 +237,12 @@ fn handle(
     stats.overview_level = gdal_errors::take_overview();
     stats.io_read_bytes = io::read_bytes().saturating_sub(io_before);
     record_stats(&span, &stats);
+    if let (Err(e), Some(path)) = (&mut result, &path) {
+        // GDAL names a local dataset by its staged link; the front knows it by its path.
+        if let Some(staged) = cache.gdal_path(path) {
+            e.message = e.message.replace(staged, path);
+        }
+    }
     if let Err(e) = &result {
         span.record("error.kind", e.kind.as_str_name());
         span.record("otel.status_code", "ERROR");

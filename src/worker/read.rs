@@ -1,5 +1,6 @@
-//! What a worker does with a job: open an asset (through the dataset cache), describe
-//! it, or warp it onto a tile grid and return the pixels and their validity mask.
+//! What a worker does with a job: open an asset (through the dataset cache; a local one
+//! beneath its root, see [`super::local_files`]), describe it, or warp it onto a tile
+//! grid and return the pixels and their validity mask.
 
 use std::time::Instant;
 
@@ -10,9 +11,10 @@ use gdal::{
 };
 
 use super::{
-    dataset_cache::{Cached, DatasetCache, FileStamp, WarpFacts},
+    dataset_cache::{Cached, DatasetCache, WarpFacts},
     gdal_errors,
     limits::WorkerLimits,
+    local_files::LocalError,
     overview,
     read_plan::{self, PlanError, ReadPlan},
     warp,
@@ -87,6 +89,18 @@ impl JobError {
     }
 }
 
+impl From<LocalError> for JobError {
+    fn from(e: LocalError) -> Self {
+        let kind = match e {
+            LocalError::NotFound => ErrorKind::NotFound,
+            LocalError::Denied => ErrorKind::Denied,
+            LocalError::NotRegular => ErrorKind::NotRegular,
+            LocalError::Io(_) => ErrorKind::ReadFailed,
+        };
+        Self::new(kind, e.to_string())
+    }
+}
+
 impl From<PlanError> for JobError {
     fn from(e: PlanError) -> Self {
         Self::new(ErrorKind::Invalid, e.to_string())
@@ -103,18 +117,34 @@ pub fn configure_gdal() {
     }
 }
 
+/// Whether the front sent a remote asset (its `/vsicurl/` or `/vsis3/` path); every
+/// other path is a local file, opened beneath its root.
+fn is_remote(path: &str) -> bool {
+    path.starts_with("/vsicurl/") || path.starts_with("/vsis3/")
+}
+
 pub(super) fn open<'c>(
     cache: &'c mut DatasetCache,
     path: &str,
     stats: &mut ReadStats,
 ) -> Result<&'c Cached, JobError> {
-    let stamp = FileStamp::of(path);
+    // A local file is opened afresh on every job: the cache serves its dataset only if it
+    // was opened on this very file, and nothing is ever opened by name outside a root.
+    let local = if is_remote(path) { None } else { Some(cache.local().open(path)?) };
+    let stamp = local.as_ref().map(|opened| opened.id().clone());
     // Two lookups because the borrow checker cannot see that a miss releases the borrow.
     if cache.get(path, stamp.as_ref()).is_some() {
         stats.dataset_cache_hit = true;
         return Ok(cache.get(path, stamp.as_ref()).expect("present a moment ago"));
     }
     let started = Instant::now();
+    let staged = local.map(|opened| cache.local().stage(opened)).transpose()?;
+    let gdal_path = staged.as_ref().map_or(path, |s| s.gdal_path());
+    // GDAL names the staged link; the caller knows the file by its path.
+    let named = |mut e: JobError| {
+        e.message = e.message.replace(gdal_path, path);
+        e
+    };
     gdal_errors::clear();
     let options = DatasetOptions {
         open_flags: GdalOpenFlags::GDAL_OF_RASTER
@@ -123,8 +153,8 @@ pub(super) fn open<'c>(
         allowed_drivers: Some(ALLOWED_DRIVERS),
         ..DatasetOptions::default()
     };
-    let ds = Dataset::open_ex(path, options)
-        .map_err(|e| JobError::gdal(ErrorKind::Unreadable, "not a readable GeoTIFF", e))?;
+    let ds = Dataset::open_ex(gdal_path, options)
+        .map_err(|e| named(JobError::gdal(ErrorKind::Unreadable, "not a readable GeoTIFF", e)))?;
     if ds.raster_count() == 0 {
         return Err(JobError::new(ErrorKind::Unreadable, "the file has no raster bands"));
     }
@@ -135,7 +165,7 @@ pub(super) fn open<'c>(
         return Err(JobError::new(ErrorKind::TooLarge, why));
     }
     stats.open_us = started.elapsed().as_micros() as u64;
-    Ok(cache.insert(path, ds, stamp))
+    Ok(cache.insert(path, ds, stamp, staged))
 }
 
 /// The data type of a GDAL band as the protocol names it, with its size in bytes.

@@ -9,7 +9,7 @@ use gdal::{
     spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef},
 };
 
-use super::{dataset_cache::DatasetCache, read, read_plan::Grid};
+use super::{read, read_plan::Grid, test_assets};
 use crate::pb::worker::{ErrorKind, ReadRequest, ReadResult, ReadStats, Resampling};
 
 /// West and north edges of every test asset, in EPSG:32618 (near lon -75, lat 39.75).
@@ -57,7 +57,7 @@ fn request(path: &str, crs: &str, grid: Grid, kernel: Resampling) -> ReadRequest
 }
 
 fn run(req: &ReadRequest) -> Result<ReadResult, super::JobError> {
-    read::read(&mut DatasetCache::new(4), req, &mut ReadStats::default())
+    read::read(&mut test_assets::cache(), req, &mut ReadStats::default())
 }
 
 /// The `width` x `height` window at (`offset`, `offset`) of a `grid_width`-wide band of

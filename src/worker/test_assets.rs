@@ -2,7 +2,7 @@
 
 use gdal::{DriverManager, spatial_ref::SpatialRef};
 
-use super::dataset_cache::DatasetCache;
+use super::{dataset_cache::DatasetCache, local_files::LocalFiles};
 
 /// Band 1 of the fixture (row-major, 4 x 3); -9999 is nodata.
 pub const BAND_1: [i16; 12] = [1, 2, 3, 4, -9999, 6, 7, 8, 9, 10, 11, -9999];
@@ -27,7 +27,14 @@ pub fn int16_two_bands(dir: &std::path::Path) -> String {
     path
 }
 
+/// Local-file rules for tests: the temporary directory (where tests write their
+/// fixtures) is the one root.
+pub fn local_files() -> LocalFiles {
+    let tmp = std::env::temp_dir().canonicalize().unwrap();
+    LocalFiles::new(std::slice::from_ref(&tmp), &tmp).unwrap()
+}
+
 /// A dataset cache for one test.
 pub fn cache() -> DatasetCache {
-    DatasetCache::new(4)
+    DatasetCache::new(4, local_files())
 }

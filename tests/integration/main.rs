@@ -14,6 +14,7 @@ mod cli;
 mod connections;
 mod egress;
 mod faults;
+mod file_swaps;
 mod grpcurl;
 mod harness;
 mod health;
