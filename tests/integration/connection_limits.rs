@@ -10,6 +10,10 @@ use tokio::{
     net::TcpStream,
 };
 
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
 use crate::harness::{Server, ServerOptions, tile_request};
 
 /// The HTTP/2 client preface (RFC 9113 §3.4) and an empty SETTINGS frame.
@@ -182,4 +186,106 @@ async fn a_peer_that_does_not_answer_pings_is_dropped_and_a_client_that_does_is_
     client.get_tile(tile_request(12, 1194, 1551, &["utm_rgb_02.tif"])).await.unwrap();
     assert_eq!(server.metric("tessera_grpc_connections_total"), 2);
     assert_eq!(server.metric("tessera_grpc_connections_keepalive_timeouts_total"), 1);
+}
+
+/// One metric from the admin endpoint, or `None` if it does not answer within `limit`
+/// (a server out of file descriptors cannot accept the scrape).
+fn metric_within(server: &Server, name: &str, limit: Duration) -> Option<u64> {
+    use std::io::{Read, Write};
+    let addr = server.admin.parse().unwrap();
+    let mut conn = std::net::TcpStream::connect_timeout(&addr, limit).ok()?;
+    conn.set_read_timeout(Some(limit)).unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").ok()?;
+    let mut text = String::new();
+    conn.read_to_string(&mut text).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .map(|v| v.parse().unwrap())
+}
+
+async fn health(client: &mut HealthClient<tonic::transport::Channel>) -> i32 {
+    client.check(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner().status
+}
+
+/// The attack as reported: more silent connections than the server has descriptors.
+/// Under the default `--max-connections` the flood takes the connection slots but no
+/// descriptor the server needs: the admin endpoint answers, a killed worker is replaced,
+/// health stays SERVING, and connections opened before the flood keep working.
+///
+/// The server inherits a low soft RLIMIT_NOFILE from this test process, lowered only
+/// while it starts (nextest runs each test in a process of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_silent_connections_beyond_the_open_file_limit_leaves_workers_admin_and_health_working() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    const OPEN_FILES: u64 = 512;
+    // 512 - 128 reserved - 2 workers x 20.
+    const LIMIT: u64 = 344;
+    const FLOOD: u64 = 600;
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    assert!(hard >= 2 * FLOOD, "this test needs an open-file limit of {} to flood", 2 * FLOOD);
+    setrlimit(Resource::RLIMIT_NOFILE, OPEN_FILES, hard).unwrap();
+    let server = Server::start_with(ServerOptions {
+        args: args(&["--connection-preface-timeout", "60s"]),
+        wait_ready: false,
+        ..Default::default()
+    });
+    setrlimit(Resource::RLIMIT_NOFILE, soft.max(2 * FLOOD), hard).unwrap();
+    server.wait_ready(Duration::from_secs(20));
+    let log = server.log_text();
+    assert!(log.contains(&format!("client connections limited to {LIMIT}")), "{log}");
+
+    // Two clients connected before the flood.
+    let mut tiles = server.client().await;
+    let reference =
+        tiles.get_tile(tile_request(12, 1194, 1551, &["utm_rgb_02.tif"])).await.unwrap().into_inner();
+    let mut probe = HealthClient::new(
+        tonic::transport::Channel::from_shared(server.url()).unwrap().connect().await.unwrap(),
+    );
+    assert_eq!(health(&mut probe).await, ServingStatus::Serving as i32);
+
+    let mut flood = Vec::new();
+    for _ in 0..FLOOD {
+        flood.push(TcpStream::connect(&server.address).await.unwrap());
+    }
+    let refused = FLOOD - (LIMIT - 2);
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = metric_within(&server, "tessera_grpc_connections_refused_total", Duration::from_secs(5))
+            .expect("the admin endpoint did not answer during the flood");
+        if seen == refused || Instant::now() > until {
+            assert_eq!(seen, refused);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.metric("tessera_grpc_open_connections"), LIMIT);
+    assert_eq!(server.metric("tessera_grpc_connections_total"), LIMIT);
+
+    // A worker killed during the flood is replaced: its pipes find free descriptors.
+    let before = server.worker_pids();
+    assert_eq!(before.len(), 2);
+    crate::harness::signal(before[0], nix::sys::signal::Signal::SIGKILL);
+    let after = server.wait_for_replacement(&before, 2, Duration::from_secs(20));
+    assert!(!after.contains(&before[0]) && after.len() == 2, "not replaced: {before:?} -> {after:?}");
+    assert_eq!(server.metric("tessera_worker_spawn_failures_total"), 0);
+    assert!(!server.log_text().contains("Too many open files"), "{}", server.log_text());
+    // Both workers render: the tile through each of them (the pool has no affinity, so
+    // several tiles).
+    for _ in 0..4 {
+        let tile =
+            tiles.get_tile(tile_request(12, 1194, 1551, &["utm_rgb_02.tif"])).await.unwrap().into_inner();
+        assert_eq!(tile.data, reference.data);
+    }
+    assert_eq!(health(&mut probe).await, ServingStatus::Serving as i32);
+
+    // Once the flood is gone, new clients connect again.
+    drop(flood);
+    assert_eq!(
+        wait_for_metric(&server, "tessera_grpc_open_connections", 2, Duration::from_secs(10)).await,
+        2
+    );
+    let mut late = server.client().await;
+    let tile = late.get_tile(tile_request(12, 1194, 1551, &["utm_rgb_02.tif"])).await.unwrap().into_inner();
+    assert_eq!(tile.data, reference.data);
+    assert_eq!(server.metric("tessera_grpc_connections_refused_total"), refused);
 }
