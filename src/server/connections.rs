@@ -160,9 +160,10 @@ pub async fn serve<S, B>(
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
                     let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                        // Closed before any read: the descriptor is free again at once.
-                        drop(tcp);
+                        // Counted before the close, so the peer never sees one uncounted;
+                        // closed before any read: the descriptor is free again at once.
                         metrics.connection_refused();
+                        drop(tcp);
                         refusals.refused(peer, settings.max_connections);
                         continue;
                     };
@@ -283,13 +284,15 @@ async fn prefaced<IO, S, B>(
 {
     // tonic reads the peer (and its TLS certificates) from this request extension.
     let info = io.connect_info();
-    let preface = tokio::time::timeout(settings.preface_timeout, preface::read(io));
+    let mut io = io;
+    // `io` outlives the outcome's bookkeeping: a peer sees its connection close only
+    // after the close has been counted.
     let read = tokio::select! {
-        r = preface => r,
+        r = tokio::time::timeout(settings.preface_timeout, preface::read(&mut io)) => r,
         _ = stop.wait_for(|s| *s) => return,
     };
     match read {
-        Ok(Ok(io)) => http2(io, info, peer, service, settings, metrics, stop).await,
+        Ok(Ok(preface)) => http2(preface.put_back(io), info, peer, service, settings, metrics, stop).await,
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection failed before its HTTP/2 preface"),
         Err(_) => {
             tracing::debug!(

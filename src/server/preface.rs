@@ -28,22 +28,36 @@ const PREFACE_LEN: usize = CLIENT_MAGIC.len() + 9;
 
 /// Reads the client preface from `io`: until [`PREFACE_LEN`] bytes have come, the
 /// bytes stop matching the magic (hyper will refuse them), or the peer closes. The
-/// caller bounds the time.
-pub async fn read<IO: AsyncRead + Unpin>(mut io: IO) -> io::Result<Rewind<IO>> {
-    let mut buf = [0u8; PREFACE_LEN];
-    let mut filled = 0;
-    while filled < PREFACE_LEN {
-        let n = io.read(&mut buf[filled..]).await?;
+/// caller bounds the time, and keeps `io` (to close it when it sees fit).
+pub async fn read<IO: AsyncRead + Unpin>(io: &mut IO) -> io::Result<Preface> {
+    let mut bytes = [0u8; PREFACE_LEN];
+    let mut len = 0;
+    while len < PREFACE_LEN {
+        let n = io.read(&mut bytes[len..]).await?;
         if n == 0 {
             break;
         }
-        filled += n;
-        let magic = filled.min(CLIENT_MAGIC.len());
-        if buf[..magic] != CLIENT_MAGIC[..magic] {
+        len += n;
+        let magic = len.min(CLIENT_MAGIC.len());
+        if bytes[..magic] != CLIENT_MAGIC[..magic] {
             break;
         }
     }
-    Ok(Rewind { prefix: buf, start: 0, end: filled, inner: io })
+    Ok(Preface { bytes, len })
+}
+
+/// The first bytes read from a connection.
+#[derive(Debug)]
+pub struct Preface {
+    bytes: [u8; PREFACE_LEN],
+    len: usize,
+}
+
+impl Preface {
+    /// `io` with these bytes in front of what has not been read from it yet.
+    pub fn put_back<IO>(self, io: IO) -> Rewind<IO> {
+        Rewind { prefix: self.bytes, start: 0, end: self.len, inner: io }
+    }
 }
 
 /// A stream with bytes already read from it put back in front.
@@ -110,12 +124,16 @@ mod tests {
         let settings_header = [0, 0, 0, 4, 0, 0, 0, 0, 0];
         // In pieces, as a slow network delivers it.
         client.write_all(&CLIENT_MAGIC[..10]).await.unwrap();
-        let reading = tokio::spawn(read(server));
+        let reading = tokio::spawn(async move {
+            let mut server = server;
+            let preface = read(&mut server).await.unwrap();
+            preface.put_back(server)
+        });
         client.write_all(&CLIENT_MAGIC[10..]).await.unwrap();
         client.write_all(&settings_header).await.unwrap();
         client.write_all(b"after").await.unwrap();
         drop(client);
-        let mut rewound = reading.await.unwrap().unwrap();
+        let mut rewound = reading.await.unwrap();
         let mut all = Vec::new();
         rewound.read_to_end(&mut all).await.unwrap();
         assert_eq!(all, [&CLIENT_MAGIC[..], &settings_header, b"after"].concat());
@@ -126,7 +144,8 @@ mod tests {
         let (mut client, server) = tokio::io::duplex(1024);
         // An HTTP/1.1 request line: shorter than a preface; reading must not wait for more.
         client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
-        let mut rewound = read(server).await.unwrap();
+        let mut server = server;
+        let mut rewound = read(&mut server).await.unwrap().put_back(server);
         let mut start = [0u8; 16];
         rewound.read_exact(&mut start).await.unwrap();
         assert_eq!(&start, b"GET / HTTP/1.1\r\n");
