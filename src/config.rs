@@ -79,6 +79,22 @@ pub const DEFAULT_LAYER_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 /// Default of `--max-connection-age`: off (zero), so a connection lives as long as its
 /// client keeps it; deployments behind client-side balancing set it (deploy/k8s: 5m).
 pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::ZERO;
+/// Default of `--connection-preface-timeout`: a gRPC client sends its HTTP/2 preface as
+/// soon as it has connected (after TLS), so a few seconds are generous even far away.
+pub const DEFAULT_CONNECTION_PREFACE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default of `--connection-idle-timeout`: long enough that a client calling every few
+/// minutes keeps its connection, short enough that idle connections do not pile up.
+/// A closed idle connection costs the client one reconnect on its next call.
+pub const DEFAULT_CONNECTION_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default of `--http2-keepalive-interval`: a ping after this long without anything
+/// received finds peers that vanished without closing (host gone, NAT state lost).
+pub const DEFAULT_HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+/// Default of `--http2-keepalive-timeout`: how long the ping's answer may take (gRPC's
+/// own default).
+pub const DEFAULT_HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Largest `--max-connections`: the kernel's default ceiling on open files per process
+/// (`fs.nr_open`), which no limit can pass.
+pub const MAX_MAX_CONNECTIONS: usize = 1 << 20;
 
 /// Flags of `tessera serve`.
 #[derive(Debug, Args, Default)]
@@ -244,6 +260,26 @@ pub struct ServeArgs {
     /// headless Service re-resolve and spread over new pods; 0s = off [default: 0s].
     #[arg(long, env = "TESSERA_MAX_CONNECTION_AGE", value_parser = humantime::parse_duration)]
     pub max_connection_age: Option<Duration>,
+    /// Client connections open at once; more are closed right after accept [default:
+    /// the open-file limit (RLIMIT_NOFILE) minus a reserve for the workers, the admin
+    /// endpoint, the OTLP exporter and files; logged at start].
+    #[arg(long, env = "TESSERA_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Time a new connection has to send its HTTP/2 preface (after the TLS handshake,
+    /// which has its own 10s); a silent connection is closed after it [default: 5s].
+    #[arg(long, env = "TESSERA_CONNECTION_PREFACE_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub connection_preface_timeout: Option<Duration>,
+    /// Time a connection may stay without any call open before it is sent GOAWAY and
+    /// closed; 0s = never [default: 5m].
+    #[arg(long, env = "TESSERA_CONNECTION_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub connection_idle_timeout: Option<Duration>,
+    /// Time without anything received on a connection after which the server sends an
+    /// HTTP/2 ping; 0s = no pings [default: 60s].
+    #[arg(long, env = "TESSERA_HTTP2_KEEPALIVE_INTERVAL", value_parser = humantime::parse_duration)]
+    pub http2_keepalive_interval: Option<Duration>,
+    /// Time a keepalive ping's answer may take before the connection is closed [default: 20s].
+    #[arg(long, env = "TESSERA_HTTP2_KEEPALIVE_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub http2_keepalive_timeout: Option<Duration>,
     /// PEM certificate chain of the server; with --tls-key, the server speaks TLS only [default: plaintext].
     #[arg(long, env = "TESSERA_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -342,6 +378,15 @@ struct FileConfig {
     max_concurrent_streams: Option<u32>,
     #[serde(default, with = "humantime_serde_opt")]
     max_connection_age: Option<Duration>,
+    max_connections: Option<usize>,
+    #[serde(default, with = "humantime_serde_opt")]
+    connection_preface_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    connection_idle_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    http2_keepalive_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    http2_keepalive_timeout: Option<Duration>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
@@ -438,6 +483,17 @@ pub struct ServeConfig {
     pub max_concurrent_streams: u32,
     /// `--max-connection-age`; `None` when off.
     pub max_connection_age: Option<Duration>,
+    /// `--max-connections`; `None`: derived from the open-file limit at start
+    /// (see `server::fd_budget`).
+    pub max_connections: Option<usize>,
+    /// `--connection-preface-timeout`.
+    pub connection_preface_timeout: Duration,
+    /// `--connection-idle-timeout`; `None` when off.
+    pub connection_idle_timeout: Option<Duration>,
+    /// `--http2-keepalive-interval`; `None` when off.
+    pub http2_keepalive_interval: Option<Duration>,
+    /// `--http2-keepalive-timeout`.
+    pub http2_keepalive_timeout: Duration,
     /// TLS settings, when the server speaks TLS.
     pub tls: Option<TlsConfig>,
     /// Accepted bearer tokens; empty = no token check.
@@ -548,6 +604,20 @@ impl ServeConfig {
         }
         if self.max_concurrent_streams == 0 {
             return Err(ConfigError::Invalid("--max-concurrent-streams must be at least 1".into()));
+        }
+        if let Some(n) = self.max_connections.filter(|n| !(1..=MAX_MAX_CONNECTIONS).contains(n)) {
+            return Err(ConfigError::Invalid(format!(
+                "--max-connections={n} is outside 1..={MAX_MAX_CONNECTIONS}"
+            )));
+        }
+        // Zero would close every connection at once, or keep silent ones forever.
+        for (name, t) in [
+            ("--connection-preface-timeout", self.connection_preface_timeout),
+            ("--http2-keepalive-timeout", self.http2_keepalive_timeout),
+        ] {
+            if t.is_zero() {
+                return Err(ConfigError::Invalid(format!("{name} must be more than 0s")));
+            }
         }
         if self.worker_limits.max_open_files < 64 {
             return Err(ConfigError::Invalid(format!(
@@ -666,6 +736,27 @@ impl ServeArgs {
                 self.max_connection_age.or(file.max_connection_age).unwrap_or(DEFAULT_MAX_CONNECTION_AGE),
             )
             .filter(|age| !age.is_zero()),
+            max_connections: self.max_connections.or(file.max_connections),
+            connection_preface_timeout: self
+                .connection_preface_timeout
+                .or(file.connection_preface_timeout)
+                .unwrap_or(DEFAULT_CONNECTION_PREFACE_TIMEOUT),
+            connection_idle_timeout: Some(
+                self.connection_idle_timeout
+                    .or(file.connection_idle_timeout)
+                    .unwrap_or(DEFAULT_CONNECTION_IDLE_TIMEOUT),
+            )
+            .filter(|t| !t.is_zero()),
+            http2_keepalive_interval: Some(
+                self.http2_keepalive_interval
+                    .or(file.http2_keepalive_interval)
+                    .unwrap_or(DEFAULT_HTTP2_KEEPALIVE_INTERVAL),
+            )
+            .filter(|t| !t.is_zero()),
+            http2_keepalive_timeout: self
+                .http2_keepalive_timeout
+                .or(file.http2_keepalive_timeout)
+                .unwrap_or(DEFAULT_HTTP2_KEEPALIVE_TIMEOUT),
             tls: tls_config(
                 self.tls_cert.or(file.tls_cert),
                 self.tls_key.or(file.tls_key),

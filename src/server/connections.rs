@@ -1,5 +1,7 @@
-//! The gRPC listener: accepts TCP connections, speaks TLS when configured, and serves
-//! HTTP/2 on each connection with hyper.
+//! The gRPC listener: accepts TCP connections up to `--max-connections`, speaks TLS
+//! when configured, waits for the HTTP/2 preface, and serves HTTP/2 on each connection
+//! with hyper until the client closes it, it idles, ages or stops answering pings, or
+//! the server shuts down.
 //!
 //! Tessera runs this loop itself instead of tonic's `Server` for one reason: a
 //! connection that reaches `--max-connection-age` must get a graceful shutdown (GOAWAY,
@@ -7,8 +9,28 @@
 //! finished age timer again after starting that shutdown, which panics the connection
 //! task and fails every call still in flight on it (tonic issue 2522). Here the timer
 //! fires once, and the connection then runs until its last stream ends.
+//!
+//! A connection's life, and what bounds each stage (an unauthenticated peer must not be
+//! able to hold a descriptor for long without doing anything):
+//! 1. **accept**: over `--max-connections` open, the new connection is closed at once,
+//!    before anything is read (counted; a warning at most every
+//!    [`REFUSAL_LOG_INTERVAL`]). The limit keeps descriptors free for worker
+//!    replacements and the admin endpoint ([`super::fd_budget`]).
+//! 2. **TLS handshake** (when configured): [`TLS_HANDSHAKE_TIMEOUT`].
+//! 3. **preface**: the client's HTTP/2 preface within `--connection-preface-timeout`
+//!    ([`super::preface`]: hyper has no such timeout).
+//! 4. **HTTP/2**: without any call open for `--connection-idle-timeout`, GOAWAY
+//!    ([`super::streams`] counts the calls); a peer that does not answer a keepalive
+//!    ping (`--http2-keepalive-interval`, `--http2-keepalive-timeout`; hyper's own) is
+//!    dropped.
 
-use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible,
+    future::Future,
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -16,7 +38,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::{TcpListener, TcpStream},
-    sync::watch,
+    sync::{OwnedSemaphorePermit, Semaphore, watch},
 };
 use tokio_rustls::{
     TlsAcceptor,
@@ -28,6 +50,10 @@ use tokio_rustls::{
 };
 use tonic::transport::server::Connected;
 
+use super::{
+    preface,
+    streams::{CountedBody, OpenStreams},
+};
 use crate::{config::TlsConfig, telemetry::metrics::Metrics};
 
 /// How long a client has to finish its TLS handshake.
@@ -37,6 +63,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// The age of each connection varies by up to this share either way, so connections
 /// opened together (e.g. after a deploy) do not all reconnect at once.
 const AGE_JITTER: f64 = 0.1;
+/// At most one warning per this interval about connections refused at the limit: a
+/// flood must not turn into a flood of log lines.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What every connection is served with.
 #[derive(Clone)]
@@ -47,6 +76,17 @@ pub struct ConnectionSettings {
     pub max_age: Option<Duration>,
     /// TLS (and client-certificate checks) when configured.
     pub tls: Option<TlsAcceptor>,
+    /// Connections open at once; more are closed right after accept.
+    pub max_connections: usize,
+    /// Time to send the HTTP/2 preface, from accept (plaintext) or the end of the TLS
+    /// handshake.
+    pub preface_timeout: Duration,
+    /// Graceful shutdown after this long without a call open; `None` = never.
+    pub idle_timeout: Option<Duration>,
+    /// HTTP/2 ping after this long without anything received; `None` = no pings.
+    pub keepalive_interval: Option<Duration>,
+    /// Time a ping's answer may take.
+    pub keepalive_timeout: Duration,
 }
 
 /// The rustls acceptor for the server's certificate and key, requiring client
@@ -104,10 +144,13 @@ pub async fn serve<S, B>(
         + Send
         + 'static,
     S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let settings = Arc::new(settings);
+    let slots = Arc::new(Semaphore::new(settings.max_connections.min(Semaphore::MAX_PERMITS)));
+    metrics.set_max_connections(settings.max_connections);
+    let mut refusals = RefusalLog::default();
     // Every connection holds a receiver; `closed()` says when the last one is gone.
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
@@ -116,6 +159,14 @@ pub async fn serve<S, B>(
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
+                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                        // Counted before the close, so the peer never sees one uncounted;
+                        // closed before any read: the descriptor is free again at once.
+                        metrics.connection_refused();
+                        drop(tcp);
+                        refusals.refused(peer, settings.max_connections);
+                        continue;
+                    };
                     // A tile answer is one write; delayed ACKs would add ~40 ms to
                     // every sequential request.
                     if let Err(e) = tcp.set_nodelay(true) {
@@ -124,6 +175,7 @@ pub async fn serve<S, B>(
                     tokio::spawn(connection(
                         tcp,
                         peer,
+                        slot,
                         service.clone(),
                         Arc::clone(&settings),
                         Arc::clone(&metrics),
@@ -143,10 +195,38 @@ pub async fn serve<S, B>(
     stop_tx.closed().await;
 }
 
-/// One connection, from the TLS handshake (if any) to its close.
+/// Warnings about connections refused at `--max-connections`, at most one per
+/// [`REFUSAL_LOG_INTERVAL`], each saying how many were refused since the last.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    last: Option<Instant>,
+    unreported: u64,
+}
+
+impl RefusalLog {
+    fn refused(&mut self, peer: SocketAddr, limit: usize) {
+        self.unreported += 1;
+        if self.last.is_some_and(|t| t.elapsed() < REFUSAL_LOG_INTERVAL) {
+            return;
+        }
+        tracing::warn!(
+            %peer,
+            refused = self.unreported,
+            max_connections = limit,
+            "refusing connections: --max-connections={limit} are open ({} refused since the last warning)",
+            self.unreported
+        );
+        self.last = Some(Instant::now());
+        self.unreported = 0;
+    }
+}
+
+/// One connection, from the TLS handshake (if any) to its close; it holds its `slot`
+/// of `--max-connections` until then.
 async fn connection<S, B>(
     tcp: TcpStream,
     peer: SocketAddr,
+    slot: OwnedSemaphorePermit,
     service: S,
     settings: Arc<ConnectionSettings>,
     metrics: Arc<Metrics>,
@@ -160,12 +240,13 @@ async fn connection<S, B>(
         + Send
         + 'static,
     S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let _slot = slot;
     let _open = metrics.connection_opened();
     let Some(acceptor) = &settings.tls else {
-        return http2(tcp, peer, service, &settings, &metrics, stop).await;
+        return prefaced(tcp, peer, service, &settings, &metrics, stop).await;
     };
     let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
     let tls = tokio::select! {
@@ -173,15 +254,15 @@ async fn connection<S, B>(
         _ = stop.wait_for(|s| *s) => return,
     };
     match tls {
-        Ok(Ok(stream)) => http2(stream, peer, service, &settings, &metrics, stop).await,
+        Ok(Ok(stream)) => prefaced(stream, peer, service, &settings, &metrics, stop).await,
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, timeout = ?TLS_HANDSHAKE_TIMEOUT, "TLS handshake timed out"),
     }
 }
 
-/// Serves HTTP/2 on an established connection until the client closes it, it reaches
-/// its age, or the server shuts down (the latter two: GOAWAY, then calls in flight end).
-async fn http2<IO, S, B>(
+/// Waits (at most `--connection-preface-timeout`) for the client's HTTP/2 preface, then
+/// serves HTTP/2; a connection that stays silent is closed.
+async fn prefaced<IO, S, B>(
     io: IO,
     peer: SocketAddr,
     service: S,
@@ -198,22 +279,75 @@ async fn http2<IO, S, B>(
         + Send
         + 'static,
     S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     // tonic reads the peer (and its TLS certificates) from this request extension.
     let info = io.connect_info();
+    let mut io = io;
+    // `io` outlives the outcome's bookkeeping: a peer sees its connection close only
+    // after the close has been counted.
+    let read = tokio::select! {
+        r = tokio::time::timeout(settings.preface_timeout, preface::read(&mut io)) => r,
+        _ = stop.wait_for(|s| *s) => return,
+    };
+    match read {
+        Ok(Ok(preface)) => http2(preface.put_back(io), info, peer, service, settings, metrics, stop).await,
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection failed before its HTTP/2 preface"),
+        Err(_) => {
+            tracing::debug!(
+                %peer,
+                timeout = ?settings.preface_timeout,
+                "no HTTP/2 preface within --connection-preface-timeout; closing"
+            );
+            metrics.connection_preface_timed_out();
+        }
+    }
+}
+
+/// Serves HTTP/2 on an established connection until the client closes it, it idles or
+/// reaches its age, or the server shuts down (the latter three: GOAWAY, then calls in
+/// flight end).
+async fn http2<IO, I, S, B>(
+    io: IO,
+    info: I,
+    peer: SocketAddr,
+    service: S,
+    settings: &ConnectionSettings,
+    metrics: &Metrics,
+    mut stop: watch::Receiver<bool>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    I: Clone + Send + Sync + 'static,
+    S: tower_service::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<B>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (streams, mut open_streams) = OpenStreams::new();
     let per_request = hyper::service::service_fn(move |request: http::Request<Incoming>| {
         let mut request = request.map(tonic::body::Body::new);
         request.extensions_mut().insert(info.clone());
         let mut service = service.clone();
+        let open = streams.open();
         async move {
             std::future::poll_fn(|cx| service.poll_ready(cx)).await?;
-            service.call(request).await
+            let response = service.call(request).await?;
+            Ok::<_, Infallible>(response.map(|body| CountedBody::new(body, open)))
         }
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    builder.timer(TokioTimer::new()).max_concurrent_streams(settings.max_concurrent_streams);
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(settings.max_concurrent_streams)
+        .keep_alive_interval(settings.keepalive_interval)
+        .keep_alive_timeout(settings.keepalive_timeout);
     let conn = builder.serve_connection(TokioIo::new(io), per_request);
     tokio::pin!(conn);
     let age = settings.max_age.map(jittered);
@@ -224,6 +358,11 @@ async fn http2<IO, S, B>(
         }
     };
     tokio::pin!(aged);
+    // Idle from the start: a connection that opens no call is closed like one whose
+    // calls have ended. The deadline moves each time the last open call ends.
+    let idle_timeout = settings.idle_timeout;
+    let idle = tokio::time::sleep(idle_timeout.unwrap_or(Duration::MAX / 4));
+    tokio::pin!(idle);
     // Each of the timers below may fire once: after a graceful shutdown has begun, only
     // the connection itself is polled, until its last stream ends.
     let mut closing = false;
@@ -231,7 +370,12 @@ async fn http2<IO, S, B>(
         tokio::select! {
             result = &mut conn => {
                 if let Err(e) = result {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    if e.is_timeout() {
+                        tracing::debug!(%peer, "no answer to a keepalive ping; connection closed");
+                        metrics.connection_keepalive_timed_out();
+                    } else {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
                 }
                 return;
             }
@@ -240,6 +384,17 @@ async fn http2<IO, S, B>(
                 metrics.connection_aged();
                 conn.as_mut().graceful_shutdown();
                 closing = true;
+            }
+            () = &mut idle, if !closing && idle_timeout.is_some() && *open_streams.borrow() == 0 => {
+                tracing::debug!(%peer, ?idle_timeout, "no call within --connection-idle-timeout; sending GOAWAY");
+                metrics.connection_idle();
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            Ok(()) = open_streams.changed(), if !closing => {
+                if let Some(timeout) = idle_timeout.filter(|_| *open_streams.borrow_and_update() == 0) {
+                    idle.as_mut().reset(tokio::time::Instant::now() + timeout);
+                }
             }
             _ = stop.wait_for(|s| *s), if !closing => {
                 conn.as_mut().graceful_shutdown();

@@ -4,6 +4,9 @@
 //! grace) → close the pool and wait until no worker process is left.
 
 mod connections;
+pub mod fd_budget;
+mod preface;
+mod streams;
 
 use std::{sync::Arc, time::Duration};
 
@@ -13,6 +16,7 @@ use tonic_health::ServingStatus;
 use tower_layer::Layer;
 
 use connections::{ConnectionSettings, tls_acceptor};
+use fd_budget::FdBudget;
 
 use crate::{
     api::{
@@ -72,6 +76,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         .await
         .map_err(|e| ServeError::Io(format!("cannot listen on {}: {e}", config.listen)))?;
     let local = listener.local_addr().map_err(|e| ServeError::Io(e.to_string()))?;
+    let settings = settings(&config)?;
     // Tests and scripts read the bound address from this line (the port may be 0).
     tracing::info!(
         address = %local,
@@ -110,7 +115,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         EdgeStatusLayer { max_request_size: config.max_request_size }
             .layer(routes(TileServiceImpl(api), health_service, &config)?.prepare()),
     );
-    let server = connections::serve(listener, service, settings(&config)?, metrics, shutdown_signal);
+    let server = connections::serve(listener, service, settings, metrics, shutdown_signal);
     tokio::pin!(server);
     // Drain in-flight requests, bounded by the grace once the signal has come.
     tokio::select! {
@@ -201,7 +206,8 @@ fn pool_config(
     }
 }
 
-/// The transport settings: TLS, HTTP/2 streams per connection, connection age.
+/// The transport settings: TLS, HTTP/2 streams per connection, connection limit,
+/// timeouts and age.
 fn settings(config: &ServeConfig) -> Result<ConnectionSettings, ServeError> {
     let tls =
         config.tls.as_ref().map(tls_acceptor).transpose().map_err(|e| ServeError::Io(format!("TLS: {e}")))?;
@@ -211,7 +217,40 @@ fn settings(config: &ServeConfig) -> Result<ConnectionSettings, ServeError> {
         // clients balancing over a headless Service re-resolve and reach new pods.
         max_age: config.max_connection_age,
         tls,
+        max_connections: max_connections(config)?,
+        preface_timeout: config.connection_preface_timeout,
+        idle_timeout: config.connection_idle_timeout,
+        keepalive_interval: config.http2_keepalive_interval,
+        keepalive_timeout: config.http2_keepalive_timeout,
     })
+}
+
+/// `--max-connections`, or what the open-file limit leaves for client connections;
+/// logged, with a warning when a configured value leaves the workers too few descriptors.
+fn max_connections(config: &ServeConfig) -> Result<usize, ServeError> {
+    let budget = FdBudget::of_process(config.workers).map_err(ServeError::Io)?;
+    let limit = fd_budget::max_connections(config.max_connections, &budget, config.workers)
+        .map_err(ServeError::Io)?;
+    let available = budget.for_connections();
+    tracing::info!(
+        max_connections = limit,
+        open_file_limit = budget.open_files,
+        reserved = budget.reserved,
+        configured = config.max_connections.is_some(),
+        "client connections limited to {limit}"
+    );
+    if limit > available {
+        tracing::warn!(
+            max_connections = limit,
+            open_file_limit = budget.open_files,
+            reserved = budget.reserved,
+            "--max-connections={limit} is more than the {available} descriptors the open-file limit \
+             leaves after the reserve for {} workers, the admin endpoint and files: a connection \
+             flood can stop worker replacements and the admin endpoint",
+            config.workers
+        );
+    }
+    Ok(limit)
 }
 
 /// The tile API (behind the bearer-token check when tokens are configured, with the

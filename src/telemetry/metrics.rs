@@ -143,7 +143,10 @@ impl Instruments {
             connections: meter
                 .u64_counter("tessera.grpc.connections")
                 .with_description(
-                    "gRPC connections, by event: accepted, or aged (shut down at --max-connection-age).",
+                    "gRPC connections, by event: accepted; aged (shut down at --max-connection-age); \
+                     refused (over --max-connections); preface_timeout (silent past \
+                     --connection-preface-timeout); idle (shut down at \
+                     --connection-idle-timeout); keepalive_timeout (no answer to a ping).",
                 )
                 .build(),
             open_connections: meter
@@ -181,6 +184,14 @@ pub struct Metrics {
     connections_accepted: AtomicU64,
     connections_open: AtomicU64,
     connections_aged: AtomicU64,
+    /// gRPC connections closed at accept (over `--max-connections`), for sending no
+    /// preface in time, for idleness, and for not answering a keepalive ping.
+    connections_refused: AtomicU64,
+    connections_preface_timeouts: AtomicU64,
+    connections_idle: AtomicU64,
+    connections_keepalive_timeouts: AtomicU64,
+    /// `--max-connections` as the server runs with it (0 until the listener starts).
+    max_connections: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -210,6 +221,11 @@ impl Metrics {
             connections_accepted: AtomicU64::new(0),
             connections_open: AtomicU64::new(0),
             connections_aged: AtomicU64::new(0),
+            connections_refused: AtomicU64::new(0),
+            connections_preface_timeouts: AtomicU64::new(0),
+            connections_idle: AtomicU64::new(0),
+            connections_keepalive_timeouts: AtomicU64::new(0),
+            max_connections: AtomicU64::new(0),
         }
     }
 
@@ -227,6 +243,35 @@ impl Metrics {
     pub fn connection_aged(&self) {
         self.connections_aged.fetch_add(1, Ordering::Relaxed);
         self.otel.connections.add(1, &[KeyValue::new("event", "aged")]);
+    }
+
+    /// The gRPC listener's connection limit (shown as a gauge next to the open count).
+    pub fn set_max_connections(&self, limit: usize) {
+        self.max_connections.store(limit as u64, Ordering::Relaxed);
+    }
+
+    /// A gRPC connection was closed right after accept: `--max-connections` are open.
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
+        self.otel.connections.add(1, &[KeyValue::new("event", "refused")]);
+    }
+
+    /// A gRPC connection was closed for not sending its HTTP/2 preface in time.
+    pub fn connection_preface_timed_out(&self) {
+        self.connections_preface_timeouts.fetch_add(1, Ordering::Relaxed);
+        self.otel.connections.add(1, &[KeyValue::new("event", "preface_timeout")]);
+    }
+
+    /// A gRPC connection reached `--connection-idle-timeout` and is shutting down.
+    pub fn connection_idle(&self) {
+        self.connections_idle.fetch_add(1, Ordering::Relaxed);
+        self.otel.connections.add(1, &[KeyValue::new("event", "idle")]);
+    }
+
+    /// A gRPC connection was closed because its peer did not answer a keepalive ping.
+    pub fn connection_keepalive_timed_out(&self) {
+        self.connections_keepalive_timeouts.fetch_add(1, Ordering::Relaxed);
+        self.otel.connections.add(1, &[KeyValue::new("event", "keepalive_timeout")]);
     }
 
     /// Reports the egress proxy's allowed and refused requests (Prometheus and OTLP).
@@ -502,17 +547,6 @@ pub fn render_prometheus(metrics: &Metrics, pool: &WorkerPool) -> String {
             let _ = writeln!(out, "{name} {value}");
         }
     }
-    for (name, help, counter) in [
-        ("tessera_grpc_connections_total", "gRPC connections accepted.", &metrics.connections_accepted),
-        (
-            "tessera_grpc_connections_aged_total",
-            "gRPC connections shut down gracefully at --max-connection-age.",
-            &metrics.connections_aged,
-        ),
-    ] {
-        help_and_type(&mut out, name, help, "counter");
-        let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
-    }
     if let Some(budget) = metrics.memory.get() {
         memory_metrics(&mut out, budget);
     }
@@ -523,16 +557,62 @@ pub fn render_prometheus(metrics: &Metrics, pool: &WorkerPool) -> String {
         ("tessera_pool_idle_workers", "Workers waiting for a job.", idle),
         ("tessera_pool_waiting_jobs", "Jobs waiting for a worker.", waiting),
         ("tessera_worker_processes", "Live worker processes.", pool.worker_pids().len()),
+    ] {
+        help_and_type(&mut out, name, help, "gauge");
+        let _ = writeln!(out, "{name} {value}");
+    }
+    render_connections(&mut out, metrics);
+    out
+}
+
+/// The gRPC listener's counters and gauges.
+fn render_connections(out: &mut String, metrics: &Metrics) {
+    for (name, help, counter) in [
+        ("tessera_grpc_connections_total", "gRPC connections accepted.", &metrics.connections_accepted),
+        (
+            "tessera_grpc_connections_aged_total",
+            "gRPC connections shut down gracefully at --max-connection-age.",
+            &metrics.connections_aged,
+        ),
+        (
+            "tessera_grpc_connections_refused_total",
+            "gRPC connections closed right after accept because --max-connections were open.",
+            &metrics.connections_refused,
+        ),
+        (
+            "tessera_grpc_connections_preface_timeouts_total",
+            "gRPC connections closed for not sending their HTTP/2 preface within --connection-preface-timeout.",
+            &metrics.connections_preface_timeouts,
+        ),
+        (
+            "tessera_grpc_connections_idle_total",
+            "gRPC connections shut down gracefully after --connection-idle-timeout without a call.",
+            &metrics.connections_idle,
+        ),
+        (
+            "tessera_grpc_connections_keepalive_timeouts_total",
+            "gRPC connections closed because the peer did not answer a keepalive ping in time.",
+            &metrics.connections_keepalive_timeouts,
+        ),
+    ] {
+        help_and_type(out, name, help, "counter");
+        let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
+    }
+    for (name, help, value) in [
         (
             "tessera_grpc_open_connections",
             "gRPC connections open now.",
             usize::try_from(metrics.connections_open.load(Ordering::Relaxed)).unwrap_or(usize::MAX),
         ),
+        (
+            "tessera_grpc_max_connections",
+            "gRPC connections that may be open at once (--max-connections).",
+            usize::try_from(metrics.max_connections.load(Ordering::Relaxed)).unwrap_or(usize::MAX),
+        ),
     ] {
-        help_and_type(&mut out, name, help, "gauge");
+        help_and_type(out, name, help, "gauge");
         let _ = writeln!(out, "{name} {value}");
     }
-    out
 }
 
 #[cfg(test)]

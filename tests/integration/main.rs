@@ -11,6 +11,7 @@ mod bad_input;
 mod batch;
 mod chaos;
 mod cli;
+mod connection_limits;
 mod connections;
 mod egress;
 mod faults;
