@@ -8,6 +8,7 @@
 
 mod bad_input;
 mod batch;
+mod bombs;
 mod chaos;
 mod cli;
 mod connections;
