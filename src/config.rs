@@ -43,6 +43,9 @@ pub const DEFAULT_WORKER_MAX_RSS: u64 = 1 << 30;
 pub const DEFAULT_WORKER_MEMORY_LIMIT: u64 = 4 << 30;
 /// Default of `--quarantine-threshold`.
 pub const DEFAULT_QUARANTINE_THRESHOLD: usize = 2;
+/// Default of `--quarantine-timeouts`: above the two kills one request can cost (the
+/// read and its one retry), so a single slow read never quarantines an asset.
+pub const DEFAULT_QUARANTINE_TIMEOUTS: usize = 3;
 /// Default of `--quarantine-window`.
 pub const DEFAULT_QUARANTINE_WINDOW: Duration = Duration::from_secs(600);
 /// Default of `--quarantine-duration`.
@@ -169,7 +172,11 @@ pub struct ServeArgs {
     /// Worker crashes caused by one asset within the quarantine window that quarantine it [default: 2].
     #[arg(long, env = "TESSERA_QUARANTINE_THRESHOLD")]
     pub quarantine_threshold: Option<usize>,
-    /// Window in which an asset's crashes are counted [default: 10m].
+    /// Workers killed because one asset's read ran past --read-timeout (not a client's
+    /// shorter deadline), within the quarantine window, that quarantine it; 0 = never [default: 3].
+    #[arg(long, env = "TESSERA_QUARANTINE_TIMEOUTS")]
+    pub quarantine_timeouts: Option<usize>,
+    /// Window in which an asset's crashes and read-timeout kills are counted [default: 10m].
     #[arg(long, env = "TESSERA_QUARANTINE_WINDOW", value_parser = humantime::parse_duration)]
     pub quarantine_window: Option<Duration>,
     /// How long a quarantined asset's reads fail fast [default: 5m].
@@ -246,6 +253,11 @@ pub struct ServeArgs {
     /// Largest asset a worker opens, in bands [default: 64].
     #[arg(long, env = "TESSERA_MAX_ASSET_BANDS")]
     pub max_asset_bands: Option<u32>,
+    /// Largest block (tile or strip) of an asset a worker opens, decompressed: block width
+    /// x height x bands decoded together x bytes per sample, at every overview too (e.g.
+    /// 64MiB) [default: 64MiB].
+    #[arg(long, env = "TESSERA_MAX_BLOCK_BYTES", value_parser = parse_bytes)]
+    pub max_block_bytes: Option<u64>,
     /// Largest request message (e.g. 4MiB); larger ones get RESOURCE_EXHAUSTED [default: 4MiB].
     #[arg(long, env = "TESSERA_MAX_REQUEST_SIZE", value_parser = parse_bytes)]
     pub max_request_size: Option<u64>,
@@ -335,6 +347,7 @@ struct FileConfig {
     #[serde(default, with = "bytes_serde_opt")]
     worker_memory_limit: Option<u64>,
     quarantine_threshold: Option<usize>,
+    quarantine_timeouts: Option<usize>,
     #[serde(default, with = "humantime_serde_opt")]
     quarantine_window: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
@@ -371,6 +384,8 @@ struct FileConfig {
     worker_max_open_files: Option<u64>,
     max_asset_pixels: Option<u64>,
     max_asset_bands: Option<u32>,
+    #[serde(default, with = "bytes_serde_opt")]
+    max_block_bytes: Option<u64>,
     #[serde(default, with = "bytes_serde_opt")]
     max_request_size: Option<u64>,
     #[serde(default, with = "bytes_serde_opt")]
@@ -473,7 +488,8 @@ pub struct ServeConfig {
     /// `--worker-max-rss`.
     pub worker_max_rss: u64,
     /// Worker limits: `--worker-memory-limit`, `--worker-cpu-per-job`,
-    /// `--worker-max-open-files`, `--max-asset-pixels`, `--max-asset-bands`.
+    /// `--worker-max-open-files`, `--max-asset-pixels`, `--max-asset-bands`,
+    /// `--max-block-bytes`.
     pub worker_limits: crate::worker::WorkerLimits,
     /// `--max-request-size` in bytes.
     pub max_request_size: usize,
@@ -502,6 +518,8 @@ pub struct ServeConfig {
     pub egress_allow: Vec<String>,
     /// `--quarantine-threshold`.
     pub quarantine_threshold: usize,
+    /// `--quarantine-timeouts`; 0 = read-timeout kills never quarantine.
+    pub quarantine_timeouts: usize,
     /// `--quarantine-window`.
     pub quarantine_window: Duration,
     /// `--quarantine-duration`.
@@ -629,6 +647,12 @@ impl ServeConfig {
             return Err(ConfigError::Invalid(
                 "--max-asset-pixels and --max-asset-bands must be at least 1".into(),
             ));
+        }
+        if self.worker_limits.max_block_bytes < 1 << 16 {
+            return Err(ConfigError::Invalid(format!(
+                "--max-block-bytes={} is below 64KiB, the block of a small 128 x 128 float32 tile",
+                self.worker_limits.max_block_bytes
+            )));
         }
         if self.max_jobs_per_worker == 0 {
             return Err(ConfigError::Invalid("--max-jobs-per-worker must be at least 1".into()));
@@ -775,6 +799,10 @@ impl ServeArgs {
                 .quarantine_threshold
                 .or(file.quarantine_threshold)
                 .unwrap_or(DEFAULT_QUARANTINE_THRESHOLD),
+            quarantine_timeouts: self
+                .quarantine_timeouts
+                .or(file.quarantine_timeouts)
+                .unwrap_or(DEFAULT_QUARANTINE_TIMEOUTS),
             quarantine_window: self
                 .quarantine_window
                 .or(file.quarantine_window)
@@ -854,6 +882,10 @@ fn worker_limits(args: &ServeArgs, file: &FileConfig) -> crate::worker::WorkerLi
             .unwrap_or(crate::worker::DEFAULT_MAX_ASSET_BANDS),
         // Canonical only once the data directory is resolved: `serve` fills them in.
         local_roots: Vec::new(),
+        max_block_bytes: args
+            .max_block_bytes
+            .or(file.max_block_bytes)
+            .unwrap_or(crate::worker::DEFAULT_MAX_BLOCK_BYTES),
     }
 }
 

@@ -8,6 +8,8 @@
 //!
 //! - **Start-up**: [`WorkerPool::warm_up`] spawns every worker and waits for all
 //!   handshakes; health reports SERVING only after it returns.
+//!   Before, the server logs whether the workers' address-space limits fit the pod
+//!   ([`log_budget`]).
 //! - **A job**: refused at once if its asset is quarantined; then a worker is checked
 //!   out. That wait is bounded twice: by the job's deadline (DEADLINE_EXCEEDED) and by
 //!   `max_worker_wait` (RESOURCE_EXHAUSTED, so overload sheds load instead of queueing
@@ -18,7 +20,10 @@
 //!   whose deadline has passed is never started; a worker that misses it is SIGKILLed
 //!   (its whole process group), dropped and replaced in the background. If only the
 //!   read timeout passed and the caller's deadline leaves time, the job is retried once
-//!   on another worker (a hang is more often the worker's than the asset's).
+//!   on another worker (a hang is more often the worker's than the asset's). A kill
+//!   where the read timeout (not the caller's shorter deadline) expired, on a worker
+//!   that was running (not stopped from outside), counts against the asset: `quarantine_timeouts` of them within `quarantine_window` quarantine it
+//!   (see [`Quarantine`]), and a kill that does is not retried.
 //! - **Crash**: a worker that dies mid-job is dropped and replaced; its reaper logs the
 //!   exit status, signal and stderr tail once. If it died by its own fault (SIGSEGV,
 //!   SIGABRT, a non-zero exit...) the crash counts against the asset, and the job is
@@ -42,6 +47,7 @@
 //!   their stdin closed; busy ones when their job ends), then waits until every worker
 //!   process has been reaped; stragglers are SIGKILLed after a grace.
 
+mod memory_budget;
 mod process;
 mod quarantine;
 mod registry;
@@ -58,6 +64,7 @@ use std::{
 };
 
 use deadpool::managed::{self, Object, RecycleError, RecycleResult};
+pub use memory_budget::{PodMemory, log_budget, over_budget, pod_memory};
 pub use process::{
     ExchangeError, ExitInfo, SpawnError, WorkerProcess, WorkerState, check_response, worker_environment,
 };
@@ -106,6 +113,9 @@ pub struct PoolConfig {
     pub max_worker_wait: Duration,
     /// Crashes of one asset within `quarantine_window` that quarantine it.
     pub quarantine_threshold: usize,
+    /// Read-timeout kills of one asset's reads within `quarantine_window` that
+    /// quarantine it; 0 = never.
+    pub quarantine_timeouts: usize,
     /// Window for counting an asset's crashes.
     pub quarantine_window: Duration,
     /// How long a quarantine lasts.
@@ -377,6 +387,7 @@ impl WorkerPool {
         let size = config.size.max(1);
         let quarantine = Quarantine::new(
             config.quarantine_threshold,
+            config.quarantine_timeouts,
             config.quarantine_window,
             config.quarantine_duration,
         );
@@ -549,7 +560,11 @@ impl WorkerPool {
         let worker = self.prefer(worker, asset).await;
         // The read timeout bounds the work, not the wait for a worker.
         let request_deadline = deadline;
-        let deadline = deadline.min(Instant::now() + self.config().read_timeout);
+        let read_deadline = Instant::now() + self.config().read_timeout;
+        // Whether a kill at the deadline would be the read timeout's, which says something
+        // about the asset, rather than the caller's, which does not.
+        let bounded_by_read_timeout = read_deadline < request_deadline;
+        let deadline = request_deadline.min(read_deadline);
         let request = WorkerRequest {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             deadline_ms: deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
@@ -586,18 +601,38 @@ impl WorkerPool {
                 }
                 Attempt::Retry
             }
-            // The worker hung past the read timeout but the caller can still wait: the
-            // hang is more likely the worker's than the asset's, so try another worker.
-            Ok(Err((ExchangeError::Timeout, _)))
-                if !std::mem::replace(&mut faults.timed_out, true)
-                    && Instant::now() + Duration::from_millis(50) < request_deadline =>
-            {
-                Attempt::Retry
+            Ok(Err((ExchangeError::Timeout { stopped }, _))) => {
+                // A worker stopped from outside is not held up by the asset.
+                let quarantined = bounded_by_read_timeout && !stopped && self.count_timeout(asset);
+                // The worker hung past the read timeout but the caller can still wait:
+                // the hang is more likely the worker's than the asset's, so try another
+                // worker (once, and not for an asset this very kill quarantined).
+                let first = !std::mem::replace(&mut faults.timed_out, true);
+                if first && !quarantined && Instant::now() + Duration::from_millis(50) < request_deadline {
+                    Attempt::Retry
+                } else {
+                    Attempt::Done(Err(PoolError::DeadlineExceeded))
+                }
             }
-            Ok(Err((ExchangeError::Timeout, _))) => Attempt::Done(Err(PoolError::DeadlineExceeded)),
             Ok(Err((ExchangeError::Fault(f), _))) => Attempt::Done(Err(PoolError::Fault(f))),
             Err(join) => Attempt::Done(Err(PoolError::Fault(format!("exchange task failed: {join}")))),
         }
+    }
+
+    /// Counts a read-timeout kill against `asset`; true if it quarantined the asset.
+    fn count_timeout(&self, asset: &str) -> bool {
+        let read_timeout = self.config().read_timeout;
+        if !self.quarantine.record_timeout(asset, std::time::Instant::now(), read_timeout) {
+            return false;
+        }
+        PoolStats::bump(&self.stats().quarantines);
+        tracing::error!(
+            asset,
+            ?read_timeout,
+            duration = ?self.config().quarantine_duration,
+            "asset quarantined: its reads keep running past the read timeout"
+        );
+        true
     }
 
     /// Affinity: if `first` does not have `asset` open but an idle worker that does is

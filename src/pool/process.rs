@@ -122,7 +122,11 @@ pub enum SpawnError {
 pub enum ExchangeError {
     /// The deadline passed; the worker has been killed.
     #[error("the worker did not answer before the deadline")]
-    Timeout,
+    Timeout {
+        /// The worker was stopped (SIGSTOP, a debugger) when the deadline passed: held up
+        /// from outside, which says nothing about what it was reading.
+        stopped: bool,
+    },
     /// The worker died (or closed its channel) before answering.
     #[error("the worker died mid-job")]
     Died,
@@ -274,8 +278,9 @@ impl WorkerProcess {
         let outcome = tokio::time::timeout_at(deadline, io).await;
         let result = match outcome {
             Err(_) => {
-                tracing::warn!(pid = self.pid, "worker missed its deadline; killing it");
-                Err(ExchangeError::Timeout)
+                let stopped = is_stopped(self.pid);
+                tracing::warn!(pid = self.pid, stopped, "worker missed its deadline; killing it");
+                Err(ExchangeError::Timeout { stopped })
             }
             Ok(Err(FrameError::Closed)) => Err(ExchangeError::Died),
             Ok(Err(e)) => Err(ExchangeError::Fault(e.to_string())),
@@ -410,6 +415,15 @@ fn check_pixels(r: &crate::pb::worker::ReadResult) -> Result<(), ExchangeError> 
     Ok(())
 }
 
+/// Whether process `pid` is stopped (state `T`, or `t` when traced) as `/proc` shows it.
+fn is_stopped(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // "PID (COMM) STATE ...": COMM may hold spaces and parentheses, so the state is the
+    // first field after the last ')'.
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+    matches!(state, Some('T' | 't'))
+}
+
 fn kill_group(pid: u32) {
     if pid != 0 {
         let _ = nix::sys::signal::killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
@@ -487,6 +501,22 @@ mod tests {
             job: Some(Job::Read(ReadRequest { width, height, ..Default::default() })),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_stopped_process_is_seen_as_stopped() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id();
+        assert!(!is_stopped(pid));
+        nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).unwrap();
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while !is_stopped(pid) && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(is_stopped(pid));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!is_stopped(pid), "a reaped process is not stopped");
     }
 
     #[test]

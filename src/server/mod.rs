@@ -60,6 +60,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         crate::egress::start_for_workers(&config.allow_remote, &config.egress_allow, &mut worker_env)
             .await
             .map_err(|e| ServeError::Io(format!("egress proxy: {e}")))?;
+    crate::pool::log_budget(config.workers, config.worker_limits.memory_limit);
     let pool = WorkerPool::new(pool_config(&config, worker_exe, worker_env, resolver.local_roots()));
     let metrics = Arc::new(Metrics::new());
     metrics.observe_pool(&pool);
@@ -196,6 +197,7 @@ fn pool_config(
         },
         max_worker_wait: config.max_worker_wait,
         quarantine_threshold: config.quarantine_threshold,
+        quarantine_timeouts: config.quarantine_timeouts,
         quarantine_window: config.quarantine_window,
         quarantine_duration: config.quarantine_duration,
         crash_loop_threshold: config.crash_loop_threshold,

@@ -26,6 +26,9 @@ pub const DEFAULT_MAX_OPEN_FILES: u64 = 1024;
 pub const DEFAULT_MAX_ASSET_PIXELS: u64 = 1 << 34;
 /// Default of `--max-asset-bands`.
 pub const DEFAULT_MAX_ASSET_BANDS: u32 = 64;
+/// Default of `--max-block-bytes`: 64 MiB, twice the largest block of a usual COG
+/// (1024 x 1024 pixels x 4 bands x 8 bytes = 32 MiB).
+pub const DEFAULT_MAX_BLOCK_BYTES: u64 = 64 << 20;
 /// Default of `--worker-cpu-per-job`.
 pub const DEFAULT_CPU_PER_JOB: Duration = Duration::from_secs(60);
 
@@ -51,6 +54,10 @@ pub struct WorkerLimits {
     /// each `--allow-local` directory (repeated). With none, no local file is opened.
     #[arg(long = "local-root")]
     pub local_roots: Vec<std::path::PathBuf>,
+    /// Largest block (tile or strip, as GDAL decodes it) of an asset the worker opens,
+    /// in bytes once decompressed.
+    #[arg(long, default_value_t = DEFAULT_MAX_BLOCK_BYTES)]
+    pub max_block_bytes: u64,
 }
 
 impl Default for WorkerLimits {
@@ -62,6 +69,7 @@ impl Default for WorkerLimits {
             max_asset_pixels: DEFAULT_MAX_ASSET_PIXELS,
             max_asset_bands: DEFAULT_MAX_ASSET_BANDS,
             local_roots: Vec::new(),
+            max_block_bytes: DEFAULT_MAX_BLOCK_BYTES,
         }
     }
 }
@@ -83,6 +91,8 @@ impl WorkerLimits {
             self.max_asset_pixels.to_string(),
             "--max-asset-bands".to_owned(),
             self.max_asset_bands.to_string(),
+            "--max-block-bytes".to_owned(),
+            self.max_block_bytes.to_string(),
         ]);
         for root in &self.local_roots {
             // A root that is not UTF-8 arrives mangled and matches no path: fails closed.
@@ -137,6 +147,52 @@ impl WorkerLimits {
         }
         None
     }
+
+    /// Why `block`, the largest block of an asset, is too large to decode, or `None`
+    /// when it is within `--max-block-bytes`.
+    #[must_use]
+    pub fn block_too_large(&self, block: &Block) -> Option<String> {
+        let bytes = block.bytes();
+        (bytes > self.max_block_bytes).then(|| {
+            let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+            format!(
+                "its {} has blocks of {} x {} pixels x {} x {} = {bytes} bytes decompressed, \
+                 more than the {} bytes per block this server decodes (--max-block-bytes)",
+                block.level,
+                block.width,
+                block.height,
+                plural(block.bands, "band"),
+                plural(block.sample_bytes, "byte"),
+                self.max_block_bytes
+            )
+        })
+    }
+}
+
+/// One block as GDAL decodes it: a tile, or a strip of rows, with every band of a
+/// pixel-interleaved image (one band of a band-interleaved one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    /// Where it is: "full resolution", "overview 2", "mask"...
+    pub level: String,
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels (rows of a strip).
+    pub height: usize,
+    /// Bands decoded together.
+    pub bands: usize,
+    /// Bytes per sample.
+    pub sample_bytes: usize,
+}
+
+impl Block {
+    /// Its size once decompressed (saturating: a hostile header can claim anything).
+    #[must_use]
+    pub fn bytes(&self) -> u64 {
+        [self.width, self.height, self.bands, self.sample_bytes]
+            .into_iter()
+            .fold(1u64, |acc, n| acc.saturating_mul(n as u64))
+    }
 }
 
 #[cfg(test)]
@@ -160,6 +216,7 @@ mod tests {
             max_asset_pixels: 1000,
             max_asset_bands: 3,
             local_roots: vec!["/data".into(), "/mnt/dem".into()],
+            max_block_bytes: 5000,
         };
         let mut argv = vec!["worker".to_owned()];
         argv.extend(limits.args());
@@ -175,5 +232,25 @@ mod tests {
         assert!(why.contains("1000 bands") && why.contains("--max-asset-bands"), "{why}");
         let why = limits.asset_too_large(1 << 20, 1 << 20, 1).unwrap();
         assert!(why.contains("1048576 x 1048576") && why.contains("--max-asset-pixels"), "{why}");
+    }
+
+    #[test]
+    fn a_block_over_the_limit_is_named_with_its_size_and_the_flag() {
+        let limits = WorkerLimits::default();
+        let cog =
+            Block { level: "full resolution".into(), width: 1024, height: 1024, bands: 4, sample_bytes: 8 };
+        assert_eq!(cog.bytes(), 32 << 20);
+        assert_eq!(limits.block_too_large(&cog), None, "a usual COG block passes");
+        let bomb =
+            Block { level: "full resolution".into(), width: 46000, height: 46000, bands: 1, sample_bytes: 1 };
+        assert_eq!(
+            limits.block_too_large(&bomb).unwrap(),
+            "its full resolution has blocks of 46000 x 46000 pixels x 1 band x 1 byte = 2116000000 bytes \
+             decompressed, more than the 67108864 bytes per block this server decodes (--max-block-bytes)"
+        );
+        let absurd =
+            Block { level: "overview 3".into(), width: usize::MAX, height: 2, bands: 3, sample_bytes: 8 };
+        assert_eq!(absurd.bytes(), u64::MAX, "saturates instead of wrapping");
+        assert!(limits.block_too_large(&absurd).unwrap().contains("overview 3 has blocks of"));
     }
 }

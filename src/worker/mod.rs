@@ -7,6 +7,7 @@
 //! so a stray `printf` inside a driver cannot corrupt the protocol. It exits when stdin
 //! closes (the front went away) or, through the parent-death signal, when the front dies.
 
+mod blocks;
 mod dataset_cache;
 mod gdal_errors;
 mod grid;
@@ -49,8 +50,8 @@ use crate::{
 
 pub use grid::output_size;
 pub use limits::{
-    DEFAULT_CPU_PER_JOB, DEFAULT_MAX_ASSET_BANDS, DEFAULT_MAX_ASSET_PIXELS, DEFAULT_MAX_OPEN_FILES,
-    WorkerLimits,
+    DEFAULT_CPU_PER_JOB, DEFAULT_MAX_ASSET_BANDS, DEFAULT_MAX_ASSET_PIXELS, DEFAULT_MAX_BLOCK_BYTES,
+    DEFAULT_MAX_OPEN_FILES, WorkerLimits,
 };
 pub use read::JobError;
 pub use read_plan::{Kernels, MAX_PADDING, PlanError, ReadPlan, warp_args};

@@ -11,6 +11,7 @@ use gdal::{
 };
 
 use super::{
+    blocks,
     dataset_cache::{Cached, DatasetCache, WarpFacts},
     gdal_errors,
     limits::WorkerLimits,
@@ -159,9 +160,12 @@ pub(super) fn open<'c>(
         return Err(JobError::new(ErrorKind::Unreadable, "the file has no raster bands"));
     }
     let (width, height) = ds.raster_size();
-    if let Some(why) =
-        ASSET_LIMITS.get_or_init(WorkerLimits::default).asset_too_large(width, height, ds.raster_count())
-    {
+    let limits = ASSET_LIMITS.get_or_init(WorkerLimits::default);
+    if let Some(why) = limits.asset_too_large(width, height, ds.raster_count()) {
+        return Err(JobError::new(ErrorKind::TooLarge, why));
+    }
+    // Before any pixel: GDAL decodes a block whole, whatever part a read needs.
+    if let Some(why) = blocks::blocks(&ds).iter().find_map(|b| limits.block_too_large(b)) {
         return Err(JobError::new(ErrorKind::TooLarge, why));
     }
     stats.open_us = started.elapsed().as_micros() as u64;

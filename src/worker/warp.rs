@@ -1,6 +1,6 @@
-//! The unsafe boundary: GDAL's `GDALWarp` application call, raw band reads and network
-//! statistics, which the `gdal` crate does not wrap. Everything else in Tessera is safe
-//! Rust.
+//! The unsafe boundary: GDAL's `GDALWarp` application call, raw band reads, network
+//! statistics and the interleave of an overview's dataset, which the `gdal` crate does
+//! not wrap. Everything else in Tessera is safe Rust.
 
 use std::{
     ffi::{CString, c_char, c_int, c_void},
@@ -147,4 +147,25 @@ pub fn take_network_stats() -> Option<String> {
     // SAFETY: `raw` came from GDAL's allocator and is freed exactly once.
     unsafe { gdal_sys::VSIFree(raw.cast::<c_void>()) };
     Some(text)
+}
+
+/// The `INTERLEAVE` (`PIXEL` or `BAND`) of the dataset that owns `band`: for an
+/// overview band, the overview's own TIFF directory, which may differ from the main
+/// image's. `None` when GDAL does not say.
+pub fn band_interleave(band: &gdal::raster::RasterBand<'_>) -> Option<String> {
+    // SAFETY: the band handle is live for the borrow of `band`; GDAL returns the dataset
+    // that owns it (owned by GDAL, not us) or null.
+    let ds = unsafe { gdal_sys::GDALGetBandDataset(band.c_rasterband()) };
+    if ds.is_null() {
+        return None;
+    }
+    // SAFETY: `ds` is a live dataset handle (above); key and domain are NUL-terminated
+    // literals; the result is owned by GDAL and copied before any other GDAL call.
+    let raw =
+        unsafe { gdal_sys::GDALGetMetadataItem(ds, c"INTERLEAVE".as_ptr(), c"IMAGE_STRUCTURE".as_ptr()) };
+    if raw.is_null() {
+        return None;
+    }
+    // SAFETY: `raw` is non-null and NUL-terminated (GDAL's metadata strings are).
+    Some(unsafe { std::ffi::CStr::from_ptr(raw) }.to_string_lossy().into_owned())
 }

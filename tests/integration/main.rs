@@ -9,6 +9,7 @@
 mod amplification;
 mod bad_input;
 mod batch;
+mod bombs;
 mod chaos;
 mod cli;
 mod connection_limits;
