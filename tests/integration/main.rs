@@ -6,6 +6,7 @@
 // Pixel comparisons index several parallel buffers by the same pixel number.
 #![allow(clippy::needless_range_loop, clippy::naive_bytecount)]
 
+mod backpressure;
 mod bad_input;
 mod batch;
 mod chaos;
