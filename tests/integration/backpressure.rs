@@ -9,7 +9,7 @@ use futures::StreamExt as _;
 use tessera::pb::v1::{self, stream_tiles_response, tile_service_client::TileServiceClient};
 use tonic::{Code, Status, transport::Channel};
 
-use crate::harness::{self, Server, tile_at};
+use crate::harness::{self, Server, ServerOptions, tile_at};
 
 /// Every `REAL_EVERY`-th request is a real 64-px NPY tile; the others fail fast with
 /// NOT_FOUND (an asset that does not exist, refused before any worker is asked).
@@ -123,4 +123,75 @@ async fn several_stalled_streams_on_one_connection_all_complete() {
             seen.unwrap_or_else(|(status, n)| panic!("stream {i} failed after {n} answers: {status:?}"));
         assert_every_request_answered(&seen, REQUESTS);
     }
+}
+
+/// A peer that floods tiny DATA frames on streams the server has stopped reading is
+/// still cut off by h2 (GOAWAY ENHANCE_YOUR_CALM), once the frames' overhead exceeds
+/// the budget the windows were sized for; the server goes on serving.
+#[tokio::test]
+async fn a_flood_of_one_byte_frames_on_stalled_streams_is_cut_off() {
+    /// More than the connection's frame budget covers: each stalled stream can hold
+    /// ~32 000 one-byte frames (32 KiB window), charged 255 each.
+    const STREAMS: usize = 8;
+    // h2 logs the budget running out at debug level.
+    let server = Server::start_with(ServerOptions {
+        env: vec![("RUST_LOG".into(), "info,h2=debug".into())],
+        ..ServerOptions::default()
+    });
+    let tcp = tokio::net::TcpStream::connect(&server.address).await.unwrap();
+    // A 1 KiB receive window, never read: the server's answers back up, its tiles wait
+    // to be sent, and it stops reading the request streams.
+    let (mut h2, connection) =
+        h2::client::Builder::new().initial_window_size(1024).handshake(tcp).await.unwrap();
+    let connection = tokio::spawn(connection);
+    let mut real = bytes::BytesMut::new();
+    for n in 0..40 {
+        let message = prost::Message::encode_to_vec(&request(n * REAL_EVERY));
+        real.extend_from_slice(&[0]);
+        real.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        real.extend_from_slice(&message);
+    }
+    let real = real.freeze();
+    let mut streams = Vec::new();
+    for _ in 0..STREAMS {
+        let call =
+            http::Request::post(format!("http://{}/tessera.v1.TileService/StreamTiles", server.address))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .body(())
+                .unwrap();
+        let Ok(ready) = h2.ready().await else { break };
+        h2 = ready;
+        let Ok((answer, mut body)) = h2.send_request(call, false) else { break };
+        if body.send_data(real.clone(), false).is_err() {
+            break;
+        }
+        // The start of one more message (flag and a 1 MiB length), a byte per frame.
+        let prefix = [0u8, 0, 0x10, 0, 0];
+        for i in 0..32 * 1024 {
+            let byte = prefix.get(i).copied().unwrap_or(0);
+            if body.send_data(bytes::Bytes::copy_from_slice(&[byte]), false).is_err() {
+                break;
+            }
+        }
+        streams.push((answer, body));
+    }
+    // The server sends GOAWAY and closes; the client, still writing, may see the reset
+    // before it reads the GOAWAY.
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(20), connection)
+        .await
+        .expect("the flood was not cut off")
+        .unwrap();
+    let error = ended.expect_err("the connection ended cleanly");
+    assert!(error.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM) || error.is_io(), "{error:?}");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !server.log_text().contains("too many small DATA frames") {
+        assert!(std::time::Instant::now() < until, "no budget GOAWAY in the log:\n{}", server.log_text());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(streams);
+    // The server goes on serving other connections.
+    let mut client = server.client().await;
+    let tile = client.get_tile(request(0).tile.unwrap()).await.unwrap();
+    assert_eq!(harness::npy_tile(tile.get_ref()).0.shape, [3, 64, 64]);
 }
