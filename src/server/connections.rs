@@ -67,6 +67,57 @@ const AGE_JITTER: f64 = 0.1;
 /// flood must not turn into a flood of log lines.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
+// HTTP/2 flow control and h2's small-DATA-frame budget.
+//
+// Backpressure on a client stream (StreamTiles) works by not reading it: the request
+// bytes the server has not read stay in h2 until the stream's window is full, and the
+// client then waits. h2 (since 0.4.16) also charges every buffered non-final DATA frame
+// under 256 bytes `256 - payload` against a per-connection budget, refunded when the
+// frame is read, and sends GOAWAY ENHANCE_YOUR_CALM "too_many_data_frames" when the
+// budget runs out. A gRPC client sends each small message in its own frame, so with
+// hyper's defaults (1 MiB stream window; budget half the 1 MiB connection window) a
+// stalled stream of ~45-byte requests exhausted the budget after ~2 500 unread frames,
+// long before its window was full: the connection, and every call on it, died.
+//
+// hyper does not expose h2's budget setting, but h2 sizes it as half the connection
+// window. So the windows are chosen together: each stream may hold at most
+// `STREAM_WINDOW` unread bytes, i.e. `STREAM_WINDOW / SMALLEST_MESSAGE_FRAME` frames of
+// the smallest message a client plausibly streams, and the connection window is set so
+// that its budget covers that many frames on every stream the connection may have open.
+// Unread request bytes stay bounded by streams × `STREAM_WINDOW` (4 MiB at the default
+// 128 streams), whatever the connection window. A peer sending smaller frames on
+// purpose is still cut off, once it has made h2 hold streams × ~310 KiB of frame
+// overhead (39 MiB at 128 streams; h2's own default allowed 512 KiB per connection, at
+// the same ratio of memory held to bytes sent).
+
+/// `SETTINGS_INITIAL_WINDOW_SIZE`: the request bytes a client may send on one stream
+/// before the server reads them. Half the protocol's default: requests are small (a
+/// StreamTiles client keeps ~700 tile requests in flight with it; a 1 000-tile GetTiles
+/// batch takes a few round trips), and it halves what stalled streams may buffer.
+const STREAM_WINDOW: u32 = 32 * 1024;
+/// The smallest DATA frame a legitimate client sends when it streams one message per
+/// frame: the 5-byte gRPC prefix and a StreamTilesRequest naming a tile of a short
+/// asset or layer.
+const SMALLEST_MESSAGE_FRAME: u64 = 24;
+/// What h2 charges a buffered DATA frame of `n < 256` payload bytes: `256 - n` (its
+/// `DEFAULT_DATA_FRAME_OVERHEAD_THRESHOLD`, not exported).
+const H2_FRAME_OVERHEAD: u64 = 256;
+/// The largest window HTTP/2 allows (2^31 - 1).
+const MAX_WINDOW: u64 = (1 << 31) - 1;
+/// hyper's own connection window, kept as the floor.
+const MIN_CONNECTION_WINDOW: u64 = 1 << 20;
+
+/// The connection window for `max_streams` streams per connection: twice the h2 frame
+/// budget that lets every one of them hold a full [`STREAM_WINDOW`] of
+/// [`SMALLEST_MESSAGE_FRAME`]-byte frames unread (h2's budget is half the window).
+/// Beyond ~3 400 streams it is capped at the protocol's maximum.
+fn connection_window(max_streams: u32) -> u32 {
+    let frames_per_stream = u64::from(STREAM_WINDOW) / SMALLEST_MESSAGE_FRAME;
+    let budget = u64::from(max_streams) * frames_per_stream * (H2_FRAME_OVERHEAD - SMALLEST_MESSAGE_FRAME);
+    // Capped at 2^31 - 1, so within u32.
+    u32::try_from((2 * budget).clamp(MIN_CONNECTION_WINDOW, MAX_WINDOW)).unwrap_or(u32::MAX >> 1)
+}
+
 /// What every connection is served with.
 #[derive(Clone)]
 pub struct ConnectionSettings {
@@ -347,7 +398,12 @@ async fn http2<IO, I, S, B>(
         .timer(TokioTimer::new())
         .max_concurrent_streams(settings.max_concurrent_streams)
         .keep_alive_interval(settings.keepalive_interval)
-        .keep_alive_timeout(settings.keepalive_timeout);
+        .keep_alive_timeout(settings.keepalive_timeout)
+        // Fixed windows (no BDP growth): they bound what a stalled stream buffers, see
+        // `connection_window`.
+        .adaptive_window(false)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(connection_window(settings.max_concurrent_streams));
     let conn = builder.serve_connection(TokioIo::new(io), per_request);
     tokio::pin!(conn);
     let age = settings.max_age.map(jittered);
@@ -420,6 +476,20 @@ mod tests {
         assert!(ages.iter().all(|a| *a >= Duration::from_secs(270) && *a <= Duration::from_secs(330)));
         let spread = ages.iter().max().unwrap().saturating_sub(*ages.iter().min().unwrap());
         assert!(spread > Duration::from_secs(30), "ages barely vary: {spread:?}");
+    }
+
+    #[test]
+    fn the_connection_window_budgets_every_stream_full_of_the_smallest_frames() {
+        // h2 0.4.20: Auto budget = connection window / 2.
+        let budget = |streams| u64::from(connection_window(streams)) / 2;
+        let stalled_stream_charge =
+            u64::from(STREAM_WINDOW) / SMALLEST_MESSAGE_FRAME * (256 - SMALLEST_MESSAGE_FRAME);
+        for streams in [1, 8, 128, 1000] {
+            assert!(budget(streams) >= u64::from(streams) * stalled_stream_charge, "{streams} streams");
+        }
+        assert_eq!(connection_window(1), 1 << 20);
+        assert_eq!(connection_window(128), 2 * 128 * 1365 * 232);
+        assert_eq!(u64::from(connection_window(100_000)), MAX_WINDOW);
     }
 
     #[test]
