@@ -341,13 +341,22 @@ async fn json_logs_carry_the_trace_id_and_worker_lines_their_pid() {
         "{worker_line}"
     );
     assert!(worker_line["message"].as_str().unwrap().contains("job failed"), "{worker_line}");
-    // The front's own lines inside the request carry the trace too, with their span id.
-    let front = server.log_text();
-    let traced_front_line =
-        front.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|l| {
-            l["target"] != "tessera::worker" && l["trace_id"] == trace_id.as_str() && l["span_id"].is_string()
-        });
-    assert!(traced_front_line.is_some(), "no front line in trace {trace_id}:\n{front}");
+    // The front's own lines inside the request carry the trace too, with their span id
+    // (they come through the same pipe as the worker's, and may be read after it).
+    loop {
+        let front = server.log_text();
+        let traced_front_line =
+            front.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|l| {
+                l["target"] != "tessera::worker"
+                    && l["trace_id"] == trace_id.as_str()
+                    && l["span_id"].is_string()
+            });
+        if traced_front_line.is_some() {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "no front line in trace {trace_id}:\n{front}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Bounds of a Web Mercator tile in EPSG:3857 metres.
