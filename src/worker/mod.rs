@@ -208,6 +208,9 @@ fn handle(
         }
         None => Err(JobError::new(ErrorKind::Protocol, "request carries no job")),
     };
+    // Every error leaves the worker here: GDAL's source file names and line numbers
+    // stay behind, whichever step quoted GDAL.
+    let result = result.map_err(|e| JobError::new(e.kind, gdal_errors::without_source_locations(&e.message)));
     if let Some(json) = warp::take_network_stats() {
         (stats.network_requests, stats.network_bytes) = io::network_totals(&json);
     }

@@ -11,6 +11,7 @@ mod batch;
 mod chaos;
 mod cli;
 mod connections;
+mod echo;
 mod egress;
 mod faults;
 mod grpcurl;
