@@ -314,10 +314,11 @@ pub struct ServeArgs {
 /// The variable a single bearer token can come from (not a flag: flags show in `ps`).
 pub const AUTH_TOKEN_VAR: &str = "TESSERA_AUTH_TOKEN";
 
-/// The config file's shape: every key optional.
+/// The config file's shape: every key optional. Public so that the `config_file` fuzz
+/// target parses files exactly as `--config` does ([`FileConfig::parse`]).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileConfig {
+pub struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     workers: Option<usize>,
@@ -407,6 +408,20 @@ struct FileConfig {
     tls_client_ca: Option<PathBuf>,
     auth_token_file: Option<PathBuf>,
     egress_allow: Option<Vec<String>>,
+}
+
+impl FileConfig {
+    /// Parses the text of the config file `path`. Reads nothing the file names: that,
+    /// and the merge with the flags, is [`ServeArgs::resolve`]'s.
+    pub fn parse(path: &std::path::Path, text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::File { path: path.to_owned(), reason: e.to_string() })
+    }
+
+    /// The `[[layers]]` tables, as written (checked by [`crate::layers::validate`]).
+    #[must_use]
+    pub fn layers(&self) -> &[crate::layers::LayerConfig] {
+        &self.layers
+    }
 }
 
 /// Parses a byte size: plain bytes, or a number with KiB, MiB, GiB (or KB, MB, GB).
@@ -688,8 +703,7 @@ impl ServeArgs {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| ConfigError::File { path: path.clone(), reason: e.to_string() })?;
-                toml::from_str::<FileConfig>(&text)
-                    .map_err(|e| ConfigError::File { path: path.clone(), reason: e.to_string() })?
+                FileConfig::parse(path, &text)?
             }
             None => FileConfig::default(),
         };

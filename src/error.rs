@@ -7,7 +7,10 @@ use std::time::Duration;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::pool::PoolError;
+use crate::{
+    echo::{cap_message, quote},
+    pool::PoolError,
+};
 
 /// Why a request failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -31,7 +34,7 @@ pub enum ServiceError {
     #[error("{0}")]
     OutOfRange(String),
     /// An asset exists but is not a readable GeoTIFF.
-    #[error("asset '{asset}' cannot be read: {reason}")]
+    #[error("asset {} cannot be read: {reason}", quote(asset))]
     AssetUnreadable {
         /// The asset as the caller named it.
         asset: String,
@@ -66,14 +69,15 @@ impl ServiceError {
     /// The error of a pool job for `asset`.
     #[must_use]
     pub fn from_pool(asset: &str, e: PoolError) -> Self {
+        let quoted = quote(asset);
         match e {
             PoolError::DeadlineExceeded => {
-                Self::DeadlineExceeded(format!("reading asset '{asset}' did not finish before the deadline"))
+                Self::DeadlineExceeded(format!("reading asset {quoted} did not finish before the deadline"))
             }
             PoolError::Unavailable(why) => Self::Unavailable(why),
             PoolError::Overloaded(wait) => Self::ResourceExhausted {
                 message: format!(
-                    "server overloaded: no worker became free within {} ms to read asset '{asset}' (--max-worker-wait); retry later",
+                    "server overloaded: no worker became free within {} ms to read asset {quoted} (--max-worker-wait); retry later",
                     wait.as_millis()
                 ),
                 retry_after: wait.max(Duration::from_millis(100)),
@@ -81,7 +85,7 @@ impl ServiceError {
             e @ (PoolError::Crashed(_) | PoolError::Quarantined(_)) => {
                 Self::AssetUnreadable { asset: asset.to_owned(), reason: e.to_string() }
             }
-            PoolError::Fault(f) => Self::Internal(format!("worker fault while reading '{asset}': {f}")),
+            PoolError::Fault(f) => Self::Internal(format!("worker fault while reading {quoted}: {f}")),
         }
     }
 }
@@ -104,12 +108,15 @@ impl ServiceError {
     }
 }
 
+/// Every message is capped and escaped here ([`cap_message`]), whatever the layer
+/// that wrote it quoted: a status travels in HTTP/2 trailers, which clients limit (8-16
+/// KiB), and callers log it.
 impl From<ServiceError> for Status {
     fn from(e: ServiceError) -> Status {
         let code = e.code();
-        let message = e.to_string();
+        let message = cap_message(&e.to_string()).into_owned();
         match e {
-            ServiceError::InvalidArgument { field, message } => Status::with_error_details(
+            ServiceError::InvalidArgument { field, .. } => Status::with_error_details(
                 code,
                 message.clone(),
                 ErrorDetails::with_bad_request_violation(field, message),
@@ -122,7 +129,7 @@ impl From<ServiceError> for Status {
                 Status::with_error_details(code, message, ErrorDetails::with_retry_info(Some(retry_after)))
             }
             ServiceError::Internal(detail) => {
-                tracing::error!(%detail, "internal error");
+                tracing::error!(detail = %cap_message(&detail), "internal error");
                 Status::internal("internal error; see the server log")
             }
             _ => Status::new(code, message),
@@ -143,5 +150,38 @@ pub fn status_message(status: &Status) -> tonic_types::pb::Status {
         code: status.code() as i32,
         message: status.message().to_owned(),
         details: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic_types::StatusExt as _;
+
+    use super::*;
+    use crate::echo::{MAX_MESSAGE_BYTES, wire_len};
+
+    #[test]
+    fn every_status_message_is_capped_and_escaped_whatever_the_layer_wrote() {
+        // As a worker might relay a GDAL message: long, on several lines.
+        let gdal = format!("read failed: {}\nsecond line", "TIFFReadEncodedTile() failed. ".repeat(40_000));
+        let status =
+            Status::from(ServiceError::AssetUnreadable { asset: "a.tif".into(), reason: gdal.clone() });
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert!(wire_len(status.message()) <= MAX_MESSAGE_BYTES, "{} bytes", wire_len(status.message()));
+        assert!(
+            status.message().starts_with("asset 'a.tif' cannot be read: read failed: TIFFReadEncodedTile()")
+        );
+        let whole = format!("asset 'a.tif' cannot be read: {gdal}").len();
+        assert!(status.message().ends_with(&format!("… (message truncated from {whole} bytes)")));
+
+        let status = Status::from(ServiceError::invalid("bands", "one\r\ntwo".repeat(100_000)));
+        assert!(wire_len(status.message()) <= MAX_MESSAGE_BYTES, "{} bytes", wire_len(status.message()));
+        assert!(status.message().starts_with(r"one\r\ntwoone\r\ntwo"), "{}", &status.message()[..40]);
+        let violation = &status.get_details_bad_request().unwrap().field_violations[0];
+        assert_eq!((violation.field.as_str(), violation.description.as_str()), ("bands", status.message()));
+
+        // Short messages pass unchanged.
+        let status = Status::from(ServiceError::NotFound("asset 'a.tif' does not exist".into()));
+        assert_eq!(status.message(), "asset 'a.tif' does not exist");
     }
 }

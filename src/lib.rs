@@ -12,6 +12,7 @@ pub mod api;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod echo;
 pub mod egress;
 pub mod error;
 pub mod ipc;

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::{Limits, TileRenderer};
 use crate::{
+    echo::{number, quote},
     error::ServiceError,
     layers::{BoundsSource, Layer, LayerInfo, LayerKind, Layers},
     mosaic::AssetResolver,
@@ -88,24 +89,26 @@ pub(super) fn with_layer_assets<'r>(
         return Err(ServiceError::invalid(
             "tile_matrix_set",
             format!(
-                "layer '{}' picks assets by longitude/latitude, and tile matrix set '{}' is in a CRS this server cannot convert to longitude/latitude; ask for a set in EPSG:3857, EPSG:4326 or CRS84 (e.g. WebMercatorQuad)",
-                req.layer, tile.tms
+                "layer {} picks assets by longitude/latitude, and tile matrix set '{}' is in a CRS this server cannot convert to longitude/latitude; ask for a set in EPSG:3857, EPSG:4326 or CRS84 (e.g. WebMercatorQuad)",
+                quote(&req.layer),
+                tile.tms
             ),
         ));
     }
     let assets = layer.assets_for_tile(&tile).map_err(|e| ServiceError::invalid("z", e.to_string()))?;
     if assets.is_empty() {
         return Err(ServiceError::NotFound(format!(
-            "layer '{}' has no asset at tile {}/{tile}",
-            req.layer, tile.tms
+            "layer {} has no asset at tile {}/{tile}",
+            quote(&req.layer),
+            tile.tms
         )));
     }
     if assets.len() > limits.max_assets_per_tile {
         return Err(ServiceError::invalid(
             "layer",
             format!(
-                "layer '{}' has {} assets at tile {}/{tile}, over this server's limit of {} per tile (--max-assets-per-tile); ask for a higher zoom",
-                req.layer,
+                "layer {} has {} assets at tile {}/{tile}, over this server's limit of {} per tile (--max-assets-per-tile); ask for a higher zoom",
+                quote(&req.layer),
                 assets.len(),
                 tile.tms,
                 limits.max_assets_per_tile
@@ -129,19 +132,21 @@ pub(super) fn point_assets<'r>(
     let assets = layer.assets_for_point(req.lon, req.lat);
     if assets.is_empty() {
         return Err(ServiceError::NotFound(format!(
-            "layer '{}' has no asset at lon {}, lat {}",
-            req.layer, req.lon, req.lat
+            "layer {} has no asset at lon {}, lat {}",
+            quote(&req.layer),
+            number(req.lon),
+            number(req.lat)
         )));
     }
     if assets.len() > limits.max_assets_per_tile {
         return Err(ServiceError::invalid(
             "layer",
             format!(
-                "layer '{}' has {} assets at lon {}, lat {}, over this server's limit of {} per request (--max-assets-per-tile)",
-                req.layer,
+                "layer {} has {} assets at lon {}, lat {}, over this server's limit of {} per request (--max-assets-per-tile)",
+                quote(&req.layer),
                 assets.len(),
-                req.lon,
-                req.lat,
+                number(req.lon),
+                number(req.lat),
                 limits.max_assets_per_tile
             ),
         ));
@@ -156,7 +161,8 @@ fn named_layer(layers: &Layers, name: &str, assets: &[String]) -> Result<Arc<Lay
         return Err(ServiceError::invalid(
             "layer",
             format!(
-                "the request names layer '{name}' and {} assets; give either `layer` or `assets`, not both",
+                "the request names layer {} and {} assets; give either `layer` or `assets`, not both",
+                quote(name),
                 assets.len()
             ),
         ));
@@ -168,9 +174,9 @@ fn named_layer(layers: &Layers, name: &str, assets: &[String]) -> Result<Arc<Lay
 pub(super) fn unknown_layer(name: &str, layers: &Layers) -> ServiceError {
     let served: Vec<String> = layers.list().into_iter().map(|l| l.name).collect();
     ServiceError::NotFound(if served.is_empty() {
-        format!("layer '{name}' is not served here: this server has no layers configured")
+        format!("layer {} is not served here: this server has no layers configured", quote(name))
     } else {
-        format!("layer '{name}' is not served here; layers: {}", served.join(", "))
+        format!("layer {} is not served here; layers: {}", quote(name), served.join(", "))
     })
 }
 

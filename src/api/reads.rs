@@ -19,6 +19,7 @@ use super::{
     validate,
 };
 use crate::{
+    echo::{number, quote},
     error::{ServiceError, status_message},
     mosaic::Asset,
     pb::{
@@ -48,10 +49,16 @@ const READ_KERNELS: &str = "nearest, bilinear, cubic, cubic_spline, lanczos, ave
 /// A checked lon/lat point.
 fn lon_lat(lon: f64, lat: f64) -> Result<(), ServiceError> {
     if !(lon.is_finite() && (-180.0..=180.0).contains(&lon)) {
-        return Err(ServiceError::invalid("lon", format!("lon={lon} is not a longitude in [-180, 180]")));
+        return Err(ServiceError::invalid(
+            "lon",
+            format!("lon={} is not a longitude in [-180, 180]", number(lon)),
+        ));
     }
     if !(lat.is_finite() && (-90.0..=90.0).contains(&lat)) {
-        return Err(ServiceError::invalid("lat", format!("lat={lat} is not a latitude in [-90, 90]")));
+        return Err(ServiceError::invalid(
+            "lat",
+            format!("lat={} is not a latitude in [-90, 90]", number(lat)),
+        ));
     }
     Ok(())
 }
@@ -124,22 +131,22 @@ fn read_size(field: &'static str, value: u32) -> Result<u32, ServiceError> {
 fn bbox(b: Option<&v1::Bounds>) -> Result<Vec<f64>, ServiceError> {
     let Some(b) = b else { return Ok(Vec::new()) };
     let (west, south, east, north) = (b.min_x, b.min_y, b.max_x, b.max_y);
+    let shown = || format!("[{}, {}, {}, {}]", number(west), number(south), number(east), number(north));
     let lon = |v: f64| v.is_finite() && (-180.0..=180.0).contains(&v);
     let lat = |v: f64| v.is_finite() && (-90.0..=90.0).contains(&v);
     if !(lon(west) && lon(east) && lat(south) && lat(north)) {
         return Err(ServiceError::invalid(
             "bbox",
             format!(
-                "bbox [{west}, {south}, {east}, {north}] is not a lon/lat box: min_x and max_x in [-180, 180], min_y and max_y in [-90, 90]"
+                "bbox {} is not a lon/lat box: min_x and max_x in [-180, 180], min_y and max_y in [-90, 90]",
+                shown()
             ),
         ));
     }
     if west >= east || south >= north {
         return Err(ServiceError::invalid(
             "bbox",
-            format!(
-                "bbox [{west}, {south}, {east}, {north}] is empty: min_x must be less than max_x and min_y less than max_y"
-            ),
+            format!("bbox {} is empty: min_x must be less than max_x and min_y less than max_y", shown()),
         ));
     }
     Ok(vec![west, south, east, north])
@@ -154,7 +161,10 @@ fn summary_options(req: &v1::GetStatisticsRequest) -> Result<(), ServiceError> {
         ));
     }
     if let Some(p) = req.percentiles.iter().find(|p| !(0.0..=100.0).contains(*p)) {
-        return Err(ServiceError::invalid("percentiles", format!("percentile {p} is not in [0, 100]")));
+        return Err(ServiceError::invalid(
+            "percentiles",
+            format!("percentile {} is not in [0, 100]", number(*p)),
+        ));
     }
     if req.histogram_bins > MAX_HISTOGRAM_BINS {
         return Err(ServiceError::invalid(
@@ -167,7 +177,9 @@ fn summary_options(req: &v1::GetStatisticsRequest) -> Result<(), ServiceError> {
             return Err(ServiceError::invalid(
                 "histogram_min",
                 format!(
-                    "the histogram range [{min}, {max}] must be finite with histogram_min <= histogram_max"
+                    "the histogram range [{}, {}] must be finite with histogram_min <= histogram_max",
+                    number(min),
+                    number(max)
                 ),
             ));
         }
@@ -207,7 +219,10 @@ fn is_asset_error(e: &ServiceError) -> bool {
 }
 
 fn unexpected(kind: &str, asset: &Asset) -> ServiceError {
-    ServiceError::Internal(format!("worker answered a {kind} job about '{}' with something else", asset.name))
+    ServiceError::Internal(format!(
+        "worker answered a {kind} job about {} with something else",
+        quote(&asset.name)
+    ))
 }
 
 /// `GetPoint`: the pixel under the point in each asset, all read at once.
@@ -437,15 +452,20 @@ pub(super) async fn preview(
         e.check_bands(info.data_bands).map_err(|e| {
             ServiceError::invalid(
                 "expression",
-                format!("expression {e} (asset '{}' has data bands 1..={})", asset.name, info.data_bands),
+                format!(
+                    "expression {e} (asset {} has data bands 1..={})",
+                    quote(&asset.name),
+                    info.data_bands
+                ),
             )
         })?;
     } else if let Some(b) = job.bands.iter().find(|b| **b as usize > info.data_bands) {
         return Err(ServiceError::invalid(
             "bands",
             format!(
-                "band {b} does not exist in asset '{}', which has data bands 1..={}",
-                asset.name, info.data_bands
+                "band {b} does not exist in asset {}, which has data bands 1..={}",
+                quote(&asset.name),
+                info.data_bands
             ),
         ));
     }
@@ -484,8 +504,8 @@ pub(super) async fn preview(
     };
     if !(raster.is_consistent() && raster.dtype == info.dtype && raster.bands == read_bands) {
         return Err(ServiceError::Internal(format!(
-            "worker returned a malformed preview of '{}'",
-            asset.name
+            "worker returned a malformed preview of {}",
+            quote(&asset.name)
         )));
     }
     let (width, height) = (r.width, r.height);

@@ -13,6 +13,7 @@ use super::{
     validate::TileRequest,
 };
 use crate::{
+    echo::quote,
     error::ServiceError,
     mosaic::Selector,
     mosaic::{Asset, AssetInfo, InfoCache},
@@ -63,7 +64,8 @@ fn asset_span(kind: &'static str, asset: &Asset) -> Span {
     tracing::info_span!(
         "asset_job",
         otel.name = kind,
-        asset.uri = %asset.name,
+        // A string field: text logs show it quoted and escaped.
+        asset.uri = asset.name.as_str(),
         worker.pid = Empty,
         pool.wait_ms = Empty,
         ipc_ms = Empty,
@@ -84,30 +86,26 @@ fn worker_error(asset: &Asset, mut e: WorkerError) -> ServiceError {
     // GDAL names the file by its full path; the caller knows it by the asset name, and
     // the server's directory layout is none of its business.
     e.message = e.message.replace(&*asset.path.to_string_lossy(), &asset.name);
+    let name = quote(&asset.name);
     match ErrorKind::try_from(e.kind) {
         Ok(ErrorKind::NotFound) => {
-            ServiceError::NotFound(format!("asset '{}' does not exist: {}", asset.name, e.message))
+            ServiceError::NotFound(format!("asset {name} does not exist: {}", e.message))
         }
-        Ok(ErrorKind::Invalid) => {
-            ServiceError::invalid("bands", format!("asset '{}': {}", asset.name, e.message))
-        }
+        Ok(ErrorKind::Invalid) => ServiceError::invalid("bands", format!("asset {name}: {}", e.message)),
         Ok(ErrorKind::TooLarge) => {
-            ServiceError::invalid("assets", format!("asset '{}' is too large: {}", asset.name, e.message))
+            ServiceError::invalid("assets", format!("asset {name} is too large: {}", e.message))
         }
-        Ok(ErrorKind::Outside) => ServiceError::OutOfRange(format!("asset '{}': {}", asset.name, e.message)),
+        Ok(ErrorKind::Outside) => ServiceError::OutOfRange(format!("asset {name}: {}", e.message)),
         // The file changed between the resolver's check and the worker's open: answered
         // as the resolver answers the same file.
         Ok(ErrorKind::Denied) => ServiceError::PermissionDenied(format!(
-            "asset '{}' is not allowed: it leads outside the data directory (or the --allow-local directory it is in)",
-            asset.name
+            "asset {name} is not allowed: it leads outside the data directory (or the --allow-local directory it is in)"
         )),
-        Ok(ErrorKind::NotRegular) => {
-            ServiceError::NotFound(format!("asset '{}' is not a regular file", asset.name))
-        }
+        Ok(ErrorKind::NotRegular) => ServiceError::NotFound(format!("asset {name} is not a regular file")),
         Ok(ErrorKind::Unreadable | ErrorKind::ReadFailed) => {
             ServiceError::AssetUnreadable { asset: asset.name.clone(), reason: e.message }
         }
-        _ => ServiceError::Internal(format!("worker error on '{}': {}", asset.name, e.message)),
+        _ => ServiceError::Internal(format!("worker error on {name}: {}", e.message)),
     }
 }
 
@@ -166,11 +164,12 @@ fn check_compatible(
     reference_name: &str,
     reference: &AssetInfo,
 ) -> Result<(), ServiceError> {
+    let (name, reference_name) = (quote(name), quote(reference_name));
     if info.dtype != reference.dtype {
         return Err(ServiceError::invalid(
             "assets",
             format!(
-                "asset '{name}' holds {} data but asset '{reference_name}' holds {}: a tile's assets must share one data type",
+                "asset {name} holds {} data but asset {reference_name} holds {}: a tile's assets must share one data type",
                 info.dtype.name(),
                 reference.dtype.name()
             ),
@@ -180,24 +179,21 @@ fn check_compatible(
         return expression.check_bands(info.data_bands).map_err(|e| {
             ServiceError::invalid(
                 "expression",
-                format!("expression {e} (asset '{name}' has data bands 1..={})", info.data_bands),
+                format!("expression {e} (asset {name} has data bands 1..={})", info.data_bands),
             )
         });
     }
     if let Some(b) = req.bands.iter().find(|b| **b as usize > info.data_bands) {
         return Err(ServiceError::invalid(
             "bands",
-            format!(
-                "band {b} does not exist in asset '{name}', which has data bands 1..={}",
-                info.data_bands
-            ),
+            format!("band {b} does not exist in asset {name}, which has data bands 1..={}", info.data_bands),
         ));
     }
     if req.bands.is_empty() && info.data_bands != reference.data_bands {
         return Err(ServiceError::invalid(
             "bands",
             format!(
-                "asset '{name}' has {} data bands but asset '{reference_name}' has {}: choose common bands with `bands`",
+                "asset {name} has {} data bands but asset {reference_name} has {}: choose common bands with `bands`",
                 info.data_bands, reference.data_bands
             ),
         ));
@@ -305,7 +301,7 @@ impl TileRenderer {
         match response.result {
             Some(worker_response::Result::Info(info)) => {
                 let info = AssetInfo::from_worker(info).ok_or_else(|| {
-                    ServiceError::Internal(format!("incomplete description of '{}'", asset.name))
+                    ServiceError::Internal(format!("incomplete description of {}", quote(&asset.name)))
                 })?;
                 let info = Arc::new(info);
                 self.infos.insert(&asset.path, Arc::clone(&info));
@@ -607,8 +603,8 @@ impl TileRenderer {
                 Ok(r) => {
                     let raster = checked_raster(r, req, plan).ok_or_else(|| {
                         ServiceError::Internal(format!(
-                            "worker returned a malformed raster for '{}'",
-                            req.assets[i].name
+                            "worker returned a malformed raster for {}",
+                            quote(&req.assets[i].name)
                         ))
                     })?;
                     let (expression, bands) = (req.expression.clone(), Arc::clone(read_bands));

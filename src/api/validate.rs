@@ -2,6 +2,7 @@
 //! works with values that cannot be invalid.
 
 use crate::{
+    echo::{number, quote},
     error::ServiceError,
     mosaic::{Asset, AssetResolver, MAX_ASSET_NAME_LEN, PixelSelection},
     pb::{v1, worker},
@@ -321,7 +322,7 @@ fn check_read_window(
             "buffer",
             format!(
                 "tile_size {size} plus buffer {} on each side is {} px, over --max-tile-size {}",
-                req.buffer,
+                number(req.buffer),
                 size + buffer_halves,
                 limits.max_tile_size
             ),
@@ -391,7 +392,10 @@ fn buffer_halves(buffer: f64) -> Result<u32, ServiceError> {
     if !(buffer.is_finite() && (0.0..=f64::from(MAX_BUFFER)).contains(&buffer) && halves.fract() == 0.0) {
         return Err(ServiceError::invalid(
             "buffer",
-            format!("buffer={buffer} must be a multiple of 0.5 in 0..={MAX_BUFFER} (pixels on each side)"),
+            format!(
+                "buffer={} must be a multiple of 0.5 in 0..={MAX_BUFFER} (pixels on each side)",
+                number(buffer)
+            ),
         ));
     }
     Ok(halves as u32)
@@ -435,8 +439,8 @@ impl TileRequest {
             ServiceError::invalid(
                 "tile_matrix_set",
                 format!(
-                    "tile matrix set '{}' is not served here; use one of {} (empty means WebMercatorQuad)",
-                    req.tile_matrix_set,
+                    "tile matrix set {} is not served here; use one of {} (empty means WebMercatorQuad)",
+                    quote(&req.tile_matrix_set),
                     sets.names()
                 ),
             )

@@ -10,6 +10,8 @@
 //! does not allow `https://data.example.com/cogs-private/` or
 //! `https://data.example.com.evil.org/`.
 
+use crate::echo::quote;
+
 /// A URL scheme Tessera reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
@@ -50,7 +52,7 @@ pub fn looks_remote(name: &str) -> bool {
 impl RemoteUrl {
     /// Parses and checks a URL; the error says what is wrong with it.
     pub fn parse(url: &str) -> Result<Self, String> {
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("'{url}' is not a URL"))?;
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("{} is not a URL", quote(url)))?;
         let scheme = match scheme.to_ascii_lowercase().as_str() {
             "http" => Scheme::Http,
             "https" => Scheme::Https,
@@ -68,7 +70,11 @@ impl RemoteUrl {
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, path) = rest.split_at(split);
         if authority.is_empty() {
-            return Err(format!("'{url}' names no {}", if scheme == Scheme::S3 { "bucket" } else { "host" }));
+            return Err(format!(
+                "{} names no {}",
+                quote(url),
+                if scheme == Scheme::S3 { "bucket" } else { "host" }
+            ));
         }
         if authority.contains('@') {
             return Err("user information (user@host) in URLs is refused".to_owned());
@@ -151,29 +157,30 @@ fn check_host(authority: &str) -> Result<(), String> {
     let (host, port) = split_port(authority);
     if let Some(port) = port {
         if port.is_empty() || !port.chars().all(|c| c.is_ascii_digit()) || port.parse::<u16>().is_err() {
-            return Err(format!("port '{port}' is not a number in 0..=65535"));
+            return Err(format!("port {} is not a number in 0..=65535", quote(port)));
         }
     }
     if let Some(inner) = host.strip_prefix('[') {
         let Some(inner) = inner.strip_suffix(']') else {
-            return Err(format!("'{host}' is not an IPv6 address (no closing ']')"));
+            return Err(format!("{} is not an IPv6 address (no closing ']')", quote(host)));
         };
         return inner
             .parse::<std::net::Ipv6Addr>()
             .map(|_| ())
-            .map_err(|_| format!("'{host}' is not an IPv6 address"));
+            .map_err(|_| format!("{} is not an IPv6 address", quote(host)));
     }
     if host.is_empty()
         || !host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         || host.starts_with('.')
         || host.contains("..")
     {
-        return Err(format!("host '{host}' is not a valid host name"));
+        return Err(format!("host {} is not a valid host name", quote(host)));
     }
     let last = host.trim_end_matches('.').rsplit('.').next().unwrap_or("");
     if is_numeric_label(last) && host.parse::<std::net::Ipv4Addr>().is_err() {
         return Err(format!(
-            "host '{host}' is an IPv4 address in a non-canonical form; IP addresses are written as four decimal parts (a.b.c.d)"
+            "host {} is an IPv4 address in a non-canonical form; IP addresses are written as four decimal parts (a.b.c.d)",
+            quote(host)
         ));
     }
     Ok(())
@@ -186,7 +193,7 @@ fn check_bucket(bucket: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!("'{bucket}' is not an S3 bucket name (3-63 of a-z, 0-9, '.', '-')"))
+        Err(format!("{} is not an S3 bucket name (3-63 of a-z, 0-9, '.', '-')", quote(bucket)))
     }
 }
 

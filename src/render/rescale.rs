@@ -15,6 +15,7 @@
 //! One range applies to every band; otherwise there is one range per band.
 
 use super::{DataType, Raster};
+use crate::echo::number;
 
 /// An input range `[min, max]` mapped onto `0..=255`. Always finite with `min < max`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -28,7 +29,11 @@ pub struct RescaleRange {
 #[non_exhaustive]
 pub enum RescaleError {
     /// A bound is NaN or infinite.
-    #[error("rescale range {min},{max} is not finite: both bounds must be finite numbers")]
+    #[error(
+        "rescale range {},{} is not finite: both bounds must be finite numbers",
+        number(*min),
+        number(*max)
+    )]
     NotFinite {
         /// The lower bound given.
         min: f64,
@@ -36,7 +41,11 @@ pub enum RescaleError {
         max: f64,
     },
     /// The lower bound is not below the upper bound.
-    #[error("rescale range {min},{max} is empty or inverted: min must be less than max")]
+    #[error(
+        "rescale range {},{} is empty or inverted: min must be less than max",
+        number(*min),
+        number(*max)
+    )]
     Inverted {
         /// The lower bound given.
         min: f64,

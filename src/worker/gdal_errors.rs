@@ -1,7 +1,8 @@
 //! Captures GDAL's error messages. GDAL reports failures through a process-wide handler
 //! and a bare return code; the default handler prints to stderr and the message is lost
 //! to the caller. The worker installs a handler that keeps the messages of the current
-//! job, so an error response says what GDAL said.
+//! job, so an error response says what GDAL said — without where in GDAL's sources it
+//! was said ([`without_source_locations`]).
 
 use std::sync::{
     Mutex,
@@ -71,9 +72,132 @@ pub fn take() -> Option<String> {
     Some(joined)
 }
 
+/// Extensions of the source files GDAL names in its messages.
+const SOURCE_EXTENSIONS: [&str; 6] = [".cpp", ".c", ".h", ".hpp", ".cc", ".cxx"];
+
+/// `message` without the source locations GDAL puts in some of its messages: its
+/// allocation checks (`VSI_MALLOC_VERBOSE` and kin) write `FILE, LINE: ` or
+/// `FILE: LINE: ` before the text, e.g. `./alg/gdalwarpoperation.cpp, 694: cannot
+/// allocate 2700000000 bytes`. Which file and line of the server's GDAL failed tells a
+/// caller about the build, not about the request. Wherever such a location appears
+/// (first, or after `warp failed: `, `; ` or a quote), it goes; the rest stays.
+#[must_use]
+pub fn without_source_locations(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some((start, end)) = source_location(rest) {
+        out.push_str(&rest[..start]);
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Characters of a source path as GDAL writes one (`__FILE__`).
+fn is_path_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '/' | '\\' | '-' | '+')
+}
+
+/// The byte range of the first source location in `text`: a whole path token (or
+/// `(unknown file)`, GDAL's stand-in) ending in a source extension, then `, ` or `: `,
+/// the line number and `: ` (or `:` at the end).
+fn source_location(text: &str) -> Option<(usize, usize)> {
+    const UNKNOWN: &str = "(unknown file)";
+    let mut start = 0;
+    while let Some(rest) = text.get(start..).filter(|r| !r.is_empty()) {
+        let file_len = if rest.starts_with(UNKNOWN) {
+            UNKNOWN.len()
+        } else {
+            rest.find(|c: char| !is_path_char(c)).unwrap_or(rest.len())
+        };
+        if file_len == 0 {
+            // Not a path: on to the next character.
+            start += rest.chars().next().map_or(1, char::len_utf8);
+            continue;
+        }
+        let file = &rest[..file_len];
+        let is_source =
+            file == UNKNOWN || SOURCE_EXTENSIONS.iter().any(|e| file.len() > e.len() && file.ends_with(e));
+        if is_source && let Some(len) = line_suffix(&rest[file_len..]) {
+            return Some((start, start + file_len + len));
+        }
+        start += file_len;
+    }
+    None
+}
+
+/// The length of `, LINE: ` or `: LINE: ` at the start of `text` (`:` alone at its
+/// end), if there.
+fn line_suffix(text: &str) -> Option<usize> {
+    let after_separator = text.strip_prefix(", ").or_else(|| text.strip_prefix(": "))?;
+    let digits = after_separator.find(|c: char| !c.is_ascii_digit()).unwrap_or(after_separator.len());
+    if digits == 0 {
+        return None;
+    }
+    let tail = &after_separator[digits..];
+    let colon = if tail.starts_with(": ") {
+        2
+    } else if tail == ":" {
+        1
+    } else {
+        return None;
+    };
+    Some(text.len() - tail.len() + colon)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gdal_source_locations_are_removed_from_messages() {
+        // As GDAL 3.6 wrote it for a warp whose buffer did not fit the memory limit.
+        assert_eq!(
+            without_source_locations("./alg/gdalwarpoperation.cpp, 694: cannot allocate 2700000000 bytes"),
+            "cannot allocate 2700000000 bytes"
+        );
+        assert_eq!(
+            without_source_locations(
+                "warp failed: ./alg/gdalwarpoperation.cpp, 1847: cannot allocate 12 bytes; \
+                 /build/gdal-3.6.2/frmts/gtiff/geotiff.cpp: 5120: Multiplication overflow : 1 * 2"
+            ),
+            "warp failed: cannot allocate 12 bytes; Multiplication overflow : 1 * 2"
+        );
+        assert_eq!(
+            without_source_locations("(unknown file), 0: cannot allocate 64 bytes"),
+            "cannot allocate 64 bytes"
+        );
+        // Inside the gdal crate's description of an error, after a quote.
+        assert_eq!(
+            without_source_locations(
+                "reading the mask band: CPL error class: 'Failure', error number: '2', error msg: \
+                 '../port/cpl_vsisimple.cpp, 12: cannot allocate 8x8 bytes'"
+            ),
+            "reading the mask band: CPL error class: 'Failure', error number: '2', error msg: \
+             'cannot allocate 8x8 bytes'"
+        );
+        assert_eq!(without_source_locations("/src/x.h:"), "/src/x.h:");
+        assert_eq!(without_source_locations("a/x.cc: 7:"), "");
+    }
+
+    #[test]
+    fn messages_without_source_locations_are_unchanged() {
+        for message in [
+            "",
+            "read failed: TIFFReadEncodedTile() failed.",
+            "/data/a.tif: 3: not a source file",
+            "a.tif, 12: neither",
+            "file.cpp, line 12: no line number",
+            ".cpp, 12: no file name",
+            "x.cpp,12: no space",
+            "x.cpp, 12 no colon",
+            "x.cppy, 12: another extension",
+            "Zürich.c, é: 12: ",
+            "(unknown file",
+        ] {
+            assert_eq!(without_source_locations(message), message);
+        }
+    }
 
     #[test]
     fn the_overview_is_read_from_the_warp_debug_message() {

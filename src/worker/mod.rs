@@ -209,7 +209,7 @@ fn handle(
     let io_before = io::read_bytes();
     let _ = warp::take_network_stats();
     let _ = gdal_errors::take_overview();
-    let mut result = match request.job {
+    let result = match request.job {
         Some(worker_request::Job::Read(read)) => {
             let _busy = hooks.on_read(&read.path);
             read::read(cache, &read, &mut stats).map(worker_response::Result::Read)
@@ -232,6 +232,10 @@ fn handle(
         }
         None => Err(JobError::new(ErrorKind::Protocol, "request carries no job")),
     };
+    // Every error leaves the worker here: GDAL's source file names and line numbers
+    // stay behind, whichever step quoted GDAL.
+    let mut result =
+        result.map_err(|e| JobError::new(e.kind, gdal_errors::without_source_locations(&e.message)));
     if let Some(json) = warp::take_network_stats() {
         (stats.network_requests, stats.network_bytes) = io::network_totals(&json);
     }

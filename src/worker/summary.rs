@@ -19,6 +19,8 @@
 // values exactly, and the tests assert bit-for-bit agreement with it.
 #![allow(clippy::float_cmp)]
 
+use crate::echo::number;
+
 /// Percentiles computed when a request names none.
 pub const DEFAULT_PERCENTILES: [f64; 2] = [2.0, 98.0];
 /// Histogram bins when a request sets none.
@@ -73,7 +75,7 @@ impl SummaryOptions {
             return Err(format!("at most {MAX_PERCENTILES} percentiles, not {}", percentiles.len()));
         }
         if let Some(bad) = percentiles.iter().find(|p| !(0.0..=100.0).contains(*p)) {
-            return Err(format!("percentile {bad} is not in [0, 100]"));
+            return Err(format!("percentile {} is not in [0, 100]", number(*bad)));
         }
         match &histogram {
             HistogramOptions::Bins { count, range } => {
@@ -83,7 +85,9 @@ impl SummaryOptions {
                 if let Some((low, high)) = range {
                     if !low.is_finite() || !high.is_finite() || low > high {
                         return Err(format!(
-                            "the histogram range [{low}, {high}] must be finite with min <= max"
+                            "the histogram range [{}, {}] must be finite with min <= max",
+                            number(*low),
+                            number(*high)
                         ));
                     }
                 }

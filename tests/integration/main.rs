@@ -15,6 +15,7 @@ mod chaos;
 mod cli;
 mod connection_limits;
 mod connections;
+mod echo;
 mod egress;
 mod faults;
 mod file_swaps;

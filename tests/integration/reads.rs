@@ -619,7 +619,7 @@ const EXPRESSION_SYNTAX: &str =
     "expression at column 5 (1-based): expected an operand after '+' at column 4, found '*'";
 const EXPRESSION_BAND: &str = "expression at column 1 (1-based): band b4 does not exist: the asset has 3 bands (b1 to b3) (asset 'utm_rgb_00.tif' has data bands 1..=3)";
 const UNKNOWN_COLORMAP: &str =
-    "unknown colormap \"viridiss\": did you mean viridis, viridis_r? (211 named colormaps exist)";
+    "unknown colormap 'viridiss': did you mean viridis, viridis_r? (211 named colormaps exist)";
 
 #[tokio::test]
 async fn bad_previews_are_refused_with_their_field_and_why() {

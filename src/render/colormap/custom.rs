@@ -171,7 +171,7 @@ mod tests {
         for bad in ["FF0000", "#FF000", "#GG0000", "#", "#ff0000ff00"] {
             assert_eq!(
                 Rgba::from_hex(bad).unwrap_err().to_string(),
-                format!("colour {bad:?} is not #RGB, #RGBA, #RRGGBB or #RRGGBBAA")
+                format!("colour '{bad}' is not #RGB, #RGBA, #RRGGBB or #RRGGBBAA")
             );
         }
     }

@@ -29,6 +29,7 @@ pub use custom::{MAX_EXACT_ENTRIES, MAX_INTERVALS, Rgba};
 pub use named::{count as named_count, names};
 
 use super::{DataType, Raster};
+use crate::echo::{number, quote};
 use custom::{ExactEntries, Interval, Intervals};
 use named::TABLE_LEN;
 
@@ -53,7 +54,7 @@ enum Kind {
 #[non_exhaustive]
 pub enum ColormapError {
     /// No named colormap has this name.
-    #[error("unknown colormap {name:?}: {}", describe_suggestions(suggestions))]
+    #[error("unknown colormap {}: {}", quote(name), describe_suggestions(suggestions))]
     UnknownName {
         /// The name asked for.
         name: String,
@@ -79,19 +80,23 @@ pub enum ColormapError {
         max: usize,
     },
     /// An exact value is NaN or infinite.
-    #[error("colormap value {value} is not finite: values must be finite numbers")]
+    #[error("colormap value {} is not finite: values must be finite numbers", number(*value))]
     NotFiniteValue {
         /// The value.
         value: f64,
     },
     /// An exact value appears twice.
-    #[error("colormap value {value} is given twice: each value takes one colour")]
+    #[error("colormap value {} is given twice: each value takes one colour", number(*value))]
     DuplicateValue {
         /// The value.
         value: f64,
     },
     /// An interval bound is NaN or infinite.
-    #[error("colormap interval [{min}, {max}) is not finite: bounds must be finite numbers")]
+    #[error(
+        "colormap interval [{}, {}) is not finite: bounds must be finite numbers",
+        number(*min),
+        number(*max)
+    )]
     NotFiniteInterval {
         /// Lower bound.
         min: f64,
@@ -99,7 +104,11 @@ pub enum ColormapError {
         max: f64,
     },
     /// An interval's lower bound is not below its upper bound.
-    #[error("colormap interval [{min}, {max}) is empty or inverted: min must be less than max")]
+    #[error(
+        "colormap interval [{}, {}) is empty or inverted: min must be less than max",
+        number(*min),
+        number(*max)
+    )]
     InvertedInterval {
         /// Lower bound.
         min: f64,
@@ -109,7 +118,7 @@ pub enum ColormapError {
     /// Two intervals overlap.
     #[error(
         "colormap intervals [{}, {}) and [{}, {}) overlap: intervals are [min, max) and must not overlap",
-        first.0, first.1, second.0, second.1
+        number(first.0), number(first.1), number(second.0), number(second.1)
     )]
     OverlappingIntervals {
         /// The interval with the lower `min`.
@@ -130,7 +139,7 @@ pub enum ColormapError {
         value: i64,
     },
     /// A hex colour is malformed.
-    #[error("colour {text:?} is not #RGB, #RGBA, #RRGGBB or #RRGGBBAA")]
+    #[error("colour {} is not #RGB, #RGBA, #RRGGBB or #RRGGBBAA", quote(text))]
     HexColor {
         /// The text given.
         text: String,

@@ -90,6 +90,13 @@ const SUGGEST_DISTANCE: usize = 2;
 /// (a larger difference alone puts them further away), so the cost is bounded by the
 /// longest colormap name, not by what the caller sent.
 pub(super) fn similar_names(name: &str) -> Vec<&'static str> {
+    // A name over 2 bytes longer than every table's is near none and a prefix of none;
+    // comparing it anyway costs its length times every name's (a 4 MB request name
+    // would take seconds).
+    let longest = TABLES.iter().map(|t| t.name.len()).max().unwrap_or(0);
+    if name.len() > longest + 2 {
+        return Vec::new();
+    }
     let wanted = name.to_ascii_lowercase();
     let mut scored: Vec<(usize, &'static str)> = TABLES
         .iter()

@@ -209,12 +209,28 @@ fn more_than_one_band_is_refused() {
 fn unknown_names_list_close_ones_and_the_count() {
     assert_eq!(
         Colormap::named("Viridis").unwrap_err().to_string(),
-        "unknown colormap \"Viridis\": did you mean viridis, cividis, viridis_r? (211 named colormaps exist)"
+        "unknown colormap 'Viridis': did you mean viridis, cividis, viridis_r? (211 named colormaps exist)"
     );
     assert_eq!(
         Colormap::named("xyzzy-map").unwrap_err().to_string(),
-        "unknown colormap \"xyzzy-map\": no similar name among the 211 named colormaps (lowercase, e.g. viridis, magma, terrain; \"_r\" reverses a map)"
+        "unknown colormap 'xyzzy-map': no similar name among the 211 named colormaps (lowercase, e.g. viridis, magma, terrain; \"_r\" reverses a map)"
     );
     assert_eq!(named_count(), 211);
     assert!(names().any(|n| n == "cfastie"));
+}
+
+#[test]
+fn unknown_names_are_quoted_escaped_and_cut() {
+    assert_eq!(
+        Colormap::named("viridis\r\n\u{202E}x").unwrap_err().to_string(),
+        "unknown colormap 'viridis\\r\\n\\u{202e}x': no similar name among the 211 named colormaps (lowercase, e.g. viridis, magma, terrain; \"_r\" reverses a map)"
+    );
+    // A megabyte name: cut in the message, and compared with no table (it is near none).
+    let long = "viridis".repeat(150_000);
+    let message = Colormap::named(&long).unwrap_err().to_string();
+    assert!(
+        message
+            .starts_with(&format!("unknown colormap '{}'… (1050000 bytes): no similar name", &long[..128])),
+        "{message}"
+    );
 }

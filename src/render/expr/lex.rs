@@ -3,6 +3,7 @@
 //! original text.
 
 use super::error::ExprError;
+use crate::echo::{number, quote};
 
 /// A token's meaning.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,7 +93,7 @@ fn stray_character(text: &str, position: usize) -> ExprError {
     };
     ExprError::syntax(
         position,
-        format!("unexpected character '{ch}'{hint}; allowed are {ALLOWED_CHARACTERS}"),
+        format!("unexpected character {}{hint}; allowed are {ALLOWED_CHARACTERS}", quote(&ch.to_string())),
     )
 }
 
@@ -119,8 +120,8 @@ fn lex_number(text: &str, start: usize, end: usize) -> Result<(f64, usize), Expr
             return Err(ExprError::syntax(
                 j,
                 format!(
-                    "incomplete number '{}': an exponent needs digits, e.g. 1e3 or 2.5e-4",
-                    &text[start..j]
+                    "incomplete number {}: an exponent needs digits, e.g. 1e3 or 2.5e-4",
+                    quote(&text[start..j])
                 ),
             ));
         }
@@ -130,23 +131,23 @@ fn lex_number(text: &str, start: usize, end: usize) -> Result<(f64, usize), Expr
         return Err(ExprError::syntax(
             i,
             format!(
-                "invalid number: '{}' cannot be followed by '{}'; numbers are decimal \
+                "invalid number: {} cannot be followed by '{}'; numbers are decimal \
                  (12, 0.5, 1e3) and need an operator before a name, e.g. 2*b1",
-                &text[start..i],
+                quote(&text[start..i]),
                 bytes[i] as char
             ),
         ));
     }
     let value = text[start..i]
         .parse::<f64>()
-        .map_err(|_| ExprError::syntax(start, format!("invalid number '{}'", &text[start..i])))?;
+        .map_err(|_| ExprError::syntax(start, format!("invalid number {}", quote(&text[start..i]))))?;
     Ok((value, i))
 }
 
 /// A token as error messages name it.
 pub(crate) fn describe(tok: &Tok) -> String {
     match tok {
-        Tok::Num { value, .. } => format!("number {value}"),
+        Tok::Num { value, .. } => format!("number {}", number(*value)),
         Tok::Name(n) => format!("'{n}'"),
         Tok::Op(op) => format!("'{op}'"),
         Tok::LParen => "'('".to_string(),

@@ -6,6 +6,7 @@
 use super::error::{ExprError, ExprErrorKind};
 use super::func::Func;
 use super::lex::{Tok, Token, describe, tokenize};
+use crate::echo::quote;
 
 /// A node of a parsed block. Conditions evaluate to 0.0 / 1.0.
 #[derive(Debug, Clone, PartialEq)]
@@ -357,7 +358,10 @@ impl Parser<'_> {
             if called {
                 return Err(ExprError::syntax(
                     self.peek().position,
-                    format!("'{name}' is a band, not a function; put an operator between it and '('"),
+                    format!(
+                        "{q} is a band, not a function; put an operator between it and '('",
+                        q = quote(name)
+                    ),
                 ));
             }
             self.band_refs.push(BandRef { band, position });
@@ -367,12 +371,12 @@ impl Parser<'_> {
             (Some(func), true) => self.call(func, name, position, depth),
             (Some(func), false) => Err(ExprError::syntax(
                 position,
-                format!("function '{name}' must be called: {}", func.signature(name)),
+                format!("function {} must be called: {}", quote(name), func.signature(name)),
             )),
             (None, true) => Err(ExprError::new(
                 ExprErrorKind::UnknownFunction,
                 position,
-                format!("unknown function '{name}'; allowed functions are {}", Func::list()),
+                format!("unknown function {}; allowed functions are {}", quote(name), Func::list()),
             )),
             (None, false) => Err(unknown_name(name, position)),
         }
@@ -485,14 +489,18 @@ fn band_number(name: &str, position: usize) -> Result<Option<u32>, ExprError> {
     if digits.starts_with('0') {
         let hint = digits.trim_start_matches('0');
         let message = if hint.is_empty() {
-            format!("there is no band '{name}': bands are numbered from 1 (b1, b2, …)")
+            format!("there is no band {q}: bands are numbered from 1 (b1, b2, …)", q = quote(name))
         } else {
-            format!("band '{name}' has a leading zero: write b{hint}")
+            format!("band {q} has a leading zero: write b{hint}", q = quote(name))
         };
         return Err(ExprError::new(ExprErrorKind::UnknownName, position, message));
     }
     digits.parse::<u32>().map(Some).map_err(|_| {
-        ExprError::new(ExprErrorKind::UnknownName, position, format!("band number in '{name}' is too large"))
+        ExprError::new(
+            ExprErrorKind::UnknownName,
+            position,
+            format!("band number in {q} is too large", q = quote(name)),
+        )
     })
 }
 
@@ -508,6 +516,9 @@ fn unknown_name(name: &str, position: usize) -> ExprError {
     ExprError::new(
         ExprErrorKind::UnknownName,
         position,
-        format!("unknown name '{name}'{hint}: bands are b1, b2, …; functions are called with parentheses"),
+        format!(
+            "unknown name {q}{hint}: bands are b1, b2, …; functions are called with parentheses",
+            q = quote(name)
+        ),
     )
 }
