@@ -1,7 +1,8 @@
 //! What the server echoes of a request: names come back quoted, escaped (CR, LF, bidi
 //! controls) and cut to 128 characters, numbers in a short form, and no message grows
-//! past what clients accept in a trailer; grpc-python reads the NOT_FOUND for a 1 MB
-//! layer name instead of failing with "Stream removed".
+//! past what clients accept in a trailer; grpc-python reads the answer to a 1 MB layer
+//! name (refused by its length, unechoed) and to a long one within the bound (echoed,
+//! cut) instead of failing with "Stream removed".
 
 use prost::Message as _;
 use tessera::pb::v1::{self, get_tile_request::Colormap};
@@ -17,14 +18,19 @@ const FORGING: &str = "evil\r\nINFO forged line\u{202E}fdp.exe";
 /// [`FORGING`] as messages quote it.
 const FORGING_QUOTED: &str = r"'evil\r\nINFO forged line\u{202e}fdp.exe'";
 
-/// A megabyte-long name.
+/// A megabyte-long name: over every name's bound (256 bytes), refused by its length.
 fn megabyte_name() -> String {
     "L".repeat(1 << 20)
 }
 
-/// The megabyte name as messages quote it: its first 128 characters and its length.
-fn megabyte_quoted() -> String {
-    format!("'{}'… (1048576 bytes)", "L".repeat(128))
+/// The longest name a request may give (256 bytes): echoed, cut.
+fn long_name() -> String {
+    "L".repeat(256)
+}
+
+/// The long name as messages quote it: its first 128 characters and its length.
+fn long_quoted() -> String {
+    format!("'{}'… (256 bytes)", "L".repeat(128))
 }
 
 /// The good tile's request, changed.
@@ -53,20 +59,26 @@ fn assert_status(label: &str, status: &Status, code: Code, message: &str) {
 }
 
 #[tokio::test]
-async fn megabyte_names_come_back_cut_to_128_characters_in_a_short_message() {
+async fn long_names_come_back_cut_to_128_characters_and_megabyte_ones_are_refused_by_length() {
     let server = Server::start();
-    let big = megabyte_name();
-    let quoted = megabyte_quoted();
+    let (long, quoted, big) = (long_name(), long_quoted(), megabyte_name());
 
-    let status = tile_error(&server, "layer", layer_tile(&big)).await;
+    let status = tile_error(&server, "layer", layer_tile(&long)).await;
     assert_status(
         "layer",
         &status,
         Code::NotFound,
         &format!("layer {quoted} is not served here: this server has no layers configured"),
     );
+    let status = tile_error(&server, "megabyte layer", layer_tile(&big)).await;
+    assert_status(
+        "megabyte layer",
+        &status,
+        Code::InvalidArgument,
+        "layer is 1048576 bytes long, over the limit of 256 bytes",
+    );
 
-    let colormap = good_with(|r| r.colormap = Some(Colormap::ColormapName(big.clone())));
+    let colormap = good_with(|r| r.colormap = Some(Colormap::ColormapName(long.clone())));
     let status = tile_error(&server, "colormap", colormap).await;
     assert_status(
         "colormap",
@@ -76,8 +88,16 @@ async fn megabyte_names_come_back_cut_to_128_characters_in_a_short_message() {
             "unknown colormap {quoted}: no similar name among the 211 named colormaps (lowercase, e.g. viridis, magma, terrain; \"_r\" reverses a map)"
         ),
     );
+    let colormap = good_with(|r| r.colormap = Some(Colormap::ColormapName(big.clone())));
+    let status = tile_error(&server, "megabyte colormap", colormap).await;
+    assert_status(
+        "megabyte colormap",
+        &status,
+        Code::InvalidArgument,
+        "colormap_name is 1048576 bytes long, over the limit of 256 bytes",
+    );
 
-    let tms = good_with(|r| r.tile_matrix_set.clone_from(&big));
+    let tms = good_with(|r| r.tile_matrix_set.clone_from(&long));
     let status = tile_error(&server, "tile matrix set", tms).await;
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(
@@ -87,31 +107,42 @@ async fn megabyte_names_come_back_cut_to_128_characters_in_a_short_message() {
     );
     // The quoted name and the message around it stay far under a trailer's limits.
     assert!(status.message().len() < 2048, "{} bytes", status.message().len());
+    let tms = good_with(|r| r.tile_matrix_set.clone_from(&big));
+    let status = tile_error(&server, "megabyte tile matrix set", tms).await;
+    assert_status(
+        "megabyte tile matrix set",
+        &status,
+        Code::InvalidArgument,
+        "tile_matrix_set is 1048576 bytes long, over the limit of 256 bytes",
+    );
 }
 
 #[tokio::test]
-async fn grpc_python_reads_the_not_found_of_a_megabyte_layer_name() {
+async fn grpc_python_reads_the_answers_to_long_and_megabyte_layer_names() {
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
-    let request = dir.path().join("request.pb");
-    std::fs::write(&request, layer_tile(&megabyte_name()).encode_to_vec()).unwrap();
+    let (request, big) = (dir.path().join("request.pb"), dir.path().join("big.pb"));
+    std::fs::write(&request, layer_tile(&long_name()).encode_to_vec()).unwrap();
+    std::fs::write(&big, layer_tile(&megabyte_name()).encode_to_vec()).unwrap();
     // The request as raw bytes through a generic call: no stubs needed.
     let script = r#"
 import sys, grpc
 with grpc.insecure_channel(sys.argv[1]) as channel:
     call = channel.unary_unary("/tessera.v1.TileService/GetTile")
-    try:
-        call(open(sys.argv[2], "rb").read(), timeout=30)
-        print("OK")
-    except grpc.RpcError as e:
-        print(e.code().name)
-        print(e.details())
+    for path in sys.argv[2:]:
+        try:
+            call(open(path, "rb").read(), timeout=30)
+            print("OK")
+        except grpc.RpcError as e:
+            print(e.code().name)
+            print(e.details())
 "#;
     let output = tokio::process::Command::new(venv_python())
         .arg("-c")
         .arg(script)
         .arg(&server.address)
         .arg(&request)
+        .arg(&big)
         .kill_on_drop(true)
         .output()
         .await
@@ -121,8 +152,8 @@ with grpc.insecure_channel(sys.argv[1]) as channel:
     assert_eq!(
         stdout.trim_end(),
         format!(
-            "NOT_FOUND\nlayer {} is not served here: this server has no layers configured",
-            megabyte_quoted()
+            "NOT_FOUND\nlayer {} is not served here: this server has no layers configured\nINVALID_ARGUMENT\nlayer is 1048576 bytes long, over the limit of 256 bytes",
+            long_quoted()
         )
     );
 }
