@@ -13,15 +13,10 @@ use gdal::{Dataset, DriverManager, raster::RasterCreationOptions};
 use tessera::pb::v1;
 use tonic::Code;
 
-use crate::harness::{self, Server, ServerOptions};
+use crate::harness::{self, Server};
 
 fn server(env: &[(&str, &str)], args: &[&str], workers: usize) -> Server {
-    Server::start_with(ServerOptions {
-        workers,
-        env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-        args: args.iter().map(|s| (*s).to_owned()).collect(),
-        wait_ready: true,
-    })
+    Server::with(env, args, workers)
 }
 
 fn tile(asset: &str) -> v1::GetTileRequest {

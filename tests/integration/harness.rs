@@ -188,6 +188,16 @@ pub struct Server {
 }
 
 impl Server {
+    /// A ready server with `workers` workers, extra environment and arguments.
+    pub fn with(env: &[(&str, &str)], args: &[&str], workers: usize) -> Self {
+        Self::start_with(ServerOptions {
+            workers,
+            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            args: args.iter().map(|s| (*s).to_owned()).collect(),
+            wait_ready: true,
+        })
+    }
+
     pub fn start() -> Self {
         Self::start_with(ServerOptions::default())
     }

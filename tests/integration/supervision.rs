@@ -12,15 +12,10 @@ use tessera::pb::v1;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::harness::{self, Server, ServerOptions, alive};
+use crate::harness::{self, Server, alive};
 
 fn server(env: &[(&str, &str)], args: &[&str], workers: usize) -> Server {
-    Server::start_with(ServerOptions {
-        workers,
-        env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-        args: args.iter().map(|s| (*s).to_owned()).collect(),
-        wait_ready: true,
-    })
+    Server::with(env, args, workers)
 }
 
 fn tile(asset: &str) -> v1::GetTileRequest {
