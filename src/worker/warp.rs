@@ -10,7 +10,7 @@ use std::{
 use gdal::Dataset;
 
 /// Runs `gdalwarp` with `args` (without the program name) on `src` and returns the
-/// output dataset (the args choose the MEM driver, so nothing touches disk).
+/// output dataset (the args choose an in-memory format, a warped VRT, so nothing touches disk).
 pub fn warp(src: &Dataset, args: &[String]) -> Result<Dataset, String> {
     let owned_args = args
         .iter()
@@ -30,7 +30,7 @@ pub fn warp(src: &Dataset, args: &[String]) -> Result<Dataset, String> {
     let mut usage_error: c_int = 0;
     let empty = c"";
     // SAFETY: `sources` holds one valid open dataset handle, borrowed for the call;
-    // `options` is a live options object; the destination is created by GDAL (MEM) and
+    // `options` is a live options object; the destination is created by GDAL (in memory) and
     // ownership of the returned handle passes to us.
     let out = unsafe {
         gdal_sys::GDALWarp(
