@@ -99,7 +99,9 @@ pub struct MemoryBudget {
 
 /// A reservation: held while the request renders, returned when dropped.
 #[derive(Debug)]
-pub struct Reservation<'a>(#[allow(dead_code)] SemaphorePermit<'a>);
+pub struct Reservation<'a> {
+    _units: SemaphorePermit<'a>,
+}
 
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
@@ -156,7 +158,7 @@ impl MemoryBudget {
             });
         }
         let units = u32::try_from(bytes.div_ceil(UNIT)).unwrap_or(u32::MAX).max(1);
-        self.units.try_acquire_many(units).map(Reservation).map_err(|_| {
+        self.units.try_acquire_many(units).map(|units| Reservation { _units: units }).map_err(|_| {
             self.refused_in_flight.fetch_add(1, Ordering::Relaxed);
             ServiceError::ResourceExhausted {
                 message: format!(

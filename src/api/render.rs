@@ -447,13 +447,17 @@ impl TileRenderer {
         let selector = self.composite(req, &mut plan, deadline, started).instrument(composite_span).await?;
         // Without lon/lat bounds (a custom set in another CRS) the plan could not skip
         // assets by their bounds; a tile they all miss is found out after compositing.
-        let must_touch = req.tile.geographic_bounds().is_none();
-        let outside = format!("tile {} of {} is outside the bounds of every asset", req.tile, req.tile.tms);
+        let outside =
+            req.tile.geographic_bounds().is_none().then(|| {
+                format!("tile {} of {} is outside the bounds of every asset", req.tile, req.tile.tms)
+            });
         let (format, rescale_ranges, colormap) = (req.format, req.rescale.clone(), req.colormap.clone());
         let encode_span = tracing::info_span!("encode", format = format.label(), bytes = Empty);
         let (data, mask) = off_runtime("encoder", move || {
             let mut raster = selector.finish();
-            if must_touch && raster.mask.iter().all(|m| *m == 0) {
+            if let Some(outside) = outside
+                && raster.mask.iter().all(|m| *m == 0)
+            {
                 return Err(ServiceError::NotFound(outside));
             }
             if !rescale_ranges.is_empty() {
