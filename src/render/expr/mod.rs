@@ -221,8 +221,22 @@ impl Expression {
         }
         let mut band_refs = Vec::new();
         let mut blocks = Vec::with_capacity(ranges.len());
-        for range in ranges {
+        let several = ranges.len() > 1;
+        for (n, range) in ranges.into_iter().enumerate() {
+            let before = band_refs.len();
             let node = parse::parse_block(text, range.start, range.end, limits.max_depth, &mut band_refs)?;
+            // rio-tiler stacks each block's array as a band: a block of numbers alone is
+            // a scalar it cannot stack ("inhomogeneous shape"), or fails before that
+            // (integer modulo by zero, an int too large), so it is refused here too.
+            if several && band_refs.len() == before {
+                return Err(ExprError::syntax(
+                    range.start,
+                    format!(
+                        "output band {} reads no band: each ';'-separated output must reference at least one band, e.g. b1",
+                        n + 1
+                    ),
+                ));
+            }
             blocks.push((range, node));
         }
         if band_refs.is_empty() {

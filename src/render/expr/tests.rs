@@ -120,8 +120,15 @@ fn elementwise_min_and_max_are_aliases_of_minimum_and_maximum() {
 }
 
 #[test]
-fn constant_block_is_broadcast_to_every_pixel() {
-    assert_eq!(eval("b1;2*3"), vec![eval("b1")[0].clone(), vec![6.0; 6]]);
+fn a_constant_output_block_is_refused_as_rio_tiler_cannot_stack_it() {
+    // rio-tiler 9.4.12's apply_expression(["b1", "2*3"], ...) raises InvalidExpression
+    // ("inhomogeneous shape"): a block of numbers is a scalar, not a band.
+    let err = parse("b1;2*3").unwrap_err();
+    assert_eq!((err.position, err.kind), (3, ExprErrorKind::Syntax), "{err}");
+    assert!(err.message.starts_with("output band 2 reads no band"), "{err}");
+    // A number inside a block that reads a band is broadcast as before (b1's last value
+    // is not finite, so b1*0+6 is NaN there, and NaN becomes 0).
+    assert_eq!(eval("b1;b1*0+6"), vec![eval("b1")[0].clone(), vec![6.0, 6.0, 6.0, 6.0, 6.0, 0.0]]);
 }
 
 #[test]
@@ -328,6 +335,11 @@ fn bad_expressions_point_at_the_mistake() {
         ("(b1>1)-(b2>1)", 6, Type, "'-' needs a number on at least one side"),
         ("(b1>1)**(b2>1)", 6, Type, "'**' needs a number on at least one side"),
         ("2+3", 0, Syntax, "expression reads no band"),
+        // rio-tiler 9.4.12: InvalidExpression ("inhomogeneous shape", "integer modulo by
+        // zero", "Python int too large to convert to C long").
+        ("b1;2", 3, Syntax, "output band 2 reads no band: each ';'-separated output must reference"),
+        ("b2;1%0", 3, Syntax, "output band 2 reads no band"),
+        ("11**111**2;b1+1", 0, Syntax, "output band 1 reads no band"),
         ("b1;b2 +", 7, Syntax, "expected an operand after '+' at column 7"),
     ];
     for (text, position, kind, fragment) in cases {
