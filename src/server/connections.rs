@@ -118,6 +118,47 @@ fn connection_window(max_streams: u32) -> u32 {
     u32::try_from((2 * budget).clamp(MIN_CONNECTION_WINDOW, MAX_WINDOW)).unwrap_or(u32::MAX >> 1)
 }
 
+/// The service every connection serves (tonic's routes): HTTP requests in, responses
+/// with a body of `B` out, never failing at the transport level. Named once for the
+/// functions of the accept loop.
+pub trait GrpcService<B>:
+    tower_service::Service<
+        http::Request<tonic::body::Body>,
+        Response = http::Response<B>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> GrpcService<B> for S where
+    S: tower_service::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<B>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// A response body hyper can send for [`GrpcService`].
+pub trait GrpcBody:
+    http_body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Unpin + Send + 'static
+{
+}
+
+impl<B> GrpcBody for B where
+    B: http_body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Unpin
+        + Send
+        + 'static
+{
+}
+
 /// What every connection is served with.
 #[derive(Clone)]
 pub struct ConnectionSettings {
@@ -187,16 +228,8 @@ pub async fn serve<S, B>(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) where
-    S: tower_service::Service<
-            http::Request<tonic::body::Body>,
-            Response = http::Response<B>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: GrpcService<B>,
+    B: GrpcBody,
 {
     let settings = Arc::new(settings);
     let slots = Arc::new(Semaphore::new(settings.max_connections.min(Semaphore::MAX_PERMITS)));
@@ -283,16 +316,8 @@ async fn connection<S, B>(
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) where
-    S: tower_service::Service<
-            http::Request<tonic::body::Body>,
-            Response = http::Response<B>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: GrpcService<B>,
+    B: GrpcBody,
 {
     let _slot = slot;
     let _open = metrics.connection_opened();
@@ -322,16 +347,8 @@ async fn prefaced<IO, S, B>(
     mut stop: watch::Receiver<bool>,
 ) where
     IO: Connected + AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: tower_service::Service<
-            http::Request<tonic::body::Body>,
-            Response = http::Response<B>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: GrpcService<B>,
+    B: GrpcBody,
 {
     // tonic reads the peer (and its TLS certificates) from this request extension.
     let info = io.connect_info();
@@ -370,16 +387,8 @@ async fn http2<IO, I, S, B>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     I: Clone + Send + Sync + 'static,
-    S: tower_service::Service<
-            http::Request<tonic::body::Body>,
-            Response = http::Response<B>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: GrpcService<B>,
+    B: GrpcBody,
 {
     let (streams, mut open_streams) = OpenStreams::new();
     let per_request = hyper::service::service_fn(move |request: http::Request<Incoming>| {

@@ -52,6 +52,13 @@ async fn tile_error(server: &Server, label: &str, request: v1::GetTileRequest) -
     }
 }
 
+/// The message for a colormap name that is not served, as quoted in it.
+fn unknown_colormap(quoted: &str) -> String {
+    format!(
+        "unknown colormap {quoted}: no similar name among the 211 named colormaps (lowercase, e.g. viridis, magma, terrain; \"_r\" reverses a map)"
+    )
+}
+
 /// Asserts the code and the exact message.
 fn assert_status(label: &str, status: &Status, code: Code, message: &str) {
     assert_eq!(status.code(), code, "{label}: wrong code; message: {:?}", status.message());
@@ -80,14 +87,7 @@ async fn long_names_come_back_cut_to_128_characters_and_megabyte_ones_are_refuse
 
     let colormap = good_with(|r| r.colormap = Some(Colormap::ColormapName(long.clone())));
     let status = tile_error(&server, "colormap", colormap).await;
-    assert_status(
-        "colormap",
-        &status,
-        Code::InvalidArgument,
-        &format!(
-            "unknown colormap {quoted}: no similar name among the 211 named colormaps (lowercase, e.g. viridis, magma, terrain; \"_r\" reverses a map)"
-        ),
-    );
+    assert_status("colormap", &status, Code::InvalidArgument, &unknown_colormap(&quoted));
     let colormap = good_with(|r| r.colormap = Some(Colormap::ColormapName(big.clone())));
     let status = tile_error(&server, "megabyte colormap", colormap).await;
     assert_status(
@@ -172,14 +172,7 @@ async fn line_breaks_and_bidi_overrides_in_names_come_back_escaped() {
 
     let colormap = good_with(|r| r.colormap = Some(Colormap::ColormapName(FORGING.into())));
     let status = tile_error(&server, "colormap", colormap).await;
-    assert_status(
-        "colormap",
-        &status,
-        Code::InvalidArgument,
-        &format!(
-            "unknown colormap {FORGING_QUOTED}: no similar name among the 211 named colormaps (lowercase, e.g. viridis, magma, terrain; \"_r\" reverses a map)"
-        ),
-    );
+    assert_status("colormap", &status, Code::InvalidArgument, &unknown_colormap(FORGING_QUOTED));
 
     let tms = good_with(|r| r.tile_matrix_set = FORGING.into());
     let status = tile_error(&server, "tile matrix set", tms).await;

@@ -134,13 +134,7 @@ async fn a_tile_swapped_for_a_symlink_out_of_its_root_never_serves_the_outside_f
         Box::new(|tmp| std::os::unix::fs::symlink("../outside.tif", tmp).unwrap()),
     ];
     let swapper = swap_loop(root.join("race.tif"), makers, Arc::clone(&stop));
-    let timer = {
-        let stop = Arc::clone(&stop);
-        tokio::spawn(async move {
-            tokio::time::sleep(SWAP_FOR).await;
-            stop.store(true, Ordering::Relaxed);
-        })
-    };
+    let timer = stop_after(&stop, SWAP_FOR);
     let outcomes = request_until(&server, &race, &stop).await;
     timer.await.unwrap();
     let swaps = swapper.join().unwrap();
@@ -193,13 +187,7 @@ async fn a_fifo_swapped_in_is_refused_at_once_and_no_worker_is_killed() {
         Box::new(|tmp| nix::unistd::mkfifo(tmp, nix::sys::stat::Mode::S_IRWXU).unwrap()),
     ];
     let swapper = swap_loop(root.join("pipe.tif"), makers, Arc::clone(&stop));
-    let timer = {
-        let stop = Arc::clone(&stop);
-        tokio::spawn(async move {
-            tokio::time::sleep(SWAP_FOR).await;
-            stop.store(true, Ordering::Relaxed);
-        })
-    };
+    let timer = stop_after(&stop, SWAP_FOR);
     let asset = name(&root.join("pipe.tif"));
     let outcomes = request_until(&server, &asset, &stop).await;
     timer.await.unwrap();
@@ -310,6 +298,15 @@ async fn npy_values(
     request.format = v1::ImageFormat::Npy as i32;
     let response = client.get_tile(request).await.unwrap().into_inner();
     harness::npy_tile(&response).0.values.iter().map(|v| *v as u8).collect()
+}
+
+/// Sets `stop` after `wait`: the end of a swap race.
+fn stop_after(stop: &Arc<AtomicBool>, wait: Duration) -> tokio::task::JoinHandle<()> {
+    let stop = Arc::clone(stop);
+    tokio::spawn(async move {
+        tokio::time::sleep(wait).await;
+        stop.store(true, Ordering::Relaxed);
+    })
 }
 
 #[tokio::test]
