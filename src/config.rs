@@ -230,6 +230,10 @@ pub struct ServeArgs {
     /// How long the front trusts a remote asset's cached bounds and type [default: 5m].
     #[arg(long, env = "TESSERA_REMOTE_METADATA_TTL", value_parser = humantime::parse_duration)]
     pub remote_metadata_ttl: Option<Duration>,
+    /// Memory for remote assets' bytes (headers and blocks), one cache shared by every
+    /// worker (e.g. 512MiB) [default: 1/8 of the pod's memory, between 64MiB and 1GiB].
+    #[arg(long, env = "TESSERA_REMOTE_CACHE_SIZE", value_parser = parse_bytes)]
+    pub remote_cache_size: Option<u64>,
     /// Memory for encoded tiles kept in the front (e.g. 256MiB); 0 = no tile cache [default: 0].
     #[arg(long, env = "TESSERA_TILE_CACHE_SIZE", value_parser = parse_bytes)]
     pub tile_cache_size: Option<u64>,
@@ -301,10 +305,6 @@ pub struct ServeArgs {
     /// PEM CA certificate(s): clients must present a certificate it signed (mTLS) [default: no client certificates].
     #[arg(long, env = "TESSERA_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
-    /// Host[:port] workers may reach besides the --allow-remote hosts, e.g. a custom STS
-    /// endpoint (repeatable; env: comma-separated) [default: none].
-    #[arg(long, env = "TESSERA_EGRESS_ALLOW", value_delimiter = ',')]
-    pub egress_allow: Vec<String>,
     /// File of accepted bearer tokens, one per line; callers must send `authorization: Bearer TOKEN`.
     /// A single token can also come from the TESSERA_AUTH_TOKEN variable [default: no token check].
     #[arg(long, env = "TESSERA_AUTH_TOKEN_FILE")]
@@ -373,6 +373,8 @@ pub struct FileConfig {
     #[serde(default, with = "humantime_serde_opt")]
     remote_metadata_ttl: Option<Duration>,
     #[serde(default, with = "bytes_serde_opt")]
+    remote_cache_size: Option<u64>,
+    #[serde(default, with = "bytes_serde_opt")]
     tile_cache_size: Option<u64>,
     #[serde(default, with = "humantime_serde_opt")]
     tile_cache_ttl: Option<Duration>,
@@ -407,7 +409,6 @@ pub struct FileConfig {
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
     auth_token_file: Option<PathBuf>,
-    egress_allow: Option<Vec<String>>,
 }
 
 impl FileConfig {
@@ -529,8 +530,6 @@ pub struct ServeConfig {
     pub tls: Option<TlsConfig>,
     /// Accepted bearer tokens; empty = no token check.
     pub auth_tokens: Vec<String>,
-    /// `--egress-allow`: hosts workers may reach besides the allowed prefixes' hosts.
-    pub egress_allow: Vec<String>,
     /// `--quarantine-threshold`.
     pub quarantine_threshold: usize,
     /// `--quarantine-timeouts`; 0 = read-timeout kills never quarantine.
@@ -560,6 +559,8 @@ pub struct ServeConfig {
     pub worker_env: Vec<(String, String)>,
     /// `--remote-metadata-ttl`.
     pub remote_metadata_ttl: Duration,
+    /// `--remote-cache-size`: bytes of remote assets the front keeps (see [`crate::fetch`]).
+    pub remote_cache_size: u64,
     /// `--tile-cache-size` (0 = off).
     pub tile_cache_size: u64,
     /// `--tile-cache-ttl`.
@@ -800,11 +801,6 @@ impl ServeArgs {
                 self.tls_key.or(file.tls_key),
                 self.tls_client_ca.or(file.tls_client_ca),
             )?,
-            egress_allow: if self.egress_allow.is_empty() {
-                file.egress_allow.unwrap_or_default()
-            } else {
-                self.egress_allow.clone()
-            },
             auth_tokens: auth_tokens(
                 self.auth_token_file.or(file.auth_token_file).as_deref(),
                 std::env::var(AUTH_TOKEN_VAR).ok(),
@@ -857,6 +853,10 @@ impl ServeArgs {
                 .remote_metadata_ttl
                 .or(file.remote_metadata_ttl)
                 .unwrap_or(DEFAULT_REMOTE_METADATA_TTL),
+            remote_cache_size: self
+                .remote_cache_size
+                .or(file.remote_cache_size)
+                .unwrap_or_else(default_remote_cache_size),
             tile_cache_size: self.tile_cache_size.or(file.tile_cache_size).unwrap_or(0),
             tile_cache_ttl: self.tile_cache_ttl.or(file.tile_cache_ttl).unwrap_or(DEFAULT_TILE_CACHE_TTL),
             layers: file.layers,
@@ -969,6 +969,14 @@ fn auth_tokens(file: Option<&std::path::Path>, var: Option<String>) -> Result<Ve
         return Err(ConfigError::Invalid("bearer tokens must be printable ASCII without spaces".into()));
     }
     Ok(tokens)
+}
+
+/// The remote cache's default size: an eighth of the pod's memory (its cgroup limit, or
+/// the machine's), at least 64 MiB and at most 1 GiB.
+#[must_use]
+pub fn default_remote_cache_size() -> u64 {
+    const MIB: u64 = 1024 * 1024;
+    crate::pool::pod_memory().map_or(256 * MIB, |pod| (pod.bytes / 8).clamp(64 * MIB, 1024 * MIB))
 }
 
 /// The GDAL options workers get from the S3 flags and `--gdal-config` (flags over file).

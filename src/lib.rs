@@ -3,9 +3,10 @@
 //! The front process (this library's [`server`]) never calls GDAL: it validates
 //! requests ([`api`]), resolves assets ([`mosaic`]), fans reads out to a supervised pool
 //! of single-threaded GDAL worker processes ([`pool`], [`worker`]) over a framed
-//! protobuf channel ([`ipc`]), composites and encodes the result ([`render`]). Workers
-//! reach remote assets only through the front's allow-listing forward proxy
-//! ([`egress`]). Traces, metrics and logs are set up in [`telemetry`].
+//! protobuf channel ([`ipc`]), composites and encodes the result ([`render`]). Remote
+//! assets are fetched by the front alone ([`fetch`]), into one cache that workers read
+//! through their channel; workers have no network of their own. Traces, metrics and
+//! logs are set up in [`telemetry`].
 
 pub mod admin;
 pub mod api;
@@ -13,8 +14,8 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod echo;
-pub mod egress;
 pub mod error;
+pub mod fetch;
 pub mod ipc;
 pub mod layers;
 pub mod mosaic;

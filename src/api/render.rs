@@ -15,8 +15,9 @@ use super::{
 use crate::{
     echo::quote,
     error::ServiceError,
+    fetch::{AssetReader, ReaderStats},
     mosaic::Selector,
-    mosaic::{Asset, AssetInfo, InfoCache},
+    mosaic::{Asset, AssetInfo, InfoCache, is_remote_path},
     pb::{
         v1::{self, AssetOutcome, AssetReport},
         worker::{
@@ -37,6 +38,8 @@ use crate::{
 #[derive(Debug)]
 pub struct TileRenderer {
     pool: Arc<WorkerPool>,
+    /// The reader of remote assets (none when the server reads none).
+    reader: Option<Arc<AssetReader>>,
     infos: InfoCache,
     metrics: Arc<Metrics>,
 }
@@ -71,6 +74,11 @@ fn asset_span(kind: &'static str, asset: &Asset) -> Span {
         ipc_ms = Empty,
         retries = Empty,
         dataset_cache.hit = Empty,
+        remote.requests = Empty,
+        remote.bytes = Empty,
+        remote.cache_hits = Empty,
+        remote.cache_misses = Empty,
+        remote.wait_ms = Empty,
         outcome = Empty,
         otel.status_code = Empty,
         otel.status_description = Empty,
@@ -79,6 +87,18 @@ fn asset_span(kind: &'static str, asset: &Asset) -> Span {
 
 fn duration(d: Duration) -> Option<prost_types::Duration> {
     prost_types::Duration::try_from(d).ok()
+}
+
+/// What reading a remote asset cost, on its span (running totals).
+fn record_remote_cost(span: &Span, cost: ReaderStats) {
+    if cost == ReaderStats::default() {
+        return;
+    }
+    span.record("remote.requests", cost.requests as i64);
+    span.record("remote.bytes", cost.bytes as i64);
+    span.record("remote.cache_hits", cost.hits as i64);
+    span.record("remote.cache_misses", cost.misses as i64);
+    span.record("remote.wait_ms", cost.wait.as_secs_f64() * 1e3);
 }
 
 /// A worker's error about `asset`, as the caller should see it.
@@ -102,8 +122,15 @@ fn worker_error(asset: &Asset, mut e: WorkerError) -> ServiceError {
             "asset {name} is not allowed: it leads outside the data directory (or the --allow-local directory it is in)"
         )),
         Ok(ErrorKind::NotRegular) => ServiceError::NotFound(format!("asset {name} is not a regular file")),
-        Ok(ErrorKind::Unreadable | ErrorKind::ReadFailed) => {
+        Ok(ErrorKind::Unreadable | ErrorKind::ReadFailed | ErrorKind::RemoteDenied) => {
             ServiceError::AssetUnreadable { asset: asset.name.clone(), reason: e.message }
+        }
+        // The origin, not the asset: the caller may try again.
+        Ok(ErrorKind::RemoteUnavailable | ErrorKind::RemoteChanged) => {
+            ServiceError::Unavailable(format!("asset {name}: {}", e.message))
+        }
+        Ok(ErrorKind::RemoteDeadline) => {
+            ServiceError::DeadlineExceeded(format!("asset {name}: {}", e.message))
         }
         _ => ServiceError::Internal(format!("worker error on {name}: {}", e.message)),
     }
@@ -274,9 +301,21 @@ fn is_asset_error(e: &ServiceError) -> bool {
 }
 
 impl TileRenderer {
-    /// A renderer using `pool`.
-    pub fn new(pool: Arc<WorkerPool>, metrics: Arc<Metrics>, remote_metadata_ttl: Duration) -> Self {
-        Self { pool, infos: InfoCache::new(remote_metadata_ttl), metrics }
+    /// A renderer using `pool`, reading remote assets through `reader`.
+    pub fn new(
+        pool: Arc<WorkerPool>,
+        reader: Option<Arc<AssetReader>>,
+        metrics: Arc<Metrics>,
+        remote_metadata_ttl: Duration,
+    ) -> Self {
+        Self { pool, reader, infos: InfoCache::new(remote_metadata_ttl), metrics }
+    }
+
+    /// For a remote asset: its header fetched (or found) before a worker is taken, so
+    /// that no worker waits for it, and the assets of a tile are fetched all at once.
+    async fn remote_header(&self, asset: &Asset, deadline: Instant) -> Result<ReaderStats, ServiceError> {
+        let Some(reader) = &self.reader else { return Ok(ReaderStats::default()) };
+        reader.ensure_header(&asset.path, deadline).await.map_err(|e| worker_error(asset, e.into()))
     }
 
     /// Metadata of `asset`, from the cache or a worker.
@@ -291,13 +330,15 @@ impl TileRenderer {
     }
 
     async fn info_job(&self, asset: &Asset, deadline: Instant) -> Result<Arc<AssetInfo>, ServiceError> {
+        let mut cost = self.remote_header(asset, deadline).await?;
         let path = asset.path.to_string_lossy().into_owned();
         let response = self
             .pool
             .run(Job::Info(InfoRequest { path: path.clone() }), &path, deadline)
             .await
             .map_err(|e| ServiceError::from_pool(&asset.name, e))?;
-        self.count_cache(&response);
+        cost.add(self.count_cache(&response));
+        record_remote_cost(&Span::current(), cost);
         match response.result {
             Some(worker_response::Result::Info(info)) => {
                 let info = AssetInfo::from_worker(info).ok_or_else(|| {
@@ -324,13 +365,15 @@ impl TileRenderer {
     ) -> Result<worker_response::Result, ServiceError> {
         let span = asset_span(kind, asset);
         let result = async {
+            let mut cost = self.remote_header(asset, deadline).await?;
             let path = asset.path.to_string_lossy().into_owned();
             let response = self
                 .pool
                 .run(job, &path, deadline)
                 .await
                 .map_err(|e| ServiceError::from_pool(&asset.name, e))?;
-            self.count_cache(&response);
+            cost.add(self.count_cache(&response));
+            record_remote_cost(&Span::current(), cost);
             match response.result {
                 Some(worker_response::Result::Error(e)) => Err(worker_error(asset, e)),
                 Some(result) => Ok(result),
@@ -343,11 +386,18 @@ impl TileRenderer {
         result
     }
 
-    /// Counts the worker's dataset-cache lookup, and notes it on the current span.
-    fn count_cache(&self, response: &crate::pb::worker::WorkerResponse) {
-        if let Some(stats) = &response.stats {
-            self.metrics.dataset_cache(stats.dataset_cache_hit);
-            Span::current().record("dataset_cache.hit", stats.dataset_cache_hit);
+    /// Counts the worker's dataset-cache lookup and notes it on the current span; what
+    /// the job's remote reads cost the front.
+    fn count_cache(&self, response: &crate::pb::worker::WorkerResponse) -> ReaderStats {
+        let Some(stats) = &response.stats else { return ReaderStats::default() };
+        self.metrics.dataset_cache(stats.dataset_cache_hit);
+        Span::current().record("dataset_cache.hit", stats.dataset_cache_hit);
+        ReaderStats {
+            hits: stats.remote_cache_hits,
+            misses: stats.remote_cache_misses,
+            requests: stats.origin_requests,
+            bytes: stats.origin_bytes,
+            wait: Duration::from_micros(stats.remote_wait_us),
         }
     }
 
@@ -373,19 +423,74 @@ impl TileRenderer {
             nodata: req.nodata,
             padding: req.padding,
             reproject: req.reproject as i32,
+            plan_remote: false,
         };
-        let key = read.path.clone();
         let started = Instant::now();
-        let response = self.pool.run(Job::Read(read), &key, deadline).await;
-        let ok =
-            response.as_ref().is_ok_and(|r| !matches!(r.result, Some(worker_response::Result::Error(_))));
-        self.metrics.asset_read(started.elapsed(), ok);
-        let response = response.map_err(|e| ServiceError::from_pool(&asset.name, e))?;
-        self.count_cache(&response);
-        match response.result {
-            Some(worker_response::Result::Read(r)) => Ok(r),
-            Some(worker_response::Result::Error(e)) => Err(worker_error(asset, e)),
-            _ => Err(ServiceError::Internal("worker answered a read job with something else".into())),
+        let result = self.read_remote_aware(asset, read, deadline).await;
+        self.metrics.asset_read(started.elapsed(), result.is_ok());
+        result
+    }
+
+    /// A read job; for a remote asset, in up to three steps: the header fetched by the
+    /// front, a job that plans the read (and returns at once when its blocks are not all
+    /// cached), the blocks fetched by the front all at once, and the job again, whose
+    /// reads all hit the cache. An object that changed meanwhile is read again from
+    /// scratch, once.
+    async fn read_remote_aware(
+        &self,
+        asset: &Asset,
+        mut read: ReadRequest,
+        deadline: Instant,
+    ) -> Result<ReadResult, ServiceError> {
+        let remote = self.reader.is_some() && is_remote_path(&asset.path);
+        let key = read.path.clone();
+        let mut changes = 0;
+        let mut cost = ReaderStats::default();
+        let span = Span::current();
+        loop {
+            if remote {
+                cost.add(self.remote_header(asset, deadline).await?);
+                record_remote_cost(&span, cost);
+            }
+            read.plan_remote = remote;
+            let mut deferred = 0;
+            let response = loop {
+                let response = self
+                    .pool
+                    .run(Job::Read(read.clone()), &key, deadline)
+                    .await
+                    .map_err(|e| ServiceError::from_pool(&asset.name, e))?;
+                cost.add(self.count_cache(&response));
+                record_remote_cost(&span, cost);
+                let Some(worker_response::Result::Deferred(plan)) = &response.result else { break response };
+                deferred += 1;
+                let reader = self.reader.as_ref().filter(|_| deferred == 1).ok_or_else(|| {
+                    ServiceError::Internal(format!("worker deferred a read of {} twice", quote(&asset.name)))
+                })?;
+                match reader.fetch_planned(&read.path, &plan.ranges, deadline).await {
+                    Ok(fetched) => {
+                        cost.add(fetched);
+                        record_remote_cost(&span, cost);
+                    }
+                    Err(e) => return Err(worker_error(asset, e.into())),
+                }
+                read.plan_remote = false;
+            };
+            match response.result {
+                Some(worker_response::Result::Read(r)) => return Ok(r),
+                Some(worker_response::Result::Error(e))
+                    if e.kind == ErrorKind::RemoteChanged as i32 && changes == 0 =>
+                {
+                    changes += 1;
+                    tracing::info!(asset = %asset.name, "the remote asset changed during the read; reading it again");
+                }
+                Some(worker_response::Result::Error(e)) => return Err(worker_error(asset, e)),
+                _ => {
+                    return Err(ServiceError::Internal(
+                        "worker answered a read job with something else".into(),
+                    ));
+                }
+            }
         }
     }
 

@@ -11,8 +11,39 @@ use std::io::{self, Read, Write};
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// Answers the range requests a worker makes mid-job about a remote asset: the front's
+/// reader of remote assets ([`crate::fetch`]), which the pool hands each question to.
+pub trait RangeService: Send + Sync + std::fmt::Debug {
+    /// The answer to `request`, asked during a job about the asset `job_path`; it must
+    /// come by `deadline` (an error reply then).
+    fn serve<'a>(
+        &'a self,
+        job_path: &'a str,
+        request: crate::pb::worker::RangeRequest,
+        deadline: tokio::time::Instant,
+    ) -> futures::future::BoxFuture<'a, crate::pb::worker::RangeReply>;
+}
+
+/// The asset a job reads, if it reads one (pings read none).
+#[must_use]
+pub fn job_path(request: &crate::pb::worker::WorkerRequest) -> Option<&str> {
+    use crate::pb::worker::worker_request::Job;
+    match &request.job {
+        Some(Job::Read(r)) => Some(&r.path),
+        Some(Job::Info(i)) => Some(&i.path),
+        Some(Job::Point(p)) => Some(&p.path),
+        Some(Job::Statistics(s)) => Some(&s.path),
+        Some(Job::Preview(p)) => Some(&p.path),
+        Some(Job::Ping(_) | Job::RangeReply(_)) | None => None,
+    }
+}
+
+/// The unit in which the front caches remote bytes; a worker's small reads are widened
+/// up to its boundaries.
+pub const REMOTE_CHUNK: u64 = 16 * 1024;
+
 /// Version of the IPC protocol; bumped on any incompatible change to the messages.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest frame either side accepts: 8 bands x 4096 x 4096 x 8 bytes is far below
 /// this; a longer length means a corrupt stream.

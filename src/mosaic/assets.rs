@@ -30,8 +30,8 @@ const MAX_COMPONENT_LEN: usize = 255;
 pub struct Asset {
     /// The name as given in the request (used in messages and reports).
     pub name: String,
-    /// The canonical path inside the data directory, or the `/vsicurl/` or `/vsis3/`
-    /// path of an allowed URL.
+    /// The canonical path inside the data directory, or the `/vsitessera/` path of an
+    /// allowed URL (see [`super::remote::RemoteUrl::gdal_path`]).
     pub path: PathBuf,
 }
 
@@ -266,7 +266,7 @@ mod tests {
             "link.tif",
             "dangling.tif",
             "/etc/passwd",
-            "/vsicurl/http://x/a.tif",
+            "/vsitessera/http://x/a.tif",
             "https://x/a.tif",
             "GTIFF_DIR:1:a.tif",
         ] {

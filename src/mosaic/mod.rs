@@ -10,5 +10,7 @@ mod selection;
 
 pub use assets::{Asset, AssetResolver, MAX_ASSET_NAME_LEN};
 pub use info_cache::{AssetInfo, InfoCache};
-pub use remote::{AddressRange, RemotePrefix, RemoteUrl, Scheme, address_range};
+pub use remote::{
+    AddressRange, RemotePrefix, RemoteUrl, Scheme, WORKER_PREFIX, address_range, is_remote_path,
+};
 pub use selection::{PixelSelection, SelectionError, Selector};

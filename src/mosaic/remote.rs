@@ -1,7 +1,7 @@
 //! Remote assets: `http://`, `https://` and `s3://` URLs, read only under the prefixes
-//! the operator allows (`--allow-remote`), and turned into GDAL's `/vsicurl/` and
-//! `/vsis3/` paths here, in the front, so a worker never sees a URL it was not meant to
-//! fetch.
+//! the operator allows (`--allow-remote`), and named for workers `/vsitessera/<url>`:
+//! a worker reads them through the front ([`crate::fetch`]), which fetches only URLs
+//! checked here.
 //!
 //! The URL check is strict on purpose: no user information (`user@host`), no `.` or
 //! `..` segments (raw or percent-encoded), no percent-encoded `/` or `\`, no fragment,
@@ -15,11 +15,11 @@ use crate::echo::quote;
 /// A URL scheme Tessera reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
-    /// `http://` through `/vsicurl/`.
+    /// `http://`.
     Http,
-    /// `https://` through `/vsicurl/`.
+    /// `https://`.
     Https,
-    /// `s3://bucket/key` through `/vsis3/`.
+    /// `s3://bucket/key`.
     S3,
 }
 
@@ -37,10 +37,13 @@ pub struct RemoteUrl {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemotePrefix(RemoteUrl);
 
+/// The prefix of the paths workers know remote assets by.
+pub const WORKER_PREFIX: &str = "/vsitessera/";
+
 /// Whether `path` is one [`RemoteUrl::gdal_path`] makes (read over the network).
 #[must_use]
 pub fn is_remote_path(path: &std::path::Path) -> bool {
-    path.starts_with("/vsicurl") || path.starts_with("/vsis3")
+    path.as_os_str().as_encoded_bytes().starts_with(WORKER_PREFIX.as_bytes())
 }
 
 /// Whether `name` is meant as a URL (any scheme).
@@ -110,14 +113,19 @@ impl RemoteUrl {
         host.trim_start_matches('[').trim_end_matches(']').parse().ok()
     }
 
-    /// The path GDAL opens: `/vsicurl/https://host/path` or `/vsis3/bucket/key`.
+    /// The path a worker's GDAL opens: `/vsitessera/` and the URL (canonical: scheme and
+    /// host in lower case).
     #[must_use]
     pub fn gdal_path(&self) -> String {
-        match self.scheme {
-            Scheme::Http => format!("/vsicurl/http://{}{}", self.authority, self.path),
-            Scheme::Https => format!("/vsicurl/https://{}{}", self.authority, self.path),
-            Scheme::S3 => format!("/vsis3/{}{}", self.authority, self.path),
-        }
+        format!("{WORKER_PREFIX}{self}")
+    }
+
+    /// The URL a worker path names (the reverse of [`Self::gdal_path`], checked again).
+    pub fn from_gdal_path(path: &str) -> Result<Self, String> {
+        let url = path
+            .strip_prefix(WORKER_PREFIX)
+            .ok_or_else(|| format!("{} is not a remote asset", quote(path)))?;
+        Self::parse(url)
     }
 }
 
@@ -198,7 +206,7 @@ fn check_bucket(bucket: &str) -> Result<(), String> {
 }
 
 /// The kind of a special IP address: what the allow-list messages name, and what the
-/// egress proxy refuses to connect to (link-local, where clouds serve instance metadata).
+/// fetcher refuses to connect to (link-local, where clouds serve instance metadata).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AddressRange {
     /// 127.0.0.0/8, ::1.
@@ -296,17 +304,22 @@ impl RemotePrefix {
 
 impl std::fmt::Display for RemotePrefix {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let scheme = match self.0.scheme {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Display for RemoteUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = match self.scheme {
             Scheme::Http => "http",
             Scheme::Https => "https",
             Scheme::S3 => "s3",
         };
-        write!(f, "{scheme}://{}{}", self.0.authority, self.0.path)
+        write!(f, "{scheme}://{}{}", self.authority, self.path)
     }
 }
 
-/// Read access to the parts, for the egress proxy ([`crate::egress`]), which checks the
-/// requests GDAL makes against the same prefixes.
+/// Read access to the parts, for the fetcher ([`crate::fetch`]).
 impl RemoteUrl {
     /// The scheme.
     #[must_use]
@@ -346,11 +359,16 @@ mod tests {
     #[test]
     fn urls_become_gdal_paths() {
         let u = RemoteUrl::parse("HTTPS://Data.Example.com/cogs/a.tif").unwrap();
-        assert_eq!(u.gdal_path(), "/vsicurl/https://data.example.com/cogs/a.tif");
+        assert_eq!(u.gdal_path(), "/vsitessera/https://data.example.com/cogs/a.tif");
         let s = RemoteUrl::parse("s3://naip-bucket/pa/2021/a.tif").unwrap();
-        assert_eq!(s.gdal_path(), "/vsis3/naip-bucket/pa/2021/a.tif");
+        assert_eq!(s.gdal_path(), "/vsitessera/s3://naip-bucket/pa/2021/a.tif");
         let q = RemoteUrl::parse("http://127.0.0.1:8080/a.tif?sig=x").unwrap();
-        assert_eq!(q.gdal_path(), "/vsicurl/http://127.0.0.1:8080/a.tif?sig=x");
+        assert_eq!(q.gdal_path(), "/vsitessera/http://127.0.0.1:8080/a.tif?sig=x");
+        for url in [u, s, q] {
+            assert_eq!(RemoteUrl::from_gdal_path(&url.gdal_path()), Ok(url.clone()));
+            assert!(is_remote_path(std::path::Path::new(&url.gdal_path())));
+        }
+        assert!(RemoteUrl::from_gdal_path("/data/a.tif").is_err());
     }
 
     #[test]

@@ -131,6 +131,8 @@ pub struct PoolConfig {
     /// Environment of each worker on top of what it inherits from the front (see
     /// `process::INHERITED_ENV`): GDAL configuration options.
     pub worker_env: Vec<(String, String)>,
+    /// Who answers workers' questions about remote assets (none: they cannot be read).
+    pub ranges: Option<Arc<dyn crate::ipc::RangeService>>,
 }
 
 /// Why a job could not be run.
@@ -688,7 +690,7 @@ impl WorkerPool {
         request: WorkerRequest,
         deadline: Instant,
     ) -> Result<WorkerResponse, (ExchangeError, Option<ExitInfo>)> {
-        let result = worker.exchange(&request, deadline).await;
+        let result = worker.exchange(&request, deadline, self.config().ranges.as_deref()).await;
         let stats = self.stats();
         let retire = match &result {
             Ok(_) if worker.jobs_done() >= worker.job_limit() => {

@@ -23,7 +23,7 @@ use tokio::{
 
 use super::registry::Registry;
 use crate::{
-    ipc::{self, FrameError, PROTOCOL_VERSION},
+    ipc::{self, FrameError, PROTOCOL_VERSION, RangeService},
     pb::worker::{Hello, WorkerRequest, WorkerResponse},
 };
 
@@ -47,26 +47,17 @@ impl ExitInfo {
 }
 
 /// Variables a worker inherits from the front, by prefix: GDAL and its libraries' options,
-/// AWS credentials and settings, OpenTelemetry settings, and the test hooks.
-pub const INHERITED_ENV_PREFIXES: &[&str] =
-    &["GDAL_", "CPL_", "VSI_", "AWS_", "OTEL_", "PROJ_", "TESSERA_TEST_"];
+/// OpenTelemetry settings, and the test hooks. No cloud credentials or settings (`AWS_*`,
+/// `GOOGLE_*`, `AZURE_*`): the front alone reads remote assets.
+pub const INHERITED_ENV_PREFIXES: &[&str] = &["GDAL_", "CPL_", "VSI_", "OTEL_", "PROJ_", "TESSERA_TEST_"];
 
 /// Variables a worker inherits from the front, by name: the log filter, where GDAL and
-/// PROJ find their data, the TLS trust store curl uses, and the dynamic loader's path.
-pub const INHERITED_ENV: &[&str] = &[
-    "RUST_LOG",
-    "GDAL_DATA",
-    "PROJ_LIB",
-    "CURL_CA_BUNDLE",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "LD_LIBRARY_PATH",
-    "TMPDIR",
-];
+/// PROJ find their data, the dynamic loader's path and the temporary directory.
+pub const INHERITED_ENV: &[&str] = &["RUST_LOG", "GDAL_DATA", "PROJ_LIB", "LD_LIBRARY_PATH", "TMPDIR"];
 
 /// The part of `vars` (the front's environment) a worker gets: nothing else of the front
 /// reaches it (no tokens, no service credentials, no `HOME`, no proxies: its network
-/// access goes through the front's egress proxy).
+/// access is none: remote assets come from the front).
 pub fn worker_environment(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
     vars.filter(|(k, _)| {
         INHERITED_ENV.contains(&k.as_str()) || INHERITED_ENV_PREFIXES.iter().any(|p| k.starts_with(p))
@@ -265,15 +256,43 @@ impl WorkerProcess {
 
     /// Sends one request and waits for its response until `deadline`. On a timeout or a
     /// protocol fault the worker is killed; on any error it is [`WorkerState::Dead`].
+    ///
+    /// Mid-job, the worker may ask for bytes of the job's remote asset: each question is
+    /// answered by `ranges` (or refused without it) and the wait goes on.
     pub async fn exchange(
         &mut self,
         request: &WorkerRequest,
         deadline: Instant,
+        ranges: Option<&dyn RangeService>,
     ) -> Result<WorkerResponse, ExchangeError> {
+        use crate::pb::worker::{RangeReply, WorkerError, worker_request::Job, worker_response::Result as R};
         self.state = WorkerState::Busy;
+        let job_path = ipc::job_path(request);
         let io = async {
             ipc::write_frame_async(&mut self.stdin, request).await?;
-            ipc::read_frame_async::<WorkerResponse>(&mut self.stdout).await
+            loop {
+                let response = ipc::read_frame_async::<WorkerResponse>(&mut self.stdout).await?;
+                let question = match response.result {
+                    Some(R::Range(question)) if response.id == request.id => question,
+                    _ => return Ok(response),
+                };
+                let reply = match (ranges, job_path) {
+                    (Some(ranges), Some(path)) => ranges.serve(path, question, deadline).await,
+                    _ => RangeReply {
+                        error: Some(WorkerError {
+                            kind: crate::pb::worker::ErrorKind::RemoteDenied as i32,
+                            message: "this server reads no remote assets".to_owned(),
+                        }),
+                        ..RangeReply::default()
+                    },
+                };
+                let answer = WorkerRequest {
+                    id: request.id,
+                    job: Some(Job::RangeReply(reply)),
+                    ..WorkerRequest::default()
+                };
+                ipc::write_frame_async(&mut self.stdin, &answer).await?;
+            }
         };
         let outcome = tokio::time::timeout_at(deadline, io).await;
         let result = match outcome {
@@ -357,6 +376,7 @@ pub fn check_response(
             check_pixels(r)?;
             Ok(response)
         }
+        (Some(Job::Read(req)), Some(R::Deferred(_))) if req.plan_remote => Ok(response),
         (Some(Job::Preview(_)), Some(R::Preview(r))) => {
             check_pixels(r)?;
             Ok(response)
@@ -389,6 +409,8 @@ pub fn check_response(
                 Some(R::Statistics(_)) => "statistics",
                 Some(R::Preview(_)) => "a preview",
                 Some(R::Error(_)) => "an error",
+                Some(R::Range(_)) => "a range request for another job",
+                Some(R::Deferred(_)) => "a deferral",
                 None => "nothing",
             };
             fault(format!("answered with {kind}"))

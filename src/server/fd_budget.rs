@@ -12,10 +12,10 @@
 //! descriptors):
 //! - per worker, [`FDS_PER_WORKER`]: the front's ends of its stdin, stdout and stderr
 //!   pipes and tokio's pidfd for its exit (4); the same again plus both ends of each new
-//!   pipe and std's exec-status pipe while its replacement starts (8); and its remote
-//!   reads' tunnels through the egress proxy, two descriptors each (8 for 4 tunnels);
+//!   pipe and std's exec-status pipe while its replacement starts (8); and the front's
+//!   connections to origins for the remote reads it makes on the worker's behalf (8);
 //! - [`FDS_RESERVED`] for the rest: stdio, the runtime (epoll, event and signal
-//!   descriptors), the gRPC, admin and egress listeners, concurrent admin scrapes, the
+//!   descriptors), the gRPC and admin listeners, concurrent admin scrapes, the
 //!   OTLP exporter's connections and DNS lookups, and the files the front opens (the
 //!   config, TLS material, layers' MosaicJSON files, `/proc` reads of worker memory).
 //!

@@ -24,6 +24,7 @@ use crate::{
         WorkerBounds,
     },
     config::ServeConfig,
+    fetch::AssetReader,
     layers::Layers,
     mosaic::AssetResolver,
     pb::{self, v1::tile_service_server::TileServiceServer},
@@ -53,21 +54,33 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Io(format!("--allow-remote {e}")))?;
     let worker_exe =
         std::env::current_exe().map_err(|e| ServeError::Io(format!("cannot find own executable: {e}")))?;
-    // Before the pool: workers reach remote assets only through this proxy. Dropped at
-    // the end of this function, after the workers.
-    let mut worker_env = config.worker_env.clone();
-    let egress =
-        crate::egress::start_for_workers(&config.allow_remote, &config.egress_allow, &mut worker_env)
-            .await
-            .map_err(|e| ServeError::Io(format!("egress proxy: {e}")))?;
+    // Remote assets are read by the front alone: it holds the S3 settings and
+    // credentials (the S3 flags and the AWS_* variables); workers get none of them.
+    let (remote_env, worker_env): (Vec<_>, Vec<_>) =
+        config.worker_env.iter().cloned().partition(|(k, _)| k.starts_with("AWS_"));
+    let reader = if config.allow_remote.is_empty() {
+        None
+    } else {
+        let env: Vec<(String, String)> =
+            std::env::vars().filter(|(k, _)| k.starts_with("AWS_")).chain(remote_env).collect();
+        let origin = crate::fetch::build_origin(&config.allow_remote, &env)
+            .map_err(|e| ServeError::Io(format!("remote assets: {e}")))?;
+        Some(Arc::new(AssetReader::new(
+            Arc::new(origin),
+            config.remote_cache_size,
+            config.remote_metadata_ttl,
+        )))
+    };
     crate::pool::log_budget(config.workers, config.worker_limits.memory_limit);
-    let pool = WorkerPool::new(pool_config(&config, worker_exe, worker_env, resolver.local_roots()));
+    let mut pool_settings = pool_config(&config, worker_exe, worker_env, resolver.local_roots());
+    pool_settings.ranges = reader.clone().map(|r| r as Arc<dyn crate::ipc::RangeService>);
+    let pool = WorkerPool::new(pool_settings);
     let metrics = Arc::new(Metrics::new());
     metrics.observe_pool(&pool);
-    if let Some(proxy) = &egress {
-        metrics.observe_egress(proxy.counters());
+    if let Some(reader) = &reader {
+        metrics.observe_remote(reader);
     }
-    let (api, layers) = tile_api(&config, resolver, Arc::clone(&pool), Arc::clone(&metrics)).await?;
+    let (api, layers) = tile_api(&config, resolver, Arc::clone(&pool), reader, Arc::clone(&metrics)).await?;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_service_status("", ServingStatus::NotServing).await;
@@ -141,6 +154,7 @@ async fn tile_api(
     config: &ServeConfig,
     resolver: AssetResolver,
     pool: Arc<WorkerPool>,
+    reader: Option<Arc<AssetReader>>,
     metrics: Arc<Metrics>,
 ) -> Result<(Arc<TileApi>, Arc<Layers>), ServeError> {
     let limits = Limits {
@@ -154,7 +168,8 @@ async fn tile_api(
         max_request_memory: config.max_request_memory,
         max_in_flight_memory: config.max_in_flight_memory,
     };
-    let renderer = Arc::new(TileRenderer::new(pool, Arc::clone(&metrics), config.remote_metadata_ttl));
+    let renderer =
+        Arc::new(TileRenderer::new(pool, reader, Arc::clone(&metrics), config.remote_metadata_ttl));
     let sharing = TileSharing::new(config.tile_cache_size, config.tile_cache_ttl);
     // Footprint layers read their assets' bounds through the workers (a job waits for
     // its worker to start); a layer that cannot be built stops the server here.
@@ -205,6 +220,7 @@ fn pool_config(
         ping_interval: config.ping_interval,
         ping_timeout: config.ping_timeout,
         worker_env,
+        ranges: None,
     }
 }
 

@@ -176,8 +176,8 @@ pub struct Metrics {
     otel: Instruments,
     /// Keeps the pool's observable instruments registered.
     observers: Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
-    /// The egress proxy's counts, when it runs.
-    egress: std::sync::OnceLock<Arc<crate::egress::EgressCounters>>,
+    /// The reader of remote assets, when the server reads any.
+    remote: std::sync::OnceLock<Arc<crate::fetch::AssetReader>>,
     /// The memory budget of the renders in flight, once the API runs.
     memory: std::sync::OnceLock<Arc<crate::api::MemoryBudget>>,
     /// gRPC connections accepted, open now, and shut down for their age.
@@ -216,7 +216,7 @@ impl Metrics {
             tiles_coalesced: AtomicU64::new(0),
             otel: Instruments::new(&opentelemetry::global::meter("tessera")),
             observers: Mutex::default(),
-            egress: std::sync::OnceLock::new(),
+            remote: std::sync::OnceLock::new(),
             memory: std::sync::OnceLock::new(),
             connections_accepted: AtomicU64::new(0),
             connections_open: AtomicU64::new(0),
@@ -274,29 +274,9 @@ impl Metrics {
         self.otel.connections.add(1, &[KeyValue::new("event", "keepalive_timeout")]);
     }
 
-    /// Reports the egress proxy's allowed and refused requests (Prometheus and OTLP).
-    pub fn observe_egress(&self, counters: Arc<crate::egress::EgressCounters>) {
-        let meter = opentelemetry::global::meter("tessera");
-        let mut keep: Vec<Box<dyn std::any::Any + Send + Sync>> = Vec::new();
-        for (name, help, _) in egress_counters(&counters) {
-            let c = Arc::clone(&counters);
-            keep.push(Box::new(
-                meter
-                    .u64_observable_counter(otel_counter_name(name))
-                    .with_description(help)
-                    .with_callback(move |o| {
-                        if let Some((_, _, v)) = egress_counters(&c).into_iter().find(|(n, _, _)| *n == name)
-                        {
-                            o.observe(v, &[]);
-                        }
-                    })
-                    .build(),
-            ));
-        }
-        if let Ok(mut observers) = self.observers.lock() {
-            observers.extend(keep);
-        }
-        let _ = self.egress.set(counters);
+    /// Reports the remote reader's cache and origin counters (Prometheus).
+    pub fn observe_remote(&self, reader: &Arc<crate::fetch::AssetReader>) {
+        let _ = self.remote.set(Arc::clone(reader));
     }
 
     /// Reports the memory budget's reservations and refusals (Prometheus).
@@ -413,22 +393,6 @@ impl Drop for OpenConnection<'_> {
     }
 }
 
-/// The egress proxy's counters: (Prometheus name, help, value).
-fn egress_counters(c: &crate::egress::EgressCounters) -> [(&'static str, &'static str, u64); 2] {
-    [
-        (
-            "tessera_egress_allowed_total",
-            "Worker HTTP requests and tunnels the egress proxy let through.",
-            c.allowed(),
-        ),
-        (
-            "tessera_egress_refused_total",
-            "Worker HTTP requests and tunnels the egress proxy refused.",
-            c.refused(),
-        ),
-    ]
-}
-
 /// `tessera_worker_spawns_total` → `tessera.worker.spawns`.
 fn otel_counter_name(prometheus: &str) -> String {
     let base = prometheus.strip_suffix("_total").unwrap_or(prometheus);
@@ -541,10 +505,20 @@ pub fn render_prometheus(metrics: &Metrics, pool: &WorkerPool) -> String {
         help_and_type(&mut out, name, help, "counter");
         let _ = writeln!(out, "{name} {value}");
     }
-    if let Some(egress) = metrics.egress.get() {
-        for (name, help, value) in egress_counters(egress) {
-            help_and_type(&mut out, name, help, "counter");
-            let _ = writeln!(out, "{name} {value}");
+    if let Some(reader) = metrics.remote.get() {
+        let mut described = std::collections::HashSet::new();
+        for sample in reader.samples() {
+            if described.insert(sample.name) {
+                help_and_type(&mut out, sample.name, sample.help, sample.kind);
+            }
+            match sample.label {
+                Some((key, value)) => {
+                    let _ = writeln!(out, "{}{{{key}=\"{value}\"}} {}", sample.name, sample.value);
+                }
+                None => {
+                    let _ = writeln!(out, "{} {}", sample.name, sample.value);
+                }
+            }
         }
     }
     if let Some(budget) = metrics.memory.get() {

@@ -12,7 +12,10 @@ use std::{cell::RefCell, collections::HashMap, num::NonZeroUsize, ops::Deref};
 use gdal::Dataset;
 use lru::LruCache;
 
-use super::local_files::{FileId, LocalFiles, Staged};
+use super::{
+    local_files::{FileId, LocalFiles, Staged},
+    remote_io::Remote,
+};
 
 /// What an asset's overview choice depends on, apart from the tile: worked out once per
 /// open dataset and target CRS.
@@ -70,13 +73,31 @@ struct Entry {
 pub struct DatasetCache {
     entries: LruCache<String, Entry>,
     local: LocalFiles,
+    remote: Option<&'static Remote>,
 }
 
 impl DatasetCache {
     /// A cache holding at most `capacity` datasets (at least one), opening local files
     /// with `local`.
     pub fn new(capacity: usize, local: LocalFiles) -> Self {
-        Self { entries: LruCache::new(NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN)), local }
+        Self {
+            entries: LruCache::new(NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN)),
+            local,
+            remote: None,
+        }
+    }
+
+    /// Reads remote assets through `remote` (without it, they cannot be opened).
+    #[must_use]
+    pub fn with_remote(mut self, remote: &'static Remote) -> Self {
+        self.remote = Some(remote);
+        self
+    }
+
+    /// The channel remote assets are read through.
+    #[must_use]
+    pub fn remote(&self) -> Option<&'static Remote> {
+        self.remote
     }
 
     /// The roots and staging directory local files are opened with.

@@ -31,7 +31,7 @@
 //! - A worker killed by a signal cannot remove its staging directory; the next worker to
 //!   start removes those of workers that are gone.
 //!
-//! Remote assets (`/vsicurl/`, `/vsis3/`) do not pass through here.
+//! Remote assets (`/vsitessera/`, read through the front) do not pass through here.
 
 use std::{
     os::{

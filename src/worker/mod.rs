@@ -7,6 +7,7 @@
 //! so a stray `printf` inside a driver cannot corrupt the protocol. It exits when stdin
 //! closes (the front went away) or, through the parent-death signal, when the front dies.
 
+mod block_ranges;
 mod blocks;
 mod dataset_cache;
 mod gdal_errors;
@@ -22,6 +23,7 @@ mod read;
 mod read_plan;
 #[cfg(test)]
 mod read_tests;
+mod remote_io;
 mod statistics;
 mod summary;
 #[cfg(test)]
@@ -40,7 +42,7 @@ use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::{
-    ipc::{self, FrameError, PROTOCOL_VERSION},
+    ipc::{FrameError, PROTOCOL_VERSION},
     pb::worker::{
         ErrorKind, Hello, Pong, ReadStats, WorkerError, WorkerRequest, WorkerResponse, worker_request,
         worker_response,
@@ -92,14 +94,16 @@ fn serve(frames_out: File, limits: &WorkerLimits) -> ExitCode {
     let mut hooks = test_hooks::TestHooks::from_env();
     hooks.before_hello();
 
-    let mut out = BufWriter::new(frames_out);
-    let mut input = BufReader::new(std::io::stdin().lock());
+    let remote = remote_io::Remote::install(remote_io::Channel {
+        input: BufReader::new(std::io::stdin().lock()),
+        output: BufWriter::new(frames_out),
+    });
     let hello = Hello {
         protocol_version: PROTOCOL_VERSION,
         gdal_version: gdal::version::version_info("RELEASE_NAME"),
         pid: std::process::id(),
     };
-    if let Err(e) = ipc::write_frame(&mut out, &hello) {
+    if let Err(e) = remote.write(&hello) {
         tracing::error!("cannot send hello: {e}");
         return ExitCode::from(70);
     }
@@ -111,9 +115,9 @@ fn serve(frames_out: File, limits: &WorkerLimits) -> ExitCode {
             return ExitCode::from(70);
         }
     };
-    let mut cache = dataset_cache::DatasetCache::new(read::DATASET_CACHE_CAPACITY, local);
+    let mut cache = dataset_cache::DatasetCache::new(read::DATASET_CACHE_CAPACITY, local).with_remote(remote);
     loop {
-        let request: WorkerRequest = match ipc::read_frame(&mut input) {
+        let request: WorkerRequest = match remote.read_request() {
             Ok(r) => r,
             Err(FrameError::Closed) => return ExitCode::SUCCESS,
             Err(e) => {
@@ -122,12 +126,12 @@ fn serve(frames_out: File, limits: &WorkerLimits) -> ExitCode {
             }
         };
         if let Some(garbage) = garbage_hook(&hooks, &request) {
-            let _ = test_hooks::write_garbage(&mut out, garbage, &request);
+            let _ = test_hooks::write_garbage(&mut *remote.output(), garbage, &request);
             continue;
         }
         limits.arm_cpu_backstop();
-        let response = handle(&mut cache, &mut hooks, request);
-        if let Err(e) = ipc::write_frame(&mut out, &response) {
+        let response = handle(&mut cache, &mut hooks, remote, request);
+        if let Err(e) = remote.write(&response) {
             tracing::error!("cannot write a response, exiting: {e}");
             return ExitCode::from(74);
         }
@@ -164,7 +168,7 @@ fn job_span(request: &WorkerRequest) -> tracing::Span {
         Some(worker_request::Job::Preview(_)) => "worker preview",
         _ => return tracing::Span::none(),
     };
-    let path = job_path(request).unwrap_or_default();
+    let path = crate::ipc::job_path(request).unwrap_or_default();
     let span = tracing::info_span!(
         "worker_job",
         otel.name = name,
@@ -174,8 +178,8 @@ fn job_span(request: &WorkerRequest) -> tracing::Span {
         gdal.open_ms = Empty,
         gdal.warp_ms = Empty,
         gdal.overview_level = Empty,
-        gdal.network.requests = Empty,
-        gdal.network.bytes = Empty,
+        remote.questions = Empty,
+        remote.bytes = Empty,
         io.read_bytes = Empty,
         error.kind = Empty,
         otel.status_code = Empty,
@@ -185,34 +189,23 @@ fn job_span(request: &WorkerRequest) -> tracing::Span {
     span
 }
 
-/// The asset path a job reads, if it reads one.
-fn job_path(request: &WorkerRequest) -> Option<&str> {
-    match &request.job {
-        Some(worker_request::Job::Read(r)) => Some(&r.path),
-        Some(worker_request::Job::Info(i)) => Some(&i.path),
-        Some(worker_request::Job::Point(p)) => Some(&p.path),
-        Some(worker_request::Job::Statistics(s)) => Some(&s.path),
-        Some(worker_request::Job::Preview(p)) => Some(&p.path),
-        _ => None,
-    }
-}
-
 fn handle(
     cache: &mut dataset_cache::DatasetCache,
     hooks: &mut test_hooks::TestHooks,
+    remote: &remote_io::Remote,
     request: WorkerRequest,
 ) -> WorkerResponse {
     let span = job_span(&request);
     let _entered = span.enter();
-    let path = job_path(&request).map(ToOwned::to_owned);
+    let path = crate::ipc::job_path(&request).map(ToOwned::to_owned);
     let mut stats = ReadStats::default();
     let io_before = io::read_bytes();
-    let _ = warp::take_network_stats();
     let _ = gdal_errors::take_overview();
+    remote.begin_job(request.id);
     let result = match request.job {
         Some(worker_request::Job::Read(read)) => {
             let _busy = hooks.on_read(&read.path);
-            read::read(cache, &read, &mut stats).map(worker_response::Result::Read)
+            read::read(cache, Some(remote), &read, &mut stats)
         }
         Some(worker_request::Job::Ping(_)) => Ok(worker_response::Result::Pong(Pong {})),
         Some(worker_request::Job::Info(info)) => {
@@ -230,23 +223,31 @@ fn handle(
             let _busy = hooks.on_read(&req.path);
             preview::preview(cache, &req, &mut stats).map(worker_response::Result::Preview)
         }
+        Some(worker_request::Job::RangeReply(_)) => {
+            Err(JobError::new(ErrorKind::Protocol, "a range reply arrived while no job was in flight"))
+        }
         None => Err(JobError::new(ErrorKind::Protocol, "request carries no job")),
+    };
+    // A remote read the front could not serve explains the job's failure better than
+    // GDAL's words about it ("read failed").
+    let result = match (result, remote.end_job(&mut stats)) {
+        (Err(_), Some((kind, message))) => Err(JobError::new(kind, message)),
+        (result, _) => result,
     };
     // Every error leaves the worker here: GDAL's source file names and line numbers
     // stay behind, whichever step quoted GDAL.
     let mut result =
         result.map_err(|e| JobError::new(e.kind, gdal_errors::without_source_locations(&e.message)));
-    if let Some(json) = warp::take_network_stats() {
-        (stats.network_requests, stats.network_bytes) = io::network_totals(&json);
-    }
     stats.overview_level = gdal_errors::take_overview();
     stats.io_read_bytes = io::read_bytes().saturating_sub(io_before);
     record_stats(&span, &stats);
     if let (Err(e), Some(path)) = (&mut result, &path) {
-        // GDAL names a local dataset by its staged link; the front knows it by its path.
+        // GDAL names a local dataset by its staged link, a remote one by its version;
+        // the front knows them by their paths.
         if let Some(staged) = cache.gdal_path(path) {
             e.message = e.message.replace(staged, path);
         }
+        e.message = remote_io::unversioned(&e.message);
     }
     if let Err(e) = &result {
         span.record("error.kind", e.kind.as_str_name());
@@ -269,8 +270,8 @@ fn record_stats(span: &tracing::Span, stats: &ReadStats) {
     span.record("gdal.open_ms", stats.open_us as f64 / 1e3);
     span.record("gdal.warp_ms", stats.warp_us as f64 / 1e3);
     span.record("gdal.overview_level", i64::from(stats.overview_level));
-    span.record("gdal.network.requests", stats.network_requests as i64);
-    span.record("gdal.network.bytes", stats.network_bytes as i64);
+    span.record("remote.questions", stats.network_requests as i64);
+    span.record("remote.bytes", stats.network_bytes as i64);
     span.record("io.read_bytes", stats.io_read_bytes as i64);
 }
 

@@ -11,16 +11,19 @@ use gdal::{
 };
 
 use super::{
-    blocks,
+    block_ranges, blocks,
     dataset_cache::{Cached, DatasetCache, WarpFacts},
     gdal_errors,
     limits::WorkerLimits,
     local_files::LocalError,
     overview,
     read_plan::{self, PlanError, ReadPlan},
+    remote_io::{self, Remote},
     warp,
 };
-use crate::pb::worker::{BandMeta, DataType, ErrorKind, InfoResult, ReadRequest, ReadResult, ReadStats};
+use crate::pb::worker::{
+    BandMeta, DataType, Deferred, ErrorKind, InfoResult, ReadRequest, ReadResult, ReadStats, worker_response,
+};
 
 /// Datasets a worker keeps open.
 pub const DATASET_CACHE_CAPACITY: usize = 64;
@@ -43,28 +46,8 @@ pub fn set_asset_limits(limits: WorkerLimits) {
 pub const GDAL_CONFIG: &[(&str, &str)] = &[
     // Opening a COG must not list its directory (a LIST request on S3, a page on HTTP).
     ("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR"),
-    ("CPL_VSIL_CURL_ALLOWED_EXTENSIONS", ".tif,.tiff,.TIF,.TIFF"),
-    // Neighbouring blocks in one range request; HTTP/2 over TLS, several requests on
-    // one connection where the server supports it.
-    ("GDAL_HTTP_MERGE_CONSECUTIVE_RANGES", "YES"),
-    ("GDAL_HTTP_MULTIPLEX", "YES"),
-    ("GDAL_HTTP_VERSION", "2TLS"),
-    // The first GET of an open fetches 32 KiB: the header and tile index of a typical COG.
-    // (GDAL 3.6 still sends a HEAD first; turning that off makes it GET the whole file.)
-    ("GDAL_INGESTED_BYTES_AT_OPEN", "32768"),
-    // /vsicurl/'s per-process cache of downloaded blocks (64 MiB) and of file sizes.
-    ("CPL_VSIL_CURL_CACHE_SIZE", "67108864"),
-    ("VSI_CACHE", "TRUE"),
-    ("VSI_CACHE_SIZE", "26214400"),
-    // 429 and 5xx answers are retried with exponential backoff from 0.5 s.
-    ("GDAL_HTTP_MAX_RETRY", "3"),
-    ("GDAL_HTTP_RETRY_DELAY", "0.5"),
-    ("GDAL_HTTP_CONNECTTIMEOUT", "5"),
-    ("GDAL_HTTP_TIMEOUT", "30"),
     ("GDAL_CACHEMAX", "128"),
     ("GDAL_NUM_THREADS", "1"),
-    // Per-job HTTP request and byte counts for the worker's span.
-    ("CPL_VSIL_NETWORK_STATS_ENABLED", "YES"),
     // Only the warp's debug messages, which name the overview it chose.
     ("CPL_DEBUG", "WARP"),
 ];
@@ -118,20 +101,26 @@ pub fn configure_gdal() {
     }
 }
 
-/// Whether the front sent a remote asset (its `/vsicurl/` or `/vsis3/` path); every
-/// other path is a local file, opened beneath its root.
-fn is_remote(path: &str) -> bool {
-    path.starts_with("/vsicurl/") || path.starts_with("/vsis3/")
-}
-
 pub(super) fn open<'c>(
     cache: &'c mut DatasetCache,
     path: &str,
     stats: &mut ReadStats,
 ) -> Result<&'c Cached, JobError> {
+    // A remote asset is known by its version (the front's generation of it), so a
+    // dataset opened on an object that has changed since is not used again.
+    let versioned;
+    let path = if remote_io::is_remote(path) {
+        versioned = cache
+            .remote()
+            .and_then(|remote| remote.versioned(path))
+            .ok_or_else(|| JobError::new(ErrorKind::ReadFailed, "the front did not describe the asset"))?;
+        versioned.as_str()
+    } else {
+        path
+    };
     // A local file is opened afresh on every job: the cache serves its dataset only if it
     // was opened on this very file, and nothing is ever opened by name outside a root.
-    let local = if is_remote(path) { None } else { Some(cache.local().open(path)?) };
+    let local = if remote_io::is_remote(path) { None } else { Some(cache.local().open(path)?) };
     let stamp = local.as_ref().map(|opened| opened.id().clone());
     // Two lookups because the borrow checker cannot see that a miss releases the borrow.
     if cache.get(path, stamp.as_ref()).is_some() {
@@ -219,12 +208,15 @@ pub(super) fn data_bands(ds: &Dataset) -> Result<Vec<usize>, JobError> {
 }
 
 /// Warps the asset onto the request's grid (padded and cropped back when the request
-/// asks for padding), with the request's kernels and nodata override.
+/// asks for padding), with the request's kernels and nodata override. A remote read
+/// with `plan_remote` first asks the front for the blocks it will touch, and answers
+/// [`Deferred`] instead of waiting while the front fetches them.
 pub fn read(
     cache: &mut DatasetCache,
+    remote: Option<&Remote>,
     req: &ReadRequest,
     stats: &mut ReadStats,
-) -> Result<ReadResult, JobError> {
+) -> Result<worker_response::Result, JobError> {
     let mut plan = ReadPlan::for_request(req)?;
     let ds = open(cache, &req.path, stats)?;
     let data_bands = data_bands(ds)?;
@@ -248,6 +240,14 @@ pub fn read(
     // WarpedVRT does, from the overview rio-tiler's read would take.
     if let Some(choice) = overview_argument(ds, &band1, req, &plan) {
         plan.overview = choice;
+    }
+    if req.plan_remote
+        && let Some(remote) = remote
+        && let Some(ranges) = block_ranges::for_read(ds, &plan.grid, &req.target_crs, &plan.overview)
+        && !ranges.is_empty()
+        && remote.ask(&req.path, ranges.clone(), true).is_some_and(|reply| !reply.ready)
+    {
+        return Ok(worker_response::Result::Deferred(Deferred { ranges }));
     }
     let mut args = vec!["-of".to_owned(), "VRT".to_owned()];
     args.extend(plan.warp_args(&req.target_crs));
@@ -291,7 +291,7 @@ pub fn read(
         }
     }
     stats.warp_us = started.elapsed().as_micros() as u64;
-    Ok(ReadResult {
+    Ok(worker_response::Result::Read(ReadResult {
         dtype: dtype as i32,
         band_count: selected.len() as u32,
         width: width as u32,
@@ -299,7 +299,7 @@ pub fn read(
         pixels,
         mask,
         nodata,
-    })
+    }))
 }
 
 /// Loads PROJ's database and GDAL's drivers before the first job (part of starting a

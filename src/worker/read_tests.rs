@@ -57,7 +57,10 @@ fn request(path: &str, crs: &str, grid: Grid, kernel: Resampling) -> ReadRequest
 }
 
 fn run(req: &ReadRequest) -> Result<ReadResult, super::JobError> {
-    read::read(&mut test_assets::cache(), req, &mut ReadStats::default())
+    match read::read(&mut test_assets::cache(), None, req, &mut ReadStats::default())? {
+        crate::pb::worker::worker_response::Result::Read(r) => Ok(r),
+        other => panic!("a read answered {other:?}"),
+    }
 }
 
 /// The `width` x `height` window at (`offset`, `offset`) of a `grid_width`-wide band of

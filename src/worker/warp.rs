@@ -1,6 +1,6 @@
-//! The unsafe boundary: GDAL's `GDALWarp` application call, raw band reads, network
-//! statistics and the interleave of an overview's dataset, which the `gdal` crate does
-//! not wrap. Everything else in Tessera is safe Rust.
+//! The unsafe boundary: GDAL's `GDALWarp` application call, raw band reads and the
+//! interleave of an overview's dataset, which the `gdal` crate does not wrap. The other
+//! unsafe module is [`super::remote_io`], the virtual file system GDAL calls back into.
 
 use std::{
     ffi::{CString, c_char, c_int, c_void},
@@ -129,24 +129,6 @@ pub fn read_band(
         return Err(format!("reading band {index} failed"));
     }
     Ok(buf)
-}
-
-/// GDAL's network statistics since the last call (its JSON text), which it then resets.
-/// `None` when GDAL has none (statistics off, or nothing fetched yet).
-pub fn take_network_stats() -> Option<String> {
-    // SAFETY: a null options list is allowed; the returned string is GDAL-allocated and
-    // NUL-terminated, copied here, then released with VSIFree as GDAL documents.
-    let raw = unsafe { gdal_sys::VSINetworkStatsGetAsSerializedJSON(ptr::null_mut()) };
-    // SAFETY: takes no arguments; resets process-wide counters this thread alone uses.
-    unsafe { gdal_sys::VSINetworkStatsReset() };
-    if raw.is_null() {
-        return None;
-    }
-    // SAFETY: `raw` is non-null and NUL-terminated (see above) and not used after the free.
-    let text = unsafe { std::ffi::CStr::from_ptr(raw) }.to_string_lossy().into_owned();
-    // SAFETY: `raw` came from GDAL's allocator and is freed exactly once.
-    unsafe { gdal_sys::VSIFree(raw.cast::<c_void>()) };
-    Some(text)
 }
 
 /// The `INTERLEAVE` (`PIXEL` or `BAND`) of the dataset that owns `band`: for an

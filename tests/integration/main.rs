@@ -16,7 +16,6 @@ mod cli;
 mod connection_limits;
 mod connections;
 mod echo;
-mod egress;
 mod faults;
 mod file_swaps;
 mod grpcurl;

@@ -1,0 +1,568 @@
+//! One cache of remote bytes for the whole server, shared by every worker.
+//!
+//! Theory of operation. An object (a remote asset) is cut into aligned chunks of
+//! [`CHUNK`] bytes; a chunk is the unit cached, evicted and fetched. A read of some
+//! ranges needs some chunks: those cached are used at once, those another read is
+//! fetching already are waited for (so N workers opening the same cold asset cause one
+//! fetch), and the rest are fetched, consecutive chunks in one request. The cache is
+//! bounded in bytes (moka, weighted by chunk length, TinyLFU admission).
+//!
+//! Each object has a state: its size, its validator (ETag / Last-Modified) and a
+//! generation. Every answer from the origin carries the validator, and one that differs
+//! from the known one means the object changed: its generation goes up, chunks of the
+//! old generation are never served again (their keys carry the generation), and a read
+//! made against the old generation fails with [`FetchError::Changed`], so a worker
+//! never mixes the bytes of two versions in one dataset. Within `metadata_ttl` of the
+//! last check, cached chunks are served without asking the origin; after it, the next
+//! read checks the object again (its first chunk, fetched anew) before it uses them.
+//!
+//! In-flight fetches are [`Shared`] futures polled by whoever waits for them; the
+//! table of them holds only weak handles, so a fetch nobody waits for any more (its
+//! callers cancelled or past their deadline) is dropped, and its requests with it.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    ops::Range,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use futures::{
+    FutureExt,
+    future::{BoxFuture, Shared, WeakShared},
+};
+use tokio::time::Instant;
+
+use super::{FetchError, Origin, Validator};
+use crate::mosaic::RemoteUrl;
+
+/// The unit of caching and fetching, in bytes.
+pub const CHUNK: u64 = crate::ipc::REMOTE_CHUNK;
+
+/// The first bytes of an object fetched when it is first seen: the header and tile
+/// index of a typical COG, in one request.
+pub const HEADER_BYTES: u64 = 64 * 1024;
+
+/// Longest run of chunks fetched in one request.
+const MAX_RUN_CHUNKS: u64 = 512;
+
+/// Objects whose state is kept (size, validator, generation).
+const MAX_OBJECTS: u64 = 100_000;
+
+/// Bytes of bookkeeping counted per cached chunk besides its data.
+const CHUNK_OVERHEAD: u32 = 96;
+
+/// What is known of an object.
+#[derive(Debug, Clone)]
+pub struct ObjectState {
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its validator, as the origin last gave it.
+    pub validator: Validator,
+    /// Goes up each time the object is seen to change; never 0.
+    pub generation: u64,
+    /// When the validator was last compared with the origin's; `None`: it must be,
+    /// before the object's chunks are used again.
+    checked: Option<Instant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ChunkKey {
+    url: Arc<str>,
+    generation: u64,
+    index: u64,
+}
+
+/// A fetch of consecutive chunks: the chunks, in order.
+type RunResult = Result<Arc<Vec<Bytes>>, FetchError>;
+type RunFuture = Shared<BoxFuture<'static, RunResult>>;
+
+/// Fetches in flight by chunk: the fetch's id, a weak handle on it, and the chunk's
+/// place in its answer.
+type Inflight = HashMap<ChunkKey, (u64, WeakShared<BoxFuture<'static, RunResult>>, usize)>;
+
+/// What one read cost, for the asset read's span.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReadCost {
+    /// Chunks found in the cache.
+    pub hits: u64,
+    /// Chunks not in it (fetched by this read, or waited for).
+    pub misses: u64,
+    /// Requests this read made to the origin.
+    pub requests: u64,
+    /// Bytes those requests received.
+    pub bytes: u64,
+    /// Time spent waiting for the origin.
+    pub wait: Duration,
+}
+
+impl ReadCost {
+    /// Adds `other` to this cost.
+    pub fn add(&mut self, other: Self) {
+        self.hits += other.hits;
+        self.misses += other.misses;
+        self.requests += other.requests;
+        self.bytes += other.bytes;
+        self.wait += other.wait;
+    }
+}
+
+/// The cache's counters, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct CacheCounters {
+    /// Chunks served from the cache.
+    pub hits: AtomicU64,
+    /// Chunks that were not in it.
+    pub misses: AtomicU64,
+    /// Chunks evicted to make room (not replaced or expired).
+    pub evictions: AtomicU64,
+    /// Chunks a read waited for because another read was fetching them.
+    pub coalesced: AtomicU64,
+    /// Objects seen to change (a new generation).
+    pub changes: AtomicU64,
+}
+
+/// The shared cache of remote bytes.
+pub struct RangeCache {
+    origin: Arc<Origin>,
+    chunks: moka::sync::Cache<ChunkKey, Bytes>,
+    objects: moka::sync::Cache<Arc<str>, Arc<ObjectState>>,
+    inflight: Arc<Mutex<Inflight>>,
+    next_run: AtomicU64,
+    metadata_ttl: Duration,
+    counters: Arc<CacheCounters>,
+}
+
+impl std::fmt::Debug for RangeCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RangeCache").field("bytes", &self.chunks.weighted_size()).finish_non_exhaustive()
+    }
+}
+
+impl RangeCache {
+    /// A cache of at most `capacity` bytes in front of `origin`, trusting an object's
+    /// validator for `metadata_ttl` after each check.
+    #[must_use]
+    pub fn new(origin: Arc<Origin>, capacity: u64, metadata_ttl: Duration) -> Self {
+        let counters = Arc::new(CacheCounters::default());
+        let evictions = Arc::clone(&counters);
+        let chunks = moka::sync::Cache::builder()
+            .max_capacity(capacity)
+            .weigher(|_key: &ChunkKey, value: &Bytes| {
+                u32::try_from(value.len()).unwrap_or(u32::MAX).saturating_add(CHUNK_OVERHEAD)
+            })
+            .eviction_listener(move |_key, _value, cause| {
+                if cause == moka::notification::RemovalCause::Size {
+                    evictions.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .build();
+        Self {
+            origin,
+            chunks,
+            objects: moka::sync::Cache::new(MAX_OBJECTS),
+            inflight: Arc::new(Mutex::new(HashMap::new())),
+            next_run: AtomicU64::new(1),
+            metadata_ttl,
+            counters,
+        }
+    }
+
+    /// The counters.
+    #[must_use]
+    pub fn counters(&self) -> &Arc<CacheCounters> {
+        &self.counters
+    }
+
+    /// Bytes held (chunk data and bookkeeping).
+    #[must_use]
+    pub fn weighted_size(&self) -> u64 {
+        self.chunks.run_pending_tasks();
+        self.chunks.weighted_size()
+    }
+
+    /// The origin behind the cache.
+    #[must_use]
+    pub fn origin(&self) -> &Arc<Origin> {
+        &self.origin
+    }
+
+    /// The state of `url`: known and checked within the TTL, or after fetching (first
+    /// sight) or re-checking (TTL passed) its first bytes.
+    pub async fn object(
+        &self,
+        url: &RemoteUrl,
+        deadline: Instant,
+        cost: &mut ReadCost,
+    ) -> Result<Arc<ObjectState>, FetchError> {
+        let key: Arc<str> = url.to_string().into();
+        if let Some(state) = self.objects.get(&key) {
+            if state.checked.is_some_and(|c| c.elapsed() < self.metadata_ttl) {
+                return Ok(state);
+            }
+            // Checked again: the first chunk fetched anew, its validator compared.
+            self.fetch_run(url, &key, Some(&state), 0..1, deadline, cost).await?;
+            return self
+                .objects
+                .get(&key)
+                .ok_or_else(|| FetchError::Changed("the object was forgotten".into()));
+        }
+        let header = 0..HEADER_BYTES.div_ceil(CHUNK);
+        self.chunks_of(url, &key, None, header, deadline, cost).await?;
+        self.objects.get(&key).ok_or_else(|| FetchError::Changed("the object was forgotten".into()))
+    }
+
+    /// Whether every byte of `ranges` of `url` (at `generation`) is cached; no request.
+    #[must_use]
+    pub fn holds(&self, url: &RemoteUrl, generation: u64, ranges: &[Range<u64>]) -> bool {
+        let key: Arc<str> = url.to_string().into();
+        let Some(state) = self.objects.get(&key) else { return false };
+        if state.generation != generation || !state.checked.is_some_and(|c| c.elapsed() < self.metadata_ttl) {
+            return false;
+        }
+        ranges.iter().all(|r| {
+            chunk_span(r, state.size)
+                .all(|index| self.chunks.contains_key(&ChunkKey { url: Arc::clone(&key), generation, index }))
+        })
+    }
+
+    /// Bytes `ranges` of `url`, read against `generation` (0: whichever is current),
+    /// each cut at the end of the object; with the object's state.
+    pub async fn read(
+        &self,
+        url: &RemoteUrl,
+        generation: u64,
+        ranges: &[Range<u64>],
+        deadline: Instant,
+        cost: &mut ReadCost,
+    ) -> Result<(Arc<ObjectState>, Vec<Bytes>), FetchError> {
+        let state = self.object(url, deadline, cost).await?;
+        if generation != 0 && generation != state.generation {
+            return Err(changed(url));
+        }
+        let key: Arc<str> = url.to_string().into();
+        let mut wanted: Vec<u64> = ranges.iter().flat_map(|r| chunk_span(r, state.size)).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let chunks = self.chunks_at(url, &key, &state, &wanted, deadline, cost).await?;
+        let out = ranges
+            .iter()
+            .map(|r| {
+                let end = r.end.min(state.size);
+                let start = r.start.min(end);
+                let mut buf = Vec::with_capacity((end - start) as usize);
+                for index in chunk_span(&(start..end), state.size) {
+                    let chunk = &chunks[&index];
+                    let base = index * CHUNK;
+                    let from = start.max(base) - base;
+                    let to = (end.min(base + chunk.len() as u64) - base).max(from);
+                    buf.extend_from_slice(&chunk[from as usize..to as usize]);
+                }
+                Bytes::from(buf)
+            })
+            .collect::<Vec<_>>();
+        if out
+            .iter()
+            .zip(ranges)
+            .any(|(b, r)| b.len() as u64 != r.end.min(state.size).saturating_sub(r.start))
+        {
+            // Chunks shorter than the object's size says: the object changed under us.
+            return Err(changed(url));
+        }
+        Ok((state, out))
+    }
+
+    /// Chunks `wanted` (sorted) of `url` at the state's generation.
+    async fn chunks_at(
+        &self,
+        url: &RemoteUrl,
+        key: &Arc<str>,
+        state: &ObjectState,
+        wanted: &[u64],
+        deadline: Instant,
+        cost: &mut ReadCost,
+    ) -> Result<BTreeMap<u64, Bytes>, FetchError> {
+        let mut found = BTreeMap::new();
+        let mut missing = Vec::new();
+        for &index in wanted {
+            let k = ChunkKey { url: Arc::clone(key), generation: state.generation, index };
+            match self.chunks.get(&k) {
+                Some(bytes) => {
+                    cost.hits += 1;
+                    found.insert(index, bytes);
+                }
+                None => missing.push(index),
+            }
+        }
+        self.counters.hits.fetch_add(cost.hits, Ordering::Relaxed);
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        cost.misses += missing.len() as u64;
+        self.counters.misses.fetch_add(missing.len() as u64, Ordering::Relaxed);
+        for run in runs(&missing) {
+            let got = self.chunks_of(url, key, Some(state), run.clone(), deadline, cost).await?;
+            found.extend(run.zip(got));
+        }
+        Ok(found)
+    }
+
+    /// Chunks `run` of `url` (at the generation of `state`, or the first one seen when
+    /// `None`), joining fetches in flight for some of them and fetching the rest.
+    async fn chunks_of(
+        &self,
+        url: &RemoteUrl,
+        key: &Arc<str>,
+        state: Option<&ObjectState>,
+        run: Range<u64>,
+        deadline: Instant,
+        cost: &mut ReadCost,
+    ) -> Result<Vec<Bytes>, FetchError> {
+        let generation = state.map_or(0, |s| s.generation);
+        let mut waits: Vec<(RunFuture, usize)> = Vec::new();
+        let mut to_fetch = Vec::new();
+        {
+            let inflight = self.inflight.lock().expect("in-flight table");
+            for index in run.clone() {
+                let k = ChunkKey { url: Arc::clone(key), generation, index };
+                match inflight.get(&k).and_then(|(_, weak, at)| weak.upgrade().map(|f| (f, *at))) {
+                    Some(wait) => {
+                        self.counters.coalesced.fetch_add(1, Ordering::Relaxed);
+                        waits.push(wait);
+                    }
+                    None => {
+                        if let Some(bytes) = self.chunks.get(&k) {
+                            let ready: RunFuture =
+                                futures::future::ready(Ok(Arc::new(vec![bytes]))).boxed().shared();
+                            waits.push((ready, 0));
+                        } else {
+                            waits.push((futures::future::pending().boxed().shared(), usize::MAX));
+                            to_fetch.push(index);
+                        }
+                    }
+                }
+            }
+        }
+        // Fetch the missing chunks, consecutive ones in one request each.
+        for missing in runs(&to_fetch) {
+            let future = self.start_run(url, key, state, missing.clone(), deadline);
+            for (at, index) in missing.enumerate() {
+                let slot = (index - run.start) as usize;
+                waits[slot] = (future.clone(), at);
+            }
+        }
+        let started = std::time::Instant::now();
+        let results = tokio::time::timeout_at(
+            deadline,
+            futures::future::join_all(waits.iter().map(|(f, _)| f.clone())),
+        )
+        .await
+        .map_err(|_| FetchError::DeadlineExceeded)?;
+        cost.wait += started.elapsed();
+        let mut out = Vec::with_capacity(waits.len());
+        for (index, (result, (_, at))) in run.zip(results.into_iter().zip(&waits)) {
+            let chunk = result?.get(*at).cloned().unwrap_or_default();
+            if to_fetch.contains(&index) {
+                cost.bytes += chunk.len() as u64;
+            }
+            out.push(chunk);
+        }
+        cost.requests += runs(&to_fetch).count() as u64;
+        Ok(out)
+    }
+
+    /// Starts fetching chunks `run` of `url` and registers the fetch as in flight.
+    fn start_run(
+        &self,
+        url: &RemoteUrl,
+        key: &Arc<str>,
+        state: Option<&ObjectState>,
+        run: Range<u64>,
+        deadline: Instant,
+    ) -> RunFuture {
+        let id = self.next_run.fetch_add(1, Ordering::Relaxed);
+        let generation = state.map_or(0, |s| s.generation);
+        let known = state.cloned();
+        let (origin, url_owned, key_owned) = (Arc::clone(&self.origin), url.clone(), Arc::clone(key));
+        let (chunks, objects, counters) =
+            (self.chunks.clone(), self.objects.clone(), Arc::clone(&self.counters));
+        let range =
+            run.start * CHUNK..known.as_ref().map_or(run.end * CHUNK, |s| (run.end * CHUNK).min(s.size));
+        let inflight_keys: Vec<ChunkKey> =
+            run.clone().map(|index| ChunkKey { url: Arc::clone(key), generation, index }).collect();
+        let keys = inflight_keys.clone();
+        let table = Arc::clone(&self.inflight);
+        let future = async move {
+            let outcome = async {
+                let fetched = origin
+                    .get_range(&url_owned, range.clone(), known.as_ref().map(|s| &s.validator), deadline)
+                    .await;
+                if let (Err(FetchError::Changed(_)), Some(known)) = (&fetched, &known) {
+                    // The origin refused the validator: whatever it is now, it is not
+                    // what the cache holds. A new generation, checked before use.
+                    counters.changes.fetch_add(1, Ordering::Relaxed);
+                    let stale =
+                        ObjectState { generation: known.generation + 1, checked: None, ..known.clone() };
+                    objects.insert(Arc::clone(&key_owned), Arc::new(stale));
+                }
+                let fetched = fetched?;
+                let state =
+                    settle(&objects, &counters, &key_owned, known.as_ref(), &fetched.validator, fetched.size);
+                if known.as_ref().is_some_and(|k| k.generation != state.generation) {
+                    return Err(changed(&url_owned));
+                }
+                let mut out = Vec::new();
+                let mut offset = 0usize;
+                for index in run {
+                    let len = (CHUNK.min(state.size.saturating_sub(index * CHUNK))) as usize;
+                    let end = (offset + len).min(fetched.bytes.len());
+                    let chunk = Bytes::copy_from_slice(&fetched.bytes[offset..end]);
+                    offset = end;
+                    let k = ChunkKey { url: Arc::clone(&key_owned), generation: state.generation, index };
+                    chunks.insert(k, chunk.clone());
+                    out.push(chunk);
+                }
+                Ok(Arc::new(out))
+            }
+            .await;
+            // Done: later reads find the chunks in the cache (or fetch again after an error).
+            if let Ok(mut t) = table.lock() {
+                for k in &keys {
+                    if t.get(k).is_some_and(|(run, _, _)| *run == id) {
+                        t.remove(k);
+                    }
+                }
+            }
+            outcome
+        }
+        .boxed()
+        .shared();
+        let mut inflight = self.inflight.lock().expect("in-flight table");
+        // Entries of fetches nobody waits for any more (all their callers gone) go first.
+        inflight.retain(|_, (_, weak, _)| weak.upgrade().is_some());
+        if let Some(weak) = future.downgrade() {
+            for (at, k) in inflight_keys.into_iter().enumerate() {
+                inflight.insert(k, (id, weak.clone(), at));
+            }
+        }
+        future
+    }
+
+    /// Fetches chunks `run` of `url` anew (not from the cache), comparing the validator
+    /// with `state`'s: the TTL check.
+    async fn fetch_run(
+        &self,
+        url: &RemoteUrl,
+        key: &Arc<str>,
+        state: Option<&ObjectState>,
+        run: Range<u64>,
+        deadline: Instant,
+        cost: &mut ReadCost,
+    ) -> Result<(), FetchError> {
+        let started = std::time::Instant::now();
+        let range = run.start * CHUNK..state.map_or(run.end * CHUNK, |s| (run.end * CHUNK).min(s.size));
+        let fetched = self.origin.get_range(url, range, None, deadline).await;
+        cost.requests += 1;
+        cost.wait += started.elapsed();
+        let fetched = fetched?;
+        cost.bytes += fetched.bytes.len() as u64;
+        let new = settle(&self.objects, &self.counters, key, state, &fetched.validator, fetched.size);
+        let first = Bytes::copy_from_slice(&fetched.bytes[..fetched.bytes.len().min(CHUNK as usize)]);
+        self.chunks.insert(ChunkKey { url: Arc::clone(key), generation: new.generation, index: 0 }, first);
+        Ok(())
+    }
+}
+
+/// The object's state after an answer with `validator` and `size`: unchanged (checked
+/// now), or a new generation when it differs from `known`.
+fn settle(
+    objects: &moka::sync::Cache<Arc<str>, Arc<ObjectState>>,
+    counters: &CacheCounters,
+    key: &Arc<str>,
+    known: Option<&ObjectState>,
+    validator: &Validator,
+    size: u64,
+) -> Arc<ObjectState> {
+    let current = objects.get(key);
+    let base = current.as_deref().or(known);
+    let state = match base {
+        Some(s) if s.validator == *validator && s.size == size => {
+            ObjectState { checked: Some(Instant::now()), ..s.clone() }
+        }
+        Some(s) => {
+            counters.changes.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(url = %key, generation = s.generation + 1, "remote object changed; reading it afresh");
+            ObjectState {
+                size,
+                validator: validator.clone(),
+                generation: s.generation + 1,
+                checked: Some(Instant::now()),
+            }
+        }
+        None => {
+            ObjectState { size, validator: validator.clone(), generation: 1, checked: Some(Instant::now()) }
+        }
+    };
+    let state = Arc::new(state);
+    objects.insert(Arc::clone(key), Arc::clone(&state));
+    state
+}
+
+fn changed(url: &RemoteUrl) -> FetchError {
+    FetchError::Changed(format!("{url} changed while it was being read"))
+}
+
+/// The chunks under `range` of an object of `size` bytes.
+fn chunk_span(range: &Range<u64>, size: u64) -> Range<u64> {
+    let end = range.end.min(size);
+    if range.start >= end {
+        return 0..0;
+    }
+    range.start / CHUNK..end.div_ceil(CHUNK)
+}
+
+/// Sorted chunk indexes grouped in runs of consecutive ones (at most
+/// [`MAX_RUN_CHUNKS`] long).
+fn runs(indexes: &[u64]) -> impl Iterator<Item = Range<u64>> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let start = *indexes.get(i)?;
+        let mut end = start + 1;
+        i += 1;
+        while indexes.get(i) == Some(&end) && end - start < MAX_RUN_CHUNKS {
+            end += 1;
+            i += 1;
+        }
+        Some(start..end)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consecutive_chunks_make_one_run() {
+        assert_eq!(runs(&[1, 2, 3, 7, 9, 10]).collect::<Vec<_>>(), vec![1..4, 7..8, 9..11]);
+        assert_eq!(runs(&[]).count(), 0);
+        let long: Vec<u64> = (0..MAX_RUN_CHUNKS + 3).collect();
+        assert_eq!(
+            runs(&long).collect::<Vec<_>>(),
+            vec![0..MAX_RUN_CHUNKS, MAX_RUN_CHUNKS..MAX_RUN_CHUNKS + 3]
+        );
+    }
+
+    #[test]
+    fn ranges_map_to_the_chunks_under_them() {
+        assert_eq!(chunk_span(&(0..1), 100_000), 0..1);
+        assert_eq!(chunk_span(&(CHUNK - 1..CHUNK + 1), 100_000), 0..2);
+        assert_eq!(chunk_span(&(CHUNK..2 * CHUNK), 100_000), 1..2);
+        // Cut at the end of the object; nothing past it.
+        assert_eq!(chunk_span(&(0..10 * CHUNK), CHUNK + 5), 0..2);
+        assert_eq!(chunk_span(&(CHUNK + 5..CHUNK + 9), CHUNK + 5), 0..0);
+    }
+}

@@ -1,0 +1,170 @@
+//! The byte ranges of the TIFF blocks a read will touch, so the front can fetch them
+//! all at once before a worker warps (see [`super::remote_io`]).
+//!
+//! The read's grid is taken into the asset's CRS (its bounds densified, as the warper
+//! does), then into pixels of the overview the read uses, widened by a margin for the
+//! resampling kernel; every block under that window, of band 1 (pixel-interleaved) or
+//! of every band (band-interleaved), and of the internal mask, is looked up in GDAL's
+//! `TIFF` metadata domain (`BLOCK_OFFSET_x_y`, `BLOCK_SIZE_x_y`). A block the list
+//! misses is still read, through the front, only more slowly: the list is an
+//! optimisation, never a condition of correctness.
+
+use gdal::{
+    Dataset, Metadata,
+    raster::RasterBand,
+    spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef},
+};
+
+use super::read_plan::Grid;
+use crate::pb::worker::ByteRange;
+
+/// Pixels added around the window (at the overview's resolution, at least): bilinear
+/// needs 1, cubic 2, lanczos 3.
+const MARGIN: f64 = 4.0;
+
+/// Blocks beyond which a read is not planned (it reads through the front as it goes).
+const MAX_BLOCKS: usize = 4096;
+
+/// GDAL's COG layout puts 4 bytes (the block's size) before each block and repeats its
+/// last 4 bytes after it; GDAL reads them with the block.
+const LEADER: u64 = 4;
+
+/// The merged byte ranges of the blocks a read of `grid` (in `target_crs`) from overview
+/// `overview` (`NONE` = full resolution, or GDAL's index) touches; `None` when they
+/// cannot be worked out (GDAL's own overview choice, a rotated or GCP-georeferenced
+/// asset, too many blocks).
+pub fn for_read(ds: &Dataset, grid: &Grid, target_crs: &str, overview: &str) -> Option<Vec<ByteRange>> {
+    let band1 = ds.rasterband(1).ok()?;
+    let level = match overview {
+        "NONE" => None,
+        index => Some(index.parse::<usize>().ok()?),
+    };
+    let (width, height) = ds.raster_size();
+    let gt = ds.geo_transform().ok()?;
+    if gt[2] != 0.0 || gt[4] != 0.0 || gt[1] == 0.0 || gt[5] == 0.0 {
+        return None;
+    }
+    let mut source = ds.spatial_ref().ok()?;
+    source.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    let mut target = SpatialRef::from_definition(target_crs).ok()?;
+    target.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    let [x0, y0, x1, y1] = CoordTransform::new(&target, &source)
+        .ok()?
+        .transform_bounds(&[grid.min_x, grid.min_y, grid.max_x, grid.max_y], 21)
+        .ok()?;
+    // Full-resolution pixel coordinates of the window.
+    let cols = [(x0 - gt[0]) / gt[1], (x1 - gt[0]) / gt[1]];
+    let rows = [(y0 - gt[3]) / gt[5], (y1 - gt[3]) / gt[5]];
+    let level_band = match level {
+        None => band1,
+        Some(i) => band1.overview(i).ok()?,
+    };
+    let (level_width, level_height) = level_band.size();
+    let (sx, sy) = (level_width as f64 / width as f64, level_height as f64 / height as f64);
+    // The kernel's reach, in level pixels: wider when the read decimates further.
+    let decimation = ((cols[1] - cols[0]).abs() * sx / f64::from(grid.width.max(1))).max(1.0);
+    let margin = MARGIN * decimation;
+    let window = |a: f64, b: f64, scale: f64, size: usize| {
+        let low = (a.min(b) * scale - margin).floor().max(0.0);
+        let high = (a.max(b) * scale + margin).ceil().min(size as f64);
+        (low < high).then_some((low as usize, high as usize))
+    };
+    let (c0, c1) = window(cols[0], cols[1], sx, level_width)?;
+    let (r0, r1) = window(rows[0], rows[1], sy, level_height)?;
+
+    let interleaved_by_band = super::warp::band_interleave(&level_band).is_some_and(|i| i == "BAND");
+    let mut bands = vec![];
+    if interleaved_by_band {
+        for i in 1..=ds.raster_count() {
+            let band = ds.rasterband(i).ok()?;
+            bands.push(match level {
+                None => band,
+                Some(l) => band.overview(l).ok()?,
+            });
+        }
+    } else {
+        bands.push(level_band);
+    }
+    let mut ranges = Vec::new();
+    for band in &bands {
+        blocks_under(band, (c0, c1), (r0, r1), bands.len() + 1, &mut ranges)?;
+    }
+    // An internal mask (a per-dataset mask that is neither alpha nor nodata).
+    let mask = bands[0].mask_flags().ok().filter(|f| f.is_per_dataset() && !f.is_alpha() && !f.is_nodata());
+    if mask.is_some()
+        && let Ok(m) = bands[0].open_mask_band()
+    {
+        blocks_under(&m, (c0, c1), (r0, r1), bands.len() + 1, &mut ranges)?;
+    }
+    Some(merge(ranges))
+}
+
+/// Adds the blocks of `band` under columns `cols` and rows `rows` (end exclusive) to
+/// `ranges`; `None` when the read would touch too many (`bands` bands of them).
+fn blocks_under(
+    band: &RasterBand<'_>,
+    cols: (usize, usize),
+    rows: (usize, usize),
+    bands: usize,
+    ranges: &mut Vec<ByteRange>,
+) -> Option<()> {
+    let (bw, bh) = band.block_size();
+    if bw == 0 || bh == 0 {
+        return None;
+    }
+    let (bx0, bx1) = (cols.0 / bw, (cols.1 - 1) / bw);
+    let (by0, by1) = (rows.0 / bh, (rows.1 - 1) / bh);
+    if (bx1 - bx0 + 1) * (by1 - by0 + 1) * bands > MAX_BLOCKS {
+        return None;
+    }
+    for by in by0..=by1 {
+        for bx in bx0..=bx1 {
+            ranges.extend(block(band, bx, by));
+        }
+    }
+    Some(())
+}
+
+/// Where block (`x`, `y`) of `band` lies in the file, with its leader and trailer;
+/// `None` for a sparse block or one GDAL does not place.
+fn block(band: &RasterBand<'_>, x: usize, y: usize) -> Option<ByteRange> {
+    let offset: u64 = band.metadata_item(&format!("BLOCK_OFFSET_{x}_{y}"), "TIFF")?.parse().ok()?;
+    let size: u64 = band.metadata_item(&format!("BLOCK_SIZE_{x}_{y}"), "TIFF")?.parse().ok()?;
+    (offset > 0 && size > 0).then(|| {
+        let start = offset.saturating_sub(LEADER);
+        ByteRange { offset: start, length: offset + size + LEADER - start }
+    })
+}
+
+/// `ranges` sorted, overlapping or touching ones merged.
+#[must_use]
+pub fn merge(mut ranges: Vec<ByteRange>) -> Vec<ByteRange> {
+    ranges.sort_by_key(|r| r.offset);
+    let mut out: Vec<ByteRange> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        match out.last_mut() {
+            Some(last) if r.offset <= last.offset + last.length => {
+                let end = (last.offset + last.length).max(r.offset + r.length);
+                last.length = end - last.offset;
+            }
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(offset: u64, length: u64) -> ByteRange {
+        ByteRange { offset, length }
+    }
+
+    #[test]
+    fn overlapping_and_touching_ranges_merge_and_gaps_stay() {
+        let merged = merge(vec![r(100, 10), r(0, 10), r(10, 5), r(105, 20), r(200, 1)]);
+        assert_eq!(merged, vec![r(0, 15), r(100, 25), r(200, 1)]);
+        assert_eq!(merge(Vec::new()), Vec::new());
+    }
+}
