@@ -15,6 +15,7 @@ pub mod demo;
 pub mod echo;
 pub mod egress;
 pub mod error;
+pub mod fetch;
 pub mod ipc;
 pub mod layers;
 pub mod mosaic;
