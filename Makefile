@@ -42,7 +42,7 @@ endif
 export TESSERA_GRPCURL := $(CURDIR)/$(VENV)/bin/grpcurl
 export TESSERA_MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
 
-.PHONY: help deps venv build data run lint deploy-check disk-check test bench bench-quick clean
+.PHONY: help deps venv bench-venv build data run lint deploy-check disk-check test bench bench-quick clean
 
 help: ## Show this help
 	@echo "Tessera make targets:"
@@ -54,11 +54,13 @@ help: ## Show this help
 	@echo "  make deploy-check  render deploy/k8s and validate it (schemas, ports, drain times)"
 	@echo "  make build   cargo build --release"
 	@echo "  make data    write demo GeoTIFFs into $(DATA_DIR)/ if it has no .tif files"
-	@echo "  make bench   Tessera vs rio-tiler side by side, all scenarios; writes BENCHMARKS.md"
+	@echo "  make bench   Tessera vs rio-tiler and TiTiler side by side, all scenarios (a-i); writes BENCHMARKS.md"
+	@echo "              (one or some: make bench BENCH_ARGS='--only fgi'; scenario h needs root, ip and tc)"
 	@echo "  make bench-quick  build, demo data, then tessera bench (the built-in mix)"
 	@echo "  make fuzz    run each fuzz target for FUZZ_SECONDS (default 60), or only FUZZ_TARGET=name; not part of test"
 	@echo "  make deps    install the Debian packages (only those missing)"
 	@echo "  make venv    create .venv with grpcurl, buf, moto, grpcio and rio-tiler (only if missing)"
+	@echo "  make bench-venv  add TiTiler (bench/requirements-titiler.txt) to .venv, for make bench (only if missing)"
 	@echo "  make clean   remove target/, .venv/ and bench output (keeps $(DATA_DIR)/)"
 
 deps: ## Install missing Debian packages (fast no-op when all are present)
@@ -148,7 +150,13 @@ disk-check:
 test: disk-check lint deploy-check ## Lint, validate deploy/, then the whole test suite with nextest's ci profile
 	$(CARGO) nextest run --profile ci
 
-bench: deps build data venv ## Tessera vs rio-tiler side by side (writes BENCHMARKS.md)
+# TiTiler joins .venv for the benchmark only: `make test` never installs it.
+bench-venv: venv ## Add TiTiler and uvicorn to .venv (bench/requirements-titiler.txt), only if missing
+	@$(VENV)/bin/python -c 'import titiler.application, titiler.mosaic, cogeo_mosaic, uvicorn' 2>/dev/null \
+	  || $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+	       -r bench/requirements-titiler.txt < /dev/null
+
+bench: deps build data venv bench-venv ## Tessera vs rio-tiler and TiTiler side by side (writes BENCHMARKS.md)
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 bench-quick: deps build data ## tessera bench: the built-in mix against the demo data

@@ -3,22 +3,25 @@
 
 Tessera's benchmarks read COGs over HTTP. To measure how a renderer behaves
 when every request to storage costs a round trip, this server serves the
-files of one directory on 127.0.0.1 and holds back each response by a fixed
-latency, without blocking the other connections.
+files of one directory on 127.0.0.1 (or another local address) and holds back
+each response by a fixed latency, without blocking the other connections.
 
 CLI:
-    python bench/range_server.py --root DIR [--port 0] [--latency-ms 50]
+    python bench/range_server.py --root DIR [--host 127.0.0.1] [--port 0] [--latency-ms 50]
 
     --root DIR        directory whose files are served (paths that would
                       escape it answer 404)
-    --port PORT       TCP port on 127.0.0.1; 0 (the default) picks a free one
+    --host ADDR       local address to listen on (default 127.0.0.1); the
+                      benchmark's real-latency scenario listens on a veth
+                      address inside a network namespace
+    --port PORT       TCP port on ADDR; 0 (the default) picks a free one
     --latency-ms MS   delay added before every file response (default 50)
     --log             print one line per counted request on stderr:
                       method, path, Range header, status, body bytes
 
 Output:
     The first line on stdout is exactly
-        listening on http://127.0.0.1:PORT
+        listening on http://ADDR:PORT
     and is flushed at once; the server then runs until SIGTERM or SIGINT,
     on which it closes its sockets and exits with status 0.
 
@@ -296,11 +299,11 @@ class RangeServer:
         return status, sent
 
 
-async def serve(root: Path, port: int, latency_ms: float, log: bool = False) -> None:
+async def serve(root: Path, port: int, latency_ms: float, log: bool = False, host: str = "127.0.0.1") -> None:
     app = RangeServer(root, latency_ms / 1000.0, log)
-    server = await asyncio.start_server(app.handle, "127.0.0.1", port, limit=MAX_HEAD, backlog=1024)
+    server = await asyncio.start_server(app.handle, host, port, limit=MAX_HEAD, backlog=1024)
     bound = server.sockets[0].getsockname()[1]
-    print(f"listening on http://127.0.0.1:{bound}", flush=True)
+    print(f"listening on http://{host}:{bound}", flush=True)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -319,7 +322,8 @@ async def serve(root: Path, port: int, latency_ms: float, log: bool = False) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", required=True, type=Path, help="directory to serve")
-    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free port)")
+    parser.add_argument("--host", default="127.0.0.1", help="local address to listen on")
+    parser.add_argument("--port", type=int, default=0, help="port on --host (0: any free port)")
     parser.add_argument("--latency-ms", type=float, default=50.0, help="delay before every file response")
     parser.add_argument("--log", action="store_true", help="log each counted request on stderr")
     args = parser.parse_args(argv)
@@ -327,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--root {args.root} is not a directory")
     if args.latency_ms < 0:
         parser.error("--latency-ms must be >= 0")
-    asyncio.run(serve(args.root, args.port, args.latency_ms, args.log))
+    asyncio.run(serve(args.root, args.port, args.latency_ms, args.log, args.host))
     return 0
 
 

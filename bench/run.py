@@ -15,10 +15,21 @@ the tables and writes them to BENCHMARKS.md with Tessera / peer ratios:
   (c) low-zoom mosaic tiles, z8-z10, local files.
   (d) throughput vs Tessera's pool size in the latency-bound case (HTTP).
   (e) RSS of Tessera's front and workers over a long run of the local mix.
+  (f) throughput on six-asset tiles z12-z16, 16 in flight: local files vs HTTP at a
+      fixed latency, origin requests per tile, and origin requests with 16 workers
+      vs 4 (remote I/O shared by the pool should not grow with it).
+  (g) TiTiler 2.4 (uvicorn, 2 workers, a MosaicJSON; bench/titiler_peer.py) on the
+      tiles of (f), local and over HTTP, against Tessera.
+  (h) real TCP latency: the range server in a network namespace behind netem
+      delay and loss (bench/netns.py; needs root, ip and tc, else skipped): cold
+      and warm z12 tile, and the throughput run of (f).
+  (i) the floor: the tiles of (f) rendered in one process and thread with no
+      gRPC, pool or IPC (`tessera bench --floor`) vs Tessera with one worker.
 
 Tessera is driven by `tessera bench --tile-list` (a Rust gRPC client); the peer by
 bench/peer.py in-process (no RPC: the peer's numbers exclude any serving cost).
-Options: --quick (smaller runs), --soak-tiles N, --latency-ms MS, --out FILE.
+Options: --quick (smaller runs), --soak-tiles N, --latency-ms MS, --out FILE,
+--only LETTERS (e.g. --only fgi).
 """
 
 from __future__ import annotations
@@ -81,9 +92,10 @@ class Proc:
                 self.p.kill()
 
 
-def range_server(latency_ms: int) -> tuple[Proc, str]:
-    proc = Proc([str(PY), str(ROOT / "bench" / "range_server.py"), "--root", str(DATA),
-                 "--latency-ms", str(latency_ms)])
+def range_server(latency_ms: int, host: str = "127.0.0.1", prefix: list[str] = ()) -> tuple[Proc, str]:
+    """bench/range_server.py over DATA; `prefix` runs it under a command (ip netns exec)."""
+    proc = Proc([*prefix, str(PY), str(ROOT / "bench" / "range_server.py"), "--root", str(DATA),
+                 "--host", host, "--latency-ms", str(latency_ms)])
     base = proc.p.stdout.readline().split("listening on ")[1].strip()
     return proc, base
 
@@ -93,9 +105,11 @@ def counts(base: str) -> dict:
         return json.load(r)
 
 
-def tessera(workers: int, args: list[str] = (), env: dict | None = None) -> tuple[Proc, str]:
+def tessera(workers: int | None, args: list[str] = (), env: dict | None = None) -> tuple[Proc, str]:
+    """A fresh `tessera serve`; `workers=None` keeps the default pool size."""
+    pool = [] if workers is None else ["--workers", str(workers)]
     proc = Proc([str(BIN), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(DATA),
-                 "--workers", str(workers), *args], env={"RUST_LOG": "info", "NO_COLOR": "1", **(env or {})},
+                 *pool, *args], env={"RUST_LOG": "info", "NO_COLOR": "1", **(env or {})},
                 ready="worker pool ready")
     proc.wait_ready()
     address = next(re.search(r"listening on ([0-9.:]+)", l).group(1) for l in proc.lines if "listening on" in l)
@@ -389,16 +403,283 @@ def scenario_e(bounds, n: int, workers: int) -> list[str]:
             f"(workers retire after --max-jobs-per-worker, default 10000 jobs).", ""]
 
 
+# ---------------------------------------------------------------- issue 16 targets (f-i)
+
+
+def tile_lonlat(z: int, x: int, y: int) -> tuple[float, float, float, float]:
+    """West, south, east, north of Web Mercator tile z/x/y."""
+    import math
+    n = 2 ** z
+    lat = lambda row: math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * row / n))))
+    return (x / n * 360 - 180, lat(y + 1), (x + 1) / n * 360 - 180, lat(y))
+
+
+def touching(bounds: dict, t) -> int:
+    """Assets whose lon/lat bounds overlap the tile's (the front's test)."""
+    w, s, e, n = tile_lonlat(*t)
+    return sum(1 for b in bounds.values() if b[0] < e and w < b[2] and b[1] < n and s < b[3])
+
+
+def six_asset_tiles(bounds: dict, n: int, zooms=range(12, 17), seed: int = 16) -> tuple[list[tuple], list[str]]:
+    """n mosaic tiles over zooms 12-16, each asking for all six assets and touching at
+    least two of them (by lon/lat bounds, the front's test). The demo assets overlap
+    pairwise but no point lies in all six: only the z12 tile touches six, and from z13
+    on a tile touches four at most; a tile touching one asset is no mosaic, so those
+    are left out. That leaves fewer distinct tiles than a full run asks for, so the list
+    is made of passes over them (each pass in its own seeded order): a tile comes back
+    only after every other, so it is never in flight with itself. Returns the tiles and
+    the notes that say what was chosen."""
+    rng = random.Random(seed)
+    area = union(list(bounds.values()))
+    distinct = [(touching(bounds, t), t) for z in zooms for t in tiles_over(area, z)]
+    distinct = [(c, t) for c, t in distinct if c >= 2]
+    chosen: list[tuple] = []
+    while len(chosen) < n:
+        batch = [t for _, t in distinct]
+        rng.shuffle(batch)
+        chosen += batch[: n - len(chosen)]
+    used = set(chosen)
+    by_zoom = {}
+    for c, t in distinct:
+        if t in used:
+            by_zoom.setdefault(t[0], []).append(c)
+    notes = [f"z{z}: {len(cs)} tile{'s' if len(cs) > 1 else ''} touching " + "/".join(str(c) for c in sorted(set(cs), reverse=True))
+             + " assets" for z, cs in sorted(by_zoom.items())]
+    mean = sum(touching(bounds, t) for t in chosen) / len(chosen)
+    notes.append(f"{len(used)} distinct tiles, {len(chosen) - len(used)} repeats in later passes, "
+                 f"{mean:.1f} assets touched per tile on average")
+    return chosen, notes
+
+
+def with_assets(tiles, where) -> list[dict]:
+    return [tile(z, x, y, [where(a) for a in UTM]) for (z, x, y) in tiles]
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "missed"
+
+
+def throughput(workers, tiles_json, concurrency, tessera_args=(), count=None) -> tuple[dict, int | None]:
+    """A fresh server, one pass over the list (no warm-up: opening the assets is part of
+    the run), and the origin requests it cost when `count` reads a counter."""
+    proc, address = tessera(workers, list(tessera_args))
+    try:
+        before = count() if count else None
+        r = run_tessera(address, tiles_json, concurrency)
+        used = count() - before if count else None
+    finally:
+        proc.stop()
+    return r, used
+
+
+def scenario_f(bounds, latency_ms: int, n: int, concurrency: int = 16) -> list[str]:
+    tiles, notes = six_asset_tiles(bounds, n)
+    local, _ = throughput(None, with_assets(tiles, lambda a: str(DATA / a)), concurrency)
+    rs, base = range_server(latency_ms)
+    remote = {}
+    try:
+        count = lambda: counts(base)["requests"]
+        remote_tiles = with_assets(tiles, lambda a: f"{base}/{a}")
+        for w in (None, 4, 16):
+            remote[w] = throughput(w, remote_tiles, concurrency, ["--allow-remote", f"{base}/"], count)
+    finally:
+        rs.stop()
+
+    def row(label, r, used):
+        per = fmt(used / r["tiles"], 1) if used is not None else "-"
+        return (f"| {label} | {fmt(r['tiles_per_s'])} | {fmt(r['p50_ms'], 0)} | {fmt(r['p99_ms'], 0)} | "
+                f"{r['errors']} | {used if used is not None else '-'} | {per} |")
+
+    default = "default pool (4 workers here)" if CORES == 2 else "default pool"
+    rows = [row(f"local files, {default}", local, None),
+            row(f"HTTP at {latency_ms} ms, {default}", *remote[None]),
+            row(f"HTTP at {latency_ms} ms, 4 workers", *remote[4]),
+            row(f"HTTP at {latency_ms} ms, 16 workers", *remote[16])]
+    ratio = remote[None][0]["tiles_per_s"] / local["tiles_per_s"] if local["tiles_per_s"] else None
+    r4, r16 = remote[4][1], remote[16][1]
+    req_ratio = r16 / r4 if r4 else None
+    return [
+        f"### (f) Throughput, remote vs local: {n} six-asset mosaic tiles z12-z16, {concurrency} in flight", "",
+        "Every tile asks for the six assets and touches at least two (" + "; ".join(notes) + "). "
+        "Each run starts a fresh server and makes one pass over the list with no warm-up, so "
+        "opening the assets is part of it; origin requests are the range server's counter "
+        "(bench/range_server.py, every request held back by the latency).", "",
+        f"`bench/run.py --only f` (`--latency-ms {latency_ms}`)", "",
+        "| run | tiles/s | p50 ms | p99 ms | errors | origin requests | requests/tile |",
+        "|---|---|---|---|---|---|---|", *rows, "",
+        f"Remote / local tiles/s: **{fmt(ratio, 2)}** (target >= 0.7: {met(ratio is not None and ratio >= 0.7)}). "
+        f"Origin requests with 16 workers / with 4: **{fmt(req_ratio, 2)}** "
+        f"(target <= 1.2: {met(req_ratio is not None and req_ratio <= 1.2)}).", "",
+    ]
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def scenario_g(bounds, latency_ms: int, n: int, concurrency: int = 16) -> list[str]:
+    import titiler_peer
+    tiles, notes = six_asset_tiles(bounds, n)
+    workdir = Path(tempfile.mkdtemp(prefix="tessera-bench-titiler-"))
+    paths = [str(DATA / a) for a in UTM]
+    local_mosaic = str(workdir / "local.json")
+    titiler_peer.write_mosaic(str(PY), paths, local_mosaic)
+    rs, base = range_server(latency_ms)
+    results = {}
+    try:
+        count = lambda: counts(base)["requests"]
+        http_mosaic = str(workdir / "http.json")
+        titiler_peer.write_mosaic(str(PY), paths, http_mosaic, (str(DATA), base))
+        for source, mosaic, tiles_json, args in [
+            ("local", local_mosaic, with_assets(tiles, lambda a: str(DATA / a)), []),
+            ("HTTP", http_mosaic, with_assets(tiles, lambda a: f"{base}/{a}"), ["--allow-remote", f"{base}/"]),
+        ]:
+            results[("Tessera", source)] = throughput(None, tiles_json, concurrency, args, count if source == "HTTP" else None)
+            port = free_port()
+            server = Proc(titiler_peer.server_command(str(PY), port), env=titiler_peer.GDAL_ENV)
+            try:
+                titiler_peer.wait_ready(f"http://127.0.0.1:{port}")
+                before = count() if source == "HTTP" else None
+                r = titiler_peer.http_load(f"http://127.0.0.1:{port}",
+                                      [titiler_peer.tile_path(mosaic, *t) for t in tiles], concurrency)
+                used = count() - before if source == "HTTP" else None
+            finally:
+                server.stop()
+            results[("TiTiler", source)] = (r, used)
+    finally:
+        rs.stop()
+    rows, ratios = [], []
+    for source in ("local", "HTTP"):
+        for who in ("Tessera", "TiTiler"):
+            r, used = results[(who, source)]
+            rows.append(f"| {who} | {source if source == 'local' else f'HTTP at {latency_ms} ms'} | "
+                        f"{fmt(r['tiles_per_s'])} | {fmt(r['p50_ms'], 0)} | {fmt(r['p99_ms'], 0)} | {r['errors']} | "
+                        f"{fmt(used / r['tiles'], 1) if used is not None else '-'} |")
+            if r["errors"]:
+                print(f"  {who} {source}: {r['error_messages']}", file=sys.stderr)
+        ours, theirs = results[("Tessera", source)][0], results[("TiTiler", source)][0]
+        ratios.append(ours["tiles_per_s"] / theirs["tiles_per_s"] if theirs["tiles_per_s"] else None)
+    version = subprocess.run([str(PY), "-c", "import importlib.metadata as m; print(m.version('titiler.application'), m.version('uvicorn'), m.version('cogeo-mosaic'))"],
+                             capture_output=True, text=True).stdout.split() or ["?", "?", "?"]
+    settings = ", ".join(f"{k}={v}" for k, v in titiler_peer.GDAL_ENV.items())
+    return [
+        f"### (g) TiTiler: the same {n} six-asset tiles, local and over HTTP at {latency_ms} ms, {concurrency} in flight", "",
+        f"TiTiler {version[0]} (titiler.application with titiler.mosaic; rio-tiler and GDAL as the peer's) "
+        f"served by uvicorn {version[1]} with {titiler_peer.UVICORN_WORKERS} worker processes, reading a "
+        f"MosaicJSON 0.0.3 (cogeo-mosaic {version[2]}, quadkey zoom {titiler_peer.MOSAIC_MINZOOM}) of the six assets, "
+        "first-pixel-wins, 256 px PNG, as Tessera is asked for. Its GDAL settings, from TiTiler's "
+        f"performance-tuning docs: {settings}. The client is a pool of {concurrency} threads on keep-alive "
+        "HTTP/1.1 connections; Tessera is driven by `tessera bench --tile-list` at the same concurrency, "
+        "default pool. Fresh servers, one pass, no warm-up (tiles: " + "; ".join(notes) + ").", "",
+        f"`bench/run.py --only g` (`--latency-ms {latency_ms}`)", "",
+        "| server | source | tiles/s | p50 ms | p99 ms | errors | origin requests/tile |",
+        "|---|---|---|---|---|---|---|", *rows, "",
+        f"Tessera / TiTiler tiles/s: local **{fmt(ratios[0], 1)}x**, over HTTP **{fmt(ratios[1], 1)}x** "
+        f"(goal over HTTP >= 15x: {met(ratios[1] is not None and ratios[1] >= 15)}).", "",
+    ]
+
+
+def scenario_h(bounds, n: int, delay_ms: int = 50, loss_pct: float = 1.0, concurrency: int = 16) -> list[str]:
+    import netns
+    title = f"### (h) Real TCP latency: a network namespace with netem delay {delay_ms} ms and {loss_pct:g}% loss"
+    why = netns.unavailable()
+    if why:
+        return [title, "", f"Skipped: {why}.", ""]
+    z12 = (12, 1194, 1551)
+    tiles, notes = six_asset_tiles(bounds, n)
+    rows = []
+    try:
+        with netns.Netns(delay_ms, loss_pct) as ns:
+            rs, base = range_server(0, host=ns.inside, prefix=ns.exec_prefix)
+            try:
+                count = lambda: counts(base)["requests"]
+                allow = ["--allow-remote", f"{base}/"]
+                as_url = lambda a: f"{base}/{a}"
+                proc, address = tessera(None, allow)
+                try:
+                    for name in ("cold six-asset z12 tile", "same tile, warm"):
+                        before = count()
+                        r = run_tessera(address, with_assets([z12], as_url))
+                        ms = r["latencies_ms"][0] if not r["errors"] else None
+                        rows.append(f"| {name} | {fmt(ms, 0)} | - | - | {count() - before} | {r['errors']} |")
+                finally:
+                    proc.stop()
+                r, used = throughput(None, with_assets(tiles, as_url), concurrency, allow, count)
+                rows.append(f"| throughput: {n} tiles of (f), {concurrency} in flight | {fmt(r['p50_ms'], 0)} | "
+                            f"{fmt(r['p99_ms'], 0)} | {fmt(r['tiles_per_s'])} | {used} ({fmt(used / r['tiles'], 1)}/tile) | "
+                            f"{r['errors']} |")
+            finally:
+                rs.stop()
+    except (RuntimeError, subprocess.CalledProcessError) as e:
+        return [title, "", f"Skipped: the namespace could not be set up or used: {e}", ""]
+    return [
+        title, "",
+        "The range server runs inside a network namespace of the benchmark's own with no added sleep; "
+        f"the namespace's end of a veth pair delays every packet it sends by {delay_ms} ms and drops "
+        f"{loss_pct:g}% (`tc qdisc ... netem`), so each round trip, TCP handshake and lost segment costs "
+        "what it would on a real network. Tessera runs in the root namespace with the default pool and "
+        f"reads `http://10.200.N.2:PORT/`. Cold and warm: one fresh server, one tile at a time. "
+        "Throughput: the tiles of (f) (" + "; ".join(notes) + "), a fresh server, one pass.", "",
+        "`bench/run.py --only h` (needs root, `ip` and `tc`; the namespace is removed at the end, also on Ctrl-C)", "",
+        "| run | ms (p50) | p99 ms | tiles/s | origin requests | errors |", "|---|---|---|---|---|---|", *rows, "",
+    ]
+
+
+def run_floor(tiles_json: list[dict], repeat: int) -> dict:
+    out = subprocess.run([str(BIN), "bench", "--floor", "--tile-list", write_list(tiles_json), "--data-dir", str(DATA),
+                          "--concurrency", "1", "--repeat", str(repeat)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def scenario_i(bounds, n: int) -> list[str]:
+    tiles, notes = six_asset_tiles(bounds, n)
+    local = with_assets(tiles, lambda a: str(DATA / a))
+    proc, address = tessera(1)
+    try:
+        ours = run_tessera(address, local, concurrency=1, repeat=2)
+    finally:
+        proc.stop()
+    floor = run_floor(local, repeat=2)
+
+    def warm(r):
+        """Mean, p50 and p99 of the second pass (the first opens the files)."""
+        ms = sorted(r["latencies_ms"][len(local):])
+        pick = lambda p: ms[min(len(ms) - 1, round(p / 100 * (len(ms) - 1)))]
+        return sum(ms) / len(ms), pick(50), pick(99), r["errors"]
+
+    (om, o50, o99, oe), (fm, f50, f99, fe) = warm(ours), warm(floor)
+    ratio = om / fm if fm else None
+    return [
+        f"### (i) The floor: {n} six-asset tiles, local files, one at a time, with and without the serving path", "",
+        "The floor renders each tile in one process on one thread with the worker's read function "
+        "called directly (`tessera bench --floor`: no gRPC, no front, no pool, no IPC; assets read one "
+        "after another in priority order into the same first-wins selection, stopping when the tile is "
+        "complete, then the same PNG encoder). Tessera serves the same tiles with `--workers 1`, one "
+        "request in flight. Each renders the list twice; the figures are of the second pass "
+        "(tiles: " + "; ".join(notes) + ").", "",
+        "`bench/run.py --only i`", "",
+        "| renderer | mean ms/tile | p50 ms | p99 ms | errors |", "|---|---|---|---|---|",
+        f"| Tessera, 1 worker, 1 in flight (gRPC) | {fmt(om, 2)} | {fmt(o50, 2)} | {fmt(o99, 2)} | {oe} |",
+        f"| floor: one process, one thread | {fmt(fm, 2)} | {fmt(f50, 2)} | {fmt(f99, 2)} | {fe} |", "",
+        f"Tessera / floor time per tile: **{fmt(ratio, 2)}x** (goal <= 1.2x: {met(ratio is not None and ratio <= 1.2)}).", "",
+    ]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small runs, to check the harness")
     ap.add_argument("--latency-ms", type=int, default=50)
     ap.add_argument("--soak-tiles", type=int, default=20000)
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
-    ap.add_argument("--only", default="abcde", help="scenarios to run, e.g. bd (default: all)")
+    ap.add_argument("--only", default="abcdefghi", help="scenarios to run, e.g. bd (default: all)")
     args = ap.parse_args()
     n = 60 if args.quick else 300
     soak = 2000 if args.quick else args.soak_tiles
+    six = 30 if args.quick else 150  # tiles of scenarios f-i
     bounds = {a: bounds_4326(DATA / a) for a in UTM}
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     gdal = subprocess.run(["gdal-config", "--version"], capture_output=True, text=True).stdout.strip()
@@ -419,6 +700,10 @@ def main() -> int:
         ("c", lambda: scenario_c(bounds)),
         ("d", lambda: scenario_d(bounds, args.latency_ms, [2, 4, 8, 16], 40 if args.quick else 120)),
         ("e", lambda: scenario_e(bounds, soak, CORES * 2)),
+        ("f", lambda: scenario_f(bounds, args.latency_ms, six)),
+        ("g", lambda: scenario_g(bounds, args.latency_ms, six)),
+        ("h", lambda: scenario_h(bounds, six)),
+        ("i", lambda: scenario_i(bounds, six)),
     ]:
         if name not in args.only:
             continue

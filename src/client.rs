@@ -3,6 +3,7 @@
 
 mod bench;
 mod chaos;
+mod floor;
 mod otlp_sink;
 
 use std::path::PathBuf;

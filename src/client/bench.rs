@@ -54,28 +54,59 @@ pub struct BenchArgs {
     /// Times the `--tile-list` is rendered in a row (later passes are warm).
     #[arg(long, default_value_t = 1)]
     pub repeat: usize,
+    /// With `--tile-list`: render the tiles in this process, one thread, with the
+    /// worker's read path called directly (no server, no pool, no IPC, no gRPC): the
+    /// floor the served numbers are compared with. Local assets under `--data-dir` only;
+    /// `--concurrency` must be 1 (GDAL is not thread-safe).
+    #[arg(long, hide = true, requires = "tile_list")]
+    pub floor: bool,
 }
 
 /// One entry of a `--tile-list` file.
 #[derive(Debug, serde::Deserialize)]
-struct ListedTile {
-    z: u32,
-    x: u32,
-    y: u32,
-    assets: Vec<String>,
+pub(super) struct ListedTile {
+    pub(super) z: u32,
+    pub(super) x: u32,
+    pub(super) y: u32,
+    pub(super) assets: Vec<String>,
 }
 
-/// Renders a tile list and prints `{"tiles", "errors", "wall_s", "tiles_per_s", "p50_ms",
-/// "p99_ms", "latencies_ms", "error_messages"}` (latencies in list order).
+/// Reads a `--tile-list` file.
+pub(super) fn read_list(path: &std::path::Path) -> Result<Vec<ListedTile>, ClientError> {
+    let text = std::fs::read_to_string(path)?;
+    serde_json::from_str(&text)
+        .map_err(|e| ClientError::Usage(format!("{}: not a tile list: {e}", path.display())))
+}
+
+/// The result line of a `--tile-list` run: `{"tiles", "errors", "wall_s", "tiles_per_s",
+/// "p50_ms", "p99_ms", "latencies_ms", "error_messages"}` (latencies in list order).
+pub(super) fn list_report(results: &[(Duration, Result<(), String>)], wall: Duration) -> serde_json::Value {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut ok: Vec<Duration> = results.iter().filter(|(_, r)| r.is_ok()).map(|(d, _)| *d).collect();
+    ok.sort();
+    let mut messages: Vec<String> = results.iter().filter_map(|(_, r)| r.clone().err()).collect();
+    messages.dedup();
+    messages.truncate(5);
+    serde_json::json!({
+        "tiles": results.len(),
+        "errors": results.len() - ok.len(),
+        "wall_s": wall.as_secs_f64(),
+        "tiles_per_s": ok.len() as f64 / wall.as_secs_f64(),
+        "p50_ms": ms(percentile(&ok, 50.0)),
+        "p99_ms": ms(percentile(&ok, 99.0)),
+        "latencies_ms": results.iter().map(|(d, _)| ms(*d)).collect::<Vec<_>>(),
+        "error_messages": messages,
+    })
+}
+
+/// Renders a tile list and prints its [`list_report`].
 async fn run_list(
     client: &TileServiceClient<Channel>,
     path: &std::path::Path,
     concurrency: usize,
     repeat: usize,
 ) -> Result<(), ClientError> {
-    let text = std::fs::read_to_string(path)?;
-    let tiles: Vec<ListedTile> = serde_json::from_str(&text)
-        .map_err(|e| ClientError::Usage(format!("{}: not a tile list: {e}", path.display())))?;
+    let tiles = read_list(path)?;
     let started = Instant::now();
     let all = tiles.iter().cycle().take(tiles.len() * repeat.max(1));
     let results: Vec<(Duration, Result<(), String>)> = futures::stream::iter(all)
@@ -96,24 +127,7 @@ async fn run_list(
         .buffered(concurrency.max(1))
         .collect()
         .await;
-    let wall = started.elapsed();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let mut ok: Vec<Duration> = results.iter().filter(|(_, r)| r.is_ok()).map(|(d, _)| *d).collect();
-    ok.sort();
-    let mut messages: Vec<String> = results.iter().filter_map(|(_, r)| r.clone().err()).collect();
-    messages.dedup();
-    messages.truncate(5);
-    let out = serde_json::json!({
-        "tiles": results.len(),
-        "errors": results.len() - ok.len(),
-        "wall_s": wall.as_secs_f64(),
-        "tiles_per_s": ok.len() as f64 / wall.as_secs_f64(),
-        "p50_ms": ms(percentile(&ok, 50.0)),
-        "p99_ms": ms(percentile(&ok, 99.0)),
-        "latencies_ms": results.iter().map(|(d, _)| ms(*d)).collect::<Vec<_>>(),
-        "error_messages": messages,
-    });
-    println!("{out}");
+    println!("{}", list_report(&results, started.elapsed()));
     Ok(())
 }
 
@@ -317,6 +331,9 @@ async fn run_level(client: &TileServiceClient<Channel>, mix: &Mix, concurrency: 
 
 /// `tessera bench`.
 pub async fn bench(args: BenchArgs) -> Result<(), ClientError> {
+    if let Some(list) = args.tile_list.as_deref().filter(|_| args.floor) {
+        return super::floor::run(&args.data_dir, list, args.concurrency, args.repeat);
+    }
     let sink = if args.otlp_sink { Some(super::otlp_sink::Sink::start().await?) } else { None };
     let env: Vec<(String, String)> = sink
         .iter()

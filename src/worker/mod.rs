@@ -12,6 +12,7 @@ mod blocks;
 mod dataset_cache;
 mod gdal_errors;
 mod grid;
+mod in_process;
 mod io;
 mod limits;
 mod local_files;
@@ -51,6 +52,7 @@ use crate::{
 };
 
 pub use grid::output_size;
+pub use in_process::InProcessReader;
 pub use limits::{
     DEFAULT_CPU_PER_JOB, DEFAULT_MAX_ASSET_BANDS, DEFAULT_MAX_ASSET_PIXELS, DEFAULT_MAX_BLOCK_BYTES,
     DEFAULT_MAX_OPEN_FILES, WorkerLimits,

@@ -1,0 +1,109 @@
+"""A network namespace of the benchmark's own, for real TCP latency (scenario h).
+
+    with Netns(delay_ms=50, loss_pct=1.0) as ns:
+        subprocess.Popen([*ns.exec_prefix, "python", "bench/range_server.py",
+                          "--host", ns.inside, ...])
+        # reach it from here at http://<ns.inside>:PORT/
+
+Sets up `tessera-bench-<pid>`, a veth pair with a free 10.200.N.0/30 (N chosen so that
+no address or route of this machine is in it), and `tc netem` delay and loss on the
+namespace's end: every packet the namespace sends (answers, ACKs, SYN-ACKs) waits
+`delay_ms`, so a round trip from the root namespace costs that much and a lost
+segment costs TCP's own retransmission. The namespace and both veth ends are removed
+on exit, also on Ctrl-C and SIGTERM (turned into KeyboardInterrupt while inside).
+
+Needs root, `ip` and `tc` (iproute2) and the kernel's netem qdisc; `unavailable()`
+says why not when one is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+
+
+def unavailable() -> str | None:
+    """Why a namespace cannot be set up here, or None."""
+    if os.geteuid() != 0:
+        return "not root (network namespaces and tc need root)"
+    missing = [tool for tool in ("ip", "tc") if shutil.which(tool) is None]
+    if missing:
+        return f"{' and '.join(missing)} not found (iproute2)"
+    return None
+
+
+def _run(*args: str) -> str:
+    out = subprocess.run(list(args), capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"`{' '.join(args)}` failed: {out.stderr.strip() or out.returncode}")
+    return out.stdout
+
+
+def _free_subnet() -> int:
+    """N such that no address or route here lies in 10.200.N.0/24."""
+    used = _run("ip", "-o", "addr") + _run("ip", "route") + _run("ip", "netns", "list")
+    for n in range(0, 256):
+        if f"10.200.{n}." not in used:
+            return n
+    raise RuntimeError("every 10.200.N.0/24 is in use")
+
+
+class Netns:
+    """The namespace, its veth pair and netem; see the module doc."""
+
+    def __init__(self, delay_ms: int, loss_pct: float) -> None:
+        self.delay_ms = delay_ms
+        self.loss_pct = loss_pct
+        pid = os.getpid()
+        self.name = f"tessera-bench-{pid}"
+        # Interface names are at most 15 bytes.
+        self.outer_dev, self.inner_dev = f"tb{pid}h", f"tb{pid}n"
+        self.outside = self.inside = ""
+        self._previous_sigterm = None
+
+    @property
+    def exec_prefix(self) -> list[str]:
+        """Runs a command inside the namespace."""
+        return ["ip", "netns", "exec", self.name]
+
+    def __enter__(self) -> Netns:
+        self._previous_sigterm = signal.signal(signal.SIGTERM, self._interrupt)
+        try:
+            n = _free_subnet()
+            self.outside, self.inside = f"10.200.{n}.1", f"10.200.{n}.2"
+            _run("ip", "netns", "add", self.name)
+            _run("ip", "link", "add", self.outer_dev, "type", "veth", "peer", "name", self.inner_dev)
+            _run("ip", "link", "set", self.inner_dev, "netns", self.name)
+            _run("ip", "addr", "add", f"{self.outside}/30", "dev", self.outer_dev)
+            _run("ip", "link", "set", self.outer_dev, "up")
+            inside = self.exec_prefix
+            _run(*inside, "ip", "addr", "add", f"{self.inside}/30", "dev", self.inner_dev)
+            _run(*inside, "ip", "link", "set", self.inner_dev, "up")
+            _run(*inside, "ip", "link", "set", "lo", "up")
+            try:
+                _run(*inside, "tc", "qdisc", "add", "dev", self.inner_dev, "root", "netem",
+                     "delay", f"{self.delay_ms}ms", "loss", f"{self.loss_pct}%")
+            except RuntimeError as e:
+                if "kind is unknown" in str(e):
+                    raise RuntimeError("this kernel has no netem qdisc (sch_netem, CONFIG_NET_SCH_NETEM)") from e
+                raise
+        except BaseException:
+            self.cleanup()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
+
+    def _interrupt(self, _signum, _frame) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    def cleanup(self) -> None:
+        """Removes the namespace (which takes its veth end, and so the pair, with it)."""
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.outer_dev], capture_output=True)
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
