@@ -40,6 +40,9 @@ impl InProcessReader {
 
     /// Reads a window of an asset, as a worker's read job.
     pub fn read(&mut self, request: &ReadRequest) -> Result<ReadResult, JobError> {
-        read::read(&mut self.cache, request, &mut ReadStats::default())
+        match read::read(&mut self.cache, None, request, &mut ReadStats::default())? {
+            crate::pb::worker::worker_response::Result::Read(r) => Ok(r),
+            _ => Err(JobError::new(crate::pb::worker::ErrorKind::Protocol, "a local read deferred")),
+        }
     }
 }
