@@ -221,7 +221,7 @@ impl RangeCache {
     pub fn holds(&self, url: &RemoteUrl, generation: u64, ranges: &[Range<u64>]) -> bool {
         let key: Arc<str> = url.to_string().into();
         let Some(state) = self.objects.get(&key) else { return false };
-        if state.generation != generation || !state.checked.is_some_and(|c| c.elapsed() < self.metadata_ttl) {
+        if state.generation != generation || state.checked.is_none_or(|c| c.elapsed() >= self.metadata_ttl) {
             return false;
         }
         ranges.iter().all(|r| {
@@ -405,9 +405,9 @@ impl RangeCache {
                     // The origin refused the validator: whatever it is now, it is not
                     // what the cache holds. A new generation, checked before use.
                     counters.changes.fetch_add(1, Ordering::Relaxed);
-                    let stale =
+                    let refused =
                         ObjectState { generation: known.generation + 1, checked: None, ..known.clone() };
-                    objects.insert(Arc::clone(&key_owned), Arc::new(stale));
+                    objects.insert(Arc::clone(&key_owned), Arc::new(refused));
                 }
                 let fetched = fetched?;
                 let state =

@@ -50,8 +50,8 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 pub use counters::{OriginCounters, OriginCountersSnapshot};
-pub use reader::{AssetReader, ReaderStats, Sample};
 pub use hedge::HedgeConfig;
+pub use reader::{AssetReader, ReaderStats, Sample};
 pub use s3::S3Settings;
 
 use crate::mosaic::{RemotePrefix, RemoteUrl, Scheme};
@@ -382,7 +382,7 @@ pub fn build_origin(allow_remote: &[String], env: &[(String, String)]) -> Result
     let mut config = OriginConfig::new(allow, S3Settings::from_env(env));
     config.extra_ca_file = ["SSL_CERT_FILE", "CURL_CA_BUNDLE"]
         .iter()
-        .find_map(|k| std::env::var_os(k))
+        .find_map(std::env::var_os)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from);
     Origin::new(config)
@@ -397,7 +397,11 @@ impl Origin {
         let mut out = vec![
             sample("tessera_origin_requests_total", "Requests to origins (attempts and hedges).", c.requests),
             sample("tessera_origin_bytes_total", "Body bytes received from origins.", c.bytes),
-            sample("tessera_origin_retries_total", "Origin requests retried after a transient failure.", c.retries),
+            sample(
+                "tessera_origin_retries_total",
+                "Origin requests retried after a transient failure.",
+                c.retries,
+            ),
             sample("tessera_origin_hedges_total", "Hedge requests sent for slow origin requests.", c.hedges),
             sample("tessera_origin_hedge_wins_total", "Hedge requests whose answer was used.", c.hedge_wins),
         ];

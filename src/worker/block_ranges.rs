@@ -73,28 +73,29 @@ pub fn for_read(ds: &Dataset, grid: &Grid, target_crs: &str, overview: &str) -> 
     let (r0, r1) = window(rows[0], rows[1], sy, level_height)?;
 
     let interleaved_by_band = super::warp::band_interleave(&level_band).is_some_and(|i| i == "BAND");
-    let mut bands = vec![];
+    let mut read_bands = vec![];
     if interleaved_by_band {
         for i in 1..=ds.raster_count() {
             let band = ds.rasterband(i).ok()?;
-            bands.push(match level {
+            read_bands.push(match level {
                 None => band,
                 Some(l) => band.overview(l).ok()?,
             });
         }
     } else {
-        bands.push(level_band);
+        read_bands.push(level_band);
     }
     let mut ranges = Vec::new();
-    for band in &bands {
-        blocks_under(band, (c0, c1), (r0, r1), bands.len() + 1, &mut ranges)?;
+    for band in &read_bands {
+        blocks_under(band, (c0, c1), (r0, r1), read_bands.len() + 1, &mut ranges)?;
     }
     // An internal mask (a per-dataset mask that is neither alpha nor nodata).
-    let mask = bands[0].mask_flags().ok().filter(|f| f.is_per_dataset() && !f.is_alpha() && !f.is_nodata());
+    let mask =
+        read_bands[0].mask_flags().ok().filter(|f| f.is_per_dataset() && !f.is_alpha() && !f.is_nodata());
     if mask.is_some()
-        && let Ok(m) = bands[0].open_mask_band()
+        && let Ok(m) = read_bands[0].open_mask_band()
     {
-        blocks_under(&m, (c0, c1), (r0, r1), bands.len() + 1, &mut ranges)?;
+        blocks_under(&m, (c0, c1), (r0, r1), read_bands.len() + 1, &mut ranges)?;
     }
     Some(merge(ranges))
 }

@@ -367,6 +367,48 @@ fn mercator_bounds(z: u32, x: u32, y: u32) -> [f64; 4] {
     [min_x, max_y - size, min_x + size, max_y]
 }
 
+/// Plays the front for job `id` of a worker reading `remote`: answers its questions from
+/// `file` (generation 7) until its answer comes; the answer, the questions and the bytes
+/// sent.
+async fn answer_questions(
+    stdin: &mut tokio::process::ChildStdin,
+    stdout: &mut tokio::process::ChildStdout,
+    id: u64,
+    remote: &str,
+    file: &[u8],
+) -> (tessera::pb::worker::WorkerResponse, u64, u64) {
+    use tessera::{
+        ipc::{read_frame_async, write_frame_async},
+        pb::worker::{RangeReply, WorkerRequest, WorkerResponse, worker_request::Job, worker_response},
+    };
+    let (mut questions, mut bytes) = (0, 0);
+    loop {
+        let response: WorkerResponse = read_frame_async(&mut *stdout).await.unwrap();
+        let Some(worker_response::Result::Range(q)) = response.result else {
+            return (response, questions, bytes);
+        };
+        assert_eq!(response.id, id);
+        // The path of the job's asset: first as the job names it, then with the
+        // generation this front gave it (7).
+        let versioned = remote.replacen("/vsitessera/", "/vsitessera/7/", 1);
+        assert!(q.path == remote || q.path == versioned, "question {questions} of read {id}: {}", q.path);
+        let data: Vec<Vec<u8>> = q
+            .ranges
+            .iter()
+            .map(|r| {
+                let end = ((r.offset + r.length) as usize).min(file.len());
+                file[(r.offset as usize).min(end)..end].to_vec()
+            })
+            .collect();
+        questions += 1;
+        bytes += data.iter().map(Vec::len).sum::<usize>() as u64;
+        let reply =
+            RangeReply { size: file.len() as u64, data, ready: true, generation: 7, ..RangeReply::default() };
+        let answer = WorkerRequest { id, job: Some(Job::RangeReply(reply)), ..WorkerRequest::default() };
+        write_frame_async(&mut *stdin, &answer).await.unwrap();
+    }
+}
+
 /// A worker reads a remote asset only by asking the front: driven here over its IPC
 /// channel directly, with the test as the front, its questions (byte ranges of the
 /// job's asset) are answered from the file, and the counts on its answer and span are
@@ -377,8 +419,8 @@ async fn a_worker_reads_remote_assets_only_through_the_front_and_counts_what_it_
     use tessera::{
         ipc::{read_frame_async, write_frame_async},
         pb::worker::{
-            ErrorKind, Hello, RangeReply, ReadRequest, Resampling, WorkerRequest, WorkerResponse,
-            worker_request::Job, worker_response,
+            ErrorKind, Hello, ReadRequest, Resampling, WorkerRequest, WorkerResponse, worker_request::Job,
+            worker_response,
         },
     };
     let (receiver, otlp) = Receiver::start().await;
@@ -421,35 +463,8 @@ async fn a_worker_reads_remote_assets_only_through_the_front_and_counts_what_it_
     let mut stats = Vec::new();
     for id in 1..=2 {
         write_frame_async(&mut stdin, &request(id, remote.clone())).await.unwrap();
-        let (mut questions, mut bytes) = (0, 0);
-        let response = loop {
-            let response: WorkerResponse = read_frame_async(&mut stdout).await.unwrap();
-            let Some(worker_response::Result::Range(q)) = response.result else { break response };
-            assert_eq!(response.id, id);
-            // The path of the job's asset: first as the job names it, then with the
-            // generation this front gave it (7).
-            let versioned = remote.replacen("/vsitessera/", "/vsitessera/7/", 1);
-            assert!(q.path == remote || q.path == versioned, "question {questions} of read {id}: {}", q.path);
-            let data: Vec<Vec<u8>> = q
-                .ranges
-                .iter()
-                .map(|r| {
-                    let end = ((r.offset + r.length) as usize).min(file.len());
-                    file[(r.offset as usize).min(end)..end].to_vec()
-                })
-                .collect();
-            questions += 1;
-            bytes += data.iter().map(Vec::len).sum::<usize>() as u64;
-            let reply = RangeReply {
-                size: file.len() as u64,
-                data,
-                ready: true,
-                generation: 7,
-                ..RangeReply::default()
-            };
-            let answer = WorkerRequest { id, job: Some(Job::RangeReply(reply)), ..WorkerRequest::default() };
-            write_frame_async(&mut stdin, &answer).await.unwrap();
-        };
+        let (response, questions, bytes) =
+            answer_questions(&mut stdin, &mut stdout, id, &remote, &file).await;
         assert!(matches!(response.result, Some(worker_response::Result::Read(_))), "{:?}", response.result);
         let s = response.stats.unwrap();
         assert_eq!(
