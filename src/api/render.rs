@@ -21,7 +21,7 @@ use crate::{
     pb::{
         v1::{self, AssetOutcome, AssetReport},
         worker::{
-            ErrorKind, InfoRequest, ReadRequest, ReadResult, WorkerError, worker_request::Job,
+            ErrorKind, InfoRequest, ReadRequest, ReadResult, WorkerError, WorkerResponse, worker_request::Job,
             worker_response,
         },
     },
@@ -388,7 +388,7 @@ impl TileRenderer {
 
     /// Counts the worker's dataset-cache lookup and notes it on the current span; what
     /// the job's remote reads cost the front.
-    fn count_cache(&self, response: &crate::pb::worker::WorkerResponse) -> ReaderStats {
+    fn count_cache(&self, response: &WorkerResponse) -> ReaderStats {
         let Some(stats) = &response.stats else { return ReaderStats::default() };
         self.metrics.dataset_cache(stats.dataset_cache_hit);
         Span::current().record("dataset_cache.hit", stats.dataset_cache_hit);
@@ -472,7 +472,10 @@ impl TileRenderer {
                         cost.add(fetched);
                         record_remote_cost(&span, cost);
                     }
-                    Err(e) => return Err(worker_error(asset, e.into())),
+                    // Answered as the worker would have: a change is read again below.
+                    Err(e) => {
+                        break WorkerResponse { result: Some(worker_response::Result::Error(e.into())), ..response };
+                    }
                 }
                 read.plan_remote = false;
             };
