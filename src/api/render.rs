@@ -21,8 +21,8 @@ use crate::{
     pb::{
         v1::{self, AssetOutcome, AssetReport},
         worker::{
-            ErrorKind, InfoRequest, ReadRequest, ReadResult, WorkerError, WorkerResponse, worker_request::Job,
-            worker_response,
+            ErrorKind, InfoRequest, ReadRequest, ReadResult, WorkerError, WorkerResponse,
+            worker_request::Job, worker_response,
         },
     },
     pool::WorkerPool,
@@ -474,7 +474,10 @@ impl TileRenderer {
                     }
                     // Answered as the worker would have: a change is read again below.
                     Err(e) => {
-                        break WorkerResponse { result: Some(worker_response::Result::Error(e.into())), ..response };
+                        break WorkerResponse {
+                            result: Some(worker_response::Result::Error(e.into())),
+                            ..response
+                        };
                     }
                 }
                 read.plan_remote = false;

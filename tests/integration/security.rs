@@ -235,11 +235,18 @@ async fn workers_run_hardened_with_a_minimal_environment() {
             "3GiB".into(),
             "--worker-cpu-per-job".into(),
             "30s".into(),
+            // S3 set up by flag and by variables: the front's business alone.
+            "--allow-remote".into(),
+            "s3://tessera-test/".into(),
+            "--s3-region".into(),
+            "eu-west-1".into(),
         ],
         env: vec![
             ("GDAL_HTTP_TIMEOUT".into(), "7".into()),
             ("DATABASE_PASSWORD".into(), "hunter2".into()),
             ("HOME".into(), "/root".into()),
+            ("AWS_ACCESS_KEY_ID".into(), "AKIDEXAMPLE".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "secret".into()),
         ],
         ..Default::default()
     });
@@ -268,7 +275,15 @@ async fn workers_run_hardened_with_a_minimal_environment() {
             .filter_map(|kv| std::str::from_utf8(kv).ok()?.split_once('=').map(|(k, _)| k.to_owned()))
             .collect();
         assert!(names.contains(&"GDAL_HTTP_TIMEOUT".to_owned()), "{names:?}");
-        for forbidden in ["DATABASE_PASSWORD", "HOME", "PATH", "NO_COLOR"] {
+        for forbidden in [
+            "DATABASE_PASSWORD",
+            "HOME",
+            "PATH",
+            "NO_COLOR",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_REGION",
+        ] {
             assert!(!names.contains(&forbidden.to_owned()), "worker {pid} inherited {forbidden}: {names:?}");
         }
     }
