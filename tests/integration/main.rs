@@ -30,6 +30,7 @@ mod pixels;
 mod python_client;
 mod reads;
 mod remote;
+mod remote_faults;
 mod security;
 mod supervision;
 mod telemetry;
