@@ -165,10 +165,18 @@ fn bad_range(url: &str, value: &str, range: &Range<u64>) -> AttemptError {
     }
 }
 
-/// A transport error: a refusal (redirect, address) is final, anything else transient.
+/// A transport error: a refusal (redirect, address) or a TLS failure (an untrusted or
+/// wrong certificate: asking again gets the same certificate) is final, anything else
+/// transient.
 fn transport(error: &reqwest::Error, during: &str) -> AttemptError {
     if let Some(why) = client::refusal(error) {
         return AttemptError::Final { label: "denied".to_owned(), error: FetchError::Denied(why) };
+    }
+    if is_tls_failure(error) {
+        return AttemptError::Final {
+            label: "tls".to_owned(),
+            error: FetchError::Failed { status: None, message: format!("{during}: {}", chain(error)) },
+        };
     }
     let label = if error.is_timeout() { "timeout" } else { client::transport_label(error) };
     AttemptError::Transient {
@@ -177,6 +185,23 @@ fn transport(error: &reqwest::Error, during: &str) -> AttemptError {
         retry_after: None,
         message: format!("{during}: {}", chain(error)),
     }
+}
+
+/// Whether `error` is a certificate the roots do not trust (or that names another
+/// host): a rustls error among its causes, or, where a layer between keeps only its
+/// words, rustls's own words for it.
+fn is_tls_failure(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = next {
+        let io_inner = e.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref);
+        if e.is::<rustls::Error>()
+            || io_inner.is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    chain(error).contains("invalid peer certificate")
 }
 
 /// An error with its causes, `: `-separated.

@@ -495,4 +495,7 @@ async fn https_with_a_test_ca_equals_local() {
     assert!(status.message().contains(&remote[0]), "{}", status.message());
     assert!(status.message().contains("certificate"), "{}", status.message());
     assert_eq!(counts.total(), requests);
+    // The same certificate would come back: failed at once, not retried.
+    assert_eq!(strict.metric("tessera_origin_retries_total"), 0);
+    assert!(strict.metric("tessera_origin_errors_total{status=\"tls\"}") >= 1, "{}", strict.metrics_text());
 }
