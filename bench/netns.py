@@ -12,8 +12,9 @@ namespace's end: every packet the namespace sends (answers, ACKs, SYN-ACKs) wait
 segment costs TCP's own retransmission. The namespace and both veth ends are removed
 on exit, also on Ctrl-C and SIGTERM (turned into KeyboardInterrupt while inside).
 
-Needs root, `ip` and `tc` (iproute2) and the kernel's netem qdisc; `unavailable()`
-says why not when one is missing.
+Needs root, `ip` and `tc` (iproute2); `unavailable()` says why not when one is missing.
+Without the kernel's netem qdisc the namespace is set up all the same, `netem` is False
+and `no_netem` says why: scenario (h) then relays through bench/delay_relay.py.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ class Netns:
         self.outer_dev, self.inner_dev = f"tb{pid}h", f"tb{pid}n"
         self.outside = self.inside = ""
         self._previous_sigterm = None
+        # Whether netem delays the namespace's packets (else why not).
+        self.netem = False
+        self.no_netem = ""
 
     @property
     def exec_prefix(self) -> list[str]:
@@ -85,10 +89,13 @@ class Netns:
             try:
                 _run(*inside, "tc", "qdisc", "add", "dev", self.inner_dev, "root", "netem",
                      "delay", f"{self.delay_ms}ms", "loss", f"{self.loss_pct}%")
+                self.netem = True
             except RuntimeError as e:
-                if "kind is unknown" in str(e):
-                    raise RuntimeError("this kernel has no netem qdisc (sch_netem, CONFIG_NET_SCH_NETEM)") from e
-                raise
+                if "kind is unknown" not in str(e):
+                    raise
+                # No netem in this kernel: the caller puts bench/delay_relay.py on the path.
+                self.netem = False
+                self.no_netem = "this kernel has no netem qdisc (sch_netem, CONFIG_NET_SCH_NETEM)"
         except BaseException:
             self.cleanup()
             raise
