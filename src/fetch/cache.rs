@@ -77,8 +77,14 @@ struct ChunkKey {
     index: u64,
 }
 
-/// A fetch of consecutive chunks: the chunks, in order.
-type RunResult = Result<Arc<Vec<Bytes>>, FetchError>;
+/// A fetch of consecutive chunks: the chunks, in order, and the requests it took
+/// (retries and hedges included).
+struct Run {
+    chunks: Vec<Bytes>,
+    requests: u32,
+}
+
+type RunResult = Result<Arc<Run>, FetchError>;
 type RunFuture = Shared<BoxFuture<'static, RunResult>>;
 
 /// Fetches in flight by chunk: the fetch's id, a weak handle on it, and the chunk's
@@ -298,12 +304,10 @@ impl RangeCache {
                 None => missing.push(index),
             }
         }
-        self.counters.hits.fetch_add(cost.hits, Ordering::Relaxed);
+        self.counters.hits.fetch_add((wanted.len() - missing.len()) as u64, Ordering::Relaxed);
         if missing.is_empty() {
             return Ok(found);
         }
-        cost.misses += missing.len() as u64;
-        self.counters.misses.fetch_add(missing.len() as u64, Ordering::Relaxed);
         for run in runs(&missing) {
             let got = self.chunks_of(url, key, Some(state), run.clone(), deadline, cost).await?;
             found.extend(run.zip(got));
@@ -332,15 +336,25 @@ impl RangeCache {
                 match inflight.get(&k).and_then(|(_, weak, at)| weak.upgrade().map(|f| (f, *at))) {
                     Some(wait) => {
                         self.counters.coalesced.fetch_add(1, Ordering::Relaxed);
+                        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                        cost.misses += 1;
                         waits.push(wait);
                     }
                     None => {
                         if let Some(bytes) = self.chunks.get(&k) {
-                            let ready: RunFuture =
-                                futures::future::ready(Ok(Arc::new(vec![bytes]))).boxed().shared();
+                            self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                            cost.hits += 1;
+                            let ready: RunFuture = futures::future::ready(Ok(Arc::new(Run {
+                                chunks: vec![bytes],
+                                requests: 0,
+                            })))
+                            .boxed()
+                            .shared();
                             waits.push((ready, 0));
                         } else {
                             waits.push((futures::future::pending().boxed().shared(), usize::MAX));
+                            self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                            cost.misses += 1;
                             to_fetch.push(index);
                         }
                     }
@@ -365,13 +379,17 @@ impl RangeCache {
         cost.wait += started.elapsed();
         let mut out = Vec::with_capacity(waits.len());
         for (index, (result, (_, at))) in run.zip(results.into_iter().zip(&waits)) {
-            let chunk = result?.get(*at).cloned().unwrap_or_default();
+            let fetched = result?;
+            let chunk = fetched.chunks.get(*at).cloned().unwrap_or_default();
             if to_fetch.contains(&index) {
                 cost.bytes += chunk.len() as u64;
+                // A run this read started is counted once, at its first chunk.
+                if *at == 0 {
+                    cost.requests += u64::from(fetched.requests);
+                }
             }
             out.push(chunk);
         }
-        cost.requests += runs(&to_fetch).count() as u64;
         Ok(out)
     }
 
@@ -426,7 +444,7 @@ impl RangeCache {
                     chunks.insert(k, chunk.clone());
                     out.push(chunk);
                 }
-                Ok(Arc::new(out))
+                Ok(Arc::new(Run { chunks: out, requests: fetched.requests }))
             }
             .await;
             // Done: later reads find the chunks in the cache (or fetch again after an error).
@@ -466,9 +484,9 @@ impl RangeCache {
         let started = std::time::Instant::now();
         let range = run.start * CHUNK..state.map_or(run.end * CHUNK, |s| (run.end * CHUNK).min(s.size));
         let fetched = self.origin.get_range(url, range, None, deadline).await;
-        cost.requests += 1;
         cost.wait += started.elapsed();
         let fetched = fetched?;
+        cost.requests += u64::from(fetched.requests);
         cost.bytes += fetched.bytes.len() as u64;
         let new = settle(&self.objects, &self.counters, key, state, &fetched.validator, fetched.size);
         let first = Bytes::copy_from_slice(&fetched.bytes[..fetched.bytes.len().min(CHUNK as usize)]);

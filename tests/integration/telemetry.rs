@@ -513,3 +513,63 @@ async fn a_worker_reads_remote_assets_only_through_the_front_and_counts_what_it_
         assert_eq!(span.int("remote.bytes"), s.network_bytes as i64);
     }
 }
+
+/// What a remote read cost is on its spans, from the front's own fetches (no longer
+/// GDAL's counters): over a cold tile, the requests and bytes of its `asset info` and
+/// `asset read` spans are exactly what the origin served, with cache misses and time
+/// waiting; the same tile again costs no request, and its read finds every chunk cached.
+#[tokio::test]
+async fn remote_reads_carry_their_requests_bytes_cache_hits_and_wait_on_their_spans() {
+    let (receiver, addr) = Receiver::start().await;
+    let (base, counts) = crate::http_range::serve(harness::fixtures().to_path_buf()).await;
+    let server = Server::start_with(ServerOptions {
+        workers: 2,
+        env: vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), format!("http://{addr}")),
+            ("OTEL_SERVICE_NAME".to_owned(), "tessera-test".to_owned()),
+            ("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "100".to_owned()),
+        ],
+        args: vec!["--allow-remote".to_owned(), format!("{base}/")],
+        ..Default::default()
+    });
+    let mut client = server.client().await;
+    let (z, x, y) = MOSAIC;
+    let url = format!("{base}/{}", harness::UTM[0]);
+
+    let (header, trace_id, _) = traceparent(21);
+    client.get_tile(traced(tile_request(z, x, y, &[url.as_str()]), &header)).await.unwrap();
+    let spans = receiver
+        .wait_for_trace(&trace_id, Duration::from_secs(15), |s| {
+            !named(s, "asset read").is_empty() && !named(s, "asset info").is_empty()
+        })
+        .await;
+    let (info, read) = (one(&spans, "asset info"), one(&spans, "asset read"));
+    let origin = (counts.requests.load(Ordering::SeqCst), counts.body_bytes.load(Ordering::SeqCst));
+    assert_eq!(
+        (info.int("remote.requests") + read.int("remote.requests")) as u64,
+        origin.0,
+        "the spans' requests vs the origin's: {info:#?} {read:#?}"
+    );
+    assert_eq!((info.int("remote.bytes") + read.int("remote.bytes")) as u64, origin.1);
+    // Cold: the header is fetched for the description, the blocks for the read.
+    assert!(info.int("remote.requests") >= 1 && read.int("remote.requests") >= 1, "{info:#?} {read:#?}");
+    for span in [info, read] {
+        assert!(span.int("remote.cache_misses") > 0, "{span:#?}");
+        assert!(
+            matches!(span.attr("remote.wait_ms"), crate::otlp::Attr::Float(ms) if *ms > 0.0),
+            "{span:#?}"
+        );
+    }
+
+    let (header, trace_id, _) = traceparent(22);
+    client.get_tile(traced(tile_request(z, x, y, &[url.as_str()]), &header)).await.unwrap();
+    let spans = receiver
+        .wait_for_trace(&trace_id, Duration::from_secs(15), |s| !named(s, "asset read").is_empty())
+        .await;
+    let read = one(&spans, "asset read");
+    assert_eq!(read.int("remote.requests"), 0, "{read:#?}");
+    assert_eq!(read.int("remote.cache_misses"), 0, "{read:#?}");
+    assert!(read.int("remote.cache_hits") > 0, "{read:#?}");
+    assert_eq!(counts.requests.load(Ordering::SeqCst), origin.0, "the repeat reached the origin");
+    assert!(named(&spans, "asset info").is_empty(), "the description was cached");
+}
