@@ -65,6 +65,11 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             std::env::vars().filter(|(k, _)| k.starts_with("AWS_")).chain(remote_env).collect();
         let origin = crate::fetch::build_origin(&config.allow_remote, &env)
             .map_err(|e| ServeError::Io(format!("remote assets: {e}")))?;
+        tracing::info!(
+            cache_bytes = config.remote_cache_size,
+            "remote assets are read by the front through a cache of {} MiB (--remote-cache-size)",
+            config.remote_cache_size / (1024 * 1024)
+        );
         Some(Arc::new(AssetReader::new(
             Arc::new(origin),
             config.remote_cache_size,
