@@ -326,11 +326,18 @@ impl RangeCache {
         deadline: Instant,
         cost: &mut ReadCost,
     ) -> Result<Vec<Bytes>, FetchError> {
-        let generation = state.map_or(0, |s| s.generation);
         let mut waits: Vec<(RunFuture, usize)> = Vec::new();
         let mut to_fetch = Vec::new();
         {
-            let inflight = self.inflight.lock().expect("in-flight table");
+            // Looked up and registered under one lock: two reads of the same chunks
+            // never both start a fetch.
+            let mut inflight = self.inflight.lock().expect("in-flight table");
+            // An object first seen by another read may have become known since the
+            // caller looked: its chunks are then cached under its generation (a fetch
+            // settles the object before it leaves the in-flight table).
+            let known = self.objects.get(key);
+            let state = state.or(known.as_deref());
+            let generation = state.map_or(0, |s| s.generation);
             for index in run.clone() {
                 let k = ChunkKey { url: Arc::clone(key), generation, index };
                 match inflight.get(&k).and_then(|(_, weak, at)| weak.upgrade().map(|f| (f, *at))) {
@@ -360,13 +367,15 @@ impl RangeCache {
                     }
                 }
             }
-        }
-        // Fetch the missing chunks, consecutive ones in one request each.
-        for missing in runs(&to_fetch) {
-            let future = self.start_run(url, key, state, missing.clone(), deadline);
-            for (at, index) in missing.enumerate() {
-                let slot = (index - run.start) as usize;
-                waits[slot] = (future.clone(), at);
+            // Fetch the missing chunks, consecutive ones in one request each (entries of
+            // fetches nobody waits for any more, all their callers gone, go first).
+            inflight.retain(|_, (_, weak, _)| weak.upgrade().is_some());
+            for missing in runs(&to_fetch) {
+                let future = self.start_run(&mut inflight, url, key, state, missing.clone(), deadline);
+                for (at, index) in missing.enumerate() {
+                    let slot = (index - run.start) as usize;
+                    waits[slot] = (future.clone(), at);
+                }
             }
         }
         let started = std::time::Instant::now();
@@ -393,9 +402,10 @@ impl RangeCache {
         Ok(out)
     }
 
-    /// Starts fetching chunks `run` of `url` and registers the fetch as in flight.
+    /// Starts fetching chunks `run` of `url` and registers the fetch in `inflight`.
     fn start_run(
         &self,
+        inflight: &mut Inflight,
         url: &RemoteUrl,
         key: &Arc<str>,
         state: Option<&ObjectState>,
@@ -459,9 +469,6 @@ impl RangeCache {
         }
         .boxed()
         .shared();
-        let mut inflight = self.inflight.lock().expect("in-flight table");
-        // Entries of fetches nobody waits for any more (all their callers gone) go first.
-        inflight.retain(|_, (_, weak, _)| weak.upgrade().is_some());
         if let Some(weak) = future.downgrade() {
             for (at, k) in inflight_keys.into_iter().enumerate() {
                 inflight.insert(k, (id, weak.clone(), at));
