@@ -211,7 +211,7 @@ impl RangeCache {
                 return Ok(state);
             }
             // Checked again: the first chunk fetched anew, its validator compared.
-            self.fetch_run(url, &key, Some(&state), 0..1, deadline, cost).await?;
+            self.revalidate(url, &key, &state, deadline, cost).await?;
             return self
                 .objects
                 .get(&key)
@@ -477,25 +477,23 @@ impl RangeCache {
         future
     }
 
-    /// Fetches chunks `run` of `url` anew (not from the cache), comparing the validator
-    /// with `state`'s: the TTL check.
-    async fn fetch_run(
+    /// The TTL check of `url`: its first chunk fetched anew and the validator compared
+    /// with `state`'s (a difference starts a new generation); the chunk is kept.
+    async fn revalidate(
         &self,
         url: &RemoteUrl,
         key: &Arc<str>,
-        state: Option<&ObjectState>,
-        run: Range<u64>,
+        state: &ObjectState,
         deadline: Instant,
         cost: &mut ReadCost,
     ) -> Result<(), FetchError> {
         let started = std::time::Instant::now();
-        let range = run.start * CHUNK..state.map_or(run.end * CHUNK, |s| (run.end * CHUNK).min(s.size));
-        let fetched = self.origin.get_range(url, range, None, deadline).await;
+        let fetched = self.origin.get_range(url, 0..CHUNK.min(state.size), None, deadline).await;
         cost.wait += started.elapsed();
         let fetched = fetched?;
         cost.requests += u64::from(fetched.requests);
         cost.bytes += fetched.bytes.len() as u64;
-        let new = settle(&self.objects, &self.counters, key, state, &fetched.validator, fetched.size);
+        let new = settle(&self.objects, &self.counters, key, Some(state), &fetched.validator, fetched.size);
         let first = Bytes::copy_from_slice(&fetched.bytes[..fetched.bytes.len().min(CHUNK as usize)]);
         self.chunks.insert(ChunkKey { url: Arc::clone(key), generation: new.generation, index: 0 }, first);
         Ok(())
