@@ -142,6 +142,19 @@ pub struct WorkerProcess {
     expected_exit: Arc<AtomicBool>,
 }
 
+/// Bytes a job pipe holds: a read's reply (a 256 px RGBA tile with its mask is ~330 KB)
+/// fits in one write, instead of the worker and the front taking turns over Linux's
+/// default 64 KiB, with a wake-up of each per turn. Pipe pages are allocated only while
+/// they hold data. Above `/proc/sys/fs/pipe-max-size` the kernel refuses, and the
+/// default stays.
+const PIPE_BYTES: i32 = 1 << 20;
+
+fn widen_pipe(pipe: &impl std::os::fd::AsFd, pid: u32) {
+    if let Err(e) = nix::fcntl::fcntl(pipe, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_BYTES)) {
+        tracing::debug!(pid, error = %e, "job pipe keeps its default size");
+    }
+}
+
 impl WorkerProcess {
     /// Starts `exe worker` in its own process group, with a minimal environment (see
     /// [`worker_environment`]) and `limits` on its command line, and waits for its
@@ -176,6 +189,8 @@ impl WorkerProcess {
             return Err(SpawnError::Handshake { pid, reason: "stdio pipes missing".into() });
         };
 
+        widen_pipe(&stdin, pid);
+        widen_pipe(&stdout, pid);
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL_LINES)));
         tokio::spawn(forward_stderr(pid, stderr, Arc::clone(&tail)));
         let expected_exit = Arc::new(AtomicBool::new(false));
@@ -331,13 +346,16 @@ impl WorkerProcess {
         }
     }
 
-    /// Resident memory of the worker in bytes, from /proc.
+    /// Resident memory of the worker in bytes, from `/proc/PID/statm` (one short read:
+    /// this runs after every job, on a runtime thread).
     #[must_use]
     pub fn rss_bytes(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
-        let kb: u64 =
-            status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kb * 1024)
+        use std::io::Read;
+        let mut buf = [0u8; 128];
+        let n = std::fs::File::open(format!("/proc/{}/statm", self.pid)).ok()?.read(&mut buf).ok()?;
+        let pages: u64 = std::str::from_utf8(&buf[..n]).ok()?.split_whitespace().nth(1)?.parse().ok()?;
+        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok()??;
+        Some(pages * u64::try_from(page).ok()?)
     }
 
     /// SIGKILLs the worker's process group. The reaper collects it.
