@@ -38,15 +38,34 @@ impl Compositor {
         let size = self.out.dtype.size();
         let n = self.out.pixel_count();
         let rank = index as u32;
-        for p in 0..n {
-            if src.mask[p] == 0 || self.filled_by[p] <= rank {
-                continue;
+        // Which pixels this asset wins, decided once for all bands; the bands are then
+        // copied plane by plane (a select the compiler vectorises for 8-bit samples).
+        let mut wins = vec![false; n];
+        let mut any = false;
+        for (((win, filled), out_mask), src_mask) in
+            wins.iter_mut().zip(&mut self.filled_by).zip(&mut self.out.mask).zip(&src.mask)
+        {
+            if *src_mask != 0 && *filled > rank {
+                *win = true;
+                *filled = rank;
+                *out_mask = 255;
+                any = true;
             }
-            self.filled_by[p] = rank;
-            self.out.mask[p] = 255;
-            for b in 0..self.out.bands {
-                let at = (b * n + p) * size;
-                self.out.pixels[at..at + size].copy_from_slice(&src.pixels[at..at + size]);
+        }
+        if any {
+            let plane = n * size;
+            for (dst, from) in self.out.pixels.chunks_exact_mut(plane).zip(src.pixels.chunks_exact(plane)) {
+                if size == 1 {
+                    for ((d, s), win) in dst.iter_mut().zip(from).zip(&wins) {
+                        *d = if *win { *s } else { *d };
+                    }
+                } else {
+                    for ((d, s), win) in dst.chunks_exact_mut(size).zip(from.chunks_exact(size)).zip(&wins) {
+                        if *win {
+                            d.copy_from_slice(s);
+                        }
+                    }
+                }
             }
         }
         self.settle(index);
@@ -112,6 +131,28 @@ mod tests {
         assert!(!c.is_complete(), "asset 0 could still overwrite");
         c.settle(0);
         assert!(c.is_complete(), "asset 2 cannot change anything");
+    }
+
+    #[test]
+    fn multi_byte_samples_of_every_band_come_from_the_winning_asset() {
+        // Two bands of u16 over three pixels: band-sequential, native byte order.
+        let u16s = |v: &[u16]| v.iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>();
+        let two_bands = |values: &[u16], mask: &[u8]| Raster {
+            dtype: DataType::U16,
+            bands: 2,
+            width: 3,
+            height: 1,
+            pixels: u16s(values),
+            mask: mask.to_vec(),
+        };
+        let a = two_bands(&[1000, 0, 1002, 2000, 0, 2002], &[255, 0, 255]);
+        let b = two_bands(&[0, 1101, 1102, 0, 2101, 2102], &[0, 255, 255]);
+        let mut c = Compositor::new(Raster::empty(DataType::U16, 2, 3, 1, 9.0), 2);
+        c.add(1, &b);
+        c.add(0, &a);
+        let out = c.finish();
+        assert_eq!(out.pixels, u16s(&[1000, 1101, 1002, 2000, 2101, 2002]));
+        assert_eq!(out.mask, vec![255, 255, 255]);
     }
 
     #[test]

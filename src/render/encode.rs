@@ -119,19 +119,30 @@ fn interleave(r: &Raster, alpha: bool, big_endian: bool) -> Vec<u8> {
     let size = r.dtype.size();
     let n = r.pixel_count();
     let channels = r.bands + usize::from(alpha);
-    let mut out = Vec::with_capacity(n * channels * size);
-    for p in 0..n {
-        for b in 0..r.bands {
-            let at = (b * n + p) * size;
-            let sample = &r.pixels[at..at + size];
-            if big_endian && cfg!(target_endian = "little") {
-                out.extend(sample.iter().rev());
-            } else {
-                out.extend_from_slice(sample);
+    let stride = channels * size;
+    let mut out = vec![0u8; n * stride];
+    let swap = big_endian && cfg!(target_endian = "little");
+    // Band by band (each a contiguous plane), into every `stride`-th sample of the output.
+    for (b, plane) in r.pixels.chunks_exact(n * size).take(r.bands).enumerate() {
+        let at = b * size;
+        if size == 1 {
+            for (px, s) in out.chunks_exact_mut(stride).zip(plane) {
+                px[at] = *s;
+            }
+        } else {
+            for (px, s) in out.chunks_exact_mut(stride).zip(plane.chunks_exact(size)) {
+                let d = &mut px[at..at + size];
+                d.copy_from_slice(s);
+                if swap {
+                    d.reverse();
+                }
             }
         }
-        if alpha {
-            out.extend(std::iter::repeat_n(r.mask[p], size));
+    }
+    if alpha {
+        let at = r.bands * size;
+        for (px, m) in out.chunks_exact_mut(stride).zip(&r.mask) {
+            px[at..at + size].fill(*m);
         }
     }
     out
@@ -268,6 +279,22 @@ mod tests {
             mask: vec![255],
         };
         assert_eq!(interleave(&r, true, true), vec![1, 2, 255, 255]);
+    }
+
+    #[test]
+    fn bands_are_interleaved_pixel_by_pixel_with_the_mask_last() {
+        let r = Raster {
+            dtype: DataType::U16,
+            bands: 2,
+            width: 2,
+            height: 1,
+            pixels: [0x0102u16, 0x0304, 0x0506, 0x0708].iter().flat_map(|v| v.to_ne_bytes()).collect(),
+            mask: vec![255, 0],
+        };
+        assert_eq!(interleave(&r, true, true), vec![1, 2, 5, 6, 255, 255, 3, 4, 7, 8, 0, 0]);
+        let native: Vec<u8> =
+            [0x0102u16, 0x0506, 0x0304, 0x0708].iter().flat_map(|v| v.to_ne_bytes()).collect();
+        assert_eq!(interleave(&r, false, false), native);
     }
 
     #[test]
