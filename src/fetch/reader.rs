@@ -26,6 +26,10 @@ use crate::{
 /// reads are the worker's fault.
 const MAX_QUESTION_BYTES: u64 = 256 * 1024 * 1024;
 
+/// Most bytes the answer to a plan carries (its blocks, when all are cached); a larger
+/// plan is answered without them and the worker reads its blocks question by question.
+const MAX_PLAN_REPLY_BYTES: u64 = 32 * 1024 * 1024;
+
 /// Most ranges in one question.
 const MAX_QUESTION_RANGES: usize = 65_536;
 
@@ -128,7 +132,15 @@ impl AssetReader {
         if question.plan {
             let state = self.cache.object(&url, deadline, cost).await?;
             let ready = self.cache.holds(&url, generation.unwrap_or(state.generation), &ranges);
-            return Ok(reply_for(&state, Vec::new(), ready));
+            let bytes: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+            if !ready || bytes > MAX_PLAN_REPLY_BYTES {
+                return Ok(reply_for(&state, Vec::new(), ready));
+            }
+            // Every range is cached: the bytes go with the answer, and the worker's reads
+            // are served from them instead of one question each.
+            let (state, data) =
+                self.cache.read(&url, generation.unwrap_or(0), &ranges, deadline, cost).await?;
+            return Ok(reply_for(&state, data.into_iter().map(Vec::from).collect(), true));
         }
         if ranges.is_empty() {
             let state = self.cache.object(&url, deadline, cost).await?;

@@ -241,13 +241,19 @@ pub fn read(
     if let Some(choice) = overview_argument(ds, &band1, req, &plan) {
         plan.overview = choice;
     }
-    if req.plan_remote
-        && let Some(remote) = remote
+    // The plan is asked about the dataset as opened (its generation in the path), so
+    // the blocks that come with the answer are of the version GDAL parsed.
+    if let Some(remote) = remote
+        && remote_io::is_remote(&req.path)
         && let Some(ranges) = block_ranges::for_read(ds, &plan.grid, &req.target_crs, &plan.overview)
         && !ranges.is_empty()
-        && remote.ask(&req.path, ranges.clone(), true).is_some_and(|reply| !reply.ready)
+        && let Some(reply) = remote.ask(&ds.description().unwrap_or_default(), ranges.clone(), true)
     {
-        return Ok(worker_response::Result::Deferred(Deferred { ranges }));
+        if reply.ready {
+            remote.keep(&ranges, reply.data);
+        } else if req.plan_remote {
+            return Ok(worker_response::Result::Deferred(Deferred { ranges }));
+        }
     }
     let mut args = vec!["-of".to_owned(), "VRT".to_owned()];
     args.extend(plan.warp_args(&req.target_crs));

@@ -91,6 +91,9 @@ struct Job {
     error: Option<(ErrorKind, String)>,
     /// What the job's remote reads cost (questions and bytes in `network_*`).
     stats: crate::pb::worker::ReadStats,
+    /// The bytes of the read's planned blocks that came with the front's answer to the
+    /// plan (offset, bytes), served without a question.
+    planned: Vec<(u64, Vec<u8>)>,
 }
 
 /// An open remote file.
@@ -226,6 +229,25 @@ impl Remote {
             return None;
         }
         Some(reply)
+    }
+
+    /// Keeps the bytes of `ranges` (the front's answer to the job's plan) for the rest
+    /// of the job: reads inside them ask nothing. Ranges whose bytes are missing or short
+    /// (cut at the end of the asset) are kept as far as they go.
+    pub fn keep(&self, ranges: &[ByteRange], data: Vec<Vec<u8>>) {
+        let mut job = self.job.borrow_mut();
+        job.planned.extend(ranges.iter().zip(data).map(|(r, bytes)| (r.offset, bytes)));
+    }
+
+    /// `length` bytes at `offset` from the planned blocks, if they hold them all.
+    fn planned(&self, offset: u64, length: u64) -> Option<Vec<u8>> {
+        let job = self.job.borrow();
+        let (start, bytes) = job
+            .planned
+            .iter()
+            .find(|(start, bytes)| offset >= *start && offset + length <= start + bytes.len() as u64)?;
+        let from = (offset - start) as usize;
+        Some(bytes[from..from + length as usize].to_vec())
     }
 
     fn fail(&self, kind: ErrorKind, message: String) {
@@ -365,6 +387,9 @@ unsafe extern "C" fn read(file: *mut c_void, buffer: *mut c_void, size: usize, c
 /// `length` bytes at the handle's position, from the read-ahead or the front.
 fn read_at(h: &mut Handle, length: u64) -> Option<Vec<u8>> {
     let start = h.position;
+    if let Some(bytes) = h.remote.planned(start, length) {
+        return Some(bytes);
+    }
     if let Some((offset, ahead)) = &h.ahead
         && start >= *offset
         && start + length <= offset + ahead.len() as u64
@@ -405,13 +430,20 @@ unsafe extern "C" fn read_multi_range(
             std::slice::from_raw_parts(data, n),
         )
     };
-    let ranges =
-        offsets.iter().zip(sizes).map(|(o, s)| ByteRange { offset: *o, length: *s as u64 }).collect();
-    let Some(reply) = h.remote.ask(&h.path, ranges, false) else { return -1 };
-    if reply.data.len() != n {
+    let planned: Option<Vec<Vec<u8>>> =
+        offsets.iter().zip(sizes).map(|(o, s)| h.remote.planned(*o, *s as u64)).collect();
+    let reply_data = if let Some(planned) = planned {
+        planned
+    } else {
+        let ranges =
+            offsets.iter().zip(sizes).map(|(o, s)| ByteRange { offset: *o, length: *s as u64 }).collect();
+        let Some(reply) = h.remote.ask(&h.path, ranges, false) else { return -1 };
+        reply.data
+    };
+    if reply_data.len() != n {
         return -1;
     }
-    for ((bytes, size), out) in reply.data.iter().zip(sizes).zip(data) {
+    for ((bytes, size), out) in reply_data.iter().zip(sizes).zip(data) {
         if bytes.len() != *size {
             return -1;
         }

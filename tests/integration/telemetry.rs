@@ -514,6 +514,116 @@ async fn a_worker_reads_remote_assets_only_through_the_front_and_counts_what_it_
     }
 }
 
+/// A remote read asks the front about its planned blocks first. When the answer to the
+/// plan carries their bytes, the read is served from them: no question for a block
+/// after the plan (one question in all for a dataset already open), against one per
+/// block read when the answer says only that they are cached; and the pixels are the
+/// same either way. The test plays the front over the worker's channel.
+#[tokio::test]
+async fn a_read_whose_planned_blocks_come_with_the_answer_asks_no_question_per_block() {
+    use tessera::{
+        ipc::{read_frame_async, write_frame_async},
+        pb::worker::{
+            Hello, RangeReply, ReadRequest, Resampling, WorkerRequest, WorkerResponse, worker_request::Job,
+            worker_response,
+        },
+    };
+    let file = std::fs::read(harness::fixtures().join(harness::UTM[0])).unwrap();
+    let mut worker = tokio::process::Command::new(harness::BIN)
+        .arg("worker")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = worker.stdin.take().unwrap();
+    let mut stdout = worker.stdout.take().unwrap();
+    let _: Hello = read_frame_async(&mut stdout).await.unwrap();
+    let remote = format!("/vsitessera/http://127.0.0.1:9/{}", harness::UTM[0]);
+    let (z, x, y) = MOSAIC;
+    let [min_x, min_y, max_x, max_y] = mercator_bounds(z, x, y);
+
+    // Each mode reads twice (the second on the open dataset); the questions of each
+    // read as (plan?, ranges asked).
+    let mut outcome = Vec::new();
+    let mut id = 0;
+    for bytes_with_plan in [false, true] {
+        let mut reads = Vec::new();
+        for _ in 0..2 {
+            id += 1;
+            let job = ReadRequest {
+                path: remote.clone(),
+                target_crs: "EPSG:3857".into(),
+                min_x,
+                min_y,
+                max_x,
+                max_y,
+                width: 256,
+                height: 256,
+                resampling: Resampling::Nearest as i32,
+                ..ReadRequest::default()
+            };
+            let request =
+                WorkerRequest { id, deadline_ms: 20_000, job: Some(Job::Read(job)), ..Default::default() };
+            write_frame_async(&mut stdin, &request).await.unwrap();
+            let mut questions = Vec::new();
+            let result = loop {
+                let response: WorkerResponse = read_frame_async(&mut stdout).await.unwrap();
+                let Some(worker_response::Result::Range(q)) = response.result else { break response.result };
+                questions.push((q.plan, q.ranges.len()));
+                let data: Vec<Vec<u8>> = if q.plan && !bytes_with_plan {
+                    Vec::new()
+                } else {
+                    q.ranges
+                        .iter()
+                        .map(|r| {
+                            let end = ((r.offset + r.length) as usize).min(file.len());
+                            file[(r.offset as usize).min(end)..end].to_vec()
+                        })
+                        .collect()
+                };
+                let reply = RangeReply {
+                    size: file.len() as u64,
+                    data,
+                    ready: true,
+                    generation: 1,
+                    ..Default::default()
+                };
+                let answer = WorkerRequest { id, job: Some(Job::RangeReply(reply)), ..Default::default() };
+                write_frame_async(&mut stdin, &answer).await.unwrap();
+            };
+            let Some(worker_response::Result::Read(read)) = result else { panic!("read {id}: {result:?}") };
+            reads.push((questions, read));
+        }
+        outcome.push(reads);
+    }
+    drop(stdin);
+    assert!(worker.wait().await.unwrap().success());
+
+    let plans = |questions: &[(bool, usize)]| questions.iter().filter(|(plan, _)| *plan).count();
+    let after_plan = |questions: &[(bool, usize)]| {
+        let at = questions.iter().position(|(plan, _)| *plan).expect("a plan question");
+        questions[at + 1..].iter().filter(|(_, ranges)| *ranges > 0).count()
+    };
+    for reads in &outcome {
+        for (questions, _) in reads {
+            assert_eq!(plans(questions), 1, "{questions:?}");
+        }
+    }
+    let (without, with) = (&outcome[0], &outcome[1]);
+    // Only told they are cached, the reads ask for their blocks one question at a time.
+    assert!(after_plan(&without[1].0) >= 1, "{:?}", without[1].0);
+    // With the bytes: nothing after the plan; on the open dataset, the generation
+    // check and the plan are all it asks.
+    assert_eq!(after_plan(&with[0].0), 0, "{:?}", with[0].0);
+    assert_eq!(after_plan(&with[1].0), 0, "{:?}", with[1].0);
+    assert!(with[1].0.len() < without[1].0.len(), "{:?} vs {:?}", with[1].0, without[1].0);
+    for ((_, a), (_, b)) in without.iter().zip(with) {
+        assert_eq!((a.width, a.height, a.band_count), (b.width, b.height, b.band_count));
+        assert!(a.pixels == b.pixels && a.mask == b.mask, "the pixels differ with the planned bytes");
+        assert!(a.mask.contains(&255), "the read covers the asset");
+    }
+}
+
 /// What a remote read cost is on its spans, from the front's own fetches (no longer
 /// GDAL's counters): over a cold tile, the requests and bytes of its `asset info` and
 /// `asset read` spans are exactly what the origin served, with cache misses and time
