@@ -38,30 +38,29 @@ impl Compositor {
         let size = self.out.dtype.size();
         let n = self.out.pixel_count();
         let rank = index as u32;
-        // Which pixels this asset wins, decided once for all bands; the bands are then
-        // copied plane by plane (a select the compiler vectorises for 8-bit samples).
-        let mut wins = vec![false; n];
-        let mut any = false;
+        // Which pixels this asset wins (0xff) or not (0), decided once for all bands,
+        // without branches; the bands are then copied plane by plane as a bitwise select
+        // (both loops vectorise).
+        let (filled_by, out_mask, src_mask) = (&mut self.filled_by[..n], &mut self.out.mask[..n], &src.mask[..n]);
+        let mut wins = vec![0u8; n];
         for (((win, filled), out_mask), src_mask) in
-            wins.iter_mut().zip(&mut self.filled_by).zip(&mut self.out.mask).zip(&src.mask)
+            wins.iter_mut().zip(filled_by.iter_mut()).zip(out_mask.iter_mut()).zip(src_mask)
         {
-            if *src_mask != 0 && *filled > rank {
-                *win = true;
-                *filled = rank;
-                *out_mask = 255;
-                any = true;
-            }
+            let w = u8::from(*src_mask != 0) & u8::from(*filled > rank);
+            *win = 0u8.wrapping_sub(w);
+            *filled = if w != 0 { rank } else { *filled };
+            *out_mask |= *win;
         }
-        if any {
+        if wins.contains(&0xff) {
             let plane = n * size;
             for (dst, from) in self.out.pixels.chunks_exact_mut(plane).zip(src.pixels.chunks_exact(plane)) {
                 if size == 1 {
-                    for ((d, s), win) in dst.iter_mut().zip(from).zip(&wins) {
-                        *d = if *win { *s } else { *d };
+                    for ((d, s), w) in dst.iter_mut().zip(from).zip(&wins) {
+                        *d = (*s & *w) | (*d & !*w);
                     }
                 } else {
-                    for ((d, s), win) in dst.chunks_exact_mut(size).zip(from.chunks_exact(size)).zip(&wins) {
-                        if *win {
+                    for ((d, s), w) in dst.chunks_exact_mut(size).zip(from.chunks_exact(size)).zip(&wins) {
+                        if *w != 0 {
                             d.copy_from_slice(s);
                         }
                     }
