@@ -310,13 +310,28 @@ def scenario_b(latency_ms: int, s3: bool) -> list[str]:
             "HTTP", (z12, neighbour), lambda a: f"{base}/{a}", lambda: counts(base)["requests"],
             tessera_args=["--allow-remote", f"{base}/"])
         out += rows
+        # One cold tile is one sample: four more fresh servers, and the target is
+        # judged on the median of the five.
+        colds = [ours[0]]
+        for _ in range(4):
+            proc, address = tessera(None, ["--allow-remote", f"{base}/"])
+            try:
+                r = run_tessera(address, [tile(*z12, [f"{base}/{a}" for a in UTM])])
+                colds.append(r["latencies_ms"][0] if not r["errors"] else None)
+            finally:
+                proc.stop()
     finally:
         rs.stop()
     if s3:
         out += s3_rows(z12, neighbour)
-    cold_ok = ours[0] is not None and ours[0] <= 150
+    cold = sorted(c for c in colds if c is not None)
+    cold_median = cold[len(cold) // 2] if len(cold) == len(colds) else None
+    cold_ok = cold_median is not None and cold_median <= 150
     one_trip_ok = ours[3] is not None and ours[3] <= 100
-    out += ["", f"Tessera runs with its default pool. Targets at {latency_ms} ms: the cold tile <= 150 ms, i.e. "
+    spread = f"{fmt(cold[0], 0)}-{fmt(cold[-1], 0)}" if cold else "-"
+    out += ["", f"Tessera runs with its default pool. The cold HTTP tile on five fresh servers (the row above is "
+                f"the first): median {fmt(cold_median, 0)} ms, {spread} ms. Targets at {latency_ms} ms: the cold "
+                f"tile <= 150 ms (the median), i.e. "
                 f"two round trips (headers, then data) + CPU ({'met' if cold_ok else 'missed'}); the same tile "
                 f"again: 0 requests (the front's cache); a tile whose headers are cached but not its blocks "
                 f"(the z16 row; the z13 neighbour's blocks came with the z12 tile's): one round trip + CPU, "
