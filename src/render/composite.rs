@@ -41,7 +41,8 @@ impl Compositor {
         // Which pixels this asset wins (0xff) or not (0), decided once for all bands,
         // without branches; the bands are then copied plane by plane as a bitwise select
         // (both loops vectorise).
-        let (filled_by, out_mask, src_mask) = (&mut self.filled_by[..n], &mut self.out.mask[..n], &src.mask[..n]);
+        let (filled_by, out_mask, src_mask) =
+            (&mut self.filled_by[..n], &mut self.out.mask[..n], &src.mask[..n]);
         let mut wins = vec![0u8; n];
         for (((win, filled), out_mask), src_mask) in
             wins.iter_mut().zip(filled_by.iter_mut()).zip(out_mask.iter_mut()).zip(src_mask)
