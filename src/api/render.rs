@@ -458,6 +458,9 @@ impl TileRenderer {
             if remote {
                 cost.add(self.remote_header(asset, deadline).await?);
                 record_remote_cost(&span, cost);
+                // The version just checked: the worker opens it without asking which.
+                read.path =
+                    self.reader.as_ref().and_then(|r| r.versioned_path(&key)).unwrap_or_else(|| key.clone());
             }
             read.plan_remote = remote;
             let mut deferred = 0;
@@ -474,7 +477,7 @@ impl TileRenderer {
                 let reader = self.reader.as_ref().filter(|_| deferred == 1).ok_or_else(|| {
                     ServiceError::Internal(format!("worker deferred a read of {} twice", quote(&asset.name)))
                 })?;
-                match reader.fetch_planned(&read.path, &plan.ranges, deadline).await {
+                match reader.fetch_planned(&key, &plan.ranges, deadline).await {
                     Ok(fetched) => {
                         cost.add(fetched);
                         record_remote_cost(&span, cost);

@@ -222,6 +222,12 @@ impl RangeCache {
         self.objects.get(&key).ok_or_else(|| FetchError::Changed("the object was forgotten".into()))
     }
 
+    /// The generation the cache knows `url` at, if it knows it; no request.
+    #[must_use]
+    pub fn generation(&self, url: &RemoteUrl) -> Option<u64> {
+        self.objects.get(url.to_string().as_str()).map(|state| state.generation)
+    }
+
     /// Whether every byte of `ranges` of `url` (at `generation`) is cached; no request.
     #[must_use]
     pub fn holds(&self, url: &RemoteUrl, generation: u64, ranges: &[Range<u64>]) -> bool {

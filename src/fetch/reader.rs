@@ -84,6 +84,16 @@ impl AssetReader {
         Ok(cost)
     }
 
+    /// Worker path `path` (`/vsitessera/<url>`) with the generation the cache knows the
+    /// object at (`/vsitessera/<generation>/<url>`), so the worker opens that version
+    /// without asking; `None` when the object is not known (yet) or `path` is not remote.
+    #[must_use]
+    pub fn versioned_path(&self, path: &str) -> Option<String> {
+        let url = RemoteUrl::from_gdal_path(path).ok()?;
+        let generation = self.cache.generation(&url)?;
+        Some(format!("{WORKER_PREFIX}{generation}/{url}"))
+    }
+
     /// Fetches `ranges` of the asset at worker path `path` into the cache (a deferred
     /// read's plan), all at once; what it cost.
     pub async fn fetch_planned(
@@ -122,7 +132,7 @@ impl AssetReader {
         cost: &mut ReadCost,
     ) -> Result<RangeReply, FetchError> {
         let (generation, url) = parse_worker_path(&question.path)?;
-        let job_url = RemoteUrl::from_gdal_path(job_path).map_err(FetchError::Denied)?;
+        let (_, job_url) = parse_worker_path(job_path)?;
         if url != job_url {
             return Err(FetchError::Denied(format!(
                 "a worker asked for {url} during a job about {job_url}: refused"

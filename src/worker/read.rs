@@ -109,7 +109,9 @@ pub(super) fn open<'c>(
     // A remote asset is known by its version (the front's generation of it), so a
     // dataset opened on an object that has changed since is not used again.
     let versioned;
-    let path = if remote_io::is_remote(path) {
+    let path = if remote_io::is_versioned(path) {
+        path
+    } else if remote_io::is_remote(path) {
         versioned = cache
             .remote()
             .and_then(|remote| remote.versioned(path))

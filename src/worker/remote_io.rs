@@ -261,6 +261,16 @@ pub fn is_remote(path: &str) -> bool {
     path.starts_with(PREFIX)
 }
 
+/// Whether remote `path` already names the version to open
+/// (`/vsitessera/<generation>/<url>`, as the front sends a read it has just checked).
+#[must_use]
+pub fn is_versioned(path: &str) -> bool {
+    path.strip_prefix(PREFIX).is_some_and(|rest| {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        digits > 0 && rest[digits..].starts_with('/')
+    })
+}
+
 // ---- GDAL's callbacks -------------------------------------------------------------
 
 /// # Safety
@@ -516,6 +526,15 @@ pub fn unversioned(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versioned_paths_are_told_from_plain_ones() {
+        assert!(is_versioned("/vsitessera/12/https://h/a.tif"));
+        assert!(!is_versioned("/vsitessera/https://h/a.tif"));
+        assert!(!is_versioned("/vsitessera/s3://b/k.tif"));
+        assert!(!is_versioned("/vsitessera/12"));
+        assert!(!is_versioned("/data/12/a.tif"));
+    }
 
     #[test]
     fn versions_are_taken_out_of_messages() {
