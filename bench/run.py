@@ -499,6 +499,7 @@ def throughput(workers, tiles_json, concurrency, tessera_args=(), count=None) ->
         before = count() if count else None
         r = run_tessera(address, tiles_json, concurrency)
         used = count() - before if count else None
+        r["front_peak_mib"] = rss_mib(proc.p.pid, "VmHWM:")
     finally:
         proc.stop()
     return r, used
@@ -520,7 +521,7 @@ def scenario_f(bounds, latency_ms: int, n: int, concurrency: int = 16) -> list[s
     def row(label, r, used):
         per = fmt(used / r["tiles"], 1) if used is not None else "-"
         return (f"| {label} | {fmt(r['tiles_per_s'])} | {fmt(r['p50_ms'], 0)} | {fmt(r['p99_ms'], 0)} | "
-                f"{r['errors']} | {used if used is not None else '-'} | {per} |")
+                f"{r['errors']} | {used if used is not None else '-'} | {per} | {fmt(r['front_peak_mib'], 0)} |")
 
     default = "default pool (4 workers here)" if CORES == 2 else "default pool"
     rows = [row(f"local files, {default}", local, None),
@@ -537,11 +538,14 @@ def scenario_f(bounds, latency_ms: int, n: int, concurrency: int = 16) -> list[s
         "opening the assets is part of it; origin requests are the range server's counter "
         "(bench/range_server.py, every request held back by the latency).", "",
         f"`bench/run.py --only f` (`--latency-ms {latency_ms}`)", "",
-        "| run | tiles/s | p50 ms | p99 ms | errors | origin requests | requests/tile |",
-        "|---|---|---|---|---|---|---|", *rows, "",
+        "| run | tiles/s | p50 ms | p99 ms | errors | origin requests | requests/tile | front peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|", *rows, "",
         f"Remote / local tiles/s: **{fmt(ratio, 2)}** (target >= 0.7: {met(ratio is not None and ratio >= 0.7)}). "
         f"Origin requests with 16 workers / with 4: **{fmt(req_ratio, 2)}** "
-        f"(target <= 1.2: {met(req_ratio is not None and req_ratio <= 1.2)}).", "",
+        f"(target <= 1.2: {met(req_ratio is not None and req_ratio <= 1.2)}). "
+        f"Front peak RSS over HTTP: {fmt(max(r[0]['front_peak_mib'] for r in remote.values()), 0)} MiB (target: "
+        f"under 100 MiB + the remote cache's size; here the cache holds at most the six files, "
+        f"{sum((DATA / a).stat().st_size for a in UTM) / 2**20:.1f} MiB).", "",
     ]
 
 
