@@ -274,9 +274,51 @@ impl Metrics {
         self.otel.connections.add(1, &[KeyValue::new("event", "keepalive_timeout")]);
     }
 
-    /// Reports the remote reader's cache and origin counters (Prometheus).
+    /// Reports the remote reader's cache and origin counters: on `/metrics`, and as
+    /// observable instruments on the global meter (exported over OTLP when asked), one
+    /// per sample name (`tessera_remote_cache_hits_total` → `tessera.remote.cache_hits`),
+    /// with the sample's label.
     pub fn observe_remote(&self, reader: &Arc<crate::fetch::AssetReader>) {
         let _ = self.remote.set(Arc::clone(reader));
+        let meter = opentelemetry::global::meter("tessera");
+        let mut names: Vec<(&'static str, &'static str, &'static str)> = Vec::new();
+        for sample in reader.samples() {
+            if !names.iter().any(|(n, _, _)| *n == sample.name) {
+                names.push((sample.name, sample.help, sample.kind));
+            }
+        }
+        let mut keep: Vec<Box<dyn std::any::Any + Send + Sync>> = Vec::new();
+        for (name, help, kind) in names {
+            let r = Arc::clone(reader);
+            let observe = move |o: &dyn opentelemetry::metrics::AsyncInstrument<u64>| {
+                for sample in r.samples().into_iter().filter(|s| s.name == name) {
+                    let attrs: Vec<KeyValue> =
+                        sample.label.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect();
+                    o.observe(sample.value, &attrs);
+                }
+            };
+            let otel_name = otel_counter_name(name);
+            keep.push(if kind == "counter" {
+                Box::new(
+                    meter
+                        .u64_observable_counter(otel_name)
+                        .with_description(help)
+                        .with_callback(observe)
+                        .build(),
+                )
+            } else {
+                Box::new(
+                    meter
+                        .u64_observable_gauge(otel_name)
+                        .with_description(help)
+                        .with_callback(observe)
+                        .build(),
+                )
+            });
+        }
+        if let Ok(mut o) = self.observers.lock() {
+            o.extend(keep);
+        }
     }
 
     /// Reports the memory budget's reservations and refusals (Prometheus).

@@ -638,6 +638,7 @@ async fn remote_reads_carry_their_requests_bytes_cache_hits_and_wait_on_their_sp
             ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), format!("http://{addr}")),
             ("OTEL_SERVICE_NAME".to_owned(), "tessera-test".to_owned()),
             ("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "100".to_owned()),
+            ("OTEL_METRIC_EXPORT_INTERVAL".to_owned(), "300".to_owned()),
         ],
         args: vec!["--allow-remote".to_owned(), format!("{base}/")],
         ..Default::default()
@@ -682,4 +683,25 @@ async fn remote_reads_carry_their_requests_bytes_cache_hits_and_wait_on_their_sp
     assert!(read.int("remote.cache_hits") > 0, "{read:#?}");
     assert_eq!(counts.requests.load(Ordering::SeqCst), origin.0, "the repeat reached the origin");
     assert!(named(&spans, "asset info").is_empty(), "the description was cached");
+
+    // The cache's and the origin's counters go out over OTLP too, not only on /metrics.
+    let wanted = [
+        "tessera.remote.cache_bytes",
+        "tessera.remote.cache_hits",
+        "tessera.remote.cache_misses",
+        "tessera.remote.cache_evictions",
+        "tessera.remote.cache_coalesced",
+        "tessera.origin.requests",
+        "tessera.origin.bytes",
+        "tessera.origin.retries",
+    ];
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let names = receiver.metric_names();
+        if wanted.iter().all(|w| names.contains(*w)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "remote metrics missing over OTLP; got {names:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
