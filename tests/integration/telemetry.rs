@@ -171,16 +171,24 @@ fn assert_each_worker_opens_each_asset_once(receiver: &Receiver) {
 
 /// The metrics reach the receiver over OTLP too.
 async fn wait_for_otlp_metrics(receiver: &Receiver) {
+    wait_for_metric_names(
+        receiver,
+        &[
+            "tessera.tiles",
+            "tessera.tile.duration",
+            "tessera.asset_read.duration",
+            "tessera.worker.spawns",
+            "tessera.pool.workers",
+            "tessera.dataset_cache.lookups",
+            "tessera.encoded_bytes",
+        ],
+    )
+    .await;
+}
+
+/// Waits (up to 10 s) until the receiver has seen every metric in `wanted`.
+async fn wait_for_metric_names(receiver: &Receiver, wanted: &[&str]) {
     let until = std::time::Instant::now() + Duration::from_secs(10);
-    let wanted = [
-        "tessera.tiles",
-        "tessera.tile.duration",
-        "tessera.asset_read.duration",
-        "tessera.worker.spawns",
-        "tessera.pool.workers",
-        "tessera.dataset_cache.lookups",
-        "tessera.encoded_bytes",
-    ];
     loop {
         let names = receiver.metric_names();
         if wanted.iter().all(|w| names.contains(*w)) {
@@ -367,6 +375,57 @@ fn mercator_bounds(z: u32, x: u32, y: u32) -> [f64; 4] {
     [min_x, max_y - size, min_x + size, max_y]
 }
 
+/// A worker process with `env`, its channel, and its hello: the test plays the front.
+async fn bare_worker(
+    env: &[(&str, String)],
+) -> (
+    tokio::process::Child,
+    tokio::process::ChildStdin,
+    tokio::process::ChildStdout,
+    tessera::pb::worker::Hello,
+) {
+    let mut worker = tokio::process::Command::new(harness::BIN)
+        .arg("worker")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = worker.stdin.take().unwrap();
+    let mut stdout = worker.stdout.take().unwrap();
+    let hello = tessera::ipc::read_frame_async(&mut stdout).await.unwrap();
+    (worker, stdin, stdout, hello)
+}
+
+/// The read job of the MOSAIC tile for `path`: 256 px of Web Mercator, nearest.
+fn mosaic_read(path: String) -> tessera::pb::worker::ReadRequest {
+    let (z, x, y) = MOSAIC;
+    let [min_x, min_y, max_x, max_y] = mercator_bounds(z, x, y);
+    tessera::pb::worker::ReadRequest {
+        path,
+        target_crs: "EPSG:3857".into(),
+        min_x,
+        min_y,
+        max_x,
+        max_y,
+        width: 256,
+        height: 256,
+        resampling: tessera::pb::worker::Resampling::Nearest as i32,
+        ..Default::default()
+    }
+}
+
+/// The bytes of `ranges` of `file`, cut at its end, as a front answers them.
+fn bytes_of(file: &[u8], ranges: &[tessera::pb::worker::ByteRange]) -> Vec<Vec<u8>> {
+    ranges
+        .iter()
+        .map(|r| {
+            let end = ((r.offset + r.length) as usize).min(file.len());
+            file[(r.offset as usize).min(end)..end].to_vec()
+        })
+        .collect()
+}
+
 /// Plays the front for job `id` of a worker reading `remote`: answers its questions from
 /// `file` (generation 7) until its answer comes; the answer, the questions and the bytes
 /// sent.
@@ -392,14 +451,7 @@ async fn answer_questions(
         // generation this front gave it (7).
         let versioned = remote.replacen("/vsitessera/", "/vsitessera/7/", 1);
         assert!(q.path == remote || q.path == versioned, "question {questions} of read {id}: {}", q.path);
-        let data: Vec<Vec<u8>> = q
-            .ranges
-            .iter()
-            .map(|r| {
-                let end = ((r.offset + r.length) as usize).min(file.len());
-                file[(r.offset as usize).min(end)..end].to_vec()
-            })
-            .collect();
+        let data = bytes_of(file, &q.ranges);
         questions += 1;
         bytes += data.iter().map(Vec::len).sum::<usize>() as u64;
         let reply =
@@ -418,46 +470,24 @@ async fn answer_questions(
 async fn a_worker_reads_remote_assets_only_through_the_front_and_counts_what_it_asked() {
     use tessera::{
         ipc::{read_frame_async, write_frame_async},
-        pb::worker::{
-            ErrorKind, Hello, ReadRequest, Resampling, WorkerRequest, WorkerResponse, worker_request::Job,
-            worker_response,
-        },
+        pb::worker::{ErrorKind, WorkerRequest, WorkerResponse, worker_request::Job, worker_response},
     };
     let (receiver, otlp) = Receiver::start().await;
     let (base, counts) = crate::http_range::serve(harness::fixtures().to_path_buf()).await;
     let file = std::fs::read(harness::fixtures().join(harness::UTM[0])).unwrap();
-    let mut worker = tokio::process::Command::new(harness::BIN)
-        .arg("worker")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"))
-        .env("OTEL_SERVICE_NAME", "tessera-test-worker")
-        .env("OTEL_BSP_SCHEDULE_DELAY", "50")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = worker.stdin.take().unwrap();
-    let mut stdout = worker.stdout.take().unwrap();
-    let hello: Hello = read_frame_async(&mut stdout).await.unwrap();
+    let (mut worker, mut stdin, mut stdout, hello) = bare_worker(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}")),
+        ("OTEL_SERVICE_NAME", "tessera-test-worker".to_owned()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50".to_owned()),
+    ])
+    .await;
 
     let (header, trace_id, _) = traceparent(17);
-    let (z, x, y) = MOSAIC;
-    let [min_x, min_y, max_x, max_y] = mercator_bounds(z, x, y);
     let request = |id, path: String| WorkerRequest {
         id,
         deadline_ms: 20_000,
         trace_context: [("traceparent".to_owned(), header.clone())].into(),
-        job: Some(Job::Read(ReadRequest {
-            path,
-            target_crs: "EPSG:3857".into(),
-            min_x,
-            min_y,
-            max_x,
-            max_y,
-            width: 256,
-            height: 256,
-            resampling: Resampling::Nearest as i32,
-            ..ReadRequest::default()
-        })),
+        job: Some(Job::Read(mosaic_read(path))),
     };
     let remote = format!("/vsitessera/{base}/{}", harness::UTM[0]);
     let mut stats = Vec::new();
@@ -523,24 +553,11 @@ async fn a_worker_reads_remote_assets_only_through_the_front_and_counts_what_it_
 async fn a_read_whose_planned_blocks_come_with_the_answer_asks_no_question_per_block() {
     use tessera::{
         ipc::{read_frame_async, write_frame_async},
-        pb::worker::{
-            Hello, RangeReply, ReadRequest, Resampling, WorkerRequest, WorkerResponse, worker_request::Job,
-            worker_response,
-        },
+        pb::worker::{RangeReply, WorkerRequest, WorkerResponse, worker_request::Job, worker_response},
     };
     let file = std::fs::read(harness::fixtures().join(harness::UTM[0])).unwrap();
-    let mut worker = tokio::process::Command::new(harness::BIN)
-        .arg("worker")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = worker.stdin.take().unwrap();
-    let mut stdout = worker.stdout.take().unwrap();
-    let _: Hello = read_frame_async(&mut stdout).await.unwrap();
+    let (mut worker, mut stdin, mut stdout, _) = bare_worker(&[]).await;
     let remote = format!("/vsitessera/http://127.0.0.1:9/{}", harness::UTM[0]);
-    let (z, x, y) = MOSAIC;
-    let [min_x, min_y, max_x, max_y] = mercator_bounds(z, x, y);
 
     // Each mode reads twice (the second on the open dataset); the questions of each
     // read as (plan?, ranges asked).
@@ -550,37 +567,15 @@ async fn a_read_whose_planned_blocks_come_with_the_answer_asks_no_question_per_b
         let mut reads = Vec::new();
         for _ in 0..2 {
             id += 1;
-            let job = ReadRequest {
-                path: remote.clone(),
-                target_crs: "EPSG:3857".into(),
-                min_x,
-                min_y,
-                max_x,
-                max_y,
-                width: 256,
-                height: 256,
-                resampling: Resampling::Nearest as i32,
-                ..ReadRequest::default()
-            };
-            let request =
-                WorkerRequest { id, deadline_ms: 20_000, job: Some(Job::Read(job)), ..Default::default() };
+            let job = Job::Read(mosaic_read(remote.clone()));
+            let request = WorkerRequest { id, deadline_ms: 20_000, job: Some(job), ..Default::default() };
             write_frame_async(&mut stdin, &request).await.unwrap();
             let mut questions = Vec::new();
             let result = loop {
                 let response: WorkerResponse = read_frame_async(&mut stdout).await.unwrap();
                 let Some(worker_response::Result::Range(q)) = response.result else { break response.result };
                 questions.push((q.plan, q.ranges.len()));
-                let data: Vec<Vec<u8>> = if q.plan && !bytes_with_plan {
-                    Vec::new()
-                } else {
-                    q.ranges
-                        .iter()
-                        .map(|r| {
-                            let end = ((r.offset + r.length) as usize).min(file.len());
-                            file[(r.offset as usize).min(end)..end].to_vec()
-                        })
-                        .collect()
-                };
+                let data = if q.plan && !bytes_with_plan { Vec::new() } else { bytes_of(&file, &q.ranges) };
                 let reply = RangeReply {
                     size: file.len() as u64,
                     data,
@@ -685,23 +680,18 @@ async fn remote_reads_carry_their_requests_bytes_cache_hits_and_wait_on_their_sp
     assert!(named(&spans, "asset info").is_empty(), "the description was cached");
 
     // The cache's and the origin's counters go out over OTLP too, not only on /metrics.
-    let wanted = [
-        "tessera.remote.cache_bytes",
-        "tessera.remote.cache_hits",
-        "tessera.remote.cache_misses",
-        "tessera.remote.cache_evictions",
-        "tessera.remote.cache_coalesced",
-        "tessera.origin.requests",
-        "tessera.origin.bytes",
-        "tessera.origin.retries",
-    ];
-    let until = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let names = receiver.metric_names();
-        if wanted.iter().all(|w| names.contains(*w)) {
-            break;
-        }
-        assert!(std::time::Instant::now() < until, "remote metrics missing over OTLP; got {names:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_metric_names(
+        &receiver,
+        &[
+            "tessera.remote.cache_bytes",
+            "tessera.remote.cache_hits",
+            "tessera.remote.cache_misses",
+            "tessera.remote.cache_evictions",
+            "tessera.remote.cache_coalesced",
+            "tessera.origin.requests",
+            "tessera.origin.bytes",
+            "tessera.origin.retries",
+        ],
+    )
+    .await;
 }
