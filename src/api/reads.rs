@@ -257,6 +257,8 @@ pub(super) async fn point(
             lat: req.lat,
             bands: bands.clone(),
             nodata,
+            // Set for a remote asset by the renderer's run_job.
+            defer_remote: false,
         });
         api.renderer.run_job("asset point", asset, job, deadline)
     });
@@ -323,6 +325,7 @@ pub(super) async fn statistics(
         categories: req.categories.clone(),
         nodata,
         resampling: resampling as i32,
+        defer_remote: false,
     });
     let worker_response::Result::Statistics(s) =
         api.renderer.run_job("asset statistics", &asset, job, deadline).await?
@@ -403,6 +406,7 @@ impl Preview {
             bands: expression.as_ref().map_or(bands, |e| e.bands()),
             resampling: read_kernel(req.resampling)? as i32,
             nodata: nodata(req.nodata)?,
+            defer_remote: false,
         };
         Ok(Self { asset, job, format, expression, rescale, colormap })
     }

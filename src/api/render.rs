@@ -276,6 +276,20 @@ async fn off_runtime<T: Send + 'static>(
         .map_err(|e| ServiceError::Internal(format!("{what} task failed: {e}")))
 }
 
+/// Rounds a point, statistics or preview job of a remote asset may defer (each a fetch
+/// of what it missed) before it runs reading through the front as it goes.
+const MAX_DEFERRALS: u32 = 3;
+
+/// Sets `defer_remote` on a point, statistics or preview job.
+fn set_defer_remote(job: &mut Job, on: bool) {
+    match job {
+        Job::Point(r) => r.defer_remote = on,
+        Job::Statistics(r) => r.defer_remote = on,
+        Job::Preview(r) => r.defer_remote = on,
+        _ => {}
+    }
+}
+
 /// Pixel work on at most this many bytes of raster runs where its task is, without
 /// [`off_runtime`]: compositing a 256 px RGB tile (262 KB) takes tens of microseconds,
 /// less than moving it to another thread and back.
@@ -363,28 +377,58 @@ impl TileRenderer {
     /// Runs one job about `asset` (a point, statistics or preview job) in an
     /// `asset_job` span named `kind`; the worker's answer, or its error mapped as a
     /// read's. The pool has checked that the answer is of the job's kind.
+    ///
+    /// For a remote asset no worker waits on the network: the job runs with
+    /// `defer_remote`, and when it missed bytes the front does not hold it answers
+    /// Deferred; the front fetches them (the worker is free meanwhile) and runs it again.
+    /// After [`MAX_DEFERRALS`] rounds it runs as before, reading what it still lacks
+    /// through the front as it goes.
     pub(super) async fn run_job(
         &self,
         kind: &'static str,
         asset: &Asset,
-        job: Job,
+        mut job: Job,
         deadline: Instant,
     ) -> Result<worker_response::Result, ServiceError> {
         let span = asset_span(kind, asset);
         let result = async {
-            let mut cost = self.remote_header(asset, deadline).await?;
+            let remote = self.reader.is_some() && is_remote_path(&asset.path);
             let path = asset.path.to_string_lossy().into_owned();
-            let response = self
-                .pool
-                .run(job, &path, deadline)
-                .await
-                .map_err(|e| ServiceError::from_pool(&asset.name, e))?;
-            cost.add(self.count_cache(&response));
-            record_remote_cost(&Span::current(), cost);
-            match response.result {
-                Some(worker_response::Result::Error(e)) => Err(worker_error(asset, e)),
-                Some(result) => Ok(result),
-                None => Err(ServiceError::Internal(format!("worker answered a {kind} job with nothing"))),
+            let mut cost = ReaderStats::default();
+            let mut deferrals = 0;
+            loop {
+                cost.add(self.remote_header(asset, deadline).await?);
+                set_defer_remote(&mut job, remote && deferrals < MAX_DEFERRALS);
+                let response = self
+                    .pool
+                    .run(job.clone(), &path, deadline)
+                    .await
+                    .map_err(|e| ServiceError::from_pool(&asset.name, e))?;
+                cost.add(self.count_cache(&response));
+                record_remote_cost(&Span::current(), cost);
+                match response.result {
+                    Some(worker_response::Result::Deferred(missed)) => {
+                        let reader = self.reader.as_ref().ok_or_else(|| {
+                            ServiceError::Internal(format!(
+                                "worker deferred a {kind} job with no remote reader"
+                            ))
+                        })?;
+                        let fetched = reader
+                            .fetch_planned(&path, &missed.ranges, deadline)
+                            .await
+                            .map_err(|e| worker_error(asset, e.into()))?;
+                        cost.add(fetched);
+                        record_remote_cost(&Span::current(), cost);
+                        deferrals += 1;
+                    }
+                    Some(worker_response::Result::Error(e)) => return Err(worker_error(asset, e)),
+                    Some(result) => return Ok(result),
+                    None => {
+                        return Err(ServiceError::Internal(format!(
+                            "worker answered a {kind} job with nothing"
+                        )));
+                    }
+                }
             }
         }
         .instrument(span.clone())

@@ -404,7 +404,18 @@ pub fn check_response(
             check_pixels(r)?;
             Ok(response)
         }
-        (Some(Job::Read(req)), Some(R::Deferred(_))) if req.plan_remote => Ok(response),
+        // Only a job that was allowed to defer may answer Deferred.
+        (Some(job), Some(R::Deferred(_)))
+            if match job {
+                Job::Read(r) => r.plan_remote,
+                Job::Point(r) => r.defer_remote,
+                Job::Statistics(r) => r.defer_remote,
+                Job::Preview(r) => r.defer_remote,
+                _ => false,
+            } =>
+        {
+            Ok(response)
+        }
         (Some(Job::Preview(_)), Some(R::Preview(r))) => {
             check_pixels(r)?;
             Ok(response)

@@ -121,6 +121,20 @@ impl DatasetCache {
         self.entries.get(path).map(|e| &e.cached)
     }
 
+    /// Closes every cached version of remote asset `path` (`/vsitessera/[<generation>/]<url>`).
+    pub fn forget_remote(&mut self, path: &str) {
+        let asset = super::remote_io::unversioned(path);
+        let keys: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(key, _)| super::remote_io::unversioned(key) == asset)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in keys {
+            self.entries.pop(&key);
+        }
+    }
+
     /// Caches a freshly opened dataset (with the staging of a local one) and returns it.
     pub fn insert(
         &mut self,

@@ -45,8 +45,8 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use crate::{
     ipc::{FrameError, PROTOCOL_VERSION},
     pb::worker::{
-        ErrorKind, Hello, Pong, ReadStats, WorkerError, WorkerRequest, WorkerResponse, worker_request,
-        worker_response,
+        Deferred, ErrorKind, Hello, Pong, ReadStats, WorkerError, WorkerRequest, WorkerResponse,
+        worker_request, worker_response,
     },
     telemetry::{LogFormat, Role},
 };
@@ -203,7 +203,13 @@ fn handle(
     let mut stats = ReadStats::default();
     let io_before = io::read_bytes();
     let _ = gdal_errors::take_overview();
-    remote.begin_job(request.id);
+    let speculative = match &request.job {
+        Some(worker_request::Job::Point(r)) => r.defer_remote,
+        Some(worker_request::Job::Statistics(r)) => r.defer_remote,
+        Some(worker_request::Job::Preview(r)) => r.defer_remote,
+        _ => false,
+    };
+    remote.begin_job(request.id, speculative);
     let result = match request.job {
         Some(worker_request::Job::Read(read)) => {
             let _busy = hooks.on_read(&read.path);
@@ -230,9 +236,20 @@ fn handle(
         }
         None => Err(JobError::new(ErrorKind::Protocol, "request carries no job")),
     };
+    // A speculative job that missed bytes answers with them, whatever GDAL made of the
+    // failed reads; its dataset is opened afresh next time, in case GDAL kept state of
+    // the failure.
+    let missed = remote.missed();
     // A remote read the front could not serve explains the job's failure better than
     // GDAL's words about it ("read failed").
     let result = match (result, remote.end_job(&mut stats)) {
+        (_, _) if !missed.is_empty() => {
+            gdal_errors::clear();
+            if let Some(path) = &path {
+                cache.forget_remote(path);
+            }
+            Ok(worker_response::Result::Deferred(Deferred { ranges: block_ranges::merge(missed) }))
+        }
         (Err(_), Some((kind, message))) => Err(JobError::new(kind, message)),
         (result, _) => result,
     };

@@ -54,7 +54,8 @@ mod tests {
     // Expected values from rio-tiler 9.4.12 `Reader(path).point(lon, lat[, nodata=...])`
     // on the same file written with rasterio.
     fn point_at(path: &str, lon: f64, lat: f64, nodata: Option<f64>) -> Result<PointResult, JobError> {
-        let req = PointRequest { path: path.to_owned(), lon, lat, bands: vec![], nodata };
+        let req =
+            PointRequest { path: path.to_owned(), lon, lat, bands: vec![], nodata, defer_remote: false };
         point(&mut cache(), &req, &mut ReadStats::default())
     }
 
@@ -96,7 +97,8 @@ mod tests {
                 )
             );
         }
-        let req = PointRequest { path, lon: -74.9, lat: 40.9, bands: vec![3], nodata: None };
+        let req =
+            PointRequest { path, lon: -74.9, lat: 40.9, bands: vec![3], nodata: None, defer_remote: false };
         let e = point(&mut cache(), &req, &mut ReadStats::default()).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Invalid);
     }

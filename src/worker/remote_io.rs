@@ -94,6 +94,11 @@ struct Job {
     /// The bytes of the read's planned blocks that came with the front's answer to the
     /// plan (offset, bytes), served without a question.
     planned: Vec<(u64, Vec<u8>)>,
+    /// A job with `defer_remote`: reads of bytes the front does not hold fail at once
+    /// instead of waiting, and are listed in `missed`.
+    speculative: bool,
+    /// The ranges a speculative job could not read.
+    missed: Vec<ByteRange>,
 }
 
 /// An open remote file.
@@ -156,8 +161,34 @@ impl Remote {
     }
 
     /// Marks job `id` in flight: remote reads may ask the front until [`Self::end_job`].
-    pub fn begin_job(&self, id: u64) {
-        *self.job.borrow_mut() = Job { id: Some(id), ..Job::default() };
+    /// In a `speculative` job, a read of bytes the front does not hold is not waited
+    /// for: it fails, and its range is listed for [`Self::missed`].
+    pub fn begin_job(&self, id: u64, speculative: bool) {
+        *self.job.borrow_mut() = Job { id: Some(id), speculative, ..Job::default() };
+    }
+
+    /// The ranges the job in flight could not read (a speculative job's), taken.
+    pub fn missed(&self) -> Vec<ByteRange> {
+        std::mem::take(&mut self.job.borrow_mut().missed)
+    }
+
+    /// Reads `ranges` of `path`: asked outright, or in a speculative job asked as a plan
+    /// ("held?"), whose answer carries the bytes when they are all held; when they are
+    /// not, the ranges are listed as missed and nothing is read.
+    fn fetch(&self, path: &str, ranges: Vec<ByteRange>) -> Option<RangeReply> {
+        if !self.job.borrow().speculative {
+            return self.ask(path, ranges, false);
+        }
+        let reply = self.ask(path, ranges.clone(), true)?;
+        if !reply.ready {
+            self.job.borrow_mut().missed.extend(ranges);
+            return None;
+        }
+        if reply.data.len() == ranges.len() {
+            return Some(reply);
+        }
+        // Held, but too many bytes to come with a plan's answer: asked outright.
+        self.ask(path, ranges, false)
     }
 
     /// Ends the job in flight: why its last remote read failed, if one did, and adds
@@ -408,7 +439,7 @@ fn read_at(h: &mut Handle, length: u64) -> Option<Vec<u8>> {
         return Some(ahead[from..from + length as usize].to_vec());
     }
     let widened = (start + length).next_multiple_of(READ_AHEAD).min(h.size) - start;
-    let mut reply = h.remote.ask(&h.path, vec![ByteRange { offset: start, length: widened }], false)?;
+    let mut reply = h.remote.fetch(&h.path, vec![ByteRange { offset: start, length: widened }])?;
     let data = reply.data.pop().filter(|d| d.len() as u64 >= length)?;
     if widened > length {
         let out = data[..length as usize].to_vec();
@@ -447,7 +478,7 @@ unsafe extern "C" fn read_multi_range(
     } else {
         let ranges =
             offsets.iter().zip(sizes).map(|(o, s)| ByteRange { offset: *o, length: *s as u64 }).collect();
-        let Some(reply) = h.remote.ask(&h.path, ranges, false) else { return -1 };
+        let Some(reply) = h.remote.fetch(&h.path, ranges) else { return -1 };
         reply.data
     };
     if reply_data.len() != n {

@@ -619,6 +619,80 @@ async fn a_read_whose_planned_blocks_come_with_the_answer_asks_no_question_per_b
     }
 }
 
+/// A point job with `defer_remote` never waits for bytes the front does not hold: the
+/// test, playing the front, holds only the first 64 KiB of the asset (its header); the
+/// job answers Deferred with the ranges it missed, all beyond them. Once they are held,
+/// the same job gives the point exactly as a job reading through the front as it goes.
+#[tokio::test]
+async fn a_point_job_defers_the_bytes_the_front_does_not_hold_instead_of_waiting() {
+    use tessera::{
+        ipc::{read_frame_async, write_frame_async},
+        pb::worker::{
+            PointRequest, RangeReply, WorkerRequest, WorkerResponse, worker_request::Job, worker_response,
+        },
+    };
+    const HELD: u64 = 64 * 1024;
+    let file = std::fs::read(harness::fixtures().join(harness::UTM[0])).unwrap();
+    let (mut worker, mut stdin, mut stdout, _) = bare_worker(&[]).await;
+    let remote = format!("/vsitessera/http://127.0.0.1:9/{}", harness::UTM[0]);
+    // (defer_remote, the front holds everything?) for jobs 1, 2 and 3.
+    let mut answers = Vec::new();
+    for (id, (defer, all_held)) in [(true, false), (true, true), (false, true)].into_iter().enumerate() {
+        let id = id as u64 + 1;
+        let job = Job::Point(PointRequest {
+            path: remote.clone(),
+            lon: -75.0305,
+            lat: 39.9650,
+            defer_remote: defer,
+            ..Default::default()
+        });
+        write_frame_async(
+            &mut stdin,
+            &WorkerRequest { id, deadline_ms: 20_000, job: Some(job), ..Default::default() },
+        )
+        .await
+        .unwrap();
+        let (mut waited, mut refused) = (0, 0);
+        let result = loop {
+            let response: WorkerResponse = read_frame_async(&mut stdout).await.unwrap();
+            let Some(worker_response::Result::Range(q)) = response.result else { break response.result };
+            let held = all_held || q.ranges.iter().all(|r| r.offset + r.length <= HELD);
+            if !q.plan && !q.ranges.is_empty() && !held {
+                waited += 1;
+            }
+            let reply = if q.plan && !held {
+                refused += 1;
+                RangeReply { size: file.len() as u64, ready: false, generation: 1, ..Default::default() }
+            } else {
+                let data = bytes_of(&file, &q.ranges);
+                RangeReply { size: file.len() as u64, data, ready: true, generation: 1, ..Default::default() }
+            };
+            let answer = WorkerRequest { id, job: Some(Job::RangeReply(reply)), ..Default::default() };
+            write_frame_async(&mut stdin, &answer).await.unwrap();
+        };
+        assert_eq!(waited, 0, "job {id} asked outright for bytes the front does not hold");
+        answers.push((result, refused));
+    }
+    drop(stdin);
+    assert!(worker.wait().await.unwrap().success());
+
+    let Some(worker_response::Result::Deferred(missed)) = &answers[0].0 else {
+        panic!("job 1 should defer: {:?}", answers[0].0)
+    };
+    assert!(answers[0].1 >= 1);
+    assert!(
+        !missed.ranges.is_empty() && missed.ranges.iter().all(|r| r.offset + r.length > HELD),
+        "{missed:?}"
+    );
+    let (Some(worker_response::Result::Point(deferred)), Some(worker_response::Result::Point(direct))) =
+        (&answers[1].0, &answers[2].0)
+    else {
+        panic!("jobs 2 and 3 should answer the point: {answers:?}")
+    };
+    assert_eq!(deferred, direct);
+    assert!(deferred.valid.iter().all(|v| *v), "{deferred:?}");
+}
+
 /// What a remote read cost is on its spans, from the front's own fetches (no longer
 /// GDAL's counters): over a cold tile, the requests and bytes of its `asset info` and
 /// `asset read` spans are exactly what the origin served, with cache misses and time
