@@ -353,13 +353,8 @@ impl TileRenderer {
     async fn info_job(&self, asset: &Asset, deadline: Instant) -> Result<Arc<AssetInfo>, ServiceError> {
         let mut cost = self.remote_header(asset, deadline).await?;
         let path = asset.path.to_string_lossy().into_owned();
-        let response = self
-            .pool
-            .run(Job::Info(InfoRequest { path: path.clone() }), &path, deadline)
-            .await
-            .map_err(|e| ServiceError::from_pool(&asset.name, e))?;
-        cost.add(self.count_cache(&response));
-        record_remote_cost(&Span::current(), cost);
+        let job = Job::Info(InfoRequest { path: path.clone() });
+        let response = self.run_counted(job, asset, &path, deadline, &mut cost, &Span::current()).await?;
         match response.result {
             Some(worker_response::Result::Info(info)) => {
                 let info = AssetInfo::from_worker(info).ok_or_else(|| {
@@ -400,12 +395,8 @@ impl TileRenderer {
                 cost.add(self.remote_header(asset, deadline).await?);
                 set_defer_remote(&mut job, remote && deferrals < MAX_DEFERRALS);
                 let response = self
-                    .pool
-                    .run(job.clone(), &path, deadline)
-                    .await
-                    .map_err(|e| ServiceError::from_pool(&asset.name, e))?;
-                cost.add(self.count_cache(&response));
-                record_remote_cost(&Span::current(), cost);
+                    .run_counted(job.clone(), asset, &path, deadline, &mut cost, &Span::current())
+                    .await?;
                 match response.result {
                     Some(worker_response::Result::Deferred(missed)) => {
                         let reader = self.reader.as_ref().ok_or_else(|| {
@@ -435,6 +426,24 @@ impl TileRenderer {
         .await;
         record_outcome(&span, &result);
         result
+    }
+
+    /// Runs `job` about `asset` (known to the pool by `key`) and adds what it cost to
+    /// `cost`, noted on `span`.
+    async fn run_counted(
+        &self,
+        job: Job,
+        asset: &Asset,
+        key: &str,
+        deadline: Instant,
+        cost: &mut ReaderStats,
+        span: &Span,
+    ) -> Result<WorkerResponse, ServiceError> {
+        let response =
+            self.pool.run(job, key, deadline).await.map_err(|e| ServiceError::from_pool(&asset.name, e))?;
+        cost.add(self.count_cache(&response));
+        record_remote_cost(span, *cost);
+        Ok(response)
     }
 
     /// Counts the worker's dataset-cache lookup and notes it on the current span; what
@@ -510,12 +519,8 @@ impl TileRenderer {
             let mut deferred = 0;
             let response = loop {
                 let response = self
-                    .pool
-                    .run(Job::Read(read.clone()), &key, deadline)
-                    .await
-                    .map_err(|e| ServiceError::from_pool(&asset.name, e))?;
-                cost.add(self.count_cache(&response));
-                record_remote_cost(&span, cost);
+                    .run_counted(Job::Read(read.clone()), asset, &key, deadline, &mut cost, &span)
+                    .await?;
                 let Some(worker_response::Result::Deferred(plan)) = &response.result else { break response };
                 deferred += 1;
                 let reader = self.reader.as_ref().filter(|_| deferred == 1).ok_or_else(|| {
