@@ -138,6 +138,9 @@ pub struct RangeCache {
     chunks: moka::sync::Cache<ChunkKey, Bytes>,
     objects: moka::sync::Cache<Arc<str>, Arc<ObjectState>>,
     inflight: Arc<Mutex<Inflight>>,
+    /// One TTL check at a time per object: a read that waited for another's finds the
+    /// object checked and asks nothing.
+    checks: moka::sync::Cache<Arc<str>, Arc<tokio::sync::Mutex<()>>>,
     next_run: AtomicU64,
     metadata_ttl: Duration,
     counters: Arc<CacheCounters>,
@@ -172,6 +175,7 @@ impl RangeCache {
             chunks,
             objects: moka::sync::Cache::new(MAX_OBJECTS),
             inflight: Arc::new(Mutex::new(HashMap::new())),
+            checks: moka::sync::Cache::new(MAX_OBJECTS),
             next_run: AtomicU64::new(1),
             metadata_ttl,
             counters,
@@ -206,11 +210,24 @@ impl RangeCache {
         cost: &mut ReadCost,
     ) -> Result<Arc<ObjectState>, FetchError> {
         let key: Arc<str> = url.to_string().into();
+        let fresh = |state: &ObjectState| state.checked.is_some_and(|c| c.elapsed() < self.metadata_ttl);
         if let Some(state) = self.objects.get(&key) {
-            if state.checked.is_some_and(|c| c.elapsed() < self.metadata_ttl) {
+            if fresh(&state) {
                 return Ok(state);
             }
-            // Checked again: the first chunk fetched anew, its validator compared.
+            // Checked again (by one read at a time): the first chunk fetched anew, its
+            // validator compared.
+            let check = self.checks.get_with(Arc::clone(&key), || Arc::new(tokio::sync::Mutex::new(())));
+            let started = std::time::Instant::now();
+            let _checking = tokio::time::timeout_at(deadline, check.lock())
+                .await
+                .map_err(|_| FetchError::DeadlineExceeded)?;
+            cost.wait += started.elapsed();
+            let state = self.objects.get(&key).unwrap_or(state);
+            if fresh(&state) {
+                self.counters.coalesced.fetch_add(1, Ordering::Relaxed);
+                return Ok(state);
+            }
             self.revalidate(url, &key, &state, deadline, cost).await?;
             return self
                 .objects

@@ -695,3 +695,25 @@ async fn s3_ranges_are_read_through_moto_and_a_wrong_etag_is_changed() {
     let expected: Vec<(String, u64)> = ["404", "412", "416"].iter().map(|s| ((*s).to_owned(), 1)).collect();
     assert_eq!(errors(&origin), expected);
 }
+
+#[tokio::test]
+async fn a_ttl_check_is_made_once_however_many_reads_find_it_due() {
+    use super::cache::{RangeCache, ReadCost};
+    let server = serve(|_, _| Reply::Range(Some("\"v1\""))).await;
+    let cache = Arc::new(RangeCache::new(Arc::new(origin_for(&server)), 1 << 20, Duration::from_millis(50)));
+    let url = server.url("/cogs/a.tif");
+    let first = cache.object(&url, soon(), &mut ReadCost::default()).await.unwrap();
+    assert_eq!(server.requests(), 1);
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    // Eight reads find the check due at once.
+    let reads = (0..8).map(|_| {
+        let (cache, url) = (Arc::clone(&cache), url.clone());
+        tokio::spawn(async move {
+            cache.object(&url, soon(), &mut ReadCost::default()).await.map(|s| s.generation)
+        })
+    });
+    for read in futures::future::join_all(reads).await {
+        assert_eq!(read.unwrap().unwrap(), first.generation, "the object did not change");
+    }
+    assert_eq!(server.requests(), 2, "one TTL check for the eight reads");
+}
