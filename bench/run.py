@@ -653,7 +653,9 @@ def scenario_h(bounds, n: int, delay_ms: int = 50, loss_pct: float = 1.0, concur
                         rows.append(f"| {name} | {fmt(ms, 0)} | - | - | {count() - before} | {r['errors']} |")
                 finally:
                     proc.stop()
+                dropped_before = ns.dropped()
                 r, used = throughput(None, with_assets(tiles, as_url), concurrency, allow, count)
+                dropped = ns.dropped() - dropped_before
                 rows.append(f"| throughput: {n} tiles of (f), {concurrency} in flight | {fmt(r['p50_ms'], 0)} | "
                             f"{fmt(r['p99_ms'], 0)} | {fmt(r['tiles_per_s'])} | {used} ({fmt(used / r['tiles'], 1)}/tile) | "
                             f"{r['errors']} |")
@@ -667,9 +669,15 @@ def scenario_h(bounds, n: int, delay_ms: int = 50, loss_pct: float = 1.0, concur
                     f"netem is not available ({ns.no_netem}), so a relay in the namespace "
                     f"(bench/delay_relay.py) holds every byte back by {delay_ms / 2:g} ms each way and a new "
                     f"connection by {delay_ms} ms: each round trip and TCP handshake costs {delay_ms} ms on a "
-                    "real TCP path through the veth pair, but nothing is lost (no 1% loss)")
+                    "real TCP path through the veth pair; "
+                    + (f"and {loss_pct:g}% of the packets the namespace's veth end receives and sends are "
+                       f"dropped by `{ns.loss_by} -m statistic --mode random` ({dropped} packets in the "
+                       "throughput run), which TCP retransmits" if ns.loss_by else
+                       "but nothing is lost (neither netem nor iptables could drop packets)"))
             if not ns.netem:
-                title = f"### (h) Real TCP latency: a network namespace, {delay_ms} ms round trips through a relay (no netem here)"
+                title = (f"### (h) Real TCP latency: a network namespace, {delay_ms} ms round trips through a relay"
+                         + (f" and {loss_pct:g}% packet loss (iptables; no netem here)" if ns.loss_by
+                            else " (no netem here)"))
     except (RuntimeError, subprocess.CalledProcessError) as e:
         return [title, "", f"Skipped: the namespace could not be set up or used: {e}", ""]
     return [
@@ -678,7 +686,7 @@ def scenario_h(bounds, n: int, delay_ms: int = 50, loss_pct: float = 1.0, concur
         + path + ". Tessera runs in the root namespace with the default pool and "
         f"reads `http://10.200.N.2:PORT/`. Cold and warm: one fresh server, one tile at a time. "
         "Throughput: the tiles of (f) (" + "; ".join(notes) + "), a fresh server, one pass.", "",
-        "`bench/run.py --only h` (needs root, `ip` and `tc`; the namespace is removed at the end, also on Ctrl-C)", "",
+        "`bench/run.py --only h` (needs root, `ip` and `tc`, and `iptables` where the kernel has no netem; the namespace is removed at the end, also on Ctrl-C)", "",
         "| run | ms (p50) | p99 ms | tiles/s | origin requests | errors |", "|---|---|---|---|---|---|", *rows, "",
     ]
 
