@@ -12,6 +12,13 @@
 //! during a job, so the channel stays a strict alternation: job, questions and answers,
 //! result.
 //!
+//! Two kinds of job ask less. A read first asks about its planned blocks as a plan
+//! ("held?"); when the front holds them all the answer carries their bytes, kept for the
+//! job ([`Remote::keep`]), and GDAL's reads inside them ask nothing. A speculative job
+//! (a point, statistics or preview job with `defer_remote`) asks every read as a plan,
+//! and a read of bytes the front does not hold fails at once and is listed
+//! ([`Remote::missed`]) instead of waiting for the network.
+//!
 //! GDAL's own network file systems (`/vsicurl/`, `/vsis3/` and the rest) are replaced by
 //! a handler that refuses every path, so nothing a file names (an overview or a VRT
 //! source on a URL) can make the worker reach the network itself. The plugin lists no
