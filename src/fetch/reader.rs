@@ -249,10 +249,9 @@ fn parse_worker_path(path: &str) -> Result<(Option<u64>, RemoteUrl), FetchError>
     let rest = path
         .strip_prefix(WORKER_PREFIX)
         .ok_or_else(|| FetchError::Denied(format!("{} is not a remote asset", crate::echo::quote(path))))?;
-    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    let (generation, url) = match rest[digits..].strip_prefix('/') {
-        Some(url) if digits > 0 => (rest[..digits].parse().ok(), url),
-        _ => (None, rest),
+    let (generation, url) = match crate::ipc::split_generation(rest) {
+        Some((generation, url)) => (generation.parse().ok(), url),
+        None => (None, rest),
     };
     Ok((generation, RemoteUrl::parse(url).map_err(FetchError::Denied)?))
 }

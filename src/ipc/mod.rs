@@ -38,6 +38,16 @@ pub fn job_path(request: &crate::pb::worker::WorkerRequest) -> Option<&str> {
     }
 }
 
+/// A remote asset's worker path after its prefix, `<generation>/<url>`, split into the
+/// generation's digits and the URL; `None` when it names no generation (`<url>`). URLs
+/// start with a scheme, never a digit.
+#[must_use]
+pub fn split_generation(after_prefix: &str) -> Option<(&str, &str)> {
+    let digits = after_prefix.bytes().take_while(u8::is_ascii_digit).count();
+    let url = after_prefix[digits..].strip_prefix('/')?;
+    (digits > 0).then(|| (&after_prefix[..digits], url))
+}
+
 /// The unit in which the front caches remote bytes; a worker's small reads are widened
 /// up to its boundaries.
 pub const REMOTE_CHUNK: u64 = 16 * 1024;

@@ -303,10 +303,7 @@ pub fn is_remote(path: &str) -> bool {
 /// (`/vsitessera/<generation>/<url>`, as the front sends a read it has just checked).
 #[must_use]
 pub fn is_versioned(path: &str) -> bool {
-    path.strip_prefix(PREFIX).is_some_and(|rest| {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        digits > 0 && rest[digits..].starts_with('/')
-    })
+    path.strip_prefix(PREFIX).is_some_and(|rest| ipc::split_generation(rest).is_some())
 }
 
 // ---- GDAL's callbacks -------------------------------------------------------------
@@ -554,8 +551,7 @@ pub fn unversioned(text: &str) -> String {
     while let Some(at) = rest.find(PREFIX) {
         let (before, after) = rest.split_at(at + PREFIX.len());
         out.push_str(before);
-        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-        rest = if digits > 0 && after[digits..].starts_with('/') { &after[digits + 1..] } else { after };
+        rest = ipc::split_generation(after).map_or(after, |(_, url)| url);
     }
     out.push_str(rest);
     out
