@@ -127,8 +127,13 @@ pub async fn read_frame_async<M: Message + Default>(
 ) -> Result<M, FrameError> {
     let mut prefix = [0u8; 4];
     r.read_exact(&mut prefix).await?;
-    let mut buf = vec![0u8; checked_len(prefix)?];
-    r.read_exact(&mut buf).await?;
+    let len = checked_len(prefix)?;
+    // Read into spare capacity: a reply of pixels is not zeroed first only to be overwritten.
+    let mut buf = Vec::with_capacity(len);
+    let got = (&mut *r).take(len as u64).read_to_end(&mut buf).await?;
+    if got != len {
+        return Err(FrameError::Io(io::ErrorKind::UnexpectedEof.into()));
+    }
     Ok(M::decode(buf.as_slice())?)
 }
 

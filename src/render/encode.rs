@@ -141,8 +141,14 @@ fn interleave(r: &Raster, alpha: bool, big_endian: bool) -> Vec<u8> {
     }
     if alpha {
         let at = r.bands * size;
-        for (px, m) in out.chunks_exact_mut(stride).zip(&r.mask) {
-            px[at..at + size].fill(*m);
+        if size == 1 {
+            for (px, m) in out.chunks_exact_mut(stride).zip(&r.mask) {
+                px[at] = *m;
+            }
+        } else {
+            for (px, m) in out.chunks_exact_mut(stride).zip(&r.mask) {
+                px[at..at + size].fill(*m);
+            }
         }
     }
     out
