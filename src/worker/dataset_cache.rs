@@ -30,13 +30,17 @@ pub struct WarpFacts {
 /// An open dataset and what has been worked out from it.
 pub struct Cached {
     dataset: Dataset,
+    /// The file itself, when `dataset` is a warped VRT made from its ground control
+    /// points (see `read::georeference`): the VRT reads it, so it closes after the VRT
+    /// (fields drop in order).
+    _source: Option<Dataset>,
     /// By target CRS; `None` when GDAL could not work them out (not asked again).
     warp_facts: RefCell<HashMap<String, Option<WarpFacts>>>,
 }
 
 impl Cached {
-    fn new(dataset: Dataset) -> Self {
-        Self { dataset, warp_facts: RefCell::default() }
+    fn new(dataset: Dataset, source: Option<Dataset>) -> Self {
+        Self { dataset, _source: source, warp_facts: RefCell::default() }
     }
 
     /// The warp facts for `target_crs`, computed by `compute` on the first call only.
@@ -136,6 +140,7 @@ impl DatasetCache {
     }
 
     /// Caches a freshly opened dataset (with the staging of a local one) and returns it.
+    #[cfg(test)]
     pub fn insert(
         &mut self,
         path: &str,
@@ -143,7 +148,19 @@ impl DatasetCache {
         stamp: Option<FileId>,
         staged: Option<Staged>,
     ) -> &Cached {
-        self.entries.put(path.to_owned(), Entry { cached: Cached::new(dataset), stamp, staged });
+        self.insert_warped(path, dataset, None, stamp, staged)
+    }
+
+    /// Caches `dataset` read through a warped VRT of it (`source`, kept open beside it).
+    pub fn insert_warped(
+        &mut self,
+        path: &str,
+        dataset: Dataset,
+        source: Option<Dataset>,
+        stamp: Option<FileId>,
+        staged: Option<Staged>,
+    ) -> &Cached {
+        self.entries.put(path.to_owned(), Entry { cached: Cached::new(dataset, source), stamp, staged });
         &self.entries.get(path).expect("just inserted").cached
     }
 }

@@ -145,8 +145,12 @@ pub(super) fn open<'c>(
         allowed_drivers: Some(ALLOWED_DRIVERS),
         ..DatasetOptions::default()
     };
+    // A local file's sidecars (`.msk`, `.ovr`, `.aux.xml`, staged beside it) are found
+    // as rio-tiler finds them; a remote asset's are never probed (one request less each).
+    let _sidecars = staged.as_ref().and_then(|_| SidecarLookup::on());
     let ds = Dataset::open_ex(gdal_path, options)
         .map_err(|e| named(JobError::gdal(ErrorKind::Unreadable, "not a readable GeoTIFF", e)))?;
+    drop(_sidecars);
     if ds.raster_count() == 0 {
         return Err(JobError::new(ErrorKind::Unreadable, "the file has no raster bands"));
     }
@@ -159,8 +163,60 @@ pub(super) fn open<'c>(
     if let Some(why) = blocks::blocks(&ds).iter().find_map(|b| limits.block_too_large(b)) {
         return Err(JobError::new(ErrorKind::TooLarge, why));
     }
+    let (ds, source) = georeference(ds).map_err(named)?;
     stats.open_us = started.elapsed().as_micros() as u64;
-    Ok(cache.insert(path, ds, stamp, staged))
+    Ok(cache.insert_warped(path, ds, source, stamp, staged))
+}
+
+/// Turns directory listing on open on for this thread while it lives, when it is off by
+/// Tessera's default (`EMPTY_DIR`): GDAL then finds the sidecars staged beside a local
+/// file. An operator's own setting is left alone.
+struct SidecarLookup;
+
+impl SidecarLookup {
+    fn on() -> Option<Self> {
+        const KEY: &str = "GDAL_DISABLE_READDIR_ON_OPEN";
+        if !gdal::config::get_config_option(KEY, "").is_ok_and(|v| v.eq_ignore_ascii_case("EMPTY_DIR")) {
+            return None;
+        }
+        gdal::config::set_thread_local_config_option(KEY, "FALSE").ok().map(|()| Self)
+    }
+}
+
+impl Drop for SidecarLookup {
+    fn drop(&mut self) {
+        let _ = gdal::config::clear_thread_local_config_option("GDAL_DISABLE_READDIR_ON_OPEN");
+    }
+}
+
+/// The dataset jobs read: the file itself, or, for a file placed on Earth by ground
+/// control points instead of a geotransform, a warped VRT made from its GCPs as
+/// rio-tiler makes it (in the GCPs' CRS, with GDAL's GCP transformer, nearest, GDAL's
+/// suggested extent and resolution; an alpha band unless the file has nodata or alpha),
+/// with the file kept open beside it. A file with neither cannot be placed on a map.
+fn georeference(ds: Dataset) -> Result<(Dataset, Option<Dataset>), JobError> {
+    if ds.geo_transform().is_ok() {
+        return Ok((ds, None));
+    }
+    // SAFETY: `ds` is a live dataset handle; GDALGetGCPCount only reads it.
+    let gcps = unsafe { gdal_sys::GDALGetGCPCount(ds.c_dataset()) };
+    if gcps == 0 {
+        return Err(JobError::new(
+            ErrorKind::Unreadable,
+            "the file is not georeferenced: it has neither a geotransform nor ground control points",
+        ));
+    }
+    let has_alpha = ds.raster_count() > data_bands(&ds)?.len();
+    let has_nodata = ds.rasterband(1).is_ok_and(|b| b.no_data_value().is_some());
+    let mut args = vec!["-of".to_owned(), "VRT".to_owned(), "-r".to_owned(), "near".to_owned()];
+    if !has_alpha && !has_nodata {
+        args.push("-dstalpha".to_owned());
+    }
+    gdal_errors::clear();
+    let vrt = warp::warp(&ds, &args).map_err(|e| {
+        JobError::gdal(ErrorKind::Unreadable, "cannot warp the file from its ground control points", e)
+    })?;
+    Ok((vrt, Some(ds)))
 }
 
 /// The data type of a GDAL band as the protocol names it, with its size in bytes.
