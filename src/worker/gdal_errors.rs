@@ -72,6 +72,20 @@ pub fn take() -> Option<String> {
     Some(joined)
 }
 
+/// Like [`take`], leaving out PROJ's complaints about single points it cannot
+/// transform (`PROJ: webmerc: Invalid latitude` for a pole): the warper skips such
+/// points and warps the rest, so a warp of an asset that reaches a pole succeeds.
+pub fn take_beyond_points() -> Option<String> {
+    let mut m = MESSAGES.lock().ok()?;
+    m.retain(|msg| !msg.starts_with("PROJ: "));
+    if m.is_empty() {
+        return None;
+    }
+    let joined = m.join("; ");
+    m.clear();
+    Some(joined)
+}
+
 /// Extensions of the source files GDAL names in its messages.
 const SOURCE_EXTENSIONS: [&str; 6] = [".cpp", ".c", ".h", ".hpp", ".cc", ".cxx"];
 

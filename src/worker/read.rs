@@ -316,7 +316,7 @@ pub fn read(
     let mut args = vec!["-of".to_owned(), "VRT".to_owned()];
     args.extend(plan.warp_args(&req.target_crs));
     let out = warp::warp(ds, &args).map_err(|e| JobError::gdal(ErrorKind::ReadFailed, "warp failed", e))?;
-    if let Some(msg) = gdal_errors::take() {
+    if let Some(msg) = gdal_errors::take_beyond_points() {
         return Err(JobError::new(ErrorKind::ReadFailed, format!("warp failed: {msg}")));
     }
     let out_bands = out.raster_count();
@@ -509,7 +509,7 @@ fn overview_argument(
     plan: &ReadPlan,
 ) -> Option<String> {
     let facts = ds.warp_facts(&req.target_crs, |ds| {
-        let native_resolution = warp::suggested_resolution(ds, &req.target_crs).ok()?;
+        let native_resolution = native_resolution(ds, &req.target_crs)?;
         let count = band1.overview_count().ok()?;
         let overviews = (0..count)
             .map(|i| band1.overview(i as usize).map(|o| o.size()))
@@ -527,4 +527,38 @@ fn overview_argument(
     };
     let choice = overview::choose(&sizes, plan.kernels.read_is_nearest());
     Some(choice.map_or_else(|| "NONE".to_owned(), |i| i.to_string()))
+}
+
+/// The latitude rio-tiler crops lon/lat assets to before measuring their resolution in
+/// Web Mercator.
+const MERCATOR_LATITUDE_LIMIT: f64 = 85.06;
+
+/// The asset's pixel size in `target_crs` as rio-tiler measures it (its
+/// `get_vrt_transform`): GDAL's suggested warp output of the whole asset, except that an
+/// EPSG:4326 asset reaching beyond ±85.06° is measured on its rows within them (warped
+/// whole, the poles stretch Web Mercator's y to hundreds of times the Earth's extent and
+/// the suggested pixel comes out hundreds of kilometres wide), with its rows counted as
+/// rio-tiler counts them.
+fn native_resolution(ds: &Dataset, target_crs: &str) -> Option<(f64, f64)> {
+    let is_epsg = |srs: &SpatialRef, code: i32| {
+        srs.auth_name().as_deref() == Some("EPSG") && srs.auth_code().is_ok_and(|c| c == code)
+    };
+    let lon_lat = ds.spatial_ref().is_ok_and(|srs| is_epsg(&srs, 4326));
+    let mercator = SpatialRef::from_definition(target_crs).is_ok_and(|srs| is_epsg(&srs, 3857));
+    let gt = ds.geo_transform().ok()?;
+    let (width, height) = ds.raster_size();
+    let (top, bottom) = (gt[3], gt[3] + gt[5] * height as f64);
+    let (north, south) = (top.max(bottom), top.min(bottom));
+    if !(lon_lat
+        && mercator
+        && gt[5] < 0.0
+        && (north > MERCATOR_LATITUDE_LIMIT || south < -MERCATOR_LATITUDE_LIMIT))
+    {
+        return warp::suggested_resolution(ds, target_crs).ok();
+    }
+    let (north, south) = (north.min(MERCATOR_LATITUDE_LIMIT), south.max(-MERCATOR_LATITUDE_LIMIT));
+    let rows = ((north - south) / -gt[5]).round().max(1.0);
+    let (west, east) = (gt[0], gt[0] + gt[1] * width as f64);
+    let cropped = [west, (east - west) / width as f64, 0.0, north, 0.0, -(north - south) / rows];
+    warp::suggested_resolution_of_grid(cropped, width, rows as usize, target_crs).ok()
 }

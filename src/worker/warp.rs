@@ -95,6 +95,26 @@ pub fn suggested_resolution(src: &Dataset, target_crs: &str) -> Result<(f64, f64
     Ok((geo_transform[1].abs(), geo_transform[5].abs()))
 }
 
+/// [`suggested_resolution`] of a lon/lat (EPSG:4326) grid of `width` x `height` pixels
+/// with geotransform `geo_transform` (a band-less in-memory dataset stands for it).
+pub fn suggested_resolution_of_grid(
+    geo_transform: [f64; 6],
+    width: usize,
+    height: usize,
+    target_crs: &str,
+) -> Result<(f64, f64), String> {
+    let driver = gdal::DriverManager::get_driver_by_name("MEM").map_err(|e| e.to_string())?;
+    let mut grid = driver
+        .create_with_band_type::<u8, _>("", width, height, 0)
+        .map_err(|e| format!("cannot make the grid: {e}"))?;
+    grid.set_geo_transform(&geo_transform).map_err(|e| e.to_string())?;
+    // Longitude first, as in a GeoTIFF (EPSG's own axis order is latitude first).
+    let mut lon_lat = gdal::spatial_ref::SpatialRef::from_epsg(4326).map_err(|e| e.to_string())?;
+    lon_lat.set_axis_mapping_strategy(gdal::spatial_ref::AxisMappingStrategy::TraditionalGisOrder);
+    grid.set_spatial_ref(&lon_lat).map_err(|e| e.to_string())?;
+    suggested_resolution(&grid, target_crs)
+}
+
 /// Reads the whole of band `index` (1-based) as `width * height` values of GDAL type
 /// `gdal_type`, each `type_size` bytes, in native byte order.
 pub fn read_band(
