@@ -217,6 +217,7 @@ fn npy(r: &Raster) -> Vec<u8> {
     let order = if cfg!(target_endian = "little") { '<' } else { '>' };
     let code = match r.dtype {
         DataType::U8 => "|u1".to_owned(),
+        DataType::I8 => "|i1".to_owned(),
         DataType::U16 => format!("{order}u2"),
         DataType::I16 => format!("{order}i2"),
         DataType::U32 => format!("{order}u4"),

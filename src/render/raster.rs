@@ -7,6 +7,8 @@ use crate::pb::{v1, worker};
 pub enum DataType {
     /// Unsigned 8-bit.
     U8,
+    /// Signed 8-bit.
+    I8,
     /// Unsigned 16-bit.
     U16,
     /// Signed 16-bit.
@@ -26,7 +28,7 @@ impl DataType {
     #[must_use]
     pub fn size(self) -> usize {
         match self {
-            Self::U8 => 1,
+            Self::U8 | Self::I8 => 1,
             Self::U16 | Self::I16 => 2,
             Self::U32 | Self::I32 | Self::F32 => 4,
             Self::F64 => 8,
@@ -38,6 +40,7 @@ impl DataType {
     pub fn name(self) -> &'static str {
         match self {
             Self::U8 => "uint8",
+            Self::I8 => "int8",
             Self::U16 => "uint16",
             Self::I16 => "int16",
             Self::U32 => "uint32",
@@ -52,13 +55,14 @@ impl DataType {
     pub fn from_worker(t: i32) -> Option<Self> {
         Some(match worker::DataType::try_from(t).ok()? {
             worker::DataType::Uint8 => Self::U8,
+            worker::DataType::Int8 => Self::I8,
             worker::DataType::Uint16 => Self::U16,
             worker::DataType::Int16 => Self::I16,
             worker::DataType::Uint32 => Self::U32,
             worker::DataType::Int32 => Self::I32,
             worker::DataType::Float32 => Self::F32,
             worker::DataType::Float64 => Self::F64,
-            worker::DataType::Unspecified | worker::DataType::Int8 => return None,
+            worker::DataType::Unspecified => return None,
         })
     }
 
@@ -67,6 +71,7 @@ impl DataType {
     pub fn to_api(self) -> v1::DataType {
         match self {
             Self::U8 => v1::DataType::Uint8,
+            Self::I8 => v1::DataType::Int8,
             Self::U16 => v1::DataType::Uint16,
             Self::I16 => v1::DataType::Int16,
             Self::U32 => v1::DataType::Uint32,
@@ -90,6 +95,7 @@ impl DataType {
     pub fn write_value(self, value: f64, out: &mut [u8]) {
         match self {
             Self::U8 => out.copy_from_slice(&[value.clamp(0.0, 255.0) as u8]),
+            Self::I8 => out.copy_from_slice(&(value.clamp(-128.0, 127.0) as i8).to_ne_bytes()),
             Self::U16 => out.copy_from_slice(&(value.clamp(0.0, 65535.0) as u16).to_ne_bytes()),
             Self::I16 => out.copy_from_slice(&(value.clamp(-32768.0, 32767.0) as i16).to_ne_bytes()),
             Self::U32 => out.copy_from_slice(&(value.max(0.0) as u32).to_ne_bytes()),
@@ -110,6 +116,7 @@ impl DataType {
         }
         match self {
             Self::U8 => f64::from(bytes.first().copied().unwrap_or(0)),
+            Self::I8 => f64::from(i8::from_ne_bytes(array(bytes))),
             Self::U16 => f64::from(u16::from_ne_bytes(array(bytes))),
             Self::I16 => f64::from(i16::from_ne_bytes(array(bytes))),
             Self::U32 => f64::from(u32::from_ne_bytes(array(bytes))),

@@ -167,7 +167,10 @@ fn read_band(
         DataType::Int32 => read_samples::<i32>(band, shape, native),
         DataType::Float32 => read_samples::<f32>(band, shape, native),
         DataType::Float64 => read_samples::<f64>(band, shape, native),
-        DataType::Unspecified | DataType::Int8 => Err(format!("data type {dtype:?} is not supported")),
+        // Signed bytes are a GeoTIFF's bytes read as they are (GDAL 3.6 has no Int8).
+        DataType::Int8 => read_samples::<u8>(band, shape, native)
+            .map(|values| values.into_iter().map(|v| f64::from((v as u8).cast_signed())).collect()),
+        DataType::Unspecified => Err(format!("data type {dtype:?} is not supported")),
     }
 }
 

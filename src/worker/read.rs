@@ -242,6 +242,12 @@ pub(super) fn first_band(
     let band =
         ds.rasterband(1).map_err(|e| JobError::gdal(ErrorKind::Unreadable, "cannot read band 1", e))?;
     let gdal_type = band.band_type();
+    // GDAL 3.6 has no Int8: a GeoTIFF's signed bytes are bytes that say so.
+    if gdal_type == GdalDataType::UInt8
+        && band.metadata_item("PIXELTYPE", "IMAGE_STRUCTURE").as_deref() == Some("SIGNEDBYTE")
+    {
+        return Ok((band, gdal_type, DataType::Int8, 1));
+    }
     let Some((dtype, type_size)) = data_type(gdal_type) else {
         return Err(JobError::new(
             ErrorKind::Unreadable,

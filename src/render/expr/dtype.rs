@@ -31,7 +31,7 @@ impl ExprDtype {
     #[must_use]
     pub fn of_band(data: DataType) -> Self {
         match data {
-            DataType::U8 | DataType::U16 | DataType::I16 | DataType::I32 => Self::Int32,
+            DataType::U8 | DataType::I8 | DataType::U16 | DataType::I16 | DataType::I32 => Self::Int32,
             DataType::U32 => Self::Int64,
             DataType::F32 => Self::Float32,
             DataType::F64 => Self::Float64,
