@@ -437,6 +437,18 @@ async fn get_batch(
     if failed > 0 { Err(ClientError::Batch { failed, total: tiles.len() }) } else { Ok(()) }
 }
 
+/// Lon/lat bounds for the `tessera info` table: west south east north, and a note when
+/// west > east (the asset crosses the antimeridian, and the numbers are not a mistake).
+fn fmt_lon_lat_bounds(b: Option<&v1::Bounds>) -> String {
+    match b {
+        None => "-".to_owned(),
+        Some(b) if b.min_x > b.max_x => {
+            format!("{} {} {} {} (across the antimeridian)", b.min_x, b.min_y, b.max_x, b.max_y)
+        }
+        Some(b) => format!("{} {} {} {}", b.min_x, b.min_y, b.max_x, b.max_y),
+    }
+}
+
 /// `tessera info`: the asset as a table, or as JSON.
 pub async fn info(args: InfoArgs) -> Result<(), ClientError> {
     let mut client = connect_with(&args.connect).await?;
@@ -479,7 +491,7 @@ pub async fn info(args: InfoArgs) -> Result<(), ClientError> {
         ("type", dtype),
         ("bands", format!("{} ({} data)", info.band_count, info.data_band_count)),
         ("bounds", fmt_bounds(bounds(info.bounds.as_ref()))),
-        ("lon/lat bounds", fmt_bounds(bounds(info.geographic_bounds.as_ref()))),
+        ("lon/lat bounds", fmt_lon_lat_bounds(info.geographic_bounds.as_ref())),
         ("block", format!("{} x {}", info.block_width, info.block_height)),
         ("overviews", if overviews.is_empty() { "none".to_owned() } else { overviews.join(", ") }),
         ("mask", if info.has_mask { "yes" } else { "no" }.to_owned()),

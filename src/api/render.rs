@@ -703,13 +703,14 @@ impl TileRenderer {
         check_encodable(req.format, out.0, out.1)
             .map_err(|e| ServiceError::invalid("format", e.to_string()))?;
 
-        // Assets whose bounds miss the tile cost nothing more. (A custom tile matrix set
+        // Assets whose bounds miss the tile cost nothing more (bounds that cross the
+        // antimeridian are compared part by part). (A custom tile matrix set
         // in a CRS the front cannot project has no lon/lat bounds: every asset is read,
         // and the workers' warps find out.)
         let tile_bounds = req.tile.geographic_bounds();
         let mut touching = Vec::new();
         for (i, info) in &usable {
-            if tile_bounds.is_none_or(|t| info.geographic.intersects(&t)) {
+            if tile_bounds.is_none_or(|t| info.geographic.intersects_lon_lat(&t)) {
                 touching.push(*i);
             } else {
                 reports[*i].outcome = AssetOutcome::Skipped as i32;

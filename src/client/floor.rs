@@ -97,7 +97,7 @@ impl Floor {
         for (i, path) in paths.iter().enumerate() {
             let info = self.info(path)?;
             reference.get_or_insert((info.dtype, info.data_bands, info.nodata.unwrap_or(0.0)));
-            if geographic.is_none_or(|g| info.geographic.intersects(&g)) {
+            if geographic.is_none_or(|g| info.geographic.intersects_lon_lat(&g)) {
                 touching.push(i);
             }
         }

@@ -5,7 +5,9 @@
 //! A tile's assets are those whose footprint shares area with the tile's lon/lat bounds
 //! (touching edges do not count), in the layer's list order: configured assets first,
 //! then glob matches sorted by path. A footprint whose west edge lies east of its east
-//! edge crosses the antimeridian and is indexed as two boxes.
+//! edge crosses the antimeridian and is indexed as two boxes, cut at ±180°; the layer's
+//! bounds are the shortest union of the footprints ([`lon_lat_union`]), which crosses
+//! too when they do.
 
 use std::{
     collections::HashMap,
@@ -17,7 +19,7 @@ use futures::StreamExt;
 use rstar::{AABB, RTree, primitives::GeomWithData, primitives::Rectangle};
 
 use super::{BoundsSource, LayerError};
-use crate::tms::BBox;
+use crate::tms::{BBox, lon_lat_union};
 
 /// How many bounds reads a layer keeps in flight while it is built.
 pub const BOUNDS_CONCURRENCY: usize = 16;
@@ -68,19 +70,19 @@ impl FootprintIndex {
     pub fn new(entries: &[Entry]) -> Self {
         let mut names = Vec::new();
         let mut boxes = Vec::new();
-        let mut bounds: Option<[f64; 4]> = None;
+        let mut footprints = Vec::new();
         for entry in entries {
             let Ok(footprint) = entry.footprint else { continue };
             let id = names.len() as u32;
             names.push(entry.name.clone());
-            for [w, s, e, n] in split_at_antimeridian(footprint) {
-                boxes.push(Indexed::new(Rectangle::from_corners([w, s], [e, n]), id));
-                bounds = Some(match bounds {
-                    None => [w, s, e, n],
-                    Some(u) => [u[0].min(w), u[1].min(s), u[2].max(e), u[3].max(n)],
-                });
+            let footprint = bbox(footprint);
+            footprints.push(footprint);
+            for part in footprint.lon_lat_parts() {
+                let corners = ([part.min_x, part.min_y], [part.max_x, part.max_y]);
+                boxes.push(Indexed::new(Rectangle::from_corners(corners.0, corners.1), id));
             }
         }
+        let bounds = lon_lat_union(footprints).map(|b| [b.min_x, b.min_y, b.max_x, b.max_y]);
         Self { names, tree: RTree::bulk_load(boxes), bounds }
     }
 
@@ -96,27 +98,32 @@ impl FootprintIndex {
         self.names.is_empty()
     }
 
-    /// The union of the footprints (west, south, east, north), `None` when empty.
+    /// The union of the footprints (west, south, east, north; west > east when it
+    /// crosses the antimeridian, see [`lon_lat_union`]), `None` when empty.
     #[must_use]
     pub fn bounds(&self) -> Option<[f64; 4]> {
         self.bounds
     }
 
-    /// The assets whose footprint shares area with `area` (lon/lat), in list order.
+    /// The assets whose footprint shares area with `area` (lon/lat, which may cross the
+    /// antimeridian), in list order.
     #[must_use]
     pub fn assets_in(&self, area: &BBox) -> Vec<String> {
-        let envelope = AABB::from_corners([area.min_x, area.min_y], [area.max_x, area.max_y]);
-        // The tree's test includes touching boxes; the strict test drops them.
-        let mut ids: Vec<u32> = self
-            .tree
-            .locate_in_envelope_intersecting(&envelope)
-            .filter(|hit| {
-                let r = hit.geom();
-                let (lo, hi) = (r.lower(), r.upper());
-                area.intersects(&BBox { min_x: lo[0], min_y: lo[1], max_x: hi[0], max_y: hi[1] })
-            })
-            .map(|hit| hit.data)
-            .collect();
+        let mut ids: Vec<u32> = Vec::new();
+        for part in area.lon_lat_parts() {
+            let envelope = AABB::from_corners([part.min_x, part.min_y], [part.max_x, part.max_y]);
+            // The tree's test includes touching boxes; the strict test drops them.
+            ids.extend(
+                self.tree
+                    .locate_in_envelope_intersecting(&envelope)
+                    .filter(|hit| {
+                        let r = hit.geom();
+                        let (lo, hi) = (r.lower(), r.upper());
+                        part.intersects(&BBox { min_x: lo[0], min_y: lo[1], max_x: hi[0], max_y: hi[1] })
+                    })
+                    .map(|hit| hit.data),
+            );
+        }
         ids.sort_unstable();
         ids.dedup();
         ids.into_iter().map(|id| self.names[id as usize].clone()).collect()
@@ -133,9 +140,8 @@ impl FootprintIndex {
     }
 }
 
-/// One box, or two when the footprint crosses the antimeridian (west > east).
-fn split_at_antimeridian([w, s, e, n]: [f64; 4]) -> Vec<[f64; 4]> {
-    if w > e { vec![[w, s, 180.0, n], [-180.0, s, e, n]] } else { vec![[w, s, e, n]] }
+fn bbox([min_x, min_y, max_x, max_y]: [f64; 4]) -> BBox {
+    BBox { min_x, min_y, max_x, max_y }
 }
 
 /// Checks bounds read for an asset: four finite numbers, south not above north,
@@ -238,10 +244,6 @@ mod tests {
         Entry { name: name.to_owned(), stamp: None, footprint: Ok(footprint) }
     }
 
-    fn bbox([min_x, min_y, max_x, max_y]: [f64; 4]) -> BBox {
-        BBox { min_x, min_y, max_x, max_y }
-    }
-
     #[test]
     fn r_tree_query_equals_brute_force_over_random_boxes() {
         let mut rng = StdRng::seed_from_u64(7);
@@ -295,11 +297,55 @@ mod tests {
 
     #[test]
     fn footprints_across_the_antimeridian_are_found_on_both_sides() {
-        let index = FootprintIndex::new(&[entry("fiji.tif", [177.0, -20.0, -178.0, -15.0])]);
+        let index = FootprintIndex::new(&[
+            entry("fiji.tif", [177.0, -20.0, -178.0, -15.0]),
+            entry("samoa.tif", [-173.0, -15.0, -171.0, -13.0]),
+        ]);
         assert_eq!(index.assets_in(&bbox([178.0, -18.0, 179.0, -17.0])), ["fiji.tif"]);
         assert_eq!(index.assets_in(&bbox([-179.0, -18.0, -178.5, -17.0])), ["fiji.tif"]);
+        // Tiles whose edge is the antimeridian itself, on either side.
+        assert_eq!(index.assets_in(&bbox([179.5, -18.0, 180.0, -17.0])), ["fiji.tif"]);
+        assert_eq!(index.assets_in(&bbox([-180.0, -18.0, -179.5, -17.0])), ["fiji.tif"]);
         assert!(index.assets_in(&bbox([0.0, -18.0, 1.0, -17.0])).is_empty());
-        assert_eq!(index.bounds(), Some([-180.0, -20.0, 180.0, -15.0]));
+        assert!(index.assets_in(&bbox([-178.0, -18.0, -177.0, -17.0])).is_empty(), "touching the east edge");
+        // An area that crosses too.
+        assert_eq!(index.assets_in(&bbox([179.0, -16.0, -172.0, -14.0])), ["fiji.tif", "samoa.tif"]);
+        assert_eq!(index.assets_at(179.9, -18.0), ["fiji.tif"]);
+        assert_eq!(index.assets_at(-179.9, -18.0), ["fiji.tif"]);
+        assert!(index.assets_at(0.0, -18.0).is_empty());
+        // The layer's bounds go the short way round, over the antimeridian.
+        assert_eq!(index.bounds(), Some([177.0, -20.0, -171.0, -13.0]));
+    }
+
+    #[test]
+    fn r_tree_query_equals_brute_force_near_the_antimeridian() {
+        let mut rng = StdRng::seed_from_u64(11);
+        // Boxes within 20 degrees of it, about half of them across it.
+        let mut random_box = |max_size: f64| {
+            let w: f64 = rng.random_range(160.0..200.0);
+            let e = w + rng.random_range(0.01..max_size);
+            let s = rng.random_range(-60.0..50.0);
+            let n = s + rng.random_range(0.01..max_size);
+            let wrap = |lon: f64| if lon > 180.0 { lon - 360.0 } else { lon };
+            [wrap(w), s, wrap(e), n]
+        };
+        let entries: Vec<Entry> =
+            (0..200).map(|i| entry(&format!("a{i:03}.tif"), random_box(15.0))).collect();
+        let index = FootprintIndex::new(&entries);
+        let (mut total, mut crossing) = (0, 0);
+        for _ in 0..300 {
+            let q = random_box(20.0);
+            let area = bbox(q);
+            crossing += usize::from(area.crosses_antimeridian());
+            let expected: Vec<String> = entries
+                .iter()
+                .filter(|e| bbox(*e.footprint.as_ref().unwrap()).intersects_lon_lat(&area))
+                .map(|e| e.name.clone())
+                .collect();
+            total += expected.len();
+            assert_eq!(index.assets_in(&area), expected, "query {q:?}");
+        }
+        assert!(total > 1000 && crossing > 50, "{total} hits, {crossing} crossing queries");
     }
 
     #[test]

@@ -66,9 +66,11 @@ pub struct Mosaic {
     pub maxzoom: u8,
     /// The zoom of the `tiles` keys.
     pub quadkey_zoom: u8,
-    /// West, south, east, north in degrees.
+    /// West, south, east, north in degrees (west > east across the antimeridian).
     pub bounds: [f64; 4],
-    /// Longitude, latitude, zoom (the middle of `bounds` at `minzoom` when absent).
+    /// Longitude, latitude, zoom (the middle of `bounds` at `minzoom` when absent; for
+    /// bounds across the antimeridian, the middle of the arc over it, where cogeo-mosaic
+    /// would average the two edges into the opposite side of the world).
     pub center: (f64, f64, u8),
     /// Prepended to every asset name on selection.
     asset_prefix: String,
@@ -122,7 +124,11 @@ impl Mosaic {
             return Err(field("bounds", format!("is {bounds:?}; all four numbers must be finite")));
         }
         let center = match raw.center {
-            None => (f64::midpoint(bounds[0], bounds[2]), f64::midpoint(bounds[1], bounds[3]), minzoom),
+            None => {
+                let [min_x, min_y, max_x, max_y] = bounds;
+                let (lon, lat) = BBox { min_x, min_y, max_x, max_y }.lon_lat_centre();
+                (lon, lat, minzoom)
+            }
             Some([lon, lat, z]) => {
                 let valid = lon.is_finite()
                     && lat.is_finite()

@@ -19,7 +19,7 @@ use super::{
     footprint::{self, Entry, FileStamp, FootprintIndex},
     mosaicjson::Mosaic,
 };
-use crate::tms::MAX_ZOOM;
+use crate::tms::{BBox, MAX_ZOOM};
 
 /// What the registry needs to rebuild layers.
 pub(super) struct Reloader {
@@ -249,6 +249,8 @@ impl Reloader {
         let entries = footprint::read_entries(&spec.name, list, previous, self.source.as_ref()).await;
         let index = FootprintIndex::new(&entries);
         let bounds = index.bounds().unwrap_or([-180.0, -90.0, 180.0, 90.0]);
+        let [min_x, min_y, max_x, max_y] = bounds;
+        let (center_lon, center_lat) = BBox { min_x, min_y, max_x, max_y }.lon_lat_centre();
         let info = LayerInfo {
             name: spec.name.clone(),
             kind: LayerKind::Footprint,
@@ -256,7 +258,7 @@ impl Reloader {
             bounds,
             minzoom,
             maxzoom,
-            center: (f64::midpoint(bounds[0], bounds[2]), f64::midpoint(bounds[1], bounds[3]), minzoom),
+            center: (center_lon, center_lat, minzoom),
             asset_count: index.len(),
             unreadable_assets: entries.len() - index.len(),
             attribution: None,

@@ -332,6 +332,40 @@ async fn a_footprint_layer_lists_assets_in_configured_then_path_order() {
 }
 
 #[tokio::test]
+async fn a_footprint_across_the_antimeridian_serves_tiles_on_both_sides_and_bounds_over_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // GDAL's transform_bounds of a UTM zone 60 scene: west > east.
+    write(dir.path(), "fiji.tif", "177 -20 -178 -15");
+    write(dir.path(), "tonga.tif", "-176 -22 -174 -18");
+    let (layers, _) = load(dir.path(), &[footprint_config("fp", &["fiji.tif", "tonga.tif"], None)]).await;
+    // Zoom 8 tiles holding lon 179.5 and -179.5 at lat -17.5 (columns 255 and 0, row
+    // 140), and one over lon 0 on the same row.
+    assert_eq!(assets(&layers, "fp", &wm(8, 255, 140)), ["fiji.tif"]);
+    assert_eq!(assets(&layers, "fp", &wm(8, 0, 140)), ["fiji.tif"]);
+    assert!(assets(&layers, "fp", &wm(8, 128, 140)).is_empty());
+    // The CRS84 tiles either side of the antimeridian at zoom 2 (45 degrees each).
+    assert_eq!(assets(&layers, "fp", &crs84(2, 7, 2)), ["fiji.tif"]);
+    assert_eq!(assets(&layers, "fp", &crs84(2, 0, 2)), ["fiji.tif", "tonga.tif"]);
+    let layer = layers.get("fp").unwrap();
+    assert_eq!(layer.assets_for_point(179.9, -17.0), ["fiji.tif"]);
+    assert_eq!(layer.assets_for_point(-179.9, -17.0), ["fiji.tif"]);
+    let info = &layers.list()[0];
+    assert_eq!(info.bounds, [177.0, -22.0, -174.0, -15.0]);
+    assert_eq!(info.center, (-178.5, -18.5, 2));
+}
+
+#[tokio::test]
+async fn a_mosaic_document_with_bounds_across_the_antimeridian_is_centred_over_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = r#"{"mosaicjson": "0.0.3", "minzoom": 5, "bounds": [177, -20, -178, -15], "tiles": {}}"#;
+    write(dir.path(), "fiji.json", doc);
+    let (layers, _) = load(dir.path(), &[mosaic_config("m", "fiji.json")]).await;
+    let info = &layers.list()[0];
+    assert_eq!(info.bounds, [177.0, -20.0, -178.0, -15.0]);
+    assert_eq!(info.center, (179.5, -17.5, 5));
+}
+
+#[tokio::test]
 async fn edits_to_a_mosaic_file_are_picked_up_and_broken_edits_keep_the_old_version() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "example.json", EXAMPLE);

@@ -22,7 +22,8 @@ pub struct AssetInfo {
     pub dtype: DataType,
     /// Number of bands that are not alpha.
     pub data_bands: usize,
-    /// Longitude/latitude bounds.
+    /// Longitude/latitude bounds, west > east when they cross the antimeridian (as the
+    /// worker's GDAL gives them).
     pub geographic: BBox,
     /// Nodata value of band 1.
     pub nodata: Option<f64>,

@@ -6,12 +6,17 @@
 //!
 //! A [`TileMatrixSet`] is a copyable handle to a definition that lives for the whole
 //! process (custom ones are loaded once at start), so tiles stay small `Copy` keys.
+//!
+//! Lon/lat bounds of assets may cross the antimeridian (west > east); [`antimeridian`]
+//! compares and joins them.
 
+mod antimeridian;
 mod ogc;
 mod registry;
 
 use std::{fmt, str::FromStr};
 
+pub use antimeridian::lon_lat_union;
 pub use ogc::{TmsError, parse_ogc_json};
 pub use registry::TileMatrixSets;
 
@@ -135,7 +140,8 @@ impl fmt::Display for TileMatrixSet {
     }
 }
 
-/// An axis-aligned box: `min_x, min_y, max_x, max_y`.
+/// An axis-aligned box: `min_x, min_y, max_x, max_y`. In longitude/latitude, a box
+/// with `min_x > max_x` crosses the antimeridian ([`antimeridian`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BBox {
     /// West.
@@ -149,7 +155,9 @@ pub struct BBox {
 }
 
 impl BBox {
-    /// Whether the two boxes share area (touching edges do not count).
+    /// Whether the two boxes share area (touching edges do not count), as boxes of a
+    /// plane: for lon/lat boxes, which may cross the antimeridian, use
+    /// [`BBox::intersects_lon_lat`].
     #[must_use]
     pub fn intersects(&self, other: &BBox) -> bool {
         self.min_x < other.max_x

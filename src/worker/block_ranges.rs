@@ -185,13 +185,14 @@ mod tests {
         ByteRange { offset, length }
     }
 
+    fn srs(epsg: u32) -> SpatialRef {
+        let mut s = SpatialRef::from_epsg(epsg).unwrap();
+        s.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+        s
+    }
+
     #[test]
     fn densified_bounds_agree_with_gdals_transform_bounds() {
-        let srs = |epsg| {
-            let mut s = SpatialRef::from_epsg(epsg).unwrap();
-            s.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
-            s
-        };
         let to_utm = CoordTransform::new(&srs(3857), &srs(32618)).unwrap();
         // A z12 and a z16 Web Mercator tile over the demo assets (UTM 18N).
         for (min_x, min_y, size) in [(-8_355_114.0, 4_842_432.0, 9_783.9), (-8_349_000.0, 4_829_900.0, 611.5)]
@@ -200,6 +201,31 @@ mod tests {
                 Grid { min_x, min_y, max_x: min_x + size, max_y: min_y + size, width: 256, height: 256 };
             let ours = densified_bounds(&to_utm, &grid).unwrap();
             let gdal = to_utm.transform_bounds(&[min_x, min_y, min_x + size, min_y + size], 21).unwrap();
+            for (a, b) in ours.iter().zip(gdal) {
+                assert!((a - b).abs() < 0.01, "{ours:?} vs GDAL's {gdal:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn tiles_either_side_of_the_antimeridian_fall_either_side_of_it_in_utm_zone_60() {
+        // Web Mercator z10 tiles 1023/340 (lon 179.65..180) and 0/340 (lon -180..-179.65)
+        // at 51.4..51.6°N, where 180° lies at eastings 707,600-709,300 m of zone 60: a
+        // scene across the antimeridian is one window of the file for either.
+        let to_utm60 = CoordTransform::new(&srs(3857), &srs(32660)).unwrap();
+        let edge = 20_037_508.342_789_244;
+        let (south, north, width) = (6_692_214.700_423_751, 6_731_350.458_905_762, 2.0 * edge / 1024.0);
+        let west_of =
+            Grid { min_x: edge - width, min_y: south, max_x: edge, max_y: north, width: 256, height: 256 };
+        let east_of = Grid { min_x: -edge, max_x: -edge + width, ..west_of };
+        let [x0, _, x1, _] = densified_bounds(&to_utm60, &west_of).unwrap();
+        assert!((680_000.0..690_000.0).contains(&x0) && (707_000.0..710_000.0).contains(&x1), "{x0} {x1}");
+        let [x0, _, x1, _] = densified_bounds(&to_utm60, &east_of).unwrap();
+        assert!((707_000.0..710_000.0).contains(&x0) && (730_000.0..735_000.0).contains(&x1), "{x0} {x1}");
+        for grid in [west_of, east_of] {
+            let ours = densified_bounds(&to_utm60, &grid).unwrap();
+            let b = [grid.min_x, grid.min_y, grid.max_x, grid.max_y];
+            let gdal = to_utm60.transform_bounds(&b, 21).unwrap();
             for (a, b) in ours.iter().zip(gdal) {
                 assert!((a - b).abs() < 0.01, "{ours:?} vs GDAL's {gdal:?}");
             }

@@ -7,6 +7,7 @@
 #![allow(clippy::needless_range_loop, clippy::naive_bytecount)]
 
 mod amplification;
+mod antimeridian;
 mod backpressure;
 mod bad_input;
 mod batch;
