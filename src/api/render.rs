@@ -156,6 +156,9 @@ struct Plan {
     out: (DataType, usize),
     /// Assets (indexes) whose bounds touch the tile.
     touching: Vec<usize>,
+    /// The colormap the tile is drawn with: the request's, or else a paletted first
+    /// asset's own colour table.
+    colormap: Option<Arc<crate::render::colormap::Colormap>>,
 }
 
 impl Plan {
@@ -621,7 +624,7 @@ impl TileRenderer {
             req.tile.geographic_bounds().is_none().then(|| {
                 format!("tile {} of {} is outside the bounds of every asset", req.tile, req.tile.tms)
             });
-        let (format, rescale_ranges, colormap) = (req.format, req.rescale.clone(), req.colormap.clone());
+        let (format, rescale_ranges, colormap) = (req.format, req.rescale.clone(), plan.colormap.clone());
         let encode_span = tracing::info_span!("encode", format = format.label(), bytes = Empty);
         let (data, mask) = off_runtime("encoder", move || {
             let mut raster = selector.finish();
@@ -694,12 +697,14 @@ impl TileRenderer {
         req.selection
             .check(selected.1, req.assets.len())
             .map_err(|e| ServiceError::invalid("pixel_selection", e.to_string()))?;
-        let out = super::validate::after_rescale_and_colormap(
-            (req.selection.output_dtype(selected.0), req.selection.output_bands(selected.1)),
-            &req.rescale,
-            req.colormap.is_some(),
-            "tile",
-        )?;
+        let combined = (req.selection.output_dtype(selected.0), req.selection.output_bands(selected.1));
+        // A paletted file is drawn in its own colours when the request names no colormap
+        // (TiTiler's rule); NPY keeps the indexes.
+        let colormap = req.colormap.clone().or_else(|| {
+            (req.format != OutputFormat::Npy && combined.1 == 1).then(|| reference.colormap.clone()).flatten()
+        });
+        let out =
+            super::validate::after_rescale_and_colormap(combined, &req.rescale, colormap.is_some(), "tile")?;
         check_encodable(req.format, out.0, out.1)
             .map_err(|e| ServiceError::invalid("format", e.to_string()))?;
 
@@ -724,7 +729,17 @@ impl TileRenderer {
                 ))
             }));
         }
-        Ok(Plan { reports, first_error, reference, read_bands, read_band_count, selected, out, touching })
+        Ok(Plan {
+            reports,
+            first_error,
+            reference,
+            read_bands,
+            read_band_count,
+            selected,
+            out,
+            touching,
+            colormap,
+        })
     }
 
     /// Reads the touching assets, all in flight at once, and feeds them to the pixel

@@ -11,7 +11,14 @@ use std::{
 };
 
 use super::remote::is_remote_path;
-use crate::{pb::worker::InfoResult, render::DataType, tms::BBox};
+use crate::{
+    pb::worker::InfoResult,
+    render::{
+        DataType,
+        colormap::{Colormap, Rgba},
+    },
+    tms::BBox,
+};
 
 /// What the front knows about an asset.
 #[derive(Debug, Clone)]
@@ -27,6 +34,8 @@ pub struct AssetInfo {
     pub geographic: BBox,
     /// Nodata value of band 1.
     pub nodata: Option<f64>,
+    /// The file's own colour table (a paletted file), as a colormap.
+    pub colormap: Option<Arc<Colormap>>,
 }
 
 impl AssetInfo {
@@ -40,7 +49,21 @@ impl AssetInfo {
         let data_bands =
             info.bands.iter().filter(|b| !b.color_interpretation.eq_ignore_ascii_case("alpha")).count();
         let nodata = info.bands.first().and_then(|b| b.nodata);
-        Some(Self { dtype, data_bands, geographic: BBox { min_x, min_y, max_x, max_y }, nodata, info })
+        let colormap = (!info.color_table.is_empty())
+            .then(|| {
+                let entries = info.color_table.chunks_exact(4).enumerate();
+                Colormap::exact(entries.map(|(i, c)| (i as f64, Rgba([c[0], c[1], c[2], c[3]]))).collect())
+            })
+            .and_then(Result::ok)
+            .map(Arc::new);
+        Some(Self {
+            dtype,
+            data_bands,
+            geographic: BBox { min_x, min_y, max_x, max_y },
+            nodata,
+            colormap,
+            info,
+        })
     }
 }
 

@@ -483,6 +483,12 @@ pub fn info(cache: &mut DatasetCache, path: &str, stats: &mut ReadStats) -> Resu
     }
     let (block_width, block_height) = first_band.block_size();
     let has_mask = first_band.mask_flags().is_ok_and(|f| !f.is_all_valid());
+    let color_table = first_band.color_table().map_or_else(Vec::new, |table| {
+        (0..table.entry_count())
+            .filter_map(|i| table.entry_as_rgb(i))
+            .flat_map(|c| [c.r, c.g, c.b, c.a].map(|v| v.clamp(0, 255) as u8))
+            .collect()
+    });
     let crs = match (srs.auth_name(), srs.auth_code()) {
         (Some(name), Ok(code)) => format!("{name}:{code}"),
         _ => String::new(),
@@ -502,6 +508,7 @@ pub fn info(cache: &mut DatasetCache, path: &str, stats: &mut ReadStats) -> Resu
         block_width: block_width as u32,
         block_height: block_height as u32,
         has_mask,
+        color_table,
     })
 }
 
