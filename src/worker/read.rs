@@ -460,7 +460,8 @@ pub fn info(cache: &mut DatasetCache, path: &str, stats: &mut ReadStats) -> Resu
     let (west, east) = (gt[0], gt[0] + gt[1] * width as f64);
     let (north, south) = (gt[3], gt[3] + gt[5] * height as f64);
     let bounds = [west.min(east), south.min(north), west.max(east), south.max(north)];
-    let geographic = to_lon_lat(&srs, bounds).map_err(|e| unreadable("the bounds in lon/lat", e))?;
+    gdal_errors::clear();
+    let geographic = to_lon_lat(&srs, bounds).map_err(|_| not_on_earth(&srs))?;
 
     let (first_band, _, dtype, _) = first_band(ds)?;
     let mut bands = Vec::new();
@@ -510,6 +511,19 @@ pub fn info(cache: &mut DatasetCache, path: &str, stats: &mut ReadStats) -> Resu
         has_mask,
         color_table,
     })
+}
+
+/// An asset whose CRS PROJ cannot take to longitude/latitude (an engineering CRS, a
+/// planet's): one sentence naming the CRS, not its WKT.
+fn not_on_earth(srs: &SpatialRef) -> JobError {
+    let name = srs.name().filter(|n| !n.is_empty()).unwrap_or_else(|| "unnamed".to_owned());
+    let detail = gdal_errors::take().unwrap_or_default();
+    let why = if detail.contains("celestial body") {
+        "is not on the Earth"
+    } else {
+        "has no transformation to longitude/latitude"
+    };
+    JobError::new(ErrorKind::Unreadable, format!("its CRS \"{name}\" {why}, so it cannot be placed on a map tile"))
 }
 
 /// `gdalwarp -ovr`'s value for the overview rio-tiler would read `req` from (an index,
