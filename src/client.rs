@@ -162,9 +162,15 @@ pub struct GetArgs {
     /// 1-based bands to return (repeatable).
     #[arg(long = "band")]
     pub bands: Vec<u32>,
-    /// Resampling: nearest, bilinear, cubic, cubic_spline, lanczos, average, mode.
+    /// Read kernel (rio-tiler's resampling_method): nearest, bilinear, cubic,
+    /// cubic_spline, lanczos, average, mode, rms, gauss. It picks the overview; the
+    /// warp kernel is --reproject.
     #[arg(long, default_value = "nearest")]
     pub resampling: String,
+    /// Warp kernel (rio-tiler's reproject_method): any but gauss, so also max, min, med,
+    /// q1, q3, sum [default: nearest, whatever --resampling is, as in rio-tiler].
+    #[arg(long)]
+    pub reproject: Option<String>,
 }
 
 /// Flags of `tessera info`.
@@ -285,9 +291,10 @@ fn parse_tile(s: &str) -> Result<(u32, u32, u32), ClientError> {
     }
 }
 
-fn resampling(s: &str) -> Result<v1::Resampling, ClientError> {
+/// A kernel by its API name; `flag` names the option in the usage error.
+fn kernel(flag: &str, s: &str) -> Result<v1::Resampling, ClientError> {
     v1::Resampling::from_str_name(&format!("RESAMPLING_{}", s.to_ascii_uppercase()))
-        .ok_or_else(|| ClientError::Usage(format!("unknown resampling '{s}'")))
+        .ok_or_else(|| ClientError::Usage(format!("unknown {flag} kernel '{s}'")))
 }
 
 /// Tiles per GetTiles call of `tessera get --batch` (under the server's default limit).
@@ -320,7 +327,13 @@ pub async fn get(args: GetArgs) -> Result<(), ClientError> {
         assets: args.assets.clone(),
         layer: args.layer.clone().unwrap_or_default(),
         bands: args.bands.clone(),
-        resampling: resampling(&args.resampling)? as i32,
+        resampling: kernel("--resampling", &args.resampling)? as i32,
+        reproject: args
+            .reproject
+            .as_deref()
+            .map(|k| kernel("--reproject", k))
+            .transpose()?
+            .unwrap_or_default() as i32,
         format: format as i32,
         ..Default::default()
     };

@@ -13,5 +13,7 @@ pub mod worker {
     tonic::include_proto!("tessera.worker.v1");
 }
 
-/// Encoded descriptor set of the public API, served by gRPC reflection.
+/// Encoded descriptor set of the public API and of every message its responses and
+/// error details can carry (`google.rpc.Status`, `BadRequest`, `RetryInfo`, `Any`,
+/// `Duration`), served by gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tessera_v1_descriptor");

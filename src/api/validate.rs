@@ -140,7 +140,7 @@ pub struct TileRequest {
     pub bands: Vec<u32>,
     /// Kernel of the read from the chosen overview.
     pub resampling: worker::Resampling,
-    /// Kernel of the warp; unspecified = `resampling`.
+    /// Kernel of the warp; unspecified = nearest (the worker resolves it).
     pub reproject: worker::Resampling,
     /// Encoding.
     pub format: OutputFormat,

@@ -277,9 +277,10 @@ fn max_connections(config: &ServeConfig) -> Result<usize, ServeError> {
 }
 
 /// The tile API (behind the bearer-token check when tokens are configured, with the
-/// message-size limits), health, and reflection over both (in protocol versions v1 and
-/// v1alpha: grpcurl 1.8 speaks only v1alpha, newer tools v1). Health and reflection
-/// need no token: probes and tooling must work without one, and neither reads data.
+/// message-size limits), health, and reflection over both and over the `google.rpc`
+/// error details their statuses carry (in protocol versions v1 and v1alpha: grpcurl 1.8
+/// speaks only v1alpha, newer tools v1). Health and reflection need no token: probes
+/// and tooling must work without one, and neither reads data.
 fn routes(
     api: TileServiceImpl,
     health: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,

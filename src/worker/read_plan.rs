@@ -4,7 +4,8 @@
 //! Theory of operation. rio-tiler reads a tile through a warped VRT built with its
 //! `reproject_method`, then reads that VRT at the tile's size with its
 //! `resampling_method`. Tessera runs a single `gdalwarp` straight onto the tile grid, so
-//! it has room for one kernel: the warp kernel (`reproject`, or `resampling` when unset).
+//! it has room for one kernel: the warp kernel (`reproject`, nearest when unset, as
+//! rio-tiler's `reproject_method` defaults to nearest whatever `resampling_method` is).
 //! Measured against rio-tiler 9.4.12, that is the kernel its tiles are made with:
 //! at and beyond native resolution the VRT grid is the tile grid and the read is 1:1;
 //! when decimating, GDAL warps the VRT directly at the requested size with the warp
@@ -40,9 +41,6 @@ pub enum PlanError {
     /// A read-only kernel asked for as the warp kernel.
     #[error("reproject={0} is not a warp kernel: GDAL's warper has no {0}")]
     NotAWarpKernel(String),
-    /// A read-only read kernel without a warp kernel: it would have to be both.
-    #[error("resampling={0} cannot also be the warp kernel (GDAL's warper has no {0}): set reproject")]
-    ReadKernelCannotWarp(String),
     /// More padding than [`MAX_PADDING`].
     #[error("padding={0} is more than {MAX_PADDING} pixels")]
     PaddingTooLarge(u32),
@@ -108,7 +106,8 @@ pub fn is_warp_kernel(kernel: Resampling) -> bool {
 pub struct Kernels {
     /// The read kernel (rio-tiler's `resampling_method`); never a warp-only kernel.
     pub read: Resampling,
-    /// The kernel `gdalwarp` runs with (rio-tiler's `reproject_method`).
+    /// The kernel `gdalwarp` runs with (rio-tiler's `reproject_method`); never a
+    /// read-only kernel.
     pub warp: Resampling,
 }
 
@@ -120,8 +119,9 @@ impl Kernels {
         matches!(self.read, Resampling::Nearest | Resampling::Unspecified)
     }
 
-    /// The kernels a request asks for: unspecified `resampling` is nearest, unspecified
-    /// `reproject` is the read kernel.
+    /// The kernels a request asks for: unspecified `resampling` and unspecified
+    /// `reproject` are each nearest, as in rio-tiler, independently of each other (so
+    /// a read-only read kernel such as gauss warps with nearest unless told otherwise).
     pub fn from_request(req: &ReadRequest) -> Result<Self, PlanError> {
         let known =
             |field, value| Resampling::try_from(value).map_err(|_| PlanError::UnknownKernel { field, value });
@@ -133,10 +133,7 @@ impl Kernels {
             return Err(PlanError::NotAReadKernel(kernel_name(read)));
         }
         let warp = match known("reproject", req.reproject)? {
-            Resampling::Unspecified if !is_warp_kernel(read) => {
-                return Err(PlanError::ReadKernelCannotWarp(kernel_name(read)));
-            }
-            Resampling::Unspecified => read,
+            Resampling::Unspecified => Resampling::Nearest,
             k if !is_warp_kernel(k) => return Err(PlanError::NotAWarpKernel(kernel_name(k))),
             k => k,
         };
@@ -429,13 +426,16 @@ mod tests {
     }
 
     #[test]
-    fn the_warp_runs_with_reproject_or_else_with_resampling() {
+    fn the_warp_runs_with_reproject_or_else_with_nearest_whatever_the_read_kernel() {
         let kernel = |resampling, reproject| {
             let args = warp_args(&request(resampling, reproject)).unwrap();
             args[args.iter().position(|a| a == "-r").unwrap() + 1].clone()
         };
-        assert_eq!(kernel(Resampling::Bilinear, Resampling::Unspecified), "bilinear");
+        assert_eq!(kernel(Resampling::Bilinear, Resampling::Unspecified), "near");
+        assert_eq!(kernel(Resampling::Lanczos, Resampling::Unspecified), "near");
+        assert_eq!(kernel(Resampling::Gauss, Resampling::Unspecified), "near");
         assert_eq!(kernel(Resampling::Nearest, Resampling::CubicSpline), "cubicspline");
+        assert_eq!(kernel(Resampling::Bilinear, Resampling::Bilinear), "bilinear");
         assert_eq!(kernel(Resampling::Bilinear, Resampling::Nearest), "near");
         assert_eq!(kernel(Resampling::Gauss, Resampling::Q3), "q3");
     }
@@ -473,16 +473,32 @@ mod tests {
     }
 
     #[test]
-    fn kernels_default_to_nearest_and_reproject_defaults_to_resampling() {
+    fn each_kernel_defaults_to_nearest_whatever_the_other_is() {
         use Resampling as R;
         let kernels = |a, b| Kernels::from_request(&request(a, b));
         assert_eq!(
             kernels(R::Unspecified, R::Unspecified),
             Ok(Kernels { read: R::Nearest, warp: R::Nearest })
         );
-        assert_eq!(kernels(R::Lanczos, R::Unspecified), Ok(Kernels { read: R::Lanczos, warp: R::Lanczos }));
+        assert_eq!(kernels(R::Lanczos, R::Unspecified), Ok(Kernels { read: R::Lanczos, warp: R::Nearest }));
+        assert_eq!(kernels(R::Unspecified, R::Bilinear), Ok(Kernels { read: R::Nearest, warp: R::Bilinear }));
+        // Gauss cannot warp, and need not: the warp is nearest.
+        assert_eq!(kernels(R::Gauss, R::Unspecified), Ok(Kernels { read: R::Gauss, warp: R::Nearest }));
         assert_eq!(kernels(R::Gauss, R::Nearest), Ok(Kernels { read: R::Gauss, warp: R::Nearest }));
         assert_eq!(kernels(R::Rms, R::Sum), Ok(Kernels { read: R::Rms, warp: R::Sum }));
+    }
+
+    #[test]
+    fn the_overview_oversampling_follows_the_read_kernel_not_the_warp_kernel() {
+        use Resampling as R;
+        let nearest_read = |a, b| Kernels::from_request(&request(a, b)).unwrap().read_is_nearest();
+        assert!(nearest_read(R::Unspecified, R::Unspecified));
+        assert!(nearest_read(R::Nearest, R::Bilinear));
+        assert!(nearest_read(R::Unspecified, R::Cubic));
+        // A bilinear read warps with nearest by default, yet picks its overview as a
+        // bilinear read does (no oversampling), as rio-tiler's decimated read does.
+        assert!(!nearest_read(R::Bilinear, R::Unspecified));
+        assert!(!nearest_read(R::Gauss, R::Nearest));
     }
 
     #[test]
@@ -501,10 +517,6 @@ mod tests {
             refusal(R::Nearest as i32, R::Gauss as i32),
             "reproject=gauss is not a warp kernel: GDAL's warper has no gauss"
         );
-        assert_eq!(
-            refusal(R::Gauss as i32, R::Unspecified as i32),
-            "resampling=gauss cannot also be the warp kernel (GDAL's warper has no gauss): set reproject"
-        );
         assert_eq!(refusal(99, 0), "resampling=99 is not a known resampling kernel");
         assert_eq!(refusal(0, -1), "reproject=-1 is not a known resampling kernel");
     }
@@ -512,7 +524,7 @@ mod tests {
     #[test]
     fn padding_widens_the_grid_by_whole_pixels_and_crops_the_centre() {
         // 256 x 256 pixels of 1 x 2 units.
-        let mut req = request(Resampling::Bilinear, Resampling::Unspecified);
+        let mut req = request(Resampling::Bilinear, Resampling::Bilinear);
         req.padding = 2;
         let plan = ReadPlan::for_request(&req).unwrap();
         assert_eq!(

@@ -41,6 +41,7 @@ fn textured_asset(dir: &Path) -> String {
     write_tiff::<u8>(dir, (64, 64), 10.0, values, None)
 }
 
+/// A read of `grid` with `kernel` as both the read and the warp kernel.
 fn request(path: &str, crs: &str, grid: Grid, kernel: Resampling) -> ReadRequest {
     ReadRequest {
         path: path.to_owned(),
@@ -52,6 +53,7 @@ fn request(path: &str, crs: &str, grid: Grid, kernel: Resampling) -> ReadRequest
         width: grid.width,
         height: grid.height,
         resampling: kernel as i32,
+        reproject: kernel as i32,
         ..ReadRequest::default()
     }
 }
@@ -101,22 +103,27 @@ fn a_padded_read_is_the_centre_of_a_read_of_the_padded_grid() {
     assert!(tile.mask.iter().all(|m| *m == 255), "the grid lies inside the asset");
 }
 
-#[test]
-fn padding_changes_no_pixel_of_an_affine_bilinear_warp() {
-    // Same CRS, grid shifted half a pixel: every output pixel interpolates four source
-    // pixels. GDAL's warper already reads the kernel's reach around its source window,
-    // so widening the grid changes nothing here (under reprojection it changes the
-    // approximate transformer's sample points, which rio-tiler's padding shares).
-    let dir = tempfile::tempdir().unwrap();
-    let path = textured_asset(dir.path());
-    let grid = Grid {
+/// A 40 x 24 grid of the asset's own CRS and pixel size, shifted half a pixel: every
+/// output pixel of a bilinear warp interpolates four source pixels.
+fn half_pixel_grid() -> Grid {
+    Grid {
         min_x: ORIGIN.0 + 105.0,
         min_y: ORIGIN.1 - 395.0,
         max_x: ORIGIN.0 + 505.0,
         max_y: ORIGIN.1 - 155.0,
         width: 40,
         height: 24,
-    };
+    }
+}
+
+#[test]
+fn padding_changes_no_pixel_of_an_affine_bilinear_warp() {
+    // GDAL's warper already reads the kernel's reach around its source window, so
+    // widening the grid changes nothing here (under reprojection it changes the
+    // approximate transformer's sample points, which rio-tiler's padding shares).
+    let dir = tempfile::tempdir().unwrap();
+    let path = textured_asset(dir.path());
+    let grid = half_pixel_grid();
     let plain = run(&request(&path, "EPSG:32618", grid, Resampling::Bilinear)).unwrap();
     let mut req = request(&path, "EPSG:32618", grid, Resampling::Bilinear);
     req.padding = 2;
@@ -127,6 +134,26 @@ fn padding_changes_no_pixel_of_an_affine_bilinear_warp() {
     // Bilinear is in effect: a nearest read of the same grid differs.
     let nearest = run(&request(&path, "EPSG:32618", grid, Resampling::Nearest)).unwrap();
     assert_ne!(nearest.pixels, plain.pixels);
+}
+
+#[test]
+fn an_unset_reproject_warps_with_nearest_whatever_the_read_kernel() {
+    // As rio-tiler's `reproject_method` defaults to nearest: the read kernel alone does
+    // not make the warp interpolate.
+    let dir = tempfile::tempdir().unwrap();
+    let path = textured_asset(dir.path());
+    let grid = half_pixel_grid();
+    let nearest = run(&request(&path, "EPSG:32618", grid, Resampling::Nearest)).unwrap();
+    let bilinear = run(&request(&path, "EPSG:32618", grid, Resampling::Bilinear)).unwrap();
+    assert_ne!(bilinear.pixels, nearest.pixels);
+    // Gauss, which GDAL's warper lacks, is a valid read kernel on its own.
+    for read_kernel in [Resampling::Bilinear, Resampling::Lanczos, Resampling::Gauss] {
+        let mut req = request(&path, "EPSG:32618", grid, read_kernel);
+        req.reproject = Resampling::Unspecified as i32;
+        let tile = run(&req).unwrap_or_else(|e| panic!("{read_kernel:?}: {e:?}"));
+        assert_eq!(tile.pixels, nearest.pixels, "{read_kernel:?}");
+        assert_eq!(tile.mask, nearest.mask, "{read_kernel:?}");
+    }
 }
 
 /// The grid of a 16 x 16 asset of 10 m pixels, pixel for pixel.

@@ -99,3 +99,39 @@ fn get_and_info_write_what_they_say_and_exit_with_what_went_wrong() {
     assert!(stderr(&o).contains(&format!("cannot connect to http://{closed}")), "{}", stderr(&o));
     assert!(stderr(&o).contains("Connection refused"), "{}", stderr(&o));
 }
+
+#[test]
+fn get_sends_the_warp_kernel_of_reproject_and_warps_with_nearest_without_it() {
+    let server = Server::start();
+    let addr = server.address.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let tile = |name: &str, kernels: &[&str]| {
+        let path = dir.path().join(name).display().to_string();
+        let mut args =
+            vec!["get", "--server", addr, "--asset", "utm_rgb_00.tif", "12/1194/1551", "-o", &path];
+        args.extend(kernels);
+        let o = tessera(&args);
+        assert_eq!(o.status.code(), Some(0), "{kernels:?}: {}", stderr(&o));
+        std::fs::read(&path).unwrap()
+    };
+    let read_only = tile("read.npy", &["--resampling", "bilinear"]);
+    let nearest_warp = tile("near.npy", &["--resampling", "bilinear", "--reproject", "nearest"]);
+    let bilinear_warp = tile("both.npy", &["--resampling", "bilinear", "--reproject", "bilinear"]);
+    assert_eq!(read_only, nearest_warp, "--resampling alone must warp with nearest, as rio-tiler");
+    assert_ne!(bilinear_warp, nearest_warp, "--reproject bilinear must reach the warp");
+
+    let o = tessera(&[
+        "get",
+        "--server",
+        addr,
+        "--asset",
+        "a.tif",
+        "--reproject",
+        "bogus",
+        "1/0/0",
+        "-o",
+        "x.png",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unknown --reproject kernel 'bogus'"), "{}", stderr(&o));
+}

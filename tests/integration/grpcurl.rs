@@ -2,10 +2,13 @@
 //! grpcurl cookbook (list and describe through reflection, which grpcurl 1.8 speaks as
 //! v1alpha; GetTile and GetTiles from JSON; saving the image; asset info; health) runs
 //! against a live server and prints what the README says it prints, so the docs cannot
-//! rot.
+//! rot. Error details (`google.rpc.BadRequest`, `RetryInfo`) decode too: reflection
+//! serves their files in both protocol versions.
 
 use std::path::PathBuf;
 
+use prost::Message as _;
+use serde_json::{Value, json};
 use tokio::process::Command;
 
 use crate::harness::{Server, ServerOptions};
@@ -88,4 +91,135 @@ async fn every_command_of_the_readme_cookbook_runs_and_prints_what_it_promises()
         u32::from_be_bytes(png[20..24].try_into().unwrap()),
     );
     assert_eq!(size, (256, 256));
+}
+
+/// The `BadRequest` detail of a zoom past WebMercatorQuad's last, as grpcurl prints it
+/// once it can resolve the type through reflection.
+fn zoom_25_bad_request() -> Value {
+    json!({
+        "@type": "type.googleapis.com/google.rpc.BadRequest",
+        "fieldViolations": [{"field": "z", "description": "z=25 is outside 0..=24 for WebMercatorQuad"}]
+    })
+}
+
+#[tokio::test]
+async fn grpcurl_decodes_the_bad_request_of_a_batch_item_and_of_a_failed_call() {
+    let server = Server::start();
+    let grpcurl = grpcurl_path();
+    let good =
+        json!({"z": 12, "x": 1194, "y": 1551, "assets": ["utm_rgb_00.tif"], "format": "IMAGE_FORMAT_NPY"});
+    let bad = json!({"z": 25, "x": 0, "y": 0, "assets": ["utm_rgb_00.tif"]});
+
+    // A batch: the good tile comes back, the bad one carries its status.
+    let batch = json!({"tiles": [good, bad]}).to_string();
+    let output = Command::new(&grpcurl)
+        .args(["-plaintext", "-d", &batch, &server.address, "tessera.v1.TileService/GetTiles"])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "GetTiles failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!stdout.contains("is not recognized"), "{stdout}");
+    let mut results: Vec<Value> =
+        serde_json::Deserializer::from_str(&stdout).into_iter().collect::<Result<_, _>>().unwrap();
+    // grpcurl omits the zero index of the first tile.
+    results.sort_by_key(|r| r["index"].as_u64().unwrap_or(0));
+    assert_eq!(results.len(), 2, "{stdout}");
+    assert_eq!(results[0]["tile"]["contentType"], "application/x-npy", "{stdout}");
+    assert_eq!(
+        results[1]["error"],
+        json!({
+            "code": 3,
+            "message": "z=25 is outside 0..=24 for WebMercatorQuad",
+            "details": [zoom_25_bad_request()]
+        })
+    );
+
+    // The same tile alone fails the call: grpcurl prints the status and its details
+    // (from the grpc-status-details-bin trailer) on stderr and exits 64 + the code.
+    let output = Command::new(&grpcurl)
+        .args(["-plaintext", "-v", "-d", &bad.to_string(), &server.address, "tessera.v1.TileService/GetTile"])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64 + 3), "{stderr}");
+    assert!(
+        stderr.contains(
+            "  Code: InvalidArgument\n  Message: z=25 is outside 0..=24 for WebMercatorQuad\n  Details:\n"
+        ),
+        "{stderr}"
+    );
+    let detail = stderr.split("  1)\t").nth(1).unwrap_or_else(|| panic!("no detail printed:\n{stderr}"));
+    let detail: Value = serde_json::Deserializer::from_str(detail).into_iter().next().unwrap().unwrap();
+    assert_eq!(detail, zoom_25_bad_request());
+}
+
+/// Per symbol asked for with `file_containing_symbol`, the name of the file reflection
+/// answers with and that file's imports, over reflection protocol `$version`.
+macro_rules! files_containing {
+    ($version:ident, $server:expr, $symbols:expr) => {{
+        use tonic_reflection::pb::$version::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let requests: Vec<_> = $symbols
+            .iter()
+            .map(|symbol| ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::FileContainingSymbol((*symbol).to_owned())),
+            })
+            .collect();
+        let channel = tonic::transport::Channel::from_shared($server.url()).unwrap().connect().await.unwrap();
+        let mut client = ServerReflectionClient::new(channel);
+        let mut responses =
+            client.server_reflection_info(tokio_stream::iter(requests)).await.unwrap().into_inner();
+        let mut files = Vec::new();
+        while let Some(response) = responses.message().await.unwrap() {
+            let found = match response.message_response {
+                Some(MessageResponse::FileDescriptorResponse(found)) => found,
+                other => panic!("{}: {other:?}", stringify!($version)),
+            };
+            let [file] = found.file_descriptor_proto.as_slice() else {
+                panic!(
+                    "{}: {} files for one symbol",
+                    stringify!($version),
+                    found.file_descriptor_proto.len()
+                );
+            };
+            let file = prost_types::FileDescriptorProto::decode(file.as_slice()).unwrap();
+            files.push((file.name().to_owned(), file.dependency));
+        }
+        files
+    }};
+}
+
+#[tokio::test]
+async fn reflection_v1_and_v1alpha_serve_every_message_an_error_detail_needs() {
+    let server = Server::start();
+    let symbols = [
+        "google.rpc.Status",
+        "google.rpc.BadRequest",
+        "google.rpc.RetryInfo",
+        "google.protobuf.Any",
+        "google.protobuf.Duration",
+    ];
+    let file =
+        |name: &str, imports: &[&str]| (name.to_owned(), imports.iter().map(|i| (*i).to_owned()).collect());
+    let expected: Vec<(String, Vec<String>)> = vec![
+        file("google/rpc/status.proto", &["google/protobuf/any.proto"]),
+        file("google/rpc/error_details.proto", &["google/protobuf/duration.proto"]),
+        file("google/rpc/error_details.proto", &["google/protobuf/duration.proto"]),
+        file("google/protobuf/any.proto", &[]),
+        file("google/protobuf/duration.proto", &[]),
+    ];
+    assert_eq!(files_containing!(v1, server, symbols), expected, "v1");
+    assert_eq!(files_containing!(v1alpha, server, symbols), expected, "v1alpha");
 }

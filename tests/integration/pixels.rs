@@ -57,7 +57,11 @@ async fn check(server: &Server, case: &Case<'_>) {
     let mut request = harness::tile_request(case.z, case.x, case.y, case.assets);
     request.tile_matrix_set = case.tms.to_owned();
     request.tile_size = case.size;
+    // The oracle's one kernel is both: its `-r` (the warp) and its overview choice
+    // (oversampling only for a nearest read). An unset `reproject` would warp with
+    // nearest, as rio-tiler does.
     request.resampling = case.resampling as i32;
+    request.reproject = case.resampling as i32;
     request.format = v1::ImageFormat::Npy as i32;
     request.bands = case.bands.clone();
     let tile =
