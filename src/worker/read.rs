@@ -523,7 +523,10 @@ fn not_on_earth(srs: &SpatialRef) -> JobError {
     } else {
         "has no transformation to longitude/latitude"
     };
-    JobError::new(ErrorKind::Unreadable, format!("its CRS \"{name}\" {why}, so it cannot be placed on a map tile"))
+    JobError::new(
+        ErrorKind::Unreadable,
+        format!("its CRS \"{name}\" {why}, so it cannot be placed on a map tile"),
+    )
 }
 
 /// `gdalwarp -ovr`'s value for the overview rio-tiler would read `req` from (an index,

@@ -16,6 +16,7 @@ mod chaos;
 mod cli;
 mod connection_limits;
 mod connections;
+mod corpus;
 mod echo;
 mod faults;
 mod file_swaps;

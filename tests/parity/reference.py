@@ -19,6 +19,9 @@ colormap_name, colormap ({"values": [[v, [r,g,b,a]], ...]} or
 {"intervals": [[[min, max], [r,g,b,a]], ...]}), nodata, buffer, padding, resampling,
 reproject; for "post": inputs ([[data.npy, mask.npy], ...] per asset, in asset order).
 
+Mode "corpus" (tests/integration/corpus.rs): `files` ([{label, reference (path),
+zooms (optional), rgba (optional)}]), `kernels`, `out`; see `corpus` below.
+
 Modes of the other reads (GetPoint, GetStatistics, GetPreview in
 tests/integration/reads.rs), each rio-tiler's own Reader method on the files:
 
@@ -210,8 +213,46 @@ def finish(image, case):
     return {"dtype": str(data.dtype), "shape": list(data.shape)}
 
 
+def corpus(case):
+    """Every file of the corpus at rio-tiler's min, middle and max zoom (or the case's
+    own zooms), on the tile at the centre of the file's lon/lat bounds (across the
+    antimeridian when west > east), with each kernel: data and mask NPY files per tile,
+    and for `rgba` files also TiTiler's PNG of the tile (drawn with the file's own
+    colour table), decoded, as `rgba.npy` (4, height, width)."""
+    import morecantile
+
+    tms = morecantile.tms.get("WebMercatorQuad")
+    tiles = []
+    for item in case["files"]:
+        with Reader(item["reference"]) as src:
+            west, south, east, north = src.get_geographic_bounds(tms.rasterio_geographic_crs)
+            zooms = item.get("zooms") or sorted({src.minzoom, (src.minzoom + src.maxzoom) // 2, src.maxzoom})
+            colormap = src.colormap
+        lon = (west + east) / 2 if west <= east else ((west + east + 360) / 2 + 180) % 360 - 180
+        lat = (south + north) / 2
+        for z in zooms:
+            t = tms.tile(lon, lat, z)
+            for kernel in case["kernels"]:
+                out = os.path.join(case["out"], f"{item['label']}-{z}-{t.x}-{t.y}-{kernel}")
+                with Reader(item["reference"]) as src:
+                    image = src.tile(t.x, t.y, z, resampling_method=kernel)
+                found = {"label": item["label"], "z": z, "x": t.x, "y": t.y, "kernel": kernel, "out": out}
+                found.update(finish(image, {"out": out}))
+                if item.get("rgba"):
+                    # TiTiler's PNG of a paletted file: the file's own colormap.
+                    from rasterio.io import MemoryFile
+
+                    with MemoryFile(image.render(img_format="PNG", colormap=colormap)) as m, m.open() as png:
+                        numpy.save(os.path.join(out, "rgba.npy"), png.read())
+                tiles.append(found)
+    return tiles
+
+
 def main():
     case = json.load(sys.stdin)
+    if case["mode"] == "corpus":
+        print(json.dumps(corpus(case)))
+        return
     reads = {"point": point, "statistics": statistics, "preview": preview}
     if case["mode"] in reads:
         print(json.dumps(exact(reads[case["mode"]](case))))
