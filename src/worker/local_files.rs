@@ -19,8 +19,11 @@
 //!   sidecar files (`.ovr`, `.msk`, `.aux.xml`) beside the path it opens, so each sidecar
 //!   that exists beside the asset is opened by the same rules and staged beside it as
 //!   `name.tif.ovr -> /proc/self/fd/M`; one that leads out or is not a regular file is
-//!   left out. (GDAL looks for sidecars only when directory listing on open is on:
-//!   Tessera's default `GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR` reads none.)
+//!   left out, and so is an `.ovr` or `.msk` that is not a TIFF (GDAL would open it
+//!   with any driver: a VRT there could read other files). GDAL looks for sidecars only
+//!   when directory listing on open is on: the worker turns it on for a local file's
+//!   open when it is off by Tessera's default (`GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR`,
+//!   which stays in force for remote assets: no request is spent probing for them).
 //! - A [`Staged`] asset owns its descriptors and its subdirectory; the dataset cache drops
 //!   the dataset first, then the [`Staged`] (which removes the subdirectory, then closes
 //!   the descriptors), so a staged link never outlives its descriptor and can never point
@@ -209,6 +212,11 @@ impl LocalFiles {
                 let Ok((fd, _)) = open_beneath(&root_fd, &opened.relative.with_file_name(&name)) else {
                     continue;
                 };
+                // GDAL opens an overview or mask file with any driver: only a TIFF is
+                // staged, so a VRT under such a name cannot make GDAL read other files.
+                if *suffix != ".aux.xml" && !is_tiff(&fd) {
+                    continue;
+                }
                 std::os::unix::fs::symlink(fd_path(&fd), staged.dir.join(&name))
                     .map_err(|e| io("sidecar", e))?;
                 staged.fds.push(fd);
@@ -222,6 +230,14 @@ impl Drop for LocalFiles {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.stage);
     }
+}
+
+/// Whether the regular file `fd` names starts as a TIFF or BigTIFF does.
+fn is_tiff(fd: &OwnedFd) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(fd_path(fd)).and_then(|mut f| f.read_exact(&mut magic)).is_ok()
+        && matches!(&magic, b"II*\0" | b"MM\0*" | b"II+\0" | b"MM\0+")
 }
 
 fn fd_path(fd: &OwnedFd) -> String {
@@ -309,7 +325,9 @@ mod tests {
         std::fs::create_dir_all(root.join("sub")).unwrap();
         let root = root.canonicalize().unwrap();
         std::fs::write(root.join("a.tif"), b"inside").unwrap();
-        std::fs::write(root.join("a.tif.ovr"), b"overview").unwrap();
+        std::fs::write(root.join("a.tif.ovr"), b"II*\0overview").unwrap();
+        // Not a TIFF: never staged.
+        std::fs::write(root.join("a.tif.msk"), b"<VRTDataset/>").unwrap();
         std::fs::write(dir.path().join("secret.tif"), b"secret").unwrap();
         symlink("a.tif", root.join("sub_link.tif")).unwrap();
         symlink("../a.tif", root.join("sub/up.tif")).unwrap();
@@ -368,7 +386,7 @@ mod tests {
         let (_d, root, mut files) = setup();
         let staged = files.stage(files.open(&at(&root, "a.tif")).unwrap()).unwrap();
         let ovr = format!("{}.ovr", staged.gdal_path());
-        assert_eq!(std::fs::read(&ovr).unwrap(), b"overview");
+        assert_eq!(std::fs::read(&ovr).unwrap(), b"II*\0overview");
         assert!(!Path::new(&format!("{}.msk", staged.gdal_path())).exists());
         // b.tif's .ovr leads out of the root: it is not staged.
         let b = files.stage(files.open(&at(&root, "b.tif")).unwrap()).unwrap();

@@ -169,14 +169,16 @@ pub(super) fn open<'c>(
 }
 
 /// Turns directory listing on open on for this thread while it lives, when it is off by
-/// Tessera's default (`EMPTY_DIR`): GDAL then finds the sidecars staged beside a local
-/// file. An operator's own setting is left alone.
+/// Tessera's default (`EMPTY_DIR`, set by [`configure_gdal`]): GDAL then finds the
+/// sidecars staged beside a local file. An operator's own setting (the worker's
+/// environment, where `--gdal-config` puts it) is left alone: `EMPTY_DIR` there reads no
+/// sidecar.
 struct SidecarLookup;
 
 impl SidecarLookup {
     fn on() -> Option<Self> {
         const KEY: &str = "GDAL_DISABLE_READDIR_ON_OPEN";
-        if !gdal::config::get_config_option(KEY, "").is_ok_and(|v| v.eq_ignore_ascii_case("EMPTY_DIR")) {
+        if std::env::var_os(KEY).is_some() {
             return None;
         }
         gdal::config::set_thread_local_config_option(KEY, "FALSE").ok().map(|()| Self)

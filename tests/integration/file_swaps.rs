@@ -344,8 +344,24 @@ async fn external_overviews_are_read_by_the_same_rules_as_their_asset() {
     );
     drop(server);
 
-    // Tessera's default (GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR) reads no sidecar, as before.
+    // Tessera's default (GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR, with listing turned on
+    // for local opens only) reads them the same way.
     let server = server_for(&root, &[]);
+    let mut client = server.client().await;
+    assert_eq!(overview_widths(&mut client, &base).await, vec![512]);
+    assert_eq!(npy_values(&mut client, &base, 2, 1, 1).await, BTreeSet::from([99]));
+    assert_eq!(overview_widths(&mut client, &escape).await, Vec::<u32>::new(), "an outside .ovr was read");
+    // A sidecar that is not a TIFF (a VRT that would read another file) is left out.
+    mercator_tile_tiff(&root.join("disguised.tif"), 7);
+    let vrt = r#"<VRTDataset rasterXSize="512" rasterYSize="512"><VRTRasterBand dataType="Byte" band="1">
+<SimpleSource><SourceFilename relativeToVRT="0">/etc/passwd</SourceFilename><SourceBand>1</SourceBand></SimpleSource>
+</VRTRasterBand></VRTDataset>"#;
+    std::fs::write(root.join("disguised.tif.ovr"), vrt).unwrap();
+    assert_eq!(overview_widths(&mut client, &name(&root.join("disguised.tif"))).await, Vec::<u32>::new());
+    drop(server);
+
+    // An operator who sets the default explicitly reads no sidecar.
+    let server = server_for(&root, &["--gdal-config", "GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR"]);
     let mut client = server.client().await;
     assert_eq!(overview_widths(&mut client, &base).await, Vec::<u32>::new());
 }
