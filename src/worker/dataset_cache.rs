@@ -33,14 +33,19 @@ pub struct Cached {
     /// The file itself, when `dataset` is a warped VRT made from its ground control
     /// points (see `read::georeference`): the VRT reads it, so it closes after the VRT
     /// (fields drop in order).
-    _source: Option<Dataset>,
+    source: Option<Dataset>,
     /// By target CRS; `None` when GDAL could not work them out (not asked again).
     warp_facts: RefCell<HashMap<String, Option<WarpFacts>>>,
 }
 
 impl Cached {
     fn new(dataset: Dataset, source: Option<Dataset>) -> Self {
-        Self { dataset, _source: source, warp_facts: RefCell::default() }
+        Self { dataset, source, warp_facts: RefCell::default() }
+    }
+
+    /// The file as opened: the source of a GCP-warped VRT, else the dataset itself.
+    pub fn file(&self) -> &Dataset {
+        self.source.as_ref().unwrap_or(&self.dataset)
     }
 
     /// The warp facts for `target_crs`, computed by `compute` on the first call only.

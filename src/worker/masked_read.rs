@@ -169,7 +169,7 @@ fn read_band(
         DataType::Float64 => read_samples::<f64>(band, shape, native),
         // Signed bytes are a GeoTIFF's bytes read as they are (GDAL 3.6 has no Int8).
         DataType::Int8 => read_samples::<u8>(band, shape, native)
-            .map(|values| values.into_iter().map(|v| f64::from((v as u8).cast_signed())).collect()),
+            .map(|values| values.into_iter().map(|v| f64::from(i8::from_ne_bytes([v as u8]))).collect()),
         DataType::Unspecified => Err(format!("data type {dtype:?} is not supported")),
     }
 }

@@ -147,10 +147,10 @@ pub(super) fn open<'c>(
     };
     // A local file's sidecars (`.msk`, `.ovr`, `.aux.xml`, staged beside it) are found
     // as rio-tiler finds them; a remote asset's are never probed (one request less each).
-    let _sidecars = staged.as_ref().and_then(|_| SidecarLookup::on());
+    let sidecars = staged.as_ref().and_then(|_| SidecarLookup::on());
     let ds = Dataset::open_ex(gdal_path, options)
         .map_err(|e| named(JobError::gdal(ErrorKind::Unreadable, "not a readable GeoTIFF", e)))?;
-    drop(_sidecars);
+    drop(sidecars);
     if ds.raster_count() == 0 {
         return Err(JobError::new(ErrorKind::Unreadable, "the file has no raster bands"));
     }
@@ -497,7 +497,7 @@ pub fn info(cache: &mut DatasetCache, path: &str, stats: &mut ReadStats) -> Resu
         _ => String::new(),
     };
     Ok(InfoResult {
-        driver: ds.driver().short_name(),
+        driver: ds.file().driver().short_name(),
         crs,
         crs_wkt: srs.to_wkt().unwrap_or_default(),
         bounds: bounds.to_vec(),

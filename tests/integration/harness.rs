@@ -455,7 +455,7 @@ pub fn parse_npy(bytes: &[u8]) -> Npy {
     let count: usize = shape.iter().product();
     let values: Vec<f64> = match descr.as_str() {
         "|u1" | "|b1" => data.iter().map(|v| f64::from(*v)).collect(),
-        "|i1" => data.iter().map(|v| f64::from(v.cast_signed())).collect(),
+        "|i1" => data.iter().map(|v| f64::from(i8::from_ne_bytes([*v]))).collect(),
         "<i4" => data.chunks_exact(4).map(|c| f64::from(i32::from_le_bytes(c.try_into().unwrap()))).collect(),
         "<u4" => data.chunks_exact(4).map(|c| f64::from(u32::from_le_bytes(c.try_into().unwrap()))).collect(),
         "<u2" => data.chunks_exact(2).map(|c| f64::from(u16::from_le_bytes([c[0], c[1]]))).collect(),
