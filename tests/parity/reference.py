@@ -20,7 +20,8 @@ colormap_name, colormap ({"values": [[v, [r,g,b,a]], ...]} or
 reproject; for "post": inputs ([[data.npy, mask.npy], ...] per asset, in asset order).
 
 Mode "corpus" (tests/integration/corpus.rs): `files` ([{label, reference (path),
-zooms (optional), rgba (optional)}]), `kernels`, `out`; see `corpus` below.
+zooms (optional), rgba (optional)}]), `kernels`, `reproject` (optional), `out`; see
+`corpus` below.
 
 Modes of the other reads (GetPoint, GetStatistics, GetPreview in
 tests/integration/reads.rs), each rio-tiler's own Reader method on the files:
@@ -235,7 +236,9 @@ def corpus(case):
             for kernel in case["kernels"]:
                 out = os.path.join(case["out"], f"{item['label']}-{z}-{t.x}-{t.y}-{kernel}")
                 with Reader(item["reference"]) as src:
-                    image = src.tile(t.x, t.y, z, resampling_method=kernel)
+                    image = src.tile(
+                        t.x, t.y, z, resampling_method=kernel, reproject_method=case.get("reproject") or "nearest"
+                    )
                 found = {"label": item["label"], "z": z, "x": t.x, "y": t.y, "kernel": kernel, "out": out}
                 found.update(finish(image, {"out": out}))
                 if item.get("rgba"):
