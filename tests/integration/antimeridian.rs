@@ -10,7 +10,7 @@ use serde_json::json;
 use tessera::pb::v1::{self, tile_service_client::TileServiceClient};
 use tonic::{Code, transport::Channel};
 
-use crate::harness::{self, BIN, Npy, Server, ServerOptions, npy_tile, parse_npy};
+use crate::harness::{self, BIN, Npy, Server, ServerOptions, differing_pixels, npy_tile, parse_npy};
 
 type Client = TileServiceClient<Channel>;
 
@@ -130,21 +130,6 @@ fn rio_tiler(scene: &Path, (z, x, y): (u32, u32, u32), out: &Path) -> (Npy, Npy)
     harness::reference_script(&case);
     let read = |name: &str| parse_npy(&std::fs::read(out.join(name)).unwrap());
     (read("data.npy"), read("mask.npy"))
-}
-
-/// Pixels whose mask differs, or whose values differ where both are valid.
-fn differing_pixels(label: &str, (data, mask): &(Npy, Npy), (ref_data, ref_mask): &(Npy, Npy)) -> usize {
-    assert_eq!((&data.descr, &data.shape), (&ref_data.descr, &ref_data.shape), "{label}: data type, shape");
-    assert_eq!(mask.shape, ref_mask.shape, "{label}: mask shape");
-    let (n, bands) = (mask.values.len(), data.shape[0]);
-    (0..n)
-        .filter(|&p| {
-            mask.values[p].to_bits() != ref_mask.values[p].to_bits()
-                || (mask.values[p] > 0.0
-                    && (0..bands)
-                        .any(|b| data.values[b * n + p].to_bits() != ref_data.values[b * n + p].to_bits()))
-        })
-        .count()
 }
 
 async fn not_found(client: &mut Client, request: v1::GetTileRequest) -> String {

@@ -27,7 +27,7 @@ use std::{
 use serde_json::{Value, json};
 use tessera::pb::v1;
 
-use crate::harness::{self, Npy, Server, ServerOptions, fixtures, npy_tile, parse_npy};
+use crate::harness::{self, Server, ServerOptions, differing_pixels, fixtures, npy_tile, parse_npy};
 
 /// The corpus directory under the fixtures (the server's data directory).
 const DIR: &str = "corpus-v1";
@@ -172,24 +172,6 @@ fn corpus() -> &'static Path {
     })
 }
 
-/// Pixels whose mask differs, or whose values differ where both are valid (bit for bit;
-/// NaN equals NaN).
-fn differing(label: &str, ours: &(Npy, Npy), theirs: &(Npy, Npy)) -> usize {
-    let ((data, mask), (ref_data, ref_mask)) = (ours, theirs);
-    assert_eq!(data.descr, ref_data.descr, "{label}: data type");
-    assert_eq!(data.shape, ref_data.shape, "{label}: shape");
-    let n = mask.values.len();
-    assert_eq!(ref_mask.values.len(), n, "{label}: mask size");
-    let same = |a: f64, b: f64| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
-    (0..n)
-        .filter(|&p| {
-            (mask.values[p] > 0.0) != (ref_mask.values[p] > 0.0)
-                || (mask.values[p] > 0.0
-                    && (0..data.shape[0]).any(|b| !same(data.values[b * n + p], ref_data.values[b * n + p])))
-        })
-        .count()
-}
-
 fn request(asset: &str, tile: &Value, kernel: &str, format: v1::ImageFormat) -> v1::GetTileRequest {
     let kernel = match kernel {
         "nearest" => v1::Resampling::Nearest,
@@ -256,7 +238,7 @@ async fn a_corpus_of_varied_rasters_renders_as_rio_tiler_renders_it() {
                 }
             };
             assert!(theirs.1.values.iter().any(|m| *m > 0.0), "{label}: rio-tiler's tile has no valid pixel");
-            let n = differing(&label, &ours, &theirs);
+            let n = differing_pixels(&label, &ours, &theirs);
             compared += 1;
             if n > 0 {
                 failures.push(format!("{label}: {n} pixels differ from rio-tiler"));
@@ -307,7 +289,7 @@ async fn jpeg_ycbcr_decoding_differs_between_gdal_3_6_and_3_10_by_a_measured_sha
                 .unwrap()
                 .into_inner(),
         );
-        let share = differing("jpeg", &ours, &theirs) as f64 / ours.1.values.len() as f64;
+        let share = differing_pixels("jpeg", &ours, &theirs) as f64 / ours.1.values.len() as f64;
         // The decoders disagree on 17-48% of the pixels by level (module docs): any
         // more would be something other than decoding.
         assert!(share <= 0.48, "z{}: {:.1}% of pixels differ", tile["z"], share * 100.0);

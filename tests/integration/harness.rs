@@ -587,3 +587,21 @@ pub fn npy_tile(t: &v1::GetTileResponse) -> (Npy, Npy) {
     assert_eq!(t.content_type, "application/x-npy");
     (parse_npy(&t.data), parse_npy(&t.mask))
 }
+
+/// Pixels whose mask differs, or whose values differ where both are valid (bit for bit;
+/// NaN equals NaN).
+pub fn differing_pixels(label: &str, ours: &(Npy, Npy), theirs: &(Npy, Npy)) -> usize {
+    let ((data, mask), (ref_data, ref_mask)) = (ours, theirs);
+    assert_eq!(data.descr, ref_data.descr, "{label}: data type");
+    assert_eq!(data.shape, ref_data.shape, "{label}: shape");
+    let n = mask.values.len();
+    assert_eq!(ref_mask.values.len(), n, "{label}: mask size");
+    let same = |a: f64, b: f64| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+    (0..n)
+        .filter(|&p| {
+            (mask.values[p] > 0.0) != (ref_mask.values[p] > 0.0)
+                || (mask.values[p] > 0.0
+                    && (0..data.shape[0]).any(|b| !same(data.values[b * n + p], ref_data.values[b * n + p])))
+        })
+        .count()
+}

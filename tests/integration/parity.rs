@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tessera::pb::v1;
 use tonic::transport::Channel;
 
-use crate::harness::{self, Npy, Server, fixtures, npy_tile, parse_npy};
+use crate::harness::{self, Npy, Server, differing_pixels, fixtures, npy_tile, parse_npy};
 
 type Client = v1::tile_service_client::TileServiceClient<Channel>;
 
@@ -115,24 +115,6 @@ fn reference(case: &Value) -> (Npy, Npy) {
     let out = PathBuf::from(case["out"].as_str().unwrap());
     let read = |name: &str| parse_npy(&std::fs::read(out.join(name)).unwrap());
     (read("data.npy"), read("mask.npy"))
-}
-
-/// Counts pixels whose mask differs or whose values differ where both are valid.
-fn differing_pixels(label: &str, ours: &(Npy, Npy), theirs: &(Npy, Npy)) -> usize {
-    let ((data, mask), (ref_data, ref_mask)) = (ours, theirs);
-    assert_eq!(data.descr, ref_data.descr, "{label}: data type");
-    assert_eq!(data.shape, ref_data.shape, "{label}: shape");
-    assert_eq!(mask.shape, ref_mask.shape, "{label}: mask shape");
-    let n = mask.values.len();
-    let bands = data.shape[0];
-    (0..n)
-        .filter(|&p| {
-            mask.values[p].to_bits() != ref_mask.values[p].to_bits()
-                || (mask.values[p] > 0.0
-                    && (0..bands)
-                        .any(|b| data.values[b * n + p].to_bits() != ref_data.values[b * n + p].to_bits()))
-        })
-        .count()
 }
 
 async fn tile(client: &mut Client, request: v1::GetTileRequest) -> Result<(Npy, Npy), tonic::Status> {
