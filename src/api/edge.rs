@@ -28,13 +28,10 @@ impl std::fmt::Debug for BearerAuth {
     }
 }
 
-/// Compares without an early exit, so the time taken says nothing about how much of a
-/// guess was right.
+/// Compares without an early exit (`subtle`), so the time taken says nothing about how
+/// much of a guess was right.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
 impl BearerAuth {

@@ -6,6 +6,7 @@
 //! see `crate::worker::{point, statistics, preview}`), and the answer becomes the
 //! public response. A point or box outside an asset is OUT_OF_RANGE.
 
+use crate::ipc::{MAX_HISTOGRAM_BINS, MAX_PERCENTILES};
 use std::sync::Arc;
 
 use futures::future::join_all;
@@ -38,10 +39,6 @@ use crate::{
 pub const MAX_READ_SIZE: u32 = 4096;
 /// Longest side of a statistics or preview read when the request says 0.
 pub const DEFAULT_READ_SIZE: u32 = 1024;
-/// Most histogram bins, and most categories, of one statistics request.
-pub const MAX_HISTOGRAM_BINS: u32 = 10_000;
-/// Most percentiles of one statistics request.
-pub const MAX_PERCENTILES: usize = 100;
 
 /// The kernels a decimated read (GDAL's `RasterIO` through overviews) takes.
 const READ_KERNELS: &str = "nearest, bilinear, cubic, cubic_spline, lanczos, average, mode, gauss";
@@ -166,7 +163,7 @@ fn summary_options(req: &v1::GetStatisticsRequest) -> Result<(), ServiceError> {
             format!("percentile {} is not in [0, 100]", number(*p)),
         ));
     }
-    if req.histogram_bins > MAX_HISTOGRAM_BINS {
+    if req.histogram_bins as usize > MAX_HISTOGRAM_BINS {
         return Err(ServiceError::invalid(
             "histogram_bins",
             format!("histogram_bins={} is outside 1..={MAX_HISTOGRAM_BINS} (0 means 10)", req.histogram_bins),
@@ -198,7 +195,7 @@ fn summary_options(req: &v1::GetStatisticsRequest) -> Result<(), ServiceError> {
                 "categorical statistics count values: histogram_bins and the histogram range do not apply",
             ));
         }
-        if req.categories.len() > MAX_HISTOGRAM_BINS as usize {
+        if req.categories.len() > MAX_HISTOGRAM_BINS {
             return Err(ServiceError::invalid(
                 "categories",
                 format!("{} categories exceed the limit of {MAX_HISTOGRAM_BINS}", req.categories.len()),
@@ -211,7 +208,7 @@ fn summary_options(req: &v1::GetStatisticsRequest) -> Result<(), ServiceError> {
 }
 
 /// Whether an error concerns one asset of a point request only.
-fn is_asset_error(e: &ServiceError) -> bool {
+fn fails_only_this_point(e: &ServiceError) -> bool {
     matches!(
         e,
         ServiceError::OutOfRange(_) | ServiceError::NotFound(_) | ServiceError::AssetUnreadable { .. }
@@ -283,7 +280,7 @@ pub(super) async fn point(
                 }
             }
             Ok(_) => return Err(unexpected("point", asset)),
-            Err(e) if is_asset_error(&e) => {
+            Err(e) if fails_only_this_point(&e) => {
                 let error = status_message(&Status::from(e.clone()));
                 first_error.get_or_insert(e);
                 v1::AssetPoint { asset: asset.name.clone(), error: Some(error), ..Default::default() }

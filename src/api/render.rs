@@ -320,7 +320,7 @@ pub(super) fn evaluate_expression(
 
 /// Whether an error concerns one asset only (the tile can go on without it), as opposed
 /// to the whole request (deadline, no workers, a bug).
-fn is_asset_error(e: &ServiceError) -> bool {
+fn fails_only_this_asset(e: &ServiceError) -> bool {
     matches!(e, ServiceError::AssetUnreadable { .. } | ServiceError::NotFound(_))
 }
 
@@ -677,7 +677,7 @@ impl TileRenderer {
         for (i, info) in infos.into_iter().enumerate() {
             match info {
                 Ok(info) => usable.push((i, info)),
-                Err(e) if is_asset_error(&e) => fail(&mut reports[i], e, &mut first_error, started),
+                Err(e) if fails_only_this_asset(&e) => fail(&mut reports[i], e, &mut first_error, started),
                 Err(e) => return Err(e),
             }
         }
@@ -816,7 +816,7 @@ impl TileRenderer {
                     plan.reports[i].elapsed = duration(started.elapsed());
                     used += 1;
                 }
-                Err(e) if is_asset_error(&e) => {
+                Err(e) if fails_only_this_asset(&e) => {
                     fail(&mut plan.reports[i], e, &mut plan.first_error, started);
                     compositor.settle(i);
                 }

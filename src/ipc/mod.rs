@@ -11,6 +11,13 @@ use std::io::{self, Read, Write};
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// Most histogram bins (and categories) a statistics job may ask for: the front
+/// refuses more, the worker checks again.
+pub const MAX_HISTOGRAM_BINS: usize = 10_000;
+
+/// Most percentiles a statistics job may ask for.
+pub const MAX_PERCENTILES: usize = 100;
+
 /// Answers the range requests a worker makes mid-job about a remote asset: the front's
 /// reader of remote assets ([`crate::fetch`]), which the pool hands each question to.
 pub trait RangeService: Send + Sync + std::fmt::Debug {

@@ -20,15 +20,12 @@
 #![allow(clippy::float_cmp)]
 
 use crate::echo::number;
+use crate::ipc::{MAX_HISTOGRAM_BINS, MAX_PERCENTILES};
 
 /// Percentiles computed when a request names none.
 pub const DEFAULT_PERCENTILES: [f64; 2] = [2.0, 98.0];
 /// Histogram bins when a request sets none.
 pub const DEFAULT_HISTOGRAM_BINS: usize = 10;
-/// Most histogram bins (or categories) a request may ask for.
-pub const MAX_HISTOGRAM_BINS: usize = 10_000;
-/// Most percentiles a request may ask for.
-pub const MAX_PERCENTILES: usize = 100;
 
 /// How a band's values are stored, which decides NumPy's arithmetic precision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
