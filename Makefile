@@ -49,7 +49,7 @@ export TESSERA_MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
 help: ## Show this help
 	@echo "Tessera make targets:"
 	@echo "  make run     build, make demo data if data/ has none, serve on 0.0.0.0:50051"
-	@echo "  make test    lint (rustfmt, clippy, buf lint + breaking), deploy-check, then the test suite (cargo nextest, profile ci)"
+	@echo "  make test    lint (rustfmt, clippy, buf lint + breaking), deploy-check, release-check, then the test suite (cargo nextest, profile ci, --features test-hooks)"
 	@echo "  make lint    cargo fmt --check, cargo clippy -D warnings, buf lint, buf breaking"
 	@echo "  make api-snapshot  record proto/ as the released API (after a deliberate change)"
 	@echo "  make disk-check    warn when the disk has less than $(MIN_FREE_GIB) GiB free (part of test)"
@@ -130,11 +130,11 @@ BUF_INTERNAL := --exclude-path proto/tessera/worker
 
 lint: deps venv ## rustfmt, clippy, buf lint and buf breaking
 	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets --all-features -- -D warnings
 	$(VENV)/bin/buf lint
 	$(VENV)/bin/buf breaking $(BUF_INTERNAL) --against $(API_SNAPSHOT)
 
-.PHONY: api-snapshot
+.PHONY: api-snapshot release-check
 api-snapshot: venv ## Record proto/ as the released API that buf breaking compares against
 	$(VENV)/bin/buf build $(BUF_INTERNAL) -o $(API_SNAPSHOT)
 
@@ -158,8 +158,18 @@ disk-check:
 	  echo "disk-check: WARNING: only $${free} GiB free here; a fresh build and test run needs about $(MIN_FREE_GIB) GiB" >&2; \
 	fi
 
-test: disk-check lint deploy-check ## Lint, validate deploy/, then the whole test suite with nextest's ci profile
-	$(CARGO) nextest run --profile ci
+# The fault-injection hooks (TESSERA_TEST_*) exist only in builds with the test-hooks
+# feature, which the test suite turns on: a release binary must say it has no features
+# and must not even name a hook.
+release-check: build ## The release binary carries no test hooks
+	@$(BIN) --version | grep -q '(features: none)' \
+	  || { echo "release-check: $(BIN) --version does not say '(features: none)'" >&2; exit 1; }
+	@if grep -aq TESSERA_TEST_ $(BIN); then \
+	  echo "release-check: $(BIN) contains TESSERA_TEST_ hook names" >&2; exit 1; fi
+	@echo "release-check: $$($(BIN) --version), no test hooks"
+
+test: disk-check lint deploy-check release-check ## Lint, validate deploy/, check the release binary, then the whole test suite with nextest's ci profile
+	$(CARGO) nextest run --profile ci --features test-hooks
 
 # TiTiler joins .venv for the benchmark only: `make test` never installs it.
 bench-venv: venv ## Add TiTiler and uvicorn to .venv (bench/requirements-titiler.txt), only if missing

@@ -14,8 +14,15 @@ use tessera::{
 /// Exit code for a configuration the server cannot run with (EX_USAGE).
 const EXIT_BAD_CONFIG: u8 = 64;
 
+/// The version, and the build's optional features (a release build has none).
+const VERSION: &str = if cfg!(feature = "test-hooks") {
+    concat!(env!("CARGO_PKG_VERSION"), " (features: test-hooks)")
+} else {
+    concat!(env!("CARGO_PKG_VERSION"), " (features: none)")
+};
+
 #[derive(Debug, Parser)]
-#[command(name = "tessera", version, about = "Map tiles on the fly from Cloud-Optimized GeoTIFFs, over gRPC")]
+#[command(name = "tessera", version = VERSION, about = "Map tiles on the fly from Cloud-Optimized GeoTIFFs, over gRPC")]
 struct Cli {
     /// Log lines as human-readable text or one JSON object per line (with trace_id and
     /// span_id); the filter is RUST_LOG [default: text].

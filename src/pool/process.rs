@@ -47,9 +47,14 @@ impl ExitInfo {
 }
 
 /// Variables a worker inherits from the front, by prefix: GDAL and its libraries' options,
-/// OpenTelemetry settings, and the test hooks. No cloud credentials or settings (`AWS_*`,
-/// `GOOGLE_*`, `AZURE_*`): the front alone reads remote assets.
+/// OpenTelemetry settings, and (in builds with the `test-hooks` feature only) the test
+/// hooks. No cloud credentials or settings (`AWS_*`, `GOOGLE_*`, `AZURE_*`): the front
+/// alone reads remote assets.
+#[cfg(feature = "test-hooks")]
 pub const INHERITED_ENV_PREFIXES: &[&str] = &["GDAL_", "CPL_", "VSI_", "OTEL_", "PROJ_", "TESSERA_TEST_"];
+/// Variables a worker inherits from the front, by prefix (see the `test-hooks` build).
+#[cfg(not(feature = "test-hooks"))]
+pub const INHERITED_ENV_PREFIXES: &[&str] = &["GDAL_", "CPL_", "VSI_", "OTEL_", "PROJ_"];
 
 /// Variables a worker inherits from the front, by name: the log filter, where GDAL and
 /// PROJ find their data, the dynamic loader's path and the temporary directory.

@@ -29,6 +29,10 @@ mod statistics;
 mod summary;
 #[cfg(test)]
 mod test_assets;
+#[cfg(feature = "test-hooks")]
+mod test_hooks;
+#[cfg(not(feature = "test-hooks"))]
+#[path = "no_test_hooks.rs"]
 mod test_hooks;
 mod warp;
 

@@ -14,6 +14,18 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The binary under test is built with the fault-injection hooks and says so; a release
+/// build says "(features: none)" and names no hook (`make release-check`).
+#[test]
+fn the_version_line_names_the_builds_features() {
+    let out = tessera(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("tessera {} (features: test-hooks)", env!("CARGO_PKG_VERSION"))
+    );
+}
+
 #[test]
 fn get_and_info_write_what_they_say_and_exit_with_what_went_wrong() {
     let server = Server::start();

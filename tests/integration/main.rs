@@ -6,6 +6,11 @@
 // Pixel comparisons index several parallel buffers by the same pixel number.
 #![allow(clippy::needless_range_loop, clippy::naive_bytecount)]
 
+#[cfg(not(feature = "test-hooks"))]
+compile_error!(
+    "the integration tests need the fault-injection hooks: run them with --features test-hooks (make test does)"
+);
+
 mod amplification;
 mod antimeridian;
 mod backpressure;
