@@ -22,8 +22,6 @@ mod point;
 mod preview;
 mod read;
 mod read_plan;
-#[cfg(test)]
-mod read_tests;
 mod remote_io;
 mod statistics;
 mod summary;

@@ -106,8 +106,6 @@ mod lex;
 mod parse;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_dtype;
 mod typing;
 
 pub use dtype::ExprDtype;

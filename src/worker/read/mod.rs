@@ -594,3 +594,6 @@ fn native_resolution(ds: &Dataset, target_crs: &str) -> Option<(f64, f64)> {
     let cropped = [west, (east - west) / width as f64, 0.0, north, 0.0, -(north - south) / rows];
     warp::suggested_resolution_of_grid(cropped, width, rows as usize, target_crs).ok()
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,7 +9,7 @@ use gdal::{
     spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef},
 };
 
-use super::{read, read_plan::Grid, test_assets};
+use crate::worker::{read, read_plan::Grid, test_assets};
 use crate::pb::worker::{ErrorKind, ReadRequest, ReadResult, ReadStats, Resampling};
 
 /// West and north edges of every test asset, in EPSG:32618 (near lon -75, lat 39.75).

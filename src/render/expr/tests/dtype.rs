@@ -5,7 +5,7 @@
 //! [[9, 10], [11, 12]]], dtype=T))).apply_expression(expr).array.dtype`. Expected values
 //! come from the same call on the bands written in each test (`.array.data`).
 
-use super::*;
+use super::super::*;
 use crate::render::DataType;
 
 /// Input types of the columns of [`TABLE`].

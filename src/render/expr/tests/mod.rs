@@ -3,6 +3,8 @@
 //! ["b1", "b2", "b3"], numpy.array([B1, B2, B3], dtype="float64"))` over the bands below,
 //! and for masks with `ImageData(MaskedArray(...), band_names=[...]).apply_expression`.
 
+mod dtype;
+
 use super::*;
 use crate::render::DataType;
 
