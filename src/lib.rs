@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod backoff;
 pub mod client;
 pub mod config;
 pub mod demo;

@@ -45,7 +45,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::BackoffBuilder;
 use bytes::Bytes;
 use tokio::time::Instant;
 
@@ -272,12 +271,7 @@ impl Origin {
         }
         let started = Instant::now();
         let mut requests = 0;
-        let mut backoff = backon::ExponentialBuilder::default()
-            .with_jitter()
-            .with_min_delay(BACKOFF_MIN)
-            .with_max_delay(BACKOFF_MAX)
-            .with_max_times(inner.max_retries as usize)
-            .build();
+        let mut backoff = crate::backoff::delays_for(BACKOFF_MIN, BACKOFF_MAX, inner.max_retries as usize);
         loop {
             let attempt = inner.hedge.run(&inner.counters, || self.attempt(url, range.clone(), validator));
             let outcome = tokio::time::timeout_at(deadline, attempt).await;

@@ -738,12 +738,13 @@ impl WorkerPool {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let manager = this.pool.manager();
-            let mut backoff = Duration::from_millis(50);
+            let backoff = || crate::backoff::delays(Duration::from_millis(50), Duration::from_secs(10));
+            let mut delays = backoff();
             while !this.pool.is_closed() && manager.reserve() {
                 match manager.spawn().await {
                     Ok(w) => {
                         manager.add_spare(w);
-                        backoff = Duration::from_millis(50);
+                        delays = backoff();
                         this.mark_healthy_if_whole();
                     }
                     // Killed from outside while starting: nothing wrong with spawning.
@@ -751,11 +752,9 @@ impl WorkerPool {
                         tracing::warn!(pid, "replacement worker killed while starting; spawning another");
                     }
                     Err(e) => {
-                        let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64 / 2);
-                        let pause = backoff + Duration::from_millis(jitter);
+                        let pause = delays.next().unwrap_or(Duration::from_secs(10));
                         tracing::error!(error = %e, retry_in = ?pause, "cannot spawn a replacement worker");
                         tokio::time::sleep(pause).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(10));
                     }
                 }
             }

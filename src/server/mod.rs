@@ -313,7 +313,7 @@ fn spawn_warm_up(
     mut shutdown_rx: tokio::sync::watch::Receiver<bool>,
 ) {
     tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(100);
+        let mut delays = crate::backoff::delays(Duration::from_millis(100), Duration::from_secs(10));
         loop {
             match pool.warm_up().await {
                 Ok(()) => {
@@ -327,12 +327,12 @@ fn spawn_warm_up(
                     return;
                 }
                 Err(e) => {
+                    let backoff = delays.next().unwrap_or(Duration::from_secs(10));
                     tracing::error!(error = %e, retry_in = ?backoff, "cannot start the worker pool");
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
                         _ = shutdown_rx.changed() => return,
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
             }
         }
