@@ -1,13 +1,15 @@
 //! The admin HTTP endpoint (`--admin-listen`, off by default): `GET /metrics` in the
-//! Prometheus text format ([`crate::telemetry::metrics`]). Deliberately tiny: one
-//! request per connection, no keep-alive, nothing but `/metrics`.
+//! Prometheus text format ([`crate::telemetry::metrics`]), served by hyper's HTTP/1.1
+//! server. Deliberately small: one request per connection (no keep-alive), a 5 s limit
+//! on the request head, nothing but `/metrics`.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpListener,
-};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode, body::Incoming, header, service::service_fn};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
 
 use crate::{
     pool::WorkerPool,
@@ -16,8 +18,10 @@ use crate::{
 
 /// Admin connections served at once; more are closed at accept.
 const MAX_ADMIN_CONNECTIONS: usize = 32;
+/// How long a client may take to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause after a failed `accept`, so the loop does not spin.
-const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Binds `addr` and serves `/metrics` in the background.
 pub async fn spawn(
@@ -32,7 +36,7 @@ pub async fn spawn(
     tokio::spawn(async move {
         loop {
             // Out of file descriptors, most likely: wait instead of spinning.
-            let Ok((mut conn, _)) = listener.accept().await else {
+            let Ok((conn, _)) = listener.accept().await else {
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             };
@@ -44,22 +48,33 @@ pub async fn spawn(
             let metrics = Arc::clone(&metrics);
             tokio::spawn(async move {
                 let _permit = permit;
-                let mut buf = vec![0u8; 2048];
-                let read = tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf));
-                let Ok(Ok(n)) = read.await else { return };
-                let request = String::from_utf8_lossy(&buf[..n]);
-                let (status, body) = if request.starts_with("GET /metrics ") {
-                    ("200 OK", render_prometheus(&metrics, &pool))
-                } else {
-                    ("404 Not Found", "only GET /metrics is served here\n".to_owned())
-                };
-                let response = format!(
-                    "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = conn.write_all(response.as_bytes()).await;
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let body = answer(&request, &metrics, &pool);
+                    async move { Ok::<_, Infallible>(body) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(false)
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEAD_TIMEOUT)
+                    .serve_connection(TokioIo::new(conn), service)
+                    .await;
             });
         }
     });
     Ok(local)
+}
+
+/// `GET /metrics`, or 404 saying what is served.
+fn answer(request: &Request<Incoming>, metrics: &Metrics, pool: &WorkerPool) -> Response<Full<Bytes>> {
+    let (status, body) = if request.method() == Method::GET && request.uri().path() == "/metrics" {
+        (StatusCode::OK, render_prometheus(metrics, pool))
+    } else {
+        (StatusCode::NOT_FOUND, "only GET /metrics is served here\n".to_owned())
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; version=0.0.4"));
+    response
 }

@@ -50,3 +50,31 @@ async fn health_turns_not_serving_when_shutdown_starts() {
     let exit = server.terminate(Duration::from_secs(15)).await;
     assert!(exit.success());
 }
+
+/// The admin endpoint (hyper) answers `GET /metrics` in Prometheus text and 404 to
+/// anything else, one request per connection.
+#[test]
+fn the_admin_endpoint_serves_metrics_and_nothing_else() {
+    use std::io::{Read, Write};
+    let server = Server::start();
+    let ask = |head: &str| {
+        let mut conn = std::net::TcpStream::connect(&server.admin).unwrap();
+        conn.write_all(head.as_bytes()).unwrap();
+        let mut text = String::new();
+        conn.read_to_string(&mut text).unwrap();
+        text
+    };
+    let metrics = ask("GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n");
+    assert!(metrics.starts_with("HTTP/1.1 200 OK\r\n"), "{metrics}");
+    assert!(metrics.contains("content-type: text/plain; version=0.0.4\r\n"), "{metrics}");
+    assert!(metrics.contains("connection: close\r\n"), "{metrics}");
+    assert!(metrics.contains("\ntessera_"), "{metrics}");
+    for head in [
+        "GET /other HTTP/1.1\r\nhost: x\r\n\r\n",
+        "POST /metrics HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n",
+    ] {
+        let answer = ask(head);
+        assert!(answer.starts_with("HTTP/1.1 404 Not Found\r\n"), "{answer}");
+        assert!(answer.ends_with("only GET /metrics is served here\n"), "{answer}");
+    }
+}
