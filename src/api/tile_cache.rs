@@ -3,6 +3,10 @@
 //! and, when `--tile-cache-size` is set, encoded tiles are kept for `--tile-cache-ttl`
 //! and served again without any worker job.
 //!
+//! The coalescing is hand-written rather than moka's `get_with`: a waiter is bounded by
+//! its own deadline, and a leader's deadline or admission failure is not passed on to
+//! the others (they render for themselves); the cache itself is moka's.
+//!
 //! Requests are identical when their protobuf encodings are: the same tile, assets in
 //! the same order, same bands, format and options. A cached tile of a local file that
 //! is replaced is served until its TTL runs out.
@@ -13,7 +17,6 @@ use std::{
     time::Duration,
 };
 
-use lru::LruCache;
 use tokio::{sync::OnceCell, time::Instant};
 
 use crate::{error::ServiceError, pb::v1::GetTileResponse};
@@ -23,45 +26,12 @@ pub type Key = Vec<u8>;
 
 type Shared = Arc<OnceCell<Result<GetTileResponse, ServiceError>>>;
 
-/// Encoded tiles by request, bounded in bytes, each for a time.
-#[derive(Debug)]
-struct Cache {
-    entries: LruCache<Key, (Instant, Arc<GetTileResponse>)>,
-    bytes: usize,
-    max_bytes: usize,
-    ttl: Duration,
-}
+/// Encoded tiles by request (moka): bounded in bytes (each tile weighs its key, data,
+/// mask and 256 bytes of overhead), least recently used out first, each kept for the TTL.
+type Cache = moka::sync::Cache<Key, Arc<GetTileResponse>>;
 
-fn cost(key: &Key, tile: &GetTileResponse) -> usize {
-    key.len() + tile.data.len() + tile.mask.len() + 256
-}
-
-impl Cache {
-    fn get(&mut self, key: &Key) -> Option<Arc<GetTileResponse>> {
-        let (stored, tile) = self.entries.get(key)?;
-        if stored.elapsed() < self.ttl {
-            return Some(Arc::clone(tile));
-        }
-        if let Some((k, (_, t))) = self.entries.pop_entry(key) {
-            self.bytes -= cost(&k, &t);
-        }
-        None
-    }
-
-    fn insert(&mut self, key: Key, tile: &GetTileResponse) {
-        let size = cost(&key, tile);
-        if size > self.max_bytes {
-            return;
-        }
-        if let Some((_, old)) = self.entries.put(key.clone(), (Instant::now(), Arc::new(tile.clone()))) {
-            self.bytes -= cost(&key, &old);
-        }
-        self.bytes += size;
-        while self.bytes > self.max_bytes {
-            let Some((k, (_, t))) = self.entries.pop_lru() else { break };
-            self.bytes -= cost(&k, &t);
-        }
-    }
+fn cost(key: &Key, tile: &GetTileResponse) -> u64 {
+    (key.len() + tile.data.len() + tile.mask.len() + 256) as u64
 }
 
 /// Where a tile's answer came from.
@@ -79,7 +49,8 @@ pub enum Source {
 #[derive(Debug)]
 pub struct TileSharing {
     in_flight: Mutex<HashMap<Key, Shared>>,
-    cache: Option<Mutex<Cache>>,
+    cache: Option<Cache>,
+    max_bytes: u64,
 }
 
 impl TileSharing {
@@ -87,14 +58,16 @@ impl TileSharing {
     #[must_use]
     pub fn new(max_bytes: u64, ttl: Duration) -> Self {
         let cache = (max_bytes > 0 && !ttl.is_zero()).then(|| {
-            Mutex::new(Cache {
-                entries: LruCache::unbounded(),
-                bytes: 0,
-                max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
-                ttl,
-            })
+            Cache::builder()
+                .max_capacity(max_bytes)
+                .weigher(|key, tile: &Arc<GetTileResponse>| {
+                    u32::try_from(cost(key, tile)).unwrap_or(u32::MAX)
+                })
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
+                .time_to_live(ttl)
+                .build()
         });
-        Self { in_flight: Mutex::default(), cache }
+        Self { in_flight: Mutex::default(), cache, max_bytes }
     }
 
     /// The answer to the request `key`: from the cache, from a render of the same
@@ -109,7 +82,7 @@ impl TileSharing {
     where
         F: Future<Output = Result<GetTileResponse, ServiceError>>,
     {
-        if let Some(tile) = self.cache.as_ref().and_then(|c| c.lock().ok()?.get(&key)) {
+        if let Some(tile) = self.cache.as_ref().and_then(|c| c.get(&key)) {
             return (Ok((*tile).clone()), Source::Cached);
         }
         // The first caller of a key leads: it renders under its own deadline, which the
@@ -141,10 +114,12 @@ impl TileSharing {
                 in_flight.remove(&key);
             }
         }
-        if let (Ok(tile), Some(cache), true) = (&result, &self.cache, rendered_here) {
-            if let Ok(mut c) = cache.lock() {
-                c.insert(key, tile);
-            }
+        if let (Ok(tile), Some(cache), true) = (&result, &self.cache, rendered_here)
+            && cost(&key, tile) <= self.max_bytes
+        {
+            cache.insert(key, Arc::new(tile.clone()));
+            // Evict now, not on some later call: the bytes bound holds when this returns.
+            cache.run_pending_tasks();
         }
         // Another caller's deadline or admission failure says nothing about this one's.
         let theirs =
