@@ -44,7 +44,7 @@ endif
 export TESSERA_GRPCURL := $(CURDIR)/$(VENV)/bin/grpcurl
 export TESSERA_MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
 
-.PHONY: help deps bench-deps venv bench-venv build data run lint deploy-check disk-check test bench bench-quick clean
+.PHONY: help deps bench-deps venv bench-venv build build-tools data run lint deploy-check disk-check test bench bench-quick clean
 
 help: ## Show this help
 	@echo "Tessera make targets:"
@@ -108,8 +108,11 @@ venv: ## Create .venv with grpcurl, buf, moto, the Python example's grpcio and r
 	  || $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
 	       -r bench/requirements.txt < /dev/null
 
-build: deps ## cargo build --release
+build: deps ## cargo build --release (what the image ships: no test hooks, no tools)
 	$(CARGO) build --release
+
+build-tools: deps ## cargo build --release --features tools (tessera bench and chaos too)
+	$(CARGO) build --release --features tools
 
 data: build ## Demo GeoTIFFs into data/ unless it already has .tif files
 	@if [[ -d $(DATA_DIR) ]] && [[ -n "$$(find $(DATA_DIR) -name '*.tif' -print -quit)" ]]; then \
@@ -169,7 +172,7 @@ release-check: build ## The release binary carries no test hooks
 	@echo "release-check: $$($(BIN) --version), no test hooks"
 
 test: disk-check lint deploy-check release-check ## Lint, validate deploy/, check the release binary, then the whole test suite with nextest's ci profile
-	$(CARGO) nextest run --profile ci --features test-hooks
+	$(CARGO) nextest run --profile ci --features test-hooks,tools
 
 # TiTiler joins .venv for the benchmark only: `make test` never installs it.
 bench-venv: venv ## Add TiTiler and uvicorn to .venv (bench/requirements-titiler.txt), only if missing
@@ -177,10 +180,10 @@ bench-venv: venv ## Add TiTiler and uvicorn to .venv (bench/requirements-titiler
 	  || $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
 	       -r bench/requirements-titiler.txt < /dev/null
 
-bench: deps bench-deps build data venv bench-venv ## Tessera vs rio-tiler and TiTiler side by side (writes BENCHMARKS.md)
+bench: deps bench-deps build-tools data venv bench-venv ## Tessera vs rio-tiler and TiTiler side by side (writes BENCHMARKS.md)
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
-bench-quick: deps build data ## tessera bench: the built-in mix against the demo data
+bench-quick: deps build-tools data ## tessera bench: the built-in mix against the demo data
 	$(BIN) bench --data-dir $(DATA_DIR)
 
 clean: ## Remove build output, the venv and bench output (data/ is kept)

@@ -1,14 +1,23 @@
 //! The human tools that talk to a running server: `tessera get` (one tile to a file)
-//! and `tessera info` (describe an asset). The benchmark lives in [`crate::client::bench`].
+//! and `tessera info` (describe an asset); with the `tools` feature also `tessera bench`
+//! and `tessera chaos`.
 
+// The operator's tools (benchmark, chaos run, and the benchmark's floor and OTLP sink)
+// are built only with the `tools` feature: the image that serves has `get` and `info`.
+#[cfg(feature = "tools")]
 mod bench;
+#[cfg(feature = "tools")]
 mod chaos;
+#[cfg(feature = "tools")]
 mod floor;
+#[cfg(feature = "tools")]
 mod otlp_sink;
 
 use std::path::PathBuf;
 
+#[cfg(feature = "tools")]
 pub use bench::{BenchArgs, bench};
+#[cfg(feature = "tools")]
 pub use chaos::{ChaosArgs, chaos};
 use clap::{Args, ValueEnum};
 

@@ -15,10 +15,11 @@ use tessera::{
 const EXIT_BAD_CONFIG: u8 = 64;
 
 /// The version, and the build's optional features (a release build has none).
-const VERSION: &str = if cfg!(feature = "test-hooks") {
-    concat!(env!("CARGO_PKG_VERSION"), " (features: test-hooks)")
-} else {
-    concat!(env!("CARGO_PKG_VERSION"), " (features: none)")
+const VERSION: &str = match (cfg!(feature = "test-hooks"), cfg!(feature = "tools")) {
+    (true, true) => concat!(env!("CARGO_PKG_VERSION"), " (features: test-hooks, tools)"),
+    (true, false) => concat!(env!("CARGO_PKG_VERSION"), " (features: test-hooks)"),
+    (false, true) => concat!(env!("CARGO_PKG_VERSION"), " (features: tools)"),
+    (false, false) => concat!(env!("CARGO_PKG_VERSION"), " (features: none)"),
 };
 
 #[derive(Debug, Parser)]
@@ -48,9 +49,12 @@ enum Command {
         /// Target directory (created if missing).
         dir: std::path::PathBuf,
     },
-    /// Benchmark a server over the demo data (see the README).
+    /// Benchmark a server over the demo data (see the README; built with `--features tools`).
+    #[cfg(feature = "tools")]
     Bench(tessera::client::BenchArgs),
-    /// Long chaos run: tiles under random worker kills and stops (see the README).
+    /// Long chaos run: tiles under random worker kills and stops (see the README; built
+    /// with `--features tools`).
+    #[cfg(feature = "tools")]
     Chaos(tessera::client::ChaosArgs),
 }
 
@@ -82,10 +86,12 @@ fn main() -> ExitCode {
         }
         Command::Get(args) => client_exit(runtime().map(|rt| rt.block_on(client::get(args)))),
         Command::Info(args) => client_exit(runtime().map(|rt| rt.block_on(client::info(args)))),
+        #[cfg(feature = "tools")]
         Command::Chaos(args) => {
             let _telemetry = Telemetry::init(Role::Tool, cli.log_format);
             report(runtime().and_then(|rt| Ok(rt.block_on(client::chaos(args))?)))
         }
+        #[cfg(feature = "tools")]
         Command::Bench(args) => {
             let _telemetry = Telemetry::init(Role::Tool, cli.log_format);
             report(runtime().and_then(|rt| Ok(rt.block_on(client::bench(args))?)))

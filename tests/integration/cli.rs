@@ -14,7 +14,8 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// The binary under test is built with the fault-injection hooks and says so; a release
+/// The binary under test is built with the fault-injection hooks and the tools and says
+/// so; a release
 /// build says "(features: none)" and names no hook (`make release-check`).
 #[test]
 fn the_version_line_names_the_builds_features() {
@@ -22,7 +23,7 @@ fn the_version_line_names_the_builds_features() {
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        format!("tessera {} (features: test-hooks)", env!("CARGO_PKG_VERSION"))
+        format!("tessera {} (features: test-hooks, tools)", env!("CARGO_PKG_VERSION"))
     );
 }
 

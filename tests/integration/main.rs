@@ -6,9 +6,9 @@
 // Pixel comparisons index several parallel buffers by the same pixel number.
 #![allow(clippy::needless_range_loop, clippy::naive_bytecount)]
 
-#[cfg(not(feature = "test-hooks"))]
+#[cfg(not(all(feature = "test-hooks", feature = "tools")))]
 compile_error!(
-    "the integration tests need the fault-injection hooks: run them with --features test-hooks (make test does)"
+    "the integration tests need the fault-injection hooks and the tools: run them with --features test-hooks,tools (make test does)"
 );
 
 mod amplification;
