@@ -64,20 +64,9 @@ async fn every_command_of_the_readme_cookbook_runs_and_prints_what_it_promises()
     let grpcurl = grpcurl_path().display().to_string();
     for (expect, command) in &commands {
         let line = command.replace(".venv/bin/grpcurl", &grpcurl).replace("127.0.0.1:50051", &server.address);
-        let output = Command::new("bash")
-            .args(["-o", "pipefail", "-c", &line])
-            .current_dir(dir.path())
-            .kill_on_drop(true)
-            .output()
-            .await
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "{command}\nfailed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let mut bash = Command::new("bash");
+        bash.args(["-o", "pipefail", "-c", &line]).current_dir(dir.path());
+        let stdout = stdout_of_success(bash, command).await;
         for text in expect {
             assert!(stdout.contains(text.as_str()), "{command}\ndid not print {text:?}:\n{stdout}");
         }
@@ -91,6 +80,19 @@ async fn every_command_of_the_readme_cookbook_runs_and_prints_what_it_promises()
         u32::from_be_bytes(png[20..24].try_into().unwrap()),
     );
     assert_eq!(size, (256, 256));
+}
+
+/// Runs `command` (killed if the test ends first), asserts it succeeded and returns its
+/// standard output; `what` names it in the failure.
+async fn stdout_of_success(mut command: Command, what: &str) -> String {
+    let output = command.kill_on_drop(true).output().await.unwrap();
+    assert!(
+        output.status.success(),
+        "{what}\nfailed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// The `BadRequest` detail of a zoom past WebMercatorQuad's last, as grpcurl prints it
@@ -112,19 +114,9 @@ async fn grpcurl_decodes_the_bad_request_of_a_batch_item_and_of_a_failed_call() 
 
     // A batch: the good tile comes back, the bad one carries its status.
     let batch = json!({"tiles": [good, bad]}).to_string();
-    let output = Command::new(&grpcurl)
-        .args(["-plaintext", "-d", &batch, &server.address, "tessera.v1.TileService/GetTiles"])
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "GetTiles failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let mut get_tiles = Command::new(&grpcurl);
+    get_tiles.args(["-plaintext", "-d", &batch, &server.address, "tessera.v1.TileService/GetTiles"]);
+    let stdout = stdout_of_success(get_tiles, "GetTiles").await;
     assert!(!stdout.contains("is not recognized"), "{stdout}");
     let mut results: Vec<Value> =
         serde_json::Deserializer::from_str(&stdout).into_iter().collect::<Result<_, _>>().unwrap();
