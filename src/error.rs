@@ -7,10 +7,7 @@ use std::time::Duration;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::{
-    echo::{cap_message, quote},
-    pool::PoolError,
-};
+use crate::echo::{cap_message, quote};
 
 /// Why a request failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -64,29 +61,6 @@ impl ServiceError {
     /// An INVALID_ARGUMENT for `field`.
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         Self::InvalidArgument { field, message: message.into() }
-    }
-
-    /// The error of a pool job for `asset`.
-    #[must_use]
-    pub fn from_pool(asset: &str, e: PoolError) -> Self {
-        let quoted = quote(asset);
-        match e {
-            PoolError::DeadlineExceeded => {
-                Self::DeadlineExceeded(format!("reading asset {quoted} did not finish before the deadline"))
-            }
-            PoolError::Unavailable(why) => Self::Unavailable(why),
-            PoolError::Overloaded(wait) => Self::ResourceExhausted {
-                message: format!(
-                    "server overloaded: no worker became free within {} ms to read asset {quoted} (--max-worker-wait); retry later",
-                    wait.as_millis()
-                ),
-                retry_after: wait.max(Duration::from_millis(100)),
-            },
-            e @ (PoolError::Crashed(_) | PoolError::Quarantined(_)) => {
-                Self::AssetUnreadable { asset: asset.to_owned(), reason: e.to_string() }
-            }
-            PoolError::Fault(f) => Self::Internal(format!("worker fault while reading {quoted}: {f}")),
-        }
     }
 }
 

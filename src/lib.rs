@@ -15,6 +15,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod echo;
+pub mod engine;
 pub mod error;
 pub mod fetch;
 pub mod ipc;

@@ -2,13 +2,11 @@
 //! ([`validate`]), hand them to the [`TileRenderer`], and map errors to statuses in one
 //! place ([`crate::error`]).
 
-mod budget;
 mod callers;
 mod deadline;
 mod edge;
 mod layers;
 mod reads;
-mod render;
 mod tile_cache;
 mod validate;
 
@@ -20,15 +18,14 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument as _;
 
-pub use budget::{MemoryBudget, RenderShape};
 pub use callers::Caller;
 pub use edge::{BearerAuth, EdgeStatusLayer};
 pub use layers::WorkerBounds;
-pub use render::TileRenderer;
 pub use tile_cache::{Source, TileSharing};
-pub use validate::{DEFAULT_QUALITY, DEFAULT_TILE_SIZE, Limits, TileRequest};
+pub use validate::{DEFAULT_QUALITY, DEFAULT_TILE_SIZE, Limits};
 
 use crate::{
+    engine::{MemoryBudget, TileRenderer, TileRequest},
     error::{ServiceError, status_message},
     mosaic::AssetResolver,
     pb::v1::{

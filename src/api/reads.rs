@@ -13,14 +13,10 @@ use futures::future::join_all;
 use tokio::time::Instant;
 use tonic::Status;
 
-use super::{
-    TileApi,
-    budget::{MemoryBudget, RenderShape},
-    render::evaluate_expression,
-    validate,
-};
+use super::{TileApi, validate};
 use crate::{
     echo::{number, quote},
+    engine::{MemoryBudget, RenderShape, evaluate_expression},
     error::{ServiceError, status_message},
     mosaic::Asset,
     pb::{
@@ -471,7 +467,7 @@ pub(super) async fn preview(
         ));
     }
     let read_bands = if job.bands.is_empty() { info.data_bands } else { job.bands.len() };
-    let (dtype, band_count) = validate::after_rescale_and_colormap(
+    let (dtype, band_count) = crate::engine::after_rescale_and_colormap(
         match &expression {
             Some(e) => (e.output_dtype(info.dtype).storage(), e.outputs()),
             None => (info.dtype, read_bands),

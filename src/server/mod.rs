@@ -19,11 +19,9 @@ use connections::{ConnectionSettings, tls_acceptor};
 use fd_budget::FdBudget;
 
 use crate::{
-    api::{
-        BearerAuth, EdgeStatusLayer, Limits, TileApi, TileRenderer, TileServiceImpl, TileSharing,
-        WorkerBounds,
-    },
+    api::{BearerAuth, EdgeStatusLayer, Limits, TileApi, TileServiceImpl, TileSharing, WorkerBounds},
     config::ServeConfig,
+    engine::TileRenderer,
     fetch::AssetReader,
     layers::Layers,
     mosaic::AssetResolver,

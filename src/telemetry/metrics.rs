@@ -179,7 +179,7 @@ pub struct Metrics {
     /// The reader of remote assets, when the server reads any.
     remote: std::sync::OnceLock<Arc<crate::fetch::AssetReader>>,
     /// The memory budget of the renders in flight, once the API runs.
-    memory: std::sync::OnceLock<Arc<crate::api::MemoryBudget>>,
+    memory: std::sync::OnceLock<Arc<crate::engine::MemoryBudget>>,
     /// gRPC connections accepted, open now, and shut down for their age.
     connections_accepted: AtomicU64,
     connections_open: AtomicU64,
@@ -322,7 +322,7 @@ impl Metrics {
     }
 
     /// Reports the memory budget's reservations and refusals (Prometheus).
-    pub fn observe_memory(&self, budget: Arc<crate::api::MemoryBudget>) {
+    pub fn observe_memory(&self, budget: Arc<crate::engine::MemoryBudget>) {
         let _ = self.memory.set(budget);
     }
 
@@ -464,7 +464,7 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &HistogramState) {
 }
 
 /// The memory budget's refusals and reservations.
-fn memory_metrics(out: &mut String, budget: &crate::api::MemoryBudget) {
+fn memory_metrics(out: &mut String, budget: &crate::engine::MemoryBudget) {
     let (request, in_flight) = budget.refused();
     help_and_type(
         out,

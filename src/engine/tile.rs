@@ -9,132 +9,25 @@ use tokio::time::Instant;
 use tracing::{Instrument, Span, field::Empty};
 
 use super::{
+    TileRenderer,
     budget::{MemoryBudget, RenderShape},
-    validate::TileRequest,
+    jobs::{asset_span, duration, off_runtime, record_error},
+    request::{TileRequest, after_rescale_and_colormap},
 };
 use crate::{
     echo::quote,
     error::ServiceError,
-    fetch::{AssetReader, ReaderStats},
-    mosaic::Selector,
-    mosaic::{Asset, AssetInfo, InfoCache, is_remote_path},
+    mosaic::{AssetInfo, Selector},
     pb::{
         v1::{self, AssetOutcome, AssetReport},
-        worker::{
-            ErrorKind, InfoRequest, ReadRequest, ReadResult, WorkerError, WorkerResponse,
-            worker_request::Job, worker_response,
-        },
+        worker::ReadResult,
     },
-    pool::WorkerPool,
     render::{
         DataType, OutputFormat, Raster, check_encodable, encode,
         expr::{BandMasks, Expression},
         rescale::rescale,
     },
-    telemetry::metrics::Metrics,
 };
-
-/// Renders tiles through the worker pool.
-#[derive(Debug)]
-pub struct TileRenderer {
-    pool: Arc<WorkerPool>,
-    /// The reader of remote assets (none when the server reads none).
-    reader: Option<Arc<AssetReader>>,
-    infos: InfoCache,
-    metrics: Arc<Metrics>,
-}
-
-/// Marks `span` failed with `e` (its status ERROR, the message as its description).
-pub fn record_error(span: &Span, e: &ServiceError) {
-    span.record("otel.status_code", "ERROR");
-    span.record("otel.status_description", e.to_string().as_str());
-}
-
-/// Records a job's outcome on its span: "ok", or "failed" with the error.
-fn record_outcome<T>(span: &Span, result: &Result<T, ServiceError>) {
-    match result {
-        Ok(_) => span.record("outcome", "ok"),
-        Err(e) => {
-            record_error(span, e);
-            span.record("outcome", "failed")
-        }
-    };
-}
-
-/// The span of one job about `asset` on the front side; the pool fills in the worker,
-/// the wait and the IPC time, the worker's own span becomes its child.
-fn asset_span(kind: &'static str, asset: &Asset) -> Span {
-    tracing::info_span!(
-        "asset_job",
-        otel.name = kind,
-        // A string field: text logs show it quoted and escaped.
-        asset.uri = asset.name.as_str(),
-        worker.pid = Empty,
-        pool.wait_ms = Empty,
-        ipc_ms = Empty,
-        retries = Empty,
-        dataset_cache.hit = Empty,
-        remote.requests = Empty,
-        remote.bytes = Empty,
-        remote.cache_hits = Empty,
-        remote.cache_misses = Empty,
-        remote.wait_ms = Empty,
-        outcome = Empty,
-        otel.status_code = Empty,
-        otel.status_description = Empty,
-    )
-}
-
-fn duration(d: Duration) -> Option<prost_types::Duration> {
-    prost_types::Duration::try_from(d).ok()
-}
-
-/// What reading a remote asset cost, on its span (running totals).
-fn record_remote_cost(span: &Span, cost: ReaderStats) {
-    if cost == ReaderStats::default() {
-        return;
-    }
-    span.record("remote.requests", cost.requests as i64);
-    span.record("remote.bytes", cost.bytes as i64);
-    span.record("remote.cache_hits", cost.hits as i64);
-    span.record("remote.cache_misses", cost.misses as i64);
-    span.record("remote.wait_ms", cost.wait.as_secs_f64() * 1e3);
-}
-
-/// A worker's error about `asset`, as the caller should see it.
-fn worker_error(asset: &Asset, mut e: WorkerError) -> ServiceError {
-    // GDAL names the file by its full path; the caller knows it by the asset name, and
-    // the server's directory layout is none of its business.
-    e.message = e.message.replace(&*asset.path.to_string_lossy(), &asset.name);
-    let name = quote(&asset.name);
-    match ErrorKind::try_from(e.kind) {
-        Ok(ErrorKind::NotFound) => {
-            ServiceError::NotFound(format!("asset {name} does not exist: {}", e.message))
-        }
-        Ok(ErrorKind::Invalid) => ServiceError::invalid("bands", format!("asset {name}: {}", e.message)),
-        Ok(ErrorKind::TooLarge) => {
-            ServiceError::invalid("assets", format!("asset {name} is too large: {}", e.message))
-        }
-        Ok(ErrorKind::Outside) => ServiceError::OutOfRange(format!("asset {name}: {}", e.message)),
-        // The file changed between the resolver's check and the worker's open: answered
-        // as the resolver answers the same file.
-        Ok(ErrorKind::Denied) => ServiceError::PermissionDenied(format!(
-            "asset {name} is not allowed: it leads outside the data directory (or the --allow-local directory it is in)"
-        )),
-        Ok(ErrorKind::NotRegular) => ServiceError::NotFound(format!("asset {name} is not a regular file")),
-        Ok(ErrorKind::Unreadable | ErrorKind::ReadFailed | ErrorKind::RemoteDenied) => {
-            ServiceError::AssetUnreadable { asset: asset.name.clone(), reason: e.message }
-        }
-        // The origin, not the asset: the caller may try again.
-        Ok(ErrorKind::RemoteUnavailable | ErrorKind::RemoteChanged) => {
-            ServiceError::Unavailable(format!("asset {name}: {}", e.message))
-        }
-        Ok(ErrorKind::RemoteDeadline) => {
-            ServiceError::DeadlineExceeded(format!("asset {name}: {}", e.message))
-        }
-        _ => ServiceError::Internal(format!("worker error on {name}: {}", e.message)),
-    }
-}
 
 /// What the first phase of a tile decided.
 #[derive(Debug)]
@@ -264,35 +157,6 @@ fn apply_expression(
     }
 }
 
-/// Runs `work` on tokio's blocking pool. The pixel work of a request (expressions,
-/// compositing, statistics of a stack, rescale, colormaps, encoding) grows with the
-/// request and would otherwise stall a runtime thread, and with it health checks and
-/// every other call on that thread. (`block_in_place` was measured instead, to save the
-/// hand-off: slower, 313 against 323 tiles/s on the six-asset mosaic tiles of `make
-/// bench`, and 6.3 against 6.0 ms a tile one at a time.)
-async fn off_runtime<T: Send + 'static>(
-    what: &str,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ServiceError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ServiceError::Internal(format!("{what} task failed: {e}")))
-}
-
-/// Rounds a point, statistics or preview job of a remote asset may defer (each a fetch
-/// of what it missed) before it runs reading through the front as it goes.
-const MAX_DEFERRALS: u32 = 3;
-
-/// Sets `defer_remote` on a point, statistics or preview job.
-fn set_defer_remote(job: &mut Job, on: bool) {
-    match job {
-        Job::Point(r) => r.defer_remote = on,
-        Job::Statistics(r) => r.defer_remote = on,
-        Job::Preview(r) => r.defer_remote = on,
-        _ => {}
-    }
-}
-
 /// Pixel work on at most this many bytes of raster runs where its task is, without
 /// [`off_runtime`]: compositing a 256 px RGB tile (262 KB) takes tens of microseconds,
 /// less than moving it to another thread and back.
@@ -300,7 +164,7 @@ const INLINE_PIXEL_BYTES: usize = 1 << 20;
 
 /// `expression` over a raster whose bands are the asset's `read_bands` (1-based, in
 /// order): one band per block of the expression, in the type rio-tiler's numexpr gives.
-pub(super) fn evaluate_expression(
+pub fn evaluate_expression(
     expression: &Expression,
     raster: &Raster,
     read_bands: &[u32],
@@ -325,243 +189,6 @@ fn fails_only_this_asset(e: &ServiceError) -> bool {
 }
 
 impl TileRenderer {
-    /// A renderer using `pool`, reading remote assets through `reader`.
-    pub fn new(
-        pool: Arc<WorkerPool>,
-        reader: Option<Arc<AssetReader>>,
-        metrics: Arc<Metrics>,
-        remote_metadata_ttl: Duration,
-    ) -> Self {
-        Self { pool, reader, infos: InfoCache::new(remote_metadata_ttl), metrics }
-    }
-
-    /// For a remote asset: its header fetched (or found) before a worker is taken, so
-    /// that no worker waits for it, and the assets of a tile are fetched all at once.
-    async fn remote_header(&self, asset: &Asset, deadline: Instant) -> Result<ReaderStats, ServiceError> {
-        let Some(reader) = &self.reader else { return Ok(ReaderStats::default()) };
-        reader.ensure_header(&asset.path, deadline).await.map_err(|e| worker_error(asset, e.into()))
-    }
-
-    /// Metadata of `asset`, from the cache or a worker.
-    pub async fn info(&self, asset: &Asset, deadline: Instant) -> Result<Arc<AssetInfo>, ServiceError> {
-        if let Some(info) = self.infos.get(&asset.path) {
-            return Ok(info);
-        }
-        let span = asset_span("asset info", asset);
-        let result = self.info_job(asset, deadline).instrument(span.clone()).await;
-        record_outcome(&span, &result);
-        result
-    }
-
-    async fn info_job(&self, asset: &Asset, deadline: Instant) -> Result<Arc<AssetInfo>, ServiceError> {
-        let mut cost = self.remote_header(asset, deadline).await?;
-        let path = asset.path.to_string_lossy().into_owned();
-        let job = Job::Info(InfoRequest { path: path.clone() });
-        let response = self.run_counted(job, asset, &path, deadline, &mut cost, &Span::current()).await?;
-        match response.result {
-            Some(worker_response::Result::Info(info)) => {
-                let info = AssetInfo::from_worker(info).ok_or_else(|| {
-                    ServiceError::Internal(format!("incomplete description of {}", quote(&asset.name)))
-                })?;
-                let info = Arc::new(info);
-                self.infos.insert(&asset.path, Arc::clone(&info));
-                Ok(info)
-            }
-            Some(worker_response::Result::Error(e)) => Err(worker_error(asset, e)),
-            _ => Err(ServiceError::Internal("worker answered an info job with something else".into())),
-        }
-    }
-
-    /// Runs one job about `asset` (a point, statistics or preview job) in an
-    /// `asset_job` span named `kind`; the worker's answer, or its error mapped as a
-    /// read's. The pool has checked that the answer is of the job's kind.
-    ///
-    /// For a remote asset no worker waits on the network: the job runs with
-    /// `defer_remote`, and when it missed bytes the front does not hold it answers
-    /// Deferred; the front fetches them (the worker is free meanwhile) and runs it again.
-    /// After [`MAX_DEFERRALS`] rounds it runs as before, reading what it still lacks
-    /// through the front as it goes.
-    pub(super) async fn run_job(
-        &self,
-        kind: &'static str,
-        asset: &Asset,
-        mut job: Job,
-        deadline: Instant,
-    ) -> Result<worker_response::Result, ServiceError> {
-        let span = asset_span(kind, asset);
-        let result = async {
-            let remote = self.reader.is_some() && is_remote_path(&asset.path);
-            let path = asset.path.to_string_lossy().into_owned();
-            let mut cost = ReaderStats::default();
-            let mut deferrals = 0;
-            loop {
-                cost.add(self.remote_header(asset, deadline).await?);
-                set_defer_remote(&mut job, remote && deferrals < MAX_DEFERRALS);
-                let response = self
-                    .run_counted(job.clone(), asset, &path, deadline, &mut cost, &Span::current())
-                    .await?;
-                match response.result {
-                    Some(worker_response::Result::Deferred(missed)) => {
-                        let reader = self.reader.as_ref().ok_or_else(|| {
-                            ServiceError::Internal(format!(
-                                "worker deferred a {kind} job with no remote reader"
-                            ))
-                        })?;
-                        let fetched = reader
-                            .fetch_planned(&path, &missed.ranges, deadline)
-                            .await
-                            .map_err(|e| worker_error(asset, e.into()))?;
-                        cost.add(fetched);
-                        record_remote_cost(&Span::current(), cost);
-                        deferrals += 1;
-                    }
-                    Some(worker_response::Result::Error(e)) => return Err(worker_error(asset, e)),
-                    Some(result) => return Ok(result),
-                    None => {
-                        return Err(ServiceError::Internal(format!(
-                            "worker answered a {kind} job with nothing"
-                        )));
-                    }
-                }
-            }
-        }
-        .instrument(span.clone())
-        .await;
-        record_outcome(&span, &result);
-        result
-    }
-
-    /// Runs `job` about `asset` (known to the pool by `key`) and adds what it cost to
-    /// `cost`, noted on `span`.
-    async fn run_counted(
-        &self,
-        job: Job,
-        asset: &Asset,
-        key: &str,
-        deadline: Instant,
-        cost: &mut ReaderStats,
-        span: &Span,
-    ) -> Result<WorkerResponse, ServiceError> {
-        let response =
-            self.pool.run(job, key, deadline).await.map_err(|e| ServiceError::from_pool(&asset.name, e))?;
-        cost.add(self.count_cache(&response));
-        record_remote_cost(span, *cost);
-        Ok(response)
-    }
-
-    /// Counts the worker's dataset-cache lookup and notes it on the current span; what
-    /// the job's remote reads cost the front.
-    fn count_cache(&self, response: &WorkerResponse) -> ReaderStats {
-        let Some(stats) = &response.stats else { return ReaderStats::default() };
-        self.metrics.dataset_cache(stats.dataset_cache_hit);
-        Span::current().record("dataset_cache.hit", stats.dataset_cache_hit);
-        ReaderStats {
-            hits: stats.remote_cache_hits,
-            misses: stats.remote_cache_misses,
-            requests: stats.origin_requests,
-            bytes: stats.origin_bytes,
-            wait: Duration::from_micros(stats.remote_wait_us),
-        }
-    }
-
-    async fn read(
-        &self,
-        asset: &Asset,
-        req: &TileRequest,
-        read_bands: &[u32],
-        deadline: Instant,
-    ) -> Result<ReadResult, ServiceError> {
-        let bounds = req.read_bounds();
-        let read = ReadRequest {
-            path: asset.path.to_string_lossy().into_owned(),
-            target_crs: req.tile.tms.crs().to_owned(),
-            min_x: bounds.min_x,
-            min_y: bounds.min_y,
-            max_x: bounds.max_x,
-            max_y: bounds.max_y,
-            width: req.out_size(),
-            height: req.out_size(),
-            resampling: req.resampling as i32,
-            bands: read_bands.to_vec(),
-            nodata: req.nodata,
-            padding: req.padding,
-            reproject: req.reproject as i32,
-            plan_remote: false,
-        };
-        let started = Instant::now();
-        let result = self.read_remote_aware(asset, read, deadline).await;
-        self.metrics.asset_read(started.elapsed(), result.is_ok());
-        result
-    }
-
-    /// A read job; for a remote asset, in up to three steps: the header fetched by the
-    /// front, a job that plans the read (and returns at once when its blocks are not all
-    /// cached), the blocks fetched by the front all at once, and the job again, whose
-    /// reads all hit the cache. An object that changed meanwhile is read again from
-    /// scratch, once.
-    async fn read_remote_aware(
-        &self,
-        asset: &Asset,
-        mut read: ReadRequest,
-        deadline: Instant,
-    ) -> Result<ReadResult, ServiceError> {
-        let remote = self.reader.is_some() && is_remote_path(&asset.path);
-        let key = read.path.clone();
-        let mut changes = 0;
-        let mut cost = ReaderStats::default();
-        let span = Span::current();
-        loop {
-            if remote {
-                cost.add(self.remote_header(asset, deadline).await?);
-                record_remote_cost(&span, cost);
-                // The version just checked: the worker opens it without asking which.
-                read.path =
-                    self.reader.as_ref().and_then(|r| r.versioned_path(&key)).unwrap_or_else(|| key.clone());
-            }
-            read.plan_remote = remote;
-            let mut deferred = 0;
-            let response = loop {
-                let response = self
-                    .run_counted(Job::Read(read.clone()), asset, &key, deadline, &mut cost, &span)
-                    .await?;
-                let Some(worker_response::Result::Deferred(plan)) = &response.result else { break response };
-                deferred += 1;
-                let reader = self.reader.as_ref().filter(|_| deferred == 1).ok_or_else(|| {
-                    ServiceError::Internal(format!("worker deferred a read of {} twice", quote(&asset.name)))
-                })?;
-                match reader.fetch_planned(&key, &plan.ranges, deadline).await {
-                    Ok(fetched) => {
-                        cost.add(fetched);
-                        record_remote_cost(&span, cost);
-                    }
-                    // Answered as the worker would have: a change is read again below.
-                    Err(e) => {
-                        break WorkerResponse {
-                            result: Some(worker_response::Result::Error(e.into())),
-                            ..response
-                        };
-                    }
-                }
-                read.plan_remote = false;
-            };
-            match response.result {
-                Some(worker_response::Result::Read(r)) => return Ok(r),
-                Some(worker_response::Result::Error(e))
-                    if e.kind == ErrorKind::RemoteChanged as i32 && changes == 0 =>
-                {
-                    changes += 1;
-                    tracing::info!(asset = %asset.name, "the remote asset changed during the read; reading it again");
-                }
-                Some(worker_response::Result::Error(e)) => return Err(worker_error(asset, e)),
-                _ => {
-                    return Err(ServiceError::Internal(
-                        "worker answered a read job with something else".into(),
-                    ));
-                }
-            }
-        }
-    }
-
     /// Renders one tile, within `budget` (reserved once the assets' metadata say what
     /// the tile will hold, before any pixel is read); an NPY tile bound to be over
     /// `max_response_size` is refused then too.
@@ -703,8 +330,7 @@ impl TileRenderer {
         let colormap = req.colormap.clone().or_else(|| {
             (req.format != OutputFormat::Npy && combined.1 == 1).then(|| reference.colormap.clone()).flatten()
         });
-        let out =
-            super::validate::after_rescale_and_colormap(combined, &req.rescale, colormap.is_some(), "tile")?;
+        let out = after_rescale_and_colormap(combined, &req.rescale, colormap.is_some(), "tile")?;
         check_encodable(req.format, out.0, out.1)
             .map_err(|e| ServiceError::invalid("format", e.to_string()))?;
 
