@@ -11,10 +11,7 @@ use hyper::{Method, Request, Response, StatusCode, body::Incoming, header, servi
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::{
-    pool::WorkerPool,
-    telemetry::metrics::{Metrics, render_prometheus},
-};
+use crate::telemetry::metrics::{Metrics, render_prometheus};
 
 /// Admin connections served at once; more are closed at accept.
 const MAX_ADMIN_CONNECTIONS: usize = 32;
@@ -24,11 +21,7 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Binds `addr` and serves `/metrics` in the background.
-pub async fn spawn(
-    addr: SocketAddr,
-    pool: Arc<WorkerPool>,
-    metrics: Arc<Metrics>,
-) -> std::io::Result<SocketAddr> {
+pub async fn spawn(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tracing::info!(address = %local, "admin endpoint on http://{local}/metrics");
@@ -44,12 +37,11 @@ pub async fn spawn(
             // used to hold the server's descriptors (the fd budget of --max-connections
             // reserves this many).
             let Ok(permit) = Arc::clone(&open).try_acquire_owned() else { continue };
-            let pool = Arc::clone(&pool);
             let metrics = Arc::clone(&metrics);
             tokio::spawn(async move {
                 let _permit = permit;
                 let service = service_fn(move |request: Request<Incoming>| {
-                    let body = answer(&request, &metrics, &pool);
+                    let body = answer(&request, &metrics);
                     async move { Ok::<_, Infallible>(body) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -65,9 +57,9 @@ pub async fn spawn(
 }
 
 /// `GET /metrics`, or 404 saying what is served.
-fn answer(request: &Request<Incoming>, metrics: &Metrics, pool: &WorkerPool) -> Response<Full<Bytes>> {
+fn answer(request: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
     let (status, body) = if request.method() == Method::GET && request.uri().path() == "/metrics" {
-        (StatusCode::OK, render_prometheus(metrics, pool))
+        (StatusCode::OK, render_prometheus(metrics))
     } else {
         (StatusCode::NOT_FOUND, "only GET /metrics is served here\n".to_owned())
     };

@@ -34,7 +34,7 @@ use crate::{
         tile_service_server::TileService,
     },
     render::DataType,
-    telemetry::metrics::Metrics,
+    telemetry::metrics::{Metrics, SharedTile},
     tms::TileMatrixSets,
 };
 
@@ -88,7 +88,7 @@ impl TileApi {
         let in_flight = Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight_tiles));
         let callers = callers::CallerLimits::new(limits.max_in_flight_per_caller);
         let budget = Arc::new(MemoryBudget::new(limits.max_in_flight_memory, limits.max_request_memory));
-        metrics.observe_memory(Arc::clone(&budget));
+        metrics.observe(Arc::clone(&budget) as _);
         Arc::new(Self {
             renderer,
             resolver,
@@ -137,7 +137,11 @@ impl TileApi {
             Err(e) => (Err(e), Source::Rendered),
             Ok(explicit) => self.tile_shared(&explicit, deadline, caller).await,
         };
-        self.metrics.tile_source(source);
+        match source {
+            Source::Rendered => {}
+            Source::Cached => self.metrics.shared_tile(SharedTile::Cached),
+            Source::Coalesced => self.metrics.shared_tile(SharedTile::Coalesced),
+        }
         let (code, bytes) = match &result {
             Ok(t) => (tonic::Code::Ok, (t.data.len() + t.mask.len()) as u64),
             Err(e) => (e.code(), 0),

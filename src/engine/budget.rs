@@ -19,7 +19,11 @@ use std::{
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::{error::ServiceError, render::DataType};
+use crate::{
+    error::ServiceError,
+    render::DataType,
+    telemetry::metrics::{MetricSource, Observers, Sample},
+};
 
 /// The budget counts in units of this many bytes (a semaphore takes `u32` permits).
 const UNIT: u64 = 1024;
@@ -191,6 +195,33 @@ impl MemoryBudget {
             ),
             retry_after: Duration::ZERO,
         })
+    }
+}
+
+/// The refusals and reservations, on `/metrics` only (not exported over OTLP).
+impl MetricSource for MemoryBudget {
+    fn samples(&self) -> Vec<Sample> {
+        let (request, in_flight) = self.refused();
+        let refused = |limit: &str, value| Sample {
+            name: "tessera_memory_refused_total",
+            help: "Tiles and previews refused before reading, by the memory limit they were over.",
+            kind: "counter",
+            label: Some(("limit", limit.to_owned())),
+            value,
+        };
+        vec![
+            refused("request", request),
+            refused("in_flight", in_flight),
+            Sample::gauge(
+                "tessera_memory_reserved_bytes",
+                "Bytes reserved by the tiles and previews rendering now (--max-in-flight-memory).",
+                self.in_use(),
+            ),
+        ]
+    }
+
+    fn observe(self: std::sync::Arc<Self>, _meter: &opentelemetry::metrics::Meter) -> Observers {
+        Vec::new()
     }
 }
 

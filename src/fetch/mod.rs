@@ -50,10 +50,13 @@ use tokio::time::Instant;
 
 pub use counters::{OriginCounters, OriginCountersSnapshot};
 pub use hedge::HedgeConfig;
-pub use reader::{AssetReader, ReaderStats, Sample};
+pub use reader::{AssetReader, ReaderStats};
 pub use s3::S3Settings;
 
-use crate::mosaic::{RemotePrefix, RemoteUrl, Scheme};
+use crate::{
+    mosaic::{RemotePrefix, RemoteUrl, Scheme},
+    telemetry::metrics::Sample,
+};
 
 /// Retries after the first attempt, by default.
 pub const DEFAULT_MAX_RETRIES: u32 = 4;

@@ -20,6 +20,7 @@ use crate::{
     ipc::RangeService,
     mosaic::{RemoteUrl, WORKER_PREFIX},
     pb::worker::{ByteRange, ErrorKind, RangeReply, RangeRequest, WorkerError},
+    telemetry::metrics::{MetricSource, Sample},
 };
 
 /// Most bytes one question may ask for (a read's planned blocks included): larger
@@ -164,25 +165,9 @@ impl AssetReader {
     }
 }
 
-/// One value for `/metrics`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sample {
-    /// Prometheus name.
-    pub name: &'static str,
-    /// Its help text.
-    pub help: &'static str,
-    /// `counter` or `gauge`.
-    pub kind: &'static str,
-    /// One label, if the metric has one.
-    pub label: Option<(&'static str, String)>,
-    /// The value.
-    pub value: u64,
-}
-
-impl AssetReader {
-    /// The cache's and the origin's counters, for `/metrics`.
-    #[must_use]
-    pub fn samples(&self) -> Vec<Sample> {
+impl MetricSource for AssetReader {
+    /// The cache's and the origin's counters.
+    fn samples(&self) -> Vec<Sample> {
         use std::sync::atomic::Ordering::Relaxed;
         let c = self.cache.counters();
         let sample = |name, help, kind, value| Sample { name, help, kind, label: None, value };

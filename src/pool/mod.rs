@@ -48,6 +48,7 @@
 //!   process has been reaped; stragglers are SIGKILLed after a grace.
 
 mod memory_budget;
+mod metrics;
 mod process;
 mod quarantine;
 mod registry;

@@ -79,9 +79,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     pool_settings.ranges = reader.clone().map(|r| r as Arc<dyn crate::ipc::RangeService>);
     let pool = WorkerPool::new(pool_settings);
     let metrics = Arc::new(Metrics::new());
-    metrics.observe_pool(&pool);
+    metrics.observe(Arc::clone(&pool) as _);
     if let Some(reader) = &reader {
-        metrics.observe_remote(reader);
+        metrics.observe(Arc::clone(reader) as _);
     }
     let (api, layers) = tile_api(&config, resolver, Arc::clone(&pool), reader, Arc::clone(&metrics)).await?;
 
@@ -109,7 +109,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     spawn_warm_up(Arc::clone(&pool), health_reporter.clone(), shutdown_rx.clone());
     layers.watch(config.layer_reload_interval, shutdown_rx.clone());
     if let Some(addr) = config.admin_listen {
-        crate::admin::spawn(addr, Arc::clone(&pool), Arc::clone(&metrics))
+        crate::admin::spawn(addr, Arc::clone(&metrics))
             .await
             .map_err(|e| ServeError::Io(format!("admin endpoint {addr}: {e}")))?;
     }

@@ -1,12 +1,13 @@
 //! The front's metrics: tiles by format and status, reads (point, statistics, preview)
-//! by RPC and status, tile and asset-read latency, dataset-cache hits, encoded bytes,
-//! and the pool's counters and occupancy.
+//! by RPC and status, tile and asset-read latency, dataset-cache hits, encoded bytes and
+//! gRPC connections are kept here; the subsystems that own other counters (the pool,
+//! the reader of remote assets, the memory budget) keep them and hand them over as a
+//! [`MetricSource`]. Telemetry imports none of them: it is a leaf every layer may use.
 //!
-//! Each value is kept once, here (or in [`PoolStats`] for the pool), and read two ways:
-//! rendered as Prometheus text for the admin endpoint ([`render_prometheus`]), and
-//! recorded on OpenTelemetry instruments (observed, for the pool) that the OTLP
-//! exporter sends when `OTEL_*` asks for it. Without an exporter the OpenTelemetry
-//! side is the no-op global meter.
+//! Each value is kept once and read two ways: rendered as Prometheus text for the admin
+//! endpoint ([`render_prometheus`]), and recorded on OpenTelemetry instruments
+//! (observed, for the sources) that the OTLP exporter sends when `OTEL_*` asks for it.
+//! Without an exporter the OpenTelemetry side is the no-op global meter.
 
 use std::{
     collections::BTreeMap,
@@ -23,7 +24,94 @@ use opentelemetry::{
     metrics::{Counter, Histogram as OtelHistogram, Meter, UpDownCounter},
 };
 
-use crate::pool::WorkerPool;
+/// One value for `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    /// Prometheus name.
+    pub name: &'static str,
+    /// Its help text.
+    pub help: &'static str,
+    /// `counter` or `gauge`.
+    pub kind: &'static str,
+    /// One label, if the metric has one.
+    pub label: Option<(&'static str, String)>,
+    /// The value.
+    pub value: u64,
+}
+
+impl Sample {
+    /// An unlabelled counter.
+    #[must_use]
+    pub fn counter(name: &'static str, help: &'static str, value: u64) -> Self {
+        Self { name, help, kind: "counter", label: None, value }
+    }
+
+    /// An unlabelled gauge.
+    #[must_use]
+    pub fn gauge(name: &'static str, help: &'static str, value: u64) -> Self {
+        Self { name, help, kind: "gauge", label: None, value }
+    }
+}
+
+/// OpenTelemetry instruments a source registered; they report while kept.
+pub type Observers = Vec<Box<dyn std::any::Any + Send + Sync>>;
+
+/// A subsystem that owns counters and gauges and hands them to telemetry.
+pub trait MetricSource: std::fmt::Debug + Send + Sync + 'static {
+    /// The current values, for `/metrics`.
+    fn samples(&self) -> Vec<Sample>;
+
+    /// Registers observable instruments on `meter` for the OTLP exporter. By default
+    /// one per sample name (`tessera_remote_cache_hits_total` →
+    /// `tessera.remote.cache_hits`), with the sample's label as an attribute.
+    fn observe(self: Arc<Self>, meter: &Meter) -> Observers {
+        let mut names: Vec<(&'static str, &'static str, &'static str)> = Vec::new();
+        for sample in self.samples() {
+            if !names.iter().any(|(n, _, _)| *n == sample.name) {
+                names.push((sample.name, sample.help, sample.kind));
+            }
+        }
+        let mut keep: Observers = Vec::new();
+        for (name, help, kind) in names {
+            let source = Arc::clone(&self);
+            let observe = move |o: &dyn opentelemetry::metrics::AsyncInstrument<u64>| {
+                for sample in source.samples().into_iter().filter(|s| s.name == name) {
+                    let attrs: Vec<KeyValue> =
+                        sample.label.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect();
+                    o.observe(sample.value, &attrs);
+                }
+            };
+            let otel_name = otel_counter_name(name);
+            keep.push(if kind == "counter" {
+                Box::new(
+                    meter
+                        .u64_observable_counter(otel_name)
+                        .with_description(help)
+                        .with_callback(observe)
+                        .build(),
+                )
+            } else {
+                Box::new(
+                    meter
+                        .u64_observable_gauge(otel_name)
+                        .with_description(help)
+                        .with_callback(observe)
+                        .build(),
+                )
+            });
+        }
+        keep
+    }
+}
+
+/// Where a tile's answer came from, when it was not rendered for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedTile {
+    /// The tile cache.
+    Cached,
+    /// Another caller's render of the same request.
+    Coalesced,
+}
 
 /// Upper bounds (seconds) of the latency histograms' buckets.
 pub const LATENCY_BUCKETS: [f64; 12] = [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -174,12 +262,10 @@ pub struct Metrics {
     tile_cache_hits: AtomicU64,
     tiles_coalesced: AtomicU64,
     otel: Instruments,
-    /// Keeps the pool's observable instruments registered.
-    observers: Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
-    /// The reader of remote assets, when the server reads any.
-    remote: std::sync::OnceLock<Arc<crate::fetch::AssetReader>>,
-    /// The memory budget of the renders in flight, once the API runs.
-    memory: std::sync::OnceLock<Arc<crate::engine::MemoryBudget>>,
+    /// Keeps the sources' observable instruments registered.
+    observers: Mutex<Observers>,
+    /// The subsystems' counters, in the order they were handed over.
+    sources: Mutex<Vec<Arc<dyn MetricSource>>>,
     /// gRPC connections accepted, open now, and shut down for their age.
     connections_accepted: AtomicU64,
     connections_open: AtomicU64,
@@ -216,8 +302,7 @@ impl Metrics {
             tiles_coalesced: AtomicU64::new(0),
             otel: Instruments::new(&opentelemetry::global::meter("tessera")),
             observers: Mutex::default(),
-            remote: std::sync::OnceLock::new(),
-            memory: std::sync::OnceLock::new(),
+            sources: Mutex::default(),
             connections_accepted: AtomicU64::new(0),
             connections_open: AtomicU64::new(0),
             connections_aged: AtomicU64::new(0),
@@ -274,56 +359,16 @@ impl Metrics {
         self.otel.connections.add(1, &[KeyValue::new("event", "keepalive_timeout")]);
     }
 
-    /// Reports the remote reader's cache and origin counters: on `/metrics`, and as
-    /// observable instruments on the global meter (exported over OTLP when asked), one
-    /// per sample name (`tessera_remote_cache_hits_total` → `tessera.remote.cache_hits`),
-    /// with the sample's label.
-    pub fn observe_remote(&self, reader: &Arc<crate::fetch::AssetReader>) {
-        let _ = self.remote.set(Arc::clone(reader));
-        let meter = opentelemetry::global::meter("tessera");
-        let mut names: Vec<(&'static str, &'static str, &'static str)> = Vec::new();
-        for sample in reader.samples() {
-            if !names.iter().any(|(n, _, _)| *n == sample.name) {
-                names.push((sample.name, sample.help, sample.kind));
-            }
-        }
-        let mut keep: Vec<Box<dyn std::any::Any + Send + Sync>> = Vec::new();
-        for (name, help, kind) in names {
-            let r = Arc::clone(reader);
-            let observe = move |o: &dyn opentelemetry::metrics::AsyncInstrument<u64>| {
-                for sample in r.samples().into_iter().filter(|s| s.name == name) {
-                    let attrs: Vec<KeyValue> =
-                        sample.label.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect();
-                    o.observe(sample.value, &attrs);
-                }
-            };
-            let otel_name = otel_counter_name(name);
-            keep.push(if kind == "counter" {
-                Box::new(
-                    meter
-                        .u64_observable_counter(otel_name)
-                        .with_description(help)
-                        .with_callback(observe)
-                        .build(),
-                )
-            } else {
-                Box::new(
-                    meter
-                        .u64_observable_gauge(otel_name)
-                        .with_description(help)
-                        .with_callback(observe)
-                        .build(),
-                )
-            });
-        }
+    /// Takes a subsystem's counters: on `/metrics` from now on, and as observable
+    /// instruments on the global meter (exported over OTLP when asked).
+    pub fn observe(&self, source: Arc<dyn MetricSource>) {
+        let keep = Arc::clone(&source).observe(&opentelemetry::global::meter("tessera"));
         if let Ok(mut o) = self.observers.lock() {
             o.extend(keep);
         }
-    }
-
-    /// Reports the memory budget's reservations and refusals (Prometheus).
-    pub fn observe_memory(&self, budget: Arc<crate::engine::MemoryBudget>) {
-        let _ = self.memory.set(budget);
+        if let Ok(mut sources) = self.sources.lock() {
+            sources.push(source);
+        }
     }
 
     /// One tile answered: its format, status, latency and encoded size (0 for errors).
@@ -353,12 +398,11 @@ impl Metrics {
         self.otel.reads.add(1, &[KeyValue::new("rpc", rpc), KeyValue::new("status", status)]);
     }
 
-    /// Where a tile's answer came from.
-    pub fn tile_source(&self, source: crate::api::Source) {
+    /// A tile answered without a render of its own.
+    pub fn shared_tile(&self, source: SharedTile) {
         let (counter, label) = match source {
-            crate::api::Source::Rendered => return,
-            crate::api::Source::Cached => (&self.tile_cache_hits, "cache"),
-            crate::api::Source::Coalesced => (&self.tiles_coalesced, "coalesced"),
+            SharedTile::Cached => (&self.tile_cache_hits, "cache"),
+            SharedTile::Coalesced => (&self.tiles_coalesced, "coalesced"),
         };
         counter.fetch_add(1, Ordering::Relaxed);
         self.otel.shared_tiles.add(1, &[KeyValue::new("source", label)]);
@@ -384,44 +428,6 @@ impl Metrics {
     pub fn dataset_cache_counts(&self) -> (u64, u64) {
         (self.cache_hits.load(Ordering::Relaxed), self.cache_misses.load(Ordering::Relaxed))
     }
-
-    /// Registers the pool's counters and occupancy as observable instruments.
-    pub fn observe_pool(&self, pool: &Arc<WorkerPool>) {
-        let meter = opentelemetry::global::meter("tessera");
-        let mut keep: Vec<Box<dyn std::any::Any + Send + Sync>> = Vec::new();
-        for (name, help, _) in pool.stats().counters() {
-            let otel_name = otel_counter_name(name);
-            let p = Arc::clone(pool);
-            keep.push(Box::new(
-                meter
-                    .u64_observable_counter(otel_name)
-                    .with_description(help)
-                    .with_callback(move |o| {
-                        if let Some((_, _, v)) = p.stats().counters().into_iter().find(|(n, _, _)| *n == name)
-                        {
-                            o.observe(v, &[]);
-                        }
-                    })
-                    .build(),
-            ));
-        }
-        let p = Arc::clone(pool);
-        keep.push(Box::new(
-            meter
-                .u64_observable_gauge("tessera.pool.workers")
-                .with_description("Workers by state: busy, idle, and jobs waiting for one.")
-                .with_callback(move |o| {
-                    let (busy, idle, waiting) = p.occupancy();
-                    o.observe(busy as u64, &[KeyValue::new("state", "busy")]);
-                    o.observe(idle as u64, &[KeyValue::new("state", "idle")]);
-                    o.observe(waiting as u64, &[KeyValue::new("state", "waiting")]);
-                })
-                .build(),
-        ));
-        if let Ok(mut o) = self.observers.lock() {
-            o.extend(keep);
-        }
-    }
 }
 
 /// An open gRPC connection, counted in [`Metrics`] until dropped.
@@ -436,7 +442,8 @@ impl Drop for OpenConnection<'_> {
 }
 
 /// `tessera_worker_spawns_total` → `tessera.worker.spawns`.
-fn otel_counter_name(prometheus: &str) -> String {
+#[must_use]
+pub fn otel_counter_name(prometheus: &str) -> String {
     let base = prometheus.strip_suffix("_total").unwrap_or(prometheus);
     let rest = base.strip_prefix("tessera_").unwrap_or(base);
     match rest.split_once('_') {
@@ -463,29 +470,9 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &HistogramState) {
     );
 }
 
-/// The memory budget's refusals and reservations.
-fn memory_metrics(out: &mut String, budget: &crate::engine::MemoryBudget) {
-    let (request, in_flight) = budget.refused();
-    help_and_type(
-        out,
-        "tessera_memory_refused_total",
-        "Tiles and previews refused before reading, by the memory limit they were over.",
-        "counter",
-    );
-    let _ = writeln!(out, "tessera_memory_refused_total{{limit=\"request\"}} {request}");
-    let _ = writeln!(out, "tessera_memory_refused_total{{limit=\"in_flight\"}} {in_flight}");
-    help_and_type(
-        out,
-        "tessera_memory_reserved_bytes",
-        "Bytes reserved by the tiles and previews rendering now (--max-in-flight-memory).",
-        "gauge",
-    );
-    let _ = writeln!(out, "tessera_memory_reserved_bytes {}", budget.in_use());
-}
-
 /// The admin endpoint's page: every metric in the Prometheus text format (0.0.4).
 #[must_use]
-pub fn render_prometheus(metrics: &Metrics, pool: &WorkerPool) -> String {
+pub fn render_prometheus(metrics: &Metrics) -> String {
     let mut out = String::new();
     help_and_type(&mut out, "tessera_tiles_total", "Tiles answered, by format and gRPC status.", "counter");
     for ((format, status), n) in metrics.tiles.lock().map(|t| t.clone()).unwrap_or_default() {
@@ -543,13 +530,10 @@ pub fn render_prometheus(metrics: &Metrics, pool: &WorkerPool) -> String {
         "gauge",
     );
     let _ = writeln!(out, "tessera_dataset_cache_hit_ratio {ratio}");
-    for (name, help, value) in pool.stats().counters() {
-        help_and_type(&mut out, name, help, "counter");
-        let _ = writeln!(out, "{name} {value}");
-    }
-    if let Some(reader) = metrics.remote.get() {
+    let sources = metrics.sources.lock().map(|s| s.clone()).unwrap_or_default();
+    for source in sources {
         let mut described = std::collections::HashSet::new();
-        for sample in reader.samples() {
+        for sample in source.samples() {
             if described.insert(sample.name) {
                 help_and_type(&mut out, sample.name, sample.help, sample.kind);
             }
@@ -562,20 +546,6 @@ pub fn render_prometheus(metrics: &Metrics, pool: &WorkerPool) -> String {
                 }
             }
         }
-    }
-    if let Some(budget) = metrics.memory.get() {
-        memory_metrics(&mut out, budget);
-    }
-    let (busy, idle, waiting) = pool.occupancy();
-    for (name, help, value) in [
-        ("tessera_pool_size", "Configured worker count.", pool.size()),
-        ("tessera_pool_busy_workers", "Workers running a job.", busy),
-        ("tessera_pool_idle_workers", "Workers waiting for a job.", idle),
-        ("tessera_pool_waiting_jobs", "Jobs waiting for a worker.", waiting),
-        ("tessera_worker_processes", "Live worker processes.", pool.worker_pids().len()),
-    ] {
-        help_and_type(&mut out, name, help, "gauge");
-        let _ = writeln!(out, "{name} {value}");
     }
     render_connections(&mut out, metrics);
     out
