@@ -85,12 +85,6 @@ pub struct InfoCache {
     remote_ttl: Duration,
 }
 
-impl Default for InfoCache {
-    fn default() -> Self {
-        Self::new(crate::config::DEFAULT_REMOTE_METADATA_TTL)
-    }
-}
-
 impl InfoCache {
     /// A cache trusting remote entries for `remote_ttl`.
     ///
