@@ -506,7 +506,7 @@ pub struct ServeConfig {
     /// Worker limits: `--worker-memory-limit`, `--worker-cpu-per-job`,
     /// `--worker-max-open-files`, `--max-asset-pixels`, `--max-asset-bands`,
     /// `--max-block-bytes`.
-    pub worker_limits: crate::worker::WorkerLimits,
+    pub worker_limits: crate::ipc::limits::WorkerLimits,
     /// `--max-request-size` in bytes.
     pub max_request_size: usize,
     /// `--max-response-size` in bytes.
@@ -871,8 +871,8 @@ impl ServeArgs {
 }
 
 /// The worker limits from the flags over the file over the defaults.
-fn worker_limits(args: &ServeArgs, file: &FileConfig) -> crate::worker::WorkerLimits {
-    crate::worker::WorkerLimits {
+fn worker_limits(args: &ServeArgs, file: &FileConfig) -> crate::ipc::limits::WorkerLimits {
+    crate::ipc::limits::WorkerLimits {
         memory_limit: Some(
             args.worker_memory_limit.or(file.worker_memory_limit).unwrap_or(DEFAULT_WORKER_MEMORY_LIMIT),
         )
@@ -880,26 +880,26 @@ fn worker_limits(args: &ServeArgs, file: &FileConfig) -> crate::worker::WorkerLi
         cpu_seconds_per_job: args
             .worker_cpu_per_job
             .or(file.worker_cpu_per_job)
-            .unwrap_or(crate::worker::DEFAULT_CPU_PER_JOB)
+            .unwrap_or(crate::ipc::limits::DEFAULT_CPU_PER_JOB)
             .as_secs(),
         max_open_files: args
             .worker_max_open_files
             .or(file.worker_max_open_files)
-            .unwrap_or(crate::worker::DEFAULT_MAX_OPEN_FILES),
+            .unwrap_or(crate::ipc::limits::DEFAULT_MAX_OPEN_FILES),
         max_asset_pixels: args
             .max_asset_pixels
             .or(file.max_asset_pixels)
-            .unwrap_or(crate::worker::DEFAULT_MAX_ASSET_PIXELS),
+            .unwrap_or(crate::ipc::limits::DEFAULT_MAX_ASSET_PIXELS),
         max_asset_bands: args
             .max_asset_bands
             .or(file.max_asset_bands)
-            .unwrap_or(crate::worker::DEFAULT_MAX_ASSET_BANDS),
+            .unwrap_or(crate::ipc::limits::DEFAULT_MAX_ASSET_BANDS),
         // Canonical only once the data directory is resolved: `serve` fills them in.
         local_roots: Vec::new(),
         max_block_bytes: args
             .max_block_bytes
             .or(file.max_block_bytes)
-            .unwrap_or(crate::worker::DEFAULT_MAX_BLOCK_BYTES),
+            .unwrap_or(crate::ipc::limits::DEFAULT_MAX_BLOCK_BYTES),
     }
 }
 

@@ -39,7 +39,7 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// A GDAL worker process (spawned by `serve`; not for direct use).
     #[command(hide = true)]
-    Worker(tessera::worker::WorkerLimits),
+    Worker(tessera::ipc::limits::WorkerLimits),
     /// Fetch one tile from a running server and write it to a file.
     Get(client::GetArgs),
     /// Describe an asset served by a running server.

@@ -415,7 +415,7 @@ fn preview_shape(
     read_bands: usize,
     out: (DataType, usize),
 ) -> RenderShape {
-    let (width, height) = crate::worker::output_size(
+    let (width, height) = crate::ipc::read_plan::output_size(
         (info.info.width as usize, info.info.height as usize),
         job.width,
         job.height,

@@ -152,9 +152,12 @@ fn kernels(req: &v1::GetTileRequest) -> Result<(worker::Resampling, worker::Resa
     };
     let warp = kernel("reproject", req.reproject)?;
     let probe = worker::ReadRequest { resampling: read as i32, reproject: warp as i32, ..Default::default() };
-    crate::worker::Kernels::from_request(&probe).map_err(|e| {
-        let field =
-            if matches!(e, crate::worker::PlanError::NotAWarpKernel(_)) { "reproject" } else { "resampling" };
+    crate::ipc::read_plan::Kernels::from_request(&probe).map_err(|e| {
+        let field = if matches!(e, crate::ipc::read_plan::PlanError::NotAWarpKernel(_)) {
+            "reproject"
+        } else {
+            "resampling"
+        };
         ServiceError::invalid(field, e.to_string())
     })?;
     Ok((read, warp))
@@ -238,10 +241,10 @@ fn check_read_window(
             ),
         ));
     }
-    if req.padding > crate::worker::MAX_PADDING {
+    if req.padding > crate::ipc::read_plan::MAX_PADDING {
         return Err(ServiceError::invalid(
             "padding",
-            format!("padding={} is outside 0..={} pixels", req.padding, crate::worker::MAX_PADDING),
+            format!("padding={} is outside 0..={} pixels", req.padding, crate::ipc::read_plan::MAX_PADDING),
         ));
     }
     if req.nodata.is_some_and(f64::is_infinite) {

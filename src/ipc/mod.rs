@@ -1,10 +1,17 @@
-//! Framing and protocol version of the front <-> worker channel, used by both sides.
+//! The contract between the front and its workers, and the code both sides run:
+//! framing and protocol version of the channel (here), the limits a worker is started
+//! with ([`limits`]), and how a read request becomes one warp ([`read_plan`]: the front
+//! checks kernels and sizes with it, the worker plans its read with it). Neither side's
+//! own code lives here: no GDAL, no tokio tasks, no pool.
 //!
 //! A frame is a 4-byte big-endian length followed by that many bytes of one encoded
 //! protobuf message (`tessera.worker.v1`). The worker writes nothing but frames on its
 //! frame channel; its diagnostics go to stderr. Lengths are checked against
 //! [`MAX_FRAME_LEN`] before any allocation, so a corrupt length is an error, not an
 //! out-of-memory.
+
+pub mod limits;
+pub mod read_plan;
 
 use std::io::{self, Read, Write};
 

@@ -109,7 +109,7 @@ pub struct PoolConfig {
     pub max_rss_bytes: Option<u64>,
     /// Resource and asset-size limits of each worker (address space, CPU per job, open
     /// files, largest asset).
-    pub worker_limits: crate::worker::WorkerLimits,
+    pub worker_limits: crate::ipc::limits::WorkerLimits,
     /// Longest a job waits for a free worker before RESOURCE_EXHAUSTED.
     pub max_worker_wait: Duration,
     /// Crashes of one asset within `quarantine_window` that quarantine it.

@@ -167,7 +167,7 @@ impl WorkerProcess {
     pub async fn spawn(
         exe: &Path,
         handshake_timeout: Duration,
-        limits: &crate::worker::WorkerLimits,
+        limits: &crate::ipc::limits::WorkerLimits,
         env: &[(String, String)],
         registry: &Registry,
     ) -> Result<Self, SpawnError> {

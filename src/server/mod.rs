@@ -209,7 +209,7 @@ fn pool_config(
         read_timeout: config.read_timeout,
         max_rss_bytes: Some(config.worker_max_rss).filter(|b| *b > 0),
         // Workers open local files beneath the same canonical roots the resolver checks.
-        worker_limits: crate::worker::WorkerLimits {
+        worker_limits: crate::ipc::limits::WorkerLimits {
             local_roots: local_roots.to_vec(),
             ..config.worker_limits.clone()
         },

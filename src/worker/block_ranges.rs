@@ -15,7 +15,7 @@ use gdal::{
     spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef},
 };
 
-use super::read_plan::Grid;
+use crate::ipc::read_plan::Grid;
 use crate::pb::worker::ByteRange;
 
 /// Pixels added around the window (at the overview's resolution, at least): bilinear

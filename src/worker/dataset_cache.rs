@@ -16,6 +16,7 @@ use super::{
     local_files::{FileId, LocalFiles, Staged},
     remote_io::Remote,
 };
+use crate::ipc::limits::WorkerLimits;
 
 /// What an asset's overview choice depends on, apart from the tile: worked out once per
 /// open dataset and target CRS.
@@ -83,6 +84,8 @@ pub struct DatasetCache {
     entries: LruCache<String, Entry>,
     local: LocalFiles,
     remote: Option<&'static Remote>,
+    /// The size limits an asset must be within to be opened.
+    limits: WorkerLimits,
 }
 
 impl DatasetCache {
@@ -93,7 +96,21 @@ impl DatasetCache {
             entries: LruCache::new(NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN)),
             local,
             remote: None,
+            limits: WorkerLimits::default(),
         }
+    }
+
+    /// Opens only assets within `limits` (by default, the defaults of `tessera worker`).
+    #[must_use]
+    pub fn with_limits(mut self, limits: WorkerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The size limits an asset must be within to be opened.
+    #[must_use]
+    pub fn limits(&self) -> &WorkerLimits {
+        &self.limits
     }
 
     /// Reads remote assets through `remote` (without it, they cannot be opened).

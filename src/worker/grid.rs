@@ -1,8 +1,8 @@
 //! An asset's pixel grid in its own CRS, and the arithmetic the point, statistics and
 //! preview jobs do on it the way rio-tiler does: the pixel containing a point
 //! (`rasterio.transform.rowcol`, floored), a window covering a bounding box
-//! (`windows.from_bounds`, rounded outwards), and the decimated output size
-//! (`rio_tiler.utils.output_size`).
+//! (`windows.from_bounds`, rounded outwards); the decimated output size
+//! (`rio_tiler.utils.output_size`) is the contract's (`crate::ipc::read_plan`).
 
 use gdal::{
     Dataset,
@@ -161,59 +161,10 @@ pub fn covering_window(gt: &[f64; 6], bounds: [f64; 4], width: usize, height: us
     (c1 > c0 && r1 > r0).then_some(Window { col: c0, row: r0, width: c1 - c0, height: r1 - r0 })
 }
 
-/// rio-tiler's `output_size`: the (width, height) of a read of a `width` x `height`
-/// source. A requested width or height (0 counts as unset, as Python's falsy 0 does)
-/// wins over `max_size`; one alone keeps the aspect ratio (rounded up); otherwise the
-/// longer side is cut to `max_size` when it is not already smaller.
-#[must_use]
-pub fn output_size(
-    source: (usize, usize),
-    requested_width: Option<u32>,
-    requested_height: Option<u32>,
-    max_size: u32,
-) -> (usize, usize) {
-    let (width, height) = (source.0 as f64, source.1 as f64);
-    let requested_width = requested_width.filter(|w| *w > 0).map(|w| w as usize);
-    let requested_height = requested_height.filter(|h| *h > 0).map(|h| h as usize);
-    let ratio = height / width;
-    let (out_width, out_height) = match (requested_width, requested_height) {
-        (Some(w), Some(h)) => (w, h),
-        (Some(w), None) => (w, (w as f64 * ratio).ceil() as usize),
-        (None, Some(h)) => ((h as f64 / ratio).ceil() as usize, h),
-        (None, None) if source.0.max(source.1) < max_size as usize => source,
-        (None, None) if ratio > 1.0 => ((f64::from(max_size) / ratio).ceil() as usize, max_size as usize),
-        (None, None) => (max_size as usize, (f64::from(max_size) * ratio).ceil() as usize),
-    };
-    (out_width.max(1), out_height.max(1))
-}
-
 #[cfg(test)]
 #[allow(clippy::float_cmp)] // exact values from the Python oracle are the point
 mod tests {
     use super::*;
-
-    // rio_tiler.utils.output_size(dataset_height=H, dataset_width=W, output_height=h,
-    // output_width=w, max_size=m) in rio-tiler 9.4.12, as (height, width) -> swapped here.
-    #[test]
-    fn output_sizes_match_rio_tiler() {
-        // (H=2000, W=3000, m=1024) -> (683, 1024)
-        assert_eq!(output_size((3000, 2000), None, None, 1024), (1024, 683));
-        // (H=3000, W=2000, m=1024) -> (1024, 683)
-        assert_eq!(output_size((2000, 3000), None, None, 1024), (683, 1024));
-        // (H=1000, W=1023, m=1024) -> unchanged; (H=1024, W=1024) -> (1024, 1024)
-        assert_eq!(output_size((1023, 1000), None, None, 1024), (1023, 1000));
-        assert_eq!(output_size((1024, 1024), None, None, 1024), (1024, 1024));
-        // (H=7, W=10000, m=1024) -> (1, 1024): ceil(0.7168) = 1
-        assert_eq!(output_size((10000, 7), None, None, 1024), (1024, 1));
-        // (H=2000, W=3000, w=100) -> (67, 100); (h=100) -> (100, 150); both -> kept
-        assert_eq!(output_size((3000, 2000), Some(100), None, 1024), (100, 67));
-        assert_eq!(output_size((3000, 2000), None, Some(100), 1024), (150, 100));
-        assert_eq!(output_size((3000, 2000), Some(10), Some(20), 1024), (10, 20));
-        // (H=3, W=7, h=2) -> (2, 5): ceil(2 / (3/7)) = ceil(4.666..)
-        assert_eq!(output_size((7, 3), None, Some(2), 1024), (5, 2));
-        // output_width=0 is falsy: max_size applies.
-        assert_eq!(output_size((3000, 2000), Some(0), None, 1024), (1024, 683));
-    }
 
     // rasterio.transform.rowcol(Affine(a, b, c, d, e, f), x, y) in rasterio 1.4.4.
     #[test]

@@ -19,9 +19,11 @@ use gdal::{
 use super::{
     grid::Window,
     read::{JobError, data_bands, data_type, first_band},
-    read_plan::gdal_name,
 };
-use crate::pb::worker::{DataType, ErrorKind, Resampling};
+use crate::{
+    ipc::read_plan::gdal_name,
+    pb::worker::{DataType, ErrorKind, Resampling},
+};
 
 /// Most bytes of pixels (native type, all bands) one read may produce: what fits in a
 /// frame to the front.

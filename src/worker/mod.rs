@@ -21,7 +21,6 @@ mod overview;
 mod point;
 mod preview;
 mod read;
-mod read_plan;
 mod remote_io;
 mod statistics;
 mod summary;
@@ -44,6 +43,7 @@ use std::{
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+use crate::ipc::limits::WorkerLimits;
 use crate::{
     ipc::{FrameError, PROTOCOL_VERSION},
     pb::worker::{
@@ -53,14 +53,8 @@ use crate::{
     telemetry::{LogFormat, Role},
 };
 
-pub use grid::output_size;
 pub use in_process::InProcessReader;
-pub use limits::{
-    DEFAULT_CPU_PER_JOB, DEFAULT_MAX_ASSET_BANDS, DEFAULT_MAX_ASSET_PIXELS, DEFAULT_MAX_BLOCK_BYTES,
-    DEFAULT_MAX_OPEN_FILES, WorkerLimits,
-};
 pub use read::JobError;
-pub use read_plan::{Kernels, MAX_PADDING, PlanError, ReadPlan, warp_args};
 
 /// Entry point of `tessera worker`.
 #[must_use]
@@ -73,7 +67,6 @@ pub fn run(limits: &WorkerLimits) -> ExitCode {
         eprintln!("tessera worker: {e}");
         return ExitCode::from(70);
     }
-    read::set_asset_limits(limits.clone());
     let frames_out = match redirect_stdout_to_stderr() {
         Ok(f) => f,
         Err(e) => {
@@ -119,7 +112,9 @@ fn serve(frames_out: File, limits: &WorkerLimits) -> ExitCode {
             return ExitCode::from(70);
         }
     };
-    let mut cache = dataset_cache::DatasetCache::new(read::DATASET_CACHE_CAPACITY, local).with_remote(remote);
+    let mut cache = dataset_cache::DatasetCache::new(read::DATASET_CACHE_CAPACITY, local)
+        .with_remote(remote)
+        .with_limits(limits.clone());
     loop {
         let request: WorkerRequest = match remote.read_request() {
             Ok(r) => r,

@@ -5,10 +5,11 @@
 
 use super::{
     dataset_cache::DatasetCache,
-    grid::{DEFAULT_MAX_SIZE, Grid, Window, output_size},
+    grid::{DEFAULT_MAX_SIZE, Grid, Window},
     masked_read::{ReadShape, raster_io_algorithm, read_masked, select_bands},
     read::{JobError, open},
 };
+use crate::ipc::read_plan::output_size;
 use crate::pb::worker::{PreviewRequest, ReadResult, ReadStats};
 
 /// Reads the preview the request asks for.

@@ -9,11 +9,12 @@
 
 use super::{
     dataset_cache::DatasetCache,
-    grid::{DEFAULT_MAX_SIZE, Grid, Window, output_size},
+    grid::{DEFAULT_MAX_SIZE, Grid, Window},
     masked_read::{ReadShape, band_description, raster_io_algorithm, read_masked, select_bands},
     read::{JobError, open},
     summary::{DEFAULT_HISTOGRAM_BINS, HistogramOptions, SampleKind, SummaryOptions, summarize},
 };
+use crate::ipc::read_plan::output_size;
 use crate::pb::worker::{
     BandStatistics, DataType, ErrorKind, ReadStats, StatisticsRequest, StatisticsResult,
 };

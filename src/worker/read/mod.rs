@@ -14,15 +14,17 @@ use super::{
     block_ranges, blocks,
     dataset_cache::{Cached, DatasetCache, WarpFacts},
     gdal_errors,
-    limits::WorkerLimits,
     local_files::LocalError,
     overview,
-    read_plan::{self, PlanError, ReadPlan},
     remote_io::{self, Remote},
     warp,
 };
-use crate::pb::worker::{
-    BandMeta, DataType, Deferred, ErrorKind, InfoResult, ReadRequest, ReadResult, ReadStats, worker_response,
+use crate::{
+    ipc::read_plan::{self, PlanError, ReadPlan},
+    pb::worker::{
+        BandMeta, DataType, Deferred, ErrorKind, InfoResult, ReadRequest, ReadResult, ReadStats,
+        worker_response,
+    },
 };
 
 /// Datasets a worker keeps open.
@@ -32,14 +34,6 @@ pub const DATASET_CACHE_CAPACITY: usize = 64;
 /// the COG driver is listed so a GDAL that reads them itself keeps working). VRT, MEM,
 /// netCDF and every other driver are unreachable, whatever path reaches a worker.
 const ALLOWED_DRIVERS: &[&str] = &["GTiff", "COG"];
-
-/// The size limits of assets, set once at worker start.
-static ASSET_LIMITS: std::sync::OnceLock<WorkerLimits> = std::sync::OnceLock::new();
-
-/// Sets the size limits `open` enforces (once; later calls are ignored).
-pub fn set_asset_limits(limits: WorkerLimits) {
-    let _ = ASSET_LIMITS.set(limits);
-}
 
 /// GDAL settings for reading COGs, set once at worker start (they are process-wide).
 /// Each can be overridden with `--gdal-config KEY=VALUE` (or the worker's environment).
@@ -155,7 +149,7 @@ pub(super) fn open<'c>(
         return Err(JobError::new(ErrorKind::Unreadable, "the file has no raster bands"));
     }
     let (width, height) = ds.raster_size();
-    let limits = ASSET_LIMITS.get_or_init(WorkerLimits::default);
+    let limits = cache.limits();
     if let Some(why) = limits.asset_too_large(width, height, ds.raster_count()) {
         return Err(JobError::new(ErrorKind::TooLarge, why));
     }

@@ -10,7 +10,10 @@ use gdal::{
 };
 
 use crate::pb::worker::{ErrorKind, ReadRequest, ReadResult, ReadStats, Resampling};
-use crate::worker::{read, read_plan::Grid, test_assets};
+use crate::{
+    ipc::read_plan::Grid,
+    worker::{read, test_assets},
+};
 
 /// West and north edges of every test asset, in EPSG:32618 (near lon -75, lat 39.75).
 const ORIGIN: (f64, f64) = (500_000.0, 4_400_000.0);
