@@ -2,12 +2,11 @@
 //! rio-tiler's `Reader.point`, `Reader.statistics` and `Reader.preview` semantics.
 //!
 //! Each request is checked here once (every bad field named, with what is allowed),
-//! becomes one worker job per asset (the worker does the GDAL work and the arithmetic,
-//! see `crate::worker::{point, statistics, preview}`), and the answer becomes the
-//! public response. A point or box outside an asset is OUT_OF_RANGE.
+//! becomes one worker job per asset run by the engine (`crate::engine`: the worker does
+//! the GDAL work and the arithmetic; a preview is then rendered as a tile is), and the
+//! answer becomes the public response. A point or box outside an asset is OUT_OF_RANGE.
 
 use crate::ipc::{MAX_HISTOGRAM_BINS, MAX_PERCENTILES};
-use std::sync::Arc;
 
 use futures::future::join_all;
 use tokio::time::Instant;
@@ -16,7 +15,7 @@ use tonic::Status;
 use super::{TileApi, validate};
 use crate::{
     echo::{number, quote},
-    engine::{MemoryBudget, RenderShape, evaluate_expression},
+    engine::{Preview, RenderedPreview},
     error::{ServiceError, status_message},
     mosaic::Asset,
     pb::{
@@ -25,10 +24,7 @@ use crate::{
             self, PointRequest, PreviewRequest, StatisticsRequest, worker_request::Job, worker_response,
         },
     },
-    render::{
-        DataType, OutputFormat, Raster, check_encodable, colormap::Colormap, encode, expr::Expression,
-        rescale::RescaleRange,
-    },
+    render::DataType,
 };
 
 /// Largest `max_size`, `width` or `height` of a statistics or preview read.
@@ -358,81 +354,40 @@ pub(super) async fn statistics(
     })
 }
 
-/// A checked preview request.
-struct Preview {
-    asset: Asset,
-    job: PreviewRequest,
-    format: OutputFormat,
-    expression: Option<Arc<Expression>>,
-    rescale: Vec<RescaleRange>,
-    colormap: Option<Colormap>,
-}
-
-impl Preview {
-    fn parse(api: &TileApi, req: &v1::GetPreviewRequest) -> Result<Self, ServiceError> {
-        use v1::get_preview_request::Colormap as C;
-        let colormap_name = match &req.colormap {
-            Some(C::ColormapName(name)) => Some(name.as_str()),
-            _ => None,
-        };
-        validate::bounded_asset("asset", &req.asset)?;
-        validate::bounded_strings("", &[], colormap_name, &req.expression)?;
-        let asset = asset(api, &req.asset)?;
-        let max_size = read_size("max_size", req.max_size)?;
-        let width = req.width.map(|w| read_size("width", w)).transpose()?;
-        let height = req.height.map(|h| read_size("height", h)).transpose()?;
-        let format = validate::format(req.format, req.quality)?;
-        let bands = bands(&req.bands)?;
-        let expression = validate::expression(&req.expression, &bands)?;
-        let rescale = validate::rescale_ranges(&req.rescale)?;
-        let colormap = match &req.colormap {
-            None => None,
-            Some(C::ColormapName(name)) => validate::colormap_of(Some(name), None)?,
-            Some(C::CustomColormap(custom)) => validate::colormap_of(None, Some(custom))?,
-        };
-        let job = PreviewRequest {
-            path: asset.path.to_string_lossy().into_owned(),
-            max_size,
-            width,
-            height,
-            // An expression reads the bands it names.
-            bands: expression.as_ref().map_or(bands, |e| e.bands()),
-            resampling: read_kernel(req.resampling)? as i32,
-            nodata: nodata(req.nodata)?,
-            defer_remote: false,
-        };
-        Ok(Self { asset, job, format, expression, rescale, colormap })
-    }
-}
-
-/// What a preview will hold, from the request and the asset's description, before the
-/// read: the worker's output size (rio-tiler's rule), `read_bands` of the asset's type,
-/// the expression's outputs, and the image `out` encoded.
-fn preview_shape(
-    info: &crate::mosaic::AssetInfo,
-    job: &PreviewRequest,
-    expression: Option<&Expression>,
-    read_bands: usize,
-    out: (DataType, usize),
-) -> RenderShape {
-    let (width, height) = crate::ipc::read_plan::output_size(
-        (info.info.width as usize, info.info.height as usize),
-        job.width,
-        job.height,
-        job.max_size,
-    );
-    RenderShape {
-        width: width as u64,
-        height: height as u64,
-        assets: 1,
-        read: (info.dtype, read_bands),
-        expression_outputs: expression.map(Expression::outputs),
-        selected: match expression {
-            Some(e) => (e.output_dtype(info.dtype).storage(), e.outputs()),
-            None => (info.dtype, read_bands),
-        },
-        out,
-    }
+/// A GetPreview request, checked.
+fn checked_preview(api: &TileApi, req: &v1::GetPreviewRequest) -> Result<Preview, ServiceError> {
+    use v1::get_preview_request::Colormap as C;
+    let colormap_name = match &req.colormap {
+        Some(C::ColormapName(name)) => Some(name.as_str()),
+        _ => None,
+    };
+    validate::bounded_asset("asset", &req.asset)?;
+    validate::bounded_strings("", &[], colormap_name, &req.expression)?;
+    let asset = asset(api, &req.asset)?;
+    let max_size = read_size("max_size", req.max_size)?;
+    let width = req.width.map(|w| read_size("width", w)).transpose()?;
+    let height = req.height.map(|h| read_size("height", h)).transpose()?;
+    let format = validate::format(req.format, req.quality)?;
+    let bands = bands(&req.bands)?;
+    let expression = validate::expression(&req.expression, &bands)?;
+    let rescale = validate::rescale_ranges(&req.rescale)?;
+    let colormap = match &req.colormap {
+        None => None,
+        Some(C::ColormapName(name)) => validate::colormap_of(Some(name), None)?,
+        Some(C::CustomColormap(custom)) => validate::colormap_of(None, Some(custom))?,
+    };
+    let job = PreviewRequest {
+        path: asset.path.to_string_lossy().into_owned(),
+        max_size,
+        width,
+        height,
+        // An expression reads the bands it names.
+        bands: expression.as_ref().map_or(bands, |e| e.bands()),
+        resampling: read_kernel(req.resampling)? as i32,
+        nodata: nodata(req.nodata)?,
+        defer_remote: false,
+    };
+    Ok(Preview { asset, job, format, expression, rescale, colormap })
 }
 
 /// `GetPreview`: the whole asset at a bounded size, encoded like a tile: the bands or
@@ -442,86 +397,10 @@ pub(super) async fn preview(
     req: &v1::GetPreviewRequest,
     deadline: Instant,
 ) -> Result<v1::GetPreviewResponse, ServiceError> {
-    let Preview { asset, job, format, expression, rescale, colormap } = Preview::parse(api, req)?;
-    // The description (cached) says what the image will hold before anything is read.
-    let info = api.renderer.info(&asset, deadline).await?;
-    if let Some(e) = &expression {
-        e.check_bands(info.data_bands).map_err(|e| {
-            ServiceError::invalid(
-                "expression",
-                format!(
-                    "expression {e} (asset {} has data bands 1..={})",
-                    quote(&asset.name),
-                    info.data_bands
-                ),
-            )
-        })?;
-    } else if let Some(b) = job.bands.iter().find(|b| **b as usize > info.data_bands) {
-        return Err(ServiceError::invalid(
-            "bands",
-            format!(
-                "band {b} does not exist in asset {}, which has data bands 1..={}",
-                quote(&asset.name),
-                info.data_bands
-            ),
-        ));
-    }
-    let read_bands = if job.bands.is_empty() { info.data_bands } else { job.bands.len() };
-    let (dtype, band_count) = crate::engine::after_rescale_and_colormap(
-        match &expression {
-            Some(e) => (e.output_dtype(info.dtype).storage(), e.outputs()),
-            None => (info.dtype, read_bands),
-        },
-        &rescale,
-        colormap.is_some(),
-        "preview",
-    )?;
-    check_encodable(format, dtype, band_count).map_err(|e| ServiceError::invalid("format", e.to_string()))?;
-
-    let shape = preview_shape(&info, &job, expression.as_deref(), read_bands, (dtype, band_count));
-    let smaller = "a smaller max_size, width or height";
-    if format == OutputFormat::Npy {
-        MemoryBudget::check_raw_size("the preview", &shape, api.limits.max_response_size, smaller)?;
-    }
-    let _reservation = api.budget.reserve("the preview", &shape, smaller)?;
-
-    let read_band_numbers: Vec<u32> = job.bands.clone();
-    let worker_response::Result::Preview(r) =
-        api.renderer.run_job("asset preview", &asset, Job::Preview(job), deadline).await?
-    else {
-        return Err(unexpected("preview", &asset));
-    };
-    let raster = Raster {
-        dtype: DataType::from_worker(r.dtype).ok_or_else(|| unexpected("preview", &asset))?,
-        bands: r.band_count as usize,
-        width: r.width as usize,
-        height: r.height as usize,
-        pixels: r.pixels,
-        mask: r.mask,
-    };
-    if !(raster.is_consistent() && raster.dtype == info.dtype && raster.bands == read_bands) {
-        return Err(ServiceError::Internal(format!(
-            "worker returned a malformed preview of {}",
-            quote(&asset.name)
-        )));
-    }
-    let (width, height) = (r.width, r.height);
-    let (data, mask) = tokio::task::spawn_blocking(move || {
-        let mut raster = match &expression {
-            Some(e) => evaluate_expression(e, &raster, &read_band_numbers)?,
-            None => raster,
-        };
-        if !rescale.is_empty() {
-            raster = crate::render::rescale::rescale(&raster, &rescale)
-                .map_err(|e| ServiceError::Internal(format!("rescale: {e}")))?;
-        }
-        if let Some(colormap) = &colormap {
-            raster = colormap.apply(&raster).map_err(|e| ServiceError::Internal(format!("colormap: {e}")))?;
-        }
-        encode(&raster, format).map_err(|e| ServiceError::Internal(e.to_string()))
-    })
-    .await
-    .map_err(|e| ServiceError::Internal(format!("encoder task failed: {e}")))??;
+    let preview = checked_preview(api, req)?;
+    let format = preview.format;
+    let RenderedPreview { info, data, mask, width, height, dtype, band_count } =
+        api.renderer.preview(preview, &api.budget, api.limits.max_response_size, deadline).await?;
     let i = &info.info;
     let bounds = match i.bounds.as_slice() {
         &[min_x, min_y, max_x, max_y] => Some(v1::Bounds { min_x, min_y, max_x, max_y }),

@@ -8,14 +8,17 @@
 //! - [`request`]: the checked tile request.
 //! - [`jobs`]: worker jobs with their spans, remote prefetch, error mapping.
 //! - [`tile`]: planning, compositing and encoding one tile.
+//! - [`preview`]: a whole asset at a bounded size, rendered as a tile is.
 //! - [`budget`]: the memory a render may hold, reserved before it reads.
 
 pub mod budget;
 pub mod jobs;
+pub mod preview;
 pub mod request;
 pub mod tile;
 
 pub use budget::{MemoryBudget, RenderShape};
 pub use jobs::TileRenderer;
+pub use preview::{Preview, RenderedPreview};
 pub use request::{TileRequest, after_rescale_and_colormap};
 pub use tile::evaluate_expression;
