@@ -76,6 +76,29 @@ pub enum LayerError {
         /// The error from the file system or the pattern parser.
         problem: String,
     },
+    /// A STAC document that cannot be used as a whole (not an ItemCollection, not a
+    /// stac-geoparquet file, unreadable).
+    #[error("layer '{layer}': {document}: {problem}")]
+    StacDocument {
+        /// The layer.
+        layer: String,
+        /// The file or URL.
+        document: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// One item of a STAC document that cannot be used.
+    #[error("layer '{layer}': {document}: item '{item}' {problem}")]
+    StacItem {
+        /// The layer.
+        layer: String,
+        /// The file or URL.
+        document: String,
+        /// The item's id (or `#index` when it has none, `row N` in parquet).
+        item: String,
+        /// What is wrong and what is allowed.
+        problem: String,
+    },
     /// A tile whose zoom the layer does not serve.
     #[error("layer '{layer}' serves zoom levels {minzoom}..={maxzoom}; tile zoom {z} is outside")]
     ZoomOutsideLayer {

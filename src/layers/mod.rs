@@ -27,6 +27,7 @@ pub mod footprint;
 pub mod mosaicjson;
 pub mod quadkey;
 mod reload;
+pub mod stac;
 
 use std::sync::{Arc, PoisonError, RwLock};
 
