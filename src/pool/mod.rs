@@ -7,9 +7,9 @@
 //! managed pool of [`WorkerProcess`]es: one checkout is one job. Each rule below lives
 //! in one file of this module, named in parentheses ("here" is this file).
 //!
-//! - **A worker** (`process.rs`): spawned in its own process group, it shakes hands,
-//!   then answers one job at a time over its stdin and stdout; a reaper task collects
-//!   its exit and logs a crash with the tail of its stderr.
+//! - **A worker** (`process.rs`, its states in `state.rs`): spawned in its own process
+//!   group, it shakes hands, then answers one job at a time over its stdin and stdout; a
+//!   reaper task collects its exit and logs a crash with the tail of its stderr.
 //! - **Start-up** (here): [`WorkerPool::warm_up`] spawns every worker and waits for all
 //!   handshakes; health reports SERVING only after it returns.
 //!   Before, the server logs whether the workers' address-space limits fit the pod
@@ -71,6 +71,7 @@ mod registry;
 mod replenish;
 mod retry;
 mod slots;
+mod state;
 mod stats;
 
 use std::{
@@ -84,13 +85,12 @@ use std::{
 
 use deadpool::managed;
 pub use memory_budget::{PodMemory, log_budget, over_budget, pod_memory};
-pub use process::{
-    ExchangeError, ExitInfo, SpawnError, WorkerProcess, WorkerState, check_response, worker_environment,
-};
+pub use process::{ExchangeError, SpawnError, WorkerProcess, check_response, worker_environment};
 pub use quarantine::{Quarantine, Quarantined};
 pub use registry::Registry;
 pub use retry::MAX_ATTEMPTS;
 pub use slots::{ManagerInner, WorkerManager};
+pub use state::{ExitInfo, WorkerState};
 pub use stats::PoolStats;
 use tokio::{sync::watch, time::Instant};
 
