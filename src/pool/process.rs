@@ -6,10 +6,7 @@ use std::{
     collections::VecDeque,
     path::Path,
     process::Stdio,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -21,30 +18,14 @@ use tokio::{
     time::Instant,
 };
 
-use super::registry::Registry;
+use super::{
+    registry::Registry,
+    state::{ExitInfo, ProcessState, WorkerState},
+};
 use crate::{
     ipc::{self, FrameError, PROTOCOL_VERSION, RangeService},
     pb::worker::{Hello, WorkerRequest, WorkerResponse},
 };
-
-/// How a worker process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExitInfo {
-    /// Exit code, if it exited.
-    pub code: Option<i32>,
-    /// Signal number, if a signal ended it.
-    pub signal: Option<i32>,
-}
-
-impl ExitInfo {
-    /// SIGKILL comes from outside the worker (the kernel's OOM killer, an operator, the
-    /// pool itself): it says nothing about what the worker was reading. Everything else
-    /// (SIGSEGV, SIGABRT, SIGBUS, a non-zero exit...) is the worker's own fault.
-    #[must_use]
-    pub fn is_external_kill(&self) -> bool {
-        self.signal == Some(Signal::SIGKILL as i32)
-    }
-}
 
 /// Variables a worker inherits from the front, by prefix: GDAL and its libraries' options,
 /// OpenTelemetry settings, and (in builds with the `test-hooks` feature only) the test
@@ -72,17 +53,6 @@ pub fn worker_environment(vars: impl Iterator<Item = (String, String)>) -> Vec<(
 
 /// Lines of a worker's stderr kept for the log line about its death.
 const STDERR_TAIL_LINES: usize = 20;
-
-/// Where a worker is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WorkerState {
-    /// Handshaken and waiting for a job.
-    Idle,
-    /// A job is in flight: its response has not been read.
-    Busy,
-    /// Exited, killed, or its channel is broken: never used again.
-    Dead,
-}
 
 /// Why a worker could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -141,10 +111,10 @@ pub struct WorkerProcess {
     jobs_done: u64,
     /// Jobs after which this worker retires (the pool's budget with jitter).
     job_limit: u64,
-    /// Set once the reaper has seen the process exit.
-    exited: watch::Receiver<Option<ExitInfo>>,
-    /// Set when the front ends the worker on purpose, so its exit is not logged as a crash.
-    expected_exit: Arc<AtomicBool>,
+    /// The process's life, shared with its reaper: the handle marks it `Retiring` when it
+    /// ends the worker on purpose (so its exit is not logged as a crash), the reaper
+    /// marks it `Exited` when it has collected the exit status.
+    process: Arc<watch::Sender<ProcessState>>,
 }
 
 /// Bytes a job pipe holds: a read's reply (a 256 px RGBA tile with its mask is ~330 KB)
@@ -198,26 +168,25 @@ impl WorkerProcess {
         widen_pipe(&stdout, pid);
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL_LINES)));
         tokio::spawn(forward_stderr(pid, stderr, Arc::clone(&tail)));
-        let expected_exit = Arc::new(AtomicBool::new(false));
-        let (exited_tx, exited) = watch::channel(None);
+        let process = Arc::new(watch::Sender::new(ProcessState::Running));
         registry.insert(pid);
-        tokio::spawn(reap(child, pid, tail, Arc::clone(&expected_exit), exited_tx, registry.clone()));
+        tokio::spawn(reap(child, pid, tail, Arc::clone(&process), registry.clone()));
 
         let mut worker = Self {
             pid,
             stdin,
             stdout: BufReader::new(stdout),
-            state: WorkerState::Idle,
+            state: WorkerState::Starting,
             jobs_done: 0,
             job_limit: u64::MAX,
-            exited,
-            expected_exit,
+            process,
         };
         match tokio::time::timeout(handshake_timeout, ipc::read_frame_async::<Hello>(&mut worker.stdout))
             .await
         {
             Ok(Ok(hello)) if hello.protocol_version == PROTOCOL_VERSION => {
                 tracing::debug!(pid, gdal = %hello.gdal_version, "worker ready");
+                worker.state = WorkerState::Idle;
                 Ok(worker)
             }
             outcome => {
@@ -271,7 +240,7 @@ impl WorkerProcess {
     /// Where the worker is in its life.
     #[must_use]
     pub fn state(&self) -> WorkerState {
-        if self.exited.borrow().is_some() { WorkerState::Dead } else { self.state }
+        if self.process.borrow().exit().is_some() { WorkerState::Dead } else { self.state }
     }
 
     /// Sends one request and waits for its response until `deadline`. On a timeout or a
@@ -345,8 +314,9 @@ impl WorkerProcess {
 
     /// Waits (bounded) for the reaper to see the process exit, and says how it ended.
     pub async fn wait_exited(&mut self, limit: Duration) -> Option<ExitInfo> {
-        match tokio::time::timeout(limit, self.exited.wait_for(Option::is_some)).await {
-            Ok(Ok(info)) => *info,
+        let mut process = self.process.subscribe();
+        match tokio::time::timeout(limit, process.wait_for(|p| p.exit().is_some())).await {
+            Ok(Ok(state)) => state.exit(),
             _ => None,
         }
     }
@@ -365,9 +335,21 @@ impl WorkerProcess {
 
     /// SIGKILLs the worker's process group. The reaper collects it.
     pub fn kill(&mut self) {
-        self.expected_exit.store(true, Ordering::SeqCst);
+        self.retire();
         self.state = WorkerState::Dead;
         kill_group(self.pid);
+    }
+
+    /// Marks the process as ended on purpose (its exit is expected). An exit the reaper
+    /// has already collected stays as it is.
+    fn retire(&self) {
+        self.process.send_if_modified(|process| {
+            let running = *process == ProcessState::Running;
+            if running {
+                *process = ProcessState::Retiring;
+            }
+            running
+        });
     }
 }
 
@@ -376,7 +358,7 @@ impl Drop for WorkerProcess {
         // A worker leaves the pool only when it is dead, retired or the pool closes.
         // Closing stdin (dropping it) asks it to exit; the reaper escalates to SIGKILL
         // after its grace period.
-        self.expected_exit.store(true, Ordering::SeqCst);
+        self.retire();
         if self.state != WorkerState::Dead {
             let _ = nix::sys::signal::killpg(Pid::from_raw(self.pid as i32), Signal::SIGTERM);
         }
@@ -503,14 +485,14 @@ async fn reap(
     mut child: Child,
     pid: u32,
     tail: Arc<Mutex<VecDeque<String>>>,
-    expected: Arc<AtomicBool>,
-    exited: watch::Sender<Option<ExitInfo>>,
+    process: Arc<watch::Sender<ProcessState>>,
     registry: Registry,
 ) {
     let status = loop {
+        let retiring = *process.borrow() == ProcessState::Retiring;
         tokio::select! {
             status = child.wait() => break status,
-            () = tokio::time::sleep(EXIT_GRACE), if expected.load(Ordering::SeqCst) => {
+            () = tokio::time::sleep(EXIT_GRACE), if retiring => {
                 // Asked to go and still here after the grace: force it.
                 kill_group(pid);
                 break child.wait().await;
@@ -527,9 +509,10 @@ async fn reap(
         }
         Err(_) => ExitInfo { code: None, signal: None },
     };
-    let _ = exited.send(Some(info));
+    // An exit the front asked for is routine; any other is a crash.
+    let expected = process.send_replace(ProcessState::Exited(info)) == ProcessState::Retiring;
     registry.remove(pid);
-    if expected.load(Ordering::SeqCst) {
+    if expected {
         tracing::debug!(pid, ?status, "worker exited");
         return;
     }

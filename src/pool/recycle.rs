@@ -1,0 +1,89 @@
+//! Recycling: after every exchange (a job or a ping) the pool decides whether the worker
+//! goes back to the pool or retires. It retires when it crashed or was killed, when it
+//! has done its job budget (`max_jobs_per_worker`, ±10% per worker so that workers
+//! started together do not all retire together), or when its resident memory is over
+//! `max_rss_bytes`. A retired worker leaves the pool at once and is replaced in the
+//! background (`replenish.rs`).
+
+use std::{sync::Arc, time::Duration};
+
+use deadpool::managed::Object;
+use rand::Rng;
+use tokio::time::Instant;
+
+use super::{ExchangeError, ExitInfo, PoolStats, WorkerManager, WorkerPool};
+use crate::pb::worker::{WorkerRequest, WorkerResponse};
+
+impl WorkerPool {
+    /// Runs one exchange on `worker`, then retires the worker if it must go. A worker
+    /// that died is waited for (briefly): how it exited comes back with the error.
+    pub(super) async fn exchange(
+        self: Arc<Self>,
+        mut worker: Object<WorkerManager>,
+        request: WorkerRequest,
+        deadline: Instant,
+    ) -> Result<WorkerResponse, (ExchangeError, Option<ExitInfo>)> {
+        let result = worker.exchange(&request, deadline, self.config().ranges.as_deref()).await;
+        let stats = self.stats();
+        let retire = match &result {
+            Ok(_) if worker.jobs_done() >= worker.job_limit() => {
+                PoolStats::bump(&stats.recycles_max_jobs);
+                tracing::debug!(
+                    pid = worker.pid(),
+                    jobs = worker.jobs_done(),
+                    "recycling worker after its job budget"
+                );
+                true
+            }
+            Ok(_) => match (self.config().max_rss_bytes, worker.rss_bytes()) {
+                (Some(cap), Some(rss)) if rss > cap => {
+                    PoolStats::bump(&stats.recycles_rss);
+                    tracing::info!(pid = worker.pid(), rss, cap, "recycling worker over its memory cap");
+                    true
+                }
+                _ => false,
+            },
+            Err(ExchangeError::Died) => {
+                PoolStats::bump(&stats.crashes);
+                true
+            }
+            Err(_) => {
+                PoolStats::bump(&stats.kills);
+                true
+            }
+        };
+        let mut exit = None;
+        if retire {
+            let mut w = Object::take(worker);
+            if matches!(result, Err(ExchangeError::Died)) {
+                // The reaper logs the exit; its status decides whether the asset is to blame.
+                exit = w.wait_exited(Duration::from_millis(500)).await;
+            }
+            drop(w);
+            self.replenish();
+        }
+        result.map_err(|e| (e, exit))
+    }
+}
+
+/// A worker's job budget: `base` ±10% (at least ±1), so workers started together do not
+/// all retire together.
+pub(super) fn job_budget(base: u64, rng: &mut impl Rng) -> u64 {
+    let jitter = (base / 10).max(1);
+    rng.random_range(base.saturating_sub(jitter).max(1)..=base.saturating_add(jitter))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_budgets_spread_within_ten_percent() {
+        let mut rng = rand::rng();
+        let budgets: Vec<u64> = (0..1000).map(|_| job_budget(1000, &mut rng)).collect();
+        assert!(budgets.iter().all(|b| (900..=1100).contains(b)));
+        let distinct: std::collections::BTreeSet<_> = budgets.iter().collect();
+        assert!(distinct.len() > 50, "budgets are not spread: {} distinct", distinct.len());
+        assert!((0..100).all(|_| (1..=3).contains(&job_budget(2, &mut rng))));
+    }
+}
