@@ -488,16 +488,23 @@ async fn reap(
     process: Arc<watch::Sender<ProcessState>>,
     registry: Registry,
 ) {
+    // Until the front lets it go, wait for the exit (a crash) or for that moment; from
+    // then on one grace period, after which a worker still here is forced out.
+    let mut state = process.subscribe();
     let status = loop {
-        let retiring = *process.borrow() == ProcessState::Retiring;
+        if *state.borrow_and_update() == ProcessState::Retiring {
+            break tokio::select! {
+                status = child.wait() => status,
+                () = tokio::time::sleep(EXIT_GRACE) => {
+                    kill_group(pid);
+                    child.wait().await
+                }
+            };
+        }
         tokio::select! {
             status = child.wait() => break status,
-            () = tokio::time::sleep(EXIT_GRACE), if retiring => {
-                // Asked to go and still here after the grace: force it.
-                kill_group(pid);
-                break child.wait().await;
-            }
-            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            // `process` (held here) keeps the channel open: this only wakes on a change.
+            _ = state.changed() => {}
         }
     };
     // Let the stderr forwarder drain the last lines before reading the tail.
@@ -550,6 +557,29 @@ mod tests {
             job: Some(Job::Read(ReadRequest { width, height, ..Default::default() })),
             ..Default::default()
         }
+    }
+
+    #[tokio::test]
+    async fn a_retiring_worker_that_ignores_sigterm_is_killed_after_the_grace() {
+        // Its own process group, as workers have: the kill reaches it and nothing else.
+        let child = tokio::process::Command::new("sh")
+            .args(["-c", "trap '' TERM; exec sleep 30"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap();
+        let process = Arc::new(watch::channel(ProcessState::Running).0);
+        let reaper =
+            tokio::spawn(reap(child, pid, Arc::default(), Arc::clone(&process), Registry::default()));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = std::time::Instant::now();
+        process.send_replace(ProcessState::Retiring);
+        let _ = nix::sys::signal::killpg(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        tokio::time::timeout(EXIT_GRACE * 3, reaper).await.expect("the reaper gave up waiting").unwrap();
+        let waited = started.elapsed();
+        assert!(waited >= EXIT_GRACE && waited < EXIT_GRACE * 2, "killed after {waited:?}");
+        let ProcessState::Exited(info) = *process.borrow() else { panic!("not collected") };
+        assert_eq!(info, ExitInfo { code: None, signal: Some(Signal::SIGKILL as i32) });
     }
 
     #[test]
