@@ -87,7 +87,7 @@ pub struct InfoCache {
 
 impl Default for InfoCache {
     fn default() -> Self {
-        Self::new(crate::config::DEFAULT_REMOTE_METADATA_TTL)
+        Self::new(crate::config::remote::DEFAULT_REMOTE_METADATA_TTL)
     }
 }
 
