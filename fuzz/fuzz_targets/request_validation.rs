@@ -23,8 +23,11 @@ fn limits() -> [Limits; 2] {
         max_batch_size: 1000,
         stream_concurrency: 8,
         max_in_flight_tiles: 256,
+        max_request_size: 4 << 20,
         max_response_size: 64 << 20,
         max_in_flight_per_caller: 128,
+        max_request_memory: 256 << 20,
+        max_in_flight_memory: 1 << 30,
     };
     let tight = Limits { max_tile_size: 128, max_assets_per_tile: 2, ..default.clone() };
     [default, tight]

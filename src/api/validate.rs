@@ -95,6 +95,8 @@ pub struct Limits {
     pub stream_concurrency: usize,
     /// Tiles being rendered at once, server-wide.
     pub max_in_flight_tiles: usize,
+    /// Largest request message in bytes (refused at the edge, see [`super::EdgeStatusLayer`]).
+    pub max_request_size: usize,
     /// Largest encoded response message (one tile) in bytes.
     pub max_response_size: usize,
     /// Tiles being rendered at once for one identified caller (token or certificate).
@@ -440,6 +442,7 @@ mod tests {
             max_batch_size: 1,
             stream_concurrency: 1,
             max_in_flight_tiles: 1,
+            max_request_size: 1 << 20,
             max_response_size: 1 << 20,
             max_in_flight_per_caller: 1,
             max_request_memory: 1 << 20,

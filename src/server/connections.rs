@@ -54,7 +54,10 @@ use super::{
     preface,
     streams::{CountedBody, OpenStreams},
 };
-use crate::{config::TlsConfig, telemetry::metrics::Metrics};
+use crate::{
+    config::{ConnectionConfig, TlsConfig},
+    telemetry::metrics::Metrics,
+};
 
 /// How long a client has to finish its TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -162,23 +165,12 @@ impl<B> GrpcBody for B where
 /// What every connection is served with.
 #[derive(Clone)]
 pub struct ConnectionSettings {
-    /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`.
-    pub max_concurrent_streams: u32,
-    /// Graceful shutdown after this age (± [`AGE_JITTER`]); `None` = never.
-    pub max_age: Option<Duration>,
+    /// The configured streams, age (± [`AGE_JITTER`]) and timeouts.
+    pub config: ConnectionConfig,
     /// TLS (and client-certificate checks) when configured.
     pub tls: Option<TlsAcceptor>,
     /// Connections open at once; more are closed right after accept.
     pub max_connections: usize,
-    /// Time to send the HTTP/2 preface, from accept (plaintext) or the end of the TLS
-    /// handshake.
-    pub preface_timeout: Duration,
-    /// Graceful shutdown after this long without a call open; `None` = never.
-    pub idle_timeout: Option<Duration>,
-    /// HTTP/2 ping after this long without anything received; `None` = no pings.
-    pub keepalive_interval: Option<Duration>,
-    /// Time a ping's answer may take.
-    pub keepalive_timeout: Duration,
 }
 
 /// The rustls acceptor for the server's certificate and key, requiring client
@@ -356,7 +348,7 @@ async fn prefaced<IO, S, B>(
     // `io` outlives the outcome's bookkeeping: a peer sees its connection close only
     // after the close has been counted.
     let read = tokio::select! {
-        r = tokio::time::timeout(settings.preface_timeout, preface::read(&mut io)) => r,
+        r = tokio::time::timeout(settings.config.preface_timeout, preface::read(&mut io)) => r,
         _ = stop.wait_for(|s| *s) => return,
     };
     match read {
@@ -365,7 +357,7 @@ async fn prefaced<IO, S, B>(
         Err(_) => {
             tracing::debug!(
                 %peer,
-                timeout = ?settings.preface_timeout,
+                timeout = ?settings.config.preface_timeout,
                 "no HTTP/2 preface within --connection-preface-timeout; closing"
             );
             metrics.connection_preface_timed_out();
@@ -405,17 +397,17 @@ async fn http2<IO, I, S, B>(
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
-        .max_concurrent_streams(settings.max_concurrent_streams)
-        .keep_alive_interval(settings.keepalive_interval)
-        .keep_alive_timeout(settings.keepalive_timeout)
+        .max_concurrent_streams(settings.config.max_concurrent_streams)
+        .keep_alive_interval(settings.config.keepalive_interval)
+        .keep_alive_timeout(settings.config.keepalive_timeout)
         // Fixed windows (no BDP growth): they bound what a stalled stream buffers, see
         // `connection_window`.
         .adaptive_window(false)
         .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(connection_window(settings.max_concurrent_streams));
+        .initial_connection_window_size(connection_window(settings.config.max_concurrent_streams));
     let conn = builder.serve_connection(TokioIo::new(io), per_request);
     tokio::pin!(conn);
-    let age = settings.max_age.map(jittered);
+    let age = settings.config.max_age.map(jittered);
     let aged = async move {
         match age {
             Some(age) => tokio::time::sleep(age).await,
@@ -425,7 +417,7 @@ async fn http2<IO, I, S, B>(
     tokio::pin!(aged);
     // Idle from the start: a connection that opens no call is closed like one whose
     // calls have ended. The deadline moves each time the last open call ends.
-    let idle_timeout = settings.idle_timeout;
+    let idle_timeout = settings.config.idle_timeout;
     let idle = tokio::time::sleep(idle_timeout.unwrap_or(Duration::MAX / 4));
     tokio::pin!(idle);
     // Each of the timers below may fire once: after a graceful shutdown has begun, only

@@ -21,7 +21,7 @@
 //!
 //! A limit of "unlimited" counts as [`MAX_MAX_CONNECTIONS`] plus the reserve.
 
-use crate::config::MAX_MAX_CONNECTIONS;
+use crate::config::connections::MAX_MAX_CONNECTIONS;
 
 /// Descriptors the front needs for one worker (see the module docs).
 pub const FDS_PER_WORKER: u64 = 20;

@@ -19,14 +19,14 @@ use connections::{ConnectionSettings, tls_acceptor};
 use fd_budget::FdBudget;
 
 use crate::{
-    api::{BearerAuth, EdgeStatusLayer, Limits, TileApi, TileServiceImpl, TileSharing, WorkerBounds},
+    api::{BearerAuth, EdgeStatusLayer, TileApi, TileServiceImpl, TileSharing, WorkerBounds},
     config::ServeConfig,
     engine::TileRenderer,
     fetch::AssetReader,
     layers::Layers,
     mosaic::AssetResolver,
     pb::{self, v1::tile_service_server::TileServiceServer},
-    pool::{PoolConfig, WorkerPool},
+    pool::WorkerPool,
     telemetry::{grpc::RpcTraceLayer, metrics::Metrics},
 };
 
@@ -44,40 +44,40 @@ pub enum ServeError {
 
 /// Runs the server until a shutdown signal.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
-    let resolver = AssetResolver::new(&config.data_dir)
-        .map_err(|e| ServeError::Io(format!("data directory {}: {e}", config.data_dir.display())))?
-        .with_local_roots(&config.allow_local)
+    let resolver = AssetResolver::new(&config.data.data_dir)
+        .map_err(|e| ServeError::Io(format!("data directory {}: {e}", config.data.data_dir.display())))?
+        .with_local_roots(&config.data.allow_local)
         .map_err(|e| ServeError::Io(format!("--allow-local {e}")))?
-        .with_remote(&config.allow_remote)
+        .with_remote(&config.remote.allow_remote)
         .map_err(|e| ServeError::Io(format!("--allow-remote {e}")))?;
     let worker_exe =
         std::env::current_exe().map_err(|e| ServeError::Io(format!("cannot find own executable: {e}")))?;
     // Remote assets are read by the front alone: it holds the S3 settings and
     // credentials (the S3 flags and the AWS_* variables); workers get none of them.
-    let (remote_env, worker_env): (Vec<_>, Vec<_>) =
-        config.worker_env.iter().cloned().partition(|(k, _)| k.starts_with("AWS_"));
-    let reader = if config.allow_remote.is_empty() {
+    let remote = &config.remote;
+    let reader = if remote.allow_remote.is_empty() {
         None
     } else {
-        let env: Vec<(String, String)> =
-            std::env::vars().filter(|(k, _)| k.starts_with("AWS_")).chain(remote_env).collect();
-        let origin = crate::fetch::build_origin(&config.allow_remote, &env)
+        let env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("AWS_"))
+            .chain(remote.s3_env.iter().cloned())
+            .collect();
+        let origin = crate::fetch::build_origin(&remote.allow_remote, &env)
             .map_err(|e| ServeError::Io(format!("remote assets: {e}")))?;
         tracing::info!(
-            cache_bytes = config.remote_cache_size,
+            cache_bytes = remote.cache_size,
             "remote assets are read by the front through a cache of {} MiB (--remote-cache-size)",
-            config.remote_cache_size / (1024 * 1024)
+            remote.cache_size / (1024 * 1024)
         );
-        Some(Arc::new(AssetReader::new(
-            Arc::new(origin),
-            config.remote_cache_size,
-            config.remote_metadata_ttl,
-        )))
+        Some(Arc::new(AssetReader::new(Arc::new(origin), remote.cache_size, remote.metadata_ttl)))
     };
-    crate::pool::log_budget(config.workers, config.worker_limits.memory_limit);
-    let mut pool_settings = pool_config(&config, worker_exe, worker_env, resolver.local_roots());
-    pool_settings.ranges = reader.clone().map(|r| r as Arc<dyn crate::ipc::RangeService>);
-    let pool = WorkerPool::new(pool_settings);
+    crate::pool::log_budget(config.pool.size, config.pool.worker_limits.memory_limit);
+    let mut pool_config = config.pool.clone();
+    pool_config.worker_exe = worker_exe;
+    // Workers open local files beneath the same canonical roots the resolver checks.
+    pool_config.worker_limits.local_roots = resolver.local_roots().to_vec();
+    pool_config.ranges = reader.clone().map(|r| r as Arc<dyn crate::ipc::RangeService>);
+    let pool = WorkerPool::new(pool_config);
     let metrics = Arc::new(Metrics::new());
     metrics.observe(Arc::clone(&pool) as _);
     if let Some(reader) = &reader {
@@ -89,26 +89,26 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     health_reporter.set_service_status("", ServingStatus::NotServing).await;
     health_reporter.set_service_status(SERVICE_NAME, ServingStatus::NotServing).await;
 
-    let listener = TcpListener::bind(config.listen)
+    let listener = TcpListener::bind(config.server.listen)
         .await
-        .map_err(|e| ServeError::Io(format!("cannot listen on {}: {e}", config.listen)))?;
+        .map_err(|e| ServeError::Io(format!("cannot listen on {}: {e}", config.server.listen)))?;
     let local = listener.local_addr().map_err(|e| ServeError::Io(e.to_string()))?;
     let settings = settings(&config)?;
     // Tests and scripts read the bound address from this line (the port may be 0).
     tracing::info!(
         address = %local,
-        workers = config.workers,
-        tls = config.tls.is_some(),
-        mtls = config.tls.as_ref().is_some_and(|t| t.client_ca_pem.is_some()),
-        bearer_tokens = config.auth_tokens.len(),
+        workers = config.pool.size,
+        tls = config.security.tls.is_some(),
+        mtls = config.security.tls.as_ref().is_some_and(|t| t.client_ca_pem.is_some()),
+        bearer_tokens = config.security.auth_tokens.len(),
         "listening on {local}"
     );
 
     // Workers start in the background; health turns SERVING once all have shaken hands.
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     spawn_warm_up(Arc::clone(&pool), health_reporter.clone(), shutdown_rx.clone());
-    layers.watch(config.layer_reload_interval, shutdown_rx.clone());
-    if let Some(addr) = config.admin_listen {
+    layers.watch(config.data.layer_reload_interval, shutdown_rx.clone());
+    if let Some(addr) = config.server.admin_listen {
         crate::admin::spawn(addr, Arc::clone(&metrics))
             .await
             .map_err(|e| ServeError::Io(format!("admin endpoint {addr}: {e}")))?;
@@ -116,7 +116,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
 
     let reporter = health_reporter.clone();
     let mut drain_rx = shutdown_rx.clone();
-    let delay = config.shutdown_delay;
+    let delay = config.server.shutdown_delay;
     let shutdown_signal = async move {
         crate::shutdown::signalled().await;
         reporter.set_service_status("", ServingStatus::NotServing).await;
@@ -127,9 +127,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         }
         let _ = shutdown_tx.send(true);
     };
-    let grace = config.shutdown_grace;
+    let grace = config.server.shutdown_grace;
     let service = RpcTraceLayer.layer(
-        EdgeStatusLayer { max_request_size: config.max_request_size }
+        EdgeStatusLayer { max_request_size: config.limits.max_request_size }
             .layer(routes(TileServiceImpl(api), health_service, &config)?.prepare()),
     );
     let server = connections::serve(listener, service, settings, metrics, shutdown_signal);
@@ -160,104 +160,59 @@ async fn tile_api(
     reader: Option<Arc<AssetReader>>,
     metrics: Arc<Metrics>,
 ) -> Result<(Arc<TileApi>, Arc<Layers>), ServeError> {
-    let limits = Limits {
-        max_tile_size: config.max_tile_size,
-        max_assets_per_tile: config.max_assets_per_tile,
-        max_batch_size: config.max_batch_size,
-        stream_concurrency: config.stream_concurrency,
-        max_in_flight_tiles: config.max_in_flight_tiles,
-        max_response_size: config.max_response_size,
-        max_in_flight_per_caller: config.max_in_flight_per_caller,
-        max_request_memory: config.max_request_memory,
-        max_in_flight_memory: config.max_in_flight_memory,
-    };
     let renderer =
-        Arc::new(TileRenderer::new(pool, reader, Arc::clone(&metrics), config.remote_metadata_ttl));
-    let sharing = TileSharing::new(config.tile_cache_size, config.tile_cache_ttl);
+        Arc::new(TileRenderer::new(pool, reader, Arc::clone(&metrics), config.remote.metadata_ttl));
+    let sharing = TileSharing::new(config.tile_cache.max_bytes, config.tile_cache.ttl);
     // Footprint layers read their assets' bounds through the workers (a job waits for
     // its worker to start); a layer that cannot be built stops the server here.
     let bounds = Arc::new(WorkerBounds::new(Arc::clone(&renderer), resolver.clone()));
     let layers = Arc::new(
-        Layers::load(&config.layers, &config.data_dir, bounds)
+        Layers::load(&config.data.layers, &config.data.data_dir, bounds)
             .await
             .map_err(|e| ServeError::Io(format!("[[layers]]: {e}")))?,
     );
     let api = TileApi::new(
         renderer,
         resolver,
-        limits,
+        config.limits.clone(),
         metrics,
         sharing,
-        config.tile_matrix_sets.clone(),
+        config.data.tile_matrix_sets.clone(),
         Arc::clone(&layers),
     );
     Ok((api, layers))
 }
 
-/// The pool's settings from the server's.
-fn pool_config(
-    config: &ServeConfig,
-    worker_exe: std::path::PathBuf,
-    worker_env: Vec<(String, String)>,
-    local_roots: &[std::path::PathBuf],
-) -> PoolConfig {
-    PoolConfig {
-        size: config.workers,
-        worker_exe,
-        handshake_timeout: config.handshake_timeout,
-        max_jobs_per_worker: config.max_jobs_per_worker,
-        read_timeout: config.read_timeout,
-        max_rss_bytes: Some(config.worker_max_rss).filter(|b| *b > 0),
-        // Workers open local files beneath the same canonical roots the resolver checks.
-        worker_limits: crate::ipc::limits::WorkerLimits {
-            local_roots: local_roots.to_vec(),
-            ..config.worker_limits.clone()
-        },
-        max_worker_wait: config.max_worker_wait,
-        quarantine_threshold: config.quarantine_threshold,
-        quarantine_timeouts: config.quarantine_timeouts,
-        quarantine_window: config.quarantine_window,
-        quarantine_duration: config.quarantine_duration,
-        crash_loop_threshold: config.crash_loop_threshold,
-        crash_loop_window: config.crash_loop_window,
-        ping_interval: config.ping_interval,
-        ping_timeout: config.ping_timeout,
-        worker_env,
-        ranges: None,
-    }
-}
-
 /// The transport settings: TLS, HTTP/2 streams per connection, connection limit,
 /// timeouts and age.
 fn settings(config: &ServeConfig) -> Result<ConnectionSettings, ServeError> {
-    let tls =
-        config.tls.as_ref().map(tls_acceptor).transpose().map_err(|e| ServeError::Io(format!("TLS: {e}")))?;
+    let tls = config
+        .security
+        .tls
+        .as_ref()
+        .map(tls_acceptor)
+        .transpose()
+        .map_err(|e| ServeError::Io(format!("TLS: {e}")))?;
     Ok(ConnectionSettings {
-        max_concurrent_streams: config.max_concurrent_streams,
-        // GOAWAY after this age; calls in flight finish and the client reconnects, so
-        // clients balancing over a headless Service re-resolve and reach new pods.
-        max_age: config.max_connection_age,
+        config: config.connections.clone(),
         tls,
         max_connections: max_connections(config)?,
-        preface_timeout: config.connection_preface_timeout,
-        idle_timeout: config.connection_idle_timeout,
-        keepalive_interval: config.http2_keepalive_interval,
-        keepalive_timeout: config.http2_keepalive_timeout,
     })
 }
 
 /// `--max-connections`, or what the open-file limit leaves for client connections;
 /// logged, with a warning when a configured value leaves the workers too few descriptors.
 fn max_connections(config: &ServeConfig) -> Result<usize, ServeError> {
-    let budget = FdBudget::of_process(config.workers).map_err(ServeError::Io)?;
-    let limit = fd_budget::max_connections(config.max_connections, &budget, config.workers)
-        .map_err(ServeError::Io)?;
+    let workers = config.pool.size;
+    let configured = config.connections.max_connections;
+    let budget = FdBudget::of_process(workers).map_err(ServeError::Io)?;
+    let limit = fd_budget::max_connections(configured, &budget, workers).map_err(ServeError::Io)?;
     let available = budget.for_connections();
     tracing::info!(
         max_connections = limit,
         open_file_limit = budget.open_files,
         reserved = budget.reserved,
-        configured = config.max_connections.is_some(),
+        configured = configured.is_some(),
         "client connections limited to {limit}"
     );
     if limit > available {
@@ -268,7 +223,7 @@ fn max_connections(config: &ServeConfig) -> Result<usize, ServeError> {
             "--max-connections={limit} is more than the {available} descriptors the open-file limit \
              leaves after the reserve for {} workers, the admin endpoint and files: a connection \
              flood can stop worker replacements and the admin endpoint",
-            config.workers
+            workers
         );
     }
     Ok(limit)
@@ -291,15 +246,16 @@ fn routes(
     };
     let err = |e: tonic_reflection::server::Error| ServeError::Io(format!("reflection: {e}"));
     let tiles = TileServiceServer::new(api)
-        .max_decoding_message_size(config.max_request_size)
-        .max_encoding_message_size(config.max_response_size);
+        .max_decoding_message_size(config.limits.max_request_size)
+        .max_encoding_message_size(config.limits.max_response_size);
     let routes = tonic::service::Routes::new(health)
         .add_service(reflection().build_v1().map_err(err)?)
         .add_service(reflection().build_v1alpha().map_err(err)?);
-    Ok(if config.auth_tokens.is_empty() {
+    let tokens = &config.security.auth_tokens;
+    Ok(if tokens.is_empty() {
         routes.add_service(tiles)
     } else {
-        routes.add_service(InterceptedService::new(tiles, BearerAuth::new(config.auth_tokens.clone())))
+        routes.add_service(InterceptedService::new(tiles, BearerAuth::new(tokens.clone())))
     })
 }
 
