@@ -232,8 +232,8 @@ mod tests {
 
     #[test]
     fn the_readmes_layers_example_parses_and_validates() {
-        let readme = include_str!("../README.md");
-        let section = &readme[readme.find("### Layers").expect("a Layers section")..];
+        let page = include_str!("../docs/layers.md");
+        let section = &page[page.find("```toml").expect("a toml block in docs/layers.md")..];
         let block = section.split("```toml\n").nth(1).and_then(|b| b.split("```").next()).unwrap();
         let file: FileConfig = toml::from_str(block).unwrap();
         let specs = crate::layers::validate(&file.layers, std::path::Path::new("/data")).unwrap();

@@ -49,11 +49,11 @@ enum Command {
         /// Target directory (created if missing).
         dir: std::path::PathBuf,
     },
-    /// Benchmark a server over the demo data (see the README; built with `--features tools`).
+    /// Benchmark a server over the demo data (see docs/operations.md; built with `--features tools`).
     #[cfg(feature = "tools")]
     Bench(tessera::client::BenchArgs),
-    /// Long chaos run: tiles under random worker kills and stops (see the README; built
-    /// with `--features tools`).
+    /// Long chaos run: tiles under random worker kills and stops (see docs/operations.md;
+    /// built with `--features tools`).
     #[cfg(feature = "tools")]
     Chaos(tessera::client::ChaosArgs),
 }

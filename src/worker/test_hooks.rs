@@ -1,8 +1,8 @@
 //! Fault-injection hooks for the integration tests, read from environment variables
 //! that only the tests set. Compiled only with the `test-hooks` cargo feature (the test
 //! suite's build); other builds get the inert stand-in `no_test_hooks.rs`, so a release
-//! binary has no hook at all. They are documented here and in the README's testing
-//! section.
+//! binary has no hook at all. They are documented here and in docs/testing.md (a test
+//! checks that both name the same variables).
 //! "A read" is any job that reads pixels: a read, a point, statistics or a preview.
 //!
 //! - `TESSERA_TEST_SLOW_READ=SUBSTRING=MILLIS`: a read of an asset whose path contains

@@ -22,6 +22,7 @@ mod cli;
 mod connection_limits;
 mod connections;
 mod corpus;
+mod docs;
 mod echo;
 mod faults;
 mod file_swaps;
