@@ -20,7 +20,8 @@
 //! its `DEFAULT_*` constants, validated, into what its subsystem takes. A new setting is
 //! therefore, in its group's file, a field with its flag and key, a `DEFAULT_*`
 //! constant, its line of `resolve` (and a check, if it has a range); then the field of
-//! the subsystem's config it sets, the code that uses it, and its row in the README.
+//! the subsystem's config it sets, the code that uses it, and its row in
+//! `docs/configuration.md` (a test checks the page against `tessera serve --help`).
 
 pub mod connections;
 pub mod data;
@@ -231,7 +232,7 @@ mod tests {
     }
 
     #[test]
-    fn the_readmes_layers_example_parses_and_validates() {
+    fn the_layers_pages_example_parses_and_validates() {
         let page = include_str!("../docs/layers.md");
         let section = &page[page.find("```toml").expect("a toml block in docs/layers.md")..];
         let block = section.split("```toml\n").nth(1).and_then(|b| b.split("```").next()).unwrap();

@@ -9,6 +9,7 @@ mod api;
 mod flags;
 mod markdown;
 mod metrics;
+mod modules;
 
 use std::{collections::BTreeSet, path::Path};
 
@@ -22,6 +23,42 @@ pub fn assert_same(what: &str, page: &BTreeSet<String>, code: &BTreeSet<String>)
         missing.is_empty() && unknown.is_empty(),
         "{what}: in the code but not on the page: {missing:?}; on the page but not in the code: {unknown:?}"
     );
+}
+
+#[test]
+fn the_module_map_lists_every_module_and_every_import_it_makes() {
+    let page = read("docs/ARCHITECTURE.md");
+    let mut allowed: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+    for row in table(section(&page, "10. The module map")) {
+        let imports: BTreeSet<String> =
+            row[2].split(", ").filter(|m| *m != "none").map(str::to_owned).collect();
+        for module in code_spans(&row[0]) {
+            allowed.insert(module, imports.clone());
+        }
+    }
+    let actual = modules::imports();
+    let (listed, present): (BTreeSet<String>, BTreeSet<String>) =
+        (allowed.keys().cloned().collect(), actual.keys().cloned().collect());
+    assert_same("top-level modules of src/ in the module map", &listed, &present);
+    for (module, imports) in &actual {
+        let extra: Vec<&String> = imports.difference(&allowed[module]).collect();
+        assert!(extra.is_empty(), "{module} imports {extra:?}, which the module map does not allow it");
+    }
+    // Together with the check above, no cycle: the allowed imports form an order.
+    let mut placed: BTreeSet<String> = BTreeSet::new();
+    while placed.len() < allowed.len() {
+        let next: Vec<String> = allowed
+            .iter()
+            .filter(|(m, deps)| !placed.contains(*m) && deps.iter().all(|d| placed.contains(d)))
+            .map(|(m, _)| m.clone())
+            .collect();
+        assert!(
+            !next.is_empty(),
+            "the module map has a cycle among {:?}",
+            allowed.keys().filter(|m| !placed.contains(*m)).collect::<Vec<_>>()
+        );
+        placed.extend(next);
+    }
 }
 
 #[test]

@@ -61,7 +61,7 @@ fn every_flag() -> BTreeSet<String> {
         tessera::client::InfoArgs::augment_args(Cli::new("info")),
         tessera::client::BenchArgs::augment_args(Cli::new("bench")),
         tessera::client::ChaosArgs::augment_args(Cli::new("chaos")),
-        tessera::worker::WorkerLimits::augment_args(Cli::new("worker")),
+        tessera::ipc::limits::WorkerLimits::augment_args(Cli::new("worker")),
     ];
     let mut flags: BTreeSet<String> = commands
         .iter()
