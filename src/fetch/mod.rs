@@ -385,6 +385,13 @@ pub fn build_origin(allow_remote: &[String], env: &[(String, String)]) -> Result
     Origin::new(config)
 }
 
+/// Failed origin requests, by status: a sample only once one has failed.
+pub const ORIGIN_ERRORS: (&str, &str, &str) = (
+    "tessera_origin_errors_total",
+    "Failed origin requests by HTTP status or kind (reset, truncated, timeout...).",
+    "counter",
+);
+
 impl Origin {
     /// The origin's counters, for `/metrics`.
     #[must_use]
@@ -403,9 +410,9 @@ impl Origin {
             sample("tessera_origin_hedge_wins_total", "Hedge requests whose answer was used.", c.hedge_wins),
         ];
         out.extend(c.errors.into_iter().map(|(label, value)| Sample {
-            name: "tessera_origin_errors_total",
-            help: "Failed origin requests by HTTP status or kind (reset, truncated, timeout...).",
-            kind: "counter",
+            name: ORIGIN_ERRORS.0,
+            help: ORIGIN_ERRORS.1,
+            kind: ORIGIN_ERRORS.2,
             label: Some(("status", label)),
             value,
         }));

@@ -166,6 +166,10 @@ impl AssetReader {
 }
 
 impl MetricSource for AssetReader {
+    fn latent(&self) -> Vec<(&'static str, &'static str, &'static str)> {
+        vec![super::ORIGIN_ERRORS]
+    }
+
     /// The cache's and the origin's counters.
     fn samples(&self) -> Vec<Sample> {
         use std::sync::atomic::Ordering::Relaxed;

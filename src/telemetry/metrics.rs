@@ -61,14 +61,21 @@ pub trait MetricSource: std::fmt::Debug + Send + Sync + 'static {
     /// The current values, for `/metrics`.
     fn samples(&self) -> Vec<Sample>;
 
+    /// Metrics that may have no sample yet (a labelled counter before its first label
+    /// value), as (name, help, kind): registered over OTLP from the start all the same.
+    fn latent(&self) -> Vec<(&'static str, &'static str, &'static str)> {
+        Vec::new()
+    }
+
     /// Registers observable instruments on `meter` for the OTLP exporter. By default
     /// one per sample name (`tessera_remote_cache_hits_total` →
     /// `tessera.remote.cache_hits`), with the sample's label as an attribute.
     fn observe(self: Arc<Self>, meter: &Meter) -> Observers {
         let mut names: Vec<(&'static str, &'static str, &'static str)> = Vec::new();
-        for sample in self.samples() {
-            if !names.iter().any(|(n, _, _)| *n == sample.name) {
-                names.push((sample.name, sample.help, sample.kind));
+        let described = self.samples().into_iter().map(|s| (s.name, s.help, s.kind));
+        for (name, help, kind) in described.chain(self.latent()) {
+            if !names.iter().any(|(n, _, _)| *n == name) {
+                names.push((name, help, kind));
             }
         }
         let mut keep: Observers = Vec::new();
