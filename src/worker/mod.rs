@@ -6,24 +6,24 @@
 //! touched, the original stdout is duplicated for frames and fd 1 is pointed at stderr,
 //! so a stray `printf` inside a driver cannot corrupt the protocol. It exits when stdin
 //! closes (the front went away) or, through the parent-death signal, when the front dies.
+//!
+//! The folder by role: `read/` opens an asset, describes it and reads a tile (the main
+//! job), with the overview choice (`overview.rs`) and the TIFF blocks a read touches
+//! (`blocks.rs`, `block_ranges.rs`); `jobs/` holds the point, statistics and preview
+//! jobs; `datasets/` the cache of open datasets and the opening of local files; `ffi/`
+//! GDAL's C API (the warp, the virtual file system remote bytes come through, the error
+//! handler), the only `unsafe` code; `limits.rs` the hardening; `in_process.rs` the
+//! reader `tessera bench --floor` calls without a process boundary.
 
 mod block_ranges;
 mod blocks;
-mod dataset_cache;
-mod gdal_errors;
-mod grid;
+mod datasets;
+mod ffi;
 mod in_process;
-mod io;
+mod jobs;
 mod limits;
-mod local_files;
-mod masked_read;
 mod overview;
-mod point;
-mod preview;
 mod read;
-mod remote_io;
-mod statistics;
-mod summary;
 #[cfg(test)]
 mod test_assets;
 #[cfg(feature = "test-hooks")]
@@ -31,7 +31,10 @@ mod test_hooks;
 #[cfg(not(feature = "test-hooks"))]
 #[path = "no_test_hooks.rs"]
 mod test_hooks;
-mod warp;
+
+use datasets::{dataset_cache, local_files};
+use ffi::{gdal_errors, io, remote_io, warp};
+use jobs::{grid, masked_read, point, preview, statistics, summary};
 
 use std::{
     fs::File,

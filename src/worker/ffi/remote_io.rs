@@ -24,7 +24,7 @@
 //! source on a URL) can make the worker reach the network itself. The plugin lists no
 //! sibling files, so GDAL never asks for `x.tif.ovr` or `x.tif.msk` of a remote asset.
 //!
-//! This is the second module (after [`super::warp`]) that holds `unsafe` code: the
+//! This is the second module (after [`crate::worker::warp`]) that holds `unsafe` code: the
 //! callbacks GDAL calls. Each states what it relies on.
 
 use std::{

@@ -3,14 +3,14 @@
 //! through overviews. A pixel of the result is valid where any band is valid (rio-tiler's
 //! `ImageData.mask`).
 
-use super::{
+use crate::ipc::read_plan::output_size;
+use crate::pb::worker::{PreviewRequest, ReadResult, ReadStats};
+use crate::worker::{
     dataset_cache::DatasetCache,
     grid::{DEFAULT_MAX_SIZE, Grid, Window},
     masked_read::{ReadShape, raster_io_algorithm, read_masked, select_bands},
     read::{JobError, open},
 };
-use crate::ipc::read_plan::output_size;
-use crate::pb::worker::{PreviewRequest, ReadResult, ReadStats};
 
 /// Reads the preview the request asks for.
 pub fn preview(

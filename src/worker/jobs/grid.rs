@@ -9,8 +9,8 @@ use gdal::{
     spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef},
 };
 
-use super::read::{JobError, to_lon_lat};
 use crate::pb::worker::ErrorKind;
+use crate::worker::read::{JobError, to_lon_lat};
 
 /// Longest side of a statistics or preview read when the request sets none.
 pub const DEFAULT_MAX_SIZE: u32 = 1024;

@@ -1,6 +1,6 @@
 //! The unsafe boundary: GDAL's `GDALWarp` application call, raw band reads and the
 //! interleave of an overview's dataset, which the `gdal` crate does not wrap. The other
-//! unsafe module is [`super::remote_io`], the virtual file system GDAL calls back into.
+//! unsafe module is [`crate::worker::remote_io`], the virtual file system GDAL calls back into.
 
 use std::{
     ffi::{CString, c_char, c_int, c_void},

@@ -1,22 +1,22 @@
 //! The statistics job: reads the asset (or the part under a lon/lat bounding box) in
 //! its own CRS, decimated through overviews to at most `max_size` pixels on its longer
 //! side as rio-tiler's `Reader.statistics` does, and summarises each band
-//! ([`super::summary`]). Only the numbers go back to the front.
+//! ([`crate::worker::summary`]). Only the numbers go back to the front.
 //!
 //! With a bounding box, the window is the asset's whole pixels under the box (its
 //! corners transformed to the asset's CRS, rounded outwards) clipped to the asset: the
 //! part of the box outside the asset is not counted as masked pixels.
 
-use super::{
+use crate::ipc::read_plan::output_size;
+use crate::pb::worker::{
+    BandStatistics, DataType, ErrorKind, ReadStats, StatisticsRequest, StatisticsResult,
+};
+use crate::worker::{
     dataset_cache::DatasetCache,
     grid::{DEFAULT_MAX_SIZE, Grid, Window},
     masked_read::{ReadShape, band_description, raster_io_algorithm, read_masked, select_bands},
     read::{JobError, open},
     summary::{DEFAULT_HISTOGRAM_BINS, HistogramOptions, SampleKind, SummaryOptions, summarize},
-};
-use crate::ipc::read_plan::output_size;
-use crate::pb::worker::{
-    BandStatistics, DataType, ErrorKind, ReadStats, StatisticsRequest, StatisticsResult,
 };
 
 fn invalid(message: impl Into<String>) -> JobError {

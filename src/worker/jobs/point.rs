@@ -4,13 +4,13 @@
 
 use gdal::raster::ResampleAlg;
 
-use super::{
+use crate::pb::worker::{ErrorKind, PointRequest, PointResult, ReadStats};
+use crate::worker::{
     dataset_cache::DatasetCache,
     grid::{Grid, Window},
     masked_read::{ReadShape, band_description, read_masked, select_bands},
     read::{JobError, open},
 };
-use crate::pb::worker::{ErrorKind, PointRequest, PointResult, ReadStats};
 
 /// Reads the pixel under the request's point.
 pub fn point(

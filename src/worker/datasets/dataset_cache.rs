@@ -12,11 +12,11 @@ use std::{cell::RefCell, collections::HashMap, num::NonZeroUsize, ops::Deref};
 use gdal::Dataset;
 use lru::LruCache;
 
-use super::{
+use crate::ipc::limits::WorkerLimits;
+use crate::worker::{
     local_files::{FileId, LocalFiles, Staged},
     remote_io::Remote,
 };
-use crate::ipc::limits::WorkerLimits;
 
 /// What an asset's overview choice depends on, apart from the tile: worked out once per
 /// open dataset and target CRS.
@@ -149,11 +149,11 @@ impl DatasetCache {
 
     /// Closes every cached version of remote asset `path` (`/vsitessera/[<generation>/]<url>`).
     pub fn forget_remote(&mut self, path: &str) {
-        let asset = super::remote_io::unversioned(path);
+        let asset = crate::worker::remote_io::unversioned(path);
         let keys: Vec<String> = self
             .entries
             .iter()
-            .filter(|(key, _)| super::remote_io::unversioned(key) == asset)
+            .filter(|(key, _)| crate::worker::remote_io::unversioned(key) == asset)
             .map(|(key, _)| key.clone())
             .collect();
         for key in keys {

@@ -16,7 +16,7 @@ use gdal::{
     raster::{ColorInterpretation, GdalType, RasterBand, ResampleAlg},
 };
 
-use super::{
+use crate::worker::{
     grid::Window,
     read::{JobError, data_bands, data_type, first_band},
 };
@@ -229,7 +229,7 @@ pub fn read_masked(
     }
     let nodata = nodata_override.or_else(|| first_band.no_data_value());
 
-    super::gdal_errors::clear();
+    crate::worker::gdal_errors::clear();
     let mut native = Vec::with_capacity(bytes);
     let mut values = Vec::with_capacity(bands.len());
     for b in bands {
@@ -257,7 +257,7 @@ pub fn read_masked(
         }
         valid
     };
-    if let Some(msg) = super::gdal_errors::take() {
+    if let Some(msg) = crate::worker::gdal_errors::take() {
         return Err(JobError::new(ErrorKind::ReadFailed, format!("read failed: {msg}")));
     }
     Ok(MaskedPixels { dtype, native, values, valid, nodata })

@@ -1,5 +1,5 @@
 //! What a job cost in I/O: bytes the process read (local files; remote reads are counted
-//! by [`super::remote_io`]).
+//! by [`crate::worker::remote_io`]).
 
 /// Bytes this process has read so far through read-like system calls (`rchar` in
 /// `/proc/self/io`); 0 where the kernel does not say.
