@@ -3,6 +3,12 @@
 //! to the caller. The worker installs a handler that keeps the messages of the current
 //! job, so an error response says what GDAL said — without where in GDAL's sources it
 //! was said ([`without_source_locations`]).
+//!
+//! The two statics below are the handler's only state, and the one place the worker keeps
+//! state outside the values it passes around: GDAL calls the handler as a plain C
+//! function from inside any call, with no way to reach the job that made the call. The
+//! worker is one thread doing one job at a time, so "the current job" is well defined;
+//! each job clears them first ([`clear`]).
 
 use std::sync::{
     Mutex,
