@@ -1,5 +1,5 @@
 //! The gRPC API: `tessera.v1.TileService`. Handlers turn protobuf into domain types
-//! ([`validate`]), hand them to the [`TileRenderer`], and map errors to statuses in one
+//! (`validate`), hand them to the tile engine ([`crate::engine`]), and map errors to statuses in one
 //! place ([`crate::error`]).
 
 mod callers;

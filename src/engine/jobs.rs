@@ -231,7 +231,7 @@ impl TileRenderer {
     /// For a remote asset no worker waits on the network: the job runs with
     /// `defer_remote`, and when it missed bytes the front does not hold it answers
     /// Deferred; the front fetches them (the worker is free meanwhile) and runs it again.
-    /// After [`MAX_DEFERRALS`] rounds it runs as before, reading what it still lacks
+    /// After `MAX_DEFERRALS` rounds it runs as before, reading what it still lacks
     /// through the front as it goes.
     pub async fn run_job(
         &self,

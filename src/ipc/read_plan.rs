@@ -240,7 +240,7 @@ pub struct ReadPlan {
     /// The part of `grid` returned.
     pub crop: Crop,
     /// `gdalwarp -ovr`: an overview index, `NONE`, or (until the worker has worked the
-    /// choice out, see [`super::overview`]) GDAL's own `AUTO`.
+    /// choice out, see the worker's `overview.rs`) GDAL's own `AUTO`.
     pub overview: String,
     /// The nodata override: the source's nodata for the warp, and the value whose
     /// pixels the mask marks invalid.

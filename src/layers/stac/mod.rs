@@ -10,8 +10,8 @@
 //! stay as they are, a relative href is relative to the document, as STAC defines it.
 //!
 //! Hand-written here: the ItemCollection reader (serde, only the fields used), the
-//! filter and the sort. Parquet is read with the `parquet`/`arrow` crates
-//! ([`super::geoparquet`]).
+//! filter and the sort. (stac-geoparquet, to be read with the `parquet`/`arrow` crates,
+//! is not read yet.)
 
 use std::{
     cmp::Ordering,
