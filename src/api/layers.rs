@@ -189,6 +189,7 @@ pub(super) fn layer_info(info: LayerInfo) -> v1::LayerInfo {
         kind: match info.kind {
             LayerKind::MosaicJson => v1::LayerKind::Mosaicjson,
             LayerKind::Footprint => v1::LayerKind::Footprint,
+            LayerKind::Stac => v1::LayerKind::Stac,
         } as i32,
         description: info.description.unwrap_or_default(),
         bounds: Some(v1::Bounds { min_x, min_y, max_x, max_y }),

@@ -10,6 +10,10 @@
 //! [[layers]]
 //! name = "dem"
 //! footprint = { glob = "dem/**/*.tif", assets = ["dem/extra.tif"], minzoom = 6, maxzoom = 16 }
+//!
+//! [[layers]]
+//! name = "naip"
+//! stac = { items = "naip/items.json", asset = "image", sort = "-datetime", datetime = "2020-01-01/..", filter = { "naip:state" = "ny" } }
 //! ```
 
 use std::{
@@ -19,7 +23,10 @@ use std::{
 
 use serde::Deserialize;
 
-use super::LayerError;
+use super::{
+    LayerError,
+    stac::{DateRange, Selection, SortKey},
+};
 use crate::tms::MAX_ZOOM;
 
 /// Longest layer name.
@@ -46,6 +53,53 @@ pub struct LayerConfig {
     /// A layer of assets found by their footprints.
     #[serde(default)]
     pub footprint: Option<FootprintConfig>,
+    /// A layer of the items of a STAC ItemCollection.
+    #[serde(default)]
+    pub stac: Option<StacConfig>,
+}
+
+/// The `stac` table of a layer: the items file, which asset of each item is the COG, and
+/// which items in which order.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StacConfig {
+    /// A STAC ItemCollection (GeoJSON), relative to the data directory or absolute.
+    pub items: PathBuf,
+    /// The item asset that is the COG ([`DEFAULT_STAC_ASSET`] when absent).
+    #[serde(default)]
+    pub asset: Option<String>,
+    /// A property to order items by, `-` first for highest first (`"-datetime"`: newest
+    /// on top); without it the file's order is the priority order.
+    #[serde(default)]
+    pub sort: Option<String>,
+    /// Items valid within `START/END` only (RFC 3339 times or dates, `..` for open).
+    #[serde(default)]
+    pub datetime: Option<String>,
+    /// Properties an item must have with exactly these values.
+    #[serde(default)]
+    pub filter: std::collections::BTreeMap<String, toml::Value>,
+    /// Lowest zoom served ([`DEFAULT_FOOTPRINT_MINZOOM`] when absent).
+    #[serde(default)]
+    pub minzoom: Option<u8>,
+    /// Highest zoom served ([`DEFAULT_FOOTPRINT_MAXZOOM`] when absent).
+    #[serde(default)]
+    pub maxzoom: Option<u8>,
+}
+
+/// The item asset a STAC layer serves when `asset` is not set.
+pub const DEFAULT_STAC_ASSET: &str = "image";
+
+/// A validated STAC layer configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StacSpec {
+    /// The items file (joined to the data directory when relative).
+    pub items: PathBuf,
+    /// Which items, in which order, and which of their assets.
+    pub selection: Selection,
+    /// Lowest zoom served.
+    pub minzoom: u8,
+    /// Highest zoom served.
+    pub maxzoom: u8,
 }
 
 /// The `footprint` table of a layer: explicit assets and/or a glob, and a zoom range.
@@ -85,6 +139,8 @@ pub enum SpecKind {
     MosaicJson(PathBuf),
     /// Assets found by footprint.
     Footprint(FootprintSpec),
+    /// The items of a STAC ItemCollection.
+    Stac(StacSpec),
 }
 
 /// A validated footprint layer configuration.
@@ -124,13 +180,86 @@ impl LayerConfig {
         if !name_ok {
             return Err(LayerError::InvalidName { name: name.clone() });
         }
-        let kind = match (&self.mosaicjson, &self.footprint) {
-            (Some(path), None) => SpecKind::MosaicJson(data_dir.join(path)),
-            (None, Some(footprint)) => SpecKind::Footprint(footprint.validate(name)?),
-            (Some(_), Some(_)) => return Err(LayerError::Kind { name: name.clone(), found: "both are set" }),
-            (None, None) => return Err(LayerError::Kind { name: name.clone(), found: "neither is set" }),
+        let kind = match (&self.mosaicjson, &self.footprint, &self.stac) {
+            (Some(path), None, None) => SpecKind::MosaicJson(data_dir.join(path)),
+            (None, Some(footprint), None) => SpecKind::Footprint(footprint.validate(name)?),
+            (None, None, Some(stac)) => SpecKind::Stac(stac.validate(name, data_dir)?),
+            (None, None, None) => return Err(LayerError::Kind { name: name.clone(), found: "none is set" }),
+            _ => return Err(LayerError::Kind { name: name.clone(), found: "more than one is set" }),
         };
         Ok(LayerSpec { name: name.clone(), description: self.description.clone(), kind })
+    }
+}
+
+/// The zoom range of a layer, with defaults, checked; `table` names it in messages.
+fn zooms(
+    layer: &str,
+    table: &'static [&'static str; 2],
+    minzoom: Option<u8>,
+    maxzoom: Option<u8>,
+) -> Result<(u8, u8), LayerError> {
+    let problem =
+        |field: &'static str, problem: String| LayerError::Config { layer: layer.to_owned(), field, problem };
+    let minzoom = minzoom.unwrap_or(DEFAULT_FOOTPRINT_MINZOOM);
+    let maxzoom = maxzoom.unwrap_or(DEFAULT_FOOTPRINT_MAXZOOM);
+    if maxzoom > MAX_ZOOM {
+        return Err(problem(table[1], format!("is {maxzoom}; allowed: 0..={MAX_ZOOM}")));
+    }
+    if minzoom > maxzoom {
+        return Err(problem(table[0], format!("is {minzoom}, above maxzoom {maxzoom}")));
+    }
+    Ok((minzoom, maxzoom))
+}
+
+impl StacConfig {
+    fn validate(&self, layer: &str, data_dir: &Path) -> Result<StacSpec, LayerError> {
+        let problem = |field: &'static str, problem: String| LayerError::Config {
+            layer: layer.to_owned(),
+            field,
+            problem,
+        };
+        let (minzoom, maxzoom) = zooms(layer, &["stac.minzoom", "stac.maxzoom"], self.minzoom, self.maxzoom)?;
+        let asset = self.asset.clone().unwrap_or_else(|| DEFAULT_STAC_ASSET.to_owned());
+        if asset.is_empty() {
+            return Err(problem("stac.asset", "is empty; name the item asset that is the COG".to_owned()));
+        }
+        let sort = match &self.sort {
+            None => None,
+            Some(text) => Some(SortKey::parse(text).ok_or_else(|| {
+                problem("stac.sort", format!("is '{text}'; use a property name, `-` first for highest first"))
+            })?),
+        };
+        let datetime = self
+            .datetime
+            .as_deref()
+            .map(DateRange::parse)
+            .transpose()
+            .map_err(|e| problem("stac.datetime", e))?;
+        let filter = self
+            .filter
+            .iter()
+            .map(|(key, value)| {
+                let json = match value {
+                    toml::Value::String(s) => serde_json::Value::from(s.as_str()),
+                    toml::Value::Integer(i) => serde_json::Value::from(*i),
+                    toml::Value::Float(f) => serde_json::Value::from(*f),
+                    toml::Value::Boolean(b) => serde_json::Value::from(*b),
+                    other => {
+                        return Err(problem(
+                            "stac.filter",
+                            format!("has {key} = {other}; values are strings, numbers or booleans"),
+                        ));
+                    }
+                };
+                Ok((key.clone(), json))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(StacSpec {
+            items: data_dir.join(&self.items),
+            selection: Selection { asset, sort, datetime, filter },
+            minzoom,
+            maxzoom,
+        })
     }
 }
 
@@ -141,14 +270,8 @@ impl FootprintConfig {
             field,
             problem,
         };
-        let minzoom = self.minzoom.unwrap_or(DEFAULT_FOOTPRINT_MINZOOM);
-        let maxzoom = self.maxzoom.unwrap_or(DEFAULT_FOOTPRINT_MAXZOOM);
-        if maxzoom > MAX_ZOOM {
-            return Err(problem("footprint.maxzoom", format!("is {maxzoom}; allowed: 0..={MAX_ZOOM}")));
-        }
-        if minzoom > maxzoom {
-            return Err(problem("footprint.minzoom", format!("is {minzoom}, above maxzoom {maxzoom}")));
-        }
+        let (minzoom, maxzoom) =
+            zooms(layer, &["footprint.minzoom", "footprint.maxzoom"], self.minzoom, self.maxzoom)?;
         if self.assets.is_empty() && self.glob.is_none() {
             return Err(problem(
                 "footprint",
@@ -237,11 +360,11 @@ mod tests {
         let both = "[[layers]]\nname = \"x\"\nmosaicjson = \"m.json\"\nfootprint = { glob = \"*.tif\" }";
         assert_eq!(
             validate_text(both).unwrap_err(),
-            "layer 'x': set exactly one of `mosaicjson = \"file.json\"` or a `footprint` table (both are set)"
+            "layer 'x': set exactly one of `mosaicjson = \"file.json\"`, a `footprint` table or a `stac` table (more than one is set)"
         );
         assert_eq!(
             validate_text("[[layers]]\nname = \"x\"").unwrap_err(),
-            "layer 'x': set exactly one of `mosaicjson = \"file.json\"` or a `footprint` table (neither is set)"
+            "layer 'x': set exactly one of `mosaicjson = \"file.json\"`, a `footprint` table or a `stac` table (none is set)"
         );
     }
 
@@ -289,6 +412,42 @@ mod tests {
             let err = validate_text(&format!("[[layers]]\nname = \"f\"\nfootprint = {table}")).unwrap_err();
             assert!(err.starts_with(expected), "{table}: {err}");
         }
+    }
+
+    #[test]
+    fn stac_fields_are_validated() {
+        let cases = [
+            (
+                "{ items = \"i.json\", sort = \"-\" }",
+                "layer 's': `stac.sort` is '-'; use a property name, `-` first for highest first",
+            ),
+            (
+                "{ items = \"i.json\", datetime = \"2020\" }",
+                "layer 's': `stac.datetime` is '2020'; use START/END (RFC 3339 or YYYY-MM-DD, `..` for open)",
+            ),
+            (
+                "{ items = \"i.json\", asset = \"\" }",
+                "layer 's': `stac.asset` is empty; name the item asset that is the COG",
+            ),
+            (
+                "{ items = \"i.json\", filter = { a = [1] } }",
+                "layer 's': `stac.filter` has a = [1]; values are strings, numbers or booleans",
+            ),
+            (
+                "{ items = \"i.json\", minzoom = 9, maxzoom = 8 }",
+                "layer 's': `stac.minzoom` is 9, above maxzoom 8",
+            ),
+        ];
+        for (table, expected) in cases {
+            let err = validate_text(&format!("[[layers]]\nname = \"s\"\nstac = {table}")).unwrap_err();
+            assert_eq!(err, expected, "{table}");
+        }
+        let specs = validate_text("[[layers]]\nname = \"s\"\nstac = { items = \"n/i.json\", sort = \"-datetime\", filter = { \"naip:state\" = \"ny\" } }").unwrap();
+        let SpecKind::Stac(stac) = &specs[0].kind else { panic!("not a STAC layer") };
+        assert_eq!(stac.items, PathBuf::from("/data/n/i.json"));
+        assert_eq!(stac.selection.asset, DEFAULT_STAC_ASSET);
+        assert_eq!(stac.selection.sort, SortKey::parse("-datetime"));
+        assert_eq!(stac.selection.filter, vec![("naip:state".to_owned(), serde_json::json!("ny"))]);
     }
 
     #[test]

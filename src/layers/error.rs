@@ -19,14 +19,15 @@ pub enum LayerError {
         /// The repeated name.
         name: String,
     },
-    /// A `[[layers]]` table that sets both `mosaicjson` and `footprint`, or neither.
+    /// A `[[layers]]` table that sets more than one of `mosaicjson`, `footprint` and
+    /// `stac`, or none.
     #[error(
-        "layer '{name}': set exactly one of `mosaicjson = \"file.json\"` or a `footprint` table ({found})"
+        "layer '{name}': set exactly one of `mosaicjson = \"file.json\"`, a `footprint` table or a `stac` table ({found})"
     )]
     Kind {
         /// The layer.
         name: String,
-        /// What was found: "both are set" or "neither is set".
+        /// What was found: "more than one is set" or "none is set".
         found: &'static str,
     },
     /// A field of a layer's configuration with a value that is not allowed.

@@ -86,6 +86,20 @@ impl FootprintIndex {
         Self { names, tree: RTree::bulk_load(boxes), bounds }
     }
 
+    /// The first asset in list order.
+    #[must_use]
+    pub fn first(&self) -> Option<String> {
+        self.names.first().cloned()
+    }
+
+    /// Indexes (name, footprint) pairs in priority order: STAC items, no file stamps.
+    #[must_use]
+    pub fn of_items(items: Vec<(String, [f64; 4])>) -> Self {
+        let entries: Vec<Entry> =
+            items.into_iter().map(|(name, b)| Entry { name, stamp: None, footprint: Ok(b) }).collect();
+        Self::new(&entries)
+    }
+
     /// How many assets are indexed.
     #[must_use]
     pub fn len(&self) -> usize {

@@ -32,8 +32,8 @@ pub mod stac;
 use std::sync::{Arc, PoisonError, RwLock};
 
 pub use config::{
-    DEFAULT_FOOTPRINT_MAXZOOM, DEFAULT_FOOTPRINT_MINZOOM, FootprintConfig, FootprintSpec, LayerConfig,
-    LayerSpec, MAX_LAYER_NAME_LEN, SpecKind, validate,
+    DEFAULT_FOOTPRINT_MAXZOOM, DEFAULT_FOOTPRINT_MINZOOM, DEFAULT_STAC_ASSET, FootprintConfig, FootprintSpec,
+    LayerConfig, LayerSpec, MAX_LAYER_NAME_LEN, SpecKind, StacConfig, StacSpec, validate,
 };
 pub use error::LayerError;
 pub use reload::ReloadReport;
@@ -55,6 +55,8 @@ pub enum LayerKind {
     MosaicJson,
     /// Backed by asset footprints.
     Footprint,
+    /// The items of a STAC ItemCollection.
+    Stac,
 }
 
 /// What a layer serves, TileJSON-like. Band information is the caller's to add.
@@ -98,6 +100,7 @@ pub struct Layer {
 enum LayerSource {
     MosaicJson { mosaic: mosaicjson::Mosaic, stamp: footprint::FileStamp },
     Footprint { entries: Vec<footprint::Entry>, index: footprint::FootprintIndex },
+    Stac { index: footprint::FootprintIndex, stamp: footprint::FileStamp },
 }
 
 impl Layer {
@@ -122,6 +125,7 @@ impl Layer {
             LayerSource::Footprint { entries, .. } => {
                 entries.iter().find(|e| e.footprint.is_ok()).map(|e| e.name.clone())
             }
+            LayerSource::Stac { index, .. } => index.first(),
         }
     }
 
@@ -140,7 +144,7 @@ impl Layer {
         }
         Ok(match &self.source {
             LayerSource::MosaicJson { mosaic, .. } => mosaic.assets_for_tile(tile),
-            LayerSource::Footprint { index, .. } => {
+            LayerSource::Footprint { index, .. } | LayerSource::Stac { index, .. } => {
                 tile.geographic_bounds().map_or_else(Vec::new, |b| index.assets_in(&b))
             }
         })
@@ -153,7 +157,9 @@ impl Layer {
     pub fn assets_for_point(&self, lon: f64, lat: f64) -> Vec<String> {
         match &self.source {
             LayerSource::MosaicJson { mosaic, .. } => mosaic.assets_for_point(lon, lat),
-            LayerSource::Footprint { index, .. } => index.assets_at(lon, lat),
+            LayerSource::Footprint { index, .. } | LayerSource::Stac { index, .. } => {
+                index.assets_at(lon, lat)
+            }
         }
     }
 }

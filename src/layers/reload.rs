@@ -15,9 +15,10 @@ use std::{
 
 use super::{
     BoundsSource, FootprintSpec, Layer, LayerConfig, LayerError, LayerInfo, LayerKind, LayerSource,
-    LayerSpec, Layers, Snapshot, SpecKind,
+    LayerSpec, Layers, Snapshot, SpecKind, StacSpec,
     footprint::{self, Entry, FileStamp, FootprintIndex},
     mosaicjson::Mosaic,
+    stac,
 };
 use crate::tms::{BBox, MAX_ZOOM};
 
@@ -64,6 +65,10 @@ impl Layers {
                 SpecKind::Footprint(fp) => {
                     let list = reloader.footprint_list(&spec.name, fp).await?;
                     reloader.footprint_layer(spec.clone(), (fp.minzoom, fp.maxzoom), list, &[]).await
+                }
+                SpecKind::Stac(stac) => {
+                    let (bytes, stamp) = read_file(&stac.items).await?;
+                    stac_layer(spec.clone(), stac.clone(), data_dir.to_owned(), bytes, stamp).await?
                 }
             };
             let info = &layer.info;
@@ -203,6 +208,28 @@ impl Reloader {
                     self.footprint_layer(layer.spec.clone(), (fp.minzoom, fp.maxzoom), list, entries).await,
                 ))
             }
+            (SpecKind::Stac(stac), LayerSource::Stac { stamp, .. }) => {
+                let now = stat(&stac.items)
+                    .await
+                    .map_err(|error| Failure { signature: error.to_string(), error })?;
+                if now == *stamp {
+                    return Ok(None);
+                }
+                let signature = format!("{now:?}");
+                if last_failure == Some(&signature) {
+                    let error = LayerError::Read {
+                        path: stac.items.clone(),
+                        source: std::io::Error::other("this version of the file was already refused"),
+                    };
+                    return Err(Failure { signature, error });
+                }
+                let fail = |error| Failure { signature: signature.clone(), error };
+                let (bytes, now) = read_file(&stac.items).await.map_err(fail)?;
+                stac_layer(layer.spec.clone(), stac.clone(), self.data_dir.clone(), bytes, now)
+                    .await
+                    .map(Some)
+                    .map_err(fail)
+            }
             // A layer's source always matches its spec's kind.
             _ => Ok(None),
         }
@@ -266,6 +293,47 @@ impl Reloader {
         };
         Layer { info, spec, source: LayerSource::Footprint { entries, index } }
     }
+}
+
+/// A STAC layer from the bytes of its items file: parsed, selected and indexed off the
+/// async threads (an ItemCollection of 100 000 items is hundreds of megabytes).
+async fn stac_layer(
+    spec: LayerSpec,
+    stac: StacSpec,
+    data_dir: PathBuf,
+    bytes: Vec<u8>,
+    stamp: FileStamp,
+) -> Result<Layer, LayerError> {
+    let (path, minzoom, maxzoom) = (stac.items.clone(), stac.minzoom, stac.maxzoom);
+    let name = spec.name.clone();
+    let index = tokio::task::spawn_blocking(move || {
+        let document = stac::Location::File(stac.items.clone());
+        let raw = stac::parse_item_collection(&name, &document, &bytes, &stac.selection)?;
+        let items = stac::select(&name, &document, &data_dir, raw, &stac.selection)?;
+        Ok::<_, LayerError>(FootprintIndex::of_items(items.into_iter().map(|i| (i.href, i.bbox)).collect()))
+    })
+    .await
+    .map_err(|e| LayerError::Read {
+        path,
+        source: std::io::Error::other(format!("parsing task failed: {e}")),
+    })??;
+    let bounds = index.bounds().unwrap_or([-180.0, -90.0, 180.0, 90.0]);
+    let [min_x, min_y, max_x, max_y] = bounds;
+    let (center_lon, center_lat) = BBox { min_x, min_y, max_x, max_y }.lon_lat_centre();
+    let info = LayerInfo {
+        name: spec.name.clone(),
+        kind: LayerKind::Stac,
+        description: spec.description.clone(),
+        bounds,
+        minzoom,
+        maxzoom,
+        center: (center_lon, center_lat, minzoom),
+        asset_count: index.len(),
+        unreadable_assets: 0,
+        attribution: None,
+        version: None,
+    };
+    Ok(Layer { info, spec, source: LayerSource::Stac { index, stamp } })
 }
 
 /// A MosaicJSON layer; its zooms must reach into Tessera's range.

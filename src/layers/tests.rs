@@ -61,7 +61,13 @@ fn crs84(z: u32, x: u32, y: u32) -> TileId {
 }
 
 fn mosaic_config(name: &str, file: &str) -> LayerConfig {
-    LayerConfig { name: name.into(), description: None, mosaicjson: Some(file.into()), footprint: None }
+    LayerConfig {
+        name: name.into(),
+        description: None,
+        mosaicjson: Some(file.into()),
+        footprint: None,
+        stac: None,
+    }
 }
 
 fn footprint_config(name: &str, assets: &[&str], glob: Option<&str>) -> LayerConfig {
@@ -75,6 +81,7 @@ fn footprint_config(name: &str, assets: &[&str], glob: Option<&str>) -> LayerCon
             minzoom: Some(2),
             maxzoom: None,
         }),
+        stac: None,
     }
 }
 
@@ -478,4 +485,72 @@ async fn unknown_layers_are_none() {
     let (layers, _) = load(dir.path(), &[mosaic_config("ex", "example.json")]).await;
     assert!(layers.get("other").is_none());
     assert_eq!(layers.get("ex").unwrap().info().kind, LayerKind::MosaicJson);
+}
+
+fn stac_item(id: &str, bbox: [f64; 4], datetime: &str, href: &str) -> String {
+    format!(
+        r#"{{"type": "Feature", "id": "{id}", "bbox": [{}, {}, {}, {}], "geometry": null,
+            "properties": {{"datetime": "{datetime}"}}, "assets": {{"image": {{"href": "{href}"}}}}}}"#,
+        bbox[0], bbox[1], bbox[2], bbox[3]
+    )
+}
+
+fn stac_config(name: &str, items: &str, sort: Option<&str>) -> LayerConfig {
+    let table = format!(
+        "name = \"{name}\"\nstac = {{ items = \"{items}\"{} }}",
+        sort.map_or_else(String::new, |s| format!(", sort = \"{s}\""))
+    );
+    toml::from_str(&table).unwrap()
+}
+
+#[tokio::test]
+async fn a_stac_layer_selects_items_by_bbox_in_sort_order_opening_nothing_and_reloads_on_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = |third: &str| {
+        format!(
+            r#"{{"type": "FeatureCollection", "features": [{}, {}, {}]}}"#,
+            stac_item("old", [-80.0, 35.0, -70.0, 45.0], "2018-06-01T00:00:00Z", "./old.tif"),
+            stac_item("new", [-75.0, 40.0, -65.0, 50.0], "2022-06-01T00:00:00Z", "./new.tif"),
+            stac_item("far", [100.0, 0.0, 110.0, 10.0], "2020-06-01T00:00:00Z", third),
+        )
+    };
+    write(dir.path(), "stac/items.json", &items("https://example.test/far.tif"));
+    let configs = [
+        stac_config("naip", "stac/items.json", Some("-datetime")),
+        stac_config("plain", "stac/items.json", None),
+    ];
+    let (layers, source) = load(dir.path(), &configs).await;
+    // z5 tile 9/11 covers about -78.75..-67.5 W, 40.98..48.92 N: both US items, newest first.
+    assert_eq!(assets(&layers, "naip", &wm(5, 9, 11)), ["stac/new.tif", "stac/old.tif"]);
+    assert_eq!(assets(&layers, "plain", &wm(5, 9, 11)), ["stac/old.tif", "stac/new.tif"]);
+    assert_eq!(assets(&layers, "naip", &wm(5, 25, 15)), ["https://example.test/far.tif"]);
+    assert!(assets(&layers, "naip", &wm(5, 0, 0)).is_empty());
+    assert_eq!(layers.get("naip").unwrap().assets_for_point(-72.0, 42.0), ["stac/new.tif", "stac/old.tif"]);
+    assert!(source.take_reads().is_empty(), "no asset is opened to build a STAC layer");
+    let info = layers.get("naip").unwrap().info().clone();
+    assert_eq!((info.kind, info.asset_count, info.bounds), (LayerKind::Stac, 3, [-80.0, 0.0, 110.0, 50.0]));
+
+    assert_eq!(layers.reload().await, ReloadReport::default());
+    rewrite(dir.path(), "stac/items.json", &items("https://example.test/moved.tif"), 10);
+    assert_eq!(layers.reload().await.reloaded, ["naip", "plain"]);
+    assert_eq!(assets(&layers, "naip", &wm(5, 25, 15)), ["https://example.test/moved.tif"]);
+}
+
+#[tokio::test]
+async fn a_malformed_stac_item_fails_the_start_naming_the_layer_the_file_and_the_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = stac_item("m_4007501_ne", [0.0, 0.0, 1.0, 1.0], "2020-01-01T00:00:00Z", "a.tif")
+        .replace("\"image\"", "\"rgb\"");
+    write(dir.path(), "items.json", &format!(r#"{{"type": "FeatureCollection", "features": [{bad}]}}"#));
+    let err =
+        Layers::load(&[stac_config("naip", "items.json", None)], dir.path(), FileBounds::new(dir.path()))
+            .await
+            .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "layer 'naip': {}: item 'm_4007501_ne' has no asset 'image' (it has: rgb)",
+            dir.path().join("items.json").display()
+        )
+    );
 }

@@ -1,5 +1,5 @@
-//! Server-side layers: a MosaicJSON layer and a footprint layer over the same demo
-//! assets give the tiles of the explicit request; edits to a layer's files are picked
+//! Server-side layers: a MosaicJSON layer, a footprint layer and STAC layers over the
+//! same demo assets give the tiles of the explicit request; edits to a layer's files are picked
 //! up while serving; ListLayers/GetLayer describe them; bad layer requests get exact
 //! codes.
 
@@ -484,4 +484,100 @@ async fn bad_layer_points_get_exact_codes_and_messages() {
     let answered: Vec<(&str, bool)> =
         good.assets.iter().map(|a| (a.asset.as_str(), a.error.is_none())).collect();
     assert_eq!(answered, [(dir.name(ASSETS[0]).as_str(), true)]);
+}
+
+/// A STAC ItemCollection of `assets` (name, bounds, datetime), hrefs relative to the
+/// document as STAC writes them.
+fn item_collection(assets: &[(String, v1::Bounds, &str)]) -> String {
+    let features: Vec<serde_json::Value> = assets
+        .iter()
+        .enumerate()
+        .map(|(i, (name, b, datetime))| {
+            let file = name.rsplit('/').next().unwrap();
+            serde_json::json!({
+                "type": "Feature",
+                "stac_version": "1.0.0",
+                "id": format!("item-{i}"),
+                "bbox": [b.min_x, b.min_y, b.max_x, b.max_y],
+                "geometry": null,
+                "properties": {"datetime": datetime, "tessera:even": i % 2 == 0},
+                "assets": {"image": {"href": format!("./{file}"), "type": "image/tiff; application=geotiff"}},
+            })
+        })
+        .collect();
+    serde_json::json!({"type": "FeatureCollection", "features": features}).to_string()
+}
+
+#[tokio::test]
+async fn a_stac_layer_equals_the_explicit_request_for_its_items_in_its_order() {
+    let dir = LayerDir::new();
+    for asset in ASSETS {
+        dir.copy(asset);
+    }
+    let bounds = {
+        let server = Server::start();
+        let mut client = server.client().await;
+        let mut bounds = Vec::new();
+        for (i, asset) in ASSETS.iter().enumerate() {
+            // Older in file order: sorted newest first, the order reverses.
+            let datetime = [
+                "2017-05-01T00:00:00Z",
+                "2018-05-01T00:00:00Z",
+                "2019-05-01T00:00:00Z",
+                "2020-05-01T00:00:00Z",
+                "2021-05-01T00:00:00Z",
+                "2022-05-01T00:00:00Z",
+            ][i];
+            bounds.push((dir.name(asset), geographic_bounds(&mut client, asset).await, datetime));
+        }
+        bounds
+    };
+    std::fs::write(dir.path.join("items.json"), item_collection(&bounds)).unwrap();
+    let config = dir.path.join("tessera.toml");
+    let toml = format!(
+        r#"
+[[layers]]
+name = "newest"
+stac = {{ items = "{relative}/items.json", sort = "-datetime", minzoom = 12, maxzoom = 18 }}
+
+[[layers]]
+name = "even-since-2019"
+stac = {{ items = "{relative}/items.json", datetime = "2019-01-01/..", filter = {{ "tessera:even" = true }} }}
+"#,
+        relative = dir.relative
+    );
+    std::fs::write(&config, toml).unwrap();
+    let server = Server::start_with(ServerOptions {
+        args: vec!["--config".into(), config.display().to_string()],
+        ..Default::default()
+    });
+    let mut client = server.client().await;
+    let newest: Vec<String> = bounds.iter().rev().map(|(name, _, _)| name.clone()).collect();
+    // Items 2 and 4 (even, from 2019), in file order.
+    let selected: Vec<String> = [2, 4].iter().map(|i| bounds[*i].0.clone()).collect();
+    let (x14, y14) = harness::tile_at(-75.017, 39.953, 14);
+    for (z, x, y) in [(16, 19111, 24821), (14, x14, y14), (12, 1194, 1551)] {
+        for (layer, assets) in [("newest", &newest), ("even-since-2019", &selected)] {
+            let names: Vec<&str> = assets.iter().map(String::as_str).collect();
+            let want = tile(&mut client, npy_request(harness::tile_request(z, x, y, &names))).await;
+            let got = tile(&mut client, layer_request(layer, z, x, y)).await;
+            assert!(pixels(&got) == pixels(&want), "layer {layer}, tile {z}/{x}/{y}: pixels differ");
+            // The layer asks for the items touching the tile, in the layer's order.
+            let listed = used(&got);
+            let order: Vec<Option<usize>> =
+                listed.iter().map(|a| names.iter().position(|n| n == a)).collect();
+            assert!(
+                !listed.is_empty()
+                    && order.windows(2).all(|w| w[0].is_some() && w[0] < w[1])
+                    && order[0].is_some(),
+                "layer {layer}, tile {z}/{x}/{y}: {listed:?} is not in the order of {names:?}"
+            );
+        }
+    }
+    let layer = client.get_layer(v1::GetLayerRequest { layer: "newest".into() }).await.unwrap().into_inner();
+    let info = layer.layer.unwrap();
+    assert_eq!(
+        (info.kind, info.asset_count, info.min_zoom, info.max_zoom),
+        (v1::LayerKind::Stac as i32, 6, 12, 18)
+    );
 }
