@@ -66,9 +66,27 @@ impl BoundsSource for WorkerBounds {
     }
 }
 
+/// What a layer picked for a tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct LayerPick {
+    /// Assets that cover the tile.
+    pub covering: usize,
+    /// Assets the tile reads: the first `read` of them, in the layer's order.
+    pub read: usize,
+}
+
+impl LayerPick {
+    /// Whether the asset budget left covering assets out.
+    pub fn truncated(self) -> bool {
+        self.read < self.covering
+    }
+}
+
 /// `req` as an explicit request: unchanged when it names no layer, else with `assets`
 /// set to what the layer picks for the tile (and `layer` cleared, so it renders, and is
-/// shared and cached, exactly as that explicit request).
+/// shared and cached, exactly as that explicit request), cut at the tile's asset budget:
+/// the request's `max_assets`, else the layer's `max_assets_per_tile`. Without either,
+/// a tile with more assets than `--max-assets-per-tile` is refused.
 ///
 /// A bad tile matrix set or tile coordinate is left for [`super::TileRequest::parse`]
 /// to report, as for any request.
@@ -77,13 +95,43 @@ pub(super) fn with_layer_assets<'r>(
     layers: &Layers,
     sets: &TileMatrixSets,
     limits: &Limits,
-) -> Result<Cow<'r, GetTileRequest>, ServiceError> {
+) -> Result<(Cow<'r, GetTileRequest>, Option<LayerPick>), ServiceError> {
     if req.layer.is_empty() {
-        return Ok(Cow::Borrowed(req));
+        if req.max_assets != 0 {
+            return Err(ServiceError::invalid(
+                "max_assets",
+                format!(
+                    "max_assets={} applies to layer tiles; list at most the assets you want in `assets`",
+                    req.max_assets
+                ),
+            ));
+        }
+        return Ok((Cow::Borrowed(req), None));
     }
     let layer = named_layer(layers, &req.layer, &req.assets)?;
     let Some(tile) = sets.get(&req.tile_matrix_set).and_then(|tms| tms.tile(req.z, req.x, req.y).ok()) else {
-        return Ok(Cow::Borrowed(req));
+        return Ok((Cow::Borrowed(req), None));
+    };
+    let ceiling =
+        layer.max_assets_per_tile().unwrap_or(limits.max_assets_per_tile).min(limits.max_assets_per_tile);
+    if req.max_assets as usize > ceiling {
+        let whose = if layer.max_assets_per_tile().is_some() {
+            format!("layer {}'s max_assets_per_tile", quote(&req.layer))
+        } else {
+            "this server's --max-assets-per-tile".to_owned()
+        };
+        return Err(ServiceError::invalid(
+            "max_assets",
+            format!(
+                "max_assets={} is over {whose}, {ceiling}; ask for 1..={ceiling} (0: the layer's own budget)",
+                req.max_assets
+            ),
+        ));
+    }
+    let budget = match (req.max_assets, layer.max_assets_per_tile()) {
+        (0, None) => None,
+        (0, Some(_)) => Some(ceiling),
+        (n, _) => Some(n as usize),
     };
     if tile.geographic_bounds().is_none() {
         return Err(ServiceError::invalid(
@@ -95,7 +143,11 @@ pub(super) fn with_layer_assets<'r>(
             ),
         ));
     }
-    let assets = layer.assets_for_tile(&tile).map_err(|e| ServiceError::invalid("z", e.to_string()))?;
+    let mut assets = layer.assets_for_tile(&tile).map_err(|e| ServiceError::invalid("z", e.to_string()))?;
+    let covering = assets.len();
+    if let Some(budget) = budget {
+        assets.truncate(budget);
+    }
     if assets.is_empty() {
         return Err(ServiceError::NotFound(format!(
             "layer {} has no asset at tile {}/{tile}",
@@ -115,7 +167,11 @@ pub(super) fn with_layer_assets<'r>(
             ),
         ));
     }
-    Ok(Cow::Owned(GetTileRequest { assets, layer: String::new(), ..req.clone() }))
+    let pick = LayerPick { covering, read: assets.len() };
+    Ok((
+        Cow::Owned(GetTileRequest { assets, layer: String::new(), max_assets: 0, ..req.clone() }),
+        Some(pick),
+    ))
 }
 
 /// The assets a point request asks about: its `assets`, or those its `layer` has at

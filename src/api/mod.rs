@@ -135,7 +135,21 @@ impl TileApi {
         });
         let (result, source) = match checked {
             Err(e) => (Err(e), Source::Rendered),
-            Ok(explicit) => self.tile_shared(&explicit, deadline, caller).await,
+            Ok((explicit, None)) => self.tile_shared(&explicit, deadline, caller).await,
+            Ok((explicit, Some(pick))) => {
+                // The layer's choice, on its own span: how many assets cover the tile,
+                // how many are read, and whether the asset budget cut them.
+                let span = tracing::info_span!(
+                    "layer",
+                    layer.name = req.layer.as_str(),
+                    layer.covering_assets = pick.covering as i64,
+                    layer.read_assets = pick.read as i64,
+                    layer.truncated = pick.truncated(),
+                );
+                let (result, source) = self.tile_shared(&explicit, deadline, caller).instrument(span).await;
+                let result = result.map(|tile| GetTileResponse { truncated: pick.truncated(), ..tile });
+                (result, source)
+            }
         };
         match source {
             Source::Rendered => {}

@@ -285,6 +285,8 @@ impl TileRenderer {
             mask,
             assets: plan.reports,
             elapsed: duration(started.elapsed()),
+            // The API sets it for a layer tile cut at its asset budget.
+            truncated: false,
         })
     }
 

@@ -56,6 +56,11 @@ pub struct LayerConfig {
     /// A layer of the items of a STAC ItemCollection.
     #[serde(default)]
     pub stac: Option<StacConfig>,
+    /// At most this many assets per tile, the first in the layer's order; a tile that
+    /// had more says it was truncated. Without it, a tile over the server's
+    /// `--max-assets-per-tile` is refused.
+    #[serde(default)]
+    pub max_assets_per_tile: Option<usize>,
 }
 
 /// The `stac` table of a layer: the items file, which asset of each item is the COG, and
@@ -130,6 +135,8 @@ pub struct LayerSpec {
     pub description: Option<String>,
     /// What the layer is made of.
     pub kind: SpecKind,
+    /// The asset budget of one tile, if the layer has one.
+    pub max_assets_per_tile: Option<usize>,
 }
 
 /// The two kinds of layer.
@@ -187,7 +194,19 @@ impl LayerConfig {
             (None, None, None) => return Err(LayerError::Kind { name: name.clone(), found: "none is set" }),
             _ => return Err(LayerError::Kind { name: name.clone(), found: "more than one is set" }),
         };
-        Ok(LayerSpec { name: name.clone(), description: self.description.clone(), kind })
+        if self.max_assets_per_tile == Some(0) {
+            return Err(LayerError::Config {
+                layer: name.clone(),
+                field: "max_assets_per_tile",
+                problem: "is 0; give at least 1 (or leave it out)".to_owned(),
+            });
+        }
+        Ok(LayerSpec {
+            name: name.clone(),
+            description: self.description.clone(),
+            kind,
+            max_assets_per_tile: self.max_assets_per_tile,
+        })
     }
 }
 
@@ -340,6 +359,7 @@ mod tests {
                     name: "naip-2022".into(),
                     description: Some("NAIP".into()),
                     kind: SpecKind::MosaicJson(PathBuf::from("/data/naip/mosaic.json")),
+                    max_assets_per_tile: None,
                 },
                 LayerSpec {
                     name: "dem_v1.2".into(),
@@ -350,6 +370,7 @@ mod tests {
                         minzoom: 0,
                         maxzoom: 16,
                     }),
+                    max_assets_per_tile: None,
                 },
             ]
         );

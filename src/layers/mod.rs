@@ -116,6 +116,12 @@ impl Layer {
         &self.info
     }
 
+    /// The asset budget of one tile, if the layer has one.
+    #[must_use]
+    pub fn max_assets_per_tile(&self) -> Option<usize> {
+        self.spec.max_assets_per_tile
+    }
+
     /// The layer's first asset (the document's first, or the first footprint that
     /// could be read): where a description of the layer's bands comes from.
     #[must_use]

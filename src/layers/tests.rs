@@ -67,6 +67,7 @@ fn mosaic_config(name: &str, file: &str) -> LayerConfig {
         mosaicjson: Some(file.into()),
         footprint: None,
         stac: None,
+        max_assets_per_tile: None,
     }
 }
 
@@ -82,6 +83,7 @@ fn footprint_config(name: &str, assets: &[&str], glob: Option<&str>) -> LayerCon
             maxzoom: None,
         }),
         stac: None,
+        max_assets_per_tile: None,
     }
 }
 

@@ -581,3 +581,74 @@ stac = {{ items = "{relative}/items.json", datetime = "2019-01-01/..", filter = 
         (v1::LayerKind::Stac as i32, 6, 12, 18)
     );
 }
+
+#[tokio::test]
+async fn an_asset_budget_cuts_a_layer_tile_in_layer_order_and_says_so() {
+    let dir = LayerDir::new();
+    for asset in ASSETS {
+        dir.copy(asset);
+    }
+    let config = dir.path.join("tessera.toml");
+    let toml = format!(
+        "[[layers]]\nname = \"two\"\nmax_assets_per_tile = 2\nfootprint = {{ glob = \"{}/*.tif\" }}\n\n[[layers]]\nname = \"all\"\nfootprint = {{ glob = \"{}/*.tif\" }}\n",
+        dir.relative, dir.relative
+    );
+    std::fs::write(&config, toml).unwrap();
+    let server = Server::start_with(ServerOptions {
+        args: vec!["--config".into(), config.display().to_string()],
+        ..Default::default()
+    });
+    let mut client = server.client().await;
+    let names: Vec<String> = ASSETS.iter().map(|a| dir.name(a)).collect();
+    // z12 1194/1551 holds all six assets.
+    let all = tile(&mut client, layer_request("all", 12, 1194, 1551)).await;
+    assert_eq!((used(&all).len(), all.truncated), (6, false));
+    for (layer, max_assets, read) in [("two", 0, 2), ("two", 1, 1), ("all", 3, 3)] {
+        let request = v1::GetTileRequest { max_assets, ..layer_request(layer, 12, 1194, 1551) };
+        let got = tile(&mut client, request).await;
+        let first: Vec<&str> = names[..read].iter().map(String::as_str).collect();
+        assert_eq!(
+            (used(&got), got.truncated),
+            (first.iter().map(|s| (*s).to_owned()).collect(), true),
+            "{layer} {max_assets}"
+        );
+        let want = tile(&mut client, npy_request(harness::tile_request(12, 1194, 1551, &first))).await;
+        assert!(pixels(&got) == pixels(&want), "{layer} {max_assets}: the pixels of its first {read} assets");
+        assert!(!want.truncated, "an explicit request is never truncated");
+    }
+    // A budget at least the assets covering the tile cuts nothing.
+    let request = v1::GetTileRequest { max_assets: 6, ..layer_request("all", 12, 1194, 1551) };
+    assert!(!tile(&mut client, request).await.truncated);
+    let refused = |request: v1::GetTileRequest| {
+        let mut client = client.clone();
+        async move { client.get_tile(request).await.unwrap_err() }
+    };
+    let over = refused(v1::GetTileRequest { max_assets: 3, ..layer_request("two", 12, 1194, 1551) }).await;
+    assert_eq!(
+        (over.code(), over.message()),
+        (
+            Code::InvalidArgument,
+            "max_assets=3 is over layer 'two''s max_assets_per_tile, 2; ask for 1..=2 (0: the layer's own budget)"
+        )
+    );
+    let over = refused(v1::GetTileRequest { max_assets: 65, ..layer_request("all", 12, 1194, 1551) }).await;
+    assert_eq!(
+        (over.code(), over.message()),
+        (
+            Code::InvalidArgument,
+            "max_assets=65 is over this server's --max-assets-per-tile, 64; ask for 1..=64 (0: the layer's own budget)"
+        )
+    );
+    let explicit = v1::GetTileRequest {
+        max_assets: 1,
+        ..npy_request(harness::tile_request(12, 1194, 1551, &[names[0].as_str()]))
+    };
+    let e = refused(explicit).await;
+    assert_eq!(
+        (e.code(), e.message()),
+        (
+            Code::InvalidArgument,
+            "max_assets=1 applies to layer tiles; list at most the assets you want in `assets`"
+        )
+    );
+}
