@@ -170,19 +170,9 @@ impl Reloader {
     async fn rebuild(&self, layer: &Layer, last_failure: Option<&String>) -> Result<Option<Layer>, Failure> {
         match (&layer.spec.kind, &layer.source) {
             (SpecKind::MosaicJson(path), LayerSource::MosaicJson { stamp, .. }) => {
-                let now =
-                    stat(path).await.map_err(|error| Failure { signature: error.to_string(), error })?;
-                if now == *stamp {
+                let Some(signature) = changed(path, *stamp, last_failure).await? else {
                     return Ok(None);
-                }
-                let signature = format!("{now:?}");
-                if last_failure == Some(&signature) {
-                    let error = LayerError::Read {
-                        path: path.clone(),
-                        source: std::io::Error::other("this version of the file was already refused"),
-                    };
-                    return Err(Failure { signature, error });
-                }
+                };
                 let fail = |error| Failure { signature: signature.clone(), error };
                 let (bytes, now) = read_file(path).await.map_err(fail)?;
                 let mosaic = parse_mosaic(path.clone(), bytes).await.map_err(fail)?;
@@ -209,20 +199,9 @@ impl Reloader {
                 ))
             }
             (SpecKind::Stac(stac), LayerSource::Stac { stamp, .. }) => {
-                let now = stat(&stac.items)
-                    .await
-                    .map_err(|error| Failure { signature: error.to_string(), error })?;
-                if now == *stamp {
+                let Some(signature) = changed(&stac.items, *stamp, last_failure).await? else {
                     return Ok(None);
-                }
-                let signature = format!("{now:?}");
-                if last_failure == Some(&signature) {
-                    let error = LayerError::Read {
-                        path: stac.items.clone(),
-                        source: std::io::Error::other("this version of the file was already refused"),
-                    };
-                    return Err(Failure { signature, error });
-                }
+                };
                 let fail = |error| Failure { signature: signature.clone(), error };
                 let (bytes, now) = read_file(&stac.items).await.map_err(fail)?;
                 stac_layer(layer.spec.clone(), stac.clone(), self.data_dir.clone(), bytes, now)
@@ -275,23 +254,58 @@ impl Reloader {
     ) -> Layer {
         let entries = footprint::read_entries(&spec.name, list, previous, self.source.as_ref()).await;
         let index = FootprintIndex::new(&entries);
-        let bounds = index.bounds().unwrap_or([-180.0, -90.0, 180.0, 90.0]);
-        let [min_x, min_y, max_x, max_y] = bounds;
-        let (center_lon, center_lat) = BBox { min_x, min_y, max_x, max_y }.lon_lat_centre();
-        let info = LayerInfo {
-            name: spec.name.clone(),
-            kind: LayerKind::Footprint,
-            description: spec.description.clone(),
-            bounds,
-            minzoom,
-            maxzoom,
-            center: (center_lon, center_lat, minzoom),
-            asset_count: index.len(),
-            unreadable_assets: entries.len() - index.len(),
-            attribution: None,
-            version: None,
-        };
+        let unreadable = entries.len() - index.len();
+        let info = indexed_info(&spec, LayerKind::Footprint, &index, (minzoom, maxzoom), unreadable);
         Layer { info, spec, source: LayerSource::Footprint { entries, index } }
+    }
+}
+
+/// The signature of `path`'s version when it changed since `stamp`, `None` when it did
+/// not; a version that already failed (`last_failure`) fails again without being read.
+async fn changed(
+    path: &Path,
+    stamp: FileStamp,
+    last_failure: Option<&String>,
+) -> Result<Option<String>, Failure> {
+    let now = stat(path).await.map_err(|error| Failure { signature: error.to_string(), error })?;
+    if now == stamp {
+        return Ok(None);
+    }
+    let signature = format!("{now:?}");
+    if last_failure == Some(&signature) {
+        let error = LayerError::Read {
+            path: path.to_owned(),
+            source: std::io::Error::other("this version of the file was already refused"),
+        };
+        return Err(Failure { signature, error });
+    }
+    Ok(Some(signature))
+}
+
+/// What a layer over an R-tree of footprints serves: their union (the whole world while
+/// there is none) and its centre at the lowest zoom.
+fn indexed_info(
+    spec: &LayerSpec,
+    kind: LayerKind,
+    index: &FootprintIndex,
+    (minzoom, maxzoom): (u8, u8),
+    unreadable_assets: usize,
+) -> LayerInfo {
+    let bounds = index.bounds().unwrap_or([-180.0, -90.0, 180.0, 90.0]);
+    let [min_x, min_y, max_x, max_y] = bounds;
+    let (center_lon, center_lat) = BBox { min_x, min_y, max_x, max_y }.lon_lat_centre();
+    LayerInfo {
+        name: spec.name.clone(),
+        kind,
+        description: spec.description.clone(),
+        bounds,
+        minzoom,
+        maxzoom,
+        center: (center_lon, center_lat, minzoom),
+        asset_count: index.len(),
+        unreadable_assets,
+        attribution: None,
+        version: None,
     }
 }
 
@@ -317,22 +331,7 @@ async fn stac_layer(
         path,
         source: std::io::Error::other(format!("parsing task failed: {e}")),
     })??;
-    let bounds = index.bounds().unwrap_or([-180.0, -90.0, 180.0, 90.0]);
-    let [min_x, min_y, max_x, max_y] = bounds;
-    let (center_lon, center_lat) = BBox { min_x, min_y, max_x, max_y }.lon_lat_centre();
-    let info = LayerInfo {
-        name: spec.name.clone(),
-        kind: LayerKind::Stac,
-        description: spec.description.clone(),
-        bounds,
-        minzoom,
-        maxzoom,
-        center: (center_lon, center_lat, minzoom),
-        asset_count: index.len(),
-        unreadable_assets: 0,
-        attribution: None,
-        version: None,
-    };
+    let info = indexed_info(&spec, LayerKind::Stac, &index, (minzoom, maxzoom), 0);
     Ok(Layer { info, spec, source: LayerSource::Stac { index, stamp } })
 }
 
