@@ -257,6 +257,8 @@ pub(super) fn layer_info(info: LayerInfo) -> v1::LayerInfo {
         asset_count: info.asset_count as u64,
         unreadable_assets: info.unreadable_assets as u64,
         attribution: info.attribution.unwrap_or_default(),
+        item_count: info.item_count as u64,
+        load_time: prost_types::Duration::try_from(info.load_time).ok(),
         version: info.version.unwrap_or_default(),
     }
 }
@@ -279,6 +281,8 @@ mod tests {
             unreadable_assets: 1,
             attribution: Some("a".into()),
             version: None,
+            item_count: 8,
+            load_time: Duration::from_millis(12),
         };
         assert_eq!(
             layer_info(info),
@@ -296,6 +300,8 @@ mod tests {
                 unreadable_assets: 1,
                 attribution: "a".into(),
                 version: String::new(),
+                item_count: 8,
+                load_time: Some(prost_types::Duration { seconds: 0, nanos: 12_000_000 }),
             }
         );
     }

@@ -85,6 +85,11 @@ pub struct LayerInfo {
     pub attribution: Option<String>,
     /// The MosaicJSON document's `version`.
     pub version: Option<String>,
+    /// The entries the layer was built from: a MosaicJSON document's quadkeys, a
+    /// footprint layer's assets (readable or not), a STAC layer's selected items.
+    pub item_count: usize,
+    /// How long building this version of the layer took (reading, parsing, indexing).
+    pub load_time: std::time::Duration,
 }
 
 /// One layer, immutable; a reload builds a new one.

@@ -186,6 +186,12 @@ impl Mosaic {
         })
     }
 
+    /// How many quadkeys the document's `tiles` map.
+    #[must_use]
+    pub fn quadkey_count(&self) -> usize {
+        self.tiles.len()
+    }
+
     /// How many distinct assets the document names.
     #[must_use]
     pub fn asset_count(&self) -> usize {

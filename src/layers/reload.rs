@@ -57,7 +57,8 @@ impl Layers {
         };
         let mut layers = Vec::with_capacity(specs.len());
         for spec in specs {
-            let layer = match &spec.kind {
+            let started = std::time::Instant::now();
+            let mut layer = match &spec.kind {
                 SpecKind::MosaicJson(path) => {
                     let (bytes, stamp) = read_file(path).await?;
                     mosaic_layer(spec.clone(), parse_mosaic(path.clone(), bytes).await?, stamp)?
@@ -71,9 +72,12 @@ impl Layers {
                     stac_layer(spec.clone(), stac.clone(), data_dir.to_owned(), bytes, stamp).await?
                 }
             };
+            layer.info.load_time = started.elapsed();
             let info = &layer.info;
             tracing::info!(
                 layer = %info.name,
+                items = info.item_count,
+                load_ms = info.load_time.as_secs_f64() * 1e3,
                 assets = info.asset_count,
                 unreadable = info.unreadable_assets,
                 "layer loaded"
@@ -92,12 +96,14 @@ impl Layers {
         let mut layers = Vec::with_capacity(before.layers.len());
         for layer in &before.layers {
             let name = layer.name().to_owned();
+            let started = std::time::Instant::now();
             match self.reloader.rebuild(layer, reported.get(&name)).await {
                 Ok(None) => {
                     reported.remove(&name);
                     layers.push(layer.clone());
                 }
-                Ok(Some(new)) => {
+                Ok(Some(mut new)) => {
+                    new.info.load_time = started.elapsed();
                     reported.remove(&name);
                     tracing::info!(
                         layer = %name,
@@ -291,6 +297,7 @@ fn indexed_info(
     (minzoom, maxzoom): (u8, u8),
     unreadable_assets: usize,
 ) -> LayerInfo {
+    let item_count = index.len() + unreadable_assets;
     let bounds = index.bounds().unwrap_or([-180.0, -90.0, 180.0, 90.0]);
     let [min_x, min_y, max_x, max_y] = bounds;
     let (center_lon, center_lat) = BBox { min_x, min_y, max_x, max_y }.lon_lat_centre();
@@ -306,6 +313,8 @@ fn indexed_info(
         unreadable_assets,
         attribution: None,
         version: None,
+        item_count,
+        load_time: Duration::ZERO,
     }
 }
 
@@ -367,6 +376,8 @@ fn mosaic_layer(spec: LayerSpec, mosaic: Mosaic, stamp: FileStamp) -> Result<Lay
         unreadable_assets: 0,
         attribution: mosaic.attribution.clone(),
         version: Some(mosaic.version.clone()),
+        item_count: mosaic.quadkey_count(),
+        load_time: Duration::ZERO,
     };
     Ok(Layer { info, spec, source: LayerSource::MosaicJson { mosaic, stamp } })
 }

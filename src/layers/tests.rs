@@ -238,8 +238,11 @@ async fn mosaic_info_comes_from_the_document() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "example.json", EXAMPLE);
     let (layers, _) = load(dir.path(), &[mosaic_config("ex", "example.json")]).await;
+    let mut list = layers.list();
+    let load_time = std::mem::take(&mut list[0].load_time);
+    assert!(load_time > Duration::ZERO && load_time < Duration::from_secs(10), "{load_time:?}");
     assert_eq!(
-        layers.list(),
+        list,
         vec![LayerInfo {
             name: "ex".into(),
             kind: LayerKind::MosaicJson,
@@ -253,6 +256,9 @@ async fn mosaic_info_comes_from_the_document() {
             unreadable_assets: 0,
             attribution: Some("Tessera test data".into()),
             version: Some("1.0.2".into()),
+            // The eight zoom-2 quadkeys; "0", "0123" and "0x" are ignored.
+            item_count: 8,
+            load_time: Duration::ZERO,
         }]
     );
     // Quadkey "00" comes first.

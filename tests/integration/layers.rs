@@ -181,7 +181,16 @@ footprint = {{ glob = "{relative}/*.tif", minzoom = 12, maxzoom = 18 }}
     let mut client = server.client().await;
 
     // ListLayers, exactly.
-    let list = client.list_layers(v1::ListLayersRequest {}).await.unwrap().into_inner().layers;
+    let mut list = client.list_layers(v1::ListLayersRequest {}).await.unwrap().into_inner().layers;
+    // How long each took to build: there, and taken out of the exact comparison.
+    for layer in &mut list {
+        let load_time = layer.load_time.take().expect("a load time");
+        assert!(load_time.seconds < 10 && (load_time.seconds, load_time.nanos) > (0, 0), "{load_time:?}");
+    }
+    let quadkeys = serde_json::from_str::<serde_json::Value>(&mosaic_json(&bounds[..5])).unwrap()["tiles"]
+        .as_object()
+        .unwrap()
+        .len() as u64;
     assert_eq!(
         list[0],
         v1::LayerInfo {
@@ -198,6 +207,8 @@ footprint = {{ glob = "{relative}/*.tif", minzoom = 12, maxzoom = 18 }}
             unreadable_assets: 0,
             attribution: "Tessera demo data".into(),
             version: "1.0.0".into(),
+            item_count: quadkeys,
+            load_time: None,
         }
     );
     let footprint = &list[1];
@@ -213,14 +224,22 @@ footprint = {{ glob = "{relative}/*.tif", minzoom = 12, maxzoom = 18 }}
         Some(v1::Bounds { min_x: union.0, min_y: union.1, max_x: union.2, max_y: union.3 })
     );
     assert_eq!(
-        (footprint.min_zoom, footprint.max_zoom, footprint.center_zoom, footprint.asset_count),
-        (12, 18, 12, 5)
+        (
+            footprint.min_zoom,
+            footprint.max_zoom,
+            footprint.center_zoom,
+            footprint.asset_count,
+            footprint.item_count
+        ),
+        (12, 18, 12, 5, 5)
     );
 
     // GetLayer adds the bands of the first asset.
     let layer = client.get_layer(v1::GetLayerRequest { layer: "demo-footprint".into() }).await.unwrap();
     let layer = layer.into_inner();
-    assert_eq!(layer.layer.as_ref(), Some(footprint));
+    let mut described = layer.layer.clone().unwrap();
+    assert!(described.load_time.take().is_some());
+    assert_eq!(&described, footprint);
     assert_eq!(layer.sample_asset, names[0]);
     assert_eq!((layer.dtype, layer.data_band_count), (v1::DataType::Uint8 as i32, 3));
     assert_eq!(
@@ -577,9 +596,11 @@ stac = {{ items = "{relative}/items.json", datetime = "2019-01-01/..", filter = 
     let layer = client.get_layer(v1::GetLayerRequest { layer: "newest".into() }).await.unwrap().into_inner();
     let info = layer.layer.unwrap();
     assert_eq!(
-        (info.kind, info.asset_count, info.min_zoom, info.max_zoom),
-        (v1::LayerKind::Stac as i32, 6, 12, 18)
+        (info.kind, info.asset_count, info.item_count, info.min_zoom, info.max_zoom),
+        (v1::LayerKind::Stac as i32, 6, 6, 12, 18)
     );
+    let filtered = client.get_layer(v1::GetLayerRequest { layer: "even-since-2019".into() }).await.unwrap();
+    assert_eq!(filtered.into_inner().layer.unwrap().item_count, 2);
 }
 
 #[tokio::test]
