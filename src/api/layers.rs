@@ -226,14 +226,26 @@ fn named_layer(layers: &Layers, name: &str, assets: &[String]) -> Result<Arc<Lay
     layers.get(name).ok_or_else(|| unknown_layer(name, layers))
 }
 
-/// NOT_FOUND for a layer name the server does not serve, naming those it does.
+/// NOT_FOUND for a layer name the server does not serve, naming those it does; while
+/// the layers are still loading, UNAVAILABLE.
 pub(super) fn unknown_layer(name: &str, layers: &Layers) -> ServiceError {
+    if !layers.loaded() {
+        return still_loading(layers);
+    }
     let served: Vec<String> = layers.list().into_iter().map(|l| l.name).collect();
     ServiceError::NotFound(if served.is_empty() {
         format!("layer {} is not served here: this server has no layers configured", quote(name))
     } else {
         format!("layer {} is not served here; layers: {}", quote(name), served.join(", "))
     })
+}
+
+/// UNAVAILABLE while the configured layers are being built (health is NOT_SERVING).
+pub(super) fn still_loading(layers: &Layers) -> ServiceError {
+    ServiceError::Unavailable(format!(
+        "the server is still loading its {} layers; retry once health reports SERVING",
+        layers.configured()
+    ))
 }
 
 /// The API's view of a layer.

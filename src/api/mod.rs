@@ -425,7 +425,11 @@ impl TileService for TileServiceImpl {
         &self,
         _request: Request<v1::ListLayersRequest>,
     ) -> Result<Response<v1::ListLayersResponse>, Status> {
-        let layers = self.0.layers.list().into_iter().map(layers::layer_info).collect();
+        let registry = &self.0.layers;
+        if !registry.loaded() {
+            return Err(layers::still_loading(registry).into());
+        }
+        let layers = registry.list().into_iter().map(layers::layer_info).collect();
         Ok(Response::new(v1::ListLayersResponse { layers }))
     }
 

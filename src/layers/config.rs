@@ -25,6 +25,7 @@ use serde::Deserialize;
 
 use super::{
     LayerError,
+    document::Location,
     stac::{DateRange, Selection, SortKey},
 };
 use crate::tms::MAX_ZOOM;
@@ -47,7 +48,8 @@ pub struct LayerConfig {
     /// Shown in the layer's info; for a MosaicJSON layer it replaces the document's own.
     #[serde(default)]
     pub description: Option<String>,
-    /// A MosaicJSON document, relative to the data directory or absolute.
+    /// A MosaicJSON document: a path relative to the data directory or absolute, or an
+    /// `http(s)://` or `s3://` URL (under `--allow-remote`).
     #[serde(default)]
     pub mosaicjson: Option<PathBuf>,
     /// A layer of assets found by their footprints.
@@ -68,7 +70,8 @@ pub struct LayerConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StacConfig {
-    /// A STAC ItemCollection (GeoJSON), relative to the data directory or absolute.
+    /// A STAC ItemCollection (GeoJSON): a path relative to the data directory or
+    /// absolute, or an `http(s)://` or `s3://` URL (under `--allow-remote`).
     pub items: PathBuf,
     /// The item asset that is the COG ([`DEFAULT_STAC_ASSET`] when absent).
     #[serde(default)]
@@ -97,8 +100,8 @@ pub const DEFAULT_STAC_ASSET: &str = "image";
 /// A validated STAC layer configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StacSpec {
-    /// The items file (joined to the data directory when relative).
-    pub items: PathBuf,
+    /// The items file (joined to the data directory when relative) or URL.
+    pub items: Location,
     /// Which items, in which order, and which of their assets.
     pub selection: Selection,
     /// Lowest zoom served.
@@ -142,8 +145,8 @@ pub struct LayerSpec {
 /// The two kinds of layer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SpecKind {
-    /// A MosaicJSON document at this path (joined to the data directory when relative).
-    MosaicJson(PathBuf),
+    /// A MosaicJSON document: a file (joined to the data directory when relative) or a URL.
+    MosaicJson(Location),
     /// Assets found by footprint.
     Footprint(FootprintSpec),
     /// The items of a STAC ItemCollection.
@@ -188,7 +191,7 @@ impl LayerConfig {
             return Err(LayerError::InvalidName { name: name.clone() });
         }
         let kind = match (&self.mosaicjson, &self.footprint, &self.stac) {
-            (Some(path), None, None) => SpecKind::MosaicJson(data_dir.join(path)),
+            (Some(path), None, None) => SpecKind::MosaicJson(Location::configured(path, data_dir)),
             (None, Some(footprint), None) => SpecKind::Footprint(footprint.validate(name)?),
             (None, None, Some(stac)) => SpecKind::Stac(stac.validate(name, data_dir)?),
             (None, None, None) => return Err(LayerError::Kind { name: name.clone(), found: "none is set" }),
@@ -274,7 +277,7 @@ impl StacConfig {
             })
             .collect::<Result<_, _>>()?;
         Ok(StacSpec {
-            items: data_dir.join(&self.items),
+            items: Location::configured(&self.items, data_dir),
             selection: Selection { asset, sort, datetime, filter },
             minzoom,
             maxzoom,
@@ -358,7 +361,7 @@ mod tests {
                 LayerSpec {
                     name: "naip-2022".into(),
                     description: Some("NAIP".into()),
-                    kind: SpecKind::MosaicJson(PathBuf::from("/data/naip/mosaic.json")),
+                    kind: SpecKind::MosaicJson(Location::File(PathBuf::from("/data/naip/mosaic.json"))),
                     max_assets_per_tile: None,
                 },
                 LayerSpec {
@@ -465,7 +468,7 @@ mod tests {
         }
         let specs = validate_text("[[layers]]\nname = \"s\"\nstac = { items = \"n/i.json\", sort = \"-datetime\", filter = { \"naip:state\" = \"ny\" } }").unwrap();
         let SpecKind::Stac(stac) = &specs[0].kind else { panic!("not a STAC layer") };
-        assert_eq!(stac.items, PathBuf::from("/data/n/i.json"));
+        assert_eq!(stac.items, Location::File(PathBuf::from("/data/n/i.json")));
         assert_eq!(stac.selection.asset, DEFAULT_STAC_ASSET);
         assert_eq!(stac.selection.sort, SortKey::parse("-datetime"));
         assert_eq!(stac.selection.filter, vec![("naip:state".to_owned(), serde_json::json!("ny"))]);

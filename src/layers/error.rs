@@ -1,7 +1,5 @@
 //! Why a layer could not be configured, loaded or asked for a tile.
 
-use std::path::PathBuf;
-
 /// Errors of the layer registry: bad `[[layers]]` configuration, unreadable or invalid
 /// MosaicJSON documents and glob patterns, and tiles outside a layer's zoom range.
 #[derive(Debug, thiserror::Error)]
@@ -40,28 +38,28 @@ pub enum LayerError {
         /// What is wrong and what is allowed.
         problem: String,
     },
-    /// A file (MosaicJSON document) could not be read.
-    #[error("{}: cannot read: {source}", path.display())]
+    /// A document (MosaicJSON, STAC items) could not be read.
+    #[error("{document}: cannot read: {source}")]
     Read {
-        /// The file.
-        path: PathBuf,
+        /// The file or URL.
+        document: String,
         /// The I/O error.
         source: std::io::Error,
     },
     /// A MosaicJSON file that is not JSON of the expected shape (the message carries the
     /// line and column).
-    #[error("{}: not a MosaicJSON document: {source}", path.display())]
+    #[error("{document}: not a MosaicJSON document: {source}")]
     Parse {
-        /// The file.
-        path: PathBuf,
+        /// The file or URL.
+        document: String,
         /// serde_json's error, with line and column.
         source: serde_json::Error,
     },
     /// A MosaicJSON field with a value Tessera does not accept.
-    #[error("{}: field `{field}` {problem}", path.display())]
+    #[error("{document}: field `{field}` {problem}")]
     MosaicField {
-        /// The file.
-        path: PathBuf,
+        /// The file or URL.
+        document: String,
         /// The field.
         field: &'static str,
         /// What is wrong and what is allowed.

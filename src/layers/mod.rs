@@ -22,6 +22,7 @@
 //! policy as assets named in a request.
 
 mod config;
+pub mod document;
 mod error;
 pub mod footprint;
 pub mod mosaicjson;
@@ -35,6 +36,7 @@ pub use config::{
     DEFAULT_FOOTPRINT_MAXZOOM, DEFAULT_FOOTPRINT_MINZOOM, DEFAULT_STAC_ASSET, FootprintConfig, FootprintSpec,
     LayerConfig, LayerSpec, MAX_LAYER_NAME_LEN, SpecKind, StacConfig, StacSpec, validate,
 };
+pub use document::{DocumentSource, Documents, Location, RemoteVersion};
 pub use error::LayerError;
 pub use reload::ReloadReport;
 
@@ -103,9 +105,9 @@ pub struct Layer {
 /// What a layer selects from, with what the reload loop compares against.
 #[derive(Debug)]
 enum LayerSource {
-    MosaicJson { mosaic: mosaicjson::Mosaic, stamp: footprint::FileStamp },
+    MosaicJson { mosaic: mosaicjson::Mosaic, version: document::Version },
     Footprint { entries: Vec<footprint::Entry>, index: footprint::FootprintIndex },
-    Stac { index: footprint::FootprintIndex, stamp: footprint::FileStamp },
+    Stac { index: footprint::FootprintIndex, version: document::Version },
 }
 
 impl Layer {
@@ -180,6 +182,10 @@ impl Layer {
 pub struct Layers {
     current: RwLock<Arc<Snapshot>>,
     reloader: reload::Reloader,
+    /// The validated configuration, in order.
+    specs: Vec<LayerSpec>,
+    /// Whether every configured layer has been built ([`Layers::load_configured`]).
+    loaded: std::sync::atomic::AtomicBool,
 }
 
 /// Every layer at one moment, in configuration order.
@@ -210,7 +216,20 @@ impl Layers {
     /// Whether no layer is configured.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.snapshot().layers.is_empty()
+        self.specs.is_empty()
+    }
+
+    /// How many layers are configured (built or not yet).
+    #[must_use]
+    pub fn configured(&self) -> usize {
+        self.specs.len()
+    }
+
+    /// Whether the configured layers are built and served (until then the registry
+    /// serves none).
+    #[must_use]
+    pub fn loaded(&self) -> bool {
+        self.loaded.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn snapshot(&self) -> Arc<Snapshot> {

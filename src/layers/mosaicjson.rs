@@ -20,7 +20,7 @@
 //! `minzoom` (cogeo-mosaic's `quadkey_zoom or minzoom`). Keys of `tiles` that are not
 //! quadkeys at that zoom can never be selected; they are dropped and counted.
 
-use std::{collections::BTreeMap, collections::HashMap, path::Path};
+use std::{collections::BTreeMap, collections::HashMap};
 
 use serde::Deserialize;
 
@@ -83,12 +83,13 @@ pub struct Mosaic {
 }
 
 impl Mosaic {
-    /// Parses and validates a document read from `path` (named in errors).
-    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self, LayerError> {
+    /// Parses and validates a document read from `document` (a file or URL, named in
+    /// errors).
+    pub fn parse(document: &str, bytes: &[u8]) -> Result<Self, LayerError> {
         let raw: RawMosaic = serde_json::from_slice(bytes)
-            .map_err(|source| LayerError::Parse { path: path.to_owned(), source })?;
+            .map_err(|source| LayerError::Parse { document: document.to_owned(), source })?;
         let field = |field: &'static str, problem: String| LayerError::MosaicField {
-            path: path.to_owned(),
+            document: document.to_owned(),
             field,
             problem,
         };

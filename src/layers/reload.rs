@@ -16,6 +16,7 @@ use std::{
 use super::{
     BoundsSource, FootprintSpec, Layer, LayerConfig, LayerError, LayerInfo, LayerKind, LayerSource,
     LayerSpec, Layers, Snapshot, SpecKind, StacSpec,
+    document::{Documents, Location, Version},
     footprint::{self, Entry, FileStamp, FootprintIndex},
     mosaicjson::Mosaic,
     stac,
@@ -26,6 +27,7 @@ use crate::tms::{BBox, MAX_ZOOM};
 pub(super) struct Reloader {
     data_dir: PathBuf,
     source: Arc<dyn BoundsSource>,
+    documents: Documents,
     /// Layer name → the last failure logged for it; serialises reloads.
     reported: tokio::sync::Mutex<HashMap<String, String>>,
 }
@@ -40,36 +42,66 @@ pub struct ReloadReport {
 }
 
 impl Layers {
-    /// Validates `configs` and builds every layer: MosaicJSON documents are read and
-    /// parsed, footprint globs listed (relative to `data_dir`) and every footprint asset's
-    /// bounds read through `source`. Any configuration or document error is returned;
-    /// assets whose bounds cannot be read are only left out (and counted).
+    /// Validates `configs` and builds every layer ([`Layers::pending`], then
+    /// [`Layers::load_configured`]).
     pub async fn load(
         configs: &[LayerConfig],
         data_dir: &Path,
         source: Arc<dyn BoundsSource>,
+        documents: Documents,
+    ) -> Result<Self, LayerError> {
+        let layers = Self::pending(configs, data_dir, source, documents)?;
+        layers.load_configured().await?;
+        Ok(layers)
+    }
+
+    /// Validates `configs` into a registry that serves no layer until
+    /// [`Layers::load_configured`] has built them: a server can listen (and say
+    /// NOT_SERVING) while a million-item layer loads.
+    pub fn pending(
+        configs: &[LayerConfig],
+        data_dir: &Path,
+        source: Arc<dyn BoundsSource>,
+        documents: Documents,
     ) -> Result<Self, LayerError> {
         let specs = super::validate(configs, data_dir)?;
         let reloader = Reloader {
             data_dir: data_dir.to_owned(),
             source,
+            documents,
             reported: tokio::sync::Mutex::new(HashMap::new()),
         };
-        let mut layers = Vec::with_capacity(specs.len());
-        for spec in specs {
+        Ok(Self {
+            current: RwLock::new(Arc::new(Snapshot::default())),
+            reloader,
+            specs,
+            loaded: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Builds every configured layer and starts serving them: MosaicJSON and STAC
+    /// documents are read (files, and URLs through the registry's documents) and
+    /// parsed, footprint globs listed (relative to the data directory) and every
+    /// footprint asset's bounds read through the bounds source. Any document error is
+    /// returned and nothing is served; assets whose bounds cannot be read are only left
+    /// out (and counted).
+    pub async fn load_configured(&self) -> Result<(), LayerError> {
+        let reloader = &self.reloader;
+        let mut layers = Vec::with_capacity(self.specs.len());
+        for spec in &self.specs {
             let started = std::time::Instant::now();
             let mut layer = match &spec.kind {
-                SpecKind::MosaicJson(path) => {
-                    let (bytes, stamp) = read_file(path).await?;
-                    mosaic_layer(spec.clone(), parse_mosaic(path.clone(), bytes).await?, stamp)?
+                SpecKind::MosaicJson(location) => {
+                    let (bytes, version) = reloader.documents.read(location).await?;
+                    mosaic_layer(spec.clone(), parse_mosaic(location, bytes).await?, version)?
                 }
                 SpecKind::Footprint(fp) => {
                     let list = reloader.footprint_list(&spec.name, fp).await?;
                     reloader.footprint_layer(spec.clone(), (fp.minzoom, fp.maxzoom), list, &[]).await
                 }
                 SpecKind::Stac(stac) => {
-                    let (bytes, stamp) = read_file(&stac.items).await?;
-                    stac_layer(spec.clone(), stac.clone(), data_dir.to_owned(), bytes, stamp).await?
+                    let (bytes, version) = reloader.documents.read(&stac.items).await?;
+                    stac_layer(spec.clone(), stac.clone(), reloader.data_dir.clone(), bytes, version).await?
                 }
             };
             layer.info.load_time = started.elapsed();
@@ -84,13 +116,19 @@ impl Layers {
             );
             layers.push(Arc::new(layer));
         }
-        Ok(Self { current: RwLock::new(Arc::new(Snapshot { layers })), reloader })
+        let _serialised = reloader.reported.lock().await;
+        self.swap(Snapshot { layers });
+        self.loaded.store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 
     /// Rebuilds the layers whose sources changed since they were built and swaps the new
     /// snapshot in. Concurrent calls run one after the other.
     pub async fn reload(&self) -> ReloadReport {
         let mut reported = self.reloader.reported.lock().await;
+        if !self.loaded() {
+            return ReloadReport::default();
+        }
         let before = self.snapshot();
         let mut report = ReloadReport::default();
         let mut layers = Vec::with_capacity(before.layers.len());
@@ -175,13 +213,13 @@ impl Reloader {
     /// file whose version already failed (`last_failure`) is not read again.
     async fn rebuild(&self, layer: &Layer, last_failure: Option<&String>) -> Result<Option<Layer>, Failure> {
         match (&layer.spec.kind, &layer.source) {
-            (SpecKind::MosaicJson(path), LayerSource::MosaicJson { stamp, .. }) => {
-                let Some(signature) = changed(path, *stamp, last_failure).await? else {
+            (SpecKind::MosaicJson(location), LayerSource::MosaicJson { version, .. }) => {
+                let Some(signature) = self.changed(location, version, last_failure).await? else {
                     return Ok(None);
                 };
                 let fail = |error| Failure { signature: signature.clone(), error };
-                let (bytes, now) = read_file(path).await.map_err(fail)?;
-                let mosaic = parse_mosaic(path.clone(), bytes).await.map_err(fail)?;
+                let (bytes, now) = self.documents.read(location).await.map_err(fail)?;
+                let mosaic = parse_mosaic(location, bytes).await.map_err(fail)?;
                 mosaic_layer(layer.spec.clone(), mosaic, now).map(Some).map_err(fail)
             }
             (SpecKind::Footprint(fp), LayerSource::Footprint { entries, .. }) => {
@@ -204,12 +242,12 @@ impl Reloader {
                     self.footprint_layer(layer.spec.clone(), (fp.minzoom, fp.maxzoom), list, entries).await,
                 ))
             }
-            (SpecKind::Stac(stac), LayerSource::Stac { stamp, .. }) => {
-                let Some(signature) = changed(&stac.items, *stamp, last_failure).await? else {
+            (SpecKind::Stac(stac), LayerSource::Stac { version, .. }) => {
+                let Some(signature) = self.changed(&stac.items, version, last_failure).await? else {
                     return Ok(None);
                 };
                 let fail = |error| Failure { signature: signature.clone(), error };
-                let (bytes, now) = read_file(&stac.items).await.map_err(fail)?;
+                let (bytes, now) = self.documents.read(&stac.items).await.map_err(fail)?;
                 stac_layer(layer.spec.clone(), stac.clone(), self.data_dir.clone(), bytes, now)
                     .await
                     .map(Some)
@@ -218,6 +256,34 @@ impl Reloader {
             // A layer's source always matches its spec's kind.
             _ => Ok(None),
         }
+    }
+
+    /// The signature of the document's version when it changed since `version`, `None`
+    /// when it did not; a version that already failed (`last_failure`) fails again
+    /// without being read.
+    async fn changed(
+        &self,
+        location: &Location,
+        version: &Version,
+        last_failure: Option<&String>,
+    ) -> Result<Option<String>, Failure> {
+        let now = self
+            .documents
+            .version(location)
+            .await
+            .map_err(|error| Failure { signature: error.to_string(), error })?;
+        if now == *version {
+            return Ok(None);
+        }
+        let signature = format!("{now:?}");
+        if last_failure == Some(&signature) {
+            let error = LayerError::Read {
+                document: location.to_string(),
+                source: std::io::Error::other("this version of the document was already refused"),
+            };
+            return Err(Failure { signature, error });
+        }
+        Ok(Some(signature))
     }
 
     /// The footprint layer's assets in list order: configured ones (no stamp), then glob
@@ -266,28 +332,6 @@ impl Reloader {
     }
 }
 
-/// The signature of `path`'s version when it changed since `stamp`, `None` when it did
-/// not; a version that already failed (`last_failure`) fails again without being read.
-async fn changed(
-    path: &Path,
-    stamp: FileStamp,
-    last_failure: Option<&String>,
-) -> Result<Option<String>, Failure> {
-    let now = stat(path).await.map_err(|error| Failure { signature: error.to_string(), error })?;
-    if now == stamp {
-        return Ok(None);
-    }
-    let signature = format!("{now:?}");
-    if last_failure == Some(&signature) {
-        let error = LayerError::Read {
-            path: path.to_owned(),
-            source: std::io::Error::other("this version of the file was already refused"),
-        };
-        return Err(Failure { signature, error });
-    }
-    Ok(Some(signature))
-}
-
 /// What a layer over an R-tree of footprints serves: their union (the whole world while
 /// there is none) and its centre at the lowest zoom.
 fn indexed_info(
@@ -325,31 +369,31 @@ async fn stac_layer(
     stac: StacSpec,
     data_dir: PathBuf,
     bytes: Vec<u8>,
-    stamp: FileStamp,
+    version: Version,
 ) -> Result<Layer, LayerError> {
-    let (path, minzoom, maxzoom) = (stac.items.clone(), stac.minzoom, stac.maxzoom);
+    let (document, minzoom, maxzoom) = (stac.items.to_string(), stac.minzoom, stac.maxzoom);
     let name = spec.name.clone();
     let index = tokio::task::spawn_blocking(move || {
-        let document = stac::Location::File(stac.items.clone());
-        let raw = stac::parse_item_collection(&name, &document, &bytes, &stac.selection)?;
-        let items = stac::select(&name, &document, &data_dir, raw, &stac.selection)?;
+        let document = &stac.items;
+        let raw = stac::parse_item_collection(&name, document, &bytes, &stac.selection)?;
+        let items = stac::select(&name, document, &data_dir, raw, &stac.selection)?;
         Ok::<_, LayerError>(FootprintIndex::of_items(items.into_iter().map(|i| (i.href, i.bbox)).collect()))
     })
     .await
     .map_err(|e| LayerError::Read {
-        path,
+        document,
         source: std::io::Error::other(format!("parsing task failed: {e}")),
     })??;
     let info = indexed_info(&spec, LayerKind::Stac, &index, (minzoom, maxzoom), 0);
-    Ok(Layer { info, spec, source: LayerSource::Stac { index, stamp } })
+    Ok(Layer { info, spec, source: LayerSource::Stac { index, version } })
 }
 
 /// A MosaicJSON layer; its zooms must reach into Tessera's range.
-fn mosaic_layer(spec: LayerSpec, mosaic: Mosaic, stamp: FileStamp) -> Result<Layer, LayerError> {
-    if let SpecKind::MosaicJson(path) = &spec.kind {
+fn mosaic_layer(spec: LayerSpec, mosaic: Mosaic, version: Version) -> Result<Layer, LayerError> {
+    if let SpecKind::MosaicJson(location) = &spec.kind {
         if mosaic.minzoom > MAX_ZOOM {
             return Err(LayerError::MosaicField {
-                path: path.clone(),
+                document: location.to_string(),
                 field: "minzoom",
                 problem: format!("is {}; Tessera serves zoom levels 0..={MAX_ZOOM}", mosaic.minzoom),
             });
@@ -357,7 +401,7 @@ fn mosaic_layer(spec: LayerSpec, mosaic: Mosaic, stamp: FileStamp) -> Result<Lay
         if mosaic.ignored_keys > 0 {
             tracing::warn!(
                 layer = %spec.name,
-                path = %path.display(),
+                document = %location,
                 ignored = mosaic.ignored_keys,
                 quadkey_zoom = mosaic.quadkey_zoom,
                 "MosaicJSON `tiles` keys that are not quadkeys at quadkey_zoom are ignored"
@@ -379,29 +423,14 @@ fn mosaic_layer(spec: LayerSpec, mosaic: Mosaic, stamp: FileStamp) -> Result<Lay
         item_count: mosaic.quadkey_count(),
         load_time: Duration::ZERO,
     };
-    Ok(Layer { info, spec, source: LayerSource::MosaicJson { mosaic, stamp } })
-}
-
-async fn stat(path: &Path) -> Result<FileStamp, LayerError> {
-    let meta = tokio::fs::metadata(path)
-        .await
-        .map_err(|source| LayerError::Read { path: path.to_owned(), source })?;
-    Ok(FileStamp::of(&meta))
-}
-
-/// The file's bytes and the stamp taken just before reading them (so a write racing
-/// the read shows up as a newer stamp on the next pass).
-async fn read_file(path: &Path) -> Result<(Vec<u8>, FileStamp), LayerError> {
-    let stamp = stat(path).await?;
-    let bytes =
-        tokio::fs::read(path).await.map_err(|source| LayerError::Read { path: path.to_owned(), source })?;
-    Ok((bytes, stamp))
+    Ok(Layer { info, spec, source: LayerSource::MosaicJson { mosaic, version } })
 }
 
 /// Parses off the async threads: documents of 10 000 assets are tens of megabytes.
-async fn parse_mosaic(path: PathBuf, bytes: Vec<u8>) -> Result<Mosaic, LayerError> {
-    let task_path = path.clone();
-    tokio::task::spawn_blocking(move || Mosaic::parse(&task_path, &bytes)).await.map_err(|e| {
-        LayerError::Read { path, source: std::io::Error::other(format!("parsing task failed: {e}")) }
+async fn parse_mosaic(location: &Location, bytes: Vec<u8>) -> Result<Mosaic, LayerError> {
+    let document = location.to_string();
+    let task_document = document.clone();
+    tokio::task::spawn_blocking(move || Mosaic::parse(&task_document, &bytes)).await.map_err(|e| {
+        LayerError::Read { document, source: std::io::Error::other(format!("parsing task failed: {e}")) }
     })?
 }

@@ -89,7 +89,7 @@ fn footprint_config(name: &str, assets: &[&str], glob: Option<&str>) -> LayerCon
 
 async fn load(dir: &Path, configs: &[LayerConfig]) -> (Arc<Layers>, Arc<FileBounds>) {
     let source = FileBounds::new(dir);
-    let layers = Layers::load(configs, dir, source.clone()).await.unwrap();
+    let layers = Layers::load(configs, dir, source.clone(), Documents::local()).await.unwrap();
     (Arc::new(layers), source)
 }
 
@@ -306,11 +306,15 @@ async fn invalid_documents_name_the_file_and_the_field() {
     for (text, expected) in cases {
         write(dir.path(), "bad.json", text);
         let err =
-            Layers::load(&[mosaic_config("b", "bad.json")], dir.path(), source.clone()).await.unwrap_err();
+            Layers::load(&[mosaic_config("b", "bad.json")], dir.path(), source.clone(), Documents::local())
+                .await
+                .unwrap_err();
         let path = dir.path().join("bad.json");
         assert_eq!(err.to_string(), format!("{}: {expected}", path.display()));
     }
-    let err = Layers::load(&[mosaic_config("b", "missing.json")], dir.path(), source).await.unwrap_err();
+    let err = Layers::load(&[mosaic_config("b", "missing.json")], dir.path(), source, Documents::local())
+        .await
+        .unwrap_err();
     assert!(
         err.to_string().starts_with(&format!("{}: cannot read: ", dir.path().join("missing.json").display()))
     );
@@ -477,7 +481,9 @@ async fn a_zero_interval_or_no_layer_turns_reloading_off() {
         .unwrap()
         .unwrap();
     // No layer, and an interval: nothing to watch, so it ends at once too.
-    let layers = Arc::new(Layers::load(&[], Path::new("."), FileBounds::new(Path::new("."))).await.unwrap());
+    let layers = Arc::new(
+        Layers::load(&[], Path::new("."), FileBounds::new(Path::new(".")), Documents::local()).await.unwrap(),
+    );
     assert!(layers.is_empty());
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
     tokio::time::timeout(Duration::from_secs(5), layers.watch(Duration::from_millis(20), shutdown))
@@ -550,10 +556,14 @@ async fn a_malformed_stac_item_fails_the_start_naming_the_layer_the_file_and_the
     let bad = stac_item("m_4007501_ne", [0.0, 0.0, 1.0, 1.0], "2020-01-01T00:00:00Z", "a.tif")
         .replace("\"image\"", "\"rgb\"");
     write(dir.path(), "items.json", &format!(r#"{{"type": "FeatureCollection", "features": [{bad}]}}"#));
-    let err =
-        Layers::load(&[stac_config("naip", "items.json", None)], dir.path(), FileBounds::new(dir.path()))
-            .await
-            .unwrap_err();
+    let err = Layers::load(
+        &[stac_config("naip", "items.json", None)],
+        dir.path(),
+        FileBounds::new(dir.path()),
+        Documents::local(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(

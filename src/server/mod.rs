@@ -4,6 +4,7 @@
 //! grace) → close the pool and wait until no worker process is left.
 
 mod connections;
+pub mod documents;
 pub mod fd_budget;
 mod preface;
 mod streams;
@@ -23,7 +24,7 @@ use crate::{
     config::ServeConfig,
     engine::TileRenderer,
     fetch::AssetReader,
-    layers::Layers,
+    layers::{Documents, Layers},
     mosaic::AssetResolver,
     pb::{self, v1::tile_service_server::TileServiceServer},
     pool::WorkerPool,
@@ -52,25 +53,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Io(format!("--allow-remote {e}")))?;
     let worker_exe =
         std::env::current_exe().map_err(|e| ServeError::Io(format!("cannot find own executable: {e}")))?;
-    // Remote assets are read by the front alone: it holds the S3 settings and
-    // credentials (the S3 flags and the AWS_* variables); workers get none of them.
-    let remote = &config.remote;
-    let reader = if remote.allow_remote.is_empty() {
-        None
-    } else {
-        let env: Vec<(String, String)> = std::env::vars()
-            .filter(|(k, _)| k.starts_with("AWS_"))
-            .chain(remote.s3_env.iter().cloned())
-            .collect();
-        let origin = crate::fetch::build_origin(&remote.allow_remote, &env)
-            .map_err(|e| ServeError::Io(format!("remote assets: {e}")))?;
-        tracing::info!(
-            cache_bytes = remote.cache_size,
-            "remote assets are read by the front through a cache of {} MiB (--remote-cache-size)",
-            remote.cache_size / (1024 * 1024)
-        );
-        Some(Arc::new(AssetReader::new(Arc::new(origin), remote.cache_size, remote.metadata_ttl)))
-    };
+    let reader = asset_reader(&config)?;
     crate::pool::log_budget(config.pool.size, config.pool.worker_limits.memory_limit);
     let mut pool_config = config.pool.clone();
     pool_config.worker_exe = worker_exe;
@@ -83,7 +66,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     if let Some(reader) = &reader {
         metrics.observe(Arc::clone(reader) as _);
     }
-    let (api, layers) = tile_api(&config, resolver, Arc::clone(&pool), reader, Arc::clone(&metrics)).await?;
+    let (api, layers) = tile_api(&config, resolver, Arc::clone(&pool), reader, Arc::clone(&metrics))?;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_service_status("", ServingStatus::NotServing).await;
@@ -104,9 +87,12 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         "listening on {local}"
     );
 
-    // Workers start in the background; health turns SERVING once all have shaken hands.
+    // Workers start and layers load in the background; health turns SERVING once all
+    // workers have shaken hands and every layer is built. A layer that cannot be built
+    // stops the server.
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    spawn_warm_up(Arc::clone(&pool), health_reporter.clone(), shutdown_rx.clone());
+    let (layers_ready, mut layers_failed) = spawn_layer_load(Arc::clone(&layers));
+    spawn_warm_up(Arc::clone(&pool), health_reporter.clone(), layers_ready, shutdown_rx.clone());
     layers.watch(config.data.layer_reload_interval, shutdown_rx.clone());
     if let Some(addr) = config.server.admin_listen {
         crate::admin::spawn(addr, Arc::clone(&metrics))
@@ -135,6 +121,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let server = connections::serve(listener, service, settings, metrics, shutdown_signal);
     tokio::pin!(server);
     // Drain in-flight requests, bounded by the grace once the signal has come.
+    let mut outcome = Ok(());
     tokio::select! {
         () = &mut server => {}
         () = async {
@@ -143,32 +130,97 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         } => {
             tracing::warn!(?grace, "in-flight requests did not finish within the grace; stopping anyway");
         }
+        Ok(error) = &mut layers_failed => {
+            outcome = Err(ServeError::Io(format!("[[layers]]: {error}")));
+        }
     }
     if pool.shutdown(Duration::from_secs(2)).await {
         tracing::info!("all workers stopped; bye");
     } else {
         tracing::error!(left = ?pool.worker_pids(), "some workers did not exit");
     }
-    Ok(())
+    outcome
 }
 
-/// The tile API over `pool`, with its layers loaded.
-async fn tile_api(
+/// Builds the configured layers in the background: the returned watch turns true once
+/// they are served; the oneshot carries the error that stops the server when one
+/// cannot be built.
+fn spawn_layer_load(
+    layers: Arc<Layers>,
+) -> (tokio::sync::watch::Receiver<bool>, tokio::sync::oneshot::Receiver<crate::layers::LayerError>) {
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        match layers.load_configured().await {
+            Ok(()) => {
+                if !layers.is_empty() {
+                    tracing::info!(
+                        layers = layers.configured(),
+                        load_ms = started.elapsed().as_secs_f64() * 1e3,
+                        "layers loaded"
+                    );
+                }
+                let _ = ready_tx.send(true);
+            }
+            Err(error) => {
+                tracing::error!(%error, "a layer cannot be built; stopping");
+                let _ = failed_tx.send(error);
+            }
+        }
+    });
+    (ready_rx, failed_rx)
+}
+
+/// The front's reader of remote assets, when `--allow-remote` names any prefix.
+fn asset_reader(config: &ServeConfig) -> Result<Option<Arc<AssetReader>>, ServeError> {
+    // Remote assets are read by the front alone: it holds the S3 settings and
+    // credentials (the S3 flags and the AWS_* variables); workers get none of them.
+    let remote = &config.remote;
+    Ok(if remote.allow_remote.is_empty() {
+        None
+    } else {
+        let env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("AWS_"))
+            .chain(remote.s3_env.iter().cloned())
+            .collect();
+        let origin = crate::fetch::build_origin(&remote.allow_remote, &env)
+            .map_err(|e| ServeError::Io(format!("remote assets: {e}")))?;
+        tracing::info!(
+            cache_bytes = remote.cache_size,
+            "remote assets are read by the front through a cache of {} MiB (--remote-cache-size)",
+            remote.cache_size / (1024 * 1024)
+        );
+        Some(Arc::new(AssetReader::new(Arc::new(origin), remote.cache_size, remote.metadata_ttl)))
+    })
+}
+
+/// The tile API over `pool`, with its layers validated (they are built once the server
+/// listens).
+fn tile_api(
     config: &ServeConfig,
     resolver: AssetResolver,
     pool: Arc<WorkerPool>,
     reader: Option<Arc<AssetReader>>,
     metrics: Arc<Metrics>,
 ) -> Result<(Arc<TileApi>, Arc<Layers>), ServeError> {
+    let origin = reader.as_ref().map(|r| crate::fetch::Origin::clone(r.origin()));
     let renderer =
         Arc::new(TileRenderer::new(pool, reader, Arc::clone(&metrics), config.remote.metadata_ttl));
     let sharing = TileSharing::new(config.tile_cache.max_bytes, config.tile_cache.ttl);
     // Footprint layers read their assets' bounds through the workers (a job waits for
-    // its worker to start); a layer that cannot be built stops the server here.
+    // its worker to start); documents at URLs come through the origin client. The
+    // layers are built once the server listens (`spawn_layer_load`).
     let bounds = Arc::new(WorkerBounds::new(Arc::clone(&renderer), resolver.clone()));
+    let documents = match &origin {
+        Some(origin) => Documents::with_remote(Arc::new(documents::RemoteDocuments::new(
+            resolver.clone(),
+            origin.clone(),
+        ))),
+        None => Documents::local(),
+    };
     let layers = Arc::new(
-        Layers::load(&config.data.layers, &config.data.data_dir, bounds)
-            .await
+        Layers::pending(&config.data.layers, &config.data.data_dir, bounds, documents)
             .map_err(|e| ServeError::Io(format!("[[layers]]: {e}")))?,
     );
     let api = TileApi::new(
@@ -260,10 +312,12 @@ fn routes(
 }
 
 /// Starts every worker in the background, retrying with exponential backoff, and turns
-/// health SERVING once all have shaken hands (unless shutdown has begun).
+/// health SERVING once all have shaken hands and the layers are loaded (unless shutdown
+/// has begun).
 fn spawn_warm_up(
     pool: Arc<WorkerPool>,
     reporter: tonic_health::server::HealthReporter,
+    mut layers_ready: tokio::sync::watch::Receiver<bool>,
     mut shutdown_rx: tokio::sync::watch::Receiver<bool>,
 ) {
     tokio::spawn(async move {
@@ -271,6 +325,14 @@ fn spawn_warm_up(
         loop {
             match pool.warm_up().await {
                 Ok(()) => {
+                    tokio::select! {
+                        ready = layers_ready.wait_for(|r| *r) => {
+                            if ready.is_err() {
+                                return;
+                            }
+                        }
+                        _ = shutdown_rx.wait_for(|s| *s) => return,
+                    }
                     if *shutdown_rx.borrow() {
                         return;
                     }

@@ -15,21 +15,21 @@ use tonic::{Code, transport::Channel};
 use crate::harness::{self, Server, ServerOptions};
 
 /// The six demo assets; their priority order is also the footprint glob's (path) order.
-const ASSETS: [&str; 6] = harness::UTM;
+pub(crate) const ASSETS: [&str; 6] = harness::UTM;
 
 /// The zoom of the MosaicJSON document's quadkeys.
 const QUADKEY_ZOOM: u32 = 14;
 
 /// A directory of its own under the data directory: copies of the demo assets (the
 /// footprint glob matches in it) and the MosaicJSON document.
-struct LayerDir {
-    path: PathBuf,
+pub(crate) struct LayerDir {
+    pub(crate) path: PathBuf,
     /// `path` relative to the data directory.
-    relative: String,
+    pub(crate) relative: String,
 }
 
 impl LayerDir {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let relative = format!("layers-{}", std::process::id());
         let path = harness::fixtures().join(&relative);
         let _ = std::fs::remove_dir_all(&path);
@@ -37,12 +37,12 @@ impl LayerDir {
         Self { path, relative }
     }
 
-    fn copy(&self, asset: &str) {
+    pub(crate) fn copy(&self, asset: &str) {
         std::fs::copy(harness::fixtures().join(asset), self.path.join(asset)).unwrap();
     }
 
     /// The name requests use for `asset` in this directory.
-    fn name(&self, asset: &str) -> String {
+    pub(crate) fn name(&self, asset: &str) -> String {
         format!("{}/{asset}", self.relative)
     }
 }
@@ -65,7 +65,7 @@ fn quadkey(z: u32, x: u32, y: u32) -> String {
 
 /// A MosaicJSON 0.0.3 document listing each of `assets` (names, lon/lat bounds) under
 /// every zoom-14 quadkey its bounds reach, in the order given.
-fn mosaic_json(assets: &[(String, v1::Bounds)]) -> String {
+pub(crate) fn mosaic_json(assets: &[(String, v1::Bounds)]) -> String {
     let mut tiles: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, b) in assets {
         let (x0, y0) = harness::tile_at(b.min_x, b.max_y, QUADKEY_ZOOM);
@@ -92,7 +92,7 @@ fn mosaic_json(assets: &[(String, v1::Bounds)]) -> String {
     .to_string()
 }
 
-async fn geographic_bounds(client: &mut TileServiceClient<Channel>, asset: &str) -> v1::Bounds {
+pub(crate) async fn geographic_bounds(client: &mut TileServiceClient<Channel>, asset: &str) -> v1::Bounds {
     let info = client.get_asset_info(v1::GetAssetInfoRequest { asset: asset.into() }).await.unwrap();
     info.into_inner().geographic_bounds.unwrap()
 }
@@ -105,26 +105,29 @@ fn replace_file(path: &Path, text: &str) {
     std::fs::rename(&staging, path).unwrap();
 }
 
-fn npy_request(mut request: v1::GetTileRequest) -> v1::GetTileRequest {
+pub(crate) fn npy_request(mut request: v1::GetTileRequest) -> v1::GetTileRequest {
     request.format = v1::ImageFormat::Npy as i32;
     request
 }
 
-fn layer_request(layer: &str, z: u32, x: u32, y: u32) -> v1::GetTileRequest {
+pub(crate) fn layer_request(layer: &str, z: u32, x: u32, y: u32) -> v1::GetTileRequest {
     npy_request(v1::GetTileRequest { z, x, y, layer: layer.into(), ..Default::default() })
 }
 
 /// The assets a response says were used, in report order.
-fn used(tile: &v1::GetTileResponse) -> Vec<String> {
+pub(crate) fn used(tile: &v1::GetTileResponse) -> Vec<String> {
     tile.assets.iter().map(|r| r.asset.clone()).collect()
 }
 
 /// The pixels of a tile: data and mask bytes.
-fn pixels(tile: &v1::GetTileResponse) -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn pixels(tile: &v1::GetTileResponse) -> (Vec<u8>, Vec<u8>) {
     (tile.data.clone(), tile.mask.clone())
 }
 
-async fn tile(client: &mut TileServiceClient<Channel>, request: v1::GetTileRequest) -> v1::GetTileResponse {
+pub(crate) async fn tile(
+    client: &mut TileServiceClient<Channel>,
+    request: v1::GetTileRequest,
+) -> v1::GetTileResponse {
     client.get_tile(request).await.unwrap().into_inner()
 }
 
@@ -342,7 +345,7 @@ footprint = {{ glob = "{relative}/*.tif", minzoom = 12, maxzoom = 18 }}
 }
 
 /// Polls `probe` every 100 ms until it gives a value, for at most 10 s.
-async fn wait_for<T, F, Fut>(probe: F) -> T
+pub(crate) async fn wait_for<T, F, Fut>(probe: F) -> T
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,

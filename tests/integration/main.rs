@@ -39,6 +39,7 @@ mod python_client;
 mod reads;
 mod remote;
 mod remote_faults;
+mod remote_layers;
 mod security;
 mod supervision;
 mod telemetry;

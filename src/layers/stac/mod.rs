@@ -22,24 +22,7 @@ use std::{
 use serde::Deserialize;
 
 use super::LayerError;
-
-/// Where a STAC document is: a file (absolute) or a URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Location {
-    /// A local file.
-    File(PathBuf),
-    /// An `http(s)://` or `s3://` URL.
-    Url(String),
-}
-
-impl std::fmt::Display for Location {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::File(p) => write!(f, "{}", p.display()),
-            Self::Url(u) => f.write_str(u),
-        }
-    }
-}
+pub use super::document::Location;
 
 /// How items are ordered: by a property, ascending or descending.
 #[derive(Debug, Clone, PartialEq, Eq)]
