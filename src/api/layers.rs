@@ -13,7 +13,7 @@ use crate::{
     error::ServiceError,
     layers::{BoundsSource, Layer, LayerInfo, LayerKind, Layers},
     mosaic::AssetResolver,
-    pb::v1::{self, GetTileRequest},
+    pb::v1::{self, GetTileRequest, PixelSelection},
     tms::TileMatrixSets,
 };
 
@@ -71,14 +71,16 @@ impl BoundsSource for WorkerBounds {
 pub(super) struct LayerPick {
     /// Assets that cover the tile.
     pub covering: usize,
-    /// Assets the tile reads: the first `read` of them, in the layer's order.
+    /// Covering assets left out because earlier ones cover them (`skip_covered`).
+    pub skipped: usize,
+    /// Assets the tile reads: the first `read` of those not skipped, in the layer's order.
     pub read: usize,
 }
 
 impl LayerPick {
     /// Whether the asset budget left covering assets out.
     pub fn truncated(self) -> bool {
-        self.read < self.covering
+        self.read + self.skipped < self.covering
     }
 }
 
@@ -143,8 +145,20 @@ pub(super) fn with_layer_assets<'r>(
             ),
         ));
     }
-    let mut assets = layer.assets_for_tile(&tile).map_err(|e| ServiceError::invalid("z", e.to_string()))?;
-    let covering = assets.len();
+    // `first` reads assets in order and stops once every pixel is settled: an asset under
+    // those before it can change nothing (when data fill their footprints, which is
+    // what the layer's `skip_covered` asserts). Other methods read every asset.
+    let first = matches!(
+        PixelSelection::try_from(req.pixel_selection),
+        Ok(PixelSelection::Unspecified | PixelSelection::First)
+    );
+    let zoom_error = |e: crate::layers::LayerError| ServiceError::invalid("z", e.to_string());
+    let (mut assets, skipped) = if layer.skips_covered() && first {
+        layer.uncovered_assets_for_tile(&tile).map_err(zoom_error)?
+    } else {
+        (layer.assets_for_tile(&tile).map_err(zoom_error)?, 0)
+    };
+    let covering = assets.len() + skipped;
     if let Some(budget) = budget {
         assets.truncate(budget);
     }
@@ -167,7 +181,7 @@ pub(super) fn with_layer_assets<'r>(
             ),
         ));
     }
-    let pick = LayerPick { covering, read: assets.len() };
+    let pick = LayerPick { covering, skipped, read: assets.len() };
     Ok((
         Cow::Owned(GetTileRequest { assets, layer: String::new(), max_assets: 0, ..req.clone() }),
         Some(pick),

@@ -138,11 +138,13 @@ impl TileApi {
             Ok((explicit, None)) => self.tile_shared(&explicit, deadline, caller).await,
             Ok((explicit, Some(pick))) => {
                 // The layer's choice, on its own span: how many assets cover the tile,
-                // how many are read, and whether the asset budget cut them.
+                // how many were skipped as covered, how many are read, and whether the
+                // asset budget cut them.
                 let span = tracing::info_span!(
                     "layer",
                     layer.name = req.layer.as_str(),
                     layer.covering_assets = pick.covering as i64,
+                    layer.skipped_assets = pick.skipped as i64,
                     layer.read_assets = pick.read as i64,
                     layer.truncated = pick.truncated(),
                 );

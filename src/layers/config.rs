@@ -63,6 +63,12 @@ pub struct LayerConfig {
     /// `--max-assets-per-tile` is refused.
     #[serde(default)]
     pub max_assets_per_tile: Option<usize>,
+    /// For `first` tiles, leave out each asset whose footprint within the tile lies under
+    /// the footprints of assets before it, before anything is read (cogeo-mosaic's
+    /// `skipcovered`). Right only when every asset's data fill its footprint (a STAC
+    /// item's bbox, a footprint asset's bounds); footprint and STAC layers.
+    #[serde(default)]
+    pub skip_covered: bool,
 }
 
 /// The `stac` table of a layer: the items file, which asset of each item is the COG, and
@@ -140,6 +146,8 @@ pub struct LayerSpec {
     pub kind: SpecKind,
     /// The asset budget of one tile, if the layer has one.
     pub max_assets_per_tile: Option<usize>,
+    /// Leave out covered assets of `first` tiles.
+    pub skip_covered: bool,
 }
 
 /// The two kinds of layer.
@@ -204,11 +212,21 @@ impl LayerConfig {
                 problem: "is 0; give at least 1 (or leave it out)".to_owned(),
             });
         }
+        if self.skip_covered && matches!(kind, SpecKind::MosaicJson(_)) {
+            return Err(LayerError::Config {
+                layer: name.clone(),
+                field: "skip_covered",
+                problem:
+                    "needs footprints, and a MosaicJSON layer has none; use it on a footprint or STAC layer"
+                        .to_owned(),
+            });
+        }
         Ok(LayerSpec {
             name: name.clone(),
             description: self.description.clone(),
             kind,
             max_assets_per_tile: self.max_assets_per_tile,
+            skip_covered: self.skip_covered,
         })
     }
 }
@@ -363,6 +381,7 @@ mod tests {
                     description: Some("NAIP".into()),
                     kind: SpecKind::MosaicJson(Location::File(PathBuf::from("/data/naip/mosaic.json"))),
                     max_assets_per_tile: None,
+                    skip_covered: false,
                 },
                 LayerSpec {
                     name: "dem_v1.2".into(),
@@ -374,6 +393,7 @@ mod tests {
                         maxzoom: 16,
                     }),
                     max_assets_per_tile: None,
+                    skip_covered: false,
                 },
             ]
         );
@@ -472,6 +492,19 @@ mod tests {
         assert_eq!(stac.selection.asset, DEFAULT_STAC_ASSET);
         assert_eq!(stac.selection.sort, SortKey::parse("-datetime"));
         assert_eq!(stac.selection.filter, vec![("naip:state".to_owned(), serde_json::json!("ny"))]);
+    }
+
+    #[test]
+    fn skip_covered_needs_footprints() {
+        assert_eq!(
+            validate_text("[[layers]]\nname = \"m\"\nskip_covered = true\nmosaicjson = \"m.json\"")
+                .unwrap_err(),
+            "layer 'm': `skip_covered` needs footprints, and a MosaicJSON layer has none; use it on a footprint or STAC layer"
+        );
+        let specs =
+            validate_text("[[layers]]\nname = \"f\"\nskip_covered = true\nfootprint = { glob = \"*.tif\" }")
+                .unwrap();
+        assert!(specs[0].skip_covered);
     }
 
     #[test]

@@ -123,24 +123,67 @@ impl FootprintIndex {
     /// antimeridian), in list order.
     #[must_use]
     pub fn assets_in(&self, area: &BBox) -> Vec<String> {
-        let mut ids: Vec<u32> = Vec::new();
-        for part in area.lon_lat_parts() {
-            let envelope = AABB::from_corners([part.min_x, part.min_y], [part.max_x, part.max_y]);
-            // The tree's test includes touching boxes; the strict test drops them.
-            ids.extend(
-                self.tree
-                    .locate_in_envelope_intersecting(&envelope)
-                    .filter(|hit| {
-                        let r = hit.geom();
-                        let (lo, hi) = (r.lower(), r.upper());
-                        part.intersects(&BBox { min_x: lo[0], min_y: lo[1], max_x: hi[0], max_y: hi[1] })
-                    })
-                    .map(|hit| hit.data),
-            );
-        }
+        let mut ids: Vec<u32> = self.hits(area).into_iter().map(|(id, _, _)| id).collect();
         ids.sort_unstable();
         ids.dedup();
         ids.into_iter().map(|id| self.names[id as usize].clone()).collect()
+    }
+
+    /// Like [`Self::assets_in`], but leaves out each asset whose footprint within `area`
+    /// lies entirely under the footprints of the assets kept before it (cogeo-mosaic's
+    /// `skipcovered`); returns the assets kept and how many were left out. Only right for
+    /// `first` selection over assets whose data fill their footprints.
+    #[must_use]
+    pub fn uncovered_assets_in(&self, area: &BBox) -> (Vec<String>, usize) {
+        let mut hits = self.hits(area);
+        // By asset in list order; an asset's parts (antimeridian) and area parts together.
+        hits.sort_unstable_by_key(|(id, _, _)| *id);
+        let mut kept: Vec<(usize, BBox)> = Vec::new();
+        let mut names = Vec::new();
+        let mut skipped = 0;
+        let mut start = 0;
+        while start < hits.len() {
+            let id = hits[start].0;
+            let end = start + hits[start..].iter().take_while(|(i, _, _)| *i == id).count();
+            let parts: Vec<(usize, BBox)> = hits[start..end].iter().map(|(_, a, r)| (*a, *r)).collect();
+            let covered = parts.iter().all(|(area_part, rect)| {
+                let under: Vec<BBox> = kept.iter().filter(|(a, _)| a == area_part).map(|(_, r)| *r).collect();
+                covered_by(rect, &under)
+            });
+            if covered {
+                skipped += 1;
+            } else {
+                names.push(self.names[id as usize].clone());
+                kept.extend(parts);
+            }
+            start = end;
+        }
+        (names, skipped)
+    }
+
+    /// (asset id, which part of `area`, the footprint part clipped to that area part) for
+    /// every footprint part sharing area with `area` (touching edges do not count).
+    fn hits(&self, area: &BBox) -> Vec<(u32, usize, BBox)> {
+        let mut hits = Vec::new();
+        for (a, part) in area.lon_lat_parts().enumerate() {
+            let envelope = AABB::from_corners([part.min_x, part.min_y], [part.max_x, part.max_y]);
+            // The tree's test includes touching boxes; the strict test drops them.
+            for hit in self.tree.locate_in_envelope_intersecting(&envelope) {
+                let r = hit.geom();
+                let (lo, hi) = (r.lower(), r.upper());
+                let rect = BBox { min_x: lo[0], min_y: lo[1], max_x: hi[0], max_y: hi[1] };
+                if part.intersects(&rect) {
+                    let clipped = BBox {
+                        min_x: rect.min_x.max(part.min_x),
+                        min_y: rect.min_y.max(part.min_y),
+                        max_x: rect.max_x.min(part.max_x),
+                        max_y: rect.max_y.min(part.max_y),
+                    };
+                    hits.push((hit.data, a, clipped));
+                }
+            }
+        }
+        hits
     }
 
     /// The assets whose footprint holds the lon/lat point (its edges included), in list
@@ -152,6 +195,38 @@ impl FootprintIndex {
         ids.dedup();
         ids.into_iter().map(|id| self.names[id as usize].clone()).collect()
     }
+}
+
+/// Most footprints one coverage test looks at: past it the asset counts as not covered
+/// (reading it is always right; skipping it is only an optimisation).
+const MAX_COVERING: usize = 64;
+
+/// Whether the union of `under` covers `target` (all in one lon/lat plane): the plane
+/// is cut at every edge into cells, and each cell inside `target` must lie inside one
+/// box of `under`.
+fn covered_by(target: &BBox, under: &[BBox]) -> bool {
+    let under: Vec<&BBox> = under.iter().filter(|b| b.intersects(target)).collect();
+    if under.is_empty() || under.len() > MAX_COVERING {
+        return false;
+    }
+    let cuts = |lo: f64, hi: f64, edges: &mut dyn Iterator<Item = f64>| {
+        let mut v: Vec<f64> = std::iter::once(lo)
+            .chain(std::iter::once(hi))
+            .chain(edges.filter(|e| *e > lo && *e < hi))
+            .collect();
+        v.sort_unstable_by(f64::total_cmp);
+        v.dedup();
+        v
+    };
+    let xs = cuts(target.min_x, target.max_x, &mut under.iter().flat_map(|b| [b.min_x, b.max_x]));
+    let ys = cuts(target.min_y, target.max_y, &mut under.iter().flat_map(|b| [b.min_y, b.max_y]));
+    xs.windows(2).all(|x| {
+        let cx = f64::midpoint(x[0], x[1]);
+        ys.windows(2).all(|y| {
+            let cy = f64::midpoint(y[0], y[1]);
+            under.iter().any(|b| b.min_x <= cx && cx <= b.max_x && b.min_y <= cy && cy <= b.max_y)
+        })
+    })
 }
 
 fn bbox([min_x, min_y, max_x, max_y]: [f64; 4]) -> BBox {
@@ -256,6 +331,37 @@ mod tests {
 
     fn entry(name: &str, footprint: [f64; 4]) -> Entry {
         Entry { name: name.to_owned(), stamp: None, footprint: Ok(footprint) }
+    }
+
+    #[test]
+    fn covered_assets_are_left_out_within_the_tile_only() {
+        let entries = [
+            entry("a", [0.0, 0.0, 10.0, 10.0]),
+            entry("inside-a", [2.0, 2.0, 8.0, 8.0]),
+            entry("c", [5.0, 5.0, 15.0, 15.0]),
+            entry("d", [10.0, 0.0, 20.0, 10.0]),
+            // Under a and d together, not under either alone.
+            entry("a+d", [0.0, 0.0, 20.0, 10.0]),
+            // Under a once clipped to the tile, not before.
+            entry("left", [-5.0, 0.0, 5.0, 10.0]),
+            // Half outside everything before it.
+            entry("top", [0.0, 10.0, 20.0, 20.0]),
+            entry("again", [0.0, 0.0, 20.0, 20.0]),
+        ];
+        let index = FootprintIndex::new(&entries);
+        let tile = bbox([0.0, 0.0, 20.0, 20.0]);
+        let all: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(index.assets_in(&tile), all);
+        let (kept, skipped) = index.uncovered_assets_in(&tile);
+        assert_eq!((kept, skipped), (vec!["a".to_owned(), "c".into(), "d".into(), "top".into()], 4));
+        // A tile that only `left` reaches outside `a`: it is kept there, and `inside-a`,
+        // `a+d` and `again` (clipped to the tile) lie under `a` and `left`.
+        let (kept, skipped) = index.uncovered_assets_in(&bbox([-5.0, 0.0, 5.0, 10.0]));
+        assert_eq!((kept, skipped), (vec!["a".to_owned(), "left".into()], 3));
+        // Touching is not covering: a box beside `a` is kept.
+        let beside =
+            FootprintIndex::new(&[entry("a", [0.0, 0.0, 10.0, 10.0]), entry("b", [10.0, 0.0, 20.0, 10.0])]);
+        assert_eq!(beside.uncovered_assets_in(&tile).0, vec!["a".to_owned(), "b".into()]);
     }
 
     #[test]

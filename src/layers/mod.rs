@@ -146,6 +146,36 @@ impl Layer {
     /// request listing them in this order). Empty when none covers it; an error when the
     /// tile's zoom is outside the layer's range.
     pub fn assets_for_tile(&self, tile: &TileId) -> Result<Vec<String>, LayerError> {
+        self.check_zoom(tile)?;
+        Ok(match &self.source {
+            LayerSource::MosaicJson { mosaic, .. } => mosaic.assets_for_tile(tile),
+            LayerSource::Footprint { index, .. } | LayerSource::Stac { index, .. } => {
+                tile.geographic_bounds().map_or_else(Vec::new, |b| index.assets_in(&b))
+            }
+        })
+    }
+
+    /// Whether the layer leaves out assets covered by earlier ones for `first` tiles
+    /// (`skip_covered = true`; footprint and STAC layers only).
+    #[must_use]
+    pub fn skips_covered(&self) -> bool {
+        self.spec.skip_covered
+    }
+
+    /// Like [`Self::assets_for_tile`], but without the assets whose footprint within the
+    /// tile lies under the footprints of assets before them; also returns how many were
+    /// left out. A MosaicJSON layer has no footprints: nothing is left out.
+    pub fn uncovered_assets_for_tile(&self, tile: &TileId) -> Result<(Vec<String>, usize), LayerError> {
+        self.check_zoom(tile)?;
+        Ok(match &self.source {
+            LayerSource::MosaicJson { mosaic, .. } => (mosaic.assets_for_tile(tile), 0),
+            LayerSource::Footprint { index, .. } | LayerSource::Stac { index, .. } => {
+                tile.geographic_bounds().map_or_else(|| (Vec::new(), 0), |b| index.uncovered_assets_in(&b))
+            }
+        })
+    }
+
+    fn check_zoom(&self, tile: &TileId) -> Result<(), LayerError> {
         let LayerInfo { minzoom, maxzoom, .. } = self.info;
         if !(minzoom..=maxzoom).contains(&tile.z) {
             return Err(LayerError::ZoomOutsideLayer {
@@ -155,12 +185,7 @@ impl Layer {
                 maxzoom,
             });
         }
-        Ok(match &self.source {
-            LayerSource::MosaicJson { mosaic, .. } => mosaic.assets_for_tile(tile),
-            LayerSource::Footprint { index, .. } | LayerSource::Stac { index, .. } => {
-                tile.geographic_bounds().map_or_else(Vec::new, |b| index.assets_in(&b))
-            }
-        })
+        Ok(())
     }
 
     /// The assets at a lon/lat point, highest priority first: for a MosaicJSON layer

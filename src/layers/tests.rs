@@ -68,6 +68,7 @@ fn mosaic_config(name: &str, file: &str) -> LayerConfig {
         footprint: None,
         stac: None,
         max_assets_per_tile: None,
+        skip_covered: false,
     }
 }
 
@@ -84,6 +85,7 @@ fn footprint_config(name: &str, assets: &[&str], glob: Option<&str>) -> LayerCon
         }),
         stac: None,
         max_assets_per_tile: None,
+        skip_covered: false,
     }
 }
 

@@ -676,3 +676,36 @@ async fn an_asset_budget_cuts_a_layer_tile_in_layer_order_and_says_so() {
         )
     );
 }
+
+#[tokio::test]
+async fn skip_covered_leaves_out_an_asset_under_earlier_ones_for_first_only() {
+    let dir = LayerDir::new();
+    dir.copy(ASSETS[0]);
+    // The same scene under a second name: its footprint lies under the first's.
+    std::fs::copy(harness::fixtures().join(ASSETS[0]), dir.path.join("copy.tif")).unwrap();
+    let (a, copy) = (dir.name(ASSETS[0]), dir.name("copy.tif"));
+    let config = dir.path.join("tessera.toml");
+    let toml = format!(
+        "[[layers]]\nname = \"skip\"\nskip_covered = true\nfootprint = {{ assets = [\"{a}\", \"{copy}\"] }}\n\n[[layers]]\nname = \"keep\"\nfootprint = {{ assets = [\"{a}\", \"{copy}\"] }}\n"
+    );
+    std::fs::write(&config, toml).unwrap();
+    let server = Server::start_with(ServerOptions {
+        args: vec!["--config".into(), config.display().to_string()],
+        ..Default::default()
+    });
+    let mut client = server.client().await;
+    let (x, y) = harness::tile_at(-75.03, 39.96, 14);
+    let both =
+        tile(&mut client, npy_request(harness::tile_request(14, x, y, &[a.as_str(), copy.as_str()]))).await;
+    let kept = tile(&mut client, layer_request("keep", 14, x, y)).await;
+    assert_eq!(used(&kept), [a.clone(), copy.clone()]);
+    let skipped = tile(&mut client, layer_request("skip", 14, x, y)).await;
+    assert_eq!((used(&skipped), skipped.truncated), (vec![a.clone()], false));
+    assert!(pixels(&skipped) == pixels(&both), "the covered copy could change no pixel");
+    // Any other method reads every covering asset.
+    let highest = v1::GetTileRequest {
+        pixel_selection: v1::PixelSelection::Highest as i32,
+        ..layer_request("skip", 14, x, y)
+    };
+    assert_eq!(used(&tile(&mut client, highest).await), [a, copy]);
+}
