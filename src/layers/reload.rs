@@ -68,8 +68,8 @@ impl Layers {
                     reloader.footprint_layer(spec.clone(), (fp.minzoom, fp.maxzoom), list, &[]).await
                 }
                 SpecKind::Stac(stac) => {
-                    let (bytes, stamp) = read_file(&stac.items).await?;
-                    stac_layer(spec.clone(), stac.clone(), data_dir.to_owned(), bytes, stamp).await?
+                    let stamp = stat(&stac.items).await?;
+                    stac_layer(spec.clone(), stac.clone(), data_dir.to_owned(), stamp).await?
                 }
             };
             layer.info.load_time = started.elapsed();
@@ -209,8 +209,8 @@ impl Reloader {
                     return Ok(None);
                 };
                 let fail = |error| Failure { signature: signature.clone(), error };
-                let (bytes, now) = read_file(&stac.items).await.map_err(fail)?;
-                stac_layer(layer.spec.clone(), stac.clone(), self.data_dir.clone(), bytes, now)
+                let now = stat(&stac.items).await.map_err(fail)?;
+                stac_layer(layer.spec.clone(), stac.clone(), self.data_dir.clone(), now)
                     .await
                     .map(Some)
                     .map_err(fail)
@@ -318,20 +318,20 @@ fn indexed_info(
     }
 }
 
-/// A STAC layer from the bytes of its items file: parsed, selected and indexed off the
-/// async threads (an ItemCollection of 100 000 items is hundreds of megabytes).
+/// A STAC layer from its items file (whose `stamp` was taken before reading it): read,
+/// selected and indexed off the async threads (an ItemCollection of 100 000 items is
+/// hundreds of megabytes; a stac-geoparquet file of a million items takes seconds).
 async fn stac_layer(
     spec: LayerSpec,
     stac: StacSpec,
     data_dir: PathBuf,
-    bytes: Vec<u8>,
     stamp: FileStamp,
 ) -> Result<Layer, LayerError> {
     let (path, minzoom, maxzoom) = (stac.items.clone(), stac.minzoom, stac.maxzoom);
     let name = spec.name.clone();
     let index = tokio::task::spawn_blocking(move || {
         let document = stac::Location::File(stac.items.clone());
-        let raw = stac::parse_item_collection(&name, &document, &bytes, &stac.selection)?;
+        let raw = stac::read_items(&name, &stac.items, &stac.selection)?;
         let items = stac::select(&name, &document, &data_dir, raw, &stac.selection)?;
         Ok::<_, LayerError>(FootprintIndex::of_items(items.into_iter().map(|i| (i.href, i.bbox)).collect()))
     })
