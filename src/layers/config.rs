@@ -68,7 +68,8 @@ pub struct LayerConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StacConfig {
-    /// A STAC ItemCollection (GeoJSON), relative to the data directory or absolute.
+    /// A STAC ItemCollection (GeoJSON) or stac-geoparquet file (told apart by its first
+    /// bytes), relative to the data directory or absolute.
     pub items: PathBuf,
     /// The item asset that is the COG ([`DEFAULT_STAC_ASSET`] when absent).
     #[serde(default)]

@@ -247,9 +247,13 @@ fn number(column: &dyn Array, row: usize) -> Option<f64> {
     if column.is_null(row) {
         return None;
     }
-    match json_value(column, row) {
-        Ok(Some(Value::Number(n))) => n.as_f64(),
-        _ => None,
+    match column.data_type() {
+        DataType::Float64 => Some(column.as_primitive::<Float64Type>().value(row)),
+        DataType::Float32 => Some(f64::from(column.as_primitive::<Float32Type>().value(row))),
+        _ => match json_value(column, row) {
+            Ok(Some(Value::Number(n))) => n.as_f64(),
+            _ => None,
+        },
     }
 }
 
