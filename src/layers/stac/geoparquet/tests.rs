@@ -395,3 +395,41 @@ fn timestamps_of_any_unit_are_rfc_3339_utc() {
     // Arrow keeps instants in UTC; the zone only says how to show them.
     assert_eq!(items[0].datetime, Some(("2022-05-01T00:00:00Z".into(), "2022-05-01T00:00:00Z".into())));
 }
+
+/// STAC layers read no bounds.
+struct NoBounds;
+
+impl crate::layers::BoundsSource for NoBounds {
+    fn bounds<'a>(&'a self, asset: &'a str) -> futures::future::BoxFuture<'a, Result<[f64; 4], String>> {
+        Box::pin(async move { Err(format!("{asset} was opened")) })
+    }
+}
+
+#[tokio::test]
+async fn a_rewritten_file_is_reloaded_and_a_broken_one_keeps_the_previous_version() {
+    use crate::layers::{LayerConfig, Layers};
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = |hrefs: &[Option<&str>], boxes: &[Option<[f64; 4]>]| {
+        let names: Vec<String> = (0..hrefs.len()).map(|i| format!("item-{i}")).collect();
+        let names: Vec<Option<&str>> = names.iter().map(|n| Some(n.as_str())).collect();
+        let path = write(
+            dir.path(),
+            "staging.parquet",
+            vec![("id", ids(&names)), ("bbox", bboxes(boxes)), ("assets", assets(hrefs))],
+        );
+        std::fs::rename(path, dir.path().join("items.parquet")).unwrap();
+    };
+    let here = Some([-75.0, 40.0, -74.0, 41.0]);
+    file(&[Some("a.tif")], &[here]);
+    let config: LayerConfig = toml::from_str("name = \"p\"\nstac = { items = \"items.parquet\" }").unwrap();
+    let layers = Layers::load(&[config], dir.path(), Arc::new(NoBounds)).await.unwrap();
+    let tile = crate::tms::TileMatrixSet::WEB_MERCATOR_QUAD.tile(8, 74, 96).unwrap();
+    assert_eq!(layers.get("p").unwrap().assets_for_tile(&tile).unwrap(), ["a.tif"]);
+    file(&[Some("b.tif"), Some("a.tif")], &[here, here]);
+    assert_eq!(layers.reload().await.reloaded, ["p"]);
+    assert_eq!(layers.get("p").unwrap().assets_for_tile(&tile).unwrap(), ["b.tif", "a.tif"]);
+    file(&[Some("b.tif"), Some("a.tif"), Some("c.tif")], &[here, here, None]);
+    assert_eq!(layers.reload().await.failed, ["p"]);
+    assert_eq!(layers.get("p").unwrap().assets_for_tile(&tile).unwrap(), ["b.tif", "a.tif"]);
+}
