@@ -284,7 +284,7 @@ pub async fn measure(
     }
     let report = serde_json::json!({
         "file": file.display().to_string(),
-        "file_mib": std::fs::metadata(&file).map(|m| m.len() as f64 / 1_048_576.0).unwrap_or(f64::NAN),
+        "file_mib": std::fs::metadata(&file).map_or(f64::NAN, |m| m.len() as f64 / 1_048_576.0),
         "items": info.item_count,
         "sort": sort,
         "load_s": load.as_secs_f64(),
@@ -343,11 +343,11 @@ mod tests {
         let area = tile.geographic_bounds().unwrap();
         let mut expected: Vec<(i32, String)> = (0..5000)
             .filter_map(|i| {
-                let (c, r, y) = cell_of(i, 5000);
-                let [w, s, e, n] = cell_bbox(c, r);
-                BBox { min_x: w, min_y: s, max_x: e, max_y: n }
+                let (column, row, year) = cell_of(i, 5000);
+                let [min_x, min_y, max_x, max_y] = cell_bbox(column, row);
+                BBox { min_x, min_y, max_x, max_y }
                     .intersects(&area)
-                    .then(|| (y, UTM_RGB_ASSETS[i % 6].to_owned()))
+                    .then(|| (year, UTM_RGB_ASSETS[i % 6].to_owned()))
             })
             .collect();
         assert!(expected.len() >= 2, "{area:?}");

@@ -82,7 +82,7 @@ impl FootprintIndex {
     /// The first asset in list order.
     #[must_use]
     pub fn first(&self) -> Option<String> {
-        self.names.first().map(|n| n.to_string())
+        self.names.first().map(ToString::to_string)
     }
 
     /// Indexes (name, footprint) pairs in priority order (STAC items, no file stamps),

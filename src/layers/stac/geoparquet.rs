@@ -15,7 +15,7 @@
 //! a row that cannot be used names its item ([`LayerError::StacItem`]; `row N`, from 0,
 //! when its id is null).
 
-use std::{collections::HashSet, sync::Arc};
+use std::{collections::HashSet, fmt::Write as _, sync::Arc};
 
 use arrow_array::{
     Array, RecordBatch,
@@ -64,7 +64,7 @@ pub fn read_items(
             "not a stac-geoparquet file: it has neither a `bbox` nor a `geometry` column".to_owned(),
         ));
     }
-    let asset_fields = match schema.field_with_name("assets").map(|f| f.data_type()) {
+    let asset_fields = match schema.field_with_name("assets").map(arrow_schema::Field::data_type) {
         Ok(DataType::Struct(fields)) => fields.clone(),
         Ok(other) => return Err(refuse(format!("its `assets` column is {other}, not a struct of assets"))),
         Err(_) => return Err(refuse("not a stac-geoparquet file: it has no `assets` column".to_owned())),
@@ -142,13 +142,12 @@ impl Rows<'_> {
         }
         let bbox = self.bbox(row)?;
         let href = self.href(row)?;
-        let href = match hrefs.get(href) {
-            Some(shared) => Arc::clone(shared),
-            None => {
-                let shared: Arc<str> = Arc::from(href);
-                hrefs.insert(Arc::clone(&shared));
-                shared
-            }
+        let href = if let Some(shared) = hrefs.get(href) {
+            Arc::clone(shared)
+        } else {
+            let shared: Arc<str> = Arc::from(href);
+            hrefs.insert(Arc::clone(&shared));
+            shared
         };
         let time = |name: &str| match self.column(name) {
             Some(c) => timestamp_text(c, row).map_err(|p| format!("has {}", column_problem(name, &p))),
@@ -379,7 +378,7 @@ fn rfc3339(value: i64, per_second: i64) -> String {
     let mut text = format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}");
     if ticks != 0 {
         let digits = per_second.ilog10() as usize;
-        text.push_str(&format!(".{ticks:0digits$}"));
+        let _ = write!(text, ".{ticks:0digits$}");
     }
     text.push('Z');
     text

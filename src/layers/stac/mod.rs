@@ -280,24 +280,23 @@ pub fn select(
                     .and_then(|v| sort_value(v, sort.property.ends_with("datetime")))
             }
         });
-        let href = match resolved.get(&item.href) {
-            Some(href) => Arc::clone(href),
-            None => {
-                let href: Arc<str> = resolve_href(document, data_dir, &item.href)
-                    .ok_or_else(|| {
-                        item_error(
-                            layer,
-                            document,
-                            &item.id,
-                            format!("has href '{}', which cannot be resolved", item.href),
-                        )
-                    })?
-                    .into();
-                if Arc::strong_count(&item.href) > 1 {
-                    resolved.insert(Arc::clone(&item.href), Arc::clone(&href));
-                }
-                href
+        let href = if let Some(href) = resolved.get(&item.href) {
+            Arc::clone(href)
+        } else {
+            let href: Arc<str> = resolve_href(document, data_dir, &item.href)
+                .ok_or_else(|| {
+                    item_error(
+                        layer,
+                        document,
+                        &item.id,
+                        format!("has href '{}', which cannot be resolved", item.href),
+                    )
+                })?
+                .into();
+            if Arc::strong_count(&item.href) > 1 {
+                resolved.insert(Arc::clone(&item.href), Arc::clone(&href));
             }
+            href
         };
         kept.push((key, StacItem { href, bbox: item.bbox }));
     }
