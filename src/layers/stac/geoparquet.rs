@@ -81,7 +81,15 @@ pub fn read_items(
         return Err(refuse(format!("asset '{asset}' of the `assets` column has no `href` field")));
     }
     let properties = selection.properties();
-    let mut roots: Vec<&str> = vec!["id", if has("bbox") { "bbox" } else { "geometry" }];
+    let mut roots: Vec<&str> = vec!["id"];
+    if has("bbox") {
+        roots.push("bbox");
+    }
+    // The geometry is decoded only for rows without a bbox: when there is no `bbox`
+    // column, or when the file's statistics do not rule out a null one.
+    if has("geometry") && (!has("bbox") || bbox_may_be_null(builder.metadata())) {
+        roots.push("geometry");
+    }
     roots.extend(DATETIME_COLUMNS);
     roots.extend(properties.iter().map(String::as_str));
     let parquet_schema = builder.parquet_schema();
@@ -120,6 +128,16 @@ pub fn read_items(
         first_row += batch.num_rows();
     }
     Ok(items)
+}
+
+/// Whether a row's `bbox` may be null: a row group's statistics count nulls in one of
+/// its leaf columns, or do not say.
+fn bbox_may_be_null(metadata: &parquet::file::metadata::ParquetMetaData) -> bool {
+    metadata.row_groups().iter().any(|group| {
+        group.columns().iter().filter(|c| c.column_path().parts().first().is_some_and(|p| p == "bbox")).any(
+            |c| c.statistics().and_then(parquet::file::statistics::Statistics::null_count_opt) != Some(0),
+        )
+    })
 }
 
 /// One record batch of the projected columns, read row by row.

@@ -270,6 +270,40 @@ fn without_a_bbox_column_the_wkb_geometry_gives_the_extent() {
 }
 
 #[test]
+fn a_null_bbox_falls_back_to_the_geometry_which_is_not_read_when_every_row_has_a_bbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let polygon = wkb_polygon(&[(-75.0, 40.0), (-74.0, 40.5), (-74.5, 41.0), (-75.0, 40.0)]);
+    let geometry = |rows: usize| -> ArrayRef {
+        Arc::new(arrow_array::BinaryArray::from(vec![Some(polygon.as_slice()); rows]))
+    };
+    let path = write(
+        dir.path(),
+        "null.parquet",
+        vec![
+            ("id", ids(&[Some("a"), Some("b")])),
+            ("bbox", bboxes(&[Some([0.0, 0.0, 1.0, 1.0]), None])),
+            ("geometry", geometry(2)),
+            ("assets", assets(&[Some("a.tif"), Some("b.tif")])),
+        ],
+    );
+    let boxes: Vec<[f64; 4]> = read(&path, &image()).unwrap().iter().map(|i| i.bbox).collect();
+    assert_eq!(boxes, [[0.0, 0.0, 1.0, 1.0], [-75.0, 40.0, -74.0, 41.0]]);
+    // A geometry that is not WKB does not matter to a row with a bbox.
+    let not_wkb: ArrayRef = Arc::new(arrow_array::BinaryArray::from(vec![Some(b"not WKB".as_slice())]));
+    let path = write(
+        dir.path(),
+        "full.parquet",
+        vec![
+            ("id", ids(&[Some("a")])),
+            ("bbox", bboxes(&[Some([0.0, 0.0, 1.0, 1.0])])),
+            ("geometry", not_wkb),
+            ("assets", assets(&[Some("a.tif")])),
+        ],
+    );
+    assert_eq!(read(&path, &image()).unwrap()[0].bbox, [0.0, 0.0, 1.0, 1.0]);
+}
+
+#[test]
 fn a_bbox_may_be_a_list_of_four_or_six_numbers() {
     let dir = tempfile::tempdir().unwrap();
     let lists: ArrayRef = Arc::new(ListArray::from_iter_primitive::<Float64Type, _, _>(vec![
