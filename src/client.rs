@@ -12,6 +12,8 @@ mod chaos;
 mod floor;
 #[cfg(feature = "tools")]
 mod otlp_sink;
+#[cfg(feature = "tools")]
+mod stac_bench;
 
 use std::path::PathBuf;
 

@@ -60,6 +60,25 @@ pub struct BenchArgs {
     /// `--concurrency` must be 1 (GDAL is not thread-safe).
     #[arg(long, hide = true, requires = "tile_list")]
     pub floor: bool,
+    /// Write a stac-geoparquet catalogue of N items (NAIP-like quarter-quads on a grid,
+    /// two years, hrefs the demo assets in turn; see src/client/stac_bench.rs) to
+    /// `--stac-file` and exit.
+    #[arg(long, hide = true, value_name = "N")]
+    pub write_stac_items: Option<usize>,
+    /// The catalogue `--write-stac-items` writes (default: DATA_DIR/stac-bench/items-N.parquet).
+    #[arg(long, hide = true)]
+    pub stac_file: Option<PathBuf>,
+    /// Load this STAC items file as a layer in this process (no server), sorted by
+    /// `--stac-sort`, and time finding the assets of `--stac-queries` random tiles per
+    /// zoom (z8, z10, z12, z14); print one JSON line: load time, memory, latencies.
+    #[arg(long, hide = true)]
+    pub stac_layer: Option<PathBuf>,
+    /// The layer's `sort` for `--stac-layer` (empty: file order).
+    #[arg(long, hide = true, default_value = "-datetime")]
+    pub stac_sort: String,
+    /// Tiles per zoom for `--stac-layer`.
+    #[arg(long, hide = true, default_value_t = 20_000)]
+    pub stac_queries: usize,
 }
 
 /// One entry of a `--tile-list` file.
@@ -147,7 +166,7 @@ impl Rng {
     }
 }
 
-fn lonlat_to_tile(lon: f64, lat: f64, z: u8) -> (u32, u32) {
+pub(super) fn lonlat_to_tile(lon: f64, lat: f64, z: u8) -> (u32, u32) {
     let n = f64::from(1u32 << z);
     let x = ((lon + 180.0) / 360.0 * n).floor();
     let lat = lat.to_radians();
@@ -333,6 +352,21 @@ async fn run_level(client: &TileServiceClient<Channel>, mix: &Mix, concurrency: 
 pub async fn bench(args: BenchArgs) -> Result<(), ClientError> {
     if let Some(list) = args.tile_list.as_deref().filter(|_| args.floor) {
         return super::floor::run(&args.data_dir, list, args.concurrency, args.repeat);
+    }
+    if let Some(items) = args.write_stac_items {
+        let file =
+            args.stac_file.clone().unwrap_or_else(|| super::stac_bench::default_file(&args.data_dir, items));
+        return super::stac_bench::write(items, &file, &args.data_dir);
+    }
+    if let Some(file) = &args.stac_layer {
+        return super::stac_bench::measure(
+            file,
+            &args.data_dir,
+            &args.stac_sort,
+            args.stac_queries,
+            args.seed,
+        )
+        .await;
     }
     let sink = if args.otlp_sink { Some(super::otlp_sink::Sink::start().await?) } else { None };
     let env: Vec<(String, String)> = sink

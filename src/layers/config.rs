@@ -76,8 +76,9 @@ pub struct LayerConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StacConfig {
-    /// A STAC ItemCollection (GeoJSON): a path relative to the data directory or
-    /// absolute, or an `http(s)://` or `s3://` URL (under `--allow-remote`).
+    /// A STAC ItemCollection (GeoJSON) or stac-geoparquet file (told apart by its first
+    /// bytes): a path relative to the data directory or absolute, or an `http(s)://` or
+    /// `s3://` URL (under `--allow-remote`).
     pub items: PathBuf,
     /// The item asset that is the COG ([`DEFAULT_STAC_ASSET`] when absent).
     #[serde(default)]

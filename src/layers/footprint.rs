@@ -12,6 +12,7 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
+    sync::Arc,
     time::SystemTime,
 };
 
@@ -57,8 +58,10 @@ type Indexed = GeomWithData<Rectangle<[f64; 2]>, u32>;
 /// The R-tree over a layer's readable footprints.
 #[derive(Debug)]
 pub struct FootprintIndex {
-    /// Names of readable assets, in list order; the tree's data index into this.
-    names: Vec<String>,
+    /// Names of readable assets, in list order; the tree's data index into this. Items
+    /// that name the same asset share one allocation (a STAC layer of a million items
+    /// over a few hundred files keeps a pointer per item, not a copy of its href).
+    names: Vec<Arc<str>>,
     tree: RTree<Indexed>,
     /// Union of all footprints, `None` while there is none.
     bounds: Option<[f64; 4]>,
@@ -68,13 +71,30 @@ impl FootprintIndex {
     /// Indexes the readable entries, keeping their order.
     #[must_use]
     pub fn new(entries: &[Entry]) -> Self {
-        let mut names = Vec::new();
-        let mut boxes = Vec::new();
-        let mut footprints = Vec::new();
-        for entry in entries {
-            let Ok(footprint) = entry.footprint else { continue };
+        Self::of_items(
+            entries
+                .iter()
+                .filter_map(|e| e.footprint.as_ref().ok().map(|f| (Arc::from(e.name.as_str()), *f)))
+                .collect(),
+        )
+    }
+
+    /// The first asset in list order.
+    #[must_use]
+    pub fn first(&self) -> Option<String> {
+        self.names.first().map(ToString::to_string)
+    }
+
+    /// Indexes (name, footprint) pairs in priority order (STAC items, no file stamps),
+    /// bulk-loading the tree.
+    #[must_use]
+    pub fn of_items(items: Vec<(Arc<str>, [f64; 4])>) -> Self {
+        let mut names = Vec::with_capacity(items.len());
+        let mut boxes = Vec::with_capacity(items.len());
+        let mut footprints = Vec::with_capacity(items.len());
+        for (name, footprint) in items {
             let id = names.len() as u32;
-            names.push(entry.name.clone());
+            names.push(name);
             let footprint = bbox(footprint);
             footprints.push(footprint);
             for part in footprint.lon_lat_parts() {
@@ -84,20 +104,6 @@ impl FootprintIndex {
         }
         let bounds = lon_lat_union(footprints).map(|b| [b.min_x, b.min_y, b.max_x, b.max_y]);
         Self { names, tree: RTree::bulk_load(boxes), bounds }
-    }
-
-    /// The first asset in list order.
-    #[must_use]
-    pub fn first(&self) -> Option<String> {
-        self.names.first().cloned()
-    }
-
-    /// Indexes (name, footprint) pairs in priority order: STAC items, no file stamps.
-    #[must_use]
-    pub fn of_items(items: Vec<(String, [f64; 4])>) -> Self {
-        let entries: Vec<Entry> =
-            items.into_iter().map(|(name, b)| Entry { name, stamp: None, footprint: Ok(b) }).collect();
-        Self::new(&entries)
     }
 
     /// How many assets are indexed.
@@ -126,7 +132,7 @@ impl FootprintIndex {
         let mut ids: Vec<u32> = self.hits(area).into_iter().map(|(id, _, _)| id).collect();
         ids.sort_unstable();
         ids.dedup();
-        ids.into_iter().map(|id| self.names[id as usize].clone()).collect()
+        ids.into_iter().map(|id| self.names[id as usize].to_string()).collect()
     }
 
     /// Like [`Self::assets_in`], but leaves out each asset whose footprint within `area`
@@ -153,7 +159,7 @@ impl FootprintIndex {
             if covered {
                 skipped += 1;
             } else {
-                names.push(self.names[id as usize].clone());
+                names.push(self.names[id as usize].to_string());
                 kept.extend(parts);
             }
             start = end;
@@ -193,7 +199,7 @@ impl FootprintIndex {
         let mut ids: Vec<u32> = self.tree.locate_all_at_point(&[lon, lat]).map(|hit| hit.data).collect();
         ids.sort_unstable();
         ids.dedup();
-        ids.into_iter().map(|id| self.names[id as usize].clone()).collect()
+        ids.into_iter().map(|id| self.names[id as usize].to_string()).collect()
     }
 }
 

@@ -8,11 +8,13 @@
 //!   Mercator quadkey; selection follows cogeo-mosaic exactly;
 //! - a **footprint** layer ([`footprint`]): configured assets and/or a glob under the data
 //!   directory, whose lon/lat bounds are read once through a [`BoundsSource`] (the
-//!   integrator's worker info jobs) and kept in an R-tree.
+//!   integrator's worker info jobs) and kept in an R-tree;
+//! - a **STAC** layer ([`stac`]): the items of an ItemCollection or a stac-geoparquet
+//!   file, each item's asset found by its bbox in the same kind of R-tree, nothing opened.
 //!
 //! [`Layers`] holds an immutable snapshot of every layer behind a lock that is only held
 //! to clone or replace an `Arc`, so a tile request never waits on a reload. The reload
-//! loop ([`Layers::watch`]) re-reads a MosaicJSON file when its modification time or size
+//! loop ([`Layers::watch`]) re-reads a MosaicJSON or STAC file when its modification time or size
 //! changes and re-evaluates footprint globs, reading bounds only for new or rewritten
 //! files, then swaps in a new snapshot. A document that fails to parse leaves the
 //! previous version in service and is reported once per version of the file.
@@ -57,7 +59,7 @@ pub enum LayerKind {
     MosaicJson,
     /// Backed by asset footprints.
     Footprint,
-    /// The items of a STAC ItemCollection.
+    /// The items of a STAC ItemCollection or stac-geoparquet file.
     Stac,
 }
 

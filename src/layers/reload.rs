@@ -362,8 +362,9 @@ fn indexed_info(
     }
 }
 
-/// A STAC layer from the bytes of its items file: parsed, selected and indexed off the
-/// async threads (an ItemCollection of 100 000 items is hundreds of megabytes).
+/// A STAC layer from its items file (whose `stamp` was taken before reading it): read,
+/// selected and indexed off the async threads (an ItemCollection of 100 000 items is
+/// hundreds of megabytes; a stac-geoparquet file of a million items takes seconds).
 async fn stac_layer(
     spec: LayerSpec,
     stac: StacSpec,
@@ -375,7 +376,7 @@ async fn stac_layer(
     let name = spec.name.clone();
     let index = tokio::task::spawn_blocking(move || {
         let document = &stac.items;
-        let raw = stac::parse_item_collection(&name, document, &bytes, &stac.selection)?;
+        let raw = stac::parse_items(&name, document, bytes, &stac.selection)?;
         let items = stac::select(&name, document, &data_dir, raw, &stac.selection)?;
         Ok::<_, LayerError>(FootprintIndex::of_items(items.into_iter().map(|i| (i.href, i.bbox)).collect()))
     })

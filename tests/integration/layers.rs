@@ -530,8 +530,88 @@ fn item_collection(assets: &[(String, v1::Bounds, &str)]) -> String {
     serde_json::json!({"type": "FeatureCollection", "features": features}).to_string()
 }
 
+/// The same items as [`item_collection`], as a stac-geoparquet file: `id`, a `bbox`
+/// struct, a `geometry` column (never read: there is a bbox), `datetime` timestamps,
+/// `assets` with `image.href`, and `tessera:even` as a boolean column.
+fn stac_geoparquet(assets: &[(String, v1::Bounds, &str)]) -> Vec<u8> {
+    use std::sync::Arc;
+
+    use arrow_array::{
+        Array, ArrayRef, BinaryArray, BooleanArray, Float64Array, StringArray, StructArray,
+        TimestampSecondArray,
+    };
+    use arrow_schema::Field;
+
+    let strings = |f: &dyn Fn(usize) -> String| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values((0..assets.len()).map(f)))
+    };
+    let corner = |get: fn(&v1::Bounds) -> f64| -> ArrayRef {
+        Arc::new(Float64Array::from_iter_values(assets.iter().map(|(_, b, _)| get(b))))
+    };
+    let field = |name: &str, array: &ArrayRef| Arc::new(Field::new(name, array.data_type().clone(), true));
+    let bbox_columns = [
+        ("xmin", corner(|b| b.min_x)),
+        ("ymin", corner(|b| b.min_y)),
+        ("xmax", corner(|b| b.max_x)),
+        ("ymax", corner(|b| b.max_y)),
+    ];
+    let bbox: ArrayRef = Arc::new(StructArray::from(
+        bbox_columns.iter().map(|(n, a)| (field(n, a), Arc::clone(a))).collect::<Vec<_>>(),
+    ));
+    let href = strings(&|i| format!("./{}", assets[i].0.rsplit('/').next().unwrap()));
+    let image: ArrayRef = Arc::new(StructArray::from(vec![(field("href", &href), href)]));
+    let all_assets: ArrayRef = Arc::new(StructArray::from(vec![(field("image", &image), image)]));
+    let seconds = assets.iter().map(|(_, _, t)| {
+        let t = humantime::parse_rfc3339(t).unwrap();
+        i64::try_from(t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()).unwrap()
+    });
+    let datetime: ArrayRef = Arc::new(TimestampSecondArray::from_iter_values(seconds).with_timezone("UTC"));
+    let geometry: ArrayRef =
+        Arc::new(BinaryArray::from_iter_values(assets.iter().map(|_| b"not read".as_slice())));
+    let even: ArrayRef =
+        Arc::new(BooleanArray::from((0..assets.len()).map(|i| i % 2 == 0).collect::<Vec<_>>()));
+    write_parquet(vec![
+        ("id", strings(&|i| format!("item-{i}"))),
+        ("bbox", bbox),
+        ("geometry", geometry),
+        ("datetime", datetime),
+        ("assets", all_assets),
+        ("tessera:even", even),
+    ])
+}
+
+/// A parquet file of these columns, written as pyarrow would (snappy).
+fn write_parquet(columns: Vec<(&str, arrow_array::ArrayRef)>) -> Vec<u8> {
+    let batch =
+        arrow_array::RecordBatch::try_from_iter_with_nullable(columns.into_iter().map(|(n, c)| (n, c, true)))
+            .unwrap();
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .build();
+    let mut out = Vec::new();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    out
+}
+
 #[tokio::test]
 async fn a_stac_layer_equals_the_explicit_request_for_its_items_in_its_order() {
+    stac_layer_equals_the_explicit_request("items.json", |assets| item_collection(assets).into_bytes()).await;
+}
+
+#[tokio::test]
+async fn a_stac_geoparquet_layer_equals_the_explicit_request_for_its_items_in_its_order() {
+    stac_layer_equals_the_explicit_request("items.parquet", stac_geoparquet).await;
+}
+
+/// Two STAC layers over the six demo assets, read from `file` as `encode` writes their
+/// items: sorted newest first, and filtered (from 2019, `tessera:even`). Their tiles are
+/// the explicit request's for their items in their order.
+async fn stac_layer_equals_the_explicit_request(
+    file: &str,
+    encode: impl Fn(&[(String, v1::Bounds, &str)]) -> Vec<u8>,
+) {
     let dir = LayerDir::new();
     for asset in ASSETS {
         dir.copy(asset);
@@ -554,17 +634,17 @@ async fn a_stac_layer_equals_the_explicit_request_for_its_items_in_its_order() {
         }
         bounds
     };
-    std::fs::write(dir.path.join("items.json"), item_collection(&bounds)).unwrap();
+    std::fs::write(dir.path.join(file), encode(&bounds)).unwrap();
     let config = dir.path.join("tessera.toml");
     let toml = format!(
         r#"
 [[layers]]
 name = "newest"
-stac = {{ items = "{relative}/items.json", sort = "-datetime", minzoom = 12, maxzoom = 18 }}
+stac = {{ items = "{relative}/{file}", sort = "-datetime", minzoom = 12, maxzoom = 18 }}
 
 [[layers]]
 name = "even-since-2019"
-stac = {{ items = "{relative}/items.json", datetime = "2019-01-01/..", filter = {{ "tessera:even" = true }} }}
+stac = {{ items = "{relative}/{file}", datetime = "2019-01-01/..", filter = {{ "tessera:even" = true }} }}
 "#,
         relative = dir.relative
     );
@@ -604,6 +684,52 @@ stac = {{ items = "{relative}/items.json", datetime = "2019-01-01/..", filter = 
     );
     let filtered = client.get_layer(v1::GetLayerRequest { layer: "even-since-2019".into() }).await.unwrap();
     assert_eq!(filtered.into_inner().layer.unwrap().item_count, 2);
+}
+
+#[test]
+fn a_malformed_stac_geoparquet_row_stops_the_start_naming_the_layer_the_file_and_the_item() {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, StringArray, StructArray};
+    use arrow_schema::{DataType, Field};
+
+    let dir = LayerDir::new();
+    // Two items; the second has no bbox (a null list) and no geometry column.
+    let ids: ArrayRef = Arc::new(StringArray::from(vec!["good", "no-footprint"]));
+    let bbox: ArrayRef =
+        Arc::new(arrow_array::ListArray::from_iter_primitive::<arrow_array::types::Float64Type, _, _>(vec![
+            Some(vec![Some(-75.1), Some(39.9), Some(-75.0), Some(40.0)]),
+            None,
+        ]));
+    let href: ArrayRef = Arc::new(StringArray::from(vec!["a.tif", "b.tif"]));
+    let image: ArrayRef =
+        Arc::new(StructArray::from(vec![(Arc::new(Field::new("href", DataType::Utf8, true)), href)]));
+    let image_type = image.data_type().clone();
+    let assets: ArrayRef =
+        Arc::new(StructArray::from(vec![(Arc::new(Field::new("image", image_type, true)), image)]));
+    let items = dir.path.join("items.parquet");
+    std::fs::write(&items, write_parquet(vec![("id", ids), ("bbox", bbox), ("assets", assets)])).unwrap();
+    let config = dir.path.join("tessera.toml");
+    std::fs::write(
+        &config,
+        format!("[[layers]]\nname = \"naip\"\nstac = {{ items = \"{}/items.parquet\" }}\n", dir.relative),
+    )
+    .unwrap();
+    let out = std::process::Command::new(harness::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1", "--data-dir"])
+        .arg(harness::fixtures())
+        .arg("--config")
+        .arg(&config)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let expected = format!(
+        "tessera: [[layers]]: layer 'naip': {}: item 'no-footprint' has neither a bbox nor a geometry",
+        items.display()
+    );
+    assert!(stderr.lines().any(|l| l == expected), "no line {expected:?} in:\n{stderr}");
 }
 
 #[tokio::test]

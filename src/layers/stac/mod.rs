@@ -9,13 +9,20 @@
 //! file order is the priority order), and resolves each href: absolute URLs and paths
 //! stay as they are, a relative href is relative to the document, as STAC defines it.
 //!
-//! Hand-written here: the ItemCollection reader (serde, only the fields used), the
-//! filter and the sort. (stac-geoparquet, to be read with the `parquet`/`arrow` crates,
-//! is not read yet.)
+//! [`read_items`] tells the formats apart by the file's first bytes (`PAR1` is
+//! parquet), not by its name. Hand-written here: the ItemCollection reader (serde, only
+//! the fields used), the filter and the sort; [`geoparquet`] reads stac-geoparquet with
+//! the `parquet` crate's arrow reader, only the columns the selection needs, one record
+//! batch at a time.
+//!
+//! Hrefs are `Arc<str>`: a catalogue whose items share a few files keeps one copy of
+//! each href, and the layer's index holds a pointer per item.
 
 use std::{
     cmp::Ordering,
+    collections::HashMap,
     path::{Path, PathBuf},
+    sync::Arc,
     time::SystemTime,
 };
 
@@ -23,6 +30,25 @@ use serde::Deserialize;
 
 use super::LayerError;
 pub use super::document::Location;
+
+pub mod geoparquet;
+
+/// The first bytes of a parquet file.
+const PARQUET_MAGIC: &[u8; 4] = b"PAR1";
+
+/// The items of a STAC document's bytes: stac-geoparquet when they start with `PAR1`,
+/// else an ItemCollection. Blocking: call off the async threads.
+pub fn parse_items(
+    layer: &str,
+    document: &Location,
+    bytes: Vec<u8>,
+    selection: &Selection,
+) -> Result<Vec<RawItem>, LayerError> {
+    if bytes.starts_with(PARQUET_MAGIC) {
+        return geoparquet::read_items(layer, document, bytes::Bytes::from(bytes), selection);
+    }
+    parse_item_collection(layer, document, &bytes, selection)
+}
 
 /// How items are ordered: by a property, ascending or descending.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,8 +140,9 @@ pub struct RawItem {
     pub id: String,
     /// West, south, east, north in degrees.
     pub bbox: [f64; 4],
-    /// The chosen asset's href, as written.
-    pub href: String,
+    /// The chosen asset's href, as written (shared by the items that repeat it, where
+    /// the reader sees that).
+    pub href: Arc<str>,
     /// `datetime`, else `start_datetime`..`end_datetime` (RFC 3339), when present.
     pub datetime: Option<(String, String)>,
     /// The values of [`Selection::properties`], in that order (`None`: absent or null).
@@ -160,7 +187,7 @@ impl Selection {
 pub struct StacItem {
     /// The asset as a request would name it: a URL, an absolute path, or a path relative
     /// to the data directory.
-    pub href: String,
+    pub href: Arc<str>,
     /// West, south, east, north in degrees (west > east across the antimeridian).
     pub bbox: [f64; 4],
 }
@@ -198,7 +225,10 @@ pub fn select(
     let position = |name: &str| names.iter().position(|n| n == name);
     let filter: Vec<(usize, &serde_json::Value)> =
         selection.filter.iter().filter_map(|(name, value)| position(name).map(|i| (i, value))).collect();
-    let mut kept: Vec<(Option<SortValue>, RawItem)> = Vec::with_capacity(items.len());
+    // Only what the index needs is kept past the filter: href and bbox, not the item.
+    let mut kept: Vec<(Option<SortValue>, StacItem)> = Vec::with_capacity(items.len());
+    // Hrefs shared by several items are resolved once and stay shared.
+    let mut resolved: HashMap<Arc<str>, Arc<str>> = HashMap::new();
     for item in items {
         if !filter.iter().all(|(i, want)| item.properties[*i].as_ref().is_some_and(|v| same_value(v, want))) {
             continue;
@@ -229,7 +259,25 @@ pub fn select(
                     .and_then(|v| sort_value(v, sort.property.ends_with("datetime")))
             }
         });
-        kept.push((key, item));
+        let href = if let Some(href) = resolved.get(&item.href) {
+            Arc::clone(href)
+        } else {
+            let href: Arc<str> = resolve_href(document, data_dir, &item.href)
+                .ok_or_else(|| {
+                    item_error(
+                        layer,
+                        document,
+                        &item.id,
+                        format!("has href '{}', which cannot be resolved", item.href),
+                    )
+                })?
+                .into();
+            if Arc::strong_count(&item.href) > 1 {
+                resolved.insert(Arc::clone(&item.href), Arc::clone(&href));
+            }
+            href
+        };
+        kept.push((key, StacItem { href, bbox: item.bbox }));
     }
     if let Some(sort) = &selection.sort {
         // Items without the property go last, in file order, whichever the direction.
@@ -243,19 +291,7 @@ pub fn select(
             (None, None) => Ordering::Equal,
         });
     }
-    kept.into_iter()
-        .map(|(_, item)| {
-            let href = resolve_href(document, data_dir, &item.href).ok_or_else(|| {
-                item_error(
-                    layer,
-                    document,
-                    &item.id,
-                    format!("has href '{}', which cannot be resolved", item.href),
-                )
-            })?;
-            Ok(StacItem { href, bbox: item.bbox })
-        })
-        .collect()
+    Ok(kept.into_iter().map(|(_, item)| item).collect())
 }
 
 /// Whether a property value equals a filter value (numbers compare as numbers: a filter
@@ -390,7 +426,7 @@ pub fn parse_item_collection(
                 (None, None) => return Err(fail("has neither a bbox nor a geometry".to_owned())),
             };
             let href = match f.assets.get(&selection.asset) {
-                Some(ItemAsset { href: Some(h) }) if !h.is_empty() => h.clone(),
+                Some(ItemAsset { href: Some(h) }) if !h.is_empty() => Arc::from(h.as_str()),
                 Some(_) => return Err(fail(format!("asset '{}' has no href", selection.asset))),
                 None => {
                     let keys: Vec<&str> = f.assets.keys().map(String::as_str).collect();

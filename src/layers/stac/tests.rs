@@ -39,7 +39,7 @@ fn items_keep_file_order_and_resolve_hrefs_against_the_document() {
         .join(","),
     );
     let items = selected(&bytes, &image()).unwrap();
-    let hrefs: Vec<&str> = items.iter().map(|i| i.href.as_str()).collect();
+    let hrefs: Vec<&str> = items.iter().map(|i| &*i.href).collect();
     assert_eq!(hrefs, ["stac/a.tif", "b.tif", "https://example.test/c.tif", "/elsewhere/d.tif"]);
     assert_eq!(items[0].bbox, [-75.0, 40.0, -74.0, 41.0]);
 }
@@ -57,10 +57,12 @@ fn newest_on_top_with_a_descending_datetime_sort_and_ties_in_file_order() {
         .join(","),
     );
     let newest = Selection { sort: SortKey::parse("-datetime"), ..image() };
-    let hrefs: Vec<String> = selected(&bytes, &newest).unwrap().into_iter().map(|i| i.href).collect();
+    let hrefs: Vec<String> =
+        selected(&bytes, &newest).unwrap().into_iter().map(|i| i.href.to_string()).collect();
     assert_eq!(hrefs, ["stac/b.tif", "stac/c.tif", "stac/a.tif", "stac/d.tif"]);
     let oldest = Selection { sort: SortKey::parse("datetime"), ..image() };
-    let hrefs: Vec<String> = selected(&bytes, &oldest).unwrap().into_iter().map(|i| i.href).collect();
+    let hrefs: Vec<String> =
+        selected(&bytes, &oldest).unwrap().into_iter().map(|i| i.href.to_string()).collect();
     assert_eq!(hrefs, ["stac/a.tif", "stac/d.tif", "stac/c.tif", "stac/b.tif"]);
 }
 
@@ -77,16 +79,18 @@ fn a_datetime_range_and_a_property_filter_select_items() {
         .join(","),
     );
     let range = Selection { datetime: Some(DateRange::parse("2020-01-01/2021-12-31").unwrap()), ..image() };
-    let hrefs: Vec<String> = selected(&bytes, &range).unwrap().into_iter().map(|i| i.href).collect();
+    let hrefs: Vec<String> =
+        selected(&bytes, &range).unwrap().into_iter().map(|i| i.href.to_string()).collect();
     assert_eq!(hrefs, ["stac/b.tif", "stac/c.tif", "stac/d.tif"]);
     let ny = Selection {
         filter: vec![("naip:state".into(), serde_json::json!("ny")), ("gsd".into(), serde_json::json!(0.6))],
         ..range
     };
-    let hrefs: Vec<String> = selected(&bytes, &ny).unwrap().into_iter().map(|i| i.href).collect();
+    let hrefs: Vec<String> = selected(&bytes, &ny).unwrap().into_iter().map(|i| i.href.to_string()).collect();
     assert_eq!(hrefs, ["stac/b.tif"]);
     let integer = Selection { filter: vec![("gsd".into(), serde_json::json!(1))], ..image() };
-    let hrefs: Vec<String> = selected(&bytes, &integer).unwrap().into_iter().map(|i| i.href).collect();
+    let hrefs: Vec<String> =
+        selected(&bytes, &integer).unwrap().into_iter().map(|i| i.href.to_string()).collect();
     assert_eq!(hrefs, ["stac/d.tif"]);
 }
 
