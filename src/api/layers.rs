@@ -83,7 +83,8 @@ impl LayerPick {
 }
 
 /// `req` as an explicit request: unchanged when it names no layer, else with `assets`
-/// set to what the layer picks for the tile (and `layer` cleared, so it renders, and is
+/// set to what the layer picks for the tile (its overview alone at the zooms the
+/// overview serves, unless the request says `ignore_overview`) (and `layer` cleared, so it renders, and is
 /// shared and cached, exactly as that explicit request), cut at the tile's asset budget:
 /// the request's `max_assets`, else the layer's `max_assets_per_tile`. Without either,
 /// a tile with more assets than `--max-assets-per-tile` is refused.
@@ -143,7 +144,9 @@ pub(super) fn with_layer_assets<'r>(
             ),
         ));
     }
-    let mut assets = layer.assets_for_tile(&tile).map_err(|e| ServiceError::invalid("z", e.to_string()))?;
+    let picked =
+        if req.ignore_overview { layer.own_assets_for_tile(&tile) } else { layer.assets_for_tile(&tile) };
+    let mut assets = picked.map_err(|e| ServiceError::invalid("z", e.to_string()))?;
     let covering = assets.len();
     if let Some(budget) = budget {
         assets.truncate(budget);
@@ -169,7 +172,13 @@ pub(super) fn with_layer_assets<'r>(
     }
     let pick = LayerPick { covering, read: assets.len() };
     Ok((
-        Cow::Owned(GetTileRequest { assets, layer: String::new(), max_assets: 0, ..req.clone() }),
+        Cow::Owned(GetTileRequest {
+            assets,
+            layer: String::new(),
+            max_assets: 0,
+            ignore_overview: false,
+            ..req.clone()
+        }),
         Some(pick),
     ))
 }

@@ -57,6 +57,16 @@ impl Layers {
         };
         let mut layers = Vec::with_capacity(specs.len());
         for spec in specs {
+            if let Some(overview) = &spec.overview {
+                stat(&overview.path).await.map_err(|e| LayerError::Overview {
+                    layer: spec.name.clone(),
+                    path: overview.path.clone(),
+                    source: match e {
+                        LayerError::Read { source, .. } => source,
+                        other => std::io::Error::other(other.to_string()),
+                    },
+                })?;
+            }
             let started = std::time::Instant::now();
             let mut layer = match &spec.kind {
                 SpecKind::MosaicJson(path) => {
@@ -64,7 +74,7 @@ impl Layers {
                     mosaic_layer(spec.clone(), parse_mosaic(path.clone(), bytes).await?, stamp)?
                 }
                 SpecKind::Footprint(fp) => {
-                    let list = reloader.footprint_list(&spec.name, fp).await?;
+                    let list = reloader.footprint_list(&spec, fp).await?;
                     reloader.footprint_layer(spec.clone(), (fp.minzoom, fp.maxzoom), list, &[]).await
                 }
                 SpecKind::Stac(stac) => {
@@ -73,6 +83,7 @@ impl Layers {
                 }
             };
             layer.info.load_time = started.elapsed();
+            with_overview_zooms(&mut layer);
             let info = &layer.info;
             tracing::info!(
                 layer = %info.name,
@@ -104,6 +115,7 @@ impl Layers {
                 }
                 Ok(Some(mut new)) => {
                     new.info.load_time = started.elapsed();
+                    with_overview_zooms(&mut new);
                     reported.remove(&name);
                     tracing::info!(
                         layer = %name,
@@ -163,6 +175,13 @@ impl Layers {
     }
 }
 
+/// A layer with an overview serves every zoom from 0 (its overview's range) up.
+fn with_overview_zooms(layer: &mut Layer) {
+    if layer.spec.overview.is_some() {
+        layer.info.minzoom = 0;
+    }
+}
+
 /// A source that changed but cannot be used.
 struct Failure {
     /// Identifies this failure, so that the same one is logged once.
@@ -189,7 +208,7 @@ impl Reloader {
                     return Ok(None);
                 }
                 let list = self
-                    .footprint_list(&layer.spec.name, fp)
+                    .footprint_list(&layer.spec, fp)
                     .await
                     .map_err(|error| Failure { signature: error.to_string(), error })?;
                 let unchanged = list.len() == entries.len()
@@ -221,12 +240,15 @@ impl Reloader {
     }
 
     /// The footprint layer's assets in list order: configured ones (no stamp), then glob
-    /// matches not already configured.
+    /// matches not already configured, except the layer's own overview (written where
+    /// the glob may match it, it is not one of the layer's assets).
     async fn footprint_list(
         &self,
-        layer: &str,
+        layer_spec: &LayerSpec,
         spec: &FootprintSpec,
     ) -> Result<Vec<(String, Option<FileStamp>)>, LayerError> {
+        let layer = layer_spec.name.as_str();
+        let overview = layer_spec.overview.as_ref().map(|o| o.path.as_path());
         let mut list: Vec<(String, Option<FileStamp>)> =
             spec.assets.iter().map(|a| (a.clone(), None)).collect();
         if let Some(pattern) = &spec.glob {
@@ -242,7 +264,9 @@ impl Reloader {
                 spec.assets.iter().map(String::as_str).collect();
             let globbed: Vec<_> = found
                 .into_iter()
-                .filter(|(n, _)| !configured.contains(n.as_str()))
+                .filter(|(n, _)| {
+                    !configured.contains(n.as_str()) && overview != Some(self.data_dir.join(n).as_path())
+                })
                 .map(|(n, s)| (n, Some(s)))
                 .collect();
             list.extend(globbed);
@@ -262,7 +286,7 @@ impl Reloader {
         let index = FootprintIndex::new(&entries);
         let unreadable = entries.len() - index.len();
         let info = indexed_info(&spec, LayerKind::Footprint, &index, (minzoom, maxzoom), unreadable);
-        Layer { info, spec, source: LayerSource::Footprint { entries, index } }
+        Layer { own_minzoom: info.minzoom, info, spec, source: LayerSource::Footprint { entries, index } }
     }
 }
 
@@ -341,7 +365,7 @@ async fn stac_layer(
         source: std::io::Error::other(format!("parsing task failed: {e}")),
     })??;
     let info = indexed_info(&spec, LayerKind::Stac, &index, (minzoom, maxzoom), 0);
-    Ok(Layer { info, spec, source: LayerSource::Stac { index, stamp } })
+    Ok(Layer { own_minzoom: info.minzoom, info, spec, source: LayerSource::Stac { index, stamp } })
 }
 
 /// A MosaicJSON layer; its zooms must reach into Tessera's range.
@@ -379,7 +403,7 @@ fn mosaic_layer(spec: LayerSpec, mosaic: Mosaic, stamp: FileStamp) -> Result<Lay
         item_count: mosaic.quadkey_count(),
         load_time: Duration::ZERO,
     };
-    Ok(Layer { info, spec, source: LayerSource::MosaicJson { mosaic, stamp } })
+    Ok(Layer { own_minzoom: info.minzoom, info, spec, source: LayerSource::MosaicJson { mosaic, stamp } })
 }
 
 async fn stat(path: &Path) -> Result<FileStamp, LayerError> {

@@ -68,6 +68,8 @@ fn mosaic_config(name: &str, file: &str) -> LayerConfig {
         footprint: None,
         stac: None,
         max_assets_per_tile: None,
+        overview: None,
+        overview_maxzoom: None,
     }
 }
 
@@ -84,6 +86,8 @@ fn footprint_config(name: &str, assets: &[&str], glob: Option<&str>) -> LayerCon
         }),
         stac: None,
         max_assets_per_tile: None,
+        overview: None,
+        overview_maxzoom: None,
     }
 }
 
