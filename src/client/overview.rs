@@ -228,7 +228,8 @@ impl Layout {
     }
 }
 
-/// Equal, NaN equal to NaN (a NaN nodata).
+/// Equal, NaN equal to NaN (a NaN nodata). Nodata is an exact value, not a tolerance.
+#[allow(clippy::float_cmp)]
 fn same_value(a: f64, b: f64) -> bool {
     a == b || (a.is_nan() && b.is_nan())
 }
@@ -254,11 +255,12 @@ macro_rules! pixel {
                 v as $t
             }
             fn to_f64(self) -> f64 {
-                self as f64
+                f64::from(self)
             }
         }
     )*};
 }
+// Every pixel type converts to f64 without loss; from f64 the nodata is cast, as GDAL does.
 pixel!(u8, u16, i16, u32, i32, f32, f64);
 
 /// One tile as the server sent it: band-sequential pixels and a 0/255 mask, or nothing
@@ -422,56 +424,56 @@ impl Drop for Cleanup {
     }
 }
 
-/// `tessera layer build-overview`.
-pub async fn build_overview(args: BuildOverviewArgs) -> Result<(), ClientError> {
-    let started = Instant::now();
-    let name = args.layer.clone();
-    if args.max_zoom > crate::tms::MAX_ZOOM {
-        return Err(ClientError::Usage(format!(
-            "--max-zoom {} is beyond the deepest zoom, {}",
-            args.max_zoom,
-            crate::tms::MAX_ZOOM
-        )));
-    }
-    let mut client = connect_with(&args.connect).await?;
-    let request = v1::GetLayerRequest { layer: name.clone() };
-    let described = resend_unsent(async || client.get_layer(request.clone()).await).await?.into_inner();
-    let info = described.layer.clone().unwrap_or_default();
-    let layout = Layout::of(&described)?;
+/// What fetching the tiles found.
+#[derive(Debug, Default)]
+struct Fetched {
+    /// Tiles the layer has no asset for (left masked).
+    empty: usize,
+    /// Tiles cut at the layer's asset budget.
+    truncated: usize,
+}
+
+/// The grid of `layer` at `z`, checked: not across the antimeridian, within the layer's
+/// zooms and [`MAX_OVERVIEW_TILES`].
+fn grid_of(name: &str, info: &v1::LayerInfo, z: u8) -> Result<TileGrid, ClientError> {
     let bounds = info.bounds.map_or([-180.0, -90.0, 180.0, 90.0], |b| [b.min_x, b.min_y, b.max_x, b.max_y]);
-    if args.max_zoom > info.max_zoom as u8 {
+    if z > crate::tms::MAX_ZOOM || u32::from(z) > info.max_zoom {
         return Err(ClientError::Usage(format!(
-            "layer '{name}' serves zooms up to {}; --max-zoom {} is above",
-            info.max_zoom, args.max_zoom
+            "layer '{name}' serves zooms up to {}; --max-zoom {z} is above",
+            info.max_zoom.min(u32::from(crate::tms::MAX_ZOOM))
         )));
     }
-    let grid = TileGrid::covering(bounds, args.max_zoom).ok_or_else(|| {
+    let grid = TileGrid::covering(bounds, z).ok_or_else(|| {
         ClientError::Usage(format!(
             "layer '{name}' crosses the antimeridian (bounds {bounds:?}); an overview of it cannot be built"
         ))
     })?;
     if grid.tiles() > MAX_OVERVIEW_TILES {
         let (w, h) = grid.size();
-        let fits = largest_fitting_zoom(bounds, args.max_zoom)
+        let fits = largest_fitting_zoom(bounds, z)
             .map_or_else(String::new, |z| format!("; zoom {z} fits, ask for --max-zoom {z} or lower"));
         return Err(ClientError::Usage(format!(
-            "layer '{name}' at zoom {} covers {w} x {h} = {} tiles, over the maximum of {MAX_OVERVIEW_TILES} tiles ({} x {} px) of an overview{fits}",
-            args.max_zoom,
+            "layer '{name}' at zoom {z} covers {w} x {h} = {} tiles, over the maximum of {MAX_OVERVIEW_TILES} tiles ({} x {} px) of an overview{fits}",
             grid.tiles(),
             128 * TILE_SIZE,
             128 * TILE_SIZE,
         )));
     }
-    let staging_path = beside(&args.output, "staging.tmp");
-    let cog_path = beside(&args.output, "cog.tmp");
-    let _cleanup = Cleanup(vec![staging_path.clone(), cog_path.clone()]);
-    let gdal_error = |what: &str, e: gdal::errors::GdalError| ClientError::Overview(format!("{what}: {e}"));
-    let mut staging = Staging::create(&staging_path, layout, grid, &name)
-        .map_err(|e| gdal_error(&format!("creating {}", staging_path.display()), e))?;
+    Ok(grid)
+}
 
+/// Asks for every tile of the grid, `concurrency` at a time, and writes each into
+/// `staging` as it arrives.
+async fn fetch_tiles(
+    client: &super::Client,
+    name: &str,
+    staging: &mut Staging,
+    concurrency: usize,
+) -> Result<Fetched, ClientError> {
+    let (grid, layout) = (staging.grid, staging.layout);
     let template = v1::GetTileRequest {
         z: u32::from(grid.z),
-        layer: name.clone(),
+        layer: name.to_owned(),
         format: v1::ImageFormat::Npy as i32,
         tile_size: TILE_SIZE as u32,
         ignore_overview: true,
@@ -486,9 +488,10 @@ pub async fn build_overview(args: BuildOverviewArgs) -> Result<(), ClientError> 
             let request = v1::GetTileRequest { x, y, ..template.clone() };
             async move { ((x, y), resend_unsent(async || client.get_tile(request.clone()).await).await) }
         })
-        .buffer_unordered(args.concurrency.max(1));
-    let (mut empty, mut truncated, mut done) = (0usize, 0usize, 0usize);
+        .buffer_unordered(concurrency.max(1));
+    let mut fetched = Fetched::default();
     let pixels = TILE_SIZE * TILE_SIZE;
+    let mut done = 0;
     while let Some(((x, y), result)) = tiles.next().await {
         let data = match result {
             Ok(tile) => {
@@ -507,7 +510,7 @@ pub async fn build_overview(args: BuildOverviewArgs) -> Result<(), ClientError> 
                         layout.dtype.as_str_name()
                     )));
                 }
-                truncated += usize::from(tile.truncated);
+                fetched.truncated += usize::from(tile.truncated);
                 let expected = pixels * layout.bands * layout.type_size();
                 Some(TileData {
                     pixels: npy_payload(&tile.data, expected, "tile")?.to_vec(),
@@ -516,7 +519,7 @@ pub async fn build_overview(args: BuildOverviewArgs) -> Result<(), ClientError> 
             }
             // No asset of the layer there: the tile stays masked.
             Err(status) if status.code() == tonic::Code::NotFound => {
-                empty += 1;
+                fetched.empty += 1;
                 None
             }
             Err(status) => return Err(status.into()),
@@ -527,32 +530,62 @@ pub async fn build_overview(args: BuildOverviewArgs) -> Result<(), ClientError> 
             eprintln!("{done}/{total} tiles");
         }
     }
-    drop(tiles);
-    let lost = staging.lost_pixels;
-    let mut staged = staging.ds;
-    staged.flush_cache().map_err(|e| gdal_error("writing the staging GeoTIFF", e))?;
+    Ok(fetched)
+}
 
+fn gdal_error(what: &str, e: gdal::errors::GdalError) -> ClientError {
+    ClientError::Overview(format!("{what}: {e}"))
+}
+
+/// Copies the staging GeoTIFF into a COG at `path`, with internal overviews.
+fn write_cog(staged: &Dataset, path: &Path, resampling: OverviewResampling) -> Result<(), ClientError> {
     let cog = DriverManager::get_driver_by_name("COG").map_err(|e| gdal_error("the COG driver", e))?;
     let options = RasterCreationOptions::from_iter([
         "COMPRESS=DEFLATE".to_owned(),
         format!("BLOCKSIZE={TILE_SIZE}"),
-        format!("OVERVIEW_RESAMPLING={}", args.resampling.gdal_name()),
+        format!("OVERVIEW_RESAMPLING={}", resampling.gdal_name()),
         "BIGTIFF=IF_SAFER".to_owned(),
         "NUM_THREADS=ALL_CPUS".to_owned(),
     ]);
-    let written = staged
-        .create_copy(&cog, &cog_path, &options)
-        .map_err(|e| gdal_error(&format!("writing the COG {}", cog_path.display()), e))?;
-    drop(written);
+    // Dropped at once: the file is complete when GDAL closes it.
+    staged
+        .create_copy(&cog, path, &options)
+        .map(drop)
+        .map_err(|e| gdal_error(&format!("writing the COG {}", path.display()), e))
+}
+
+/// `tessera layer build-overview`.
+pub async fn build_overview(args: BuildOverviewArgs) -> Result<(), ClientError> {
+    let started = Instant::now();
+    let name = args.layer.clone();
+    let mut client = connect_with(&args.connect).await?;
+    let request = v1::GetLayerRequest { layer: name.clone() };
+    let described = resend_unsent(async || client.get_layer(request.clone()).await).await?.into_inner();
+    let layout = Layout::of(&described)?;
+    let grid = grid_of(&name, &described.layer.unwrap_or_default(), args.max_zoom)?;
+
+    let staging_path = beside(&args.output, "staging.tmp");
+    let cog_path = beside(&args.output, "cog.tmp");
+    let _cleanup = Cleanup(vec![staging_path.clone(), cog_path.clone()]);
+    let mut staging = Staging::create(&staging_path, layout, grid, &name)
+        .map_err(|e| gdal_error(&format!("creating {}", staging_path.display()), e))?;
+    let fetched = fetch_tiles(&client, &name, &mut staging, args.concurrency).await?;
+    let lost = staging.lost_pixels;
+    let mut staged = staging.ds;
+    staged.flush_cache().map_err(|e| gdal_error("writing the staging GeoTIFF", e))?;
+    write_cog(&staged, &cog_path, args.resampling)?;
     drop(staged);
     std::fs::rename(&cog_path, &args.output).map_err(|e| {
         ClientError::Overview(format!("renaming {} to {}: {e}", cog_path.display(), args.output.display()))
     })?;
-    let bytes = std::fs::metadata(&args.output).map(|m| m.len()).unwrap_or(0);
+
+    let bytes = std::fs::metadata(&args.output).map_or(0, |m| m.len());
     let (w, h) = grid.size();
+    let Fetched { empty, truncated } = fetched;
     eprintln!(
-        "layer '{name}' at zoom {}: {total} tiles ({w} x {h}; {empty} without assets, {truncated} cut at the asset budget), {} x {} px, {bytes} bytes, written to {} in {:.1} s",
+        "layer '{name}' at zoom {}: {} tiles ({w} x {h}; {empty} without assets, {truncated} cut at the asset budget), {} x {} px, {bytes} bytes, written to {} in {:.1} s",
         grid.z,
+        grid.tiles(),
         w as usize * TILE_SIZE,
         h as usize * TILE_SIZE,
         args.output.display(),

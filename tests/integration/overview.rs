@@ -139,7 +139,7 @@ async fn a_tile_below_the_overview_zoom_reads_only_the_overview_cog() {
     // At the overview's zoom: the pixels the layer itself had there, exactly.
     for ((x, y), want) in &own {
         let got = tile(&mut client, layer_tile(OVERVIEW_ZOOM, *x, *y)).await;
-        assert_eq!(used(&got), [overview_name.clone()]);
+        assert_eq!(used(&got), vec![overview_name.clone()]);
         assert!(pixels(&got) == pixels(want), "tile {OVERVIEW_ZOOM}/{x}/{y}: the overview's pixels differ");
     }
     // Below it: one job each (the file is open by now), the pixels of the explicit
