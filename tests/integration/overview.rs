@@ -179,6 +179,25 @@ async fn a_tile_below_the_overview_zoom_reads_only_the_overview_cog() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(std::fs::read(&rebuilt).unwrap() == std::fs::read(&overview).unwrap(), "the rebuild differs");
+
+    // Rebuilt in place with other internal overviews (nearest, not average), it is read
+    // from the next tile on: no restart, no reload.
+    let (x, y) = harness::tile_at(-75.0, 39.95, 12);
+    let before = tile(&mut client, layer_tile(12, x, y)).await;
+    let out = Command::new(harness::BIN)
+        .args(["layer", "build-overview", "demo", "--server", &server.address, "--resampling", "nearest"])
+        .args(["--max-zoom", &OVERVIEW_ZOOM.to_string(), "-o"])
+        .arg(&overview)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let after = tile(&mut client, layer_tile(12, x, y)).await;
+    assert_eq!(used(&after), vec![overview_name.clone()]);
+    assert!(pixels(&after) != pixels(&before), "the rebuilt overview is not what the tile shows");
+    assert!(pixels(&after) == pixels(&tile(&mut client, explicit(12, x, y)).await));
+    let leftovers: Vec<_> =
+        std::fs::read_dir(dir.path.join("ov")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 2, "temporary files left beside the overview: {leftovers:?}");
 }
 
 #[tokio::test]
