@@ -269,6 +269,8 @@ pub(super) fn layer_info(info: LayerInfo) -> v1::LayerInfo {
         item_count: info.item_count as u64,
         load_time: prost_types::Duration::try_from(info.load_time).ok(),
         version: info.version.unwrap_or_default(),
+        overview_max_zoom: info.overview.as_ref().map_or(0, |(_, z)| u32::from(*z)),
+        overview: info.overview.map(|(asset, _)| asset).unwrap_or_default(),
     }
 }
 
@@ -292,6 +294,7 @@ mod tests {
             version: None,
             item_count: 8,
             load_time: Duration::from_millis(12),
+            overview: Some(("ov/naip-z8.tif".into(), 8)),
         };
         assert_eq!(
             layer_info(info),
@@ -311,6 +314,8 @@ mod tests {
                 version: String::new(),
                 item_count: 8,
                 load_time: Some(prost_types::Duration { seconds: 0, nanos: 12_000_000 }),
+                overview: "ov/naip-z8.tif".into(),
+                overview_max_zoom: 8,
             }
         );
     }

@@ -562,7 +562,14 @@ pub async fn build_overview(args: BuildOverviewArgs) -> Result<(), ClientError> 
     let request = v1::GetLayerRequest { layer: name.clone() };
     let described = resend_unsent(async || client.get_layer(request.clone()).await).await?.into_inner();
     let layout = Layout::of(&described)?;
-    let grid = grid_of(&name, &described.layer.unwrap_or_default(), args.max_zoom)?;
+    let info = described.layer.unwrap_or_default();
+    let grid = grid_of(&name, &info, args.max_zoom)?;
+    if !info.overview.is_empty() {
+        eprintln!(
+            "layer '{name}' serves zooms up to {} from its overview {}; the build reads the layer's own assets",
+            info.overview_max_zoom, info.overview
+        );
+    }
 
     let staging_path = beside(&args.output, "staging.tmp");
     let cog_path = beside(&args.output, "cog.tmp");

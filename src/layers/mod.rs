@@ -96,6 +96,8 @@ pub struct LayerInfo {
     pub item_count: usize,
     /// How long building this version of the layer took (reading, parsing, indexing).
     pub load_time: std::time::Duration,
+    /// The overview's asset name and the highest zoom it serves, if the layer has one.
+    pub overview: Option<(String, u8)>,
 }
 
 /// One layer, immutable; a reload builds a new one.

@@ -175,10 +175,12 @@ impl Layers {
     }
 }
 
-/// A layer with an overview serves every zoom from 0 (its overview's range) up.
+/// A layer with an overview says so, and serves every zoom from 0 (its overview's range)
+/// up.
 fn with_overview_zooms(layer: &mut Layer) {
-    if layer.spec.overview.is_some() {
+    if let Some(overview) = &layer.spec.overview {
         layer.info.minzoom = 0;
+        layer.info.overview = Some((overview.asset.clone(), overview.maxzoom));
     }
 }
 
@@ -339,6 +341,7 @@ fn indexed_info(
         version: None,
         item_count,
         load_time: Duration::ZERO,
+        overview: None,
     }
 }
 
@@ -402,6 +405,7 @@ fn mosaic_layer(spec: LayerSpec, mosaic: Mosaic, stamp: FileStamp) -> Result<Lay
         version: Some(mosaic.version.clone()),
         item_count: mosaic.quadkey_count(),
         load_time: Duration::ZERO,
+        overview: None,
     };
     Ok(Layer { own_minzoom: info.minzoom, info, spec, source: LayerSource::MosaicJson { mosaic, stamp } })
 }

@@ -263,6 +263,7 @@ async fn mosaic_info_comes_from_the_document() {
             // The eight zoom-2 quadkeys; "0", "0123" and "0x" are ignored.
             item_count: 8,
             load_time: Duration::ZERO,
+            overview: None,
         }]
     );
     // Quadkey "00" comes first.

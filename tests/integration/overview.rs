@@ -166,7 +166,11 @@ async fn a_tile_below_the_overview_zoom_reads_only_the_overview_cog() {
     assert_eq!(used(&got), used(want));
     assert!(pixels(&got) == pixels(want));
     let info = client.get_layer(v1::GetLayerRequest { layer: "demo".into() }).await.unwrap().into_inner();
-    assert_eq!(info.layer.unwrap().min_zoom, 0);
+    let info = info.layer.unwrap();
+    assert_eq!(
+        (info.min_zoom, info.overview.as_str(), info.overview_max_zoom),
+        (0, overview_name.as_str(), OVERVIEW_ZOOM)
+    );
 
     // A rebuild against this server reads the layer, not the overview: the same file.
     let rebuilt = dir.path.join("ov/rebuilt.tif");
