@@ -249,3 +249,48 @@ async fn build_overview_refuses_a_grid_over_the_maximum_and_a_missing_overview_s
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn an_overview_keeps_an_alpha_mask_and_a_float_nodata_exactly() {
+    let dir = LayerDir::new();
+    let config = dir.path.join("masks.toml");
+    let toml = "[[layers]]\nname = \"rgba\"\nfootprint = { assets = [\"rgba_3857.tif\"] }\n\n[[layers]]\nname = \"dem\"\nfootprint = { assets = [\"dem_4326.tif\"] }\n";
+    std::fs::write(&config, toml).unwrap();
+    let server = Server::start_with(ServerOptions {
+        args: vec!["--config".into(), config.display().to_string()],
+        ..Default::default()
+    });
+    let mut client = server.client().await;
+    // The alpha band becomes an internal mask; the DEM's -9999 stays its nodata.
+    for (layer, z) in [("rgba", 15), ("dem", 11)] {
+        let file = format!("ov/{layer}.tif");
+        let out = Command::new(harness::BIN)
+            .args(["layer", "build-overview", layer, "--server", &server.address, "--max-zoom"])
+            .arg(z.to_string())
+            .arg("-o")
+            .arg(dir.path.join(&file))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let info = client.get_layer(v1::GetLayerRequest { layer: layer.into() }).await.unwrap().into_inner();
+        let b = info.layer.unwrap().bounds.unwrap();
+        let (x0, y0) = harness::tile_at(b.min_x, b.max_y, z);
+        let (x1, y1) = harness::tile_at(b.max_x, b.min_y, z);
+        let (mut masked, mut valid) = (0, 0);
+        for x in x0..=x1 {
+            for y in y0..=y1 {
+                let own = v1::GetTileRequest { layer: layer.into(), ..layer_tile(z, x, y) };
+                let own = tile(&mut client, own).await;
+                let from_file =
+                    tile(&mut client, npy(harness::tile_request(z, x, y, &[&dir.name(&file)]))).await;
+                assert!(
+                    pixels(&from_file) == pixels(&own),
+                    "{layer} {z}/{x}/{y}: the overview's pixels differ"
+                );
+                masked += own.mask.iter().filter(|m| **m == 0).count();
+                valid += own.mask.iter().filter(|m| **m == 255).count();
+            }
+        }
+        assert!(masked > 0 && valid > 0, "{layer}: {masked} masked and {valid} valid pixels");
+    }
+}
