@@ -29,6 +29,10 @@ the tables and writes them to BENCHMARKS.md with Tessera / peer ratios:
       quarter-quads (`tessera bench --write-stac-items`), loaded as a layer in one
       process (`tessera bench --stac-layer`): load time, memory, and the time to
       find a tile's items at z8-z14. Tessera only (no peer).
+  (k) z0-z8 tiles of a 10 000-item STAC layer over the demo assets, without its
+      overview (asset budget 64: truncated) and with it (one asset per tile), the
+      overview built by `tessera layer build-overview --max-zoom 8`; and the same
+      tiles with every asset read.
 
 Tessera is driven by `tessera bench --tile-list` (a Rust gRPC client); the peer by
 bench/peer.py in-process (no RPC: the peer's numbers exclude any serving cost).
@@ -772,6 +776,124 @@ def scenario_j(items: int, queries: int) -> list[str]:
         "touching it (no asset budget applied).", "",
         f"Targets: load <= 15 s ({met(r['load_s'] <= 15)}), peak memory of the process holding the layer <= 600 MiB "
         f"({met(peak <= 600)}), a tile's items in <= 1 ms at p99 (overall {p99_ms:.3f} ms: {met(p99_ms <= 1)}).", "",
+# ---------------------------------------------------------------- issue 19: layer overviews (k)
+
+
+def big_layer_items(bounds: dict, side: int = 100) -> list[dict]:
+    """side x side STAC items on a grid over the six demo assets' union, row by row from
+    the north-west: each item's bbox is its cell, its href the first demo file whose
+    bounds hold the cell's centre (the next one round, where none does)."""
+    w, s, e, n = union(list(bounds.values()))
+    dx, dy = (e - w) / side, (n - s) / side
+    items = []
+    for row in range(side):
+        for col in range(side):
+            cell = (w + col * dx, n - (row + 1) * dy, w + (col + 1) * dx, n - row * dy)
+            cx, cy = (cell[0] + cell[2]) / 2, (cell[1] + cell[3]) / 2
+            holding = [a for a in UTM if bounds[a][0] <= cx <= bounds[a][2] and bounds[a][1] <= cy <= bounds[a][3]]
+            href = holding[0] if holding else UTM[(row * side + col) % len(UTM)]
+            items.append({
+                "type": "Feature", "stac_version": "1.0.0", "id": f"cell-{row}-{col}", "bbox": list(cell),
+                "geometry": None, "properties": {"datetime": "2024-01-01T00:00:00Z"},
+                "assets": {"image": {"href": str(DATA / href), "type": "image/tiff; application=geotiff"}},
+            })
+    return items
+
+
+def scenario_k(bounds, budget: int = 64, overview_zoom: int = 8) -> list[str]:
+    """z0-z8 tiles of a 10 000-item STAC layer over the demo assets, without and with its
+    overview (built by `tessera layer build-overview` at zoom 8 through the first server)."""
+    workdir = Path(tempfile.mkdtemp(prefix="bench-k-", dir=DATA))
+    relative = workdir.relative_to(DATA)
+    items = big_layer_items(bounds)
+    (workdir / "items.json").write_text(json.dumps({"type": "FeatureCollection", "features": items}))
+    overview = workdir / f"big-z{overview_zoom}.tif"
+    layer = (f'[[layers]]\nname = "big"\nmax_assets_per_tile = {budget}\n'
+             f'stac = {{ items = "{relative}/items.json" }}\n')
+
+    def config(name: str, text: str) -> list[str]:
+        path = workdir / name
+        path.write_text(text)
+        return ["--config", str(path)]
+
+    w, s, e, n = union(list(bounds.values()))
+    centre = ((w + e) / 2, (s + n) / 2)
+    zooms = range(0, overview_zoom + 1)
+    tiles = [{"z": z, "x": x, "y": y, "layer": "big"} for z, x, y in (_tile_at(*centre, z) for z in zooms)]
+
+    def measure(args: list[str]) -> tuple[dict, dict, float]:
+        """A fresh server: one pass over the tiles (cold: first request of each), then a
+        second (warm: files open; no tile cache), and the layer's load time."""
+        proc, address = tessera(None, args)
+        try:
+            cold = run_tessera(address, tiles)
+            warm = run_tessera(address, tiles)
+            load = next((float(m.group(1)) for l in proc.lines if (m := re.search(r"load_ms=([0-9.]+)", l))), None)
+        finally:
+            proc.stop()
+        return cold, warm, load
+
+    try:
+        # Without an overview, and the build through the same kind of server.
+        without_cold, without_warm, load_ms = measure(config("without.toml", layer))
+        proc, address = tessera(None, config("without.toml", layer))
+        try:
+            t0 = time.time()
+            built = subprocess.run([str(BIN), "layer", "build-overview", "big", "--server", address,
+                                    "--max-zoom", str(overview_zoom), "-o", str(overview)],
+                                   capture_output=True, text=True)
+            build_s = time.time() - t0
+        finally:
+            proc.stop()
+        if built.returncode != 0:
+            raise RuntimeError(f"build-overview failed: {built.stderr}")
+        # The summary without this machine's paths.
+        summary = [l.replace(str(workdir), f"data/{relative.name[:7]}*") for l in built.stderr.splitlines()
+                   if l.startswith(("layer 'big'", "warning"))]
+        with_text = layer + f'overview = "{relative}/{overview.name}"\noverview_maxzoom = {overview_zoom}\n'
+        with_cold, with_warm, _ = measure(config("with.toml", with_text))
+        # Without a budget: the server's --max-assets-per-tile raised to the whole layer.
+        unbudgeted = layer.replace(f"max_assets_per_tile = {budget}\n", "")
+        proc, address = tessera(None, config("all.toml", unbudgeted) + ["--max-assets-per-tile", str(len(items))])
+        try:
+            everything = run_tessera(address, [tiles[-1], tiles[0]])
+        finally:
+            proc.stop()
+    finally:
+        for f in workdir.iterdir():
+            f.unlink()
+        workdir.rmdir()
+
+    rows = []
+    for i, t in enumerate(tiles):
+        def cell(r, k):
+            # A layer tile that failed reports no asset.
+            return "error" if not r["assets"][k] else fmt(r["latencies_ms"][k], 0)
+        rows.append(f"| z{t['z']} {t['x']}/{t['y']} | {cell(without_cold, i)} | {cell(without_warm, i)} | "
+                    f"{without_cold['assets'][i]} | {'yes' if without_cold['truncated'][i] else 'no'} | "
+                    f"{cell(with_cold, i)} | {cell(with_warm, i)} | {with_cold['assets'][i]} |")
+    worst = max(max(with_cold["latencies_ms"]), max(with_warm["latencies_ms"]))
+    errors = without_cold["errors"] + without_warm["errors"] + with_cold["errors"] + with_warm["errors"]
+    all_rows = [f"z{t['z']}: {fmt(ms, 0)} ms, " + (f"{a} assets read" if a else "refused")
+                for t, ms, a in zip([tiles[-1], tiles[0]], everything["latencies_ms"], everything["assets"])]
+    if everything["error_messages"]:
+        all_rows.append("the refusal: " + " / ".join(f"`{m}`" for m in everything["error_messages"]))
+    return [
+        f"### (k) A 10 000-asset layer at zooms 0-{overview_zoom}, without and with its overview", "",
+        f"A STAC ItemCollection of {len(items)} items on a 100 x 100 grid over the six demo assets (each item's "
+        "bbox its cell, its href the demo file under the cell's centre; nothing is opened to load it: "
+        f"{fmt(load_ms, 0)} ms), served as layer `big` with `max_assets_per_tile = {budget}`. One tile per zoom, "
+        "the one holding the centre of the demo area; every one of them is covered by all the items. A fresh "
+        "server per column pair; cold is the first request of each tile, warm the second pass (files open, no "
+        f"tile cache). The overview: `tessera layer build-overview big --max-zoom {overview_zoom}` through a "
+        f"server of the layer without overview, {build_s:.1f} s wall (" + "; ".join(summary) + ").", "",
+        "`bench/run.py --only k`", "",
+        "| tile | without ms (cold) | without ms (warm) | assets read | truncated | with overview ms (cold) | "
+        "with overview ms (warm) | assets read |",
+        "|---|---|---|---|---|---|---|---|", *rows, "",
+        f"With the overview, worst tile {fmt(worst, 0)} ms (target <= 100 ms: {met(worst <= 100)}); errors {errors}. "
+        f"Without a budget (the layer's table without `max_assets_per_tile`, the server's `--max-assets-per-tile "
+        f"{len(items)}`), each tile asks for all {len(items)} assets, cold: " + "; ".join(all_rows) + ".", "",
     ]
 
 
@@ -781,7 +903,7 @@ def main() -> int:
     ap.add_argument("--latency-ms", type=int, default=50)
     ap.add_argument("--soak-tiles", type=int, default=20000)
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
-    ap.add_argument("--only", default="abcdefghij", help="scenarios to run, e.g. bd (default: all)")
+    ap.add_argument("--only", default="abcdefghijk", help="scenarios to run, e.g. bd (default: all)")
     ap.add_argument("--stac-items", type=int, default=1_000_000, help="items of scenario (j)'s layer")
     args = ap.parse_args()
     n = 60 if args.quick else 300
@@ -812,6 +934,7 @@ def main() -> int:
         ("h", lambda: scenario_h(bounds, six)),
         ("i", lambda: scenario_i(bounds, six)),
         ("j", lambda: scenario_j(100_000 if args.quick else args.stac_items, 2000 if args.quick else 20000)),
+        ("k", lambda: scenario_k(bounds)),
     ]:
         if name not in args.only:
             continue

@@ -1,6 +1,7 @@
-//! The human tools that talk to a running server: `tessera get` (one tile to a file)
-//! and `tessera info` (describe an asset); with the `tools` feature also `tessera bench`
-//! and `tessera chaos`.
+//! The human tools that talk to a running server: `tessera get` (one tile to a file),
+//! `tessera info` (describe an asset) and `tessera layer build-overview` (a layer's
+//! low-zoom COG, [`overview`]); with the `tools` feature also `tessera bench` and
+//! `tessera chaos`.
 
 // The operator's tools (benchmark, chaos run, and the benchmark's floor and OTLP sink)
 // are built only with the `tools` feature: the image that serves has `get` and `info`.
@@ -12,6 +13,7 @@ mod chaos;
 mod floor;
 #[cfg(feature = "tools")]
 mod otlp_sink;
+pub mod overview;
 #[cfg(feature = "tools")]
 mod stac_bench;
 
@@ -22,6 +24,7 @@ pub use bench::{BenchArgs, bench};
 #[cfg(feature = "tools")]
 pub use chaos::{ChaosArgs, chaos};
 use clap::{Args, ValueEnum};
+pub use overview::{BuildOverviewArgs, LayerArgs, LayerCommand, build_overview};
 
 use crate::pb::v1::{self, tile_service_client::TileServiceClient};
 
@@ -46,6 +49,10 @@ pub enum ClientError {
     /// Writing the output failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// An overview could not be built or written (GDAL's message, or what the server
+    /// sent that does not fit).
+    #[error("{0}")]
+    Overview(String),
     /// Some tiles of a batch failed (each was reported as it came).
     #[error("{failed} of {total} tiles failed")]
     Batch {
@@ -79,7 +86,7 @@ impl ClientError {
             Self::Rpc(s) if s.code() == tonic::Code::Unavailable => 3,
             Self::Rpc(_) => 4,
             Self::Batch { .. } => 5,
-            Self::Io(_) => 1,
+            Self::Io(_) | Self::Overview(_) => 1,
         }
     }
 }

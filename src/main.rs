@@ -1,5 +1,5 @@
 //! The `tessera` binary: `serve`, the hidden `worker`, and the human tools `get`,
-//! `info` and `demo-data`.
+//! `info`, `layer build-overview` and `demo-data`.
 
 use std::process::ExitCode;
 
@@ -44,6 +44,8 @@ enum Command {
     Get(client::GetArgs),
     /// Describe an asset served by a running server.
     Info(client::InfoArgs),
+    /// Work on a server-side layer through a running server (`layer build-overview`).
+    Layer(client::LayerArgs),
     /// Write a small deterministic set of demo COGs into DIR.
     DemoData {
         /// Target directory (created if missing).
@@ -86,6 +88,9 @@ fn main() -> ExitCode {
         }
         Command::Get(args) => client_exit(runtime().map(|rt| rt.block_on(client::get(args)))),
         Command::Info(args) => client_exit(runtime().map(|rt| rt.block_on(client::info(args)))),
+        Command::Layer(client::LayerArgs { command: client::LayerCommand::BuildOverview(args) }) => {
+            client_exit(runtime().map(|rt| rt.block_on(client::build_overview(args))))
+        }
         #[cfg(feature = "tools")]
         Command::Chaos(args) => {
             let _telemetry = Telemetry::init(Role::Tool, cli.log_format);

@@ -85,7 +85,8 @@ impl LayerPick {
 }
 
 /// `req` as an explicit request: unchanged when it names no layer, else with `assets`
-/// set to what the layer picks for the tile (and `layer` cleared, so it renders, and is
+/// set to what the layer picks for the tile (its overview alone at the zooms the
+/// overview serves, unless the request says `ignore_overview`) (and `layer` cleared, so it renders, and is
 /// shared and cached, exactly as that explicit request), cut at the tile's asset budget:
 /// the request's `max_assets`, else the layer's `max_assets_per_tile`. Without either,
 /// a tile with more assets than `--max-assets-per-tile` is refused.
@@ -153,10 +154,13 @@ pub(super) fn with_layer_assets<'r>(
         Ok(PixelSelection::Unspecified | PixelSelection::First)
     );
     let zoom_error = |e: crate::layers::LayerError| ServiceError::invalid("z", e.to_string());
-    let (mut assets, skipped) = if layer.skips_covered() && first {
+    let overview = if req.ignore_overview { None } else { layer.overview_for(&tile) };
+    let (mut assets, skipped) = if let Some(overview) = overview {
+        (vec![overview.asset.clone()], 0)
+    } else if layer.skips_covered() && first {
         layer.uncovered_assets_for_tile(&tile).map_err(zoom_error)?
     } else {
-        (layer.assets_for_tile(&tile).map_err(zoom_error)?, 0)
+        (layer.own_assets_for_tile(&tile).map_err(zoom_error)?, 0)
     };
     let covering = assets.len() + skipped;
     if let Some(budget) = budget {
@@ -183,7 +187,13 @@ pub(super) fn with_layer_assets<'r>(
     }
     let pick = LayerPick { covering, skipped, read: assets.len() };
     Ok((
-        Cow::Owned(GetTileRequest { assets, layer: String::new(), max_assets: 0, ..req.clone() }),
+        Cow::Owned(GetTileRequest {
+            assets,
+            layer: String::new(),
+            max_assets: 0,
+            ignore_overview: false,
+            ..req.clone()
+        }),
         Some(pick),
     ))
 }
@@ -286,6 +296,8 @@ pub(super) fn layer_info(info: LayerInfo) -> v1::LayerInfo {
         item_count: info.item_count as u64,
         load_time: prost_types::Duration::try_from(info.load_time).ok(),
         version: info.version.unwrap_or_default(),
+        overview_max_zoom: info.overview.as_ref().map_or(0, |(_, z)| u32::from(*z)),
+        overview: info.overview.map(|(asset, _)| asset).unwrap_or_default(),
     }
 }
 
@@ -309,6 +321,7 @@ mod tests {
             version: None,
             item_count: 8,
             load_time: Duration::from_millis(12),
+            overview: Some(("ov/naip-z8.tif".into(), 8)),
         };
         assert_eq!(
             layer_info(info),
@@ -328,6 +341,8 @@ mod tests {
                 version: String::new(),
                 item_count: 8,
                 load_time: Some(prost_types::Duration { seconds: 0, nanos: 12_000_000 }),
+                overview: "ov/naip-z8.tif".into(),
+                overview_max_zoom: 8,
             }
         );
     }

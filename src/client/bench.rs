@@ -43,8 +43,8 @@ pub struct BenchArgs {
     /// this process, to measure what telemetry costs.
     #[arg(long)]
     pub otlp_sink: bool,
-    /// Render the tiles listed in this JSON file (`[{"z":12,"x":1194,"y":1551,"assets":[...]}]`)
-    /// in order, `--concurrency` at a time, and print one JSON result line (used by
+    /// Render the tiles listed in this JSON file (`[{"z":12,"x":1194,"y":1551,"assets":[...]}]`,
+    /// or `"layer":"NAME"` instead of `assets`) in order, `--concurrency` at a time, and print one JSON result line (used by
     /// bench/run.py) instead of the built-in mix.
     #[arg(long)]
     pub tile_list: Option<PathBuf>,
@@ -87,7 +87,11 @@ pub(super) struct ListedTile {
     pub(super) z: u32,
     pub(super) x: u32,
     pub(super) y: u32,
+    #[serde(default)]
     pub(super) assets: Vec<String>,
+    /// A layer instead of `assets` (the floor needs assets).
+    #[serde(default)]
+    pub(super) layer: Option<String>,
 }
 
 /// Reads a `--tile-list` file.
@@ -97,9 +101,27 @@ pub(super) fn read_list(path: &std::path::Path) -> Result<Vec<ListedTile>, Clien
         .map_err(|e| ClientError::Usage(format!("{}: not a tile list: {e}", path.display())))
 }
 
+/// What a served tile said about itself: the assets it reports and whether the layer's
+/// asset budget cut it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Served {
+    assets: usize,
+    truncated: bool,
+}
+
 /// The result line of a `--tile-list` run: `{"tiles", "errors", "wall_s", "tiles_per_s",
-/// "p50_ms", "p99_ms", "latencies_ms", "error_messages"}` (latencies in list order).
+/// "p50_ms", "p99_ms", "latencies_ms", "error_messages"}` (latencies in list order), and
+/// for served tiles `"assets"` (reported per tile) and `"truncated"` (cut at a layer's
+/// asset budget), in list order (0 and false for a failed tile or the floor).
 pub(super) fn list_report(results: &[(Duration, Result<(), String>)], wall: Duration) -> serde_json::Value {
+    list_report_served(results, &[], wall)
+}
+
+fn list_report_served(
+    results: &[(Duration, Result<(), String>)],
+    served: &[Served],
+    wall: Duration,
+) -> serde_json::Value {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let mut ok: Vec<Duration> = results.iter().filter(|(_, r)| r.is_ok()).map(|(d, _)| *d).collect();
     ok.sort();
@@ -115,6 +137,8 @@ pub(super) fn list_report(results: &[(Duration, Result<(), String>)], wall: Dura
         "p99_ms": ms(percentile(&ok, 99.0)),
         "latencies_ms": results.iter().map(|(d, _)| ms(*d)).collect::<Vec<_>>(),
         "error_messages": messages,
+        "assets": (0..results.len()).map(|i| served.get(i).map_or(0, |s| s.assets)).collect::<Vec<_>>(),
+        "truncated": (0..results.len()).map(|i| served.get(i).is_some_and(|s| s.truncated)).collect::<Vec<_>>(),
     })
 }
 
@@ -128,17 +152,26 @@ async fn run_list(
     let tiles = read_list(path)?;
     let started = Instant::now();
     let all = tiles.iter().cycle().take(tiles.len() * repeat.max(1));
-    let results: Vec<(Duration, Result<(), String>)> = futures::stream::iter(all)
+    let outcomes: Vec<(Duration, Result<Served, String>)> = futures::stream::iter(all)
         .map(|t| {
             let mut client = client.clone();
-            let request =
-                v1::GetTileRequest { z: t.z, x: t.x, y: t.y, assets: t.assets.clone(), ..Default::default() };
+            let request = v1::GetTileRequest {
+                z: t.z,
+                x: t.x,
+                y: t.y,
+                assets: t.assets.clone(),
+                layer: t.layer.clone().unwrap_or_default(),
+                ..Default::default()
+            };
             async move {
                 let t0 = Instant::now();
                 let r = client
                     .get_tile(request)
                     .await
-                    .map(|_| ())
+                    .map(|tile| {
+                        let tile = tile.into_inner();
+                        Served { assets: tile.assets.len(), truncated: tile.truncated }
+                    })
                     .map_err(|s| format!("{:?}: {}", s.code(), s.message()));
                 (t0.elapsed(), r)
             }
@@ -146,7 +179,10 @@ async fn run_list(
         .buffered(concurrency.max(1))
         .collect()
         .await;
-    println!("{}", list_report(&results, started.elapsed()));
+    let served: Vec<Served> = outcomes.iter().map(|(_, r)| r.clone().unwrap_or_default()).collect();
+    let results: Vec<(Duration, Result<(), String>)> =
+        outcomes.into_iter().map(|(d, r)| (d, r.map(|_| ()))).collect();
+    println!("{}", list_report_served(&results, &served, started.elapsed()));
     Ok(())
 }
 

@@ -248,6 +248,8 @@ pub async fn measure(
         }),
         max_assets_per_tile: None,
         skip_covered: false,
+        overview: None,
+        overview_maxzoom: None,
     };
     let started = Instant::now();
     let layers = Layers::load(&[config], data_dir, Arc::new(NoBounds), Documents::local())
@@ -335,6 +337,8 @@ mod tests {
             }),
             max_assets_per_tile: None,
             skip_covered: false,
+            overview: None,
+            overview_maxzoom: None,
         };
         let layers =
             rt.block_on(Layers::load(&[config], dir.path(), Arc::new(NoBounds), Documents::local())).unwrap();

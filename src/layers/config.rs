@@ -69,6 +69,13 @@ pub struct LayerConfig {
     /// item's bbox, a footprint asset's bounds); footprint and STAC layers.
     #[serde(default)]
     pub skip_covered: bool,
+    /// A COG of the layer built by `tessera layer build-overview` (relative to the data
+    /// directory): tiles at zooms up to `overview_maxzoom` read it alone.
+    #[serde(default)]
+    pub overview: Option<PathBuf>,
+    /// The zoom the overview was built at (`--max-zoom`); required with `overview`.
+    #[serde(default)]
+    pub overview_maxzoom: Option<u8>,
 }
 
 /// The `stac` table of a layer: the items file, which asset of each item is the COG, and
@@ -149,6 +156,21 @@ pub struct LayerSpec {
     pub max_assets_per_tile: Option<usize>,
     /// Leave out covered assets of `first` tiles.
     pub skip_covered: bool,
+    /// The layer's low-zoom overview, if it has one.
+    pub overview: Option<OverviewSpec>,
+}
+
+/// A validated `overview` of a layer: one COG in EPSG:3857 on the WebMercatorQuad grid of
+/// `maxzoom`, which WebMercatorQuad tiles at zooms `0..=maxzoom` read instead of the
+/// layer's assets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OverviewSpec {
+    /// The asset name requests use for it (relative to the data directory).
+    pub asset: String,
+    /// The file (joined to the data directory), checked at start.
+    pub path: PathBuf,
+    /// The highest zoom it serves.
+    pub maxzoom: u8,
 }
 
 /// The two kinds of layer.
@@ -228,7 +250,50 @@ impl LayerConfig {
             kind,
             max_assets_per_tile: self.max_assets_per_tile,
             skip_covered: self.skip_covered,
+            overview: self.overview(data_dir)?,
         })
+    }
+
+    /// The `overview` and `overview_maxzoom` pair, checked: both or neither, a relative
+    /// path inside the data directory, a zoom Tessera serves.
+    fn overview(&self, data_dir: &Path) -> Result<Option<OverviewSpec>, LayerError> {
+        let problem = |field: &'static str, problem: String| LayerError::Config {
+            layer: self.name.clone(),
+            field,
+            problem,
+        };
+        let (path, maxzoom) = match (&self.overview, self.overview_maxzoom) {
+            (None, None) => return Ok(None),
+            (Some(path), Some(maxzoom)) => (path, maxzoom),
+            (Some(_), None) => {
+                return Err(problem(
+                    "overview_maxzoom",
+                    "is missing; give the --max-zoom the overview was built with".to_owned(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(problem(
+                    "overview_maxzoom",
+                    "is set without `overview = \"file.tif\"`".to_owned(),
+                ));
+            }
+        };
+        let name = path.to_str().filter(|n| {
+            !n.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        });
+        let Some(name) = name else {
+            return Err(problem(
+                "overview",
+                format!(
+                    "is '{}'; use a relative path inside the data directory, without '..'",
+                    path.display()
+                ),
+            ));
+        };
+        if maxzoom > MAX_ZOOM {
+            return Err(problem("overview_maxzoom", format!("is {maxzoom}; allowed: 0..={MAX_ZOOM}")));
+        }
+        Ok(Some(OverviewSpec { asset: name.to_owned(), path: data_dir.join(path), maxzoom }))
     }
 }
 
@@ -383,6 +448,7 @@ mod tests {
                     kind: SpecKind::MosaicJson(Location::File(PathBuf::from("/data/naip/mosaic.json"))),
                     max_assets_per_tile: None,
                     skip_covered: false,
+                    overview: None,
                 },
                 LayerSpec {
                     name: "dem_v1.2".into(),
@@ -395,6 +461,7 @@ mod tests {
                     }),
                     max_assets_per_tile: None,
                     skip_covered: false,
+                    overview: None,
                 },
             ]
         );
@@ -506,6 +573,47 @@ mod tests {
             validate_text("[[layers]]\nname = \"f\"\nskip_covered = true\nfootprint = { glob = \"*.tif\" }")
                 .unwrap();
         assert!(specs[0].skip_covered);
+    }
+
+    #[test]
+    fn an_overview_needs_its_zoom_and_a_path_inside_the_data_directory() {
+        let layer = |extra: &str| {
+            validate_text(&format!("[[layers]]\nname = \"o\"\nmosaicjson = \"m.json\"\n{extra}"))
+        };
+        let specs = layer("overview = \"ov/o.tif\"\noverview_maxzoom = 8").unwrap();
+        assert_eq!(
+            specs[0].overview,
+            Some(OverviewSpec {
+                asset: "ov/o.tif".into(),
+                path: PathBuf::from("/data/ov/o.tif"),
+                maxzoom: 8
+            })
+        );
+        let cases = [
+            (
+                "overview = \"o.tif\"",
+                "layer 'o': `overview_maxzoom` is missing; give the --max-zoom the overview was built with",
+            ),
+            (
+                "overview_maxzoom = 3",
+                "layer 'o': `overview_maxzoom` is set without `overview = \"file.tif\"`",
+            ),
+            (
+                "overview = \"../o.tif\"\noverview_maxzoom = 3",
+                "layer 'o': `overview` is '../o.tif'; use a relative path inside the data directory, without '..'",
+            ),
+            (
+                "overview = \"/abs/o.tif\"\noverview_maxzoom = 3",
+                "layer 'o': `overview` is '/abs/o.tif'; use a relative path inside the data directory, without '..'",
+            ),
+            (
+                "overview = \"o.tif\"\noverview_maxzoom = 25",
+                "layer 'o': `overview_maxzoom` is 25; allowed: 0..=24",
+            ),
+        ];
+        for (extra, expected) in cases {
+            assert_eq!(layer(extra).unwrap_err(), expected, "{extra}");
+        }
     }
 
     #[test]

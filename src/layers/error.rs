@@ -98,6 +98,19 @@ pub enum LayerError {
         /// What is wrong and what is allowed.
         problem: String,
     },
+    /// A layer's `overview` file that cannot be found or read at start.
+    #[error(
+        "layer '{layer}': overview {}: cannot read: {source}; build it with `tessera layer build-overview {layer} --max-zoom N -o FILE`, or remove `overview` from the layer",
+        path.display()
+    )]
+    Overview {
+        /// The layer.
+        layer: String,
+        /// The overview file, joined to the data directory.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// A tile whose zoom the layer does not serve.
     #[error("layer '{layer}' serves zoom levels {minzoom}..={maxzoom}; tile zoom {z} is outside")]
     ZoomOutsideLayer {

@@ -19,6 +19,12 @@
 //! files, then swaps in a new snapshot. A document that fails to parse leaves the
 //! previous version in service and is reported once per version of the file.
 //!
+//! A layer may have an **overview** ([`OverviewSpec`]): one COG of the layer on the
+//! WebMercatorQuad grid of a zoom N, built by `tessera layer build-overview` through a
+//! running server. WebMercatorQuad tiles at zooms `0..=N` then read that one file instead
+//! of the thousands of assets under them; tiles above N are unchanged. The overview does
+//! not follow the layer's changes: it is as fresh as its last build.
+//!
 //! Asset names come back as written (MosaicJSON, with `asset_prefix`) or relative to the
 //! data directory (glob matches); the caller resolves them through the same access
 //! policy as assets named in a request.
@@ -36,7 +42,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 pub use config::{
     DEFAULT_FOOTPRINT_MAXZOOM, DEFAULT_FOOTPRINT_MINZOOM, DEFAULT_STAC_ASSET, FootprintConfig, FootprintSpec,
-    LayerConfig, LayerSpec, MAX_LAYER_NAME_LEN, SpecKind, StacConfig, StacSpec, validate,
+    LayerConfig, LayerSpec, MAX_LAYER_NAME_LEN, OverviewSpec, SpecKind, StacConfig, StacSpec, validate,
 };
 pub use document::{DocumentSource, Documents, Location, RemoteVersion};
 pub use error::LayerError;
@@ -94,12 +100,16 @@ pub struct LayerInfo {
     pub item_count: usize,
     /// How long building this version of the layer took (reading, parsing, indexing).
     pub load_time: std::time::Duration,
+    /// The overview's asset name and the highest zoom it serves, if the layer has one.
+    pub overview: Option<(String, u8)>,
 }
 
 /// One layer, immutable; a reload builds a new one.
 #[derive(Debug)]
 pub struct Layer {
     info: LayerInfo,
+    /// The lowest zoom of the layer's own assets (`info.minzoom` is 0 with an overview).
+    own_minzoom: u8,
     spec: LayerSpec,
     source: LayerSource,
 }
@@ -144,10 +154,36 @@ impl Layer {
         }
     }
 
+    /// The layer's overview, if it has one.
+    #[must_use]
+    pub fn overview(&self) -> Option<&OverviewSpec> {
+        self.spec.overview.as_ref()
+    }
+
+    /// The overview `tile` reads instead of the layer's assets: the layer's overview when
+    /// the tile is a WebMercatorQuad tile at or below its zoom (the grid it was built on),
+    /// whatever the layer's own zoom range.
+    #[must_use]
+    pub fn overview_for(&self, tile: &TileId) -> Option<&OverviewSpec> {
+        self.overview()
+            .filter(|o| tile.z <= o.maxzoom && tile.tms == crate::tms::TileMatrixSet::WEB_MERCATOR_QUAD)
+    }
+
     /// The assets covering `tile`, highest priority first (render them as an explicit
-    /// request listing them in this order). Empty when none covers it; an error when the
-    /// tile's zoom is outside the layer's range.
+    /// request listing them in this order): the overview alone when [`Layer::overview_for`]
+    /// gives one. Empty when none covers it; an error when the tile's zoom is outside the
+    /// layer's range.
     pub fn assets_for_tile(&self, tile: &TileId) -> Result<Vec<String>, LayerError> {
+        if let Some(overview) = self.overview_for(tile) {
+            return Ok(vec![overview.asset.clone()]);
+        }
+        self.own_assets_for_tile(tile)
+    }
+
+    /// The layer's own assets covering `tile`, as [`Layer::assets_for_tile`] but never
+    /// the overview (what an overview is built from); an error when the tile's zoom is
+    /// outside the layer's own range.
+    pub fn own_assets_for_tile(&self, tile: &TileId) -> Result<Vec<String>, LayerError> {
         self.check_zoom(tile)?;
         Ok(match &self.source {
             LayerSource::MosaicJson { mosaic, .. } => mosaic.assets_for_tile(tile),
@@ -164,9 +200,9 @@ impl Layer {
         self.spec.skip_covered
     }
 
-    /// Like [`Self::assets_for_tile`], but without the assets whose footprint within the
-    /// tile lies under the footprints of assets before them; also returns how many were
-    /// left out. A MosaicJSON layer has no footprints: nothing is left out.
+    /// Like [`Self::own_assets_for_tile`], but without the assets whose footprint within
+    /// the tile lies under the footprints of assets before them; also returns how many
+    /// were left out. A MosaicJSON layer has no footprints: nothing is left out.
     pub fn uncovered_assets_for_tile(&self, tile: &TileId) -> Result<(Vec<String>, usize), LayerError> {
         self.check_zoom(tile)?;
         Ok(match &self.source {
@@ -177,8 +213,9 @@ impl Layer {
         })
     }
 
+    /// An error when the tile's zoom is outside the layer's own range.
     fn check_zoom(&self, tile: &TileId) -> Result<(), LayerError> {
-        let LayerInfo { minzoom, maxzoom, .. } = self.info;
+        let (minzoom, maxzoom) = (self.own_minzoom, self.info.maxzoom);
         if !(minzoom..=maxzoom).contains(&tile.z) {
             return Err(LayerError::ZoomOutsideLayer {
                 layer: self.info.name.clone(),

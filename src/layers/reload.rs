@@ -89,6 +89,13 @@ impl Layers {
         let reloader = &self.reloader;
         let mut layers = Vec::with_capacity(self.specs.len());
         for spec in &self.specs {
+            if let Some(overview) = &spec.overview {
+                tokio::fs::metadata(&overview.path).await.map_err(|source| LayerError::Overview {
+                    layer: spec.name.clone(),
+                    path: overview.path.clone(),
+                    source,
+                })?;
+            }
             let started = std::time::Instant::now();
             let mut layer = match &spec.kind {
                 SpecKind::MosaicJson(location) => {
@@ -96,7 +103,7 @@ impl Layers {
                     mosaic_layer(spec.clone(), parse_mosaic(location, bytes).await?, version)?
                 }
                 SpecKind::Footprint(fp) => {
-                    let list = reloader.footprint_list(&spec.name, fp).await?;
+                    let list = reloader.footprint_list(spec, fp).await?;
                     reloader.footprint_layer(spec.clone(), (fp.minzoom, fp.maxzoom), list, &[]).await
                 }
                 SpecKind::Stac(stac) => {
@@ -105,6 +112,7 @@ impl Layers {
                 }
             };
             layer.info.load_time = started.elapsed();
+            with_overview_zooms(&mut layer);
             let info = &layer.info;
             tracing::info!(
                 layer = %info.name,
@@ -142,6 +150,7 @@ impl Layers {
                 }
                 Ok(Some(mut new)) => {
                     new.info.load_time = started.elapsed();
+                    with_overview_zooms(&mut new);
                     reported.remove(&name);
                     tracing::info!(
                         layer = %name,
@@ -201,6 +210,15 @@ impl Layers {
     }
 }
 
+/// A layer with an overview says so, and serves every zoom from 0 (its overview's range)
+/// up.
+fn with_overview_zooms(layer: &mut Layer) {
+    if let Some(overview) = &layer.spec.overview {
+        layer.info.minzoom = 0;
+        layer.info.overview = Some((overview.asset.clone(), overview.maxzoom));
+    }
+}
+
 /// A source that changed but cannot be used.
 struct Failure {
     /// Identifies this failure, so that the same one is logged once.
@@ -227,7 +245,7 @@ impl Reloader {
                     return Ok(None);
                 }
                 let list = self
-                    .footprint_list(&layer.spec.name, fp)
+                    .footprint_list(&layer.spec, fp)
                     .await
                     .map_err(|error| Failure { signature: error.to_string(), error })?;
                 let unchanged = list.len() == entries.len()
@@ -287,12 +305,15 @@ impl Reloader {
     }
 
     /// The footprint layer's assets in list order: configured ones (no stamp), then glob
-    /// matches not already configured.
+    /// matches not already configured, except the layer's own overview (written where
+    /// the glob may match it, it is not one of the layer's assets).
     async fn footprint_list(
         &self,
-        layer: &str,
+        layer_spec: &LayerSpec,
         spec: &FootprintSpec,
     ) -> Result<Vec<(String, Option<FileStamp>)>, LayerError> {
+        let layer = layer_spec.name.as_str();
+        let overview = layer_spec.overview.as_ref().map(|o| o.path.as_path());
         let mut list: Vec<(String, Option<FileStamp>)> =
             spec.assets.iter().map(|a| (a.clone(), None)).collect();
         if let Some(pattern) = &spec.glob {
@@ -308,7 +329,9 @@ impl Reloader {
                 spec.assets.iter().map(String::as_str).collect();
             let globbed: Vec<_> = found
                 .into_iter()
-                .filter(|(n, _)| !configured.contains(n.as_str()))
+                .filter(|(n, _)| {
+                    !configured.contains(n.as_str()) && overview != Some(self.data_dir.join(n).as_path())
+                })
                 .map(|(n, s)| (n, Some(s)))
                 .collect();
             list.extend(globbed);
@@ -328,7 +351,7 @@ impl Reloader {
         let index = FootprintIndex::new(&entries);
         let unreadable = entries.len() - index.len();
         let info = indexed_info(&spec, LayerKind::Footprint, &index, (minzoom, maxzoom), unreadable);
-        Layer { info, spec, source: LayerSource::Footprint { entries, index } }
+        Layer { own_minzoom: info.minzoom, info, spec, source: LayerSource::Footprint { entries, index } }
     }
 }
 
@@ -359,6 +382,7 @@ fn indexed_info(
         version: None,
         item_count,
         load_time: Duration::ZERO,
+        overview: None,
     }
 }
 
@@ -386,7 +410,7 @@ async fn stac_layer(
         source: std::io::Error::other(format!("parsing task failed: {e}")),
     })??;
     let info = indexed_info(&spec, LayerKind::Stac, &index, (minzoom, maxzoom), 0);
-    Ok(Layer { info, spec, source: LayerSource::Stac { index, version } })
+    Ok(Layer { own_minzoom: info.minzoom, info, spec, source: LayerSource::Stac { index, version } })
 }
 
 /// A MosaicJSON layer; its zooms must reach into Tessera's range.
@@ -423,8 +447,9 @@ fn mosaic_layer(spec: LayerSpec, mosaic: Mosaic, version: Version) -> Result<Lay
         version: Some(mosaic.version.clone()),
         item_count: mosaic.quadkey_count(),
         load_time: Duration::ZERO,
+        overview: None,
     };
-    Ok(Layer { info, spec, source: LayerSource::MosaicJson { mosaic, version } })
+    Ok(Layer { own_minzoom: info.minzoom, info, spec, source: LayerSource::MosaicJson { mosaic, version } })
 }
 
 /// Parses off the async threads: documents of 10 000 assets are tens of megabytes.

@@ -69,6 +69,8 @@ fn mosaic_config(name: &str, file: &str) -> LayerConfig {
         stac: None,
         max_assets_per_tile: None,
         skip_covered: false,
+        overview: None,
+        overview_maxzoom: None,
     }
 }
 
@@ -86,6 +88,8 @@ fn footprint_config(name: &str, assets: &[&str], glob: Option<&str>) -> LayerCon
         stac: None,
         max_assets_per_tile: None,
         skip_covered: false,
+        overview: None,
+        overview_maxzoom: None,
     }
 }
 
@@ -261,6 +265,7 @@ async fn mosaic_info_comes_from_the_document() {
             // The eight zoom-2 quadkeys; "0", "0123" and "0x" are ignored.
             item_count: 8,
             load_time: Duration::ZERO,
+            overview: None,
         }]
     );
     // Quadkey "00" comes first.
@@ -573,4 +578,42 @@ async fn a_malformed_stac_item_fails_the_start_naming_the_layer_the_file_and_the
             dir.path().join("items.json").display()
         )
     );
+}
+
+#[tokio::test]
+async fn an_overview_answers_web_mercator_tiles_up_to_its_zoom_and_is_never_one_of_the_globbed_assets() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "fp/a.tif", "-10 -10 10 10");
+    // The overview sits where the glob matches it (its "bounds" would be readable).
+    write(dir.path(), "fp/overview.tif", "-10 -10 10 10");
+    let mut config = footprint_config("fp", &[], Some("fp/*.tif"));
+    config.overview = Some("fp/overview.tif".into());
+    config.overview_maxzoom = Some(3);
+    let (layers, source) = load(dir.path(), &[config]).await;
+    assert_eq!(source.take_reads(), ["fp/a.tif"]);
+    let layer = layers.get("fp").unwrap();
+    // Below the layer's own minzoom (2) too: the layer now serves from zoom 0.
+    assert_eq!((layer.info().minzoom, layer.info().asset_count), (0, 1));
+    for tile in [wm(0, 0, 0), wm(1, 0, 0), wm(3, 3, 3), wm(3, 7, 7)] {
+        assert_eq!(assets(&layers, "fp", &tile), ["fp/overview.tif"], "{tile:?}");
+    }
+    assert_eq!(assets(&layers, "fp", &wm(4, 7, 7)), ["fp/a.tif"]);
+    // Another tile matrix set, and a request that ignores the overview, read the assets.
+    assert_eq!(assets(&layers, "fp", &crs84(2, 3, 1)), ["fp/a.tif"]);
+    assert_eq!(layer.own_assets_for_tile(&wm(3, 3, 3)).unwrap(), ["fp/a.tif"]);
+    assert_eq!(
+        layer.own_assets_for_tile(&wm(1, 0, 0)).unwrap_err().to_string(),
+        "layer 'fp' serves zoom levels 2..=24; tile zoom 1 is outside"
+    );
+
+    // A missing overview stops the load, naming the layer and the file.
+    let mut missing = footprint_config("fp", &[], Some("fp/*.tif"));
+    missing.overview = Some("fp/gone.tif".into());
+    missing.overview_maxzoom = Some(3);
+    let err = Layers::load(&[missing], dir.path(), FileBounds::new(dir.path()), Documents::local())
+        .await
+        .unwrap_err()
+        .to_string();
+    let gone = dir.path().join("fp/gone.tif");
+    assert!(err.starts_with(&format!("layer 'fp': overview {}: cannot read: ", gone.display())), "{err}");
 }

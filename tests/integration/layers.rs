@@ -212,6 +212,8 @@ footprint = {{ glob = "{relative}/*.tif", minzoom = 12, maxzoom = 18 }}
             version: "1.0.0".into(),
             item_count: quadkeys,
             load_time: None,
+            overview: String::new(),
+            overview_max_zoom: 0,
         }
     );
     let footprint = &list[1];

@@ -33,6 +33,7 @@ mod hostile;
 mod http_range;
 mod layers;
 mod otlp;
+mod overview;
 mod parity;
 mod pixels;
 mod python_client;

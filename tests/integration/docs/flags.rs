@@ -59,6 +59,7 @@ fn every_flag() -> BTreeSet<String> {
         tessera::config::ServeArgs::augment_args(Cli::new("serve")),
         tessera::client::GetArgs::augment_args(Cli::new("get")),
         tessera::client::InfoArgs::augment_args(Cli::new("info")),
+        tessera::client::BuildOverviewArgs::augment_args(Cli::new("build-overview")),
         tessera::client::BenchArgs::augment_args(Cli::new("bench")),
         tessera::client::ChaosArgs::augment_args(Cli::new("chaos")),
         tessera::ipc::limits::WorkerLimits::augment_args(Cli::new("worker")),
