@@ -186,12 +186,20 @@ pub(super) fn with_layer_assets<'r>(
         ));
     }
     let pick = LayerPick { covering, skipped, read: assets.len() };
+    // The layer's default bands apply to its own assets; an overview holds the bands it
+    // was built with.
+    let bands = if req.bands.is_empty() && req.expression.is_empty() && overview.is_none() {
+        layer.default_bands().to_vec()
+    } else {
+        req.bands.clone()
+    };
     Ok((
         Cow::Owned(GetTileRequest {
             assets,
             layer: String::new(),
             max_assets: 0,
             ignore_overview: false,
+            bands,
             ..req.clone()
         }),
         Some(pick),

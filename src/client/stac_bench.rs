@@ -240,6 +240,7 @@ pub async fn measure(
         stac: Some(StacConfig {
             items: file.clone(),
             asset: None,
+            bands: Vec::new(),
             sort: (!sort.is_empty()).then(|| sort.to_owned()),
             datetime: None,
             filter: std::collections::BTreeMap::new(),
@@ -329,6 +330,7 @@ mod tests {
             stac: Some(StacConfig {
                 items: file.clone(),
                 asset: None,
+                bands: Vec::new(),
                 sort: Some("-datetime".into()),
                 datetime: None,
                 filter: std::collections::BTreeMap::new(),

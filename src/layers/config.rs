@@ -90,6 +90,10 @@ pub struct StacConfig {
     /// The item asset that is the COG ([`DEFAULT_STAC_ASSET`] when absent).
     #[serde(default)]
     pub asset: Option<String>,
+    /// The asset's 1-based bands that tiles return, in this order, when a request names
+    /// neither `bands` nor an `expression` (`[1, 2, 3]`: RGB of a 4-band NAIP scene).
+    #[serde(default)]
+    pub bands: Vec<u32>,
     /// A property to order items by, `-` first for highest first (`"-datetime"`: newest
     /// on top); without it the file's order is the priority order.
     #[serde(default)]
@@ -108,6 +112,9 @@ pub struct StacConfig {
     pub maxzoom: Option<u8>,
 }
 
+/// The highest band index a STAC layer's `bands` may name.
+pub const MAX_LAYER_BANDS: u32 = 1024;
+
 /// The item asset a STAC layer serves when `asset` is not set.
 pub const DEFAULT_STAC_ASSET: &str = "image";
 
@@ -118,6 +125,8 @@ pub struct StacSpec {
     pub items: Location,
     /// Which items, in which order, and which of their assets.
     pub selection: Selection,
+    /// The asset's bands tiles return by default (empty: all data bands).
+    pub bands: Vec<u32>,
     /// Lowest zoom served.
     pub minzoom: u8,
     /// Highest zoom served.
@@ -329,6 +338,12 @@ impl StacConfig {
         if asset.is_empty() {
             return Err(problem("stac.asset", "is empty; name the item asset that is the COG".to_owned()));
         }
+        if let Some(b) = self.bands.iter().find(|b| !(1..=MAX_LAYER_BANDS).contains(*b)) {
+            return Err(problem(
+                "stac.bands",
+                format!("has band {b}; bands are 1-based indexes of the item asset, 1..={MAX_LAYER_BANDS}"),
+            ));
+        }
         let sort = match &self.sort {
             None => None,
             Some(text) => Some(SortKey::parse(text).ok_or_else(|| {
@@ -363,6 +378,7 @@ impl StacConfig {
         Ok(StacSpec {
             items: Location::configured(&self.items, data_dir),
             selection: Selection { asset, sort, datetime, filter },
+            bands: self.bands.clone(),
             minzoom,
             maxzoom,
         })
@@ -544,6 +560,10 @@ mod tests {
             (
                 "{ items = \"i.json\", filter = { a = [1] } }",
                 "layer 's': `stac.filter` has a = [1]; values are strings, numbers or booleans",
+            ),
+            (
+                "{ items = \"i.json\", bands = [4, 0] }",
+                "layer 's': `stac.bands` has band 0; bands are 1-based indexes of the item asset, 1..=1024",
             ),
             (
                 "{ items = \"i.json\", minzoom = 9, maxzoom = 8 }",

@@ -193,6 +193,16 @@ impl Layer {
         })
     }
 
+    /// The bands the layer's tiles return when a request names none (a STAC layer's
+    /// `bands`; empty: all data bands).
+    #[must_use]
+    pub fn default_bands(&self) -> &[u32] {
+        match &self.spec.kind {
+            SpecKind::Stac(stac) => &stac.bands,
+            _ => &[],
+        }
+    }
+
     /// Whether the layer leaves out assets covered by earlier ones for `first` tiles
     /// (`skip_covered = true`; footprint and STAC layers only).
     #[must_use]

@@ -647,6 +647,10 @@ stac = {{ items = "{relative}/{file}", sort = "-datetime", minzoom = 12, maxzoom
 [[layers]]
 name = "even-since-2019"
 stac = {{ items = "{relative}/{file}", datetime = "2019-01-01/..", filter = {{ "tessera:even" = true }} }}
+
+[[layers]]
+name = "blue-red"
+stac = {{ items = "{relative}/{file}", bands = [3, 1] }}
 "#,
         relative = dir.relative
     );
@@ -677,6 +681,17 @@ stac = {{ items = "{relative}/{file}", datetime = "2019-01-01/..", filter = {{ "
                 "layer {layer}, tile {z}/{x}/{y}: {listed:?} is not in the order of {names:?}"
             );
         }
+    }
+    // A layer's bands are the default; a request's own bands replace them.
+    let in_file_order: Vec<&str> = bounds.iter().map(|(name, _, _)| name.as_str()).collect();
+    for (asked, read) in [(vec![], vec![3, 1]), (vec![2], vec![2])] {
+        let explicit =
+            v1::GetTileRequest { bands: read.clone(), ..harness::tile_request(14, x14, y14, &in_file_order) };
+        let want = tile(&mut client, npy_request(explicit)).await;
+        let asking = v1::GetTileRequest { bands: asked, ..layer_request("blue-red", 14, x14, y14) };
+        let got = tile(&mut client, asking).await;
+        assert_eq!(harness::parse_npy(&got.data).shape[0], read.len(), "bands {read:?}");
+        assert!(pixels(&got) == pixels(&want), "layer blue-red, bands {read:?}: pixels differ");
     }
     let layer = client.get_layer(v1::GetLayerRequest { layer: "newest".into() }).await.unwrap().into_inner();
     let info = layer.layer.unwrap();
