@@ -232,26 +232,7 @@ pub async fn measure(
 ) -> Result<(), ClientError> {
     let file = std::path::absolute(file)?;
     let (rss_before, _) = memory_mib();
-    let config = LayerConfig {
-        name: "million".into(),
-        description: None,
-        mosaicjson: None,
-        footprint: None,
-        stac: Some(StacConfig {
-            items: file.clone(),
-            asset: None,
-            bands: Vec::new(),
-            sort: (!sort.is_empty()).then(|| sort.to_owned()),
-            datetime: None,
-            filter: std::collections::BTreeMap::new(),
-            minzoom: Some(0),
-            maxzoom: Some(22),
-        }),
-        max_assets_per_tile: None,
-        skip_covered: false,
-        overview: None,
-        overview_maxzoom: None,
-    };
+    let config = stac_layer_config("million", file.clone(), (!sort.is_empty()).then(|| sort.to_owned()));
     let started = Instant::now();
     let layers = Layers::load(&[config], data_dir, Arc::new(NoBounds), Documents::local())
         .await
@@ -308,6 +289,30 @@ pub fn default_file(data_dir: &Path, items: usize) -> PathBuf {
     data_dir.join("stac-bench").join(format!("items-{items}.parquet"))
 }
 
+/// A STAC layer over `file` serving zooms 0-22, sorted by `sort`.
+fn stac_layer_config(name: &str, file: PathBuf, sort: Option<String>) -> LayerConfig {
+    LayerConfig {
+        name: name.into(),
+        description: None,
+        mosaicjson: None,
+        footprint: None,
+        stac: Some(StacConfig {
+            items: file,
+            asset: None,
+            bands: Vec::new(),
+            sort,
+            datetime: None,
+            filter: std::collections::BTreeMap::new(),
+            minzoom: Some(0),
+            maxzoom: Some(22),
+        }),
+        max_assets_per_tile: None,
+        skip_covered: false,
+        overview: None,
+        overview_maxzoom: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,26 +327,7 @@ mod tests {
         let file = default_file(dir.path(), 5000);
         write(5000, &file, dir.path()).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let config = LayerConfig {
-            name: "g".into(),
-            description: None,
-            mosaicjson: None,
-            footprint: None,
-            stac: Some(StacConfig {
-                items: file.clone(),
-                asset: None,
-                bands: Vec::new(),
-                sort: Some("-datetime".into()),
-                datetime: None,
-                filter: std::collections::BTreeMap::new(),
-                minzoom: Some(0),
-                maxzoom: Some(22),
-            }),
-            max_assets_per_tile: None,
-            skip_covered: false,
-            overview: None,
-            overview_maxzoom: None,
-        };
+        let config = stac_layer_config("g", file.clone(), Some("-datetime".into()));
         let layers =
             rt.block_on(Layers::load(&[config], dir.path(), Arc::new(NoBounds), Documents::local())).unwrap();
         let layer = layers.get("g").unwrap();

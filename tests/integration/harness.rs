@@ -350,6 +350,22 @@ impl Drop for Server {
     }
 }
 
+/// Runs `tessera serve` over the fixtures with `--config config` and `extra` until it
+/// exits, as a server whose start must fail does: its exit code and stderr.
+pub fn serve_until_exit(config: &Path, extra: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1", "--data-dir"])
+        .arg(fixtures())
+        .arg("--config")
+        .arg(config)
+        .args(extra)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
 }

@@ -732,16 +732,8 @@ fn a_malformed_stac_geoparquet_row_stops_the_start_naming_the_layer_the_file_and
         format!("[[layers]]\nname = \"naip\"\nstac = {{ items = \"{}/items.parquet\" }}\n", dir.relative),
     )
     .unwrap();
-    let out = std::process::Command::new(harness::BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1", "--data-dir"])
-        .arg(harness::fixtures())
-        .arg("--config")
-        .arg(&config)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (code, stderr) = harness::serve_until_exit(&config, &[]);
+    assert_eq!(code, Some(1), "{stderr}");
     let expected = format!(
         "tessera: [[layers]]: layer 'naip': {}: item 'no-footprint' has neither a bbox nor a geometry",
         items.display()

@@ -4,7 +4,7 @@
 //! pixels the layer itself has at that zoom, and tiles above it from the layer's assets
 //! as before.
 
-use std::process::Command;
+use std::{path::Path, process::Command};
 
 use tessera::pb::v1::{self, tile_service_client::TileServiceClient};
 use tonic::transport::Channel;
@@ -91,6 +91,18 @@ async fn counted(
     (got, server.metric("tessera_jobs_started_total") - before)
 }
 
+/// Runs `tessera layer build-overview LAYER --max-zoom ZOOM -o OUT` against `server`.
+fn build_overview(server: &str, layer: &str, zoom: u32, out: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(harness::BIN)
+        .args(["layer", "build-overview", layer, "--server", server, "--max-zoom"])
+        .arg(zoom.to_string())
+        .arg("-o")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_tile_below_the_overview_zoom_reads_only_the_overview_cog() {
     let dir = LayerDir::new();
@@ -102,13 +114,7 @@ async fn a_tile_below_the_overview_zoom_reads_only_the_overview_cog() {
         let layer = client.get_layer(v1::GetLayerRequest { layer: "demo".into() }).await.unwrap();
         let bounds = layer.into_inner().layer.unwrap().bounds.unwrap();
         let (x0, y0) = harness::tile_at(bounds.min_x, bounds.max_y, OVERVIEW_ZOOM);
-        let out = Command::new(harness::BIN)
-            .args(["layer", "build-overview", "demo", "--server", &server.address, "--max-zoom"])
-            .arg(OVERVIEW_ZOOM.to_string())
-            .arg("-o")
-            .arg(&overview)
-            .output()
-            .unwrap();
+        let out = build_overview(&server.address, "demo", OVERVIEW_ZOOM, &overview, &[]);
         let log = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{log}");
         assert!(
@@ -174,13 +180,7 @@ async fn a_tile_below_the_overview_zoom_reads_only_the_overview_cog() {
 
     // A rebuild against this server reads the layer, not the overview: the same file.
     let rebuilt = dir.path.join("ov/rebuilt.tif");
-    let out = Command::new(harness::BIN)
-        .args(["layer", "build-overview", "demo", "--server", &server.address, "--max-zoom"])
-        .arg(OVERVIEW_ZOOM.to_string())
-        .arg("-o")
-        .arg(&rebuilt)
-        .output()
-        .unwrap();
+    let out = build_overview(&server.address, "demo", OVERVIEW_ZOOM, &rebuilt, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(std::fs::read(&rebuilt).unwrap() == std::fs::read(&overview).unwrap(), "the rebuild differs");
 
@@ -188,12 +188,7 @@ async fn a_tile_below_the_overview_zoom_reads_only_the_overview_cog() {
     // from the next tile on: no restart, no reload.
     let (x, y) = harness::tile_at(-75.0, 39.95, 12);
     let before = tile(&mut client, layer_tile(12, x, y)).await;
-    let out = Command::new(harness::BIN)
-        .args(["layer", "build-overview", "demo", "--server", &server.address, "--resampling", "nearest"])
-        .args(["--max-zoom", &OVERVIEW_ZOOM.to_string(), "-o"])
-        .arg(&overview)
-        .output()
-        .unwrap();
+    let out = build_overview(&server.address, "demo", OVERVIEW_ZOOM, &overview, &["--resampling", "nearest"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let after = tile(&mut client, layer_tile(12, x, y)).await;
     assert_eq!(used(&after), vec![overview_name.clone()]);
@@ -230,16 +225,8 @@ async fn build_overview_refuses_a_grid_over_the_maximum_and_a_missing_overview_s
         dir.name("nowhere.tif")
     );
     std::fs::write(&config, toml).unwrap();
-    let out = Command::new(harness::BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1", "--data-dir"])
-        .arg(harness::fixtures())
-        .arg("--config")
-        .arg(&config)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{log}");
+    let (code, log) = harness::serve_until_exit(&config, &[]);
+    assert_eq!(code, Some(1), "{log}");
     let missing = harness::fixtures().join(dir.name("nowhere.tif"));
     assert!(
         log.contains(&format!(
@@ -264,13 +251,7 @@ async fn an_overview_keeps_an_alpha_mask_and_a_float_nodata_exactly() {
     // The alpha band becomes an internal mask; the DEM's -9999 stays its nodata.
     for (layer, z) in [("rgba", 15), ("dem", 11)] {
         let file = format!("ov/{layer}.tif");
-        let out = Command::new(harness::BIN)
-            .args(["layer", "build-overview", layer, "--server", &server.address, "--max-zoom"])
-            .arg(z.to_string())
-            .arg("-o")
-            .arg(dir.path.join(&file))
-            .output()
-            .unwrap();
+        let out = build_overview(&server.address, layer, z, &dir.path.join(&file), &[]);
         assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
         let info = client.get_layer(v1::GetLayerRequest { layer: layer.into() }).await.unwrap().into_inner();
         let b = info.layer.unwrap().bounds.unwrap();

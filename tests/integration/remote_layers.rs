@@ -170,18 +170,9 @@ fn a_remote_document_without_an_allowed_prefix_stops_the_server_with_the_reason(
         ),
     ];
     for (extra, reason) in cases {
-        let out = std::process::Command::new(harness::BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1", "--data-dir"])
-            .arg(harness::fixtures())
-            .arg("--config")
-            .arg(config(&dir, url))
-            .args(&extra)
-            .env("NO_COLOR", "1")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let (code, stderr) = harness::serve_until_exit(&config(&dir, url), &extra);
+        assert_eq!(code, Some(1), "{stderr}");
         let last = stderr.lines().last().unwrap_or_default();
         assert_eq!(last, format!("tessera: [[layers]]: {reason}"), "{stderr}");
     }
