@@ -50,7 +50,7 @@ help: ## Show this help
 	@echo "Tessera make targets:"
 	@echo "  make run     build, make demo data if data/ has none, serve on 0.0.0.0:50051"
 	@echo "  make test    lint (rustfmt, clippy, buf lint + breaking), deploy-check, release-check, then the test suite (cargo nextest, profile ci, --features test-hooks)"
-	@echo "  make lint    cargo fmt --check, cargo clippy -D warnings, buf lint, buf breaking"
+	@echo "  make lint    cargo fmt --check, cargo clippy -D warnings, buf lint, buf breaking, the Python scripts compile"
 	@echo "  make api-snapshot  record proto/ as the released API (after a deliberate change)"
 	@echo "  make disk-check    warn when the disk has less than $(MIN_FREE_GIB) GiB free (part of test)"
 	@echo "  make deploy-check  render deploy/k8s and validate it (schemas, ports, drain times)"
@@ -131,11 +131,12 @@ run: deps build data ## Serve on 0.0.0.0:50051 (the server's default), with the 
 API_SNAPSHOT := api/tessera-v1.binpb
 BUF_INTERNAL := --exclude-path proto/tessera/worker
 
-lint: deps venv ## rustfmt, clippy, buf lint and buf breaking
+lint: deps venv ## rustfmt, clippy, buf lint and buf breaking, the Python scripts compile
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets --all-features -- -D warnings
 	$(VENV)/bin/buf lint
 	$(VENV)/bin/buf breaking $(BUF_INTERNAL) --against $(API_SNAPSHOT)
+	$(VENV)/bin/python -c 'import pathlib, sys; [compile(p.read_text(), str(p), "exec") for p in sorted(pathlib.Path(".").glob("*/*.py")) if ".venv" not in p.parts]'
 
 .PHONY: api-snapshot release-check
 api-snapshot: venv ## Record proto/ as the released API that buf breaking compares against

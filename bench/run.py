@@ -776,6 +776,9 @@ def scenario_j(items: int, queries: int) -> list[str]:
         "touching it (no asset budget applied).", "",
         f"Targets: load <= 15 s ({met(r['load_s'] <= 15)}), peak memory of the process holding the layer <= 600 MiB "
         f"({met(peak <= 600)}), a tile's items in <= 1 ms at p99 (overall {p99_ms:.3f} ms: {met(p99_ms <= 1)}).", "",
+    ]
+
+
 # ---------------------------------------------------------------- issue 19: layer overviews (k)
 
 
