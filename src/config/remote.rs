@@ -9,6 +9,10 @@ use serde::Deserialize;
 
 use super::{ConfigError, parse_bytes};
 
+/// Default of `--remote-read-ahead`: a few blocks of a typical COG, a few milliseconds
+/// of transfer beside a round trip of tens.
+pub const DEFAULT_REMOTE_READ_AHEAD: u64 = 256 * 1024;
+
 /// Default of `--remote-metadata-ttl`.
 pub const DEFAULT_REMOTE_METADATA_TTL: Duration = Duration::from_secs(300);
 
@@ -52,6 +56,12 @@ pub struct RemoteArgs {
     #[arg(long, env = "TESSERA_REMOTE_CACHE_SIZE", value_parser = parse_bytes)]
     #[serde(with = "super::bytes_serde_opt")]
     pub remote_cache_size: Option<u64>,
+    /// How much a fetch of a remote asset's block reads around it: the aligned window of
+    /// this many bytes that holds the block, in the same request (0: only the block)
+    /// [default: 256KiB; at most 8MiB].
+    #[arg(long, env = "TESSERA_REMOTE_READ_AHEAD", value_parser = parse_bytes)]
+    #[serde(with = "super::bytes_serde_opt")]
+    pub remote_read_ahead: Option<u64>,
 }
 
 /// Where remote assets may come from, and how the front reads them.
@@ -66,7 +76,12 @@ pub struct RemoteConfig {
     pub metadata_ttl: Duration,
     /// `--remote-cache-size`: bytes of remote assets the front keeps (see [`crate::fetch`]).
     pub cache_size: u64,
+    /// `--remote-read-ahead`: the window a fetched block brings along, in bytes.
+    pub read_ahead: u64,
 }
+
+/// Largest `--remote-read-ahead`: the longest run the cache fetches in one request.
+pub const MAX_REMOTE_READ_AHEAD: u64 = 8 * 1024 * 1024;
 
 impl RemoteArgs {
     /// These flags over `file` over the defaults, validated; and the GDAL options of
@@ -88,7 +103,17 @@ impl RemoteArgs {
                 .remote_cache_size
                 .or(file.remote_cache_size)
                 .unwrap_or_else(default_remote_cache_size),
+            read_ahead: self
+                .remote_read_ahead
+                .or(file.remote_read_ahead)
+                .unwrap_or(DEFAULT_REMOTE_READ_AHEAD),
         };
+        if config.read_ahead > MAX_REMOTE_READ_AHEAD {
+            return Err(ConfigError::Invalid(format!(
+                "--remote-read-ahead {} is over the most allowed, 8MiB (8388608 bytes)",
+                config.read_ahead
+            )));
+        }
         for prefix in &config.allow_remote {
             crate::mosaic::RemotePrefix::parse(prefix)
                 .map_err(|e| ConfigError::Invalid(format!("--allow-remote {e}")))?;

@@ -16,6 +16,13 @@
 //! last check, cached chunks are served without asking the origin; after it, the next
 //! read checks the object again (its first chunk, fetched anew) before it uses them.
 //!
+//! Read-ahead. A chunk that must be fetched brings the rest of its read-ahead window
+//! (an aligned span of `--remote-read-ahead` bytes, 256 KiB by default) along in the same
+//! request, unless cached or in flight already. Over a slow link a request costs a
+//! round trip whatever its length, and a COG stores neighbouring blocks next to each
+//! other: the next tile of a map being panned finds its blocks cached. The runs of one
+//! read are fetched concurrently, so a read waits one round trip however many it needs.
+//!
 //! In-flight fetches are [`Shared`] futures polled by whoever waits for them; the
 //! table of them holds only weak handles, so a fetch nobody waits for any more (its
 //! callers cancelled or past their deadline) is dropped, and its requests with it.
@@ -143,6 +150,8 @@ pub struct RangeCache {
     checks: moka::sync::Cache<Arc<str>, Arc<tokio::sync::Mutex<()>>>,
     next_run: AtomicU64,
     metadata_ttl: Duration,
+    /// Read-ahead window, in chunks (1: none).
+    window: u64,
     counters: Arc<CacheCounters>,
 }
 
@@ -178,8 +187,17 @@ impl RangeCache {
             checks: moka::sync::Cache::new(MAX_OBJECTS),
             next_run: AtomicU64::new(1),
             metadata_ttl,
+            window: 1,
             counters,
         }
+    }
+
+    /// The same cache with a read-ahead window of `bytes` (rounded up to whole chunks;
+    /// 0, as without this call: only the chunks a read needs are fetched).
+    #[must_use]
+    pub fn with_read_ahead(mut self, bytes: u64) -> Self {
+        self.window = bytes.div_ceil(CHUNK).max(1);
+        self
     }
 
     /// The counters.
@@ -331,11 +349,49 @@ impl RangeCache {
         if missing.is_empty() {
             return Ok(found);
         }
-        for run in runs(&missing) {
-            let got = self.chunks_of(url, key, Some(state), run.clone(), deadline, cost).await?;
+        let missing = self.with_windows(key, state, missing);
+        // Every run at once: one round trip for the read, not one per run.
+        let fetches = runs(&missing).map(|run| {
+            let mut run_cost = ReadCost::default();
+            async move {
+                let got = self.chunks_of(url, key, Some(state), run.clone(), deadline, &mut run_cost).await;
+                got.map(|got| (run, got, run_cost))
+            }
+        });
+        let started = std::time::Instant::now();
+        let landed = futures::future::try_join_all(fetches).await?;
+        // The runs waited side by side: the read waited as long as the longest.
+        cost.wait += started.elapsed();
+        for (run, got, run_cost) in landed {
+            cost.add(ReadCost { wait: Duration::ZERO, ..run_cost });
             found.extend(run.zip(got));
         }
         Ok(found)
+    }
+
+    /// `missing` (sorted chunk indexes) with the other chunks of their read-ahead
+    /// windows that are neither cached nor in flight, sorted.
+    fn with_windows(&self, key: &Arc<str>, state: &ObjectState, missing: Vec<u64>) -> Vec<u64> {
+        if self.window <= 1 {
+            return missing;
+        }
+        let last = state.size.div_ceil(CHUNK);
+        let mut windows: Vec<u64> = missing.iter().map(|i| i / self.window).collect();
+        windows.dedup();
+        let inflight = self.inflight.lock().expect("in-flight table");
+        let mut out = missing;
+        for w in windows {
+            for index in w * self.window..((w + 1) * self.window).min(last) {
+                let k = ChunkKey { url: Arc::clone(key), generation: state.generation, index };
+                if !inflight.contains_key(&k) && !self.chunks.contains_key(&k) {
+                    out.push(index);
+                }
+            }
+        }
+        drop(inflight);
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Chunks `run` of `url` (at the generation of `state`, or the first one seen when

@@ -52,6 +52,12 @@ impl AssetReader {
         Self { cache: RangeCache::new(origin, capacity, metadata_ttl) }
     }
 
+    /// The same reader with a read-ahead window of `bytes` (see [`RangeCache::with_read_ahead`]).
+    #[must_use]
+    pub fn with_read_ahead(self, bytes: u64) -> Self {
+        Self { cache: self.cache.with_read_ahead(bytes) }
+    }
+
     /// The cache's counters.
     #[must_use]
     pub fn cache_counters(&self) -> &Arc<CacheCounters> {

@@ -18,6 +18,11 @@ fn object() -> Vec<u8> {
     (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect()
 }
 
+/// The object served under paths that hold `big`: 1 MiB, many chunks.
+fn big_object() -> Vec<u8> {
+    (0..1_048_576u32).map(|i| (i * 13 % 251) as u8).collect()
+}
+
 /// What the server does with one request.
 #[derive(Clone)]
 enum Reply {
@@ -146,7 +151,7 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         tokio::time::sleep(pause).await;
         reply = *then;
     }
-    let data = object();
+    let data = if seen.path.contains("big") { big_object() } else { object() };
     let len = data.len() as u64;
     let (start, end) = seen
         .header("range")
@@ -716,4 +721,79 @@ async fn a_ttl_check_is_made_once_however_many_reads_find_it_due() {
         assert_eq!(read.unwrap().unwrap(), first.generation, "the object did not change");
     }
     assert_eq!(server.requests(), 2, "one TTL check for the eight reads");
+}
+
+/// The ranges the server was asked for, in order of arrival.
+fn ranges_seen(server: &Server) -> Vec<String> {
+    server.seen.lock().unwrap().iter().filter_map(|s| s.header("range").map(ToOwned::to_owned)).collect()
+}
+
+#[tokio::test]
+#[allow(clippy::single_range_in_vec_init)] // one range of bytes, not the numbers in it
+async fn a_missing_block_brings_the_rest_of_its_read_ahead_window() {
+    use super::cache::{RangeCache, ReadCost};
+    let server = serve(|_, _| Reply::Range(Some("\"v1\""))).await;
+    let cache = RangeCache::new(Arc::new(origin_for(&server)), 64 << 20, Duration::from_secs(60))
+        .with_read_ahead(256 * 1024);
+    let url = server.url("/cogs/big.tif");
+    let big = big_object();
+    let mut cost = ReadCost::default();
+    let (_, got) = cache.read(&url, 0, &[100_000..100_100], soon(), &mut cost).await.unwrap();
+    assert_eq!(&got[0][..], &big[100_000..100_100]);
+    // The header (first sight), then the rest of the first 256 KiB window in one request.
+    assert_eq!(ranges_seen(&server), ["bytes=0-65535", "bytes=65536-262143"]);
+    assert_eq!(cost.bytes, 262_144);
+    // Any other byte of the window: no request.
+    let mut cost = ReadCost::default();
+    let (_, got) = cache.read(&url, 0, &[70_000..262_144], soon(), &mut cost).await.unwrap();
+    assert_eq!(&got[0][..], &big[70_000..262_144]);
+    assert_eq!((server.requests(), cost.requests, cost.misses), (2, 0, 0));
+    // A read across a window's edge brings both windows' missing chunks in one request.
+    let (_, got) = cache.read(&url, 0, &[520_000..530_000], soon(), &mut ReadCost::default()).await.unwrap();
+    assert_eq!(&got[0][..], &big[520_000..530_000]);
+    assert_eq!(ranges_seen(&server)[2..], ["bytes=262144-786431"]);
+}
+
+#[tokio::test]
+#[allow(clippy::single_range_in_vec_init)] // one range of bytes, not the numbers in it
+async fn without_read_ahead_only_the_chunks_needed_are_fetched() {
+    use super::cache::{CHUNK, RangeCache, ReadCost};
+    let server = serve(|_, _| Reply::Range(Some("\"v1\""))).await;
+    let cache =
+        RangeCache::new(Arc::new(origin_for(&server)), 64 << 20, Duration::from_secs(60)).with_read_ahead(0);
+    let url = server.url("/cogs/big.tif");
+    cache.read(&url, 0, &[100_000..100_100], soon(), &mut ReadCost::default()).await.unwrap();
+    let chunk = 100_000 / CHUNK * CHUNK;
+    assert_eq!(
+        ranges_seen(&server),
+        ["bytes=0-65535".to_owned(), format!("bytes={chunk}-{}", chunk + CHUNK - 1)]
+    );
+}
+
+#[tokio::test]
+async fn the_runs_of_one_read_are_fetched_side_by_side() {
+    use super::cache::{RangeCache, ReadCost};
+    // Every data request takes a second; the header comes at once.
+    let server = serve(|n, _| {
+        let range = Reply::Range(Some("\"v1\""));
+        if n == 1 { range } else { Reply::Stall(Duration::from_secs(1), Box::new(range)) }
+    })
+    .await;
+    let cache =
+        RangeCache::new(Arc::new(origin_for(&server)), 64 << 20, Duration::from_secs(60)).with_read_ahead(0);
+    let url = server.url("/cogs/big.tif");
+    cache.object(&url, soon(), &mut ReadCost::default()).await.unwrap();
+    let started = std::time::Instant::now();
+    let far_apart = [100_000..100_100, 500_000..500_100, 900_000..900_100];
+    let mut cost = ReadCost::default();
+    cache.read(&url, 0, &far_apart, soon(), &mut cost).await.unwrap();
+    let waited = started.elapsed();
+    assert_eq!((server.requests(), cost.requests), (4, 3), "three runs, one request each");
+    // One after another they would take three seconds.
+    assert!(waited < Duration::from_millis(1900), "the three runs took {waited:?}");
+    assert!(
+        cost.wait >= Duration::from_secs(1) && cost.wait < Duration::from_millis(1900),
+        "{:?}",
+        cost.wait
+    );
 }

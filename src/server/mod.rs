@@ -191,7 +191,10 @@ fn asset_reader(config: &ServeConfig) -> Result<Option<Arc<AssetReader>>, ServeE
             "remote assets are read by the front through a cache of {} MiB (--remote-cache-size)",
             remote.cache_size / (1024 * 1024)
         );
-        Some(Arc::new(AssetReader::new(Arc::new(origin), remote.cache_size, remote.metadata_ttl)))
+        Some(Arc::new(
+            AssetReader::new(Arc::new(origin), remote.cache_size, remote.metadata_ttl)
+                .with_read_ahead(remote.read_ahead),
+        ))
     })
 }
 
