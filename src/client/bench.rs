@@ -107,12 +107,15 @@ pub(super) fn read_list(path: &std::path::Path) -> Result<Vec<ListedTile>, Clien
 pub(super) struct Served {
     assets: usize,
     truncated: bool,
+    /// The server's own time for the tile (`GetTileResponse.elapsed`), in ms.
+    server_ms: f64,
 }
 
 /// The result line of a `--tile-list` run: `{"tiles", "errors", "wall_s", "tiles_per_s",
 /// "p50_ms", "p99_ms", "latencies_ms", "error_messages"}` (latencies in list order), and
 /// for served tiles `"assets"` (reported per tile) and `"truncated"` (cut at a layer's
-/// asset budget), in list order (0 and false for a failed tile or the floor).
+/// asset budget) and `"server_ms"` (the server's own time for it, `elapsed`), in list
+/// order (0 and false for a failed tile or the floor).
 pub(super) fn list_report(results: &[(Duration, Result<(), String>)], wall: Duration) -> serde_json::Value {
     list_report_served(results, &[], wall)
 }
@@ -139,6 +142,7 @@ fn list_report_served(
         "error_messages": messages,
         "assets": (0..results.len()).map(|i| served.get(i).map_or(0, |s| s.assets)).collect::<Vec<_>>(),
         "truncated": (0..results.len()).map(|i| served.get(i).is_some_and(|s| s.truncated)).collect::<Vec<_>>(),
+        "server_ms": (0..results.len()).map(|i| served.get(i).map_or(0.0, |s| s.server_ms)).collect::<Vec<_>>(),
     })
 }
 
@@ -170,7 +174,9 @@ async fn run_list(
                     .await
                     .map(|tile| {
                         let tile = tile.into_inner();
-                        Served { assets: tile.assets.len(), truncated: tile.truncated }
+                        let server_ms =
+                            tile.elapsed.map_or(0.0, |d| d.seconds as f64 * 1e3 + f64::from(d.nanos) / 1e6);
+                        Served { assets: tile.assets.len(), truncated: tile.truncated, server_ms }
                     })
                     .map_err(|s| format!("{:?}: {}", s.code(), s.message()));
                 (t0.elapsed(), r)

@@ -162,6 +162,10 @@ fn apply_expression(
 /// less than moving it to another thread and back.
 const INLINE_PIXEL_BYTES: usize = 1 << 20;
 
+/// A tile of at most this many bytes of pixels is encoded where its task is, without
+/// [`off_runtime`]: a 256 px RGBA tile.
+const INLINE_ENCODE_BYTES: u64 = 256 * 256 * 4;
+
 /// `expression` over a raster whose bands are the asset's `read_bands` (1-based, in
 /// order): one band per block of the expression, in the type rio-tiler's numexpr gives.
 pub fn evaluate_expression(
@@ -253,7 +257,7 @@ impl TileRenderer {
             });
         let (format, rescale_ranges, colormap) = (req.format, req.rescale.clone(), plan.colormap.clone());
         let encode_span = tracing::info_span!("encode", format = format.label(), bytes = Empty);
-        let (data, mask) = off_runtime("encoder", move || {
+        let finish = move || {
             let mut raster = selector.finish();
             if let Some(outside) = outside
                 && raster.mask.iter().all(|m| *m == 0)
@@ -273,8 +277,14 @@ impl TileRenderer {
                 encode_span.record("bytes", (data.len() + mask.len()) as i64);
             }
             encoded.map_err(|e| ServiceError::Internal(e.to_string()))
-        })
-        .await??;
+        };
+        // A small tile is finished where its task is: encoding a 256 px PNG takes about
+        // as long as handing it to another thread and back. A larger one, or one with a
+        // rescale or colormap to apply, goes to the blocking pool.
+        let inline = plan.colormap.is_none()
+            && req.rescale.is_empty()
+            && shape.width * shape.height * (shape.out.0.size() * shape.out.1) as u64 <= INLINE_ENCODE_BYTES;
+        let (data, mask) = if inline { finish()? } else { off_runtime("encoder", finish).await?? };
         Ok(v1::GetTileResponse {
             data,
             content_type: format.content_type().to_owned(),

@@ -12,6 +12,7 @@
 
 pub mod limits;
 pub mod read_plan;
+pub mod region;
 
 use std::io::{self, Read, Write};
 
@@ -67,7 +68,7 @@ pub fn split_generation(after_prefix: &str) -> Option<(&str, &str)> {
 pub const REMOTE_CHUNK: u64 = 16 * 1024;
 
 /// Version of the IPC protocol; bumped on any incompatible change to the messages.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Largest frame either side accepts: 8 bands x 4096 x 4096 x 8 bytes is far below
 /// this; a longer length means a corrupt stream.

@@ -23,7 +23,10 @@ use super::{
     state::{ExitInfo, ProcessState, WorkerState},
 };
 use crate::{
-    ipc::{self, FrameError, PROTOCOL_VERSION, RangeService},
+    ipc::{
+        self, FrameError, PROTOCOL_VERSION, RangeService,
+        region::{REPLY_REGION_BYTES, REPLY_REGION_ENV, ReplyRegion},
+    },
     pb::worker::{Hello, WorkerRequest, WorkerResponse},
 };
 
@@ -115,6 +118,9 @@ pub struct WorkerProcess {
     /// ends the worker on purpose (so its exit is not logged as a crash), the reaper
     /// marks it `Exited` when it has collected the exit status.
     process: Arc<watch::Sender<ProcessState>>,
+    /// The memory the worker puts a read's pixels in (see [`ReplyRegion`]); `None`
+    /// where it could not be made, and the pixels come through the pipe.
+    region: Option<ReplyRegion>,
 }
 
 /// Bytes a job pipe holds: a read's reply (a 256 px RGBA tile with its mask is ~330 KB)
@@ -143,6 +149,21 @@ impl WorkerProcess {
     ) -> Result<Self, SpawnError> {
         let mut command = Command::new(exe);
         command.arg("worker").args(limits.args()).env_clear().envs(worker_environment(std::env::vars()));
+        let region = match ReplyRegion::create(REPLY_REGION_BYTES) {
+            Ok(region) => {
+                let fd = region.raw_fd();
+                command.env(REPLY_REGION_ENV, format!("{fd}:{}", region.len()));
+                // SAFETY: one fcntl between fork and exec, async-signal-safe.
+                unsafe {
+                    command.pre_exec(move || ReplyRegion::inherit(fd));
+                }
+                Some(region)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot make a worker's reply region; its pixels take the pipe");
+                None
+            }
+        };
         // Workers export their spans under their own service name: "tessera-worker".
         let service =
             format!("{}{}", crate::telemetry::service_name(), crate::telemetry::WORKER_SERVICE_SUFFIX);
@@ -180,6 +201,7 @@ impl WorkerProcess {
             jobs_done: 0,
             job_limit: u64::MAX,
             process,
+            region,
         };
         match tokio::time::timeout(handshake_timeout, ipc::read_frame_async::<Hello>(&mut worker.stdout))
             .await
@@ -299,7 +321,7 @@ impl WorkerProcess {
                 "answer for job {} while job {} was in flight",
                 response.id, request.id
             ))),
-            Ok(Ok(response)) => check_response(request, response),
+            Ok(Ok(response)) => self.unshare(response).and_then(|r| check_response(request, r)),
         };
         match &result {
             Ok(_) => {
@@ -310,6 +332,36 @@ impl WorkerProcess {
             Err(_) => self.kill(),
         }
         result
+    }
+
+    /// A read's answer with the pixels and mask it left in the reply region copied in,
+    /// before the worker can be given another job.
+    fn unshare(&self, mut response: WorkerResponse) -> Result<WorkerResponse, ExchangeError> {
+        use crate::pb::worker::worker_response::Result as R;
+        let Some(R::Read(r)) = &mut response.result else { return Ok(response) };
+        if r.shared_pixels == 0 && r.shared_mask == 0 {
+            return Ok(response);
+        }
+        let fault = |what: &str| Err(ExchangeError::Fault(format!("a read's answer {what}")));
+        if !r.pixels.is_empty() || !r.mask.is_empty() {
+            return fault("has pixels both in the pipe and in the reply region");
+        }
+        let Some(region) = &self.region else {
+            return fault("names a reply region the worker was not given");
+        };
+        let (pixels, mask) = (r.shared_pixels as usize, r.shared_mask as usize);
+        match (region.copy(0, pixels), region.copy(pixels, mask)) {
+            (Some(p), Some(m)) => {
+                (r.pixels, r.mask) = (p, m);
+                (r.shared_pixels, r.shared_mask) = (0, 0);
+                Ok(response)
+            }
+            _ => fault(&format!(
+                "names {} bytes of a {} byte reply region",
+                pixels.saturating_add(mask),
+                region.len()
+            )),
+        }
     }
 
     /// Waits (bounded) for the reaper to see the process exit, and says how it ended.
@@ -627,7 +679,7 @@ mod tests {
             height: 2,
             pixels: vec![0; len],
             mask: vec![0; 6],
-            nodata: None,
+            ..ReadResult::default()
         };
         assert!(check_response(&preview, answer(R::Preview(pixels(12)))).is_ok());
         assert!(matches!(

@@ -57,6 +57,8 @@ pub enum Garbage {
     WrongId,
     /// A read result whose buffers are shorter than its header claims.
     Short,
+    /// A read result that places its pixels past the end of the reply region.
+    OutsideRegion,
 }
 
 /// The hooks in force for this worker.
@@ -118,6 +120,7 @@ impl TestHooks {
                     "garbage" => Garbage::Noise,
                     "wrong_id" => Garbage::WrongId,
                     "short" => Garbage::Short,
+                    "outside_region" => Garbage::OutsideRegion,
                     _ => return None,
                 };
                 Some((n, kind))
@@ -201,6 +204,8 @@ pub fn write_garbage(
         pixels: vec![0; pixels],
         mask: vec![0; mask],
         nodata: None,
+        shared_pixels: 0,
+        shared_mask: 0,
     };
     let frame = |msg: &WorkerResponse| {
         let mut buf = (msg.encoded_len() as u32).to_be_bytes().to_vec();
@@ -221,6 +226,15 @@ pub fn write_garbage(
         Garbage::Short => frame(&WorkerResponse {
             id: request.id,
             result: Some(worker_response::Result::Read(read_result(100, 256 * 256))),
+            stats: None,
+        }),
+        Garbage::OutsideRegion => frame(&WorkerResponse {
+            id: request.id,
+            result: Some(worker_response::Result::Read(ReadResult {
+                shared_pixels: crate::ipc::region::REPLY_REGION_BYTES as u32,
+                shared_mask: 256 * 256,
+                ..read_result(0, 0)
+            })),
             stats: None,
         }),
     };

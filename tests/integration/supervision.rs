@@ -275,6 +275,7 @@ async fn broken_frames_from_a_worker_kill_it_and_the_front_keeps_serving() {
         ("garbage", "utm_rgb_02.tif"),
         ("wrong_id", "utm_rgb_10.tif"),
         ("short", "utm_rgb_11.tif"),
+        ("outside_region", "utm_rgb_12.tif"),
     ] {
         let needle = asset.trim_end_matches(".tif");
         let s = server(&[("TESSERA_TEST_GARBAGE_READ", &format!("{needle}={kind}"))], &[], 2);

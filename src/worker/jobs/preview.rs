@@ -38,6 +38,9 @@ pub fn preview(
         pixels: pixels.native,
         mask,
         nodata: pixels.nodata,
+        // Moved to the reply region, if it fits, as the answer leaves the worker.
+        shared_pixels: 0,
+        shared_mask: 0,
     })
 }
 

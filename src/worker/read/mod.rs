@@ -365,6 +365,9 @@ pub fn read(
         pixels,
         mask,
         nodata,
+        // Moved to the reply region, if it fits, as the answer leaves the worker.
+        shared_pixels: 0,
+        shared_mask: 0,
     }))
 }
 
