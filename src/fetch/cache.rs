@@ -18,7 +18,8 @@
 //!
 //! Read-ahead. A chunk that must be fetched brings the rest of its read-ahead window
 //! (an aligned span of `--remote-read-ahead` bytes, 256 KiB by default) along in the same
-//! request, unless cached or in flight already. Over a slow link a request costs a
+//! request, unless cached or in flight already; the first fetch of an object, its
+//! header, is a whole window too. Over a slow link a request costs a
 //! round trip whatever its length, and a COG stores neighbouring blocks next to each
 //! other: the next tile of a map being panned finds its blocks cached. The runs of one
 //! read are fetched concurrently, so a read waits one round trip however many it needs.
@@ -252,7 +253,9 @@ impl RangeCache {
                 .get(&key)
                 .ok_or_else(|| FetchError::Changed("the object was forgotten".into()));
         }
-        let header = 0..HEADER_BYTES.div_ceil(CHUNK);
+        // The header with the rest of its read-ahead window: a COG keeps its smallest
+        // overviews, often its first blocks, right after it.
+        let header = 0..HEADER_BYTES.div_ceil(CHUNK).max(self.window);
         self.chunks_of(url, &key, None, header, deadline, cost).await?;
         self.objects.get(&key).ok_or_else(|| FetchError::Changed("the object was forgotten".into()))
     }
