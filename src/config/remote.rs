@@ -169,3 +169,19 @@ fn gdal_options(args: &RemoteArgs, file: &RemoteArgs) -> Result<Vec<(String, Str
     }
     Ok(env.into_iter().collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_ahead_defaults_to_256_kib_and_is_refused_past_8_mib() {
+        let (config, _) = RemoteArgs::default().resolve(RemoteArgs::default()).unwrap();
+        assert_eq!(config.read_ahead, 256 * 1024);
+        let flag = RemoteArgs { remote_read_ahead: Some(0), ..RemoteArgs::default() };
+        assert_eq!(flag.resolve(RemoteArgs::default()).unwrap().0.read_ahead, 0);
+        let file = RemoteArgs { remote_read_ahead: Some(MAX_REMOTE_READ_AHEAD + 1), ..RemoteArgs::default() };
+        let err = RemoteArgs::default().resolve(file).unwrap_err().to_string();
+        assert!(err.contains("--remote-read-ahead 8388609 is over the most allowed, 8MiB"), "{err}");
+    }
+}

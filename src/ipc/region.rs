@@ -9,15 +9,19 @@
 //! the front's raster) with no system call. The pipe still carries the answer itself,
 //! which says where in the region its bytes are.
 //!
+//! The same region carries the other large payload, the other way: the bytes of a
+//! remote asset the front sends a worker in answer to its range questions (a read's
+//! planned blocks, ~100-400 KB).
+//!
 //! The front creates the region (a `memfd` of [`REPLY_REGION_BYTES`]) when it spawns
-//! the worker, which finds it through [`REPLY_REGION_ENV`] (`FD:BYTES`) and maps it
-//! writable; the front maps it read-only. Pages take memory only once written. One job
-//! is in flight per worker, and the front copies the bytes out before the worker is
-//! given its next job, so the two never use the region at the same time; a worker that
-//! writes into it out of turn can only spoil its own answer's pixels, as it could
-//! through the pipe. Lengths are checked against the region's size before any copy. An
-//! answer larger than the region (or one from a worker without it) comes through the
-//! pipe, as before.
+//! the worker, which finds it through [`REPLY_REGION_ENV`] (`FD:BYTES`); both map it
+//! writable. Pages take memory only once written. The channel is a strict exchange:
+//! one side writes the region and then a frame saying what it holds, the other copies
+//! the bytes out before it answers, so the two never use the region at the same time.
+//! A worker that writes into it out of turn can only spoil its own answer's pixels (or
+//! the bytes it asked for), as it could through the pipe. Lengths are checked against
+//! the region's size before any copy. A payload larger than the region (or a worker
+//! without one) takes the pipe, as before.
 //!
 //! Hand-written on `nix` (memfd, mmap): a mapping crate would add nothing but a
 //! dependency to these two calls.
@@ -51,13 +55,13 @@ pub struct ReplyRegion {
 unsafe impl Send for ReplyRegion {}
 
 impl ReplyRegion {
-    /// A new region of `len` bytes, mapped read-only (the front's side). Its descriptor
-    /// is close-on-exec: [`Self::inherit`] hands it to one child.
+    /// A new region of `len` bytes (the front's side). Its descriptor is close-on-exec:
+    /// [`Self::inherit`] hands it to one child.
     pub fn create(len: usize) -> std::io::Result<Self> {
         use nix::sys::memfd::{MFdFlags, memfd_create};
         let fd = memfd_create(c"tessera-reply", MFdFlags::MFD_CLOEXEC)?;
         nix::unistd::ftruncate(&fd, i64::try_from(len).map_err(std::io::Error::other)?)?;
-        Self::map(fd, len, ProtFlags::PROT_READ)
+        Self::map(fd, len, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE)
     }
 
     /// The region the front gave this worker, mapped writable; `None` without one (a
@@ -89,6 +93,20 @@ impl ReplyRegion {
         self.len
     }
 
+    /// Copies of consecutive buffers of `lens` bytes from the region's start (what
+    /// [`Self::put`] wrote), or `None` if they run past its end.
+    #[must_use]
+    pub fn copy_parts(&self, lens: &[u32]) -> Option<Vec<Vec<u8>>> {
+        let mut at = 0usize;
+        lens.iter()
+            .map(|&len| {
+                let part = self.copy(at, len as usize)?;
+                at += len as usize;
+                Some(part)
+            })
+            .collect()
+    }
+
     /// Always false: a region has at least one byte.
     #[must_use]
     pub fn is_empty(&self) -> bool {
@@ -112,7 +130,7 @@ impl ReplyRegion {
     }
 
     /// Writes `parts` one after another from the region's start; false (nothing
-    /// written) when they do not fit. The worker's side.
+    /// written) when they do not fit.
     pub fn put(&mut self, parts: &[&[u8]]) -> bool {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         if total > self.len {
@@ -135,7 +153,7 @@ impl ReplyRegion {
     }
 
     /// A copy of bytes `start..start + len`, or `None` if they are not all inside the
-    /// region. The front's side.
+    /// region.
     #[must_use]
     pub fn copy(&self, start: usize, len: usize) -> Option<Vec<u8>> {
         let end = start.checked_add(len)?;
@@ -177,5 +195,19 @@ mod tests {
         assert_eq!(front.copy(usize::MAX, 2), None);
         assert!(!worker.put(&[&[1u8; 4000], &[2u8; 97]]));
         assert_eq!(front.copy(0, 6).unwrap(), b"pixels");
+    }
+
+    #[test]
+    fn the_front_puts_buffers_the_worker_copies_out_whole_or_not_at_all() {
+        let mut front = ReplyRegion::create(4096).unwrap();
+        let dup = nix::unistd::dup(&front.fd).unwrap();
+        let worker = ReplyRegion::map(dup, 4096, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE).unwrap();
+        assert!(front.put(&[b"block one", b"", b"block two"]));
+        assert_eq!(
+            worker.copy_parts(&[9, 0, 9]).unwrap(),
+            [b"block one".to_vec(), Vec::new(), b"block two".to_vec()]
+        );
+        assert_eq!(worker.copy_parts(&[9, 4090]), None, "past the end");
+        assert_eq!(worker.copy_parts(&[]).unwrap(), Vec::<Vec<u8>>::new());
     }
 }

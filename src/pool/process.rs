@@ -300,6 +300,17 @@ impl WorkerProcess {
                         ..RangeReply::default()
                     },
                 };
+                let mut reply = reply;
+                // The bytes go through the reply region when they fit.
+                if let Some(region) = &mut self.region
+                    && !reply.data.is_empty()
+                    && let Ok(lens) =
+                        reply.data.iter().map(|d| u32::try_from(d.len())).collect::<Result<Vec<_>, _>>()
+                    && region.put(&reply.data.iter().map(Vec::as_slice).collect::<Vec<_>>())
+                {
+                    reply.shared_data = lens;
+                    reply.data = Vec::new();
+                }
                 let answer = WorkerRequest {
                     id: request.id,
                     job: Some(Job::RangeReply(reply)),

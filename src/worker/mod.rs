@@ -97,6 +97,7 @@ fn serve(frames_out: File, limits: &WorkerLimits) -> ExitCode {
     let remote = remote_io::Remote::install(remote_io::Channel {
         input: BufReader::new(std::io::stdin().lock()),
         output: BufWriter::new(frames_out),
+        region: crate::ipc::region::ReplyRegion::from_env(),
     });
     let hello = Hello {
         protocol_version: PROTOCOL_VERSION,
@@ -118,7 +119,6 @@ fn serve(frames_out: File, limits: &WorkerLimits) -> ExitCode {
     let mut cache = dataset_cache::DatasetCache::new(read::DATASET_CACHE_CAPACITY, local)
         .with_remote(remote)
         .with_limits(limits.clone());
-    let mut region = crate::ipc::region::ReplyRegion::from_env();
     loop {
         let request: WorkerRequest = match remote.read_request() {
             Ok(r) => r,
@@ -133,27 +133,11 @@ fn serve(frames_out: File, limits: &WorkerLimits) -> ExitCode {
             continue;
         }
         limits.arm_cpu_backstop();
-        let mut response = handle(&mut cache, &mut hooks, remote, request);
-        if let Some(region) = &mut region {
-            share(region, &mut response);
-        }
-        if let Err(e) = remote.write(&response) {
+        let response = handle(&mut cache, &mut hooks, remote, request);
+        if let Err(e) = remote.write_response(response) {
             tracing::error!("cannot write a response, exiting: {e}");
             return ExitCode::from(74);
         }
-    }
-}
-
-/// Moves a read's pixels and mask into the reply region, when they fit: the answer in
-/// the pipe then only says how many bytes of each the region holds.
-fn share(region: &mut crate::ipc::region::ReplyRegion, response: &mut WorkerResponse) {
-    if let Some(worker_response::Result::Read(r)) = &mut response.result
-        && let (Ok(pixels), Ok(mask)) = (u32::try_from(r.pixels.len()), u32::try_from(r.mask.len()))
-        && (pixels, mask) != (0, 0)
-        && region.put(&[&r.pixels, &r.mask])
-    {
-        (r.shared_pixels, r.shared_mask) = (pixels, mask);
-        (r.pixels, r.mask) = (Vec::new(), Vec::new());
     }
 }
 

@@ -709,7 +709,14 @@ async fn remote_reads_carry_their_requests_bytes_cache_hits_and_wait_on_their_sp
             ("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "100".to_owned()),
             ("OTEL_METRIC_EXPORT_INTERVAL".to_owned(), "300".to_owned()),
         ],
-        args: vec!["--allow-remote".to_owned(), format!("{base}/")],
+        // No read-ahead: the header's window would bring the blocks, and the read's
+        // span would have no request to show.
+        args: vec![
+            "--allow-remote".to_owned(),
+            format!("{base}/"),
+            "--remote-read-ahead".to_owned(),
+            "0".to_owned(),
+        ],
         ..Default::default()
     });
     let mut client = server.client().await;

@@ -80,6 +80,9 @@ pub struct Channel {
     pub input: BufReader<StdinLock<'static>>,
     /// Frames to the front.
     pub output: BufWriter<File>,
+    /// The memory shared with the front for large payloads both ways (see
+    /// [`crate::ipc::region`]); `None` without one.
+    pub region: Option<crate::ipc::region::ReplyRegion>,
 }
 
 /// What the plugin needs between GDAL's calls: the channel, the job in flight, and what
@@ -167,6 +170,22 @@ impl Remote {
         ipc::write_frame(&mut self.channel.borrow_mut().output, message)
     }
 
+    /// Writes a job's answer, with a read's pixels and mask moved to the reply region
+    /// when they fit (the answer then only says how many bytes of each it holds).
+    pub fn write_response(&self, mut response: WorkerResponse) -> Result<(), FrameError> {
+        let mut channel = self.channel.borrow_mut();
+        if let Some(region) = &mut channel.region
+            && let Some(worker_response::Result::Read(r)) = &mut response.result
+            && let (Ok(pixels), Ok(mask)) = (u32::try_from(r.pixels.len()), u32::try_from(r.mask.len()))
+            && (pixels, mask) != (0, 0)
+            && region.put(&[&r.pixels, &r.mask])
+        {
+            (r.shared_pixels, r.shared_mask) = (pixels, mask);
+            (r.pixels, r.mask) = (Vec::new(), Vec::new());
+        }
+        ipc::write_frame(&mut channel.output, &response)
+    }
+
     /// Marks job `id` in flight: remote reads may ask the front until [`Self::end_job`].
     /// In a `speculative` job, a read of bytes the front does not hold is not waited
     /// for: it fails, and its range is listed for [`Self::missed`].
@@ -231,8 +250,30 @@ impl Remote {
         };
         let answer = {
             let mut channel = self.channel.borrow_mut();
-            ipc::write_frame(&mut channel.output, &question)
-                .and_then(|()| ipc::read_frame::<WorkerRequest>(&mut channel.input))
+            let answer = ipc::write_frame(&mut channel.output, &question)
+                .and_then(|()| ipc::read_frame::<WorkerRequest>(&mut channel.input));
+            // Bytes the front left in the reply region are copied out before anything
+            // else can use it.
+            answer.map(|mut request| {
+                if let Some(worker_request::Job::RangeReply(reply)) = &mut request.job
+                    && !reply.shared_data.is_empty()
+                {
+                    let shared = std::mem::take(&mut reply.shared_data);
+                    match channel.region.as_ref().and_then(|region| region.copy_parts(&shared)) {
+                        Some(data) => reply.data = data,
+                        None => {
+                            reply.error = Some(crate::pb::worker::WorkerError {
+                                kind: ErrorKind::Protocol as i32,
+                                message: format!(
+                                    "the front's answer names {} bytes of a reply region this worker cannot read",
+                                    shared.iter().map(|l| u64::from(*l)).sum::<u64>()
+                                ),
+                            });
+                        }
+                    }
+                }
+                request
+            })
         };
         let reply =
             match answer {
