@@ -114,10 +114,13 @@ build: deps ## cargo build --release (what the image ships: no test hooks, no to
 build-tools: deps ## cargo build --release --features tools (tessera bench and chaos too)
 	$(CARGO) build --release --features tools
 
-data: build ## Demo GeoTIFFs into data/ unless it already has .tif files
+# With whichever release binary is there (built if none is): a dependency on `build`
+# would rebuild it without the tools feature in the middle of `make bench`.
+data: deps ## Demo GeoTIFFs into data/ unless it already has .tif files
 	@if [[ -d $(DATA_DIR) ]] && [[ -n "$$(find $(DATA_DIR) -name '*.tif' -print -quit)" ]]; then \
 	  echo "data: $(DATA_DIR)/ already has .tif files"; \
 	else \
+	  [[ -x $(BIN) ]] || $(CARGO) build --release; \
 	  echo "data: writing demo data into $(DATA_DIR)/"; \
 	  $(BIN) demo-data $(DATA_DIR); \
 	fi
