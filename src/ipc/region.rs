@@ -129,12 +129,14 @@ impl ReplyRegion {
         Ok(())
     }
 
-    /// Writes `parts` one after another from the region's start; false (nothing
-    /// written) when they do not fit.
-    pub fn put(&mut self, parts: &[&[u8]]) -> bool {
+    /// Writes `parts` one after another from the region's start, and gives their
+    /// lengths (what the frame tells the other side); `None`, nothing written, when they
+    /// do not fit.
+    pub fn put(&mut self, parts: &[&[u8]]) -> Option<Vec<u32>> {
+        let lens = parts.iter().map(|p| u32::try_from(p.len()).ok()).collect::<Option<Vec<u32>>>()?;
         let total: usize = parts.iter().map(|p| p.len()).sum();
         if total > self.len {
-            return false;
+            return None;
         }
         let mut at = 0;
         for part in parts {
@@ -149,13 +151,12 @@ impl ReplyRegion {
             }
             at += part.len();
         }
-        true
+        Some(lens)
     }
 
     /// A copy of bytes `start..start + len`, or `None` if they are not all inside the
     /// region.
-    #[must_use]
-    pub fn copy(&self, start: usize, len: usize) -> Option<Vec<u8>> {
+    fn copy(&self, start: usize, len: usize) -> Option<Vec<u8>> {
         let end = start.checked_add(len)?;
         if end > self.len {
             return None;
@@ -187,13 +188,13 @@ mod tests {
         let front = ReplyRegion::create(4096).unwrap();
         let dup = nix::unistd::dup(&front.fd).unwrap();
         let mut worker = ReplyRegion::map(dup, 4096, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE).unwrap();
-        assert!(worker.put(&[b"pixels", b"mask"]));
+        assert_eq!(worker.put(&[b"pixels", b"mask"]), Some(vec![6, 4]));
         assert_eq!(front.copy(0, 6).unwrap(), b"pixels");
         assert_eq!(front.copy(6, 4).unwrap(), b"mask");
         // Out of bounds, or too large to put: refused, nothing read or written.
         assert_eq!(front.copy(4090, 7), None);
         assert_eq!(front.copy(usize::MAX, 2), None);
-        assert!(!worker.put(&[&[1u8; 4000], &[2u8; 97]]));
+        assert_eq!(worker.put(&[&[1u8; 4000], &[2u8; 97]]), None);
         assert_eq!(front.copy(0, 6).unwrap(), b"pixels");
     }
 
@@ -202,7 +203,7 @@ mod tests {
         let mut front = ReplyRegion::create(4096).unwrap();
         let dup = nix::unistd::dup(&front.fd).unwrap();
         let worker = ReplyRegion::map(dup, 4096, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE).unwrap();
-        assert!(front.put(&[b"block one", b"", b"block two"]));
+        assert_eq!(front.put(&[b"block one", b"", b"block two"]), Some(vec![9, 0, 9]));
         assert_eq!(
             worker.copy_parts(&[9, 0, 9]).unwrap(),
             [b"block one".to_vec(), Vec::new(), b"block two".to_vec()]

@@ -287,7 +287,7 @@ impl WorkerProcess {
                     Some(R::Range(question)) if response.id == request.id => question,
                     _ => return Ok(response),
                 };
-                let reply = match (ranges, job_path) {
+                let mut reply = match (ranges, job_path) {
                     // Answered a little before the job's deadline, so that a fetch that
                     // runs out of time fails the job with its own error instead of
                     // getting the worker killed at the deadline.
@@ -300,13 +300,10 @@ impl WorkerProcess {
                         ..RangeReply::default()
                     },
                 };
-                let mut reply = reply;
                 // The bytes go through the reply region when they fit.
                 if let Some(region) = &mut self.region
                     && !reply.data.is_empty()
-                    && let Ok(lens) =
-                        reply.data.iter().map(|d| u32::try_from(d.len())).collect::<Result<Vec<_>, _>>()
-                    && region.put(&reply.data.iter().map(Vec::as_slice).collect::<Vec<_>>())
+                    && let Some(lens) = region.put(&reply.data.iter().map(Vec::as_slice).collect::<Vec<_>>())
                 {
                     reply.shared_data = lens;
                     reply.data = Vec::new();
@@ -360,16 +357,15 @@ impl WorkerProcess {
         let Some(region) = &self.region else {
             return fault("names a reply region the worker was not given");
         };
-        let (pixels, mask) = (r.shared_pixels as usize, r.shared_mask as usize);
-        match (region.copy(0, pixels), region.copy(pixels, mask)) {
-            (Some(p), Some(m)) => {
-                (r.pixels, r.mask) = (p, m);
+        match region.copy_parts(&[r.shared_pixels, r.shared_mask]).map(<[Vec<u8>; 2]>::try_from) {
+            Some(Ok([pixels, mask])) => {
+                (r.pixels, r.mask) = (pixels, mask);
                 (r.shared_pixels, r.shared_mask) = (0, 0);
                 Ok(response)
             }
             _ => fault(&format!(
                 "names {} bytes of a {} byte reply region",
-                pixels.saturating_add(mask),
+                u64::from(r.shared_pixels) + u64::from(r.shared_mask),
                 region.len()
             )),
         }

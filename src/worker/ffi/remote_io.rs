@@ -176,11 +176,10 @@ impl Remote {
         let mut channel = self.channel.borrow_mut();
         if let Some(region) = &mut channel.region
             && let Some(worker_response::Result::Read(r)) = &mut response.result
-            && let (Ok(pixels), Ok(mask)) = (u32::try_from(r.pixels.len()), u32::try_from(r.mask.len()))
-            && (pixels, mask) != (0, 0)
-            && region.put(&[&r.pixels, &r.mask])
+            && !(r.pixels.is_empty() && r.mask.is_empty())
+            && let Some([pixels, mask]) = region.put(&[&r.pixels, &r.mask]).as_deref()
         {
-            (r.shared_pixels, r.shared_mask) = (pixels, mask);
+            (r.shared_pixels, r.shared_mask) = (*pixels, *mask);
             (r.pixels, r.mask) = (Vec::new(), Vec::new());
         }
         ipc::write_frame(&mut channel.output, &response)
