@@ -7,7 +7,7 @@
 //! and go with it. A local dataset's descriptors and staging links ([`Staged`]) live
 //! exactly as long as its entry: evicting it closes the dataset, then them.
 
-use std::{cell::RefCell, collections::HashMap, num::NonZeroUsize, ops::Deref};
+use std::{cell::RefCell, collections::HashMap, num::NonZeroUsize, ops::Deref, rc::Rc};
 
 use gdal::Dataset;
 use lru::LruCache;
@@ -16,6 +16,7 @@ use crate::ipc::limits::WorkerLimits;
 use crate::worker::{
     local_files::{FileId, LocalFiles, Staged},
     remote_io::Remote,
+    warp::KeptWarp,
 };
 
 /// What an asset's overview choice depends on, apart from the tile: worked out once per
@@ -37,11 +38,15 @@ pub struct Cached {
     source: Option<Dataset>,
     /// By target CRS; `None` when GDAL could not work them out (not asked again).
     warp_facts: RefCell<HashMap<String, Option<WarpFacts>>>,
+    /// By overview read (`None`: full resolution); `None` when the file takes `gdalwarp`
+    /// (see [`KeptWarp::prepare`]). Declared after `source`: the overviews they opened
+    /// close after the file (each is an open of its own).
+    kept_warps: RefCell<HashMap<Option<usize>, Option<Rc<KeptWarp>>>>,
 }
 
 impl Cached {
     fn new(dataset: Dataset, source: Option<Dataset>) -> Self {
-        Self { dataset, source, warp_facts: RefCell::default() }
+        Self { dataset, source, warp_facts: RefCell::default(), kept_warps: RefCell::default() }
     }
 
     /// The file as opened: the source of a GCP-warped VRT, else the dataset itself.
@@ -61,6 +66,26 @@ impl Cached {
         let facts = compute(&self.dataset);
         self.warp_facts.borrow_mut().insert(target_crs.to_owned(), facts.clone());
         facts
+    }
+}
+
+impl Cached {
+    /// The kept warp of this file read at `overview`, made by `prepare` on the first
+    /// call only. Never for a file read through a VRT of its ground control points.
+    pub fn kept_warp(
+        &self,
+        overview: Option<usize>,
+        prepare: impl FnOnce(&Dataset) -> Option<KeptWarp>,
+    ) -> Option<Rc<KeptWarp>> {
+        if self.source.is_some() {
+            return None;
+        }
+        if let Some(known) = self.kept_warps.borrow().get(&overview) {
+            return known.clone();
+        }
+        let kept = prepare(&self.dataset).map(Rc::new);
+        self.kept_warps.borrow_mut().insert(overview, kept.clone());
+        kept
     }
 }
 

@@ -60,6 +60,12 @@ pub fn take_overview() -> u32 {
     OVERVIEW.swap(0, Ordering::Relaxed)
 }
 
+/// Records that a warp read overview `level` (0-based), for a warp that says so itself
+/// instead of through GDAL's debug message.
+pub fn note_overview(level: u32) {
+    OVERVIEW.store(level + 1, Ordering::Relaxed);
+}
+
 /// Forgets the messages of the previous job.
 pub fn clear() {
     if let Ok(mut m) = MESSAGES.lock() {

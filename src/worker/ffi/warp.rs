@@ -171,3 +171,272 @@ pub fn band_interleave(band: &gdal::raster::RasterBand<'_>) -> Option<String> {
     // SAFETY: `raw` is non-null and NUL-terminated (GDAL's metadata strings are).
     Some(unsafe { std::ffi::CStr::from_ptr(raw) }.to_string_lossy().into_owned())
 }
+
+/// What a warp of one source onto one CRS keeps between tiles: the GDAL transformer from
+/// the source's pixels to the CRS (its coordinate operation is what costs to set up),
+/// and the overview's own dataset when the warp reads an overview.
+///
+/// [`warp`] runs `gdalwarp`, which sets the same warp up from scratch on every tile: it
+/// builds its transformer twice when it reads an overview (once to choose it), asks every
+/// driver whether the in-memory output's empty name is a file to delete, and its warper
+/// builds one more coordinate operation to find where the poles land on the tile (a
+/// third of the setup, measured with `perf` on the six-asset tiles of `make bench`).
+/// [`warp_reusing`] builds the same warped VRT as `gdalwarp -of VRT` does for the
+/// arguments of [`crate::ipc::read_plan::ReadPlan::warp_args`], from this kept
+/// transformer: same transformer (made by the same call on the same dataset), same
+/// error threshold, same warp options and the same VRT blocks, so the same pixels (the
+/// integration tests compare tiles with the `gdalwarp` CLI's, value for value). The
+/// poles are left out by passing the transformer through a forwarding function, which
+/// GDAL's pole lookup does not recognise: in Web Mercator, the only CRS this is used
+/// for, no pole lies on any tile, which is all the lookup checks.
+pub struct KeptWarp {
+    transformer: ptr::NonNull<c_void>,
+    /// The overview read, opened on its own (`OVERVIEW_LEVEL=N only`, the dataset
+    /// `gdalwarp -ovr N` reads); `None` for full resolution.
+    overview: Option<Dataset>,
+    /// Bands warped (all but a last alpha band).
+    bands: c_int,
+    /// The source's alpha band, 0 for none.
+    src_alpha: c_int,
+    /// Columns and rows of the dataset read.
+    size: (f64, f64),
+    /// The bands' nodata values (`gdalwarp`'s source nodata when not given one), if they
+    /// have them.
+    nodata: Option<Vec<f64>>,
+}
+
+impl Drop for KeptWarp {
+    fn drop(&mut self) {
+        // SAFETY: made by GDALCreateGenImgProjTransformer2 in `prepare` and owned here
+        // alone (the VRTs that used it are closed: each lives for one read).
+        unsafe { gdal_sys::GDALDestroyGenImgProjTransformer(self.transformer.as_ptr()) };
+    }
+}
+
+/// The only target CRS [`KeptWarp`] is made for (see there).
+pub const KEPT_WARP_CRS: &str = "EPSG:3857";
+
+impl KeptWarp {
+    /// The kept warp of `file` (read at `overview`, opened by `open_overview` from
+    /// `OVERVIEW_LEVEL`'s value) onto [`KEPT_WARP_CRS`], or `None` when the file is one
+    /// `gdalwarp` would treat differently from the plain case this covers: no
+    /// geotransform, ground control points, RPCs or geolocation arrays; a compound or 3D
+    /// CRS, or the target's own (`gdalwarp` then copies pixels); bands of mixed types;
+    /// nodata on some bands only, or a value the band's type cannot hold (the warp
+    /// would then work in a wider type); an alpha band anywhere but last.
+    pub fn prepare(
+        file: &Dataset,
+        overview: Option<usize>,
+        open_overview: impl FnOnce(String) -> Option<Dataset>,
+    ) -> Option<Self> {
+        file.geo_transform().ok()?;
+        let handle = file.c_dataset();
+        // SAFETY: `handle` is a live dataset for the borrow of `file`; domains are
+        // NUL-terminated literals; the lists returned are GDAL's and only tested for null.
+        let plain = unsafe {
+            gdal_sys::GDALGetGCPCount(handle) == 0
+                && gdal_sys::GDALGetMetadata(handle, c"RPC".as_ptr()).is_null()
+                && gdal_sys::GDALGetMetadata(handle, c"GEOLOCATION".as_ptr()).is_null()
+        };
+        if !plain {
+            return None;
+        }
+        let srs = file.spatial_ref().ok()?;
+        let target = gdal::spatial_ref::SpatialRef::from_definition(KEPT_WARP_CRS).ok()?;
+        // SAFETY: both handles are live for the borrows of `srs` and `target`.
+        let (compound, axes, same) = unsafe {
+            (
+                gdal_sys::OSRIsCompound(srs.to_c_hsrs()) != 0,
+                gdal_sys::OSRGetAxesCount(srs.to_c_hsrs()),
+                gdal_sys::OSRIsSame(srs.to_c_hsrs(), target.to_c_hsrs()) != 0,
+            )
+        };
+        if compound || axes != 2 || same {
+            return None;
+        }
+        let overview = match overview {
+            Some(level) => Some(open_overview(format!("{level} only"))?),
+            None => None,
+        };
+        let source = overview.as_ref().unwrap_or(file);
+        let count = source.raster_count();
+        if count != file.raster_count() || count == 0 {
+            return None;
+        }
+        let mut src_alpha = 0;
+        let band_type = source.rasterband(1).ok()?.band_type();
+        let mut nodata = Vec::new();
+        for i in 1..=count {
+            let band = source.rasterband(i).ok()?;
+            if band.color_interpretation() == gdal::raster::ColorInterpretation::AlphaBand {
+                if i != count {
+                    return None;
+                }
+                src_alpha = count as c_int;
+            } else if band.band_type() != band_type {
+                return None;
+            } else {
+                nodata.push(band.no_data_value());
+            }
+        }
+        let nodata = if nodata.iter().all(Option::is_none) {
+            None
+        } else {
+            let values = nodata.into_iter().collect::<Option<Vec<f64>>>()?;
+            let gdal_type = band_type as gdal_sys::GDALDataType::Type;
+            // SAFETY: a pure function of its arguments.
+            let held = values
+                .iter()
+                .all(|v| unsafe { gdal_sys::GDALDataTypeUnionWithValue(gdal_type, *v, 0) } == gdal_type);
+            if !held {
+                return None;
+            }
+            Some(values)
+        };
+        let option = CString::new(format!("DST_SRS={KEPT_WARP_CRS}")).ok()?;
+        let mut options = [option.as_ptr().cast_mut(), ptr::null_mut()];
+        // SAFETY: `source` is a live dataset; `options` is a NULL-terminated list of
+        // strings that outlive the call (GDAL copies what it keeps). NULL is handled.
+        let transformer = unsafe {
+            gdal_sys::GDALCreateGenImgProjTransformer2(
+                source.c_dataset(),
+                ptr::null_mut(),
+                options.as_mut_ptr(),
+            )
+        };
+        let transformer = ptr::NonNull::new(transformer)?;
+        let (width, height) = source.raster_size();
+        Some(Self {
+            transformer,
+            overview,
+            bands: count as c_int - c_int::from(src_alpha != 0),
+            src_alpha,
+            size: (width as f64, height as f64),
+            nodata,
+        })
+    }
+}
+
+/// Passes a transform through to GDAL's GenImgProj transform (see [`KeptWarp`]).
+unsafe extern "C" fn forward(
+    arg: *mut c_void,
+    dst_to_src: c_int,
+    count: c_int,
+    x: *mut f64,
+    y: *mut f64,
+    z: *mut f64,
+    success: *mut c_int,
+) -> c_int {
+    // SAFETY: GDAL calls this with the arguments of a transformer call: `arg` is the
+    // kept GenImgProj transformer given to the approximating transformer, the arrays
+    // hold `count` values.
+    unsafe { gdal_sys::GDALGenImgProjTransform(arg, dst_to_src, count, x, y, z, success) }
+}
+
+/// `gdalwarp`'s default error threshold, in pixels, of its approximating transformer.
+const ERROR_THRESHOLD: f64 = 0.125;
+
+/// How far outside the source, in its pixels, a tile's sample points may land before a
+/// warp goes to [`warp`] instead: far below the million pixels at which GDAL's warper
+/// retries with `CHECK_WITH_INVERT_PROJ` (a retry that refreshes only transformers it
+/// recognises), so the retry cannot happen on a kept warp.
+const SANE_REACH: f64 = 1e5;
+
+/// Warps `file` through `kept` onto the grid `geo_transform` x `width` x `height` (the
+/// grid `gdalwarp -te -ts` makes) with `kernel`, as [`warp`] with `-of VRT -t_srs
+/// EPSG:3857 -te .. -ts .. -r .. -ovr .. -dstalpha` would. `Ok(None)` when the tile
+/// reaches so far beyond the source that GDAL's warper could take a path the kept warp
+/// does not follow (see [`SANE_REACH`]): the caller then runs [`warp`].
+pub fn warp_reusing(
+    file: &Dataset,
+    kept: &KeptWarp,
+    geo_transform: [f64; 6],
+    (width, height): (usize, usize),
+    kernel: gdal_sys::GDALResampleAlg::Type,
+) -> Result<Option<Dataset>, String> {
+    let size =
+        |v: usize| c_int::try_from(v).map_err(|_| format!("a grid of {width}x{height} pixels is too large"));
+    let (w, h) = (size(width)?, size(height)?);
+    let transformer = kept.transformer.as_ptr();
+    let mut gt = geo_transform;
+    // SAFETY: `transformer` is the live GenImgProj transformer of `kept`, used by one
+    // warp at a time (the worker is one thread, a VRT lives for one read); GDAL copies
+    // the six values.
+    unsafe { gdal_sys::GDALSetGenImgProjTransformerDstGeoTransform(transformer, gt.as_ptr()) };
+    let (mut xs, mut ys, mut zs, mut ok) = ([0.0_f64; 9], [0.0_f64; 9], [0.0_f64; 9], [0 as c_int; 9]);
+    for (i, (fx, fy)) in [0.0, 0.5, 1.0].iter().flat_map(|fx| [0.0, 0.5, 1.0].map(|fy| (*fx, fy))).enumerate()
+    {
+        xs[i] = fx * f64::from(w);
+        ys[i] = fy * f64::from(h);
+    }
+    // SAFETY: as above; the four arrays hold nine values each.
+    let all_ok = unsafe {
+        gdal_sys::GDALGenImgProjTransform(
+            transformer,
+            1,
+            9,
+            xs.as_mut_ptr(),
+            ys.as_mut_ptr(),
+            zs.as_mut_ptr(),
+            ok.as_mut_ptr(),
+        )
+    };
+    let (sw, sh) = kept.size;
+    let sane = all_ok != 0
+        && (0..9).all(|i| {
+            ok[i] != 0
+                && xs[i] > -SANE_REACH
+                && ys[i] > -SANE_REACH
+                && xs[i] < sw + SANE_REACH
+                && ys[i] < sh + SANE_REACH
+        });
+    if !sane {
+        return Ok(None);
+    }
+    let source = kept.overview.as_ref().unwrap_or(file).c_dataset();
+    // SAFETY: the approximating transformer borrows `transformer` (it does not own it:
+    // GDALApproxTransformerOwnsSubtransformer is not called) and is owned by the warp
+    // options below, then by the VRT.
+    let approx =
+        unsafe { gdal_sys::GDALCreateApproxTransformer(Some(forward), transformer, ERROR_THRESHOLD) };
+    if approx.is_null() {
+        return Err("GDAL could not make the approximating transformer".to_owned());
+    }
+    // SAFETY: GDALCreateWarpOptions returns an owned, defaulted options struct; the band
+    // lists are allocated with CPLMalloc as GDALDestroyWarpOptions frees them; the warp
+    // option list is GDAL's own (CSLSetNameValue copies).
+    unsafe {
+        let wo = gdal_sys::GDALCreateWarpOptions();
+        let o = &mut *wo;
+        o.eResampleAlg = kernel;
+        o.hSrcDS = source;
+        o.nBandCount = kept.bands;
+        let n = kept.bands as usize;
+        o.panSrcBands = gdal_sys::CPLMalloc(n * std::mem::size_of::<c_int>()).cast::<c_int>();
+        o.panDstBands = gdal_sys::CPLMalloc(n * std::mem::size_of::<c_int>()).cast::<c_int>();
+        for i in 0..n {
+            *o.panSrcBands.add(i) = i as c_int + 1;
+            *o.panDstBands.add(i) = i as c_int + 1;
+        }
+        if let Some(values) = &kept.nodata {
+            o.padfSrcNoDataReal = gdal_sys::CPLMalloc(n * std::mem::size_of::<f64>()).cast::<f64>();
+            for (i, v) in values.iter().enumerate().take(n) {
+                *o.padfSrcNoDataReal.add(i) = *v;
+            }
+        }
+        o.nSrcAlphaBand = kept.src_alpha;
+        o.nDstAlphaBand = kept.bands + 1;
+        o.papszWarpOptions =
+            gdal_sys::CSLSetNameValue(o.papszWarpOptions, c"INIT_DEST".as_ptr(), c"0".as_ptr());
+        o.pfnTransformer = Some(gdal_sys::GDALApproxTransform);
+        o.pTransformerArg = approx;
+        let vrt = gdal_sys::GDALCreateWarpedVRT(source, w, h, gt.as_mut_ptr(), wo);
+        // The VRT keeps its own copy of the options; the transformer is now the VRT's.
+        gdal_sys::GDALDestroyWarpOptions(wo);
+        if vrt.is_null() {
+            gdal_sys::GDALDestroyTransformer(approx);
+            return Err("GDAL could not make the warped VRT".to_owned());
+        }
+        Ok(Some(Dataset::from_c_dataset(vrt)))
+    }
+}

@@ -315,9 +315,13 @@ pub fn read(
             return Ok(worker_response::Result::Deferred(Deferred { ranges }));
         }
     }
-    let mut args = vec!["-of".to_owned(), "VRT".to_owned()];
-    args.extend(plan.warp_args(&req.target_crs));
-    let out = warp::warp(ds, &args).map_err(|e| JobError::gdal(ErrorKind::ReadFailed, "warp failed", e))?;
+    let out = if let Some(out) = warp_kept(ds, &plan, &req.target_crs)? {
+        out
+    } else {
+        let mut args = vec!["-of".to_owned(), "VRT".to_owned()];
+        args.extend(plan.warp_args(&req.target_crs));
+        warp::warp(ds, &args).map_err(|e| JobError::gdal(ErrorKind::ReadFailed, "warp failed", e))?
+    };
     if let Some(msg) = gdal_errors::take_beyond_points() {
         return Err(JobError::new(ErrorKind::ReadFailed, format!("warp failed: {msg}")));
     }
@@ -369,6 +373,87 @@ pub fn read(
         shared_pixels: 0,
         shared_mask: 0,
     }))
+}
+
+/// The warped VRT of `plan` made through the file's kept warp ([`warp::KeptWarp`]), or
+/// `None` when it has none for this read (another target CRS, a nodata override, an
+/// overview left to GDAL's choice, a kernel the warper does not have, a file `gdalwarp`
+/// treats differently, a tile reaching far beyond the file): `gdalwarp` then warps.
+fn warp_kept(ds: &Cached, plan: &ReadPlan, target_crs: &str) -> Result<Option<Dataset>, JobError> {
+    if target_crs != warp::KEPT_WARP_CRS || plan.nodata.is_some() {
+        return Ok(None);
+    }
+    let Some(kernel) = warp_kernel(plan.kernels.warp) else { return Ok(None) };
+    let overview = match plan.overview.as_str() {
+        "NONE" => None,
+        level => match level.parse::<usize>() {
+            Ok(level) => Some(level),
+            Err(_) => return Ok(None),
+        },
+    };
+    let Some(kept) = ds.kept_warp(overview, |file| {
+        warp::KeptWarp::prepare(file, overview, |level| open_overview(file, &level))
+    }) else {
+        return Ok(None);
+    };
+    let g = &plan.grid;
+    // `gdalwarp -te -ts`'s grid, from the same numbers.
+    let geo_transform = [
+        g.min_x,
+        (g.max_x - g.min_x) / f64::from(g.width),
+        0.0,
+        g.max_y,
+        0.0,
+        -((g.max_y - g.min_y) / f64::from(g.height)),
+    ];
+    let out = warp::warp_reusing(ds, &kept, geo_transform, g.size(), kernel)
+        .map_err(|e| JobError::gdal(ErrorKind::ReadFailed, "warp failed", e))?;
+    if out.is_some()
+        && let Some(level) = overview
+    {
+        gdal_errors::note_overview(level as u32);
+    }
+    Ok(out)
+}
+
+/// The warper's kernel for `gdalwarp -r`'s name of it; `None` for one it does not have.
+fn warp_kernel(kernel: crate::pb::worker::Resampling) -> Option<gdal_sys::GDALResampleAlg::Type> {
+    use crate::pb::worker::Resampling as R;
+    use gdal_sys::GDALResampleAlg as A;
+    Some(match kernel {
+        R::Unspecified | R::Nearest => A::GRA_NearestNeighbour,
+        R::Bilinear => A::GRA_Bilinear,
+        R::Cubic => A::GRA_Cubic,
+        R::CubicSpline => A::GRA_CubicSpline,
+        R::Lanczos => A::GRA_Lanczos,
+        R::Average => A::GRA_Average,
+        R::Mode => A::GRA_Mode,
+        R::Rms => A::GRA_RMS,
+        R::Max => A::GRA_Max,
+        R::Min => A::GRA_Min,
+        R::Med => A::GRA_Med,
+        R::Q1 => A::GRA_Q1,
+        R::Q3 => A::GRA_Q3,
+        R::Sum => A::GRA_Sum,
+        R::Gauss => return None,
+    })
+}
+
+/// Overview `level` (`OVERVIEW_LEVEL`'s value) of `file`, opened on its own as
+/// `gdalwarp -ovr` reads it, with the file's own driver rules and sidecar lookup.
+fn open_overview(file: &Dataset, level: &str) -> Option<Dataset> {
+    let path = file.description().ok()?;
+    let option = format!("OVERVIEW_LEVEL={level}");
+    let options = DatasetOptions {
+        open_flags: GdalOpenFlags::GDAL_OF_RASTER | GdalOpenFlags::GDAL_OF_READONLY,
+        allowed_drivers: Some(ALLOWED_DRIVERS),
+        open_options: Some(&[option.as_str()]),
+        ..DatasetOptions::default()
+    };
+    let sidecars = (!remote_io::is_remote(&path)).then(SidecarLookup::on).flatten();
+    let ds = Dataset::open_ex(&path, options).ok();
+    drop(sidecars);
+    ds
 }
 
 /// Loads PROJ's database and GDAL's drivers, and runs one small warp the way a read

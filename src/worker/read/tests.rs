@@ -11,7 +11,7 @@ use gdal::{
 
 use crate::pb::worker::{ErrorKind, ReadRequest, ReadResult, ReadStats, Resampling};
 use crate::{
-    ipc::read_plan::Grid,
+    ipc::read_plan::{Grid, ReadPlan},
     worker::{read, test_assets},
 };
 
@@ -219,4 +219,186 @@ fn unsupported_kernels_and_padding_are_refused_before_the_file_is_opened() {
     req.padding = 65;
     let e = run(&req).unwrap_err();
     assert_eq!((e.kind, e.message.as_str()), (ErrorKind::Invalid, "padding=65 is more than 64 pixels"));
+}
+
+/// A `bands`-band GeoTIFF of `size` x `size` pixels of 10 m in EPSG:32618 at [`ORIGIN`],
+/// values varying from pixel to pixel and band to band, with overviews at 2 and 4; the
+/// last band is alpha (0 in a corner, 255 elsewhere) when `alpha`.
+fn textured_bands<T: GdalType + Copy + TryFrom<u32>>(
+    dir: &Path,
+    name: &str,
+    bands: usize,
+    alpha: bool,
+    nodata: Option<f64>,
+) -> String {
+    let size = 256;
+    let path = dir.join(name);
+    let driver = DriverManager::get_driver_by_name("GTiff").unwrap();
+    let mut ds = driver.create_with_band_type::<T, _>(&path, size, size, bands).unwrap();
+    ds.set_geo_transform(&[ORIGIN.0, 10.0, 0.0, ORIGIN.1, 0.0, -10.0]).unwrap();
+    ds.set_spatial_ref(&SpatialRef::from_epsg(32618).unwrap()).unwrap();
+    for b in 1..=bands {
+        let mut band = ds.rasterband(b).unwrap();
+        let values: Vec<T> = (0..size * size)
+            .map(|i| {
+                let (x, y) = ((i % size) as u32, (i / size) as u32);
+                let v = if alpha && b == bands {
+                    if x < 40 && y < 40 { 0 } else { 255 }
+                } else {
+                    // Some zeros, so a nodata of 0 masks pixels inside the file.
+                    (x * 37 + y * 101 + (x * y) % 53 + b as u32 * 19) % 251
+                };
+                T::try_from(v).ok().unwrap()
+            })
+            .collect();
+        band.write((0, 0), (size, size), &mut Buffer::new((size, size), values)).unwrap();
+        if alpha && b == bands {
+            band.set_color_interpretation(gdal::raster::ColorInterpretation::AlphaBand).unwrap();
+        } else {
+            band.set_no_data_value(nodata).unwrap();
+        }
+    }
+    ds.build_overviews("AVERAGE", &[2, 4], &[]).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Web Mercator grids of `width` x `height` pixels of `pixel` m centred `offset` m
+/// east and south of the asset's top-left corner (some reach past its edges; the last
+/// is 100 km wide, where the approximating transformer's threshold tells).
+fn mercator_grids() -> Vec<Grid> {
+    let mut utm = SpatialRef::from_epsg(32618).unwrap();
+    utm.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    let mut mercator = SpatialRef::from_epsg(3857).unwrap();
+    mercator.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    let to_mercator = CoordTransform::new(&utm, &mercator).unwrap();
+    [
+        (1280.0, 13.0, 64, 48),
+        (300.0, 9.1, 70, 50),
+        (2500.0, 37.0, 80, 80),
+        (2400.0, 3.3, 33, 61),
+        (1280.0, 400.0, 256, 256),
+    ]
+    .into_iter()
+    .map(|(offset, pixel, width, height)| {
+        let (mut x, mut y) = ([ORIGIN.0 + offset], [ORIGIN.1 - offset]);
+        to_mercator.transform_coords(&mut x, &mut y, &mut []).unwrap();
+        let (half_w, half_h) = (pixel * f64::from(width) / 2.0, pixel * f64::from(height) / 2.0);
+        Grid {
+            min_x: x[0] - half_w,
+            min_y: y[0] - half_h,
+            max_x: x[0] + half_w,
+            max_y: y[0] + half_h,
+            width,
+            height,
+        }
+    })
+    .collect()
+}
+
+/// Every band (data and alpha) of `ds`, read whole as `gdal_type`.
+fn all_bands(ds: &gdal::Dataset, gdal_type: u32, type_size: usize) -> Vec<Vec<u8>> {
+    (1..=ds.raster_count()).map(|b| super::warp::read_band(ds, b, gdal_type, type_size).unwrap()).collect()
+}
+
+#[test]
+fn a_kept_warp_gives_the_pixels_of_gdalwarp_for_every_kernel_overview_and_band_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let assets = [
+        (
+            textured_bands::<u8>(dir.path(), "rgb.tif", 3, false, Some(0.0)),
+            1,
+            gdal_sys::GDALDataType::GDT_Byte,
+        ),
+        (textured_bands::<u8>(dir.path(), "rgba.tif", 4, true, None), 1, gdal_sys::GDALDataType::GDT_Byte),
+        (textured_bands::<u16>(dir.path(), "u16.tif", 2, false, None), 2, gdal_sys::GDALDataType::GDT_UInt16),
+        (
+            textured_bands::<u16>(dir.path(), "u16_nodata.tif", 1, false, Some(7.0)),
+            2,
+            gdal_sys::GDALDataType::GDT_UInt16,
+        ),
+    ];
+    let kernels = [
+        Resampling::Nearest,
+        Resampling::Bilinear,
+        Resampling::Cubic,
+        Resampling::CubicSpline,
+        Resampling::Lanczos,
+        Resampling::Average,
+        Resampling::Mode,
+        Resampling::Max,
+    ];
+    let mut compared = 0;
+    for (path, type_size, gdal_type) in &assets {
+        let mut cache = test_assets::cache();
+        let ds = super::open(&mut cache, path, &mut ReadStats::default()).unwrap();
+        for grid in mercator_grids() {
+            for kernel in kernels {
+                for overview in ["NONE", "0", "1"] {
+                    let mut req = request(path, "EPSG:3857", grid, Resampling::Nearest);
+                    req.reproject = kernel as i32;
+                    let mut plan = ReadPlan::for_request(&req).unwrap();
+                    plan.overview = overview.to_owned();
+                    let label = format!("{path} {grid:?} {kernel:?} overview {overview}");
+                    let kept = super::warp_kept(ds, &plan, "EPSG:3857")
+                        .unwrap()
+                        .unwrap_or_else(|| panic!("{label}: no kept warp"));
+                    let mut args = vec!["-of".to_owned(), "VRT".to_owned()];
+                    args.extend(plan.warp_args("EPSG:3857"));
+                    let app = super::warp::warp(ds, &args).unwrap();
+                    assert_eq!(kept.raster_count(), app.raster_count(), "{label}");
+                    assert_eq!(kept.raster_size(), app.raster_size(), "{label}");
+                    let (ours, theirs) =
+                        (all_bands(&kept, *gdal_type, *type_size), all_bands(&app, *gdal_type, *type_size));
+                    assert!(ours == theirs, "{label}: pixels differ from gdalwarp's");
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(compared, 4 * 5 * 8 * 3);
+}
+
+#[test]
+fn reads_the_kept_warp_does_not_cover_go_to_gdalwarp() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = textured_bands::<u8>(dir.path(), "rgb.tif", 3, false, Some(0.0));
+    let mut cache = test_assets::cache();
+    let ds = super::open(&mut cache, &path, &mut ReadStats::default()).unwrap();
+    let grid = mercator_grids()[0];
+    let plan = |crs: &str, overview: &str, nodata: Option<f64>| {
+        let mut req = request(&path, crs, grid, Resampling::Nearest);
+        req.nodata = nodata;
+        let mut plan = ReadPlan::for_request(&req).unwrap();
+        plan.overview = overview.to_owned();
+        plan
+    };
+    assert!(super::warp_kept(ds, &plan("EPSG:3857", "NONE", None), "EPSG:3857").unwrap().is_some());
+    // Another CRS, a nodata override, GDAL's own overview choice.
+    assert!(super::warp_kept(ds, &plan("EPSG:4326", "NONE", None), "EPSG:4326").unwrap().is_none());
+    assert!(super::warp_kept(ds, &plan("EPSG:3857", "NONE", Some(3.0)), "EPSG:3857").unwrap().is_none());
+    assert!(super::warp_kept(ds, &plan("EPSG:3857", "AUTO", None), "EPSG:3857").unwrap().is_none());
+    // The whole world on one tile: its corners lie millions of source pixels away.
+    let mut world = plan("EPSG:3857", "NONE", None);
+    let e = 20_037_508.342_789_244;
+    world.grid = Grid { min_x: -e, min_y: -e, max_x: e, max_y: e, width: 256, height: 256 };
+    assert!(super::warp_kept(ds, &world, "EPSG:3857").unwrap().is_none());
+
+    // A file in the target's own CRS, and one whose nodata its type cannot hold (the
+    // warper would work in a wider type than the file's).
+    let same = dir.path().join("mercator.tif");
+    let mut m = DriverManager::get_driver_by_name("GTiff")
+        .unwrap()
+        .create_with_band_type::<u8, _>(&same, 8, 8, 1)
+        .unwrap();
+    m.set_geo_transform(&[grid.min_x, 10.0, 0.0, grid.max_y, 0.0, -10.0]).unwrap();
+    m.set_spatial_ref(&SpatialRef::from_epsg(3857).unwrap()).unwrap();
+    drop(m);
+    let wide = textured_bands::<u8>(dir.path(), "wide_nodata.tif", 2, false, Some(-1.0));
+    for other in [same.to_string_lossy().into_owned(), wide] {
+        let ds = super::open(&mut cache, &other, &mut ReadStats::default()).unwrap();
+        assert!(
+            super::warp_kept(ds, &plan("EPSG:3857", "NONE", None), "EPSG:3857").unwrap().is_none(),
+            "{other}"
+        );
+    }
 }
