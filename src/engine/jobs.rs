@@ -4,7 +4,7 @@
 //! front before a job needs them (and deferred jobs rerun once they are), and a worker's
 //! or the pool's error turned into what the caller should see.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::time::Instant;
 use tracing::{Instrument, Span, field::Empty};
@@ -31,6 +31,34 @@ pub struct TileRenderer {
     reader: Option<Arc<AssetReader>>,
     infos: InfoCache,
     metrics: Arc<Metrics>,
+    /// A turn per asset being described: callers asking about an asset already being
+    /// described wait for that description instead of asking a worker again (16 tiles
+    /// arriving together on a fresh server had made 96 info jobs for six assets).
+    describing: Describing,
+}
+
+/// Turns to describe assets, by path.
+type Describing = std::sync::Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>;
+
+/// A caller's hold on an asset's turn to be described; the last holder removes it from
+/// the map (holders take it under the map's lock, so none is left out), also when its
+/// caller goes away.
+struct DescribeTurn<'a>(Arc<tokio::sync::Mutex<()>>, &'a Describing, &'a std::path::Path);
+
+impl<'a> DescribeTurn<'a> {
+    fn take(describing: &'a Describing, path: &'a std::path::Path) -> Self {
+        let mut map = describing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Self(Arc::clone(map.entry(path.to_path_buf()).or_default()), describing, path)
+    }
+}
+
+impl Drop for DescribeTurn<'_> {
+    fn drop(&mut self) {
+        let mut map = self.1.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if Arc::strong_count(&self.0) == 2 && map.get(self.2).is_some_and(|t| Arc::ptr_eq(t, &self.0)) {
+            map.remove(self.2);
+        }
+    }
 }
 
 /// Marks `span` failed with `e` (its status ERROR, the message as its description).
@@ -184,7 +212,13 @@ impl TileRenderer {
         metrics: Arc<Metrics>,
         remote_metadata_ttl: Duration,
     ) -> Self {
-        Self { pool, reader, infos: InfoCache::new(remote_metadata_ttl), metrics }
+        Self {
+            pool,
+            reader,
+            infos: InfoCache::new(remote_metadata_ttl),
+            metrics,
+            describing: Describing::default(),
+        }
     }
 
     /// For a remote asset: its header fetched (or found) before a worker is taken, so
@@ -196,6 +230,27 @@ impl TileRenderer {
 
     /// Metadata of `asset`, from the cache or a worker.
     pub async fn info(&self, asset: &Asset, deadline: Instant) -> Result<Arc<AssetInfo>, ServiceError> {
+        if let Some(info) = self.infos.get(&asset.path) {
+            return Ok(info);
+        }
+        let turn = DescribeTurn::take(&self.describing, &asset.path);
+        self.info_in_turn(asset, deadline, &turn.0).await
+    }
+
+    /// [`Self::info`] once this caller has the asset's turn: from the cache if the caller
+    /// before described it, else from a worker.
+    async fn info_in_turn(
+        &self,
+        asset: &Asset,
+        deadline: Instant,
+        turn: &tokio::sync::Mutex<()>,
+    ) -> Result<Arc<AssetInfo>, ServiceError> {
+        let Ok(_turn) = tokio::time::timeout_at(deadline, turn.lock()).await else {
+            return Err(ServiceError::DeadlineExceeded(format!(
+                "describing asset {} did not finish before the deadline",
+                quote(&asset.name)
+            )));
+        };
         if let Some(info) = self.infos.get(&asset.path) {
             return Ok(info);
         }

@@ -169,6 +169,22 @@ async fn identical_concurrent_requests_share_one_worker_job() {
 }
 
 #[tokio::test]
+async fn callers_asking_about_an_asset_being_described_share_its_one_info_job() {
+    let server = Server::start_with(ServerOptions { workers: 3, ..Default::default() });
+    let client = server.client().await;
+    let burst = (0..8).map(|_| {
+        let mut c = client.clone();
+        async move { c.get_asset_info(v1::GetAssetInfoRequest { asset: "utm_rgb_02.tif".into() }).await }
+    });
+    let infos: Vec<_> = futures::future::join_all(burst).await.into_iter().map(Result::unwrap).collect();
+    assert!(infos.iter().all(|i| i.get_ref() == infos[0].get_ref()));
+    assert_eq!(server.metric("tessera_jobs_started_total"), 1, "one info job for 8 callers");
+    // Described, it is not asked about again.
+    client.clone().get_asset_info(v1::GetAssetInfoRequest { asset: "utm_rgb_02.tif".into() }).await.unwrap();
+    assert_eq!(server.metric("tessera_jobs_started_total"), 1);
+}
+
+#[tokio::test]
 async fn the_tile_cache_answers_with_identical_bytes_and_no_job() {
     let server = Server::start_with(ServerOptions {
         args: vec!["--tile-cache-size".into(), "16MiB".into(), "--tile-cache-ttl".into(), "1h".into()],
