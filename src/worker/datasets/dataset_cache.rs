@@ -38,9 +38,10 @@ pub struct Cached {
     source: Option<Dataset>,
     /// By target CRS; `None` when GDAL could not work them out (not asked again).
     warp_facts: RefCell<HashMap<String, Option<WarpFacts>>>,
-    /// By overview read (`None`: full resolution); `None` when the file takes `gdalwarp`
-    /// (see [`KeptWarp::prepare`]). Declared after `source`: the overviews they opened
-    /// close after the file (each is an open of its own).
+    /// The warps onto Web Mercator ([`KeptWarp`]) by overview read (`None`:
+    /// full resolution); `None` when the file takes `gdalwarp` (see
+    /// [`KeptWarp::prepare`]). Each overview they read is an open of its own (one more
+    /// descriptor for a local file), closed with the entry.
     kept_warps: RefCell<HashMap<Option<usize>, Option<Rc<KeptWarp>>>>,
 }
 

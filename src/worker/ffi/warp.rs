@@ -1,5 +1,6 @@
-//! The unsafe boundary: GDAL's `GDALWarp` application call, raw band reads and the
-//! interleave of an overview's dataset, which the `gdal` crate does not wrap. The other
+//! The unsafe boundary: GDAL's `GDALWarp` application call, the same warp set up from a
+//! kept transformer ([`KeptWarp`]), raw band reads and the interleave of an overview's
+//! dataset, which the `gdal` crate does not wrap. The other
 //! unsafe module is [`crate::worker::remote_io`], the virtual file system GDAL calls back into.
 
 use std::{
