@@ -2,9 +2,9 @@
 //! of all of them in flight at once on different workers → first-wins compositing
 //! (stopping as soon as nothing outstanding can change a pixel) → encoding.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::VecDeque, sync::Arc, task::Poll, time::Duration};
 
-use futures::{StreamExt, stream::FuturesUnordered};
+use futures::{Stream, StreamExt, stream::FuturesUnordered};
 use tokio::time::Instant;
 use tracing::{Instrument, Span, field::Empty};
 
@@ -190,6 +190,23 @@ pub fn evaluate_expression(
 /// to the whole request (deadline, no workers, a bug).
 fn fails_only_this_asset(e: &ServiceError) -> bool {
     matches!(e, ServiceError::AssetUnreadable { .. } | ServiceError::NotFound(_))
+}
+
+/// The next read to composite: one that landed while the last was handed over, else the
+/// next to land. Before it is handed over, the reads still outstanding are polled once: a
+/// read waiting for a worker takes the one this read gave back and sends it its job, so
+/// that worker reads while this answer is composited (with fewer workers free than reads,
+/// reads would otherwise take turns with the compositing). An answer that lands meanwhile
+/// waits in `landed` for its turn.
+async fn next_read<S: Stream + Unpin>(reads: &mut S, landed: &mut VecDeque<S::Item>) -> Option<S::Item> {
+    let next = match landed.pop_front() {
+        Some(read) => read,
+        None => reads.next().await?,
+    };
+    while let Poll::Ready(Some(read)) = futures::poll!(reads.next()) {
+        landed.push_back(read);
+    }
+    Some(next)
 }
 
 impl TileRenderer {
@@ -426,7 +443,8 @@ impl TileRenderer {
             .collect();
         let mut used = 0;
         let mut compositing = Duration::ZERO;
-        while let Some((i, result)) = reads.next().await {
+        let mut landed = VecDeque::new();
+        while let Some((i, result)) = next_read(&mut reads, &mut landed).await {
             match result {
                 Ok(r) => {
                     let raster = checked_raster(r, req, plan).ok_or_else(|| {

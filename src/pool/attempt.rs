@@ -84,8 +84,15 @@ impl WorkerPool {
         PoolStats::bump(&self.stats().jobs_started);
         times.pid = worker.pid();
         let this = Arc::clone(self);
-        // Detached so that a caller going away cannot cut an exchange in half.
         let exchange_started = Instant::now();
+        // The job is sent here, so that the worker starts on it at once: a task spawned
+        // now runs only when this one yields, which can be after its caller has done
+        // other work (compositing the read before). The frame fits in the idle worker's
+        // pipe: the writing is never cut in half by the caller going away.
+        let mut worker = worker;
+        worker.send(&request, deadline).await;
+        // The wait for the answer is detached so that a caller going away cannot cut an
+        // exchange in half.
         let exchange =
             tokio::spawn(async move { this.exchange(worker, request, deadline).await }.in_current_span());
         let exchanged = exchange.await;

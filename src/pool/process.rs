@@ -121,6 +121,9 @@ pub struct WorkerProcess {
     /// The memory the worker puts a read's pixels in (see [`ReplyRegion`]); `None`
     /// where it could not be made, and the pixels come through the pipe.
     region: Option<ReplyRegion>,
+    /// The job whose request [`send`](Self::send) wrote ahead of its
+    /// [`exchange`](Self::exchange), with how the writing went.
+    sent: Option<(u64, Result<(), ExchangeError>)>,
 }
 
 /// Bytes a job pipe holds: a read's reply (a 256 px RGBA tile with its mask is ~330 KB)
@@ -202,6 +205,7 @@ impl WorkerProcess {
             job_limit: u64::MAX,
             process,
             region,
+            sent: None,
         };
         match tokio::time::timeout(handshake_timeout, ipc::read_frame_async::<Hello>(&mut worker.stdout))
             .await
@@ -265,8 +269,26 @@ impl WorkerProcess {
         if self.process.borrow().exit().is_some() { WorkerState::Dead } else { self.state }
     }
 
-    /// Sends one request and waits for its response until `deadline`. On a timeout or a
-    /// protocol fault the worker is killed; on any error it is [`WorkerState::Dead`].
+    /// Writes a job's request ahead of its [`exchange`](Self::exchange), which then only
+    /// waits for the answer. It lets a caller start the job before handing the wait to
+    /// another task: a job's frame fits in the pipe of an idle worker, so the writing
+    /// ends in the poll that starts it. A failure (the worker gone, or no room by
+    /// `deadline`) is kept for the exchange to return, the worker killed as it would.
+    pub async fn send(&mut self, request: &WorkerRequest, deadline: Instant) {
+        self.state = WorkerState::Busy;
+        let written =
+            tokio::time::timeout_at(deadline, ipc::write_frame_async(&mut self.stdin, request)).await;
+        let result = match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.failed(Some(e))),
+            Err(_) => Err(self.failed(None)),
+        };
+        self.sent = Some((request.id, result));
+    }
+
+    /// Sends one request (unless [`send`](Self::send) did) and waits for its response
+    /// until `deadline`. On a timeout or a protocol fault the worker is killed; on any
+    /// error it is [`WorkerState::Dead`].
     ///
     /// Mid-job, the worker may ask for bytes of the job's remote asset: each question is
     /// answered by `ranges` (or refused without it) and the wait goes on.
@@ -277,10 +299,16 @@ impl WorkerProcess {
         ranges: Option<&dyn RangeService>,
     ) -> Result<WorkerResponse, ExchangeError> {
         use crate::pb::worker::{RangeReply, WorkerError, worker_request::Job, worker_response::Result as R};
+        let sent = match self.sent.take() {
+            Some((id, result)) if id == request.id => Some(result?),
+            _ => None,
+        };
         self.state = WorkerState::Busy;
         let job_path = ipc::job_path(request);
         let io = async {
-            ipc::write_frame_async(&mut self.stdin, request).await?;
+            if sent.is_none() {
+                ipc::write_frame_async(&mut self.stdin, request).await?;
+            }
             loop {
                 let response = ipc::read_frame_async::<WorkerResponse>(&mut self.stdout).await?;
                 let question = match response.result {
@@ -318,28 +346,45 @@ impl WorkerProcess {
         };
         let outcome = tokio::time::timeout_at(deadline, io).await;
         let result = match outcome {
-            Err(_) => {
-                let stopped = is_stopped(self.pid);
-                tracing::warn!(pid = self.pid, stopped, "worker missed its deadline; killing it");
-                Err(ExchangeError::Timeout { stopped })
-            }
-            Ok(Err(FrameError::Closed)) => Err(ExchangeError::Died),
-            Ok(Err(e)) => Err(ExchangeError::Fault(e.to_string())),
             Ok(Ok(response)) if response.id != request.id => Err(ExchangeError::Fault(format!(
                 "answer for job {} while job {} was in flight",
                 response.id, request.id
             ))),
             Ok(Ok(response)) => self.unshare(response).and_then(|r| check_response(request, r)),
+            Ok(Err(e)) => return Err(self.failed(Some(e))),
+            Err(_) => return Err(self.failed(None)),
         };
-        match &result {
-            Ok(_) => {
+        match result {
+            Ok(response) => {
                 self.state = WorkerState::Idle;
                 self.jobs_done += 1;
+                Ok(response)
             }
-            Err(ExchangeError::Died) => self.state = WorkerState::Dead,
-            Err(_) => self.kill(),
+            Err(e) => {
+                self.kill();
+                Err(e)
+            }
         }
-        result
+    }
+
+    /// What a failed exchange means (`None`: the deadline passed), with the worker
+    /// marked dead or killed.
+    fn failed(&mut self, cause: Option<FrameError>) -> ExchangeError {
+        let error = match cause {
+            None => {
+                let stopped = is_stopped(self.pid);
+                tracing::warn!(pid = self.pid, stopped, "worker missed its deadline; killing it");
+                ExchangeError::Timeout { stopped }
+            }
+            Some(FrameError::Closed) => ExchangeError::Died,
+            Some(e) => ExchangeError::Fault(e.to_string()),
+        };
+        if matches!(error, ExchangeError::Died) {
+            self.state = WorkerState::Dead;
+        } else {
+            self.kill();
+        }
+        error
     }
 
     /// A read's answer with the pixels and mask it left in the reply region copied in,
