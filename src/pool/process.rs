@@ -273,7 +273,8 @@ impl WorkerProcess {
     /// waits for the answer. It lets a caller start the job before handing the wait to
     /// another task: a job's frame fits in the pipe of an idle worker, so the writing
     /// ends in the poll that starts it. A failure (the worker gone, or no room by
-    /// `deadline`) is kept for the exchange to return, the worker killed as it would.
+    /// `deadline`) marks the worker dead or kills it, as in the exchange, and is kept for
+    /// the exchange to return.
     pub async fn send(&mut self, request: &WorkerRequest, deadline: Instant) {
         self.state = WorkerState::Busy;
         let written =
