@@ -550,7 +550,7 @@ def scenario_f(bounds, latency_ms: int, n: int, concurrency: int = 16) -> list[s
         return (f"| {label} | {fmt(r['tiles_per_s'])} | {fmt(r['p50_ms'], 0)} | {fmt(r['p99_ms'], 0)} | "
                 f"{r['errors']} | {used if used is not None else '-'} | {per} | {fmt(r['front_peak_mib'], 0)} |")
 
-    default = "default pool (4 workers here)" if CORES == 2 else "default pool"
+    default = f"default pool ({CORES + 1} workers here)"
     rows = [row(f"local files, {default}", local, None),
             row(f"HTTP at {latency_ms} ms, {default}", *remote[None]),
             row(f"HTTP at {latency_ms} ms, 4 workers", *remote[4]),

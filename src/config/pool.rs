@@ -44,7 +44,7 @@ pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Debug, Default, Args, Deserialize)]
 #[serde(default)]
 pub struct PoolArgs {
-    /// Number of GDAL worker processes [default: two per core, at least 4].
+    /// Number of GDAL worker processes [default: one per core and one more, at least 2].
     #[arg(long, env = "TESSERA_WORKERS")]
     pub workers: Option<usize>,
     /// Longest one asset read may take, e.g. "10s" or "500ms" [default: 10s].
