@@ -105,8 +105,9 @@ use crate::pb::worker::{WorkerResponse, worker_request::Job};
 /// waits (a read whose blocks are missing is deferred), so workers beyond the cores only
 /// contend for them, each with its own open datasets, warps and decoded blocks to fill
 /// (and about 80 MiB resident). The one more keeps the cores busy while a worker waits
-/// on the front (a plan question, its next job). On 2 cores, 3 workers served about 10%
-/// more tiles a second than 4, cold and warm, local and over HTTP (docs/remote-assets.md).
+/// on the front (a plan question, its next job). On 2 cores, 3 workers served 10-12% more
+/// tiles a second than 4 on a fresh server, local and over HTTP, and as many once every
+/// asset was open (docs/remote-assets.md).
 #[must_use]
 pub fn default_worker_count() -> usize {
     std::thread::available_parallelism().map_or(3, |n| n.get() + 1).max(2)
