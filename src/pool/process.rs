@@ -300,14 +300,18 @@ impl WorkerProcess {
         ranges: Option<&dyn RangeService>,
     ) -> Result<WorkerResponse, ExchangeError> {
         use crate::pb::worker::{RangeReply, WorkerError, worker_request::Job, worker_response::Result as R};
-        let sent = match self.sent.take() {
-            Some((id, result)) if id == request.id => Some(result?),
-            _ => None,
+        // Whether `send` wrote this job's request already (a failure there ends it here).
+        let written_ahead = match self.sent.take() {
+            Some((id, result)) if id == request.id => {
+                result?;
+                true
+            }
+            _ => false,
         };
         self.state = WorkerState::Busy;
         let job_path = ipc::job_path(request);
         let io = async {
-            if sent.is_none() {
+            if !written_ahead {
                 ipc::write_frame_async(&mut self.stdin, request).await?;
             }
             loop {
