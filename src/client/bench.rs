@@ -57,7 +57,8 @@ pub struct BenchArgs {
     /// With `--tile-list`: render the tiles in this process, one thread, with the
     /// worker's read path called directly (no server, no pool, no IPC, no gRPC): the
     /// floor the served numbers are compared with. Local assets under `--data-dir` only;
-    /// `--concurrency` must be 1 (GDAL is not thread-safe).
+    /// `--concurrency` must be 1 (GDAL is not thread-safe). With `--server` too, each
+    /// tile is rendered here and asked of the server in turn, and both results print.
     #[arg(long, hide = true, requires = "tile_list")]
     pub floor: bool,
     /// Write a stac-geoparquet catalogue of N items (NAIP-like quarter-quads on a grid,
@@ -157,38 +158,82 @@ async fn run_list(
     let started = Instant::now();
     let all = tiles.iter().cycle().take(tiles.len() * repeat.max(1));
     let outcomes: Vec<(Duration, Result<Served, String>)> = futures::stream::iter(all)
-        .map(|t| {
-            let mut client = client.clone();
-            let request = v1::GetTileRequest {
-                z: t.z,
-                x: t.x,
-                y: t.y,
-                assets: t.assets.clone(),
-                layer: t.layer.clone().unwrap_or_default(),
-                ..Default::default()
-            };
-            async move {
-                let t0 = Instant::now();
-                let r = client
-                    .get_tile(request)
-                    .await
-                    .map(|tile| {
-                        let tile = tile.into_inner();
-                        let server_ms =
-                            tile.elapsed.map_or(0.0, |d| d.seconds as f64 * 1e3 + f64::from(d.nanos) / 1e6);
-                        Served { assets: tile.assets.len(), truncated: tile.truncated, server_ms }
-                    })
-                    .map_err(|s| format!("{:?}: {}", s.code(), s.message()));
-                (t0.elapsed(), r)
-            }
-        })
+        .map(|t| serve_one(client.clone(), t))
         .buffered(concurrency.max(1))
         .collect()
         .await;
+    println!("{}", served_report(outcomes, started.elapsed()));
+    Ok(())
+}
+
+/// One listed tile asked of the server, and how long the call took.
+async fn serve_one(
+    mut client: TileServiceClient<Channel>,
+    t: &ListedTile,
+) -> (Duration, Result<Served, String>) {
+    let request = v1::GetTileRequest {
+        z: t.z,
+        x: t.x,
+        y: t.y,
+        assets: t.assets.clone(),
+        layer: t.layer.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    let t0 = Instant::now();
+    let r = client
+        .get_tile(request)
+        .await
+        .map(|tile| {
+            let tile = tile.into_inner();
+            let server_ms = tile.elapsed.map_or(0.0, |d| d.seconds as f64 * 1e3 + f64::from(d.nanos) / 1e6);
+            Served { assets: tile.assets.len(), truncated: tile.truncated, server_ms }
+        })
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()));
+    (t0.elapsed(), r)
+}
+
+/// [`list_report_served`] of served calls.
+fn served_report(outcomes: Vec<(Duration, Result<Served, String>)>, wall: Duration) -> serde_json::Value {
     let served: Vec<Served> = outcomes.iter().map(|(_, r)| r.clone().unwrap_or_default()).collect();
     let results: Vec<(Duration, Result<(), String>)> =
         outcomes.into_iter().map(|(d, r)| (d, r.map(|_| ()))).collect();
-    println!("{}", list_report_served(&results, &served, started.elapsed()));
+    list_report_served(&results, &served, wall)
+}
+
+/// `--server ADDR --floor`: each listed tile rendered by the floor in this process and
+/// asked of the server, one right after the other (the floor first on even tiles, the
+/// server first on odd ones), so that both see the same state of the machine: on a
+/// shared virtual machine the speed of a core moves by half or more within seconds,
+/// and two runs one after the other compare those moves more than the renderers.
+/// Prints `{"served": REPORT, "floor": REPORT}` (each as `--tile-list` prints it).
+async fn run_list_with_floor(
+    client: &TileServiceClient<Channel>,
+    data_dir: &std::path::Path,
+    path: &std::path::Path,
+    repeat: usize,
+) -> Result<(), ClientError> {
+    let tiles = read_list(path)?;
+    let mut floor = super::floor::Floor::new(data_dir)?;
+    let (mut served, mut floors) = (Vec::new(), Vec::new());
+    let (mut served_wall, mut floor_wall) = (Duration::ZERO, Duration::ZERO);
+    for (i, t) in tiles.iter().cycle().take(tiles.len() * repeat.max(1)).enumerate() {
+        for floor_turn in [i % 2 == 0, i % 2 == 1] {
+            if floor_turn {
+                let outcome = floor.timed(t);
+                floor_wall += outcome.0;
+                floors.push(outcome);
+            } else {
+                let outcome = serve_one(client.clone(), t).await;
+                served_wall += outcome.0;
+                served.push(outcome);
+            }
+        }
+    }
+    let report = serde_json::json!({
+        "served": served_report(served, served_wall),
+        "floor": list_report(&floors, floor_wall),
+    });
+    println!("{report}");
     Ok(())
 }
 
@@ -392,7 +437,7 @@ async fn run_level(client: &TileServiceClient<Channel>, mix: &Mix, concurrency: 
 
 /// `tessera bench`.
 pub async fn bench(args: BenchArgs) -> Result<(), ClientError> {
-    if let Some(list) = args.tile_list.as_deref().filter(|_| args.floor) {
+    if let Some(list) = args.tile_list.as_deref().filter(|_| args.floor && args.server.is_none()) {
         return super::floor::run(&args.data_dir, list, args.concurrency, args.repeat);
     }
     if let Some(items) = args.write_stac_items {
@@ -422,6 +467,10 @@ pub async fn bench(args: BenchArgs) -> Result<(), ClientError> {
     let address =
         args.server.clone().or_else(|| server.as_ref().map(|s| s.address.clone())).unwrap_or_default();
     let client = connect(&address).await?;
+    if let Some(list) = args.tile_list.as_deref().filter(|_| args.floor) {
+        super::floor::check_concurrency(args.concurrency)?;
+        return run_list_with_floor(&client, &args.data_dir, list, args.repeat).await;
+    }
     if let Some(list) = &args.tile_list {
         return run_list(&client, list, args.concurrency, args.repeat).await;
     }

@@ -34,43 +34,53 @@ const TILE_SIZE: u32 = 256;
 
 /// Renders `list` `repeat` times in a row and prints one result line (as `--tile-list`).
 pub fn run(data_dir: &Path, list: &Path, concurrency: usize, repeat: usize) -> Result<(), ClientError> {
-    if concurrency != 1 {
-        return Err(ClientError::Usage(
-            "--floor renders on one thread (GDAL is not thread-safe): use --concurrency 1".into(),
-        ));
-    }
+    check_concurrency(concurrency)?;
     let tiles = read_list(list)?;
-    let root = data_dir
-        .canonicalize()
-        .map_err(|e| ClientError::Usage(format!("--data-dir {}: {e}", data_dir.display())))?;
-    let mut floor = Floor {
-        reader: InProcessReader::new(std::slice::from_ref(&root)).map_err(ClientError::Usage)?,
-        root,
-        infos: HashMap::new(),
-    };
+    let mut floor = Floor::new(data_dir)?;
     let started = Instant::now();
-    let results: Vec<(Duration, Result<(), String>)> = tiles
-        .iter()
-        .cycle()
-        .take(tiles.len() * repeat.max(1))
-        .map(|tile| {
-            let t0 = Instant::now();
-            let result = floor.render(tile).map(|_png| ());
-            (t0.elapsed(), result)
-        })
-        .collect();
+    let results: Vec<(Duration, Result<(), String>)> =
+        tiles.iter().cycle().take(tiles.len() * repeat.max(1)).map(|tile| floor.timed(tile)).collect();
     println!("{}", list_report(&results, started.elapsed()));
     Ok(())
 }
 
+/// `--floor` renders on one thread.
+pub(super) fn check_concurrency(concurrency: usize) -> Result<(), ClientError> {
+    if concurrency == 1 {
+        return Ok(());
+    }
+    Err(ClientError::Usage(
+        "--floor renders on one thread (GDAL is not thread-safe): use --concurrency 1".into(),
+    ))
+}
+
 /// The reader and what the front would have cached.
-struct Floor {
+pub(super) struct Floor {
     reader: InProcessReader,
     root: PathBuf,
     infos: HashMap<String, AssetInfo>,
 }
 
 impl Floor {
+    /// A floor reading the assets under `data_dir`.
+    pub(super) fn new(data_dir: &Path) -> Result<Self, ClientError> {
+        let root = data_dir
+            .canonicalize()
+            .map_err(|e| ClientError::Usage(format!("--data-dir {}: {e}", data_dir.display())))?;
+        Ok(Self {
+            reader: InProcessReader::new(std::slice::from_ref(&root)).map_err(ClientError::Usage)?,
+            root,
+            infos: HashMap::new(),
+        })
+    }
+
+    /// One tile rendered, and how long it took.
+    pub(super) fn timed(&mut self, tile: &ListedTile) -> (Duration, Result<(), String>) {
+        let t0 = Instant::now();
+        let result = self.render(tile).map(|_png| ());
+        (t0.elapsed(), result)
+    }
+
     /// An asset name as the worker gets it: a path under the data directory.
     fn path(&self, asset: &str) -> String {
         self.root.join(asset).to_string_lossy().into_owned()
