@@ -124,6 +124,11 @@ pub struct WorkerProcess {
     /// The job whose request [`send`](Self::send) wrote ahead of its
     /// [`exchange`](Self::exchange), with how the writing went.
     sent: Option<(u64, Result<(), ExchangeError>)>,
+    /// The worker's `/proc/PID/statm`, opened once: [`rss_bytes`](Self::rss_bytes)
+    /// reads it after every job, on a runtime thread, between one job and the next.
+    /// Bound to this process: once it is gone, reads fail instead of finding another
+    /// process that took its pid.
+    statm: Option<std::fs::File>,
 }
 
 /// Bytes a job pipe holds: a read's reply (a 256 px RGBA tile with its mask is ~330 KB)
@@ -206,6 +211,7 @@ impl WorkerProcess {
             process,
             region,
             sent: None,
+            statm: std::fs::File::open(format!("/proc/{pid}/statm")).ok(),
         };
         match tokio::time::timeout(handshake_timeout, ipc::read_frame_async::<Hello>(&mut worker.stdout))
             .await
@@ -430,13 +436,13 @@ impl WorkerProcess {
         }
     }
 
-    /// Resident memory of the worker in bytes, from `/proc/PID/statm` (one short read:
-    /// this runs after every job, on a runtime thread).
+    /// Resident memory of the worker in bytes, from `/proc/PID/statm` (one short read of
+    /// the file opened at spawn: this runs after every job, on a runtime thread).
     #[must_use]
     pub fn rss_bytes(&self) -> Option<u64> {
-        use std::io::Read;
+        use std::os::unix::fs::FileExt;
         let mut buf = [0u8; 128];
-        let n = std::fs::File::open(format!("/proc/{}/statm", self.pid)).ok()?.read(&mut buf).ok()?;
+        let n = self.statm.as_ref()?.read_at(&mut buf, 0).ok()?;
         let pages: u64 = std::str::from_utf8(&buf[..n]).ok()?.split_whitespace().nth(1)?.parse().ok()?;
         let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok()??;
         Some(pages * u64::try_from(page).ok()?)

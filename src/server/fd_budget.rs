@@ -14,18 +14,18 @@
 //!   pipes and tokio's pidfd for its exit (4); the same again plus both ends of each new
 //!   pipe and std's exec-status pipe while its replacement starts (8); the front's
 //!   connections to origins for the remote reads it makes on the worker's behalf (8);
-//!   and the memfd of its reply region, with its replacement's (2);
+//!   the memfd of its reply region and its `/proc/PID/statm`, with its replacement's (4);
 //! - [`FDS_RESERVED`] for the rest: stdio, the runtime (epoll, event and signal
 //!   descriptors), the gRPC and admin listeners, concurrent admin scrapes, the
 //!   OTLP exporter's connections and DNS lookups, and the files the front opens (the
-//!   config, TLS material, layers' MosaicJSON files, `/proc` reads of worker memory).
+//!   config, TLS material, layers' MosaicJSON files).
 //!
 //! A limit of "unlimited" counts as [`MAX_MAX_CONNECTIONS`] plus the reserve.
 
 use crate::config::connections::MAX_MAX_CONNECTIONS;
 
 /// Descriptors the front needs for one worker (see the module docs).
-pub const FDS_PER_WORKER: u64 = 22;
+pub const FDS_PER_WORKER: u64 = 24;
 /// Descriptors the front needs besides workers and client connections (see the module docs).
 pub const FDS_RESERVED: u64 = 128;
 
@@ -84,8 +84,8 @@ mod tests {
     #[test]
     fn the_default_is_the_limit_minus_the_reserve_for_the_workers() {
         let budget = FdBudget::new(20_000, 16);
-        assert_eq!(budget.reserved, 128 + 16 * 22);
-        assert_eq!(max_connections(None, &budget, 16), Ok(20_000 - 480));
+        assert_eq!(budget.reserved, 128 + 16 * 24);
+        assert_eq!(max_connections(None, &budget, 16), Ok(20_000 - 512));
         assert_eq!(max_connections(Some(8), &budget, 16), Ok(8));
     }
 
@@ -100,7 +100,7 @@ mod tests {
         let budget = FdBudget::new(256, 8);
         let e = max_connections(None, &budget, 8).unwrap_err();
         assert!(e.starts_with("the open-file limit (RLIMIT_NOFILE=256) leaves no file descriptor"), "{e}");
-        assert!(e.contains("304 are reserved for 8 workers (22 each)"), "{e}");
+        assert!(e.contains("320 are reserved for 8 workers (24 each)"), "{e}");
         // An explicit limit is the operator's call.
         assert_eq!(max_connections(Some(10), &budget, 8), Ok(10));
     }
