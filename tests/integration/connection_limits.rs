@@ -218,8 +218,8 @@ async fn health(client: &mut HealthClient<tonic::transport::Channel>) -> i32 {
 async fn a_flood_of_silent_connections_beyond_the_open_file_limit_leaves_workers_admin_and_health_working() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     const OPEN_FILES: u64 = 512;
-    // 512 - 128 reserved - 2 workers x 22.
-    const LIMIT: u64 = 340;
+    // 512 - 128 reserved - 2 workers x 24.
+    const LIMIT: u64 = 336;
     const FLOOD: u64 = 600;
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
     assert!(hard >= 2 * FLOOD, "this test needs an open-file limit of {} to flood", 2 * FLOOD);
