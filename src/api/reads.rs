@@ -6,7 +6,10 @@
 //! the GDAL work and the arithmetic; a preview is then rendered as a tile is), and the
 //! answer becomes the public response. A point or box outside an asset is OUT_OF_RANGE.
 
-use crate::ipc::{MAX_HISTOGRAM_BINS, MAX_PERCENTILES};
+use crate::ipc::{
+    MAX_HISTOGRAM_BINS, MAX_PERCENTILES,
+    read_plan::{decimated_read_kernels, is_decimated_read_kernel, kernel_name},
+};
 
 use futures::future::join_all;
 use tokio::time::Instant;
@@ -31,9 +34,6 @@ use crate::{
 pub const MAX_READ_SIZE: u32 = 4096;
 /// Longest side of a statistics or preview read when the request says 0.
 pub const DEFAULT_READ_SIZE: u32 = 1024;
-
-/// The kernels a decimated read (GDAL's `RasterIO` through overviews) takes.
-const READ_KERNELS: &str = "nearest, bilinear, cubic, cubic_spline, lanczos, average, mode, gauss";
 
 /// A checked lon/lat point.
 fn lon_lat(lon: f64, lat: f64) -> Result<(), ServiceError> {
@@ -85,19 +85,13 @@ fn read_kernel(value: i32) -> Result<worker::Resampling, ServiceError> {
     use worker::Resampling as R;
     match validate::kernel("resampling", value)? {
         R::Unspecified => Ok(R::Nearest),
-        k @ (R::Nearest
-        | R::Bilinear
-        | R::Cubic
-        | R::CubicSpline
-        | R::Lanczos
-        | R::Average
-        | R::Mode
-        | R::Gauss) => Ok(k),
+        k if is_decimated_read_kernel(k) => Ok(k),
         k => Err(ServiceError::invalid(
             "resampling",
             format!(
-                "resampling {} is not available for a decimated read; use one of {READ_KERNELS}",
-                k.as_str_name().trim_start_matches("RESAMPLING_").to_lowercase()
+                "resampling {} is not available for a decimated read; use one of {}",
+                kernel_name(k),
+                decimated_read_kernels()
             ),
         )),
     }
@@ -466,7 +460,7 @@ mod tests {
         assert_eq!(read_kernel(v1::Resampling::Gauss as i32).unwrap(), worker::Resampling::Gauss);
         assert_eq!(
             message(read_kernel(v1::Resampling::Max as i32).unwrap_err()).1,
-            format!("resampling max is not available for a decimated read; use one of {READ_KERNELS}")
+            "resampling max is not available for a decimated read; use one of nearest, bilinear, cubic, cubic_spline, lanczos, average, mode, gauss"
         );
         assert_eq!(message(read_kernel(99).unwrap_err()).0, "resampling");
     }

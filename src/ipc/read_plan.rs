@@ -53,52 +53,92 @@ pub enum PlanError {
 }
 
 /// The name the API and rio-tiler give a kernel ("cubic_spline").
-fn kernel_name(kernel: Resampling) -> String {
+#[must_use]
+pub fn kernel_name(kernel: Resampling) -> String {
     kernel.as_str_name().trim_start_matches("RESAMPLING_").to_ascii_lowercase()
+}
+
+/// What GDAL 3.6 does with one kernel.
+struct KernelRow {
+    kernel: Resampling,
+    /// The name `gdalwarp -r` and `OVERVIEW_RESAMPLING` take.
+    gdal: &'static str,
+    /// GDAL's RasterIO resamples a read with it (rasterio refuses the others for reads:
+    /// "can be used for warp operations but not for reads").
+    read: bool,
+    /// GDAL's warper has it (`gdalwarp -r gauss` is "Unknown resampling method").
+    warp: bool,
+    /// A decimated read through overviews (statistics, previews) takes it: the gdal
+    /// crate's RasterIO kernels, which lack rms.
+    decimated: bool,
+}
+
+/// Every kernel, in one table: the worker's GDAL enums
+/// (`worker::read::warp_kernel`, `worker::jobs::masked_read::raster_io_algorithm`) are
+/// tested against it, and the API's checks read it.
+const KERNELS: [KernelRow; 15] = {
+    const fn row(
+        kernel: Resampling,
+        gdal: &'static str,
+        read: bool,
+        warp: bool,
+        decimated: bool,
+    ) -> KernelRow {
+        KernelRow { kernel, gdal, read, warp, decimated }
+    }
+    use Resampling as R;
+    [
+        row(R::Nearest, "near", true, true, true),
+        row(R::Bilinear, "bilinear", true, true, true),
+        row(R::Cubic, "cubic", true, true, true),
+        row(R::CubicSpline, "cubicspline", true, true, true),
+        row(R::Lanczos, "lanczos", true, true, true),
+        row(R::Average, "average", true, true, true),
+        row(R::Mode, "mode", true, true, true),
+        row(R::Gauss, "gauss", true, false, true),
+        row(R::Rms, "rms", true, true, false),
+        row(R::Max, "max", false, true, false),
+        row(R::Min, "min", false, true, false),
+        row(R::Med, "med", false, true, false),
+        row(R::Q1, "q1", false, true, false),
+        row(R::Q3, "q3", false, true, false),
+        row(R::Sum, "sum", false, true, false),
+    ]
+};
+
+/// `kernel`'s row; unspecified is nearest.
+fn kernel_row(kernel: Resampling) -> &'static KernelRow {
+    KERNELS.iter().find(|r| r.kernel == kernel).unwrap_or(&KERNELS[0])
 }
 
 /// The name `gdalwarp -r` takes for a kernel.
 #[must_use]
 pub fn gdal_name(kernel: Resampling) -> &'static str {
-    match kernel {
-        Resampling::Unspecified | Resampling::Nearest => "near",
-        Resampling::Bilinear => "bilinear",
-        Resampling::Cubic => "cubic",
-        Resampling::CubicSpline => "cubicspline",
-        Resampling::Lanczos => "lanczos",
-        Resampling::Average => "average",
-        Resampling::Mode => "mode",
-        Resampling::Gauss => "gauss",
-        Resampling::Rms => "rms",
-        Resampling::Max => "max",
-        Resampling::Min => "min",
-        Resampling::Med => "med",
-        Resampling::Q1 => "q1",
-        Resampling::Q3 => "q3",
-        Resampling::Sum => "sum",
-    }
+    kernel_row(kernel).gdal
 }
 
-/// Whether GDAL's RasterIO resamples with this kernel (rasterio refuses the others for
-/// reads: "can be used for warp operations but not for reads").
+/// Whether GDAL's RasterIO resamples a read with this kernel.
 #[must_use]
 pub fn is_read_kernel(kernel: Resampling) -> bool {
-    !matches!(
-        kernel,
-        Resampling::Max
-            | Resampling::Min
-            | Resampling::Med
-            | Resampling::Q1
-            | Resampling::Q3
-            | Resampling::Sum
-    )
+    kernel_row(kernel).read
 }
 
-/// Whether GDAL 3.6's warper has this kernel (`gdalwarp -r gauss` is "Unknown
-/// resampling method").
+/// Whether GDAL 3.6's warper has this kernel.
 #[must_use]
 pub fn is_warp_kernel(kernel: Resampling) -> bool {
-    kernel != Resampling::Gauss
+    kernel_row(kernel).warp
+}
+
+/// Whether a decimated read through overviews (statistics, previews) takes this kernel.
+#[must_use]
+pub fn is_decimated_read_kernel(kernel: Resampling) -> bool {
+    kernel_row(kernel).decimated
+}
+
+/// The kernels a decimated read takes, by their API names: "nearest, bilinear, ...".
+#[must_use]
+pub fn decimated_read_kernels() -> String {
+    KERNELS.iter().filter(|r| r.decimated).map(|r| kernel_name(r.kernel)).collect::<Vec<_>>().join(", ")
 }
 
 /// The two kernels of a read, checked.
@@ -490,34 +530,28 @@ mod tests {
     }
 
     #[test]
-    fn every_kernel_has_its_gdal_name_and_roles() {
+    fn every_kernel_has_one_row() {
         use Resampling as R;
-        let table = [
-            (R::Nearest, "near", true, true),
-            (R::Bilinear, "bilinear", true, true),
-            (R::Cubic, "cubic", true, true),
-            (R::CubicSpline, "cubicspline", true, true),
-            (R::Lanczos, "lanczos", true, true),
-            (R::Average, "average", true, true),
-            (R::Mode, "mode", true, true),
-            (R::Gauss, "gauss", true, false),
-            (R::Rms, "rms", true, true),
-            (R::Max, "max", false, true),
-            (R::Min, "min", false, true),
-            (R::Med, "med", false, true),
-            (R::Q1, "q1", false, true),
-            (R::Q3, "q3", false, true),
-            (R::Sum, "sum", false, true),
-        ];
-        // Every value of the enum but UNSPECIFIED is in the table.
-        assert_eq!(table.len(), (1..=15).filter(|v| R::try_from(*v).is_ok()).count());
+        // Every value of the enum but UNSPECIFIED has a row, once.
+        let kernels: Vec<R> = (1..=15).filter_map(|v| R::try_from(v).ok()).collect();
+        assert_eq!(kernels.len(), 15);
         assert!(R::try_from(16).is_err());
-        for (kernel, name, read, warp) in table {
-            assert_eq!(
-                (gdal_name(kernel), is_read_kernel(kernel), is_warp_kernel(kernel)),
-                (name, read, warp)
-            );
+        for k in &kernels {
+            assert_eq!(KERNELS.iter().filter(|r| r.kernel == *k).count(), 1, "{k:?}");
         }
+        assert_eq!(
+            (gdal_name(R::Unspecified), gdal_name(R::CubicSpline), gdal_name(R::Q1)),
+            ("near", "cubicspline", "q1")
+        );
+        // The statistics (GDAL's reads) are read-only; gauss is read-only in GDAL 3.6;
+        // rms reads and warps but the decimated read path cannot take it.
+        assert!(!is_read_kernel(R::Max) && is_warp_kernel(R::Max));
+        assert!(is_read_kernel(R::Gauss) && !is_warp_kernel(R::Gauss) && is_decimated_read_kernel(R::Gauss));
+        assert!(is_read_kernel(R::Rms) && is_warp_kernel(R::Rms) && !is_decimated_read_kernel(R::Rms));
+        assert_eq!(
+            decimated_read_kernels(),
+            "nearest, bilinear, cubic, cubic_spline, lanczos, average, mode, gauss"
+        );
         assert_eq!(kernel_name(R::CubicSpline), "cubic_spline");
     }
 

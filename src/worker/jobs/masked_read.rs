@@ -290,5 +290,14 @@ mod tests {
     fn protocol_kernels_map_to_raster_io_kernels() {
         assert_eq!(raster_io_algorithm(Resampling::Average as i32).unwrap(), ResampleAlg::Average);
         assert_eq!(raster_io_algorithm(0).unwrap(), ResampleAlg::NearestNeighbour);
+        // Exactly the kernels the kernel table lets a decimated read have.
+        for v in 0..=15 {
+            let kernel = Resampling::try_from(v).unwrap();
+            assert_eq!(
+                raster_io_algorithm(v).is_ok(),
+                kernel == Resampling::Unspecified || crate::ipc::read_plan::is_decimated_read_kernel(kernel),
+                "{kernel:?}"
+            );
+        }
     }
 }

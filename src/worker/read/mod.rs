@@ -132,19 +132,8 @@ pub(super) fn open<'c>(
         e
     };
     gdal_errors::clear();
-    let options = DatasetOptions {
-        open_flags: GdalOpenFlags::GDAL_OF_RASTER
-            | GdalOpenFlags::GDAL_OF_READONLY
-            | GdalOpenFlags::GDAL_OF_VERBOSE_ERROR,
-        allowed_drivers: Some(ALLOWED_DRIVERS),
-        ..DatasetOptions::default()
-    };
-    // A local file's sidecars (`.msk`, `.ovr`, `.aux.xml`, staged beside it) are found
-    // as rio-tiler finds them; a remote asset's are never probed (one request less each).
-    let sidecars = staged.as_ref().and_then(|_| SidecarLookup::on());
-    let ds = Dataset::open_ex(gdal_path, options)
+    let ds = open_dataset(gdal_path, staged.is_some(), &[], true)
         .map_err(|e| named(JobError::gdal(ErrorKind::Unreadable, "not a readable GeoTIFF", e)))?;
-    drop(sidecars);
     if ds.raster_count() == 0 {
         return Err(JobError::new(ErrorKind::Unreadable, "the file has no raster bands"));
     }
@@ -440,18 +429,36 @@ fn warp_kernel(kernel: crate::pb::worker::Resampling) -> Option<gdal_sys::GDALRe
 }
 
 /// Overview `level` (`OVERVIEW_LEVEL`'s value) of `file`, opened on its own as
-/// `gdalwarp -ovr` reads it, with the file's own driver rules and sidecar lookup.
+/// `gdalwarp -ovr` reads it, with the file's own driver rules and sidecar lookup. Quietly:
+/// without it the read warps the file itself.
 fn open_overview(file: &Dataset, level: &str) -> Option<Dataset> {
     let path = file.description().ok()?;
     let option = format!("OVERVIEW_LEVEL={level}");
+    open_dataset(&path, !remote_io::is_remote(&path), &[option.as_str()], false).ok()
+}
+
+/// Opens `gdal_path` as every read does: a raster, read-only, by the GeoTIFF drivers
+/// only, with `open_options`. A local file's sidecars (`.msk`, `.ovr`, `.aux.xml`,
+/// staged beside it) are found as rio-tiler finds them; a remote asset's are never
+/// probed (one request less each). `verbose`: GDAL says why an open failed.
+fn open_dataset(
+    gdal_path: &str,
+    local: bool,
+    open_options: &[&str],
+    verbose: bool,
+) -> gdal::errors::Result<Dataset> {
+    let mut open_flags = GdalOpenFlags::GDAL_OF_RASTER | GdalOpenFlags::GDAL_OF_READONLY;
+    if verbose {
+        open_flags |= GdalOpenFlags::GDAL_OF_VERBOSE_ERROR;
+    }
     let options = DatasetOptions {
-        open_flags: GdalOpenFlags::GDAL_OF_RASTER | GdalOpenFlags::GDAL_OF_READONLY,
+        open_flags,
         allowed_drivers: Some(ALLOWED_DRIVERS),
-        open_options: Some(&[option.as_str()]),
+        open_options: (!open_options.is_empty()).then_some(open_options),
         ..DatasetOptions::default()
     };
-    let sidecars = (!remote_io::is_remote(&path)).then(SidecarLookup::on).flatten();
-    let ds = Dataset::open_ex(&path, options).ok();
+    let sidecars = local.then(SidecarLookup::on).flatten();
+    let ds = Dataset::open_ex(gdal_path, options);
     drop(sidecars);
     ds
 }
