@@ -754,7 +754,7 @@ def scenario_i(bounds, n: int) -> list[str]:
                 pass
         return total * 1000 / os.sysconf("SC_CLK_TCK")
 
-    rounds, cpu = [], []
+    rounds, cpu, same = [], [], [0, 0]
     for _ in range(ROUNDS):
         proc, address = tessera(1)
         try:
@@ -765,6 +765,8 @@ def scenario_i(bounds, n: int) -> list[str]:
         finally:
             proc.stop()
         served, floor = warm(r["served"]), warm(r["floor"])
+        same[0] += r["same_png"]
+        same[1] += r["served"]["tiles"]
         server_ms = r["served"]["server_ms"][len(local):]
         rounds.append((served[0] / floor[0], served, floor, sum(server_ms) / len(server_ms)))
         cpu.append([(b - a) / (2 * len(local)) for a, b in zip(before, after)])
@@ -792,7 +794,8 @@ def scenario_i(bounds, n: int) -> list[str]:
         f"Tessera / floor time per tile: **{fmt(ratio, 2)}x** (goal <= 1.2x: {met(ratio is not None and ratio <= 1.2)}; "
         f"the {ROUNDS} rounds: {all_ratios}). The server's own time for a tile (`GetTileResponse.elapsed`) "
         f"was {fmt(server_mean, 2)} ms on average, {fmt(server_mean / fm, 2)}x the floor: the rest is the "
-        "gRPC call (client and transport).", "",
+        f"gRPC call (client and transport). The served PNG and the floor's were the same bytes for "
+        f"{same[0]} of {same[1]} tiles.", "",
         "Where the time goes: CPU per tile over both passes (user + system, from /proc, the median of "
         f"the {ROUNDS} rounds): the worker **{fmt(worker_cpu, 2)} ms**, the front **{fmt(front_cpu, 2)} ms**. "
         "The worker does the floor's reads plus its side of the channel; the front composites and encodes "

@@ -158,7 +158,7 @@ async fn run_list(
     let started = Instant::now();
     let all = tiles.iter().cycle().take(tiles.len() * repeat.max(1));
     let outcomes: Vec<(Duration, Result<Served, String>)> = futures::stream::iter(all)
-        .map(|t| serve_one(client.clone(), t))
+        .map(|t| async { without_data(serve_one(client.clone(), t).await) })
         .buffered(concurrency.max(1))
         .collect()
         .await;
@@ -166,11 +166,16 @@ async fn run_list(
     Ok(())
 }
 
-/// One listed tile asked of the server, and how long the call took.
+/// A served tile's outcome without its bytes.
+fn without_data(outcome: (Duration, Result<(Served, Vec<u8>), String>)) -> (Duration, Result<Served, String>) {
+    (outcome.0, outcome.1.map(|(served, _)| served))
+}
+
+/// One listed tile asked of the server, how long the call took, and the tile's bytes.
 async fn serve_one(
     mut client: TileServiceClient<Channel>,
     t: &ListedTile,
-) -> (Duration, Result<Served, String>) {
+) -> (Duration, Result<(Served, Vec<u8>), String>) {
     let request = v1::GetTileRequest {
         z: t.z,
         x: t.x,
@@ -186,7 +191,7 @@ async fn serve_one(
         .map(|tile| {
             let tile = tile.into_inner();
             let server_ms = tile.elapsed.map_or(0.0, |d| d.seconds as f64 * 1e3 + f64::from(d.nanos) / 1e6);
-            Served { assets: tile.assets.len(), truncated: tile.truncated, server_ms }
+            (Served { assets: tile.assets.len(), truncated: tile.truncated, server_ms }, tile.data)
         })
         .map_err(|s| format!("{:?}: {}", s.code(), s.message()));
     (t0.elapsed(), r)
@@ -205,7 +210,9 @@ fn served_report(outcomes: Vec<(Duration, Result<Served, String>)>, wall: Durati
 /// server first on odd ones), so that both see the same state of the machine: on a
 /// shared virtual machine the speed of a core moves by half or more within seconds,
 /// and two runs one after the other compare those moves more than the renderers.
-/// Prints `{"served": REPORT, "floor": REPORT}` (each as `--tile-list` prints it).
+/// Prints `{"served": REPORT, "floor": REPORT, "same_png": N}`: each report as
+/// `--tile-list` prints it, with its own tiles' times summed as its wall time, and the
+/// tiles whose two PNGs were the same bytes.
 async fn run_list_with_floor(
     client: &TileServiceClient<Channel>,
     data_dir: &std::path::Path,
@@ -216,22 +223,28 @@ async fn run_list_with_floor(
     let mut floor = super::floor::Floor::new(data_dir)?;
     let (mut served, mut floors) = (Vec::new(), Vec::new());
     let (mut served_wall, mut floor_wall) = (Duration::ZERO, Duration::ZERO);
+    let mut same_png = 0;
     for (i, t) in tiles.iter().cycle().take(tiles.len() * repeat.max(1)).enumerate() {
+        let (mut ours, mut theirs) = (None, None);
         for floor_turn in [i % 2 == 0, i % 2 == 1] {
             if floor_turn {
-                let outcome = floor.timed(t);
-                floor_wall += outcome.0;
-                floors.push(outcome);
+                let (took, png) = floor.timed(t);
+                floor_wall += took;
+                theirs = png.as_ref().ok().cloned();
+                floors.push((took, png.map(|_| ())));
             } else {
-                let outcome = serve_one(client.clone(), t).await;
-                served_wall += outcome.0;
-                served.push(outcome);
+                let (took, tile) = serve_one(client.clone(), t).await;
+                served_wall += took;
+                ours = tile.as_ref().ok().map(|(_, png)| png.clone());
+                served.push(without_data((took, tile)));
             }
         }
+        same_png += usize::from(ours.is_some() && ours == theirs);
     }
     let report = serde_json::json!({
         "served": served_report(served, served_wall),
         "floor": list_report(&floors, floor_wall),
+        "same_png": same_png,
     });
     println!("{report}");
     Ok(())

@@ -3,7 +3,9 @@
 //! pure compositing and encoding after it; no server, no pool, no IPC, no gRPC.
 //!
 //! It is the floor a served tile is compared with: bench/run.py divides Tessera's time
-//! per tile (one worker, one request in flight) by this one's. Each tile takes the
+//! per tile (one worker, one request in flight) by this one's, both measured in one
+//! `tessera bench --server ADDR --floor` run, tile by tile in turn, which also checks
+//! that the two PNGs of each tile are the same bytes. Each tile takes the
 //! front's path in order: asset descriptions (kept after the first, as the front's
 //! info cache does), assets whose lon/lat bounds miss the tile skipped, reads in
 //! request order into first-wins pixel selection, stopping once no later asset can
@@ -38,8 +40,15 @@ pub fn run(data_dir: &Path, list: &Path, concurrency: usize, repeat: usize) -> R
     let tiles = read_list(list)?;
     let mut floor = Floor::new(data_dir)?;
     let started = Instant::now();
-    let results: Vec<(Duration, Result<(), String>)> =
-        tiles.iter().cycle().take(tiles.len() * repeat.max(1)).map(|tile| floor.timed(tile)).collect();
+    let results: Vec<(Duration, Result<(), String>)> = tiles
+        .iter()
+        .cycle()
+        .take(tiles.len() * repeat.max(1))
+        .map(|tile| {
+            let (took, png) = floor.timed(tile);
+            (took, png.map(|_| ()))
+        })
+        .collect();
     println!("{}", list_report(&results, started.elapsed()));
     Ok(())
 }
@@ -74,10 +83,10 @@ impl Floor {
         })
     }
 
-    /// One tile rendered, and how long it took.
-    pub(super) fn timed(&mut self, tile: &ListedTile) -> (Duration, Result<(), String>) {
+    /// One tile rendered to PNG, and how long it took.
+    pub(super) fn timed(&mut self, tile: &ListedTile) -> (Duration, Result<Vec<u8>, String>) {
         let t0 = Instant::now();
-        let result = self.render(tile).map(|_png| ());
+        let result = self.render(tile);
         (t0.elapsed(), result)
     }
 
