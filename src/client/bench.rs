@@ -167,7 +167,9 @@ async fn run_list(
 }
 
 /// A served tile's outcome without its bytes.
-fn without_data(outcome: (Duration, Result<(Served, Vec<u8>), String>)) -> (Duration, Result<Served, String>) {
+fn without_data(
+    outcome: (Duration, Result<(Served, Vec<u8>), String>),
+) -> (Duration, Result<Served, String>) {
     (outcome.0, outcome.1.map(|(served, _)| served))
 }
 
