@@ -769,11 +769,15 @@ def scenario_i(bounds, n: int) -> list[str]:
         same[1] += r["served"]["tiles"]
         server_ms = r["served"]["server_ms"][len(local):]
         rounds.append((served[0] / floor[0], served, floor, sum(server_ms) / len(server_ms)))
-        cpu.append([(b - a) / (2 * len(local)) for a, b in zip(before, after)])
-    # The round with the median ratio; CPU: the median of each process.
+        front, worker = ((b - a) / (2 * len(local)) for a, b in zip(before, after))
+        floor_cpu = r["floor"]["cpu_ms"] / (2 * len(local))
+        client_cpu = r["served"]["cpu_ms"] / (2 * len(local))
+        cpu.append((front, worker, floor_cpu, (front + worker) / floor_cpu, client_cpu))
+    # The round with the median ratio; CPU: the median of each process, and of the ratio.
     ratio, (om, o50, o99, oe), (fm, f50, f99, fe), server_mean = sorted(rounds)[len(rounds) // 2]
     all_ratios = ", ".join(f"{r[0]:.2f}x" for r in rounds)
-    front_cpu, worker_cpu = (sorted(c)[len(c) // 2] for c in zip(*cpu))
+    front_cpu, worker_cpu, floor_cpu, cpu_ratio, client_cpu = (sorted(c)[len(c) // 2] for c in zip(*cpu))
+    cpu_ratios = ", ".join(f"{c[3]:.2f}x" for c in cpu)
     return [
         f"### (i) The floor: {n} six-asset tiles, local files, one at a time, with and without the serving path", "",
         "The floor renders each tile in one process on one thread with the worker's read function "
@@ -796,11 +800,14 @@ def scenario_i(bounds, n: int) -> list[str]:
         f"was {fmt(server_mean, 2)} ms on average, {fmt(server_mean / fm, 2)}x the floor: the rest is the "
         f"gRPC call (client and transport). The served PNG and the floor's were the same bytes for "
         f"{same[0]} of {same[1]} tiles.", "",
-        "Where the time goes: CPU per tile over both passes (user + system, from /proc, the median of "
-        f"the {ROUNDS} rounds): the worker **{fmt(worker_cpu, 2)} ms**, the front **{fmt(front_cpu, 2)} ms**. "
+        "What it costs in CPU: CPU time per tile over both passes (user + system; the server's processes "
+        "from /proc, the floor's renders from the bench process's CPU clock around each one; the median of "
+        f"the {ROUNDS} rounds): the worker **{fmt(worker_cpu, 2)} ms**, the front **{fmt(front_cpu, 2)} ms**, "
+        f"together **{fmt(cpu_ratio, 2)}x** the floor's **{fmt(floor_cpu, 2)} ms** (the rounds: {cpu_ratios}). "
         "The worker does the floor's reads plus its side of the channel; the front composites and encodes "
-        "(the floor does too) and serves gRPC; the client's time and the hand-offs between the three "
-        "processes are on the path of a tile served one at a time.", "",
+        "(the floor does too) and serves gRPC. The time a tile takes one at a time also holds what is not "
+        "CPU of the server: the client's side of the call (its CPU, measured the same way around each call: "
+        f"{fmt(client_cpu, 2)} ms a tile) and the hand-offs between the three processes.", "",
     ]
 
 

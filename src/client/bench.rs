@@ -214,7 +214,9 @@ fn served_report(outcomes: Vec<(Duration, Result<Served, String>)>, wall: Durati
 /// and two runs one after the other compare those moves more than the renderers.
 /// Prints `{"served": REPORT, "floor": REPORT, "same_png": N}`: each report as
 /// `--tile-list` prints it, with its own tiles' times summed as its wall time, and the
-/// tiles whose two PNGs were the same bytes.
+/// tiles whose two PNGs were the same bytes. Both reports also have `cpu_ms`: the CPU
+/// time (user + system) this process spent in the floor's renders, or in the calls (the
+/// client's side of gRPC), all tiles together.
 async fn run_list_with_floor(
     client: &TileServiceClient<Channel>,
     data_dir: &std::path::Path,
@@ -225,31 +227,60 @@ async fn run_list_with_floor(
     let mut floor = super::floor::Floor::new(data_dir)?;
     let (mut served, mut floors) = (Vec::new(), Vec::new());
     let (mut served_wall, mut floor_wall) = (Duration::ZERO, Duration::ZERO);
+    let (mut served_cpu, mut floor_cpu) = (Duration::ZERO, Duration::ZERO);
     let mut same_png = 0;
     for (i, t) in tiles.iter().cycle().take(tiles.len() * repeat.max(1)).enumerate() {
         let (mut ours, mut theirs) = (None, None);
         for floor_turn in [i % 2 == 0, i % 2 == 1] {
             if floor_turn {
+                let cpu = process_cpu_time();
                 let (took, png) = floor.timed(t);
+                floor_cpu += process_cpu_time().saturating_sub(cpu);
                 floor_wall += took;
-                theirs = png.as_ref().ok().cloned();
-                floors.push((took, png.map(|_| ())));
+                let (outcome, png) = split_png(png.map(|png| ((), png)));
+                theirs = png;
+                floors.push((took, outcome));
             } else {
+                let cpu = process_cpu_time();
                 let (took, tile) = serve_one(client.clone(), t).await;
+                served_cpu += process_cpu_time().saturating_sub(cpu);
                 served_wall += took;
-                ours = tile.as_ref().ok().map(|(_, png)| png.clone());
-                served.push(without_data((took, tile)));
+                let (outcome, png) = split_png(tile);
+                ours = png;
+                served.push((took, outcome));
             }
         }
         same_png += usize::from(ours.is_some() && ours == theirs);
     }
+    let mut floor_report = list_report(&floors, floor_wall);
+    floor_report["cpu_ms"] = serde_json::json!(floor_cpu.as_secs_f64() * 1000.0);
+    let mut served_report = served_report(served, served_wall);
+    served_report["cpu_ms"] = serde_json::json!(served_cpu.as_secs_f64() * 1000.0);
     let report = serde_json::json!({
-        "served": served_report(served, served_wall),
-        "floor": list_report(&floors, floor_wall),
+        "served": served_report,
+        "floor": floor_report,
         "same_png": same_png,
     });
     println!("{report}");
     Ok(())
+}
+
+/// A render's outcome and, apart, its PNG (moved, not copied).
+fn split_png<T>(result: Result<(T, Vec<u8>), String>) -> (Result<T, String>, Option<Vec<u8>>) {
+    match result {
+        Ok((outcome, png)) => (Ok(outcome), Some(png)),
+        Err(e) => (Err(e), None),
+    }
+}
+
+/// CPU time (user + system) of this process so far.
+fn process_cpu_time() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec, which `ts` is.
+    if unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &raw mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(u64::try_from(ts.tv_sec).unwrap_or(0), u32::try_from(ts.tv_nsec).unwrap_or(0))
 }
 
 /// A small deterministic generator (xorshift*), so the mix is the same on every run.
