@@ -158,19 +158,15 @@ async fn run_list(
     let started = Instant::now();
     let all = tiles.iter().cycle().take(tiles.len() * repeat.max(1));
     let outcomes: Vec<(Duration, Result<Served, String>)> = futures::stream::iter(all)
-        .map(|t| async { without_data(serve_one(client.clone(), t).await) })
+        .map(|t| async {
+            let (took, tile) = serve_one(client.clone(), t).await;
+            (took, split_png(tile).0)
+        })
         .buffered(concurrency.max(1))
         .collect()
         .await;
     println!("{}", served_report(outcomes, started.elapsed()));
     Ok(())
-}
-
-/// A served tile's outcome without its bytes.
-fn without_data(
-    outcome: (Duration, Result<(Served, Vec<u8>), String>),
-) -> (Duration, Result<Served, String>) {
-    (outcome.0, outcome.1.map(|(served, _)| served))
 }
 
 /// One listed tile asked of the server, how long the call took, and the tile's bytes.
