@@ -11,10 +11,10 @@
 //!   (`tracing-opentelemetry`). They are exported over OTLP/gRPC only when the standard
 //!   `OTEL_*` variables ask for it ([`export`]); otherwise spans still get W3C ids (so
 //!   logs and workers share the caller's trace id) but are not sampled: nothing is
-//!   recorded or sent anywhere. The RPC
-//!   span joins the caller's trace from the `traceparent` header ([`grpc`]); an asset
-//!   read's context travels to the worker in the IPC request ([`inject`], [`extract`]),
-//!   and the worker exports its own spans under its own service name.
+//!   recorded or sent anywhere. The RPC span joins the caller's trace from the
+//!   `traceparent` header ([`grpc`]); an asset read's context travels to the worker in
+//!   the IPC request ([`inject`], [`extract`]), and the worker exports its own spans
+//!   under its own service name.
 //! - **Metrics** ([`metrics`]) are kept in the front, rendered as Prometheus text on the
 //!   admin port and, when `OTEL_*` asks for it, exported over OTLP.
 //!
