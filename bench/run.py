@@ -754,22 +754,30 @@ def scenario_i(bounds, n: int) -> list[str]:
                 pass
         return total * 1000 / os.sysconf("SC_CLK_TCK")
 
-    rounds, cpu, same = [], [], [0, 0]
-    for _ in range(ROUNDS):
-        proc, address = tessera(1)
+    same = [0, 0]
+
+    def paired_round(workers: int | None):
+        """One round on a fresh server: the report of `run_with_floor`, the warm figures
+        of both sides, and the CPU (front, worker) the server spent in it."""
+        proc, address = tessera(workers)
         try:
-            workers = children(proc.p.pid)
-            before = (cpu_ms([proc.p.pid]), cpu_ms(workers))
+            pids = children(proc.p.pid)
+            before = (cpu_ms([proc.p.pid]), cpu_ms(pids))
             r = run_with_floor(address, local, repeat=2)
-            after = (cpu_ms([proc.p.pid]), cpu_ms(workers))
+            after = (cpu_ms([proc.p.pid]), cpu_ms(pids))
         finally:
             proc.stop()
-        served, floor = warm(r["served"]), warm(r["floor"])
         same[0] += r["same_png"]
         same[1] += r["served"]["tiles"]
+        served, floor = warm(r["served"]), warm(r["floor"])
+        spent = tuple((b - a) / (2 * len(local)) for a, b in zip(before, after))
+        return r, served, floor, spent
+
+    rounds, cpu = [], []
+    for _ in range(ROUNDS):
+        r, served, floor, (front, worker) = paired_round(1)
         server_ms = r["served"]["server_ms"][len(local):]
         rounds.append((served[0] / floor[0], served, floor, sum(server_ms) / len(server_ms)))
-        front, worker = ((b - a) / (2 * len(local)) for a, b in zip(before, after))
         floor_cpu = r["floor"]["cpu_ms"] / (2 * len(local))
         client_cpu = r["served"]["cpu_ms"] / (2 * len(local))
         cpu.append((front, worker, floor_cpu, (front + worker) / floor_cpu, client_cpu))
@@ -778,14 +786,7 @@ def scenario_i(bounds, n: int) -> list[str]:
     # measure (the floor reads one asset after another).
     pooled = []
     for _ in range(ROUNDS):
-        proc, address = tessera(None)
-        try:
-            r = run_with_floor(address, local, repeat=2)
-        finally:
-            proc.stop()
-        served, floor = warm(r["served"]), warm(r["floor"])
-        same[0] += r["same_png"]
-        same[1] += r["served"]["tiles"]
+        _, served, floor, _ = paired_round(None)
         pooled.append((served[0] / floor[0], served, floor))
     pool_ratio, (pm, p50, p99, pe), (pfm, pf50, pf99, pfe) = sorted(pooled)[len(pooled) // 2]
     # The round with the median ratio; CPU: the median of each process, and of the ratio.
