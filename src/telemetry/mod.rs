@@ -108,8 +108,7 @@ impl Telemetry {
             .build();
         let mut problems = plan.problems.clone();
 
-        let mut tracer_builder = SdkTracerProvider::builder().with_resource(resource.clone());
-        let mut exporting_traces = false;
+        let mut span_exporter = None;
         // The gRPC exporter's channel lives on a tokio runtime; a worker has none of its
         // own, so it gets a one-thread runtime for the exporter alone.
         let mut runtime = None;
@@ -122,22 +121,13 @@ impl Telemetry {
         let entered = runtime.as_ref().map(tokio::runtime::Runtime::enter);
         if plan.traces && (role != Role::Worker || runtime.is_some()) {
             match opentelemetry_otlp::SpanExporter::builder().with_tonic().build() {
-                Ok(exporter) => {
-                    tracer_builder = tracer_builder.with_batch_exporter(exporter);
-                    exporting_traces = true;
-                }
+                Ok(exporter) => span_exporter = Some(exporter),
                 Err(e) => problems.push(format!("cannot build the OTLP span exporter: {e}")),
             }
         }
-        // Spans get W3C ids even when nothing is exported, so the caller's trace id reaches
-        // logs and workers. Not exported, they are not sampled either: a sampled span
-        // keeps its attributes, timings and end only for the SDK to drop them. Ids and
-        // their propagation are the same. (With the worker's log layer below, a worker's
-        // own time around a read fell from ~100 to ~75 us a job, median of 700 jobs.)
-        if !exporting_traces {
-            tracer_builder = tracer_builder.with_sampler(Sampler::AlwaysOff);
-        }
-        let tracer_provider = (role != Role::Tool && !plan.sdk_disabled).then(|| tracer_builder.build());
+        let exporting_traces = span_exporter.is_some();
+        let tracer_provider = (role != Role::Tool && !plan.sdk_disabled)
+            .then(|| tracer_provider(resource.clone(), span_exporter));
         let mut meter_provider = None;
         if plan.metrics && role == Role::Front {
             match opentelemetry_otlp::MetricExporter::builder().with_tonic().build() {
@@ -232,6 +222,23 @@ impl Drop for Telemetry {
     }
 }
 
+/// A process's tracer provider: spans go to `exporter` in batches. Without one they
+/// still get W3C ids, so the caller's trace id reaches logs and workers, but are not
+/// sampled: a sampled span keeps its attributes, timings and end only for the SDK to
+/// drop them. Ids and their propagation are the same; the `traceparent` a worker gets
+/// then says "not sampled". (With the worker's log layer in [`Telemetry::init`], a
+/// worker's own time around a read fell from ~100 to ~75 us a job, median of 700 jobs.)
+fn tracer_provider<E>(resource: Resource, exporter: Option<E>) -> SdkTracerProvider
+where
+    E: opentelemetry_sdk::trace::SpanExporter + 'static,
+{
+    let builder = SdkTracerProvider::builder().with_resource(resource);
+    match exporter {
+        Some(exporter) => builder.with_batch_exporter(exporter).build(),
+        None => builder.with_sampler(Sampler::AlwaysOff).build(),
+    }
+}
+
 /// The W3C trace context of `span` (`traceparent`, and `tracestate` when set), for a
 /// request to another process. Empty when the span is not part of a trace.
 #[must_use]
@@ -290,5 +297,54 @@ pub fn forward_worker_line(pid: u32, line: &str) {
         Some(tracing::Level::WARN) | None => {
             tracing::warn!(target: "tessera::worker", worker_pid = pid, trace_id, "{message}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_sdk::{error::OTelSdkResult, trace::SpanData};
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+
+    /// An exporter that drops what it is given.
+    #[derive(Debug)]
+    struct Discard;
+
+    impl opentelemetry_sdk::trace::SpanExporter for Discard {
+        async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+            Ok(())
+        }
+    }
+
+    /// The `traceparent` a worker gets for a span that continues a sampled caller's trace,
+    /// under a provider with or without an exporter.
+    fn passed_on(exporter: Option<Discard>) -> Vec<String> {
+        let caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let caller = extract(&HashMap::from([("traceparent".to_owned(), caller.to_owned())]));
+        let provider = tracer_provider(Resource::builder().build(), exporter);
+        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+        let carrier = tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            let span = tracing::info_span!("asset_job");
+            let _ = span.set_parent(caller);
+            inject(&span)
+        });
+        let _ = provider.shutdown();
+        carrier["traceparent"].split('-').map(ToOwned::to_owned).collect()
+    }
+
+    #[test]
+    fn spans_not_exported_pass_the_callers_trace_on_unsampled() {
+        let [version, trace, span, flags] = <[String; 4]>::try_from(passed_on(None)).unwrap();
+        assert_eq!((version.as_str(), trace.as_str()), ("00", "0af7651916cd43dd8448eb211c80319c"));
+        // The span's own id, valid, not the caller's.
+        assert_eq!(span.len(), 16);
+        assert_ne!(span, "0000000000000000");
+        assert_ne!(span, "b7ad6b7169203331");
+        assert_eq!(flags, "00", "nothing is exported: the worker's spans need not be recorded");
+
+        let [_, trace, _, flags] = <[String; 4]>::try_from(passed_on(Some(Discard))).unwrap();
+        assert_eq!(trace, "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(flags, "01", "exported: sampled, as the caller asked");
     }
 }
