@@ -415,6 +415,13 @@ pub fn output_size(
     (out_width.max(1), out_height.max(1))
 }
 
+/// Every value of the enum, `UNSPECIFIED` first, for the tests that go through them
+/// all (`every_kernel_has_one_row` checks that the values run on without a gap).
+#[cfg(test)]
+pub(crate) fn all_kernels() -> impl Iterator<Item = Resampling> {
+    (0..).map_while(|v| Resampling::try_from(v).ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,9 +540,10 @@ mod tests {
     fn every_kernel_has_one_row() {
         use Resampling as R;
         // Every value of the enum but UNSPECIFIED has a row, once.
-        let kernels: Vec<R> = (1..=15).filter_map(|v| R::try_from(v).ok()).collect();
+        let kernels: Vec<R> = all_kernels().skip(1).collect();
         assert_eq!(kernels.len(), 15);
         assert!(R::try_from(16).is_err());
+        assert_eq!(all_kernels().next(), Some(R::Unspecified));
         for k in &kernels {
             assert_eq!(KERNELS.iter().filter(|r| r.kernel == *k).count(), 1, "{k:?}");
         }

@@ -132,7 +132,7 @@ pub(super) fn open<'c>(
         e
     };
     gdal_errors::clear();
-    let ds = open_dataset(gdal_path, staged.is_some(), &[], true)
+    let ds = open_dataset(gdal_path, &[], true)
         .map_err(|e| named(JobError::gdal(ErrorKind::Unreadable, "not a readable GeoTIFF", e)))?;
     if ds.raster_count() == 0 {
         return Err(JobError::new(ErrorKind::Unreadable, "the file has no raster bands"));
@@ -434,19 +434,14 @@ fn warp_kernel(kernel: crate::pb::worker::Resampling) -> Option<gdal_sys::GDALRe
 fn open_overview(file: &Dataset, level: &str) -> Option<Dataset> {
     let path = file.description().ok()?;
     let option = format!("OVERVIEW_LEVEL={level}");
-    open_dataset(&path, !remote_io::is_remote(&path), &[option.as_str()], false).ok()
+    open_dataset(&path, &[option.as_str()], false).ok()
 }
 
 /// Opens `gdal_path` as every read does: a raster, read-only, by the GeoTIFF drivers
 /// only, with `open_options`. A local file's sidecars (`.msk`, `.ovr`, `.aux.xml`,
 /// staged beside it) are found as rio-tiler finds them; a remote asset's are never
 /// probed (one request less each). `verbose`: GDAL says why an open failed.
-fn open_dataset(
-    gdal_path: &str,
-    local: bool,
-    open_options: &[&str],
-    verbose: bool,
-) -> gdal::errors::Result<Dataset> {
+fn open_dataset(gdal_path: &str, open_options: &[&str], verbose: bool) -> gdal::errors::Result<Dataset> {
     let mut open_flags = GdalOpenFlags::GDAL_OF_RASTER | GdalOpenFlags::GDAL_OF_READONLY;
     if verbose {
         open_flags |= GdalOpenFlags::GDAL_OF_VERBOSE_ERROR;
@@ -457,7 +452,7 @@ fn open_dataset(
         open_options: (!open_options.is_empty()).then_some(open_options),
         ..DatasetOptions::default()
     };
-    let sidecars = local.then(SidecarLookup::on).flatten();
+    let sidecars = (!remote_io::is_remote(gdal_path)).then(SidecarLookup::on).flatten();
     let ds = Dataset::open_ex(gdal_path, options);
     drop(sidecars);
     ds
