@@ -252,21 +252,10 @@ pub struct Crop {
 }
 
 impl Crop {
-    /// The window of values (`value_size` bytes each) in a band of `grid_width` columns;
-    /// the band itself when there is no padding. `None` when the band is too small for
-    /// the window.
+    /// The window of the grid returned, as `(x, y, width, height)` in pixels.
     #[must_use]
-    pub fn apply(&self, band: Vec<u8>, grid_width: usize, value_size: usize) -> Option<Vec<u8>> {
-        if self.offset == 0 {
-            return (band.len() == self.width * self.height * value_size).then_some(band);
-        }
-        let row_bytes = self.width * value_size;
-        let mut out = Vec::with_capacity(row_bytes * self.height);
-        for row in self.offset..self.offset + self.height {
-            let start = (row * grid_width + self.offset) * value_size;
-            out.extend_from_slice(band.get(start..start + row_bytes)?);
-        }
-        Some(out)
+    pub fn window(&self) -> (usize, usize, usize, usize) {
+        (self.offset, self.offset, self.width, self.height)
     }
 }
 
@@ -674,15 +663,9 @@ mod tests {
 
     #[test]
     fn the_crop_keeps_the_centre_rows_and_columns() {
-        // A 5 x 4 grid of u16 values 0..20, padding 1: the centre is 3 x 2.
-        let band: Vec<u8> = (0u16..20).flat_map(u16::to_ne_bytes).collect();
-        let crop = Crop { offset: 1, width: 3, height: 2 };
-        let expected: Vec<u8> = [6u16, 7, 8, 11, 12, 13].into_iter().flat_map(u16::to_ne_bytes).collect();
-        assert_eq!(crop.apply(band.clone(), 5, 2), Some(expected));
-        assert_eq!(crop.apply(band[..26].to_vec(), 5, 2), None);
-        let whole = Crop { offset: 0, width: 5, height: 4 };
-        assert_eq!(whole.apply(band.clone(), 5, 2), Some(band.clone()));
-        assert_eq!(whole.apply(band[..38].to_vec(), 5, 2), None);
+        // A 5 x 4 grid, padding 1: the centre is 3 x 2 from (1, 1).
+        assert_eq!(Crop { offset: 1, width: 3, height: 2 }.window(), (1, 1, 3, 2));
+        assert_eq!(Crop { offset: 0, width: 5, height: 4 }.window(), (0, 0, 5, 4));
     }
 
     #[test]

@@ -5,9 +5,11 @@
 //! times (into the frame, into the kernel's pipe pages, which are allocated and charged
 //! for each write, out of them, out of the frame) and it was the largest cost of a job
 //! outside GDAL: 7% of a worker's time, 20% of the front's exchange with it. Through
-//! the region it is copied twice (the worker's buffer into the region, the region into
-//! the front's raster) with no system call. The pipe still carries the answer itself,
-//! which says where in the region its bytes are.
+//! the region it is copied once, with no system call: a local read has GDAL write its
+//! pixels and mask straight into the region, and the front copies them into its raster
+//! (an answer built elsewhere first, such as a remote read's, is copied in by
+//! [`ReplyRegion::put`]). The pipe still carries the answer itself, which says where in
+//! the region its bytes are.
 //!
 //! The same region carries the other large payload, the other way: the bytes of a
 //! remote asset the front sends a worker in answer to its range questions (a read's
@@ -18,6 +20,9 @@
 //! writable. Pages take memory only once written. The channel is a strict exchange:
 //! one side writes the region and then a frame saying what it holds, the other copies
 //! the bytes out before it answers, so the two never use the region at the same time.
+//! (While a job is in flight the front touches the region only to answer the worker's
+//! range questions, which a local read never asks: that is why only a local read
+//! writes its answer there as it goes.)
 //! A worker that writes into it out of turn can only spoil its own answer's pixels (or
 //! the bytes it asked for), as it could through the pipe. Lengths are checked against
 //! the region's size before any copy. A payload larger than the region (or a worker
@@ -154,6 +159,15 @@ impl ReplyRegion {
         Some(lens)
     }
 
+    /// The whole region, for the worker to write a local read's answer into in place
+    /// (see the module doc: the front does not touch the region while a job is in
+    /// flight, unless the job asks it for bytes).
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: the mapping is `len` writable bytes for as long as `self` lives, and
+        // `&mut self` keeps this the only slice of it in this process.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().cast::<u8>(), self.len) }
+    }
+
     /// A copy of bytes `start..start + len`, or `None` if they are not all inside the
     /// region.
     fn copy(&self, start: usize, len: usize) -> Option<Vec<u8>> {
@@ -196,6 +210,19 @@ mod tests {
         assert_eq!(front.copy(usize::MAX, 2), None);
         assert_eq!(worker.put(&[&[1u8; 4000], &[2u8; 97]]), None);
         assert_eq!(front.copy(0, 6).unwrap(), b"pixels");
+    }
+
+    #[test]
+    fn bytes_written_in_place_by_one_mapping_are_read_by_another() {
+        let front = ReplyRegion::create(4096).unwrap();
+        let dup = nix::unistd::dup(&front.fd).unwrap();
+        let mut worker = ReplyRegion::map(dup, 4096, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE).unwrap();
+        let whole = worker.as_mut_slice();
+        assert_eq!(whole.len(), 4096);
+        let (pixels, mask) = whole.split_at_mut(6);
+        pixels.copy_from_slice(b"pixels");
+        mask[..4].copy_from_slice(b"mask");
+        assert_eq!(front.copy_parts(&[6, 4]).unwrap(), [b"pixels".to_vec(), b"mask".to_vec()]);
     }
 
     #[test]

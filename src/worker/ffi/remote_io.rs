@@ -185,6 +185,16 @@ impl Remote {
         ipc::write_frame(&mut channel.output, &response)
     }
 
+    /// Runs `fill` on the first `len` bytes of the reply region, for a local read to
+    /// write its answer where the front will take it from (the answer then only names
+    /// the bytes); `None`, nothing run, without a region of that size. Not for a job that
+    /// asks the front for bytes: their replies come through the same region.
+    pub fn with_answer_region<R>(&self, len: usize, fill: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
+        let mut channel = self.channel.borrow_mut();
+        let region = channel.region.as_mut().filter(|r| r.len() >= len)?;
+        Some(fill(&mut region.as_mut_slice()[..len]))
+    }
+
     /// Marks job `id` in flight: remote reads may ask the front until [`Self::end_job`].
     /// In a `speculative` job, a read of bytes the front does not hold is not waited
     /// for: it fails, and its range is listed for [`Self::missed`].

@@ -124,23 +124,50 @@ pub fn read_band(
     gdal_type: gdal_sys::GDALDataType::Type,
     type_size: usize,
 ) -> Result<Vec<u8>, String> {
-    let band = ds.rasterband(index).map_err(|e| e.to_string())?;
     let (width, height) = ds.raster_size();
     let mut buf = vec![0u8; width * height * type_size];
-    // SAFETY: `buf` holds exactly width * height values of `gdal_type` (type_size bytes
-    // each, checked by the caller from GDALGetDataTypeSizeBytes); the band handle is live
-    // for the borrow of `band`.
+    read_window_into(ds, index, (0, 0, width, height), gdal_type, type_size, &mut buf)?;
+    Ok(buf)
+}
+
+/// Reads the window `(x, y, width, height)` of band `index` (1-based) into `out`, which
+/// holds exactly `width * height` values of GDAL type `gdal_type` (`type_size` bytes
+/// each, native byte order). The window must lie inside the dataset.
+pub fn read_window_into(
+    ds: &Dataset,
+    index: usize,
+    (x, y, width, height): (usize, usize, usize, usize),
+    gdal_type: gdal_sys::GDALDataType::Type,
+    type_size: usize,
+    out: &mut [u8],
+) -> Result<(), String> {
+    let band = ds.rasterband(index).map_err(|e| e.to_string())?;
+    let (ds_width, ds_height) = ds.raster_size();
+    if x + width > ds_width || y + height > ds_height {
+        return Err(format!(
+            "the window {width}x{height}+{x}+{y} is not inside {ds_width}x{ds_height} pixels"
+        ));
+    }
+    if out.len() != width * height * type_size {
+        return Err(format!("{} bytes cannot hold {width}x{height} values of {type_size} bytes", out.len()));
+    }
+    let int = |v: usize| {
+        c_int::try_from(v).map_err(|_| format!("a window of {width}x{height} pixels is too large"))
+    };
+    // SAFETY: `out` holds exactly width * height values of `gdal_type` (type_size bytes
+    // each, checked by the caller from GDALGetDataTypeSizeBytes, and above); the window
+    // is inside the band; the band handle is live for the borrow of `band`.
     let err = unsafe {
         gdal_sys::GDALRasterIO(
             band.c_rasterband(),
             gdal_sys::GDALRWFlag::GF_Read,
-            0,
-            0,
-            width as c_int,
-            height as c_int,
-            buf.as_mut_ptr().cast::<c_void>(),
-            width as c_int,
-            height as c_int,
+            int(x)?,
+            int(y)?,
+            int(width)?,
+            int(height)?,
+            out.as_mut_ptr().cast::<c_void>(),
+            int(width)?,
+            int(height)?,
             gdal_type,
             0,
             0,
@@ -149,7 +176,7 @@ pub fn read_band(
     if err != gdal_sys::CPLErr::CE_None {
         return Err(format!("reading band {index} failed"));
     }
-    Ok(buf)
+    Ok(())
 }
 
 /// The `INTERLEAVE` (`PIXEL` or `BAND`) of the dataset that owns `band`: for an

@@ -328,40 +328,73 @@ pub fn read(
             format!("warp produced {grid_width}x{grid_height} pixels, expected {:?}", plan.grid.size()),
         ));
     }
-    let crop = |values: Vec<u8>, size: usize, what: &str| {
-        plan.crop.apply(values, grid_width, size).ok_or_else(|| {
-            JobError::new(ErrorKind::ReadFailed, format!("the warped {what} is smaller than its grid"))
-        })
-    };
-    let (width, height) = (plan.crop.width, plan.crop.height);
-    let mut pixels = Vec::with_capacity(selected.len() * width * height * type_size);
-    for b in &selected {
-        let bytes = warp::read_band(&out, *b, gdal_type as u32, type_size)
-            .map_err(|e| JobError::gdal(ErrorKind::ReadFailed, "reading warped pixels", e))?;
-        pixels.extend_from_slice(&crop(bytes, type_size, "band")?);
-    }
-    let alpha = warp::read_band(&out, out_bands, gdal_sys::GDALDataType::GDT_Byte, 1)
-        .map_err(|e| JobError::gdal(ErrorKind::ReadFailed, "reading the warped mask", e))?;
-    let mut mask: Vec<u8> =
-        crop(alpha, 1, "mask")?.into_iter().map(|a| if a > 0 { 255 } else { 0 }).collect();
-    if let Some(value) = plan.nodata {
-        for band in pixels.chunks_exact(width * height * type_size) {
-            read_plan::mask_nodata(&mut mask, band, dtype, value);
-        }
-    }
+    let local = !remote_io::is_remote(&req.path);
+    let answer = answer(&out, &plan, &selected, (gdal_type, dtype, type_size), remote.filter(|_| local))?;
     stats.warp_us = started.elapsed().as_micros() as u64;
-    Ok(worker_response::Result::Read(ReadResult {
+    Ok(worker_response::Result::Read(ReadResult { nodata, ..answer }))
+}
+
+/// What a read answers: the request's window of the warped grid `out` (its padding
+/// left out), the `selected` bands one after another and the mask (alpha > 0, less the
+/// pixels of the nodata override), read straight into the answer's buffers. With
+/// `region` (a local read), into the reply region when they fit: one copy less on the
+/// way out. A remote read's cannot go there: its range replies come through the region
+/// while it reads.
+fn answer(
+    out: &Dataset,
+    plan: &ReadPlan,
+    selected: &[usize],
+    (gdal_type, dtype, type_size): (GdalDataType, DataType, usize),
+    region: Option<&Remote>,
+) -> Result<ReadResult, JobError> {
+    let (width, height) = (plan.crop.width, plan.crop.height);
+    let (window, alpha) = (plan.crop.window(), out.raster_count());
+    let plane = width * height * type_size;
+    let (pixel_bytes, mask_bytes) = (selected.len() * plane, width * height);
+    let fill = |pixels: &mut [u8], mask: &mut [u8]| -> Result<(), JobError> {
+        for (b, values) in selected.iter().zip(pixels.chunks_exact_mut(plane)) {
+            warp::read_window_into(out, *b, window, gdal_type as u32, type_size, values)
+                .map_err(|e| JobError::gdal(ErrorKind::ReadFailed, "reading warped pixels", e))?;
+        }
+        warp::read_window_into(out, alpha, window, gdal_sys::GDALDataType::GDT_Byte, 1, mask)
+            .map_err(|e| JobError::gdal(ErrorKind::ReadFailed, "reading the warped mask", e))?;
+        for m in mask.iter_mut() {
+            *m = if *m > 0 { 255 } else { 0 };
+        }
+        if let Some(value) = plan.nodata {
+            for band in pixels.chunks_exact(plane) {
+                read_plan::mask_nodata(mask, band, dtype, value);
+            }
+        }
+        Ok(())
+    };
+    let in_region = region
+        .and_then(|remote| {
+            remote.with_answer_region(pixel_bytes + mask_bytes, |region| {
+                let (pixels, mask) = region.split_at_mut(pixel_bytes);
+                fill(pixels, mask)
+            })
+        })
+        .transpose()?;
+    let (pixels, mask, shared_pixels, shared_mask) = if in_region.is_some() {
+        (Vec::new(), Vec::new(), pixel_bytes as u32, mask_bytes as u32)
+    } else {
+        let (mut pixels, mut mask) = (vec![0u8; pixel_bytes], vec![0u8; mask_bytes]);
+        fill(&mut pixels, &mut mask)?;
+        // Moved to the reply region, if it fits, as the answer leaves the worker.
+        (pixels, mask, 0, 0)
+    };
+    Ok(ReadResult {
         dtype: dtype as i32,
         band_count: selected.len() as u32,
         width: width as u32,
         height: height as u32,
         pixels,
         mask,
-        nodata,
-        // Moved to the reply region, if it fits, as the answer leaves the worker.
-        shared_pixels: 0,
-        shared_mask: 0,
-    }))
+        nodata: None,
+        shared_pixels,
+        shared_mask,
+    })
 }
 
 /// The warped VRT of `plan` made through the file's kept warp ([`warp::KeptWarp`]), or
