@@ -26,6 +26,16 @@ pub const MAX_HISTOGRAM_BINS: usize = 10_000;
 /// Most percentiles a statistics job may ask for.
 pub const MAX_PERCENTILES: usize = 100;
 
+/// The prefix of the paths a worker knows remote assets by (`/vsitessera/...`): a job
+/// about one may ask the front for bytes mid-job; any other path is a local file.
+pub const REMOTE_PREFIX: &str = "/vsitessera/";
+
+/// Whether a job's `path` names a remote asset (see [`REMOTE_PREFIX`]).
+#[must_use]
+pub fn is_remote(path: &str) -> bool {
+    path.starts_with(REMOTE_PREFIX)
+}
+
 /// Answers the range requests a worker makes mid-job about a remote asset: the front's
 /// reader of remote assets ([`crate::fetch`]), which the pool hands each question to.
 pub trait RangeService: Send + Sync + std::fmt::Debug {
@@ -90,6 +100,9 @@ pub enum FrameError {
     /// Reading or writing failed.
     #[error("channel I/O failed: {0}")]
     Io(io::Error),
+    /// A valid frame the exchange does not allow at this point.
+    #[error("unexpected frame: {0}")]
+    Unexpected(String),
 }
 
 impl From<io::Error> for FrameError {

@@ -17,12 +17,18 @@
 //!
 //! The front creates the region (a `memfd` of [`REPLY_REGION_BYTES`]) when it spawns
 //! the worker, which finds it through [`REPLY_REGION_ENV`] (`FD:BYTES`); both map it
-//! writable. Pages take memory only once written. The channel is a strict exchange:
-//! one side writes the region and then a frame saying what it holds, the other copies
-//! the bytes out before it answers, so the two never use the region at the same time.
-//! (While a job is in flight the front touches the region only to answer the worker's
-//! range questions, which a local read never asks: that is why only a local read
-//! writes its answer there as it goes.)
+//! writable. Pages take memory only once written. The region is two halves, slots of
+//! [`REPLY_SLOT_BYTES`]: each job names its slot (`WorkerRequest.reply_slot`), and the
+//! front alternates them from one job of a worker to the next. Within a slot the
+//! channel is a strict exchange: one side writes the slot and then a frame saying what
+//! it holds, the other copies the bytes out before it answers, so the two never use a
+//! slot at the same time. Two slots let a job wait in the worker's pipe behind a local
+//! read (pipelined, see `pool/pipeline.rs`): the worker writes the second job's answer
+//! in the other slot while the front copies the first's out, and the front sends a
+//! third job only once the first's slot is copied out. (While a job is in flight the
+//! front touches its slot only to answer the worker's range questions, which a local
+//! read never asks: that is why only a local read writes its answer there as it goes,
+//! and only a local read has a job queued behind it.)
 //! A worker that writes into it out of turn can only spoil its own answer's pixels (or
 //! the bytes it asked for), as it could through the pipe. Lengths are checked against
 //! the region's size before any copy. A payload larger than the region (or a worker
@@ -40,9 +46,12 @@ use std::{
 
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 
-/// Size of each worker's reply region: a 512 px tile of four 32-bit bands with its mask
-/// fits (4.25 MiB would not: such answers take the pipe).
-pub const REPLY_REGION_BYTES: usize = 4 * 1024 * 1024;
+/// Size of each slot of a worker's reply region: a 512 px tile of four 32-bit bands
+/// with its mask fits (4.25 MiB would not: such answers take the pipe).
+pub const REPLY_SLOT_BYTES: usize = 4 * 1024 * 1024;
+
+/// Size of each worker's reply region: two slots.
+pub const REPLY_REGION_BYTES: usize = 2 * REPLY_SLOT_BYTES;
 
 /// The variable that tells a worker its region: `FD:BYTES`.
 pub const REPLY_REGION_ENV: &str = "TESSERA_REPLY_REGION";
@@ -98,11 +107,27 @@ impl ReplyRegion {
         self.len
     }
 
-    /// Copies of consecutive buffers of `lens` bytes from the region's start (what
+    /// Bytes in each of the region's two slots.
+    #[must_use]
+    pub fn slot_len(&self) -> usize {
+        self.len / 2
+    }
+
+    /// Where `slot` (0 or 1) starts; `None` for another number.
+    fn slot_start(&self, slot: u32) -> Option<usize> {
+        (slot < 2).then(|| slot as usize * self.slot_len())
+    }
+
+    /// Copies of consecutive buffers of `lens` bytes from the start of `slot` (what
     /// [`Self::put`] wrote), or `None` if they run past its end.
     #[must_use]
-    pub fn copy_parts(&self, lens: &[u32]) -> Option<Vec<Vec<u8>>> {
-        let mut at = 0usize;
+    pub fn copy_parts(&self, slot: u32, lens: &[u32]) -> Option<Vec<Vec<u8>>> {
+        let start = self.slot_start(slot)?;
+        let total = lens.iter().try_fold(0usize, |sum, &len| sum.checked_add(len as usize))?;
+        if total > self.slot_len() {
+            return None;
+        }
+        let mut at = start;
         lens.iter()
             .map(|&len| {
                 let part = self.copy(at, len as usize)?;
@@ -134,19 +159,21 @@ impl ReplyRegion {
         Ok(())
     }
 
-    /// Writes `parts` one after another from the region's start, and gives their
+    /// Writes `parts` one after another from the start of `slot`, and gives their
     /// lengths (what the frame tells the other side); `None`, nothing written, when they
-    /// do not fit.
-    pub fn put(&mut self, parts: &[&[u8]]) -> Option<Vec<u32>> {
+    /// do not fit in the slot (or there is no such slot).
+    pub fn put(&mut self, slot: u32, parts: &[&[u8]]) -> Option<Vec<u32>> {
+        let start = self.slot_start(slot)?;
         let lens = parts.iter().map(|p| u32::try_from(p.len()).ok()).collect::<Option<Vec<u32>>>()?;
         let total: usize = parts.iter().map(|p| p.len()).sum();
-        if total > self.len {
+        if total > self.slot_len() {
             return None;
         }
-        let mut at = 0;
+        let mut at = start;
         for part in parts {
-            // SAFETY: `at + part.len() <= total <= self.len`, inside the writable
-            // mapping; `part` is ordinary memory of this process, not the region.
+            // SAFETY: `at + part.len() <= start + total <= start + slot_len <= self.len`,
+            // inside the writable mapping; `part` is ordinary memory of this process, not
+            // the region.
             unsafe {
                 std::ptr::copy_nonoverlapping(
                     part.as_ptr(),
@@ -159,13 +186,17 @@ impl ReplyRegion {
         Some(lens)
     }
 
-    /// The whole region, for the worker to write a local read's answer into in place
-    /// (see the module doc: the front does not touch the region while a job is in
-    /// flight, unless the job asks it for bytes).
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: the mapping is `len` writable bytes for as long as `self` lives, and
-        // `&mut self` keeps this the only slice of it in this process.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().cast::<u8>(), self.len) }
+    /// The whole of `slot`, for the worker to write a local read's answer into in place
+    /// (see the module doc: the front does not touch a job's slot while the job is in
+    /// flight, unless the job asks it for bytes); `None` for no such slot.
+    pub fn slot_mut(&mut self, slot: u32) -> Option<&mut [u8]> {
+        let start = self.slot_start(slot)?;
+        // SAFETY: `start + slot_len <= len`: the slot is writable bytes of the mapping
+        // for as long as `self` lives, and `&mut self` keeps this the only slice of it
+        // in this process.
+        Some(unsafe {
+            std::slice::from_raw_parts_mut(self.ptr.as_ptr().cast::<u8>().add(start), self.slot_len())
+        })
     }
 
     /// A copy of bytes `start..start + len`, or `None` if they are not all inside the
@@ -197,45 +228,58 @@ impl Drop for ReplyRegion {
 mod tests {
     use super::*;
 
+    /// A region of two 4096-byte slots as the front maps it, and the worker's mapping.
+    fn pair() -> (ReplyRegion, ReplyRegion) {
+        let front = ReplyRegion::create(8192).unwrap();
+        let dup = nix::unistd::dup(&front.fd).unwrap();
+        let worker = ReplyRegion::map(dup, 8192, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE).unwrap();
+        (front, worker)
+    }
+
     #[test]
     fn bytes_put_by_one_mapping_are_read_by_another() {
-        let front = ReplyRegion::create(4096).unwrap();
-        let dup = nix::unistd::dup(&front.fd).unwrap();
-        let mut worker = ReplyRegion::map(dup, 4096, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE).unwrap();
-        assert_eq!(worker.put(&[b"pixels", b"mask"]), Some(vec![6, 4]));
+        let (front, mut worker) = pair();
+        assert_eq!(worker.slot_len(), 4096);
+        assert_eq!(worker.put(0, &[b"pixels", b"mask"]), Some(vec![6, 4]));
         assert_eq!(front.copy(0, 6).unwrap(), b"pixels");
         assert_eq!(front.copy(6, 4).unwrap(), b"mask");
         // Out of bounds, or too large to put: refused, nothing read or written.
-        assert_eq!(front.copy(4090, 7), None);
+        assert_eq!(front.copy(8190, 7), None);
         assert_eq!(front.copy(usize::MAX, 2), None);
-        assert_eq!(worker.put(&[&[1u8; 4000], &[2u8; 97]]), None);
+        assert_eq!(worker.put(0, &[&[1u8; 4000], &[2u8; 97]]), None, "larger than a slot");
+        assert_eq!(worker.put(2, &[b"x"]), None, "no third slot");
         assert_eq!(front.copy(0, 6).unwrap(), b"pixels");
     }
 
     #[test]
-    fn bytes_written_in_place_by_one_mapping_are_read_by_another() {
-        let front = ReplyRegion::create(4096).unwrap();
-        let dup = nix::unistd::dup(&front.fd).unwrap();
-        let mut worker = ReplyRegion::map(dup, 4096, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE).unwrap();
-        let whole = worker.as_mut_slice();
-        assert_eq!(whole.len(), 4096);
-        let (pixels, mask) = whole.split_at_mut(6);
-        pixels.copy_from_slice(b"pixels");
-        mask[..4].copy_from_slice(b"mask");
-        assert_eq!(front.copy_parts(&[6, 4]).unwrap(), [b"pixels".to_vec(), b"mask".to_vec()]);
+    fn the_two_slots_hold_two_answers_apart() {
+        let (front, mut worker) = pair();
+        assert_eq!(worker.put(0, &[b"first", b"m1"]), Some(vec![5, 2]));
+        let second = worker.slot_mut(1).unwrap();
+        assert_eq!(second.len(), 4096);
+        second[..6].copy_from_slice(b"second");
+        second[6..8].copy_from_slice(b"m2");
+        second[4090..].copy_from_slice(b"at end");
+        assert_eq!(front.copy_parts(0, &[5, 2]).unwrap(), [b"first".to_vec(), b"m1".to_vec()]);
+        assert_eq!(front.copy_parts(1, &[6, 2]).unwrap(), [b"second".to_vec(), b"m2".to_vec()]);
+        assert_eq!(front.copy_parts(1, &[4090, 6]).unwrap()[1], b"at end");
+        // A slot's parts never run into the next slot or past the region.
+        assert_eq!(front.copy_parts(0, &[4096, 1]), None);
+        assert_eq!(front.copy_parts(1, &[4097]), None);
+        assert_eq!(front.copy_parts(2, &[1]), None);
+        assert!(worker.slot_mut(2).is_none());
     }
 
     #[test]
     fn the_front_puts_buffers_the_worker_copies_out_whole_or_not_at_all() {
-        let mut front = ReplyRegion::create(4096).unwrap();
-        let dup = nix::unistd::dup(&front.fd).unwrap();
-        let worker = ReplyRegion::map(dup, 4096, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE).unwrap();
-        assert_eq!(front.put(&[b"block one", b"", b"block two"]), Some(vec![9, 0, 9]));
+        let (mut front, worker) = pair();
+        assert_eq!(front.put(1, &[b"block one", b"", b"block two"]), Some(vec![9, 0, 9]));
         assert_eq!(
-            worker.copy_parts(&[9, 0, 9]).unwrap(),
+            worker.copy_parts(1, &[9, 0, 9]).unwrap(),
             [b"block one".to_vec(), Vec::new(), b"block two".to_vec()]
         );
-        assert_eq!(worker.copy_parts(&[9, 4090]), None, "past the end");
-        assert_eq!(worker.copy_parts(&[]).unwrap(), Vec::<Vec<u8>>::new());
+        assert_eq!(worker.copy_parts(1, &[9, 4090]), None, "past the end");
+        assert_eq!(worker.copy_parts(0, &[u32::MAX, u32::MAX]), None, "lengths that overflow");
+        assert_eq!(worker.copy_parts(1, &[]).unwrap(), Vec::<Vec<u8>>::new());
     }
 }

@@ -1,8 +1,9 @@
 //! One attempt at a job: a worker checked out within two bounds (the job's deadline, and
-//! `max_worker_wait` so that overload sheds load instead of queueing without bound), the
-//! deadline of the work itself (the read timeout counts from the exchange, not from the
-//! wait), and the exchange run in a task of its own, so that a caller going away cannot
-//! cut it in half. How a failed exchange is taken is `retry.rs`'s business.
+//! `max_worker_wait` so that overload sheds load instead of queueing without bound), or
+//! the job queued behind a busy worker's read (`pipeline.rs`); the deadline of the work
+//! itself (the read timeout counts from the job's start, not from the wait), and the
+//! exchange run in a task of its own, so that a caller going away cannot cut it in half.
+//! How a failed exchange is taken is `retry.rs`'s business.
 
 use std::{
     sync::{Arc, atomic::Ordering},
@@ -10,11 +11,15 @@ use std::{
 };
 
 use deadpool::managed;
-use tokio::time::Instant;
+use tokio::{
+    sync::oneshot,
+    time::{Instant, error::Elapsed},
+};
 use tracing::Instrument as _;
 
 use super::{
     PoolError, PoolStats, WorkerPool,
+    pipeline::{self, Delivered, InFlight, OfferGuard, Queued},
     retry::{Attempt, Faults},
 };
 use crate::pb::worker::{WorkerRequest, worker_request::Job};
@@ -28,6 +33,18 @@ pub(super) struct JobTimes {
     pub(super) ipc: Duration,
     /// The worker of the last attempt.
     pub(super) pid: u32,
+}
+
+/// A worker for a job, or the answer of a busy worker that queued it (pipelining).
+// Lives for one attempt on the stack; boxing the worker would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Checkout {
+    /// deadpool's checkout, bounded by the wait.
+    Worker(
+        Result<Result<managed::Object<super::WorkerManager>, managed::PoolError<super::SpawnError>>, Elapsed>,
+    ),
+    /// Queued behind another job: its start and its answer come here.
+    Queued(Queued),
 }
 
 impl WorkerPool {
@@ -46,41 +63,50 @@ impl WorkerPool {
         let wait = self.config().max_worker_wait;
         let checkout_started = Instant::now();
         let wait_until = checkout_started + wait;
-        let checkout = tokio::time::timeout_at(deadline.min(wait_until), self.pool.get()).await;
+        let mut checkout = self.checkout(job, deadline, wait_until).await;
+        if let Checkout::Queued(queued) = &mut checkout {
+            // Until the job before it is answered, this one still waits for a worker.
+            // (A sender gone without a word: the worker ended, the answer says so.)
+            if let Err(elapsed) = tokio::time::timeout_at(deadline.min(wait_until), &mut queued.started).await
+            {
+                checkout = Checkout::Worker(Err(elapsed));
+            }
+        }
         times.wait += checkout_started.elapsed();
         let worker = match checkout {
-            Err(_) if deadline <= wait_until => return Attempt::Done(Err(PoolError::DeadlineExceeded)),
-            Err(_) => {
+            Checkout::Queued(queued) => {
+                let exchange_started = Instant::now();
+                let delivered = queued.answer.await;
+                times.ipc += exchange_started.elapsed();
+                return self.settle(delivered, asset, faults, times);
+            }
+            Checkout::Worker(Err(_)) if deadline <= wait_until => {
+                return Attempt::Done(Err(PoolError::DeadlineExceeded));
+            }
+            Checkout::Worker(Err(_)) => {
                 PoolStats::bump(&self.stats().wait_rejections);
                 return Attempt::Done(Err(PoolError::Overloaded(wait)));
             }
-            Ok(Ok(w)) => w,
-            Ok(Err(managed::PoolError::Closed)) => {
+            Checkout::Worker(Ok(Ok(w))) => w,
+            Checkout::Worker(Ok(Err(managed::PoolError::Closed))) => {
                 return Attempt::Done(Err(PoolError::Unavailable("the server is shutting down".into())));
             }
             // A spawn failed while the pool is healthy (a worker killed as it started):
             // try again for another worker, within the deadline.
-            Ok(Err(managed::PoolError::Backend(e))) if self.pool.manager().crash_loop.is_healthy() => {
+            Checkout::Worker(Ok(Err(managed::PoolError::Backend(e))))
+                if self.pool.manager().crash_loop.is_healthy() =>
+            {
                 tracing::warn!(error = %e, "worker spawn failed during checkout; trying again");
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 return Attempt::Checkout;
             }
-            Ok(Err(e)) => return Attempt::Done(Err(PoolError::Unavailable(e.to_string()))),
+            Checkout::Worker(Ok(Err(e))) => return Attempt::Done(Err(PoolError::Unavailable(e.to_string()))),
         };
         let worker = self.prefer(worker, asset).await;
         // The read timeout bounds the work, not the wait for a worker.
-        let request_deadline = deadline;
-        let read_deadline = Instant::now() + self.config().read_timeout;
-        // Whether a kill at the deadline would be the read timeout's, which says something
-        // about the asset, rather than the caller's, which does not.
-        let bounded_by_read_timeout = read_deadline < request_deadline;
-        let deadline = request_deadline.min(read_deadline);
-        let request = WorkerRequest {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            deadline_ms: deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
-            trace_context: crate::telemetry::inject(&tracing::Span::current()),
-            job: Some(job.clone()),
-        };
+        let (reply, answer) = oneshot::channel();
+        let head =
+            InFlight::starting(self.request(job, deadline), deadline, self.config().read_timeout, reply);
         PoolStats::bump(&self.stats().jobs_started);
         times.pid = worker.pid();
         let this = Arc::clone(self);
@@ -90,22 +116,79 @@ impl WorkerPool {
         // other work (compositing the read before). The frame fits in the idle worker's
         // pipe: the writing is never cut in half by the caller going away.
         let mut worker = worker;
-        worker.send(&request, deadline).await;
+        worker.send(&head.request, head.deadline).await;
         // The wait for the answer is detached so that a caller going away cannot cut an
-        // exchange in half.
-        let exchange =
-            tokio::spawn(async move { this.exchange(worker, request, deadline).await }.in_current_span());
-        let exchanged = exchange.await;
+        // exchange in half; the task goes on with the jobs queued behind this one.
+        tokio::spawn(async move { this.serve_jobs(worker, head).await }.in_current_span());
+        let delivered = answer.await;
         times.ipc += exchange_started.elapsed();
-        match exchanged {
-            Ok(Ok(response)) => {
-                self.affinity.remember(asset, times.pid);
+        self.settle(delivered, asset, faults, times)
+    }
+
+    /// The request of `job` for a caller whose deadline is `deadline`, in slot 0 of the
+    /// reply region (a job queued behind it gets the other slot when it is written).
+    fn request(&self, job: &Job, deadline: Instant) -> WorkerRequest {
+        let deadline = deadline.min(Instant::now() + self.config().read_timeout);
+        WorkerRequest {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            deadline_ms: deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
+            trace_context: crate::telemetry::inject(&tracing::Span::current()),
+            job: Some(job.clone()),
+            reply_slot: 0,
+        }
+    }
+
+    /// A worker from deadpool within `deadline` and `wait_until`; for a local read when
+    /// no worker is idle, also offered to busy workers (the first of the two wins).
+    async fn checkout(&self, job: &Job, deadline: Instant, wait_until: Instant) -> Checkout {
+        let until = deadline.min(wait_until);
+        if !pipeline::pipelinable(Some(job)) || self.pool.status().available > 0 {
+            return Checkout::Worker(tokio::time::timeout_at(until, self.pool.get()).await);
+        }
+        let (offer, queued) = self.waiting.offer(self.request(job, deadline), deadline);
+        // Taken back if this caller stops waiting, unless a worker has it.
+        let offer = OfferGuard(offer);
+        let got = tokio::time::timeout_at(until, async {
+            tokio::select! {
+                checkout = self.pool.get() => Some(checkout),
+                () = offer.0.taken() => None,
+            }
+        })
+        .await;
+        match got {
+            Ok(Some(checkout)) if offer.0.withdraw() => Checkout::Worker(Ok(checkout)),
+            Err(elapsed) if offer.0.withdraw() => Checkout::Worker(Err(elapsed)),
+            // Taken by a busy worker (meanwhile, if a worker was checked out too: that
+            // one goes back).
+            _ => Checkout::Queued(queued),
+        }
+    }
+
+    /// What a job's answer, as its exchange task delivered it, means for the attempt.
+    fn settle(
+        &self,
+        delivered: Result<Delivered, oneshot::error::RecvError>,
+        asset: &str,
+        faults: &mut Faults,
+        times: &mut JobTimes,
+    ) -> Attempt {
+        let Ok(delivered) = delivered else {
+            return Attempt::Done(Err(PoolError::Fault("exchange task failed".into())));
+        };
+        times.pid = delivered.pid;
+        match delivered.result {
+            Ok(response) => {
+                self.affinity.remember(asset, delivered.pid);
                 Attempt::Done(Ok(response))
             }
-            Ok(Err((error, exit))) => {
-                self.classify(error, exit, asset, faults, bounded_by_read_timeout, request_deadline)
-            }
-            Err(join) => Attempt::Done(Err(PoolError::Fault(format!("exchange task failed: {join}")))),
+            Err((error, exit)) => self.classify(
+                error,
+                exit,
+                asset,
+                faults,
+                delivered.bounded_by_read_timeout,
+                delivered.request_deadline,
+            ),
         }
     }
 }

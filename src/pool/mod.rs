@@ -23,6 +23,10 @@
 //!   the pool.
 //! - **Affinity** (`affinity.rs`): a job goes preferably to an idle worker that already
 //!   has its asset open; the pool never waits or spawns for that.
+//! - **Pipelining** (`pipeline.rs`): when no worker is idle, a local read also offers
+//!   itself to busy workers; one doing a local read queues it in its pipe, so the worker
+//!   starts it the moment it answers. At most two jobs are in flight on a worker, each
+//!   answering in its own slot of the reply region.
 //! - **Deadline** (`attempt.rs`, `retry.rs`) = min(client deadline, start of the
 //!   exchange + read timeout). A job whose deadline has passed is never started; a worker
 //!   that misses it is SIGKILLed (its whole process group), dropped and replaced in the
@@ -65,6 +69,7 @@ mod crash_loop;
 mod liveness;
 mod memory_budget;
 mod metrics;
+mod pipeline;
 mod process;
 mod quarantine;
 mod recycle;
@@ -189,6 +194,8 @@ pub struct WorkerPool {
     quarantine: Quarantine,
     /// Which workers have each asset open (most recent first): jobs go preferably there.
     affinity: Affinity,
+    /// Local reads waiting for a worker, offered to busy ones (pipelining).
+    waiting: pipeline::Waiting,
 }
 
 impl WorkerPool {
@@ -210,7 +217,13 @@ impl WorkerPool {
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .expect("a pool with a runtime and max_size >= 1 always builds");
-        Arc::new(Self { pool, next_id: AtomicU64::new(1), quarantine, affinity: Affinity::default() })
+        Arc::new(Self {
+            pool,
+            next_id: AtomicU64::new(1),
+            quarantine,
+            affinity: Affinity::default(),
+            waiting: pipeline::Waiting::default(),
+        })
     }
 
     fn config(&self) -> &PoolConfig {

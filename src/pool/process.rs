@@ -99,6 +99,10 @@ pub enum ExchangeError {
     /// The worker died (or closed its channel) before answering.
     #[error("the worker died mid-job")]
     Died,
+    /// The job was queued in the worker's pipe behind another (pipelined) whose end
+    /// ended the worker: it never ran, and says nothing about its asset.
+    #[error("the worker ended before it started the job")]
+    NotRun,
     /// The worker sent something that is not a valid answer; it has been killed.
     #[error("protocol fault: {0}")]
     Fault(String),
@@ -305,6 +309,42 @@ impl WorkerProcess {
         deadline: Instant,
         ranges: Option<&dyn RangeService>,
     ) -> Result<WorkerResponse, ExchangeError> {
+        self.exchange_then(request, deadline, ranges, std::future::pending::<Option<(WorkerRequest, ())>>())
+            .await
+            .0
+    }
+
+    /// [`exchange`](Self::exchange), and meanwhile, once, the job `next` yields (if it
+    /// yields one) written into the worker's pipe behind this one, in the other slot of
+    /// the reply region: the worker starts it as soon as it has answered (see
+    /// `pipeline.rs`). Only for a job that asks no questions (a local read): a question
+    /// from a job with another queued behind it is a protocol fault. Returns the answer
+    /// and the job queued, if any; the job queued is already written, so its own
+    /// exchange only waits (as after [`send`](Self::send)). If this exchange fails, the
+    /// worker is gone and the job queued never ran.
+    pub async fn exchange_then<T>(
+        &mut self,
+        request: &WorkerRequest,
+        deadline: Instant,
+        ranges: Option<&dyn RangeService>,
+        next: impl Future<Output = Option<(WorkerRequest, T)>>,
+    ) -> (Result<WorkerResponse, ExchangeError>, Option<(WorkerRequest, T)>) {
+        let mut queued = None;
+        let result = self.exchange_queueing(request, deadline, ranges, next, &mut queued).await;
+        if let Some((next, _)) = &queued {
+            self.sent = Some((next.id, Ok(())));
+        }
+        (result, queued)
+    }
+
+    async fn exchange_queueing<T>(
+        &mut self,
+        request: &WorkerRequest,
+        deadline: Instant,
+        ranges: Option<&dyn RangeService>,
+        next: impl Future<Output = Option<(WorkerRequest, T)>>,
+        queued: &mut Option<(WorkerRequest, T)>,
+    ) -> Result<WorkerResponse, ExchangeError> {
         use crate::pb::worker::{RangeReply, WorkerError, worker_request::Job, worker_response::Result as R};
         // Whether `send` wrote this job's request already (a failure there ends it here).
         let written_ahead = match self.sent.take() {
@@ -316,16 +356,44 @@ impl WorkerProcess {
         };
         self.state = WorkerState::Busy;
         let job_path = ipc::job_path(request);
+        let (stdin, stdout, region) = (&mut self.stdin, &mut self.stdout, &mut self.region);
+        let mut next = std::pin::pin!(next);
+        let mut asking = true;
         let io = async {
             if !written_ahead {
-                ipc::write_frame_async(&mut self.stdin, request).await?;
+                ipc::write_frame_async(&mut *stdin, request).await?;
             }
             loop {
-                let response = ipc::read_frame_async::<WorkerResponse>(&mut self.stdout).await?;
+                // The answer is read by one future, polled to its end even while a job
+                // is queued meanwhile (a frame half read would be lost).
+                let read = ipc::read_frame_async::<WorkerResponse>(&mut *stdout);
+                let mut read = std::pin::pin!(read);
+                let response = loop {
+                    tokio::select! {
+                        biased;
+                        response = &mut read => break response?,
+                        job = &mut next, if asking => {
+                            asking = false;
+                            if let Some((mut job, tag)) = job {
+                                job.reply_slot = request.reply_slot ^ 1;
+                                // Kept before the writing: a job half written (the
+                                // deadline passing) is lost with the worker, and must
+                                // hear so.
+                                let (job, _) = queued.insert((job, tag));
+                                ipc::write_frame_async(&mut *stdin, job).await?;
+                            }
+                        }
+                    }
+                };
                 let question = match response.result {
                     Some(R::Range(question)) if response.id == request.id => question,
                     _ => return Ok(response),
                 };
+                if queued.is_some() {
+                    return Err(FrameError::Unexpected(
+                        "a job with another queued behind it asked the front for bytes".into(),
+                    ));
+                }
                 let mut reply = match (ranges, job_path) {
                     // Answered a little before the job's deadline, so that a fetch that
                     // runs out of time fails the job with its own error instead of
@@ -339,10 +407,11 @@ impl WorkerProcess {
                         ..RangeReply::default()
                     },
                 };
-                // The bytes go through the reply region when they fit.
-                if let Some(region) = &mut self.region
+                // The bytes go through the job's slot of the reply region when they fit.
+                if let Some(region) = region.as_mut()
                     && !reply.data.is_empty()
-                    && let Some(lens) = region.put(&reply.data.iter().map(Vec::as_slice).collect::<Vec<_>>())
+                    && let Some(lens) = region
+                        .put(request.reply_slot, &reply.data.iter().map(Vec::as_slice).collect::<Vec<_>>())
                 {
                     reply.shared_data = lens;
                     reply.data = Vec::new();
@@ -352,7 +421,7 @@ impl WorkerProcess {
                     job: Some(Job::RangeReply(reply)),
                     ..WorkerRequest::default()
                 };
-                ipc::write_frame_async(&mut self.stdin, &answer).await?;
+                ipc::write_frame_async(&mut *stdin, &answer).await?;
             }
         };
         let outcome = tokio::time::timeout_at(deadline, io).await;
@@ -361,7 +430,9 @@ impl WorkerProcess {
                 "answer for job {} while job {} was in flight",
                 response.id, request.id
             ))),
-            Ok(Ok(response)) => self.unshare(response).and_then(|r| check_response(request, r)),
+            Ok(Ok(response)) => {
+                self.unshare(response, request.reply_slot).and_then(|r| check_response(request, r))
+            }
             Ok(Err(e)) => return Err(self.failed(Some(e))),
             Err(_) => return Err(self.failed(None)),
         };
@@ -398,9 +469,9 @@ impl WorkerProcess {
         error
     }
 
-    /// A read's answer with the pixels and mask it left in the reply region copied in,
-    /// before the worker can be given another job.
-    fn unshare(&self, mut response: WorkerResponse) -> Result<WorkerResponse, ExchangeError> {
+    /// A read's answer with the pixels and mask it left in `slot` of the reply region
+    /// copied in, before the worker can be given another job in that slot.
+    fn unshare(&self, mut response: WorkerResponse, slot: u32) -> Result<WorkerResponse, ExchangeError> {
         use crate::pb::worker::worker_response::Result as R;
         let Some(R::Read(r)) = &mut response.result else { return Ok(response) };
         if r.shared_pixels == 0 && r.shared_mask == 0 {
@@ -413,7 +484,7 @@ impl WorkerProcess {
         let Some(region) = &self.region else {
             return fault("names a reply region the worker was not given");
         };
-        match region.copy_parts(&[r.shared_pixels, r.shared_mask]).map(<[Vec<u8>; 2]>::try_from) {
+        match region.copy_parts(slot, &[r.shared_pixels, r.shared_mask]).map(<[Vec<u8>; 2]>::try_from) {
             Some(Ok([pixels, mask])) => {
                 (r.pixels, r.mask) = (pixels, mask);
                 (r.shared_pixels, r.shared_mask) = (0, 0);

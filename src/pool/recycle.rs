@@ -1,5 +1,5 @@
-//! Recycling: after every exchange (a job or a ping) the pool decides whether the worker
-//! goes back to the pool or retires. It retires when it crashed or was killed, when it
+//! Recycling: after every exchange (a job or a ping, or jobs queued one behind another)
+//! the pool decides whether the worker goes back to the pool or retires. It retires when it crashed or was killed, when it
 //! has done its job budget (`max_jobs_per_worker`, ±10% per worker so that workers
 //! started together do not all retire together), or when its resident memory is over
 //! `max_rss_bytes`. A retired worker leaves the pool at once and is replaced in the
@@ -11,7 +11,10 @@ use deadpool::managed::Object;
 use rand::Rng;
 use tokio::time::Instant;
 
-use super::{ExchangeError, ExitInfo, PoolStats, WorkerManager, WorkerPool};
+use super::{
+    ExchangeError, ExitInfo, PoolStats, WorkerManager, WorkerPool,
+    pipeline::{self, InFlight},
+};
 use crate::pb::worker::{WorkerRequest, WorkerResponse};
 
 impl WorkerPool {
@@ -24,9 +27,64 @@ impl WorkerPool {
         deadline: Instant,
     ) -> Result<WorkerResponse, (ExchangeError, Option<ExitInfo>)> {
         let result = worker.exchange(&request, deadline, self.config().ranges.as_deref()).await;
+        let exit = self.after_exchange(worker, result.as_ref().err()).await;
+        result.map_err(|e| (e, exit))
+    }
+
+    /// Runs `head` (already sent) on `worker`, and the jobs queued behind it one after
+    /// another (see `pipeline.rs`): each answer goes to its caller as it comes. Then the
+    /// worker goes back to the pool, or retires.
+    pub(super) async fn serve_jobs(self: Arc<Self>, mut worker: Object<WorkerManager>, mut head: InFlight) {
+        let ranges = self.config().ranges.clone();
+        loop {
+            // A worker within two jobs of its budget takes none, so it retires on time.
+            let adopt = pipeline::pipelinable(head.request.job.as_ref())
+                && worker.jobs_done().saturating_add(2) <= worker.job_limit();
+            let next = async {
+                if !adopt {
+                    return std::future::pending().await;
+                }
+                // Only while no worker is idle: an idle one runs the job at once.
+                let taken = self.waiting.adopt(|| self.pool.status().available == 0).await;
+                if taken.is_some() {
+                    PoolStats::bump(&self.stats().jobs_started);
+                    PoolStats::bump(&self.stats().pipelined);
+                }
+                taken
+            };
+            let (result, queued) =
+                worker.exchange_then(&head.request, head.deadline, ranges.as_deref(), next).await;
+            let pid = worker.pid();
+            let read_timeout = self.config().read_timeout;
+            match result {
+                Err(error) => {
+                    let exit = self.after_exchange(worker, Some(&error)).await;
+                    head.deliver(Err((error, exit)), pid);
+                    if let Some((request, taken)) = queued {
+                        taken.start(request, read_timeout).deliver(Err((ExchangeError::NotRun, None)), pid);
+                    }
+                    return;
+                }
+                Ok(response) => head.deliver(Ok(response), pid),
+            }
+            match queued {
+                Some((request, taken)) => head = taken.start(request, read_timeout),
+                None => break,
+            }
+        }
+        self.after_exchange(worker, None).await;
+    }
+
+    /// After an exchange that ended with `error` (or none): retires the worker if it
+    /// must go, and says how it exited if it died.
+    async fn after_exchange(
+        self: &Arc<Self>,
+        worker: Object<WorkerManager>,
+        error: Option<&ExchangeError>,
+    ) -> Option<ExitInfo> {
         let stats = self.stats();
-        let retire = match &result {
-            Ok(_) if worker.jobs_done() >= worker.job_limit() => {
+        let retire = match error {
+            None if worker.jobs_done() >= worker.job_limit() => {
                 PoolStats::bump(&stats.recycles_max_jobs);
                 tracing::debug!(
                     pid = worker.pid(),
@@ -35,7 +93,7 @@ impl WorkerPool {
                 );
                 true
             }
-            Ok(_) => match (self.config().max_rss_bytes, worker.rss_bytes()) {
+            None => match (self.config().max_rss_bytes, worker.rss_bytes()) {
                 (Some(cap), Some(rss)) if rss > cap => {
                     PoolStats::bump(&stats.recycles_rss);
                     tracing::info!(pid = worker.pid(), rss, cap, "recycling worker over its memory cap");
@@ -43,11 +101,11 @@ impl WorkerPool {
                 }
                 _ => false,
             },
-            Err(ExchangeError::Died) => {
+            Some(ExchangeError::Died) => {
                 PoolStats::bump(&stats.crashes);
                 true
             }
-            Err(_) => {
+            Some(_) => {
                 PoolStats::bump(&stats.kills);
                 true
             }
@@ -55,14 +113,14 @@ impl WorkerPool {
         let mut exit = None;
         if retire {
             let mut w = Object::take(worker);
-            if matches!(result, Err(ExchangeError::Died)) {
+            if matches!(error, Some(ExchangeError::Died)) {
                 // The reaper logs the exit; its status decides whether the asset is to blame.
                 exit = w.wait_exited(Duration::from_millis(500)).await;
             }
             drop(w);
             self.replenish();
         }
-        result.map_err(|e| (e, exit))
+        exit
     }
 }
 

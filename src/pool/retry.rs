@@ -122,6 +122,9 @@ impl WorkerPool {
                 }
             }
             ExchangeError::Fault(f) => Attempt::Done(Err(PoolError::Fault(f))),
+            // Queued behind a job that ended its worker: it never ran; another worker
+            // takes it, and this try does not count.
+            ExchangeError::NotRun => Attempt::Checkout,
         }
     }
 

@@ -31,6 +31,9 @@ pub struct PoolStats {
     pub pings: AtomicU64,
     /// Jobs sent to a worker that already had their asset open (affinity).
     pub affinity_hits: AtomicU64,
+    /// Jobs queued in a busy worker's pipe behind the read it was doing (pipelining;
+    /// also counted in `jobs_started`).
+    pub pipelined: AtomicU64,
 }
 
 impl PoolStats {
@@ -84,6 +87,11 @@ impl PoolStats {
                 "tessera_affinity_hits_total",
                 "Jobs sent to a worker that had their asset open.",
                 get(&self.affinity_hits),
+            ),
+            (
+                "tessera_jobs_pipelined_total",
+                "Jobs queued in a busy worker's pipe behind its read.",
+                get(&self.pipelined),
             ),
         ]
     }

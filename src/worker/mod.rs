@@ -219,7 +219,7 @@ fn handle(
         Some(worker_request::Job::Preview(r)) => r.defer_remote,
         _ => false,
     };
-    remote.begin_job(request.id, speculative);
+    remote.begin_job(request.id, request.reply_slot, speculative);
     let result = match request.job {
         Some(worker_request::Job::Read(read)) => {
             let _busy = hooks.on_read(&read.path);

@@ -35,6 +35,7 @@ mod layers;
 mod otlp;
 mod overview;
 mod parity;
+mod pipelining;
 mod pixels;
 mod python_client;
 mod reads;

@@ -313,9 +313,11 @@ async fn a_cancelled_request_starts_no_further_reads_and_its_workers_return_to_t
     let mut client = s.client().await;
     let call = client.get_tile(harness::tile_request(12, 1194, 1551, &harness::UTM));
     assert!(tokio::time::timeout(Duration::from_millis(300), call).await.is_err());
-    // Let the two reads already running finish.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(s.metric("tessera_jobs_started_total"), jobs + 2, "reads started after the cancel");
+    // Let the two reads already running finish, and the two queued behind them in their
+    // workers' pipes (pipelining: one behind each read, already sent, so they run).
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    assert_eq!(s.metric("tessera_jobs_pipelined_total"), 2);
+    assert_eq!(s.metric("tessera_jobs_started_total"), jobs + 4, "reads started after the cancel");
     assert_eq!(s.metric("tessera_pool_busy_workers"), 0);
     assert_eq!(s.worker_pids(), workers, "no worker was killed");
     assert_eq!(s.metric("tessera_worker_kills_total"), 0);

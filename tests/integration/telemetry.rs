@@ -488,6 +488,7 @@ async fn a_worker_reads_remote_assets_only_through_the_front_and_counts_what_it_
         deadline_ms: 20_000,
         trace_context: [("traceparent".to_owned(), header.clone())].into(),
         job: Some(Job::Read(mosaic_read(path))),
+        reply_slot: 0,
     };
     let remote = format!("/vsitessera/{base}/{}", harness::UTM[0]);
     let mut stats = Vec::new();

@@ -43,7 +43,7 @@ use crate::{
 };
 
 /// The prefix of remote assets' paths in a worker.
-pub const PREFIX: &str = "/vsitessera/";
+pub const PREFIX: &str = ipc::REMOTE_PREFIX;
 
 /// [`PREFIX`] for GDAL, which keeps the pointer (not a copy) for as long as the handler
 /// is installed: a `'static` string.
@@ -90,6 +90,9 @@ pub struct Channel {
 pub struct Remote {
     channel: RefCell<Channel>,
     job: RefCell<Job>,
+    /// The slot of the reply region the job in flight (or the last one, until its
+    /// answer is written) uses.
+    slot: std::cell::Cell<u32>,
 }
 
 /// The job in flight, as the plugin sees it.
@@ -126,8 +129,11 @@ impl Remote {
     /// Installs the plugin (and the refusing network handlers) for `channel`. Once per
     /// process: the returned reference lives as long as GDAL's handler table.
     pub fn install(channel: Channel) -> &'static Self {
-        let remote: &'static Self =
-            Box::leak(Box::new(Self { channel: RefCell::new(channel), job: RefCell::new(Job::default()) }));
+        let remote: &'static Self = Box::leak(Box::new(Self {
+            channel: RefCell::new(channel),
+            job: RefCell::new(Job::default()),
+            slot: std::cell::Cell::new(0),
+        }));
         // SAFETY: the callbacks struct comes from GDAL's allocator and is filled before
         // VSIInstallPluginHandler copies it; `pUserData` points to a leaked (never freed)
         // `Remote`, so it outlives every callback; GDAL keeps the prefix pointers, which
@@ -177,7 +183,7 @@ impl Remote {
         if let Some(region) = &mut channel.region
             && let Some(worker_response::Result::Read(r)) = &mut response.result
             && !(r.pixels.is_empty() && r.mask.is_empty())
-            && let Some([pixels, mask]) = region.put(&[&r.pixels, &r.mask]).as_deref()
+            && let Some([pixels, mask]) = region.put(self.slot.get(), &[&r.pixels, &r.mask]).as_deref()
         {
             (r.shared_pixels, r.shared_mask) = (*pixels, *mask);
             (r.pixels, r.mask) = (Vec::new(), Vec::new());
@@ -185,21 +191,23 @@ impl Remote {
         ipc::write_frame(&mut channel.output, &response)
     }
 
-    /// Runs `fill` on the first `len` bytes of the reply region, for a local read to
-    /// write its answer where the front will take it from (the answer then only names
-    /// the bytes); `None`, nothing run, without a region of that size. Not for a job that
-    /// asks the front for bytes: their replies come through the same region.
+    /// Runs `fill` on the first `len` bytes of the job's slot of the reply region, for a
+    /// local read to write its answer where the front will take it from (the answer then
+    /// only names the bytes); `None`, nothing run, without a slot of that size. Not for a
+    /// job that asks the front for bytes: their replies come through the same slot.
     pub fn with_answer_region<R>(&self, len: usize, fill: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
         let mut channel = self.channel.borrow_mut();
-        let region = channel.region.as_mut().filter(|r| r.len() >= len)?;
-        Some(fill(&mut region.as_mut_slice()[..len]))
+        let slot = channel.region.as_mut().and_then(|r| r.slot_mut(self.slot.get()))?;
+        Some(fill(slot.get_mut(..len)?))
     }
 
-    /// Marks job `id` in flight: remote reads may ask the front until [`Self::end_job`].
+    /// Marks job `id` in flight: remote reads may ask the front until [`Self::end_job`];
+    /// its answer and the front's replies use `slot` of the reply region.
     /// In a `speculative` job, a read of bytes the front does not hold is not waited
     /// for: it fails, and its range is listed for [`Self::missed`].
-    pub fn begin_job(&self, id: u64, speculative: bool) {
+    pub fn begin_job(&self, id: u64, slot: u32, speculative: bool) {
         *self.job.borrow_mut() = Job { id: Some(id), speculative, ..Job::default() };
+        self.slot.set(slot);
     }
 
     /// The ranges the job in flight could not read (a speculative job's), taken.
@@ -268,7 +276,7 @@ impl Remote {
                     && !reply.shared_data.is_empty()
                 {
                     let shared = std::mem::take(&mut reply.shared_data);
-                    match channel.region.as_ref().and_then(|region| region.copy_parts(&shared)) {
+                    match channel.region.as_ref().and_then(|region| region.copy_parts(self.slot.get(), &shared)) {
                         Some(data) => reply.data = data,
                         None => {
                             reply.error = Some(crate::pb::worker::WorkerError {
@@ -346,7 +354,7 @@ impl Remote {
 /// Whether `path` names a remote asset (read through the front).
 #[must_use]
 pub fn is_remote(path: &str) -> bool {
-    path.starts_with(PREFIX)
+    ipc::is_remote(path)
 }
 
 /// Whether remote `path` already names the version to open

@@ -1,0 +1,70 @@
+//! Pipelining: a local read queued in a busy worker's pipe behind its read. The tiles
+//! are the same bytes as when every read has a worker of its own; a worker that dies
+//! with a job queued behind its read costs that job nothing but a new worker.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tessera::pb::v1;
+
+use crate::harness::{self, Server};
+
+/// The z12 tile of the six UTM assets (it touches every one).
+fn mosaic() -> v1::GetTileRequest {
+    harness::tile_request(12, 1194, 1551, &harness::UTM)
+}
+
+/// Describes the assets first, so the tile's jobs are reads only.
+async fn warm(server: &Server) {
+    let mut client = server.client().await;
+    for a in harness::UTM {
+        client.get_asset_info(v1::GetAssetInfoRequest { asset: a.to_owned() }).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn reads_queued_behind_one_worker_make_the_tile_every_read_on_its_own_worker_makes() {
+    let (one, six) = (Server::with(&[], &[], 1), Server::with(&[], &[], 6));
+    warm(&one).await;
+    warm(&six).await;
+    let reads = one.metric("tessera_jobs_started_total");
+    let queued = one.client().await.get_tile(mosaic()).await.unwrap().into_inner();
+    let apart = six.client().await.get_tile(mosaic()).await.unwrap().into_inner();
+    assert_eq!(queued.data, apart.data, "a pipelined read changed the tile");
+    let used = queued.assets.iter().filter(|a| a.outcome == v1::AssetOutcome::Used as i32).count();
+    assert!(used >= 2, "the tile needs several reads, {used} were used");
+    // Every read after the first waited in the worker's pipe behind the one before it.
+    let started = one.metric("tessera_jobs_started_total") - reads;
+    assert!(started >= used as u64, "{started} jobs for {used} reads");
+    assert_eq!(one.metric("tessera_jobs_pipelined_total"), started - 1);
+    assert_eq!(six.metric("tessera_jobs_pipelined_total"), 0, "idle workers take reads at once");
+    assert_eq!(one.metric("tessera_worker_spawns_total"), 1);
+    assert_eq!(one.metric("tessera_worker_kills_total"), 0);
+    assert_eq!(one.metric("tessera_worker_crashes_total"), 0);
+}
+
+#[tokio::test]
+async fn a_read_queued_behind_one_whose_worker_is_killed_runs_on_the_next_worker_uncounted() {
+    let s = Server::with(&[("TESSERA_TEST_SLOW_READ", "utm_rgb=400")], &[], 1);
+    warm(&s).await;
+    let mut client = s.client().await;
+    let reference = client.get_tile(mosaic()).await.unwrap().into_inner();
+    let worker = s.worker_pids();
+    assert_eq!(worker.len(), 1);
+    let (pipelined, retries) =
+        (s.metric("tessera_jobs_pipelined_total"), s.metric("tessera_job_retries_total"));
+    let call = tokio::spawn(async move { client.get_tile(mosaic()).await });
+    // 150 ms into the first read (400 ms): the second waits in the worker's pipe.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(s.metric("tessera_jobs_pipelined_total"), pipelined + 1, "no read queued yet");
+    harness::signal(worker[0], Signal::SIGKILL);
+    let tile = call.await.unwrap().expect("the tile survives the kill").into_inner();
+    assert_eq!(tile.data, reference.data, "the tile changed");
+    assert_eq!(s.metric("tessera_worker_crashes_total"), 1);
+    // The running read is retried (killed from outside); the queued one never ran: it
+    // waits for a worker again, not counted as a retry.
+    assert_eq!(s.metric("tessera_job_retries_total"), retries + 1);
+    assert_eq!(s.metric("tessera_asset_quarantines_total"), 0);
+    assert_eq!(s.metric("tessera_worker_kills_total"), 0);
+    assert_ne!(s.wait_for_workers(1, Duration::from_secs(10)), worker, "a new worker took over");
+}
