@@ -143,6 +143,8 @@ impl WorkerPool {
     async fn checkout(&self, job: &Job, deadline: Instant, wait_until: Instant) -> Checkout {
         let until = deadline.min(wait_until);
         if !pipeline::pipelinable(Some(job)) || self.pool.status().available > 0 {
+            // Counted while it waits: no busy worker takes an offer made after it.
+            let _other = self.waiting.other();
             return Checkout::Worker(tokio::time::timeout_at(until, self.pool.get()).await);
         }
         let (offer, queued) = self.waiting.offer(self.request(job, deadline), deadline);

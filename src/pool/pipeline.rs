@@ -16,9 +16,13 @@
 //!   here ([`Waiting::offer`]) while it waits for a worker as usual: the first of the
 //!   two wins. A caller that leaves, or gets a worker first, takes its offer back.
 //! - The task that runs a worker's exchange (`WorkerPool::serve_jobs`), while the job in
-//!   flight is a local read, takes an offer when there is one and no worker is idle
-//!   ([`Waiting::adopt`]), and writes it into the worker's pipe behind the job in flight,
-//!   at most one: two jobs in flight at most, one running and one waiting. The waiting
+//!   flight is a local read, takes an offer when there is one, no worker is idle and
+//!   every caller waiting for a worker has offered its job ([`Waiting::adopt`]; callers
+//!   that cannot offer are counted, [`Waiting::other`]), and
+//!   writes it into the worker's pipe behind the job in flight, at most one: two jobs in
+//!   flight at most, one running and one waiting. A caller that cannot offer (an info
+//!   job, a remote read) so waits no longer than before: the next worker given back is
+//!   its, in deadpool's order. The waiting
 //!   job's answer goes in the other slot of the reply region (`ipc/region.rs`), so the
 //!   worker never writes over the answer the front is still copying out.
 //! - Only local reads on both sides: a remote read asks the front for bytes mid-job, and
@@ -31,13 +35,14 @@
 //!   the worker (a crash, a kill at a deadline), the queued job never ran: it goes back
 //!   to its caller as [`ExchangeError::NotRun`], which tries again for a worker without
 //!   counting an attempt or blaming its asset.
-//! - A worker within two jobs of its job budget takes no offer, so it retires on time.
+//! - A worker within two jobs of its job budget, or over its memory cap, takes no offer,
+//!   so it retires on time.
 
 use std::{
     collections::VecDeque,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU8, Ordering},
+        atomic::{AtomicU8, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -173,7 +178,23 @@ impl Drop for OfferGuard {
 #[derive(Debug, Default)]
 pub(super) struct Waiting {
     offers: Mutex<VecDeque<Arc<Offer>>>,
+    /// Signalled when an offer arrives, or when no caller that did not offer is left
+    /// waiting.
     arrived: Notify,
+    /// Callers waiting for a worker without an offer (an info job, a remote read): while
+    /// there is one, no offer is taken, so that it keeps its turn.
+    others: AtomicUsize,
+}
+
+/// A caller waiting for a worker without an offer, counted while it lives.
+pub(super) struct OtherGuard<'a>(&'a Waiting);
+
+impl Drop for OtherGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.others.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.arrived.notify_waiters();
+        }
+    }
 }
 
 impl Waiting {
@@ -195,6 +216,17 @@ impl Waiting {
         }
         self.arrived.notify_waiters();
         (offer, Queued { started, answer })
+    }
+
+    /// Counts a caller waiting for a worker without an offer, until the guard is dropped.
+    pub(super) fn other(&self) -> OtherGuard<'_> {
+        self.others.fetch_add(1, Ordering::AcqRel);
+        OtherGuard(self)
+    }
+
+    /// Whether a caller without an offer is waiting for a worker.
+    pub(super) fn others_waiting(&self) -> bool {
+        self.others.load(Ordering::Acquire) > 0
     }
 
     /// Waits for an offer while `may_take` holds when one arrives, and takes it: the
@@ -267,6 +299,24 @@ mod tests {
             .expect("its caller hears it was taken");
         let later = tokio::time::timeout(Duration::from_millis(20), waiting.adopt(|| true)).await;
         assert!(later.is_err(), "nothing left to take");
+    }
+
+    #[tokio::test]
+    async fn no_offer_is_taken_while_a_caller_without_one_waits() {
+        let waiting = Arc::new(Waiting::default());
+        let other = waiting.other();
+        assert!(waiting.others_waiting());
+        let (_offer, _queued) = waiting.offer(WorkerRequest { id: 3, ..Default::default() }, Instant::now());
+        let adopter = tokio::spawn({
+            let waiting = Arc::clone(&waiting);
+            async move { waiting.adopt(|| !waiting.others_waiting()).await.map(|(r, _)| r.id) }
+        });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(!adopter.is_finished(), "taken while another caller waited");
+        // That caller got its worker: the waiting worker looks again.
+        drop(other);
+        let taken = tokio::time::timeout(Duration::from_secs(1), adopter).await.unwrap().unwrap();
+        assert_eq!(taken, Some(3));
     }
 
     #[tokio::test]

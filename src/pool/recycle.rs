@@ -12,7 +12,7 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use super::{
-    ExchangeError, ExitInfo, PoolStats, WorkerManager, WorkerPool,
+    ExchangeError, ExitInfo, PoolStats, WorkerManager, WorkerPool, WorkerProcess,
     pipeline::{self, InFlight},
 };
 use crate::pb::worker::{WorkerRequest, WorkerResponse};
@@ -37,15 +37,23 @@ impl WorkerPool {
     pub(super) async fn serve_jobs(self: Arc<Self>, mut worker: Object<WorkerManager>, mut head: InFlight) {
         let ranges = self.config().ranges.clone();
         loop {
-            // A worker within two jobs of its budget takes none, so it retires on time.
+            // A worker within two jobs of its budget, or over its memory cap, takes none,
+            // so it retires on time.
             let adopt = pipeline::pipelinable(head.request.job.as_ref())
-                && worker.jobs_done().saturating_add(2) <= worker.job_limit();
+                && worker.jobs_done().saturating_add(2) <= worker.job_limit()
+                && self.over_rss(&worker).is_none();
             let next = async {
                 if !adopt {
                     return std::future::pending().await;
                 }
-                // Only while no worker is idle: an idle one runs the job at once.
-                let taken = self.waiting.adopt(|| self.pool.status().available == 0).await;
+                // Only while no worker is idle (an idle one runs the job at once) and
+                // every caller waiting for a worker has offered its job: one that has
+                // not (an info job, a remote read) gets the next worker given back, in
+                // its turn.
+                let taken = self
+                    .waiting
+                    .adopt(|| self.pool.status().available == 0 && !self.waiting.others_waiting())
+                    .await;
                 if taken.is_some() {
                     PoolStats::bump(&self.stats().jobs_started);
                     PoolStats::bump(&self.stats().pipelined);
@@ -75,6 +83,12 @@ impl WorkerPool {
         self.after_exchange(worker, None).await;
     }
 
+    /// The worker's resident memory and the cap, if it is over `max_rss_bytes`.
+    fn over_rss(&self, worker: &WorkerProcess) -> Option<(u64, u64)> {
+        let cap = self.config().max_rss_bytes?;
+        worker.rss_bytes().filter(|rss| *rss > cap).map(|rss| (rss, cap))
+    }
+
     /// After an exchange that ended with `error` (or none): retires the worker if it
     /// must go, and says how it exited if it died.
     async fn after_exchange(
@@ -93,13 +107,13 @@ impl WorkerPool {
                 );
                 true
             }
-            None => match (self.config().max_rss_bytes, worker.rss_bytes()) {
-                (Some(cap), Some(rss)) if rss > cap => {
+            None => match self.over_rss(&worker) {
+                Some((rss, cap)) => {
                     PoolStats::bump(&stats.recycles_rss);
                     tracing::info!(pid = worker.pid(), rss, cap, "recycling worker over its memory cap");
                     true
                 }
-                _ => false,
+                None => false,
             },
             Some(ExchangeError::Died) => {
                 PoolStats::bump(&stats.crashes);

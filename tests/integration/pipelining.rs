@@ -2,7 +2,7 @@
 //! are the same bytes as when every read has a worker of its own; a worker that dies
 //! with a job queued behind its read costs that job nothing but a new worker.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use tessera::pb::v1;
@@ -67,4 +67,43 @@ async fn a_read_queued_behind_one_whose_worker_is_killed_runs_on_the_next_worker
     assert_eq!(s.metric("tessera_asset_quarantines_total"), 0);
     assert_eq!(s.metric("tessera_worker_kills_total"), 0);
     assert_ne!(s.wait_for_workers(1, Duration::from_secs(10)), worker, "a new worker took over");
+}
+
+#[tokio::test]
+async fn a_job_that_cannot_wait_in_a_pipe_keeps_its_turn_for_a_worker() {
+    let s = Server::with(&[("TESSERA_TEST_SLOW_READ", "utm_rgb=300")], &[], 1);
+    warm(&s).await;
+    let tile = |asset: &'static str, after: u64| {
+        let server = s.url();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(after)).await;
+            let mut client =
+                tessera::pb::v1::tile_service_client::TileServiceClient::connect(server).await.unwrap();
+            client.get_tile(harness::tile_request(12, 1194, 1551, &[asset])).await.unwrap();
+            Instant::now()
+        })
+    };
+    // The first read runs, the second waits in the worker's pipe behind it.
+    let (first, second) = (tile("utm_rgb_00.tif", 0), tile("utm_rgb_01.tif", 20));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A job that cannot be queued (an info job) waits for the worker; a read asked for
+    // after it must not jump ahead by waiting in the pipe.
+    let info = tokio::spawn({
+        let server = s.url();
+        async move {
+            let mut client =
+                tessera::pb::v1::tile_service_client::TileServiceClient::connect(server).await.unwrap();
+            client
+                .get_asset_info(v1::GetAssetInfoRequest { asset: "copy_of_utm_rgb_00.tif".to_owned() })
+                .await
+                .unwrap();
+            Instant::now()
+        }
+    });
+    let later = tile("utm_rgb_02.tif", 50);
+    let (info, later) = (info.await.unwrap(), later.await.unwrap());
+    assert!(info < later, "the read asked for after the info job was served first");
+    first.await.unwrap();
+    second.await.unwrap();
+    assert_eq!(s.metric("tessera_jobs_pipelined_total"), 1, "only the second read waited in the pipe");
 }
