@@ -37,8 +37,8 @@ pub struct RemoteUrl {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemotePrefix(RemoteUrl);
 
-/// The prefix of the paths workers know remote assets by.
-pub const WORKER_PREFIX: &str = "/vsitessera/";
+/// The prefix of the paths workers know remote assets by (the contract's, in `ipc`).
+pub const WORKER_PREFIX: &str = crate::ipc::REMOTE_PREFIX;
 
 /// Whether `path` is one [`RemoteUrl::gdal_path`] makes (read over the network).
 #[must_use]
