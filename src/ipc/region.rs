@@ -29,8 +29,13 @@
 //! front touches its slot only to answer the worker's range questions, which a local
 //! read never asks: that is why only a local read writes its answer there as it goes,
 //! and only a local read has a job queued behind it.)
+//! Before the slots, one word the front writes and the worker reads: the id of a job
+//! queued in the worker's pipe whose caller has gone ([`ReplyRegion::withdraw`]). The
+//! worker looks at it as it takes each job from the pipe and skips a withdrawn one
+//! ([`ReplyRegion::is_withdrawn`]); one it has started runs to its end.
 //! A worker that writes into it out of turn can only spoil its own answer's pixels (or
-//! the bytes it asked for), as it could through the pipe. Lengths are checked against
+//! the bytes it asked for), as it could through the pipe, or skip a job whose caller is
+//! still waiting: the caller then gets an error, as from a worker that failed it. Lengths are checked against
 //! the region's size before any copy. A payload larger than the region (or a worker
 //! without one) takes the pipe, as before.
 //!
@@ -42,6 +47,7 @@ use std::{
     num::NonZeroUsize,
     os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
     ptr::NonNull,
+    sync::atomic::{AtomicU64, Ordering},
 };
 
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
@@ -50,8 +56,11 @@ use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 /// with its mask fits (4.25 MiB would not: such answers take the pipe).
 pub const REPLY_SLOT_BYTES: usize = 4 * 1024 * 1024;
 
-/// Size of each worker's reply region: two slots.
-pub const REPLY_REGION_BYTES: usize = 2 * REPLY_SLOT_BYTES;
+/// Bytes before the slots: the withdrawal word, padded to a cache line.
+pub const CONTROL_BYTES: usize = 64;
+
+/// Size of each worker's reply region: the withdrawal word and two slots.
+pub const REPLY_REGION_BYTES: usize = CONTROL_BYTES + 2 * REPLY_SLOT_BYTES;
 
 /// The variable that tells a worker its region: `FD:BYTES`.
 pub const REPLY_REGION_ENV: &str = "TESSERA_REPLY_REGION";
@@ -95,6 +104,9 @@ impl ReplyRegion {
     }
 
     fn map(fd: OwnedFd, len: usize, prot: ProtFlags) -> std::io::Result<Self> {
+        if len <= CONTROL_BYTES {
+            return Err(std::io::Error::other(format!("a region of {len} bytes has no room for its slots")));
+        }
         let size = NonZeroUsize::new(len).ok_or_else(|| std::io::Error::other("an empty region"))?;
         // SAFETY: a fresh shared mapping of a descriptor we own; unmapped on drop.
         let ptr = unsafe { mmap(None, size, prot, MapFlags::MAP_SHARED, &fd, 0)? };
@@ -110,12 +122,33 @@ impl ReplyRegion {
     /// Bytes in each of the region's two slots.
     #[must_use]
     pub fn slot_len(&self) -> usize {
-        self.len / 2
+        (self.len - CONTROL_BYTES) / 2
     }
 
     /// Where `slot` (0 or 1) starts; `None` for another number.
     fn slot_start(&self, slot: u32) -> Option<usize> {
-        (slot < 2).then(|| slot as usize * self.slot_len())
+        (slot < 2).then(|| CONTROL_BYTES + slot as usize * self.slot_len())
+    }
+
+    /// The withdrawal word: 0, or the id + 1 of the job last withdrawn.
+    fn control(&self) -> &AtomicU64 {
+        // SAFETY: the mapping is page-aligned and longer than `CONTROL_BYTES` (checked
+        // in `map`), so its first 8 bytes are an aligned u64 that lives as long as
+        // `self`; both processes touch them only through atomic operations.
+        unsafe { AtomicU64::from_ptr(self.ptr.as_ptr().cast::<u64>()) }
+    }
+
+    /// The front's side: job `id`, queued in the worker's pipe, is not to be run (its
+    /// caller has gone). Only the last withdrawal counts: the front withdraws only the
+    /// job waiting in the pipe, and there is one at most.
+    pub fn withdraw(&self, id: u64) {
+        self.control().store(id.wrapping_add(1), Ordering::Release);
+    }
+
+    /// The worker's side, as it takes job `id` from the pipe: whether it was withdrawn.
+    #[must_use]
+    pub fn is_withdrawn(&self, id: u64) -> bool {
+        self.control().load(Ordering::Acquire) == id.wrapping_add(1)
     }
 
     /// Copies of consecutive buffers of `lens` bytes from the start of `slot` (what
@@ -228,11 +261,13 @@ impl Drop for ReplyRegion {
 mod tests {
     use super::*;
 
+    const LEN: usize = CONTROL_BYTES + 8192;
+
     /// A region of two 4096-byte slots as the front maps it, and the worker's mapping.
     fn pair() -> (ReplyRegion, ReplyRegion) {
-        let front = ReplyRegion::create(8192).unwrap();
+        let front = ReplyRegion::create(LEN).unwrap();
         let dup = nix::unistd::dup(&front.fd).unwrap();
-        let worker = ReplyRegion::map(dup, 8192, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE).unwrap();
+        let worker = ReplyRegion::map(dup, LEN, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE).unwrap();
         (front, worker)
     }
 
@@ -241,14 +276,33 @@ mod tests {
         let (front, mut worker) = pair();
         assert_eq!(worker.slot_len(), 4096);
         assert_eq!(worker.put(0, &[b"pixels", b"mask"]), Some(vec![6, 4]));
-        assert_eq!(front.copy(0, 6).unwrap(), b"pixels");
-        assert_eq!(front.copy(6, 4).unwrap(), b"mask");
+        assert_eq!(front.copy(CONTROL_BYTES, 6).unwrap(), b"pixels");
+        assert_eq!(front.copy(CONTROL_BYTES + 6, 4).unwrap(), b"mask");
         // Out of bounds, or too large to put: refused, nothing read or written.
-        assert_eq!(front.copy(8190, 7), None);
+        assert_eq!(front.copy(LEN - 2, 7), None);
         assert_eq!(front.copy(usize::MAX, 2), None);
         assert_eq!(worker.put(0, &[&[1u8; 4000], &[2u8; 97]]), None, "larger than a slot");
         assert_eq!(worker.put(2, &[b"x"]), None, "no third slot");
-        assert_eq!(front.copy(0, 6).unwrap(), b"pixels");
+        assert_eq!(front.copy(CONTROL_BYTES, 6).unwrap(), b"pixels");
+    }
+
+    #[test]
+    fn a_withdrawal_names_one_job_and_the_last_counts() {
+        let (front, worker) = pair();
+        assert!(!worker.is_withdrawn(0), "a fresh region withdraws no job, not even job 0");
+        front.withdraw(7);
+        assert!(worker.is_withdrawn(7));
+        assert!(!worker.is_withdrawn(8));
+        front.withdraw(9);
+        assert!(!worker.is_withdrawn(7) && worker.is_withdrawn(9));
+        front.withdraw(u64::MAX);
+        assert!(worker.is_withdrawn(u64::MAX) && !worker.is_withdrawn(0));
+        // The slots do not overlap the word.
+        let mut worker = worker;
+        worker.slot_mut(0).unwrap().fill(0xff);
+        assert!(worker.is_withdrawn(u64::MAX));
+        let short = ReplyRegion::create(CONTROL_BYTES);
+        assert!(short.is_err(), "a region with no room for slots is refused");
     }
 
     #[test]

@@ -30,8 +30,10 @@
 //! - A queued job starts when the one before it is answered: its deadline (the caller's,
 //!   or the read timeout from that moment) counts from then. Until it starts, its caller
 //!   is still waiting for a worker, within the same bounds (its deadline and
-//!   `max_worker_wait`): a caller that gives up then leaves the job to run for nothing,
-//!   at most one per worker, and only behind a read that took that long. If the job before it ends
+//!   `max_worker_wait`). A caller that goes before its job has started (it gave up
+//!   waiting, or its tile was complete without it) has the job withdrawn: the exchange
+//!   writes its id in the reply region, and the worker answers it unrun
+//!   (`ErrorKind::Withdrawn`) when it takes it from the pipe. If the job before it ends
 //!   the worker (a crash, a kill at a deadline), the queued job never ran: it goes back
 //!   to its caller as [`ExchangeError::NotRun`], which tries again for a worker without
 //!   counting an attempt or blaming its asset.
@@ -98,7 +100,20 @@ impl Taken {
     /// The job, starting now (the job before it was answered); its caller hears so.
     pub(super) fn start(self, request: WorkerRequest, read_timeout: Duration) -> InFlight {
         let _ = self.started.send(());
-        InFlight::starting(request, self.request_deadline, read_timeout, self.reply)
+        // A caller gone (its job withdrawn, or started before the withdrawal reached the
+        // worker) no longer bounds the job: the worker is not killed at a deadline
+        // nobody waits for, only at the read timeout.
+        let request_deadline =
+            if self.reply.is_closed() { Instant::now() + read_timeout } else { self.request_deadline };
+        InFlight::starting(request, request_deadline, read_timeout, self.reply)
+    }
+}
+
+impl super::process::QueuedCaller for Taken {
+    /// The caller dropped its [`Queued`]: it gave up waiting (its deadline or
+    /// `max_worker_wait`), or its tile needs the read no more.
+    fn gone(&mut self) -> impl Future<Output = ()> + Send + '_ {
+        self.reply.closed()
     }
 }
 

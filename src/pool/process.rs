@@ -108,6 +108,20 @@ pub enum ExchangeError {
     Fault(String),
 }
 
+/// The caller of a job queued behind another (see `pipeline.rs`), as the exchange that
+/// queued it holds it.
+pub trait QueuedCaller {
+    /// Resolves once the caller no longer waits for the job's answer.
+    fn gone(&mut self) -> impl Future<Output = ()> + Send + '_;
+}
+
+/// No caller: never gone.
+impl QueuedCaller for () {
+    fn gone(&mut self) -> impl Future<Output = ()> + Send + '_ {
+        std::future::pending()
+    }
+}
+
 /// A live worker process and its frame channel.
 #[derive(Debug)]
 pub struct WorkerProcess {
@@ -321,8 +335,10 @@ impl WorkerProcess {
     /// from a job with another queued behind it is a protocol fault. Returns the answer
     /// and the job queued, if any; the job queued is already written, so its own
     /// exchange only waits (as after [`send`](Self::send)). If this exchange fails, the
-    /// worker is gone and the job queued never ran.
-    pub async fn exchange_then<T>(
+    /// worker is gone and the job queued never ran. If the queued job's caller goes
+    /// before this exchange ends, the job is withdrawn in the reply region: the worker
+    /// answers it without running it (unless it had started).
+    pub async fn exchange_then<T: QueuedCaller>(
         &mut self,
         request: &WorkerRequest,
         deadline: Instant,
@@ -337,7 +353,7 @@ impl WorkerProcess {
         (result, queued)
     }
 
-    async fn exchange_queueing<T>(
+    async fn exchange_queueing<T: QueuedCaller>(
         &mut self,
         request: &WorkerRequest,
         deadline: Instant,
@@ -345,7 +361,7 @@ impl WorkerProcess {
         next: impl Future<Output = Option<(WorkerRequest, T)>>,
         queued: &mut Option<(WorkerRequest, T)>,
     ) -> Result<WorkerResponse, ExchangeError> {
-        use crate::pb::worker::{RangeReply, WorkerError, worker_request::Job, worker_response::Result as R};
+        use crate::pb::worker::worker_response::Result as R;
         // Whether `send` wrote this job's request already (a failure there ends it here).
         let written_ahead = match self.sent.take() {
             Some((id, result)) if id == request.id => {
@@ -358,7 +374,7 @@ impl WorkerProcess {
         let job_path = ipc::job_path(request);
         let (stdin, stdout, region) = (&mut self.stdin, &mut self.stdout, &mut self.region);
         let mut next = std::pin::pin!(next);
-        let mut asking = true;
+        let (mut asking, mut withdrawn) = (true, false);
         let io = async {
             if !written_ahead {
                 ipc::write_frame_async(&mut *stdin, request).await?;
@@ -369,6 +385,19 @@ impl WorkerProcess {
                 let read = ipc::read_frame_async::<WorkerResponse>(&mut *stdout);
                 let mut read = std::pin::pin!(read);
                 let response = loop {
+                    if let Some((job, caller)) = queued.as_mut().filter(|_| !withdrawn) {
+                        tokio::select! {
+                            biased;
+                            response = &mut read => break response?,
+                            () = caller.gone() => {
+                                withdrawn = true;
+                                if let Some(region) = region.as_ref() {
+                                    region.withdraw(job.id);
+                                }
+                            }
+                        }
+                        continue;
+                    }
                     tokio::select! {
                         biased;
                         response = &mut read => break response?,
@@ -394,33 +423,8 @@ impl WorkerProcess {
                         "a job with another queued behind it asked the front for bytes".into(),
                     ));
                 }
-                let mut reply = match (ranges, job_path) {
-                    // Answered a little before the job's deadline, so that a fetch that
-                    // runs out of time fails the job with its own error instead of
-                    // getting the worker killed at the deadline.
-                    (Some(ranges), Some(path)) => ranges.serve(path, question, answer_by(deadline)).await,
-                    _ => RangeReply {
-                        error: Some(WorkerError {
-                            kind: crate::pb::worker::ErrorKind::RemoteDenied as i32,
-                            message: "this server reads no remote assets".to_owned(),
-                        }),
-                        ..RangeReply::default()
-                    },
-                };
-                // The bytes go through the job's slot of the reply region when they fit.
-                if let Some(region) = region.as_mut()
-                    && !reply.data.is_empty()
-                    && let Some(lens) = region
-                        .put(request.reply_slot, &reply.data.iter().map(Vec::as_slice).collect::<Vec<_>>())
-                {
-                    reply.shared_data = lens;
-                    reply.data = Vec::new();
-                }
-                let answer = WorkerRequest {
-                    id: request.id,
-                    job: Some(Job::RangeReply(reply)),
-                    ..WorkerRequest::default()
-                };
+                let answer =
+                    range_answer(request, ranges, job_path, question, deadline, region.as_mut()).await;
                 ipc::write_frame_async(&mut *stdin, &answer).await?;
             }
         };
@@ -556,6 +560,40 @@ impl Drop for WorkerProcess {
 fn answer_by(deadline: Instant) -> Instant {
     let left = deadline.saturating_duration_since(Instant::now());
     deadline.checked_sub((left / 10).min(Duration::from_millis(100))).unwrap_or(deadline)
+}
+/// The front's answer to `question`, asked by the worker mid-`request` about `job_path`:
+/// the bytes from `ranges` (a refusal without it), through the job's slot of `region`
+/// when they fit. Answered a little before the job's deadline, so that a fetch that
+/// runs out of time fails the job with its own error instead of getting the worker
+/// killed at the deadline.
+async fn range_answer(
+    request: &WorkerRequest,
+    ranges: Option<&dyn RangeService>,
+    job_path: Option<&str>,
+    question: crate::pb::worker::RangeRequest,
+    deadline: Instant,
+    region: Option<&mut ReplyRegion>,
+) -> WorkerRequest {
+    use crate::pb::worker::{ErrorKind, RangeReply, WorkerError, worker_request::Job};
+    let mut reply = match (ranges, job_path) {
+        (Some(ranges), Some(path)) => ranges.serve(path, question, answer_by(deadline)).await,
+        _ => RangeReply {
+            error: Some(WorkerError {
+                kind: ErrorKind::RemoteDenied as i32,
+                message: "this server reads no remote assets".to_owned(),
+            }),
+            ..RangeReply::default()
+        },
+    };
+    if let Some(region) = region
+        && !reply.data.is_empty()
+        && let Some(lens) =
+            region.put(request.reply_slot, &reply.data.iter().map(Vec::as_slice).collect::<Vec<_>>())
+    {
+        reply.shared_data = lens;
+        reply.data = Vec::new();
+    }
+    WorkerRequest { id: request.id, job: Some(Job::RangeReply(reply)), ..WorkerRequest::default() }
 }
 
 /// A response that answers the request it claims to answer, with buffers of the sizes

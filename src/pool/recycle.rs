@@ -15,7 +15,7 @@ use super::{
     ExchangeError, ExitInfo, PoolStats, WorkerManager, WorkerPool, WorkerProcess,
     pipeline::{self, InFlight},
 };
-use crate::pb::worker::{WorkerRequest, WorkerResponse};
+use crate::pb::worker::{ErrorKind, WorkerRequest, WorkerResponse, worker_response::Result as R};
 
 impl WorkerPool {
     /// Runs one exchange on `worker`, then retires the worker if it must go. A worker
@@ -73,7 +73,13 @@ impl WorkerPool {
                     }
                     return;
                 }
-                Ok(response) => head.deliver(Ok(response), pid),
+                Ok(response) => {
+                    if matches!(&response.result, Some(R::Error(e)) if e.kind == ErrorKind::Withdrawn as i32)
+                    {
+                        PoolStats::bump(&self.stats().withdrawn);
+                    }
+                    head.deliver(Ok(response), pid);
+                }
             }
             match queued {
                 Some((request, taken)) => head = taken.start(request, read_timeout),

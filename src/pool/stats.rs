@@ -34,6 +34,9 @@ pub struct PoolStats {
     /// Jobs queued in a busy worker's pipe behind the read it was doing (pipelining;
     /// also counted in `jobs_started`).
     pub pipelined: AtomicU64,
+    /// Jobs queued that way and withdrawn before they started, their caller gone: the
+    /// worker answered them unrun.
+    pub withdrawn: AtomicU64,
 }
 
 impl PoolStats {
@@ -92,6 +95,11 @@ impl PoolStats {
                 "tessera_jobs_pipelined_total",
                 "Jobs queued in a busy worker's pipe behind its read.",
                 get(&self.pipelined),
+            ),
+            (
+                "tessera_jobs_withdrawn_total",
+                "Jobs queued in a worker's pipe and withdrawn before they started, their caller gone.",
+                get(&self.withdrawn),
             ),
         ]
     }

@@ -132,8 +132,21 @@ fn serve(frames_out: File, limits: &WorkerLimits, exporting: bool) -> ExitCode {
             let _ = test_hooks::write_garbage(&mut *remote.output(), garbage, &request);
             continue;
         }
-        limits.arm_cpu_backstop();
-        let response = handle(&mut cache, &mut hooks, remote, request, exporting);
+        // A job that waited in the pipe behind the last one and whose caller has gone
+        // since is answered without being run (`ipc/region.rs`).
+        let response = if remote.is_withdrawn(request.id) {
+            WorkerResponse {
+                id: request.id,
+                result: Some(worker_response::Result::Error(WorkerError {
+                    kind: ErrorKind::Withdrawn as i32,
+                    message: "withdrawn before it started: its caller had gone".to_owned(),
+                })),
+                stats: None,
+            }
+        } else {
+            limits.arm_cpu_backstop();
+            handle(&mut cache, &mut hooks, remote, request, exporting)
+        };
         if let Err(e) = remote.write_response(response) {
             tracing::error!("cannot write a response, exiting: {e}");
             return ExitCode::from(74);

@@ -107,3 +107,44 @@ async fn a_job_that_cannot_wait_in_a_pipe_keeps_its_turn_for_a_worker() {
     second.await.unwrap();
     assert_eq!(s.metric("tessera_jobs_pipelined_total"), 1, "only the second read waited in the pipe");
 }
+
+#[tokio::test]
+async fn a_queued_read_whose_caller_has_gone_is_withdrawn_not_run() {
+    let s = Server::with(&[("TESSERA_TEST_SLOW_READ", "utm_rgb=400")], &[], 1);
+    warm(&s).await;
+    let tile = |asset: &'static str, timeout: Option<Duration>| {
+        let server = s.url();
+        tokio::spawn(async move {
+            let mut client =
+                tessera::pb::v1::tile_service_client::TileServiceClient::connect(server).await.unwrap();
+            let mut request = tonic::Request::new(harness::tile_request(12, 1194, 1551, &[asset]));
+            if let Some(timeout) = timeout {
+                request.set_timeout(timeout);
+            }
+            client.get_tile(request).await
+        })
+    };
+    // The first read runs (400 ms); the second waits in the worker's pipe behind it,
+    // and its caller gives up long before the first is done.
+    let started = s.metric("tessera_jobs_started_total");
+    let first = tile("utm_rgb_00.tif", None);
+    let waiting = Instant::now();
+    while s.metric("tessera_jobs_started_total") == started {
+        assert!(waiting.elapsed() < Duration::from_secs(5), "the first read never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let second = tile("utm_rgb_01.tif", Some(Duration::from_millis(150)));
+    let gone = second.await.unwrap().expect_err("the second caller's deadline is 150 ms");
+    assert_eq!(gone.code(), tonic::Code::DeadlineExceeded, "{gone:?}");
+    assert_eq!(s.metric("tessera_jobs_pipelined_total"), 1, "the second read did not wait in the pipe");
+    first.await.unwrap().expect("the first tile");
+    // The worker took the second job from its pipe, saw it withdrawn and answered it
+    // unrun (the counter moves only on that answer); the next read gets the worker.
+    let third = tile("utm_rgb_02.tif", None).await.unwrap().expect("a read after the withdrawn one");
+    assert!(!third.into_inner().data.is_empty());
+    assert_eq!(s.metric("tessera_jobs_withdrawn_total"), 1);
+    assert_eq!(s.metric("tessera_jobs_started_total") - s.metric("tessera_jobs_pipelined_total"), 2 + 6);
+    assert_eq!(s.metric("tessera_worker_kills_total"), 0);
+    assert_eq!(s.metric("tessera_worker_crashes_total"), 0);
+    assert_eq!(s.metric("tessera_worker_spawns_total"), 1);
+}

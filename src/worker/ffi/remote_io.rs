@@ -171,6 +171,12 @@ impl Remote {
         ipc::read_frame(&mut self.channel.borrow_mut().input)
     }
 
+    /// Whether the front withdrew job `id` (queued in the pipe, its caller gone) before
+    /// this worker took it: see [`crate::ipc::region`].
+    pub fn is_withdrawn(&self, id: u64) -> bool {
+        self.channel.borrow().region.as_ref().is_some_and(|r| r.is_withdrawn(id))
+    }
+
     /// Writes a frame to the front.
     pub fn write<M: prost::Message>(&self, message: &M) -> Result<(), FrameError> {
         ipc::write_frame(&mut self.channel.borrow_mut().output, message)
