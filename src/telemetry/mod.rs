@@ -147,9 +147,16 @@ impl Telemetry {
         let env_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
         // Only Tessera's own spans become OpenTelemetry spans, whatever RUST_LOG says: the
         // exporter's own HTTP/2 stack must not trace itself.
+        // With nothing exported, spans carry ids and nothing else (see `tracer_provider`):
+        // the layer then also skips what only an exported span shows (busy and idle
+        // times, taken at every poll of an instrumented future; the code location and
+        // thread of each span).
         let otel_layer = tracer_provider.as_ref().map(|p| {
             tracing_opentelemetry::layer()
                 .with_tracer(p.tracer("tessera"))
+                .with_tracked_inactivity(exporting_traces)
+                .with_location(exporting_traces)
+                .with_threads(exporting_traces)
                 .with_filter(filter::filter_fn(|m| m.target().starts_with("tessera")))
         });
         let fmt_layer = match (role, format) {
