@@ -148,3 +148,47 @@ async fn a_queued_read_whose_caller_has_gone_is_withdrawn_not_run() {
     assert_eq!(s.metric("tessera_worker_crashes_total"), 0);
     assert_eq!(s.metric("tessera_worker_spawns_total"), 1);
 }
+
+#[tokio::test]
+async fn a_worker_over_its_memory_cap_takes_no_more_reads_into_its_pipe() {
+    // Each read waits 300 ms; the first one grows the worker past its cap.
+    let s = Server::with(
+        &[("TESSERA_TEST_SLOW_READ", "utm_rgb=300"), ("TESSERA_TEST_LEAK_READ", "utm_rgb_00=200")],
+        &["--worker-max-rss", "150MiB"],
+        1,
+    );
+    warm(&s).await;
+    let tile = |asset: &'static str| {
+        let server = s.url();
+        tokio::spawn(async move {
+            let mut client =
+                tessera::pb::v1::tile_service_client::TileServiceClient::connect(server).await.unwrap();
+            client.get_tile(harness::tile_request(12, 1194, 1551, &[asset])).await.map(|r| r.into_inner())
+        })
+    };
+    let worker = s.worker_pids();
+    let started = s.metric("tessera_jobs_started_total");
+    let first = tile("utm_rgb_00.tif");
+    let waiting = Instant::now();
+    while s.metric("tessera_jobs_started_total") == started {
+        assert!(waiting.elapsed() < Duration::from_secs(5), "the first read never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Queued behind the first while the worker is still under its cap.
+    let second = tile("utm_rgb_01.tif");
+    while s.metric("tessera_jobs_pipelined_total") == 0 {
+        assert!(waiting.elapsed() < Duration::from_secs(5), "the second read was not queued");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let third = tile("utm_rgb_02.tif");
+    for call in [first, second, third] {
+        assert!(!call.await.unwrap().expect("every tile is served").data.is_empty());
+    }
+    // Once over its cap, the worker took no job into its pipe: the third read waited
+    // for the worker that replaced it.
+    assert_eq!(s.metric("tessera_jobs_pipelined_total"), 1);
+    assert_eq!(s.metric("tessera_worker_recycles_rss_total"), 1);
+    assert_eq!(s.metric("tessera_worker_spawns_total"), 2);
+    assert_eq!(s.metric("tessera_worker_kills_total") + s.metric("tessera_worker_crashes_total"), 0);
+    assert_ne!(s.wait_for_workers(1, Duration::from_secs(10)), worker, "a new worker took over");
+}
