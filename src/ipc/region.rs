@@ -35,9 +35,9 @@
 //! ([`ReplyRegion::is_withdrawn`]); one it has started runs to its end.
 //! A worker that writes into it out of turn can only spoil its own answer's pixels (or
 //! the bytes it asked for), as it could through the pipe, or skip a job whose caller is
-//! still waiting: the caller then gets an error, as from a worker that failed it. Lengths are checked against
-//! the region's size before any copy. A payload larger than the region (or a worker
-//! without one) takes the pipe, as before.
+//! still waiting: the caller then gets an error, as from a worker that failed it.
+//! Lengths are checked against the region's size before any copy. A payload larger
+//! than the region (or a worker without one) takes the pipe, as before.
 //!
 //! Hand-written on `nix` (memfd, mmap): a mapping crate would add nothing but a
 //! dependency to these two calls.

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use tessera::pb::v1;
+use tonic::Status;
 
 use crate::harness::{self, Server};
 
@@ -19,6 +20,30 @@ async fn warm(server: &Server) {
     let mut client = server.client().await;
     for a in harness::UTM {
         client.get_asset_info(v1::GetAssetInfoRequest { asset: a.to_owned() }).await.unwrap();
+    }
+}
+
+/// The z12 tile of one asset, asked for on a connection of its own (with a gRPC
+/// deadline of `timeout` if given), to be spawned beside other calls.
+async fn tile_of(
+    server: String,
+    asset: &'static str,
+    timeout: Option<Duration>,
+) -> Result<v1::GetTileResponse, Status> {
+    let mut client = tessera::pb::v1::tile_service_client::TileServiceClient::connect(server).await.unwrap();
+    let mut request = tonic::Request::new(harness::tile_request(12, 1194, 1551, &[asset]));
+    if let Some(timeout) = timeout {
+        request.set_timeout(timeout);
+    }
+    client.get_tile(request).await.map(tonic::Response::into_inner)
+}
+
+/// Waits (up to 5 s) for the counter `metric` to move past `from`.
+async fn until_moved(s: &Server, metric: &str, from: u64) {
+    let waiting = Instant::now();
+    while s.metric(metric) == from {
+        assert!(waiting.elapsed() < Duration::from_secs(5), "{metric} stayed at {from}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -77,9 +102,7 @@ async fn a_job_that_cannot_wait_in_a_pipe_keeps_its_turn_for_a_worker() {
         let server = s.url();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(after)).await;
-            let mut client =
-                tessera::pb::v1::tile_service_client::TileServiceClient::connect(server).await.unwrap();
-            client.get_tile(harness::tile_request(12, 1194, 1551, &[asset])).await.unwrap();
+            tile_of(server, asset, None).await.unwrap();
             Instant::now()
         })
     };
@@ -112,36 +135,20 @@ async fn a_job_that_cannot_wait_in_a_pipe_keeps_its_turn_for_a_worker() {
 async fn a_queued_read_whose_caller_has_gone_is_withdrawn_not_run() {
     let s = Server::with(&[("TESSERA_TEST_SLOW_READ", "utm_rgb=400")], &[], 1);
     warm(&s).await;
-    let tile = |asset: &'static str, timeout: Option<Duration>| {
-        let server = s.url();
-        tokio::spawn(async move {
-            let mut client =
-                tessera::pb::v1::tile_service_client::TileServiceClient::connect(server).await.unwrap();
-            let mut request = tonic::Request::new(harness::tile_request(12, 1194, 1551, &[asset]));
-            if let Some(timeout) = timeout {
-                request.set_timeout(timeout);
-            }
-            client.get_tile(request).await
-        })
-    };
     // The first read runs (400 ms); the second waits in the worker's pipe behind it,
     // and its caller gives up long before the first is done.
     let started = s.metric("tessera_jobs_started_total");
-    let first = tile("utm_rgb_00.tif", None);
-    let waiting = Instant::now();
-    while s.metric("tessera_jobs_started_total") == started {
-        assert!(waiting.elapsed() < Duration::from_secs(5), "the first read never started");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let second = tile("utm_rgb_01.tif", Some(Duration::from_millis(150)));
-    let gone = second.await.unwrap().expect_err("the second caller's deadline is 150 ms");
+    let first = tokio::spawn(tile_of(s.url(), "utm_rgb_00.tif", None));
+    until_moved(&s, "tessera_jobs_started_total", started).await;
+    let second = tile_of(s.url(), "utm_rgb_01.tif", Some(Duration::from_millis(150))).await;
+    let gone = second.expect_err("the second caller's deadline is 150 ms");
     assert_eq!(gone.code(), tonic::Code::DeadlineExceeded, "{gone:?}");
     assert_eq!(s.metric("tessera_jobs_pipelined_total"), 1, "the second read did not wait in the pipe");
     first.await.unwrap().expect("the first tile");
     // The worker took the second job from its pipe, saw it withdrawn and answered it
     // unrun (the counter moves only on that answer); the next read gets the worker.
-    let third = tile("utm_rgb_02.tif", None).await.unwrap().expect("a read after the withdrawn one");
-    assert!(!third.into_inner().data.is_empty());
+    let third = tile_of(s.url(), "utm_rgb_02.tif", None).await.expect("a read after the withdrawn one");
+    assert!(!third.data.is_empty());
     assert_eq!(s.metric("tessera_jobs_withdrawn_total"), 1);
     assert_eq!(s.metric("tessera_jobs_started_total") - s.metric("tessera_jobs_pipelined_total"), 2 + 6);
     assert_eq!(s.metric("tessera_worker_kills_total"), 0);
@@ -158,28 +165,14 @@ async fn a_worker_over_its_memory_cap_takes_no_more_reads_into_its_pipe() {
         1,
     );
     warm(&s).await;
-    let tile = |asset: &'static str| {
-        let server = s.url();
-        tokio::spawn(async move {
-            let mut client =
-                tessera::pb::v1::tile_service_client::TileServiceClient::connect(server).await.unwrap();
-            client.get_tile(harness::tile_request(12, 1194, 1551, &[asset])).await.map(|r| r.into_inner())
-        })
-    };
+    let tile = |asset: &'static str| tokio::spawn(tile_of(s.url(), asset, None));
     let worker = s.worker_pids();
     let started = s.metric("tessera_jobs_started_total");
     let first = tile("utm_rgb_00.tif");
-    let waiting = Instant::now();
-    while s.metric("tessera_jobs_started_total") == started {
-        assert!(waiting.elapsed() < Duration::from_secs(5), "the first read never started");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until_moved(&s, "tessera_jobs_started_total", started).await;
     // Queued behind the first while the worker is still under its cap.
     let second = tile("utm_rgb_01.tif");
-    while s.metric("tessera_jobs_pipelined_total") == 0 {
-        assert!(waiting.elapsed() < Duration::from_secs(5), "the second read was not queued");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until_moved(&s, "tessera_jobs_pipelined_total", 0).await;
     let third = tile("utm_rgb_02.tif");
     for call in [first, second, third] {
         assert!(!call.await.unwrap().expect("every tile is served").data.is_empty());
