@@ -19,6 +19,32 @@
 use crate::ipc::limits::WorkerLimits;
 use nix::sys::resource::{Resource, UsageWho, getrlimit, getrusage, setrlimit};
 
+/// The soft `RLIMIT_CPU` a worker moves before each job. The hard limit is read once;
+/// the soft one is set only when it changes: it counts whole seconds, so most jobs
+/// leave it where the last one put it (one system call a job instead of three).
+#[derive(Debug)]
+pub struct CpuBackstop {
+    per_job: u64,
+    hard: u64,
+    /// The soft limit last set.
+    armed: Option<u64>,
+}
+
+impl CpuBackstop {
+    /// Moves the backstop to "now plus one job's budget" (a no-op when the budget is 0).
+    pub fn arm(&mut self) {
+        if self.per_job == 0 {
+            return;
+        }
+        let Ok(usage) = getrusage(UsageWho::RUSAGE_SELF) else { return };
+        let used = usage.user_time().tv_sec() + usage.system_time().tv_sec();
+        let soft = (u64::try_from(used).unwrap_or(0) + self.per_job).min(self.hard);
+        if self.armed != Some(soft) && setrlimit(Resource::RLIMIT_CPU, soft, self.hard).is_ok() {
+            self.armed = Some(soft);
+        }
+    }
+}
+
 impl WorkerLimits {
     /// Hardens the calling process: see the module documentation.
     pub fn apply(&self) -> Result<(), String> {
@@ -35,16 +61,11 @@ impl WorkerLimits {
         Ok(())
     }
 
-    /// Moves the CPU-time backstop to "now plus one job's budget" (a no-op when 0).
-    pub fn arm_cpu_backstop(&self) {
-        if self.cpu_seconds_per_job == 0 {
-            return;
-        }
-        let Ok(usage) = getrusage(UsageWho::RUSAGE_SELF) else { return };
-        let used = usage.user_time().tv_sec() + usage.system_time().tv_sec();
-        let soft = u64::try_from(used).unwrap_or(0) + self.cpu_seconds_per_job;
+    /// The per-job CPU-time backstop, armed before each job with [`CpuBackstop::arm`].
+    #[must_use]
+    pub fn cpu_backstop(&self) -> CpuBackstop {
         let hard = getrlimit(Resource::RLIMIT_CPU).map_or(nix::sys::resource::RLIM_INFINITY, |(_, h)| h);
-        let _ = setrlimit(Resource::RLIMIT_CPU, soft.min(hard), hard);
+        CpuBackstop { per_job: self.cpu_seconds_per_job, hard, armed: None }
     }
 
     /// Why an asset of `width` x `height` pixels and `bands` bands is too large to open,
@@ -141,6 +162,26 @@ mod tests {
         argv.extend(limits.args());
         assert_eq!(Cli::parse_from(argv).limits, limits);
         assert_eq!(Cli::parse_from(["worker"]).limits, WorkerLimits::default());
+    }
+
+    #[test]
+    fn the_cpu_backstop_is_set_to_the_time_used_plus_one_budget() {
+        let mut backstop =
+            WorkerLimits { cpu_seconds_per_job: 1000, ..WorkerLimits::default() }.cpu_backstop();
+        backstop.arm();
+        let (soft, hard) = getrlimit(Resource::RLIMIT_CPU).unwrap();
+        let usage = getrusage(UsageWho::RUSAGE_SELF).unwrap();
+        let used = (usage.user_time().tv_sec() + usage.system_time().tv_sec()) as u64;
+        assert!((used + 999..=used + 1000).contains(&soft), "soft {soft}, used {used}");
+        assert_eq!(backstop.armed, Some(soft));
+        assert_eq!(hard, backstop.hard, "the hard limit is kept");
+        // Unchanged within the same second: not set again.
+        backstop.arm();
+        assert_eq!(getrlimit(Resource::RLIMIT_CPU).unwrap().0, soft);
+        let off = WorkerLimits { cpu_seconds_per_job: 0, ..WorkerLimits::default() }.cpu_backstop();
+        assert_eq!(off.armed, None);
+        // Back to no soft limit for the rest of this test process.
+        setrlimit(Resource::RLIMIT_CPU, hard, hard).unwrap();
     }
 
     #[test]

@@ -119,6 +119,7 @@ fn serve(frames_out: File, limits: &WorkerLimits, exporting: bool) -> ExitCode {
     let mut cache = dataset_cache::DatasetCache::new(read::DATASET_CACHE_CAPACITY, local)
         .with_remote(remote)
         .with_limits(limits.clone());
+    let mut backstop = limits.cpu_backstop();
     loop {
         let request: WorkerRequest = match remote.read_request() {
             Ok(r) => r,
@@ -144,7 +145,7 @@ fn serve(frames_out: File, limits: &WorkerLimits, exporting: bool) -> ExitCode {
                 stats: None,
             }
         } else {
-            limits.arm_cpu_backstop();
+            backstop.arm();
             handle(&mut cache, &mut hooks, remote, request, exporting)
         };
         if let Err(e) = remote.write_response(response) {
