@@ -407,16 +407,6 @@ impl TileRenderer {
         deadline: Instant,
         started: Instant,
     ) -> Result<Selector, ServiceError> {
-        let size = req.out_size() as usize;
-        let fill = req.nodata.or(plan.reference.nodata).unwrap_or(0.0);
-        let (dtype, bands) = plan.selected;
-        let mut compositor = Selector::new(req.selection, dtype, bands, size, size, fill, req.assets.len())
-            .map_err(|e| ServiceError::invalid("pixel_selection", e.to_string()))?;
-        for (i, report) in plan.reports.iter().enumerate() {
-            if !plan.touching.contains(&i) || report.outcome == AssetOutcome::Failed as i32 {
-                compositor.settle(i);
-            }
-        }
         let read_bands: Arc<[u32]> = plan.read_bands.clone().into();
         let read_bands = &read_bands;
         let mut reads: FuturesUnordered<_> = plan
@@ -441,9 +431,24 @@ impl TileRenderer {
                 .instrument(span)
             })
             .collect();
+        // The reads start (the first job goes to its worker) before the selection's
+        // buffers are made: about 10 us sooner (BENCHMARKS.md (i)).
+        let mut landed = VecDeque::new();
+        while let Poll::Ready(Some(read)) = futures::poll!(reads.next()) {
+            landed.push_back(read);
+        }
+        let size = req.out_size() as usize;
+        let fill = req.nodata.or(plan.reference.nodata).unwrap_or(0.0);
+        let (dtype, bands) = plan.selected;
+        let mut compositor = Selector::new(req.selection, dtype, bands, size, size, fill, req.assets.len())
+            .map_err(|e| ServiceError::invalid("pixel_selection", e.to_string()))?;
+        for (i, report) in plan.reports.iter().enumerate() {
+            if !plan.touching.contains(&i) || report.outcome == AssetOutcome::Failed as i32 {
+                compositor.settle(i);
+            }
+        }
         let mut used = 0;
         let mut compositing = Duration::ZERO;
-        let mut landed = VecDeque::new();
         while let Some((i, result)) = next_read(&mut reads, &mut landed).await {
             match result {
                 Ok(r) => {

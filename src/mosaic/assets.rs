@@ -12,8 +12,23 @@
 //! Errors never carry the OS's words or the server's paths: a name the file system cannot
 //! hold is `INVALID_ARGUMENT` naming the limit, a path through a file (`a.tif/`) is
 //! `NOT_FOUND` like any other missing asset.
+//!
+//! A local name's canonical path is remembered for [`RESOLVED_TTL`] (moka): resolving
+//! walks every component of the path (a `readlink` each, then a `statx`: 5 system calls
+//! an asset in the benchmark's data directory). For a six-asset tile, parsing the request
+//! took 43 to 48 us before its first read could start, 15 to 19 us with the names
+//! remembered (timestamps in a temporary build, BENCHMARKS.md (i)). Only what resolved is
+//! remembered, never a refusal. Within the TTL a remembered path is used without looking
+//! again: a file removed, or replaced by a FIFO, a directory or a link out of the roots,
+//! is then refused by the worker, which opens the path itself beneath the roots, with the
+//! same codes (NOT_FOUND, PERMISSION_DENIED) and its own words; a symlink inside the roots
+//! pointed at another file is read from its old target until the TTL has passed.
 
-use std::path::{Component, Path, PathBuf};
+use std::{
+    path::{Component, Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use super::remote::{RemotePrefix, RemoteUrl, looks_remote};
 use crate::error::ServiceError;
@@ -35,6 +50,13 @@ pub struct Asset {
     pub path: PathBuf,
 }
 
+/// How long a local name's canonical path is remembered (see the module doc).
+pub const RESOLVED_TTL: Duration = Duration::from_secs(1);
+
+/// Most bytes of names and paths remembered: names and paths are at most 4 KiB each,
+/// so at least 512 names, and about 40,000 of 100-byte names.
+const RESOLVED_BYTES: u64 = 4 << 20;
+
 /// Resolves asset names against the data directory (relative names), other local roots
 /// (absolute names) and the remote allow-list.
 #[derive(Debug, Clone)]
@@ -43,13 +65,25 @@ pub struct AssetResolver {
     /// Canonical local roots absolute names may lie under: the data directory first.
     roots: Vec<PathBuf>,
     remote: Vec<RemotePrefix>,
+    /// Local names resolved lately, by name (shared by the clones).
+    resolved: moka::sync::Cache<Arc<str>, Arc<Path>>,
+}
+
+fn resolved_cache() -> moka::sync::Cache<Arc<str>, Arc<Path>> {
+    moka::sync::Cache::builder()
+        .max_capacity(RESOLVED_BYTES)
+        .weigher(|name: &Arc<str>, path: &Arc<Path>| {
+            u32::try_from(name.len() + path.as_os_str().len()).unwrap_or(u32::MAX)
+        })
+        .time_to_live(RESOLVED_TTL)
+        .build()
 }
 
 impl AssetResolver {
     /// A resolver for `data_dir`, which must exist; no remote assets.
     pub fn new(data_dir: &Path) -> std::io::Result<Self> {
         let root = data_dir.canonicalize()?;
-        Ok(Self { roots: vec![root.clone()], root, remote: Vec::new() })
+        Ok(Self { roots: vec![root.clone()], root, remote: Vec::new(), resolved: resolved_cache() })
     }
 
     /// Also allows absolute paths under `dirs` (`--allow-local`), which must exist.
@@ -111,12 +145,7 @@ impl AssetResolver {
 
     /// Resolves `name`, or says why it may not be read.
     pub fn resolve(&self, name: &str) -> Result<Asset, ServiceError> {
-        let denied = |why: &str| {
-            ServiceError::PermissionDenied(format!(
-                "asset '{name}' is not allowed: {why}; assets are paths inside the server's data directory{}",
-                if self.roots.len() > 1 { " or absolute paths under an --allow-local directory" } else { "" }
-            ))
-        };
+        let denied = |why: &str| self.denied(name, why);
         if name.is_empty() {
             return Err(ServiceError::invalid("assets", "an asset path is empty"));
         }
@@ -146,6 +175,23 @@ impl AssetResolver {
                 return Err(denied("GDAL driver prefixes are not served"));
             }
         }
+        match self.resolved.get(name) {
+            Some(canonical) => Ok(Asset { name: name.to_owned(), path: canonical.to_path_buf() }),
+            None => self.resolve_local(name),
+        }
+    }
+
+    /// The PERMISSION_DENIED of a local name, and why.
+    fn denied(&self, name: &str, why: &str) -> ServiceError {
+        ServiceError::PermissionDenied(format!(
+            "asset '{name}' is not allowed: {why}; assets are paths inside the server's data directory{}",
+            if self.roots.len() > 1 { " or absolute paths under an --allow-local directory" } else { "" }
+        ))
+    }
+
+    /// [`resolve`](Self::resolve) for a local name, from the file system.
+    fn resolve_local(&self, name: &str) -> Result<Asset, ServiceError> {
+        let denied = |why: &str| self.denied(name, why);
         let path = Path::new(name);
         if path.components().any(|c| c == Component::ParentDir) {
             return Err(denied("'..' is not allowed"));
@@ -197,6 +243,7 @@ impl AssetResolver {
         if canonical.to_str().is_none() {
             return Err(ServiceError::invalid("assets", format!("asset {name:?} is not valid UTF-8")));
         }
+        self.resolved.insert(Arc::from(name), Arc::from(canonical.as_path()));
         Ok(Asset { name: name.to_owned(), path: canonical })
     }
 }
@@ -340,5 +387,27 @@ mod tests {
             assert_eq!(e.to_string(), format!("asset '{name}' is not a regular file"));
             assert!(matches!(e, ServiceError::NotFound(_)));
         }
+    }
+
+    #[test]
+    fn a_resolved_name_is_remembered_for_the_ttl_and_a_refused_one_is_not() {
+        let (d, r) = setup();
+        let data = d.path().join("data");
+        let first = r.resolve("a.tif").unwrap();
+        // Swapped for a link out of the root: within the TTL the remembered path goes to
+        // the worker, whose own open beneath the root refuses it; a clone shares the
+        // memory.
+        std::fs::remove_file(data.join("a.tif")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("secret.tif"), data.join("a.tif")).unwrap();
+        assert_eq!(r.clone().resolve("a.tif").unwrap(), first);
+        // A refusal is not remembered: the name made a regular file is served at once.
+        assert!(matches!(r.resolve("link.tif"), Err(ServiceError::PermissionDenied(_))));
+        std::fs::remove_file(data.join("link.tif")).unwrap();
+        std::fs::write(data.join("link.tif"), b"x").unwrap();
+        assert_eq!(r.resolve("link.tif").unwrap().path, r.root().join("link.tif"));
+        // After the TTL the file system is asked again.
+        std::thread::sleep(RESOLVED_TTL + Duration::from_millis(200));
+        let e = r.resolve("a.tif").unwrap_err();
+        assert!(e.to_string().contains("outside the data directory"), "{e}");
     }
 }
