@@ -74,7 +74,10 @@ impl WorkerPool {
                     return;
                 }
                 Ok(response) => {
+                    // Counted only when its caller has indeed gone: a worker that answers
+                    // WITHDRAWN for a job whose caller waits is a worker failing a job.
                     if matches!(&response.result, Some(R::Error(e)) if e.kind == ErrorKind::Withdrawn as i32)
+                        && head.reply.is_closed()
                     {
                         PoolStats::bump(&self.stats().withdrawn);
                     }
