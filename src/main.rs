@@ -77,6 +77,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_BAD_CONFIG);
                 }
             };
+            if !tessera::server::allocator::keep_freed_memory() {
+                eprintln!("tessera serve: malloc did not take its thresholds; going on with its defaults");
+            }
             report(runtime().and_then(|rt| {
                 // The OTLP exporter's channel is bound to the runtime it is built in.
                 let mut telemetry = rt.block_on(async { Telemetry::init(Role::Front, cli.log_format) });

@@ -3,6 +3,7 @@
 //! health NOT_SERVING → (optional shutdown delay, still serving) → stop accepting and drain in-flight requests (bounded by the
 //! grace) → close the pool and wait until no worker process is left.
 
+pub mod allocator;
 mod connections;
 pub mod documents;
 pub mod fd_budget;
