@@ -318,7 +318,8 @@ async fn tiles_after_the_first_reuse_the_fronts_memory_instead_of_faulting_in_ne
     let per_tile = (minor_faults(s.pid()) - before) as f64 / (4 * tiles.len()) as f64;
     // With malloc's dynamic thresholds tokio's arenas were trimmed after nearly every
     // tile, and the next one faulted its buffers in again (46 faults a tile in the
-    // benchmark's tiles); with the front's pinned thresholds a tile takes none. The
-    // margin is for the odd new thread or timer page.
-    assert!(per_tile < 5.0, "the front took {per_tile:.1} minor page faults a tile");
+    // benchmark's tiles, 52 in these); with the front's pinned thresholds a tile takes
+    // none. The margin is for what else may start meanwhile (a blocking thread, its
+    // stack and its arena): under a third of what the trimming cost.
+    assert!(per_tile < 15.0, "the front took {per_tile:.1} minor page faults a tile");
 }
