@@ -58,10 +58,13 @@ async fn reads_queued_behind_one_worker_make_the_tile_every_read_on_its_own_work
     assert_eq!(queued.data, apart.data, "a pipelined read changed the tile");
     let used = queued.assets.iter().filter(|a| a.outcome == v1::AssetOutcome::Used as i32).count();
     assert!(used >= 2, "the tile needs several reads, {used} were used");
-    // Every read after the first waited in the worker's pipe behind the one before it.
+    // Reads after the first waited in the worker's pipe behind the one before it. (One
+    // whose exchange task first runs after the worker has answered, as under load, takes
+    // the worker back from the pool instead: not every one need have waited there.)
     let started = one.metric("tessera_jobs_started_total") - reads;
     assert!(started >= used as u64, "{started} jobs for {used} reads");
-    assert_eq!(one.metric("tessera_jobs_pipelined_total"), started - 1);
+    let pipelined = one.metric("tessera_jobs_pipelined_total");
+    assert!(pipelined >= 1 && pipelined < started, "{pipelined} of {started} jobs waited in the pipe");
     assert_eq!(six.metric("tessera_jobs_pipelined_total"), 0, "idle workers take reads at once");
     assert_eq!(one.metric("tessera_worker_spawns_total"), 1);
     assert_eq!(one.metric("tessera_worker_kills_total"), 0);
