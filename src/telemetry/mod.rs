@@ -25,7 +25,7 @@ pub mod format;
 pub mod grpc;
 pub mod metrics;
 
-use std::collections::HashMap;
+use std::{collections::HashMap, io::IsTerminal as _};
 
 use opentelemetry::{
     Context,
@@ -172,12 +172,17 @@ impl Telemetry {
                 .boxed(),
             (_, LogFormat::Json) => tracing_subscriber::fmt::layer()
                 .event_format(format::JsonLines)
+                .fmt_fields(format::NoSpanFields)
                 .with_writer(std::io::stderr)
                 .with_filter(env_filter)
                 .boxed(),
-            (_, LogFormat::Text) => {
-                tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(env_filter).boxed()
-            }
+            // Colours only for a terminal: a file or a log collector gets plain lines (and
+            // the log layer writes no escape codes it would have to strip).
+            (_, LogFormat::Text) => tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr)
+                .with_filter(env_filter)
+                .boxed(),
         };
         let _ = tracing_subscriber::registry().with(otel_layer).with(fmt_layer).try_init();
         for problem in problems {

@@ -225,7 +225,10 @@ fn handle(
     let _entered = span.enter();
     let path = crate::ipc::job_path(&request).map(ToOwned::to_owned);
     let mut stats = ReadStats::default();
-    let io_before = io::read_bytes();
+    // `io.read_bytes` is an attribute of the exported span only: without an exporter
+    // the two reads of `/proc/self/io` a job are skipped (system calls on the path of
+    // every read, for a number nobody sees).
+    let io_before = exporting.then(io::read_bytes);
     let _ = gdal_errors::take_overview();
     let speculative = match &request.job {
         Some(worker_request::Job::Point(r)) => r.defer_remote,
@@ -282,7 +285,7 @@ fn handle(
     let mut result =
         result.map_err(|e| JobError::new(e.kind, gdal_errors::without_source_locations(&e.message)));
     stats.overview_level = gdal_errors::take_overview();
-    stats.io_read_bytes = io::read_bytes().saturating_sub(io_before);
+    stats.io_read_bytes = io_before.map_or(0, |before| io::read_bytes().saturating_sub(before));
     record_stats(&span, &stats);
     if let (Err(e), Some(path)) = (&mut result, &path) {
         // GDAL names a local dataset by its staged link, a remote one by its version;
