@@ -134,7 +134,7 @@ impl ServeArgs {
         let security = self.security.resolve(file.security)?;
         let pool = self.pool.resolve(file.pool, worker_env)?;
         let connections = self.connections.resolve(file.connections)?;
-        let server = self.server.resolve(file.server);
+        let server = self.server.resolve(file.server)?;
         let tile_cache = self.tile_cache.resolve(file.tile_cache);
         let data = self.data.resolve(file.data, file.layers)?;
         Ok(ServeConfig { server, data, pool, limits, connections, security, remote, tile_cache })

@@ -80,7 +80,14 @@ fn main() -> ExitCode {
             if !tessera::server::allocator::keep_freed_memory() {
                 eprintln!("tessera serve: malloc did not take its thresholds; going on with its defaults");
             }
-            report(runtime().and_then(|rt| {
+            // The front's runtime: `--runtime-threads` (config/server.rs); the client
+            // commands keep tokio's default.
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(config.server.runtime_threads)
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from);
+            report(rt.and_then(|rt| {
                 // The OTLP exporter's channel is bound to the runtime it is built in.
                 let mut telemetry = rt.block_on(async { Telemetry::init(Role::Front, cli.log_format) });
                 let served = rt.block_on(tessera::server::serve(config));

@@ -82,6 +82,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     tracing::info!(
         address = %local,
         workers = config.pool.size,
+        runtime_threads = config.server.runtime_threads,
         tls = config.security.tls.is_some(),
         mtls = config.security.tls.as_ref().is_some_and(|t| t.client_ca_pem.is_some()),
         bearer_tokens = config.security.auth_tokens.len(),
