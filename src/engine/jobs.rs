@@ -370,13 +370,17 @@ impl TileRenderer {
         }
     }
 
+    /// Reads `asset` for the tile `req`: its pixels, or `None` when the worker answered
+    /// that the tile's earlier reads had left no pixel for it (with `tile`, the tile's
+    /// number and the asset's rank in it: `ReadRequest.tile`).
     pub(super) async fn read(
         &self,
         asset: &Asset,
         req: &TileRequest,
         read_bands: &[u32],
+        tile: Option<(u64, u32)>,
         deadline: Instant,
-    ) -> Result<ReadResult, ServiceError> {
+    ) -> Result<Option<ReadResult>, ServiceError> {
         let bounds = req.read_bounds();
         let read = ReadRequest {
             path: asset.path.to_string_lossy().into_owned(),
@@ -393,10 +397,14 @@ impl TileRenderer {
             padding: req.padding,
             reproject: req.reproject as i32,
             plan_remote: false,
+            tile: tile.map_or(0, |(tile, _)| tile),
+            tile_rank: tile.map_or(0, |(_, rank)| rank),
         };
         let started = Instant::now();
         let result = self.read_remote_aware(asset, read, deadline).await;
-        self.metrics.asset_read(started.elapsed(), result.is_ok());
+        if !matches!(result, Ok(None)) {
+            self.metrics.asset_read(started.elapsed(), result.is_ok());
+        }
         result
     }
 
@@ -410,7 +418,7 @@ impl TileRenderer {
         asset: &Asset,
         mut read: ReadRequest,
         deadline: Instant,
-    ) -> Result<ReadResult, ServiceError> {
+    ) -> Result<Option<ReadResult>, ServiceError> {
         let remote = self.reader.is_some() && is_remote_path(&asset.path);
         let key = read.path.clone();
         let mut changes = 0;
@@ -451,7 +459,12 @@ impl TileRenderer {
                 read.plan_remote = false;
             };
             match response.result {
-                Some(worker_response::Result::Read(r)) => return Ok(r),
+                Some(worker_response::Result::Read(r)) => return Ok(Some(r)),
+                Some(worker_response::Result::Error(e))
+                    if e.kind == ErrorKind::Covered as i32 && read.tile != 0 =>
+                {
+                    return Ok(None);
+                }
                 Some(worker_response::Result::Error(e))
                     if e.kind == ErrorKind::RemoteChanged as i32 && changes == 0 =>
                 {

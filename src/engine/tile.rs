@@ -69,6 +69,9 @@ impl Plan {
     }
 }
 
+/// The number of the next first-wins tile (`ReadRequest.tile`); 0 means none.
+static NEXT_TILE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// Records a per-asset failure.
 fn fail(report: &mut AssetReport, e: ServiceError, first: &mut Option<ServiceError>, started: Instant) {
     report.outcome = AssetOutcome::Failed as i32;
@@ -409,6 +412,10 @@ impl TileRenderer {
     ) -> Result<Selector, ServiceError> {
         let read_bands: Arc<[u32]> = plan.read_bands.clone().into();
         let read_bands = &read_bands;
+        // A first-wins tile without an expression numbers its reads, so that a worker
+        // answers one that can no longer change a pixel without running it.
+        let tile = (req.selection.stops_early() && req.expression.is_none())
+            .then(|| NEXT_TILE.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let mut reads: FuturesUnordered<_> = plan
             .touching
             .iter()
@@ -416,10 +423,12 @@ impl TileRenderer {
                 let asset = &req.assets[i];
                 let span = asset_span("asset read", asset);
                 async move {
-                    let result = self.read(asset, req, read_bands, deadline).await;
+                    let result =
+                        self.read(asset, req, read_bands, tile.map(|t| (t, i as u32)), deadline).await;
                     let current = Span::current();
                     match &result {
-                        Ok(_) => current.record("outcome", "ok"),
+                        Ok(Some(_)) => current.record("outcome", "ok"),
+                        Ok(None) => current.record("outcome", "covered"),
                         Err(e) => {
                             tracing::debug!(error = %e, "asset read failed");
                             record_error(&current, e);
@@ -451,7 +460,10 @@ impl TileRenderer {
         let mut compositing = Duration::ZERO;
         while let Some((i, result)) = next_read(&mut reads, &mut landed).await {
             match result {
-                Ok(r) => {
+                // The worker found the tile's earlier reads covered every pixel: the
+                // tile is complete once they are composited.
+                Ok(None) => compositor.settle(i),
+                Ok(Some(r)) => {
                     let raster = checked_raster(r, req, plan).ok_or_else(|| {
                         ServiceError::Internal(format!(
                             "worker returned a malformed raster for {}",

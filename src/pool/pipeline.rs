@@ -39,6 +39,10 @@
 //!   counting an attempt or blaming its asset.
 //! - A worker within two jobs of its job budget, or over its memory cap, takes no offer,
 //!   so it retires on time.
+//! - The worker takes a queued job as soon as it has answered the one before, mostly
+//!   before the front has seen that answer: a read of a tile the answer completed is
+//!   answered unrun by the worker itself (`ERROR_KIND_COVERED`, `worker/coverage.rs`),
+//!   since a withdrawal comes too late.
 
 use std::{
     collections::VecDeque,

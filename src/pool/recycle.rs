@@ -81,6 +81,9 @@ impl WorkerPool {
                     {
                         PoolStats::bump(&self.stats().withdrawn);
                     }
+                    if matches!(&response.result, Some(R::Error(e)) if e.kind == ErrorKind::Covered as i32) {
+                        PoolStats::bump(&self.stats().covered);
+                    }
                     head.deliver(Ok(response), pid);
                 }
             }

@@ -37,6 +37,9 @@ pub struct PoolStats {
     /// Jobs queued that way and withdrawn before they started, their caller gone: the
     /// worker answered them unrun.
     pub withdrawn: AtomicU64,
+    /// Reads the worker answered unrun: the tile's earlier reads had left no pixel for
+    /// them (`ReadRequest.tile`).
+    pub covered: AtomicU64,
 }
 
 impl PoolStats {
@@ -100,6 +103,11 @@ impl PoolStats {
                 "tessera_jobs_withdrawn_total",
                 "Jobs queued in a worker's pipe and withdrawn before they started, their caller gone.",
                 get(&self.withdrawn),
+            ),
+            (
+                "tessera_reads_covered_total",
+                "Reads answered unrun by their worker: the tile's earlier reads had left no pixel for them.",
+                get(&self.covered),
             ),
         ]
     }

@@ -17,6 +17,7 @@
 
 mod block_ranges;
 mod blocks;
+mod coverage;
 mod datasets;
 mod ffi;
 mod in_process;
@@ -51,7 +52,8 @@ use crate::{
     ipc::{FrameError, PROTOCOL_VERSION},
     pb::worker::{
         Deferred, ErrorKind, Hello, Pong, ReadStats, WorkerError, WorkerRequest, WorkerResponse,
-        worker_request, worker_response,
+        worker_request::{self, Job},
+        worker_response,
     },
     telemetry::{LogFormat, Role},
 };
@@ -120,6 +122,7 @@ fn serve(frames_out: File, limits: &WorkerLimits, exporting: bool) -> ExitCode {
         .with_remote(remote)
         .with_limits(limits.clone());
     let mut backstop = limits.cpu_backstop();
+    let mut coverage = coverage::Coverage::default();
     loop {
         let request: WorkerRequest = match remote.read_request() {
             Ok(r) => r,
@@ -144,9 +147,21 @@ fn serve(frames_out: File, limits: &WorkerLimits, exporting: bool) -> ExitCode {
                 })),
                 stats: None,
             }
+        } else if let Some(Job::Read(read)) = &request.job
+            && coverage.covers(read.tile, read.tile_rank)
+        {
+            // Not run: the tile's earlier reads here left no pixel for it (`coverage.rs`).
+            WorkerResponse {
+                id: request.id,
+                result: Some(worker_response::Result::Error(WorkerError {
+                    kind: ErrorKind::Covered as i32,
+                    message: "not run: the tile's earlier reads left no pixel for it".to_owned(),
+                })),
+                stats: None,
+            }
         } else {
             backstop.arm();
-            handle(&mut cache, &mut hooks, remote, request, exporting)
+            handle(&mut cache, &mut hooks, remote, &mut coverage, request, exporting)
         };
         if let Err(e) = remote.write_response(response) {
             tracing::error!("cannot write a response, exiting: {e}");
@@ -218,6 +233,7 @@ fn handle(
     cache: &mut dataset_cache::DatasetCache,
     hooks: &mut test_hooks::TestHooks,
     remote: &remote_io::Remote,
+    coverage: &mut coverage::Coverage,
     request: WorkerRequest,
     exporting: bool,
 ) -> WorkerResponse {
@@ -240,7 +256,11 @@ fn handle(
     let result = match request.job {
         Some(worker_request::Job::Read(read)) => {
             let _busy = hooks.on_read(&read.path);
-            read::read(cache, Some(remote), &read, &mut stats)
+            let result = read::read(cache, Some(remote), &read, &mut stats);
+            if let Ok(worker_response::Result::Read(r)) = &result {
+                note_coverage(coverage, remote, &read, r);
+            }
+            result
         }
         Some(worker_request::Job::Ping(_)) => Ok(worker_response::Result::Pong(Pong {})),
         Some(worker_request::Job::Info(info)) => {
@@ -308,6 +328,25 @@ fn handle(
         })),
         stats: Some(stats),
     }
+}
+
+/// Notes what the answer `r` to `read` covers of its tile, its mask in the answer or
+/// in the job's slot of the reply region.
+fn note_coverage(
+    coverage: &mut coverage::Coverage,
+    remote: &remote_io::Remote,
+    read: &crate::pb::worker::ReadRequest,
+    r: &crate::pb::worker::ReadResult,
+) {
+    if read.tile == 0 {
+        return;
+    }
+    if r.shared_mask == 0 {
+        coverage.note(read.tile, read.tile_rank, &r.mask);
+        return;
+    }
+    let (start, len) = (r.shared_pixels as usize, r.shared_mask as usize);
+    remote.with_answer_region(start + len, |slot| coverage.note(read.tile, read.tile_rank, &slot[start..]));
 }
 
 /// The job's statistics on its span (integers as i64: OpenTelemetry has no unsigned type).

@@ -191,3 +191,38 @@ async fn a_worker_over_its_memory_cap_takes_no_more_reads_into_its_pipe() {
     assert_eq!(s.metric("tessera_worker_kills_total") + s.metric("tessera_worker_crashes_total"), 0);
     assert_ne!(s.wait_for_workers(1, Duration::from_secs(10)), worker, "a new worker took over");
 }
+
+#[tokio::test]
+async fn a_queued_read_its_tile_no_longer_needs_is_answered_unrun() {
+    // The first read takes 300 ms, so the second waits in the worker's pipe behind it;
+    // reading the second asset would crash the worker.
+    let s = Server::with(
+        &[("TESSERA_TEST_SLOW_READ", "/utm_rgb_00=300"), ("TESSERA_TEST_CRASH_READ", "copy_of_utm=abort")],
+        &[],
+        1,
+    );
+    let mut client = s.client().await;
+    let assets = ["utm_rgb_00.tif", "copy_of_utm_rgb_00.tif"];
+    for asset in assets {
+        client.get_asset_info(v1::GetAssetInfoRequest { asset: asset.into() }).await.unwrap();
+    }
+    // A zoom-16 tile well inside utm_rgb_00.tif: its first asset fills every pixel.
+    let (x, y) = harness::tile_at(-75.0305, 39.9650, 16);
+    let started = s.metric("tessera_jobs_started_total");
+    let tile = client.get_tile(harness::tile_request(16, x, y, &assets)).await.unwrap().into_inner();
+    let outcomes: Vec<_> = tile.assets.iter().map(|a| a.outcome).collect();
+    assert_eq!(outcomes, vec![v1::AssetOutcome::Used as i32, v1::AssetOutcome::NotNeeded as i32]);
+    assert_eq!(s.metric("tessera_jobs_pipelined_total"), 1, "the second read did not wait in the pipe");
+    assert_eq!(s.metric("tessera_jobs_started_total"), started + 2);
+    // The worker took the second read from its pipe after answering the first, and
+    // answered it unrun: the first had left no pixel for it. (Had the front seen the
+    // first answer and withdrawn the second before the worker took it, that is
+    // answered unrun too; either way the crashing read never ran.)
+    let (covered, withdrawn) =
+        (s.metric("tessera_reads_covered_total"), s.metric("tessera_jobs_withdrawn_total"));
+    assert_eq!(covered + withdrawn, 1, "{covered} covered, {withdrawn} withdrawn");
+    assert_eq!(s.metric("tessera_worker_crashes_total"), 0, "the second read ran");
+    // The same tile by itself is the same bytes.
+    let alone = client.get_tile(harness::tile_request(16, x, y, &assets[..1])).await.unwrap().into_inner();
+    assert_eq!(tile.data, alone.data);
+}
