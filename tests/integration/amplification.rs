@@ -12,7 +12,7 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-use crate::harness::{Server, ServerOptions, tile_request};
+use crate::harness::{self, Server, ServerOptions, tile_request};
 
 /// The front's peak resident memory so far (`VmHWM`), in bytes.
 fn peak_rss(pid: u32) -> u64 {
@@ -290,9 +290,7 @@ async fn health_answers_every_probe_while_requests_burn_cpu() {
 
 /// Minor page faults the process `pid` has taken so far.
 fn minor_faults(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // After the command name: state, ppid, pgrp, session, tty, tpgid, flags, minflt.
-    stat.rsplit_once(')').unwrap().1.split_whitespace().nth(7).unwrap().parse().unwrap()
+    harness::stat_fields(pid).expect("the front is running")[7].parse().unwrap()
 }
 
 #[tokio::test]

@@ -145,8 +145,7 @@ async fn chaos_every_answer_is_the_right_tile_or_a_deadline_for_a_stopped_read()
     for pid in &seen {
         let is_current = workers.contains(pid);
         assert!(is_current || !alive(*pid), "worker {pid} is an orphan (alive, not in the pool)");
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next().map(str::to_owned));
+        let state = harness::stat_fields(*pid).map(|f| f[0].clone());
         assert_ne!(state.as_deref(), Some("Z"), "worker {pid} is a zombie");
     }
     let ok_after = client.clone().get_tile(requests[0].clone()).await.unwrap().into_inner();

@@ -394,14 +394,10 @@ pub fn children_of(pid: u32) -> Vec<u32> {
         let Some(p) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+        let Some(fields) = stat_fields(p) else {
             continue;
         };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<_> = rest.split_whitespace().collect();
-        if fields.get(1).and_then(|f| f.parse::<u32>().ok()) == Some(pid) && fields.first() != Some(&"Z") {
+        if fields.get(1).and_then(|f| f.parse::<u32>().ok()) == Some(pid) && fields[0] != "Z" {
             out.push(p);
         }
     }
@@ -411,10 +407,16 @@ pub fn children_of(pid: u32) -> Vec<u32> {
 
 /// Whether a process exists (and is not a zombie).
 pub fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.split_whitespace().next() != Some("Z")))
-        .unwrap_or(false)
+    stat_fields(pid).is_some_and(|f| f[0] != "Z")
+}
+
+/// The fields of `/proc/PID/stat` after the command name (which may hold spaces and
+/// parentheses, so it ends at the last ')'): state, ppid, pgrp, session, tty_nr, tpgid,
+/// flags, minflt... (`[0]` is the state); `None` when the process is gone.
+pub fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<String> = stat.rsplit_once(')')?.1.split_whitespace().map(str::to_owned).collect();
+    (!fields.is_empty()).then_some(fields)
 }
 
 /// A tile request with defaults.

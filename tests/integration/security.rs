@@ -16,7 +16,7 @@ use tessera::{
 };
 use tonic::Code;
 
-use crate::harness::{BIN, Server, ServerOptions, tile_request};
+use crate::harness::{self, BIN, Server, ServerOptions, tile_request};
 
 /// A CA, a server certificate for 127.0.0.1/localhost and a client certificate, as PEM
 /// files in `dir`.
@@ -265,8 +265,7 @@ async fn workers_run_hardened_with_a_minimal_environment() {
         let cpu: u64 = soft("Max cpu time").parse().unwrap_or_else(|_| panic!("no CPU limit on {pid}"));
         assert!((30..=32).contains(&cpu), "worker {pid}: cpu limit {cpu}");
         // Its own process group.
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let pgid: u32 = stat.rsplit(')').next().unwrap().split_whitespace().nth(2).unwrap().parse().unwrap();
+        let pgid: u32 = harness::stat_fields(pid).expect("the worker is running")[2].parse().unwrap();
         assert_eq!(pgid, pid, "worker {pid} is not its own process group leader");
         // Only the variables a worker needs.
         let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
