@@ -139,26 +139,12 @@ fn serve(frames_out: File, limits: &WorkerLimits, exporting: bool) -> ExitCode {
         // A job that waited in the pipe behind the last one and whose caller has gone
         // since is answered without being run (`ipc/region.rs`).
         let response = if remote.is_withdrawn(request.id) {
-            WorkerResponse {
-                id: request.id,
-                result: Some(worker_response::Result::Error(WorkerError {
-                    kind: ErrorKind::Withdrawn as i32,
-                    message: "withdrawn before it started: its caller had gone".to_owned(),
-                })),
-                stats: None,
-            }
+            unrun(request.id, ErrorKind::Withdrawn, "withdrawn before it started: its caller had gone")
         } else if let Some(Job::Read(read)) = &request.job
             && coverage.covers(read.tile, read.tile_rank)
         {
             // Not run: the tile's earlier reads here left no pixel for it (`coverage.rs`).
-            WorkerResponse {
-                id: request.id,
-                result: Some(worker_response::Result::Error(WorkerError {
-                    kind: ErrorKind::Covered as i32,
-                    message: "not run: the tile's earlier reads left no pixel for it".to_owned(),
-                })),
-                stats: None,
-            }
+            unrun(request.id, ErrorKind::Covered, "not run: the tile's earlier reads left no pixel for it")
         } else {
             backstop.arm();
             handle(&mut cache, &mut hooks, remote, &mut coverage, request, exporting)
@@ -167,6 +153,18 @@ fn serve(frames_out: File, limits: &WorkerLimits, exporting: bool) -> ExitCode {
             tracing::error!("cannot write a response, exiting: {e}");
             return ExitCode::from(74);
         }
+    }
+}
+
+/// The answer to job `id`, not run, and why.
+fn unrun(id: u64, kind: ErrorKind, message: &str) -> WorkerResponse {
+    WorkerResponse {
+        id,
+        result: Some(worker_response::Result::Error(WorkerError {
+            kind: kind as i32,
+            message: message.to_owned(),
+        })),
+        stats: None,
     }
 }
 
