@@ -229,7 +229,7 @@ impl Waiting {
             taken: Notify::new(),
         });
         if let Ok(mut offers) = self.offers.lock() {
-            // Offers taken back are dropped as they come to the front of the queue.
+            // Offers taken back (or taken) leave the queue here, before the new one joins it.
             offers.retain(|o| o.state.load(Ordering::Acquire) == WAITING);
             offers.push_back(Arc::clone(&offer));
         }
