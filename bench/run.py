@@ -519,6 +519,13 @@ def throughput(workers, tiles_json, concurrency, tessera_args=(), count=None) ->
 # shared 2-core machine two such runs differ by up to 15%.
 ROUNDS = 3
 
+# Rounds of (i)'s goal measure (one worker, paired with the floor), of which the round
+# with the median ratio is reported. On this shared 2-core machine the same build gave
+# rounds from 1.03x to 1.57x in one sitting (the host sometimes runs the two virtual
+# cores side by side, sometimes not): the median of 3 moved by several percent from run
+# to run, more than the goal's margin.
+GOAL_ROUNDS = 9
+
 
 def median_run(runs: list) -> tuple:
     """The run with the median tiles/s of `runs` ((result, used) pairs)."""
@@ -774,7 +781,7 @@ def scenario_i(bounds, n: int) -> list[str]:
         return r, served, floor, spent
 
     rounds, cpu = [], []
-    for _ in range(ROUNDS):
+    for _ in range(GOAL_ROUNDS):
         r, served, floor, (front, worker) = paired_round(1)
         server_ms = r["served"]["server_ms"][len(local):]
         rounds.append((served[0] / floor[0], served, floor, sum(server_ms) / len(server_ms)))
@@ -791,7 +798,7 @@ def scenario_i(bounds, n: int) -> list[str]:
     pool_ratio, (pm, p50, p99, pe), (pfm, pf50, pf99, pfe) = sorted(pooled)[len(pooled) // 2]
     # The round with the median ratio; CPU: the median of each process, and of the ratio.
     ratio, (om, o50, o99, oe), (fm, f50, f99, fe), server_mean = sorted(rounds)[len(rounds) // 2]
-    all_ratios = ", ".join(f"{r[0]:.2f}x" for r in rounds)
+    all_ratios = ", ".join(f"{r[0]:.3f}x" for r in rounds)
     front_cpu, worker_cpu, floor_cpu, cpu_ratio, client_cpu = (sorted(c)[len(c) // 2] for c in zip(*cpu))
     cpu_ratios = ", ".join(f"{c[3]:.2f}x" for c in cpu)
     return [
@@ -805,7 +812,7 @@ def scenario_i(bounds, n: int) -> list[str]:
         "each tile is rendered by the floor and asked of the server one right after the other (the floor "
         "first on every other tile), so both see the same state of the machine (on this shared virtual "
         "machine the floor alone took 3.3 to 6.4 ms a tile from one run to the next). The list is "
-        f"rendered twice, {ROUNDS} times (a fresh server each time); the figures are of the second pass, "
+        f"rendered twice, {GOAL_ROUNDS} times (a fresh server each time; {ROUNDS} with the default pool); the figures are of the second pass, "
         "in the round with the median ratio "
         "(tiles: " + "; ".join(notes) + ").", "",
         "`bench/run.py --only i`", "",
@@ -814,8 +821,8 @@ def scenario_i(bounds, n: int) -> list[str]:
         f"| floor: one process, one thread | {fmt(fm, 2)} | {fmt(f50, 2)} | {fmt(f99, 2)} | {fe} |",
         f"| Tessera, default pool, 1 in flight (gRPC) | {fmt(pm, 2)} | {fmt(p50, 2)} | {fmt(p99, 2)} | {pe} |",
         f"| floor, paired with the default pool's round | {fmt(pfm, 2)} | {fmt(pf50, 2)} | {fmt(pf99, 2)} | {pfe} |", "",
-        f"Tessera / floor time per tile: **{fmt(ratio, 2)}x** (goal <= 1.2x: {met(ratio is not None and ratio <= 1.2)}; "
-        f"the {ROUNDS} rounds: {all_ratios}). The server's own time for a tile (`GetTileResponse.elapsed`) "
+        f"Tessera / floor time per tile: **{fmt(ratio, 3)}x** (goal <= 1.2x: {met(ratio is not None and ratio <= 1.2)}; "
+        f"the {GOAL_ROUNDS} rounds: {all_ratios}). The server's own time for a tile (`GetTileResponse.elapsed`) "
         f"was {fmt(server_mean, 2)} ms on average, {fmt(server_mean / fm, 2)}x the floor: the rest is the "
         f"gRPC call (client and transport). With the default pool, one tile at a time, a tile took "
         f"{fmt(pool_ratio, 2)}x its floor (the round with the median of {ROUNDS} rounds of its own, paired the "
@@ -824,7 +831,7 @@ def scenario_i(bounds, n: int) -> list[str]:
         f"and the floor's were the same bytes for {same[0]} of {same[1]} tiles.", "",
         "What it costs in CPU: CPU time per tile over both passes (user + system; the server's processes "
         "from /proc, the floor's renders from the bench process's CPU clock around each one; the median of "
-        f"the {ROUNDS} rounds): the worker **{fmt(worker_cpu, 2)} ms**, the front **{fmt(front_cpu, 2)} ms**, "
+        f"the {GOAL_ROUNDS} rounds): the worker **{fmt(worker_cpu, 2)} ms**, the front **{fmt(front_cpu, 2)} ms**, "
         f"together **{fmt(cpu_ratio, 2)}x** the floor's **{fmt(floor_cpu, 2)} ms** (the rounds: {cpu_ratios}). "
         "The worker does the floor's reads plus its side of the channel; the front composites and encodes "
         "(the floor does too) and serves gRPC. The time a tile takes one at a time also holds what is not "
