@@ -12,6 +12,8 @@ mod chaos;
 #[cfg(feature = "tools")]
 mod floor;
 #[cfg(feature = "tools")]
+mod one_write;
+#[cfg(feature = "tools")]
 mod otlp_sink;
 pub mod overview;
 #[cfg(feature = "tools")]

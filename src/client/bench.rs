@@ -15,7 +15,7 @@ use futures::StreamExt;
 
 use tonic::transport::Channel;
 
-use super::{ClientError, connect};
+use super::{ClientError, one_write};
 use crate::{
     demo::UTM_RGB_ASSETS,
     pb::v1::{self, tile_service_client::TileServiceClient},
@@ -508,7 +508,7 @@ pub async fn bench(args: BenchArgs) -> Result<(), ClientError> {
     };
     let address =
         args.server.clone().or_else(|| server.as_ref().map(|s| s.address.clone())).unwrap_or_default();
-    let client = connect(&address).await?;
+    let client = one_write::connect(&address).await?;
     if let Some(list) = args.tile_list.as_deref().filter(|_| args.floor) {
         super::floor::check_concurrency(args.concurrency)?;
         return run_list_with_floor(&client, &args.data_dir, list, args.repeat).await;

@@ -148,3 +148,40 @@ fn get_sends_the_warp_kernel_of_reproject_and_warps_with_nearest_without_it() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("unknown --reproject kernel 'bogus'"), "{}", stderr(&o));
 }
+
+/// `tessera bench --server ADDR --floor` (bench (i)): its client (whose calls leave in
+/// one write, `client/one_write.rs`) gets every tile, and each served PNG is the same
+/// bytes as the floor's, rendered in the bench's own process.
+#[test]
+fn the_benchs_floor_renders_the_bytes_the_server_serves() {
+    let server = Server::with(&[], &[], 1);
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("tiles.json");
+    let assets: Vec<String> = crate::harness::UTM.iter().map(|a| (*a).to_owned()).collect();
+    let tiles: Vec<serde_json::Value> =
+        [(12, 1194, 1551), (13, 2388, 3102), (13, 2389, 3103), (14, 4777, 6205)]
+            .iter()
+            .map(|(z, x, y)| serde_json::json!({"z": z, "x": x, "y": y, "assets": assets}))
+            .collect();
+    std::fs::write(&list, serde_json::to_vec(&tiles).unwrap()).unwrap();
+    let o = tessera(&[
+        "bench",
+        "--server",
+        &server.address,
+        "--floor",
+        "--tile-list",
+        &list.display().to_string(),
+        "--data-dir",
+        &crate::harness::fixtures().display().to_string(),
+        "--repeat",
+        "2",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    for side in ["served", "floor"] {
+        assert_eq!(report[side]["tiles"], 8, "{side}: {report}");
+        assert_eq!(report[side]["errors"], 0, "{side}: {report}");
+    }
+    assert_eq!(report["same_png"], 8, "{report}");
+}
