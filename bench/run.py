@@ -811,7 +811,7 @@ def scenario_i(bounds, n: int) -> list[str]:
         "`tessera bench --server ADDR --floor` process, tile by tile: "
         "each tile is rendered by the floor and asked of the server one right after the other (the floor "
         "first on every other tile), so both see the same state of the machine (on this shared virtual "
-        "machine the floor alone took 3.3 to 6.4 ms a tile from one run to the next). The list is "
+        "machine the floor alone took 1.9 to 6.4 ms a tile from one run to the next). The list is "
         f"rendered twice, {GOAL_ROUNDS} times (a fresh server each time; {ROUNDS} with the default pool); the figures are of the second pass, "
         "in the round with the median ratio "
         "(tiles: " + "; ".join(notes) + ").", "",

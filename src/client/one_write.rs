@@ -2,9 +2,9 @@
 //!
 //! tonic's client (hyper's HTTP/2 client) writes a unary call's HEADERS frame and its
 //! DATA frame in two writes: the request body is sent by a task of its own that hyper
-//! starts once the stream is open, after the HEADERS have been flushed. The gRPC
-//! library most callers use (the C core behind Python's grpcio, and Go's) writes a small
-//! call in one `sendmsg`. The two writes wake the server twice for every call, so a
+//! starts once the stream is open, after the HEADERS have been flushed. The C core of
+//! gRPC (behind Python's grpcio, the client of `bench/pair.py` and the Python example)
+//! writes such a call in one `sendmsg`. The two writes wake the server twice for every call, so a
 //! benchmark with the tonic client measured a cost of the client as the server's
 //! (BENCHMARKS.md (i)).
 //!
