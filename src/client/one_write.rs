@@ -198,14 +198,18 @@ mod tests {
         }
     }
 
+    fn counting_waker() -> (Arc<Wakes>, std::task::Waker) {
+        let woken = Arc::new(Wakes::default());
+        (Arc::clone(&woken), woken.into())
+    }
+
     fn write(s: &mut OneWrite<Writes>, cx: &mut Context<'_>, bytes: &[u8]) {
         assert!(matches!(Pin::new(s).poll_write(cx, bytes), Poll::Ready(Ok(n)) if n == bytes.len()));
     }
 
     #[test]
     fn what_is_written_before_and_during_a_flush_leaves_in_one_write() {
-        let woken = Arc::new(Wakes::default());
-        let waker = Arc::clone(&woken).into();
+        let (woken, waker) = counting_waker();
         let mut cx = Context::from_waker(&waker);
         let mut s = OneWrite::new(Writes::default());
         write(&mut s, &mut cx, b"HEADERS");
@@ -229,8 +233,7 @@ mod tests {
 
     #[test]
     fn a_large_write_and_a_shutdown_write_out_what_is_held_first() {
-        let woken = Arc::new(Wakes::default());
-        let waker = Arc::clone(&woken).into();
+        let (woken, waker) = counting_waker();
         let mut cx = Context::from_waker(&waker);
         let mut s = OneWrite::new(Writes::default());
         write(&mut s, &mut cx, b"small");
