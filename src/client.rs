@@ -233,12 +233,20 @@ pub async fn resend_unsent<T>(
     }
 }
 
+/// The largest response the tools accept (a tile or a batch of them).
+const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+
+/// `server` as a URL: an `http://host:port` URL as given, a bare `host:port` as http.
+fn server_url(server: &str) -> String {
+    if server.contains("://") { server.to_owned() } else { format!("http://{server}") }
+}
+
 /// Connects to `server` (an `http://host:port` URL or a bare `host:port`).
 pub async fn connect(server: &str) -> Result<TileServiceClient<tonic::transport::Channel>, ClientError> {
-    let url = if server.contains("://") { server.to_owned() } else { format!("http://{server}") };
+    let url = server_url(server);
     TileServiceClient::connect(url.clone())
         .await
-        .map(|c| c.max_decoding_message_size(256 * 1024 * 1024))
+        .map(|c| c.max_decoding_message_size(MAX_RESPONSE_BYTES))
         .map_err(|source| ClientError::Connect { server: url, source })
 }
 
@@ -300,7 +308,7 @@ pub async fn connect_with(args: &ConnectArgs) -> Result<Client, ClientError> {
         .transpose()?;
     let channel = endpoint.connect().await.map_err(fail)?;
     Ok(TileServiceClient::with_interceptor(channel, BearerToken(token))
-        .max_decoding_message_size(256 * 1024 * 1024))
+        .max_decoding_message_size(MAX_RESPONSE_BYTES))
 }
 
 fn parse_tile(s: &str) -> Result<(u32, u32, u32), ClientError> {

@@ -41,14 +41,14 @@ pub async fn connect(server: &str) -> Result<TileServiceClient<Channel>, ClientE
     if server.starts_with("https://") {
         return super::connect(server).await;
     }
-    let url = if server.contains("://") { server.to_owned() } else { format!("http://{server}") };
+    let url = super::server_url(server);
     let fail = |source| ClientError::Connect { server: url.clone(), source };
     let channel = Endpoint::from_shared(url.clone())
         .map_err(fail)?
         .connect_with_connector(Connector)
         .await
         .map_err(fail)?;
-    Ok(TileServiceClient::new(channel).max_decoding_message_size(256 * 1024 * 1024))
+    Ok(TileServiceClient::new(channel).max_decoding_message_size(super::MAX_RESPONSE_BYTES))
 }
 
 /// A stream whose writes are held until a flush has let the runtime turn once.
