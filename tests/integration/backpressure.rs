@@ -184,11 +184,7 @@ async fn a_flood_of_one_byte_frames_on_stalled_streams_is_cut_off() {
         .unwrap();
     let error = ended.expect_err("the connection ended cleanly");
     assert!(error.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM) || error.is_io(), "{error:?}");
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !server.log_text().contains("too many small DATA frames") {
-        assert!(std::time::Instant::now() < until, "no budget GOAWAY in the log:\n{}", server.log_text());
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    server.wait_for_log("too many small DATA frames", std::time::Duration::from_secs(10)).await;
     drop(streams);
     // The server goes on serving other connections.
     let mut client = server.client().await;

@@ -236,12 +236,11 @@ async fn reads_that_keep_running_past_the_read_timeout_quarantine_the_asset_but_
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
     wait_metric(&s, "tessera_worker_kills_total", 6).await;
     assert_eq!(s.metric("tessera_asset_quarantines_total"), 1);
-    // The log line comes through the server's stderr pipe: wait for it.
-    let until = Instant::now() + Duration::from_secs(10);
-    while !s.log_text().contains("asset quarantined: its reads keep running past the read timeout") {
-        assert!(Instant::now() < until, "no quarantine line in the log:\n{}", s.log_text());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    s.wait_for_log(
+        "asset quarantined: its reads keep running past the read timeout",
+        Duration::from_secs(10),
+    )
+    .await;
 
     let jobs = s.metric("tessera_jobs_started_total");
     let err = client.get_tile(tile("utm_rgb_02.tif")).await.unwrap_err();

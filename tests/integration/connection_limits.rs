@@ -72,7 +72,7 @@ async fn connections_over_the_limit_are_closed_at_accept_and_tiles_are_served_on
     assert_eq!(server.metric("tessera_grpc_connections_total"), 8);
     assert_eq!(server.metric("tessera_grpc_open_connections"), 8);
     assert_eq!(server.metric("tessera_grpc_max_connections"), 8);
-    assert!(server.log_text().contains("refusing connections: --max-connections=8 are open"));
+    server.wait_for_log("refusing connections: --max-connections=8 are open", Duration::from_secs(5)).await;
 
     // The silent ones are closed at their preface timeout, and the slots are free again.
     for conn in &mut silent {

@@ -324,6 +324,21 @@ impl Server {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// Waits (at most `limit`) for a log line containing `needle`. Lines come through
+    /// the server's stderr pipe and a reader thread, so one written just before an
+    /// effect the test saw (a closed socket, a metric) may not be here yet.
+    pub async fn wait_for_log(&self, needle: &str, limit: Duration) {
+        let until = Instant::now() + limit;
+        while !self.log_text().contains(needle) {
+            assert!(
+                Instant::now() < until,
+                "no {needle:?} in the log within {limit:?}:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// SIGTERM, then wait for the exit (at most `limit`).
     /// (Async so the test's own connections keep being served and can answer GOAWAY.)
     pub async fn terminate(&mut self, limit: Duration) -> ExitStatus {

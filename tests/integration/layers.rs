@@ -343,7 +343,7 @@ footprint = {{ glob = "{relative}/*.tif", minzoom = 12, maxzoom = 18 }}
     assert_eq!(used(&got), [names[5].clone()]);
     let want = tile(&mut client, explicit(16, x, y, 6)).await;
     assert!(pixels(&got) == pixels(&want), "the new asset renders in the layer");
-    assert!(server.log_text().contains("layer reloaded"));
+    server.wait_for_log("layer reloaded", Duration::from_secs(5)).await;
 }
 
 /// Polls `probe` every 100 ms until it gives a value, for at most 10 s.

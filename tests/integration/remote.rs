@@ -55,11 +55,9 @@ async fn an_http_mosaic_equals_the_same_mosaic_from_local_files() {
     assert_eq!(status.code(), Code::NotFound, "{status:?}");
     assert!(status.message().contains(&missing) && !status.message().contains("/vsi"), "{status:?}");
     // The remote cache's size is in the start-up log (the default: an eighth of memory).
-    let until = std::time::Instant::now() + Duration::from_secs(5);
-    while !server.log_text().contains("remote assets are read by the front through a cache of") {
-        assert!(std::time::Instant::now() < until, "no cache size in the log:\n{}", server.log_text());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    server
+        .wait_for_log("remote assets are read by the front through a cache of", Duration::from_secs(5))
+        .await;
 }
 
 #[tokio::test]
