@@ -105,8 +105,7 @@ impl WorkerPool {
         let worker = self.prefer(worker, asset).await;
         // The read timeout bounds the work, not the wait for a worker.
         let (reply, answer) = oneshot::channel();
-        let head =
-            InFlight::starting(self.request(job, deadline), deadline, self.config().read_timeout, reply);
+        let head = InFlight::starting(self.request(job), deadline, self.config().read_timeout, reply);
         PoolStats::bump(&self.stats().jobs_started);
         times.pid = worker.pid();
         let this = Arc::clone(self);
@@ -125,13 +124,12 @@ impl WorkerPool {
         self.settle(delivered, asset, faults, times)
     }
 
-    /// The request of `job` for a caller whose deadline is `deadline`, in slot 0 of the
-    /// reply region (a job queued behind it gets the other slot when it is written).
-    fn request(&self, job: &Job, deadline: Instant) -> WorkerRequest {
-        let deadline = deadline.min(Instant::now() + self.config().read_timeout);
+    /// The request of `job`, in slot 0 of the reply region (a job queued behind it gets
+    /// the other slot when it is written). Its deadline stays in the front
+    /// ([`InFlight::starting`]), which counts the read timeout from the job's start.
+    fn request(&self, job: &Job) -> WorkerRequest {
         WorkerRequest {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            deadline_ms: deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
             trace_context: crate::telemetry::inject(&tracing::Span::current()),
             job: Some(job.clone()),
             reply_slot: 0,
@@ -147,7 +145,7 @@ impl WorkerPool {
             let _other = self.waiting.other();
             return Checkout::Worker(tokio::time::timeout_at(until, self.pool.get()).await);
         }
-        let (offer, queued) = self.waiting.offer(self.request(job, deadline), deadline);
+        let (offer, queued) = self.waiting.offer(self.request(job), deadline);
         // Taken back if this caller stops waiting, unless a worker has it.
         let offer = OfferGuard(offer);
         let got = tokio::time::timeout_at(until, async {

@@ -57,7 +57,6 @@ impl WorkerPool {
             PoolStats::bump(&self.stats().pings);
             let request = WorkerRequest {
                 id: self.next_id.fetch_add(1, Ordering::Relaxed),
-                deadline_ms: self.config().ping_timeout.as_millis() as u64,
                 reply_slot: 0,
                 trace_context: std::collections::HashMap::default(),
                 job: Some(Job::Ping(PingRequest {})),

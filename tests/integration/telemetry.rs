@@ -485,7 +485,6 @@ async fn a_worker_reads_remote_assets_only_through_the_front_and_counts_what_it_
     let (header, trace_id, _) = traceparent(17);
     let request = |id, path: String| WorkerRequest {
         id,
-        deadline_ms: 20_000,
         trace_context: [("traceparent".to_owned(), header.clone())].into(),
         job: Some(Job::Read(mosaic_read(path))),
         reply_slot: 0,
@@ -570,7 +569,7 @@ async fn a_read_whose_planned_blocks_come_with_the_answer_asks_no_question_per_b
         for _ in 0..2 {
             id += 1;
             let job = Job::Read(mosaic_read(remote.clone()));
-            let request = WorkerRequest { id, deadline_ms: 20_000, job: Some(job), ..Default::default() };
+            let request = WorkerRequest { id, job: Some(job), ..Default::default() };
             write_frame_async(&mut stdin, &request).await.unwrap();
             let mut questions = Vec::new();
             let result = loop {
@@ -651,12 +650,9 @@ async fn a_point_job_defers_the_bytes_the_front_does_not_hold_instead_of_waiting
             defer_remote: defer,
             ..Default::default()
         });
-        write_frame_async(
-            &mut stdin,
-            &WorkerRequest { id, deadline_ms: 20_000, job: Some(job), ..Default::default() },
-        )
-        .await
-        .unwrap();
+        write_frame_async(&mut stdin, &WorkerRequest { id, job: Some(job), ..Default::default() })
+            .await
+            .unwrap();
         let (mut waited, mut refused) = (0, 0);
         let result = loop {
             let response: WorkerResponse = read_frame_async(&mut stdout).await.unwrap();
