@@ -1,6 +1,8 @@
 //! Replacement: a worker that leaves service (crashed, killed, retired) is replaced by a
 //! spare spawned in the background, which the pool's next checkout takes
 //! (`slots.rs`), so a replacement never blocks a caller that could use an idle worker.
+//! A spare that dies while it waits (killed from outside) is replaced the same way, at
+//! the next liveness tick.
 //! Spawns that fail back off exponentially, with jitter (`crate::backoff`); once every
 //! slot holds a live worker again, a crash loop ends (`crash_loop.rs`).
 
@@ -18,6 +20,9 @@ impl WorkerPool {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let manager = this.pool.manager();
+            // A spare that died waiting frees its slot for a new one here (every
+            // liveness tick), not only at the next checkout that wants a spare.
+            manager.prune_spares();
             let backoff = || crate::backoff::delays(Duration::from_millis(50), Duration::from_secs(10));
             let mut delays = backoff();
             while !this.pool.is_closed() && manager.reserve() {

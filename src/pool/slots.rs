@@ -1,9 +1,9 @@
 //! Worker slots and spares: how deadpool makes and checks workers.
 //!
 //! The pool never runs more than `size` workers: a slot is reserved before a spawn and
-//! released when a worker leaves service (deadpool's `detach`) or a spawn fails. Workers
-//! spawned in the background to replace others (`replenish.rs`) wait as spares, and the
-//! pool's next `create` takes one before it spawns anything.
+//! released when a worker leaves service (deadpool's `detach`), a spawn fails or a spare
+//! dies. Workers spawned in the background to replace others (`replenish.rs`) wait as
+//! spares, and the pool's next `create` takes one before it spawns anything.
 
 use std::sync::{
     Arc, Mutex,
@@ -92,6 +92,18 @@ impl ManagerInner {
             s.push(worker);
         }
         self.spare_ready.notify_one();
+    }
+
+    /// Lets go of spares that died while they waited (killed from outside), freeing
+    /// their slots: otherwise a dead spare holds its slot until a checkout finds no idle
+    /// worker and looks for a spare, and the pool runs a worker short until then.
+    pub(super) fn prune_spares(&self) {
+        let Ok(mut spares) = self.spares.lock() else { return };
+        let before = spares.len();
+        spares.retain(|w| w.state() == WorkerState::Idle);
+        for _ in spares.len()..before {
+            self.release();
+        }
     }
 
     fn take_spare(&self) -> Option<WorkerProcess> {

@@ -64,6 +64,8 @@ async fn chaos_every_answer_is_the_right_tile_or_a_deadline_for_a_stopped_read()
         .iter()
         .map(|s| (*s).to_owned())
         .collect(),
+        // Workers starting and exiting are logged too, for a failure message.
+        env: vec![("RUST_LOG".into(), "info,tessera::pool=debug".into())],
         ..Default::default()
     });
     let client = server.client().await;
@@ -139,7 +141,7 @@ async fn chaos_every_answer_is_the_right_tile_or_a_deadline_for_a_stopped_read()
 
     // The pool is whole again; nothing the chaos touched is left behind.
     let workers = server.wait_for_workers(WORKERS, Duration::from_secs(15));
-    assert_eq!(workers.len(), WORKERS, "pool not back to full size: {workers:?}");
+    assert_eq!(workers.len(), WORKERS, "pool not back to full size: {workers:?}\n{}", pool_lines(&server));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let seen = seen.lock().unwrap().clone();
     for pid in &seen {
@@ -186,4 +188,12 @@ fn spawn_chaos(
         }
         kills
     })
+}
+
+/// The server's log lines about workers starting, dying and being replaced, for a
+/// failure message.
+fn pool_lines(server: &Server) -> String {
+    let log = server.log_text();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("tessera::pool")).collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
 }

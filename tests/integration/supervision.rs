@@ -270,6 +270,32 @@ async fn an_idle_worker_that_stops_answering_pings_is_replaced() {
 }
 
 #[tokio::test]
+async fn a_spare_killed_before_any_request_took_it_is_replaced_without_waiting_for_one() {
+    let s = server(&[], &["--ping-interval", "200ms", "--ping-timeout", "300ms"], 2);
+    let first = s.worker_pids();
+    assert_eq!(first.len(), 2);
+    // An idle worker killed: a ping finds it gone, and a spare is started in its slot.
+    harness::signal(first[0], Signal::SIGKILL);
+    let with_spare = s.wait_for_replacement(&first[..1], 2, Duration::from_secs(10));
+    assert_eq!(with_spare.len(), 2, "the killed worker was not replaced: {with_spare:?}");
+    let spare = *with_spare.iter().find(|p| !first.contains(p)).unwrap();
+    // Started and waiting: a few pings later nothing has changed.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(s.worker_pids(), with_spare);
+    assert_eq!(s.metric("tessera_worker_spawns_total"), 3);
+    // The spare killed while it waits for a request: its slot is free again at the next
+    // tick, not at the next request that needs a second worker.
+    harness::signal(spare, Signal::SIGKILL);
+    let after = s.wait_for_replacement(&[spare], 2, Duration::from_secs(10));
+    assert_eq!(after.len(), 2, "the pool stayed at {after:?} after its spare was killed");
+    assert!(after.contains(&first[1]) && !after.contains(&spare), "{after:?}");
+    assert_eq!(s.metric("tessera_worker_spawns_total"), 4, "two first workers and two replacements");
+    assert_eq!(s.metric("tessera_worker_kills_total"), 0, "nothing was killed by the front");
+    let tile = s.client().await.get_tile(tile("utm_rgb_00.tif")).await.unwrap().into_inner();
+    assert!(tile.data.starts_with(b"\x89PNG"));
+}
+
+#[tokio::test]
 async fn broken_frames_from_a_worker_kill_it_and_the_front_keeps_serving() {
     for (kind, asset) in [
         ("oversize", "utm_rgb_01.tif"),
