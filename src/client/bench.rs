@@ -270,7 +270,7 @@ fn split_png<T>(result: Result<(T, Vec<u8>), String>) -> (Result<T, String>, Opt
 }
 
 /// CPU time (user + system) of this process so far.
-fn process_cpu_time() -> Duration {
+pub(super) fn process_cpu_time() -> Duration {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes one timespec, which `ts` is.
     if unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &raw mut ts) } != 0 {

@@ -34,22 +34,36 @@ use crate::{
 /// Tile edge in pixels, as `tessera bench --tile-list` asks the server for.
 const TILE_SIZE: u32 = 256;
 
-/// Renders `list` `repeat` times in a row and prints one result line (as `--tile-list`).
+/// Renders `list` `repeat` times in a row and prints one result line (as `--tile-list`),
+/// with `warm`: the passes after the first (which opens the assets) alone, their wall
+/// time and this process's CPU time in them (zero tiles with one pass). bench/run.py
+/// runs one such process a core to compare with a served run under load.
 pub fn run(data_dir: &Path, list: &Path, concurrency: usize, repeat: usize) -> Result<(), ClientError> {
     check_concurrency(concurrency)?;
     let tiles = read_list(list)?;
     let mut floor = Floor::new(data_dir)?;
     let started = Instant::now();
-    let results: Vec<(Duration, Result<(), String>)> = tiles
-        .iter()
-        .cycle()
-        .take(tiles.len() * repeat.max(1))
-        .map(|tile| {
+    let mut results: Vec<(Duration, Result<(), String>)> = Vec::with_capacity(tiles.len() * repeat.max(1));
+    let mut warm_from = None;
+    for pass in 0..repeat.max(1) {
+        if pass == 1 {
+            warm_from = Some((Instant::now(), super::bench::process_cpu_time(), results.len()));
+        }
+        results.extend(tiles.iter().map(|tile| {
             let (took, png) = floor.timed(tile);
             (took, png.map(|_| ()))
-        })
-        .collect();
-    println!("{}", list_report(&results, started.elapsed()));
+        }));
+    }
+    let mut report = list_report(&results, started.elapsed());
+    let (wall, cpu, tiles) = warm_from.map_or((Duration::ZERO, Duration::ZERO, 0), |(at, cpu, from)| {
+        (at.elapsed(), super::bench::process_cpu_time().saturating_sub(cpu), results.len() - from)
+    });
+    report["warm"] = serde_json::json!({
+        "tiles": tiles,
+        "wall_s": wall.as_secs_f64(),
+        "cpu_ms": cpu.as_secs_f64() * 1000.0,
+    });
+    println!("{report}");
     Ok(())
 }
 

@@ -185,3 +185,45 @@ fn the_benchs_floor_renders_the_bytes_the_server_serves() {
     }
     assert_eq!(report["same_png"], 8, "{report}");
 }
+
+/// `tessera bench --floor` on its own (bench (i) under load runs one a core): every
+/// tile of every pass rendered, and `warm` counting the passes after the first alone.
+#[test]
+fn the_floor_alone_reports_its_passes_after_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("tiles.json");
+    let assets: Vec<String> = crate::harness::UTM.iter().map(|a| (*a).to_owned()).collect();
+    let tiles: Vec<serde_json::Value> = [(12, 1194, 1551), (13, 2388, 3102), (14, 4777, 6205)]
+        .iter()
+        .map(|(z, x, y)| serde_json::json!({"z": z, "x": x, "y": y, "assets": assets}))
+        .collect();
+    std::fs::write(&list, serde_json::to_vec(&tiles).unwrap()).unwrap();
+    let floor = |repeat: &str| {
+        let o = tessera(&[
+            "bench",
+            "--floor",
+            "--tile-list",
+            &list.display().to_string(),
+            "--data-dir",
+            &crate::harness::fixtures().display().to_string(),
+            "--repeat",
+            repeat,
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        serde_json::from_str::<serde_json::Value>(stdout.lines().last().unwrap()).unwrap()
+    };
+    let report = floor("3");
+    assert_eq!(report["tiles"], 9, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    assert_eq!(report["warm"]["tiles"], 6, "{report}");
+    assert!(report["warm"]["wall_s"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(report["warm"]["cpu_ms"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(
+        report["warm"]["wall_s"].as_f64().unwrap() < report["wall_s"].as_f64().unwrap(),
+        "the warm passes are part of the run: {report}"
+    );
+    // One pass: nothing after the first.
+    let report = floor("1");
+    assert_eq!((report["tiles"].clone(), report["warm"]["tiles"].clone()), (3.into(), 0.into()), "{report}");
+}
