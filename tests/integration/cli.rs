@@ -149,6 +149,29 @@ fn get_sends_the_warp_kernel_of_reproject_and_warps_with_nearest_without_it() {
     assert!(stderr(&o).contains("unknown --reproject kernel 'bogus'"), "{}", stderr(&o));
 }
 
+/// A `--tile-list` file in `dir`: the tiles `zxy`, each over the six UTM fixtures.
+fn six_asset_list(dir: &std::path::Path, zxy: &[(u8, u32, u32)]) -> std::path::PathBuf {
+    let assets: Vec<&str> = crate::harness::UTM.to_vec();
+    let tiles: Vec<serde_json::Value> =
+        zxy.iter().map(|(z, x, y)| serde_json::json!({"z": z, "x": x, "y": y, "assets": assets})).collect();
+    let list = dir.join("tiles.json");
+    std::fs::write(&list, serde_json::to_vec(&tiles).unwrap()).unwrap();
+    list
+}
+
+/// The report `tessera bench [ARGS] --floor --tile-list LIST --repeat N` prints over the
+/// fixtures (its last line), once it has exited 0.
+fn floor_report(args: &[&str], list: &std::path::Path, repeat: &str) -> serde_json::Value {
+    let (list, data) = (list.display().to_string(), crate::harness::fixtures().display().to_string());
+    let mut all = vec!["bench"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--floor", "--tile-list", &list, "--data-dir", &data, "--repeat", repeat]);
+    let o = tessera(&all);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
 /// `tessera bench --server ADDR --floor` (bench (i)): its client (whose calls leave in
 /// one write, `client/one_write.rs`) gets every tile, and each served PNG is the same
 /// bytes as the floor's, rendered in the bench's own process.
@@ -156,29 +179,9 @@ fn get_sends_the_warp_kernel_of_reproject_and_warps_with_nearest_without_it() {
 fn the_benchs_floor_renders_the_bytes_the_server_serves() {
     let server = Server::with(&[], &[], 1);
     let dir = tempfile::tempdir().unwrap();
-    let list = dir.path().join("tiles.json");
-    let assets: Vec<String> = crate::harness::UTM.iter().map(|a| (*a).to_owned()).collect();
-    let tiles: Vec<serde_json::Value> =
-        [(12, 1194, 1551), (13, 2388, 3102), (13, 2389, 3103), (14, 4777, 6205)]
-            .iter()
-            .map(|(z, x, y)| serde_json::json!({"z": z, "x": x, "y": y, "assets": assets}))
-            .collect();
-    std::fs::write(&list, serde_json::to_vec(&tiles).unwrap()).unwrap();
-    let o = tessera(&[
-        "bench",
-        "--server",
-        &server.address,
-        "--floor",
-        "--tile-list",
-        &list.display().to_string(),
-        "--data-dir",
-        &crate::harness::fixtures().display().to_string(),
-        "--repeat",
-        "2",
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let list =
+        six_asset_list(dir.path(), &[(12, 1194, 1551), (13, 2388, 3102), (13, 2389, 3103), (14, 4777, 6205)]);
+    let report = floor_report(&["--server", &server.address], &list, "2");
     for side in ["served", "floor"] {
         assert_eq!(report[side]["tiles"], 8, "{side}: {report}");
         assert_eq!(report[side]["errors"], 0, "{side}: {report}");
@@ -191,29 +194,8 @@ fn the_benchs_floor_renders_the_bytes_the_server_serves() {
 #[test]
 fn the_floor_alone_reports_its_passes_after_the_first() {
     let dir = tempfile::tempdir().unwrap();
-    let list = dir.path().join("tiles.json");
-    let assets: Vec<String> = crate::harness::UTM.iter().map(|a| (*a).to_owned()).collect();
-    let tiles: Vec<serde_json::Value> = [(12, 1194, 1551), (13, 2388, 3102), (14, 4777, 6205)]
-        .iter()
-        .map(|(z, x, y)| serde_json::json!({"z": z, "x": x, "y": y, "assets": assets}))
-        .collect();
-    std::fs::write(&list, serde_json::to_vec(&tiles).unwrap()).unwrap();
-    let floor = |repeat: &str| {
-        let o = tessera(&[
-            "bench",
-            "--floor",
-            "--tile-list",
-            &list.display().to_string(),
-            "--data-dir",
-            &crate::harness::fixtures().display().to_string(),
-            "--repeat",
-            repeat,
-        ]);
-        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-        let stdout = String::from_utf8_lossy(&o.stdout);
-        serde_json::from_str::<serde_json::Value>(stdout.lines().last().unwrap()).unwrap()
-    };
-    let report = floor("3");
+    let list = six_asset_list(dir.path(), &[(12, 1194, 1551), (13, 2388, 3102), (14, 4777, 6205)]);
+    let report = floor_report(&[], &list, "3");
     assert_eq!(report["tiles"], 9, "{report}");
     assert_eq!(report["errors"], 0, "{report}");
     assert_eq!(report["warm"]["tiles"], 6, "{report}");
@@ -224,6 +206,6 @@ fn the_floor_alone_reports_its_passes_after_the_first() {
         "the warm passes are part of the run: {report}"
     );
     // One pass: nothing after the first.
-    let report = floor("1");
+    let report = floor_report(&[], &list, "1");
     assert_eq!((report["tiles"].clone(), report["warm"]["tiles"].clone()), (3.into(), 0.into()), "{report}");
 }
