@@ -55,11 +55,11 @@ pub fn run(data_dir: &Path, list: &Path, concurrency: usize, repeat: usize) -> R
         }));
     }
     let mut report = list_report(&results, started.elapsed());
-    let (wall, cpu, tiles) = warm_from.map_or((Duration::ZERO, Duration::ZERO, 0), |(at, cpu, from)| {
+    let (wall, cpu, warm_tiles) = warm_from.map_or((Duration::ZERO, Duration::ZERO, 0), |(at, cpu, from)| {
         (at.elapsed(), super::bench::process_cpu_time().saturating_sub(cpu), results.len() - from)
     });
     report["warm"] = serde_json::json!({
-        "tiles": tiles,
+        "tiles": warm_tiles,
         "wall_s": wall.as_secs_f64(),
         "cpu_ms": cpu.as_secs_f64() * 1000.0,
     });
