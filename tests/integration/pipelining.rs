@@ -217,7 +217,14 @@ async fn a_queued_read_its_tile_no_longer_needs_is_answered_unrun() {
     // The worker took the second read from its pipe after answering the first, and
     // answered it unrun: the first had left no pixel for it. (Had the front seen the
     // first answer and withdrawn the second before the worker took it, that is
-    // answered unrun too; either way the crashing read never ran.)
+    // answered unrun too; either way the crashing read never ran.) The tile is sent
+    // as soon as the first read covers it, so that answer may come after the tile.
+    let unrun = || s.metric("tessera_reads_covered_total") + s.metric("tessera_jobs_withdrawn_total");
+    let waiting = Instant::now();
+    while unrun() == 0 && s.metric("tessera_worker_crashes_total") == 0 {
+        assert!(waiting.elapsed() < Duration::from_secs(5), "the second read was never answered");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let (covered, withdrawn) =
         (s.metric("tessera_reads_covered_total"), s.metric("tessera_jobs_withdrawn_total"));
     assert_eq!(covered + withdrawn, 1, "{covered} covered, {withdrawn} withdrawn");
