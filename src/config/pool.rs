@@ -116,6 +116,11 @@ pub struct PoolArgs {
     #[arg(long, env = "TESSERA_PING_INTERVAL", value_parser = humantime::parse_duration)]
     #[serde(with = "super::humantime_serde_opt")]
     pub ping_interval: Option<Duration>,
+    /// Whether a tile goes whole to one worker (its reads, pixel selection and encoding in
+    /// one job) when there is one worker or at least as many tiles in flight as workers;
+    /// with fewer tiles, its reads are spread over the workers [default: true].
+    #[arg(long, env = "TESSERA_WHOLE_TILES", value_name = "BOOL")]
+    pub whole_tiles: Option<bool>,
     /// How long an idle worker has to answer a ping [default: 1s].
     #[arg(long, env = "TESSERA_PING_TIMEOUT", value_parser = humantime::parse_duration)]
     #[serde(with = "super::humantime_serde_opt")]
@@ -205,6 +210,7 @@ impl PoolArgs {
             ping_timeout: self.ping_timeout.or(file.ping_timeout).unwrap_or(DEFAULT_PING_TIMEOUT),
             worker_env,
             ranges: None,
+            whole_tiles: self.whole_tiles.or(file.whole_tiles).unwrap_or(true),
         };
         validate(&config)?;
         Ok(config)

@@ -16,8 +16,8 @@ use crate::{
     fetch::{AssetReader, ReaderStats},
     mosaic::{Asset, AssetInfo, InfoCache, is_remote_path},
     pb::worker::{
-        ErrorKind, InfoRequest, ReadRequest, ReadResult, WorkerError, WorkerResponse, worker_request::Job,
-        worker_response,
+        ErrorKind, InfoRequest, ReadRequest, ReadResult, TileResult, WorkerError, WorkerResponse,
+        worker_request::Job, worker_response,
     },
     pool::{PoolError, WorkerPool},
     telemetry::metrics::Metrics,
@@ -35,6 +35,8 @@ pub struct TileRenderer {
     /// described wait for that description instead of asking a worker again (16 tiles
     /// arriving together on a fresh server had made 96 info jobs for six assets).
     describing: Describing,
+    /// Tiles being rendered now (for [`WorkerPool::whole_tiles_now`]).
+    pub(super) rendering: std::sync::atomic::AtomicUsize,
 }
 
 /// Turns to describe assets, by path.
@@ -58,6 +60,34 @@ impl Drop for DescribeTurn<'_> {
         if Arc::strong_count(&self.0) == 2 && map.get(self.2).is_some_and(|t| Arc::ptr_eq(t, &self.0)) {
             map.remove(self.2);
         }
+    }
+}
+
+/// The read of `asset` for the tile `req` (`tile`: see [`TileRenderer::read`]).
+pub(super) fn read_request(
+    asset: &Asset,
+    req: &TileRequest,
+    read_bands: &[u32],
+    tile: Option<(u64, u32)>,
+) -> ReadRequest {
+    let bounds = req.read_bounds();
+    ReadRequest {
+        path: asset.path.to_string_lossy().into_owned(),
+        target_crs: req.tile.tms.crs().to_owned(),
+        min_x: bounds.min_x,
+        min_y: bounds.min_y,
+        max_x: bounds.max_x,
+        max_y: bounds.max_y,
+        width: req.out_size(),
+        height: req.out_size(),
+        resampling: req.resampling as i32,
+        bands: read_bands.to_vec(),
+        nodata: req.nodata,
+        padding: req.padding,
+        reproject: req.reproject as i32,
+        plan_remote: false,
+        tile: tile.map_or(0, |(tile, _)| tile),
+        tile_rank: tile.map_or(0, |(_, rank)| rank),
     }
 }
 
@@ -218,6 +248,7 @@ impl TileRenderer {
             infos: InfoCache::new(remote_metadata_ttl),
             metrics,
             describing: Describing::default(),
+            rendering: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -355,6 +386,54 @@ impl TileRenderer {
         Ok(response)
     }
 
+    /// Runs a whole-tile job whose first read is of `first` (the worker that has it open is
+    /// preferred): the worker's result, or `None` when the tile should be run again read
+    /// by read (the job failed in a way that may be one asset's: a read error, a crash,
+    /// its read timeout, a quarantined first asset). Errors that are the request's or
+    /// the server's (deadline, overload, shutdown) are returned as a read's would be.
+    pub(super) async fn run_whole_tile(
+        &self,
+        job: Job,
+        first: &Asset,
+        deadline: Instant,
+    ) -> Result<Option<TileResult>, ServiceError> {
+        let key = first.path.to_string_lossy();
+        let split = |why: String| {
+            tracing::debug!(why, "whole-tile job failed; running the tile read by read");
+            self.pool.count_whole_tile(true);
+            Ok(None)
+        };
+        match self.pool.run(job, &key, deadline).await {
+            Ok(response) => {
+                self.count_cache(&response);
+                match response.result {
+                    Some(worker_response::Result::Tile(t)) => {
+                        self.pool.count_whole_tile(false);
+                        for us in &t.read_us {
+                            self.metrics.asset_read(Duration::from_micros(*us), true);
+                        }
+                        Ok(Some(t))
+                    }
+                    Some(worker_response::Result::Error(e)) => split(e.message),
+                    other => split(format!("answered {other:?}")),
+                }
+            }
+            Err(e @ (PoolError::Crashed(_) | PoolError::Quarantined(_) | PoolError::Fault(_))) => {
+                split(e.to_string())
+            }
+            Err(e) => Err(pool_error(&first.name, e)),
+        }
+    }
+
+    /// Whether a tile of `assets` goes whole to one worker now: the pool says so for the
+    /// tiles being rendered, and all of `assets` are local and none quarantined.
+    pub(super) fn whole_tile_now(&self, assets: &[&Asset]) -> bool {
+        self.pool.whole_tiles_now(self.rendering.load(std::sync::atomic::Ordering::Relaxed))
+            && assets
+                .iter()
+                .all(|a| !is_remote_path(&a.path) && !self.pool.is_quarantined(&a.path.to_string_lossy()))
+    }
+
     /// Counts the worker's dataset-cache lookup and notes it on the current span; what
     /// the job's remote reads cost the front.
     fn count_cache(&self, response: &WorkerResponse) -> ReaderStats {
@@ -381,25 +460,7 @@ impl TileRenderer {
         tile: Option<(u64, u32)>,
         deadline: Instant,
     ) -> Result<Option<ReadResult>, ServiceError> {
-        let bounds = req.read_bounds();
-        let read = ReadRequest {
-            path: asset.path.to_string_lossy().into_owned(),
-            target_crs: req.tile.tms.crs().to_owned(),
-            min_x: bounds.min_x,
-            min_y: bounds.min_y,
-            max_x: bounds.max_x,
-            max_y: bounds.max_y,
-            width: req.out_size(),
-            height: req.out_size(),
-            resampling: req.resampling as i32,
-            bands: read_bands.to_vec(),
-            nodata: req.nodata,
-            padding: req.padding,
-            reproject: req.reproject as i32,
-            plan_remote: false,
-            tile: tile.map_or(0, |(tile, _)| tile),
-            tile_rank: tile.map_or(0, |(_, rank)| rank),
-        };
+        let read = read_request(asset, req, read_bands, tile);
         let started = Instant::now();
         let result = self.read_remote_aware(asset, read, deadline).await;
         if !matches!(result, Ok(None)) {

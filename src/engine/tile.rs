@@ -11,16 +11,16 @@ use tracing::{Instrument, Span, field::Empty};
 use super::{
     TileRenderer,
     budget::{MemoryBudget, RenderShape},
-    jobs::{asset_span, duration, off_runtime, record_error},
+    jobs::{asset_span, duration, off_runtime, read_request, record_error},
     request::{TileRequest, after_rescale_and_colormap},
 };
 use crate::{
     echo::quote,
     error::ServiceError,
-    mosaic::{AssetInfo, Selector},
+    mosaic::{AssetInfo, PixelSelection, Selector},
     pb::{
         v1::{self, AssetOutcome, AssetReport},
-        worker::ReadResult,
+        worker::{ReadRequest, ReadResult, TileJob, worker_request::Job},
     },
     render::{
         DataType, OutputFormat, Raster, check_encodable, encode,
@@ -28,6 +28,22 @@ use crate::{
         rescale::rescale,
     },
 };
+
+/// A tile counted in [`TileRenderer::rendering`] while it lives.
+struct Rendering<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Rendering<'a> {
+    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Rendering<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 /// What the first phase of a tile decided.
 #[derive(Debug)]
@@ -238,6 +254,7 @@ impl TileRenderer {
             otel.status_code = Empty,
             otel.status_description = Empty,
         );
+        let _rendering = Rendering::new(&self.rendering);
         let result =
             self.render_in_span(req, deadline, budget, max_response_size).instrument(span.clone()).await;
         match &result {
@@ -266,6 +283,40 @@ impl TileRenderer {
             MemoryBudget::check_raw_size("the tile", &shape, max_response_size, smaller)?;
         }
         let _reservation = budget.reserve("the tile", &shape, smaller)?;
+        if self.goes_whole(req, &plan) {
+            let span = tracing::info_span!(
+                "asset_job",
+                otel.name = "whole tile",
+                assets.read = plan.touching.len() as i64,
+                assets.used = Empty,
+                worker.pid = Empty,
+                pool.wait_ms = Empty,
+                ipc_ms = Empty,
+                retries = Empty,
+                dataset_cache.hit = Empty,
+                outcome = Empty,
+                otel.status_code = Empty,
+                otel.status_description = Empty,
+            );
+            let whole = self.render_whole(req, &plan, deadline, started).instrument(span.clone()).await;
+            match whole {
+                Ok(Some(mut tile)) => {
+                    span.record("outcome", "ok");
+                    let used = tile.assets.iter().filter(|a| a.outcome == AssetOutcome::Used as i32).count();
+                    span.record("assets.used", used as i64);
+                    tile.elapsed = duration(started.elapsed());
+                    return Ok(tile);
+                }
+                Ok(None) => {
+                    span.record("outcome", "split");
+                }
+                Err(e) => {
+                    record_error(&span, &e);
+                    span.record("outcome", "failed");
+                    return Err(e);
+                }
+            }
+        }
         let composite_span =
             tracing::info_span!("composite", composite_ms = Empty, assets.read = plan.touching.len() as i64);
         let selector = self.composite(req, &mut plan, deadline, started).instrument(composite_span).await?;
@@ -318,6 +369,73 @@ impl TileRenderer {
             // The API sets it for a layer tile cut at its asset budget.
             truncated: false,
         })
+    }
+
+    /// Whether `req` goes whole to one worker (`worker/jobs/whole_tile.rs`): a first-wins
+    /// tile of local assets with nothing to do after the selection but the encoding, when
+    /// it would not have two workers to itself to read in parallel.
+    fn goes_whole(&self, req: &TileRequest, plan: &Plan) -> bool {
+        req.selection == PixelSelection::First
+            && req.expression.is_none()
+            && req.rescale.is_empty()
+            && plan.colormap.is_none()
+            && req.tile.geographic_bounds().is_some()
+            && plan.selected == (plan.reference.dtype, plan.read_band_count)
+            && plan.out == plan.selected
+            && self.whole_tile_now(&plan.touching.iter().map(|&i| &req.assets[i]).collect::<Vec<_>>())
+    }
+
+    /// The tile rendered by one worker in one job, or `None` when it should be run read by
+    /// read (see [`TileRenderer::run_whole_tile`]).
+    async fn render_whole(
+        &self,
+        req: &TileRequest,
+        plan: &Plan,
+        deadline: Instant,
+        started: Instant,
+    ) -> Result<Option<v1::GetTileResponse>, ServiceError> {
+        let reads: Vec<ReadRequest> = plan
+            .touching
+            .iter()
+            .map(|&i| read_request(&req.assets[i], req, &plan.read_bands, None))
+            .collect();
+        let (format, quality) = req.format.to_wire();
+        let job = Job::Tile(TileJob {
+            reads,
+            dtype: plan.reference.dtype.to_worker() as i32,
+            band_count: plan.read_band_count as u32,
+            fill: req.nodata.or(plan.reference.nodata).unwrap_or(0.0),
+            format,
+            quality,
+        });
+        let sent = started.elapsed();
+        let Some(t) = self.run_whole_tile(job, &req.assets[plan.touching[0]], deadline).await? else {
+            return Ok(None);
+        };
+        let mut reports = plan.reports.clone();
+        let mut finished = sent;
+        for (k, &i) in plan.touching.iter().enumerate() {
+            reports[i].outcome = match t.read_us.get(k) {
+                Some(us) => {
+                    finished += Duration::from_micros(*us);
+                    reports[i].elapsed = duration(finished);
+                    AssetOutcome::Used as i32
+                }
+                None => AssetOutcome::NotNeeded as i32,
+            };
+        }
+        Ok(Some(v1::GetTileResponse {
+            data: t.data,
+            content_type: req.format.content_type().to_owned(),
+            width: req.out_size(),
+            height: req.out_size(),
+            dtype: plan.out.0.to_api() as i32,
+            band_count: plan.out.1 as u32,
+            mask: t.mask,
+            assets: reports,
+            elapsed: duration(started.elapsed()),
+            truncated: false,
+        }))
     }
 
     /// Describes every asset (cache or worker), checks they can make one tile in the

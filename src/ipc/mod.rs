@@ -59,6 +59,7 @@ pub fn job_path(request: &crate::pb::worker::WorkerRequest) -> Option<&str> {
         Some(Job::Point(p)) => Some(&p.path),
         Some(Job::Statistics(s)) => Some(&s.path),
         Some(Job::Preview(p)) => Some(&p.path),
+        Some(Job::Tile(t)) => t.reads.first().map(|r| r.path.as_str()),
         Some(Job::Ping(_) | Job::RangeReply(_)) | None => None,
     }
 }

@@ -35,6 +35,15 @@ pub(super) struct JobTimes {
     pub(super) pid: u32,
 }
 
+/// The time `job` may take on its worker: the read timeout, once per read of a whole
+/// tile.
+fn read_timeout(per_read: Duration, job: &Job) -> Duration {
+    match job {
+        Job::Tile(t) => per_read.saturating_mul(u32::try_from(t.reads.len()).unwrap_or(u32::MAX).max(1)),
+        _ => per_read,
+    }
+}
+
 /// A worker for a job, or the answer of a busy worker that queued it (pipelining).
 // Lives for one attempt on the stack; boxing the worker would only add an allocation.
 #[allow(clippy::large_enum_variant)]
@@ -105,7 +114,12 @@ impl WorkerPool {
         let worker = self.prefer(worker, asset).await;
         // The read timeout bounds the work, not the wait for a worker.
         let (reply, answer) = oneshot::channel();
-        let head = InFlight::starting(self.request(job), deadline, self.config().read_timeout, reply);
+        let head = InFlight::starting(
+            self.request(job),
+            deadline,
+            read_timeout(self.config().read_timeout, job),
+            reply,
+        );
         PoolStats::bump(&self.stats().jobs_started);
         times.pid = worker.pid();
         let this = Arc::clone(self);

@@ -160,6 +160,8 @@ pub struct PoolConfig {
     pub worker_env: Vec<(String, String)>,
     /// Who answers workers' questions about remote assets (none: they cannot be read).
     pub ranges: Option<Arc<dyn crate::ipc::RangeService>>,
+    /// Whether a tile may go whole to one worker ([`WorkerPool::whole_tiles_now`]).
+    pub whole_tiles: bool,
 }
 
 /// Why a job could not be run.
@@ -247,6 +249,31 @@ impl WorkerPool {
     pub fn occupancy(&self) -> (usize, usize, usize) {
         let s = self.pool.status();
         (s.size - s.available, s.available, s.waiting)
+    }
+
+    /// Whether a tile's reads should go to one worker as a whole-tile job, with `tiles`
+    /// tiles being rendered (this one among them): whole tiles are on, and there is one
+    /// worker, or at least as many tiles as workers, so that no tile would have two
+    /// workers to itself to read in parallel. (Counting tiles, not idle workers: a lone
+    /// caller's tile is always spread, also while a worker is on its way back to the
+    /// pool or being replaced.)
+    #[must_use]
+    pub fn whole_tiles_now(&self, tiles: usize) -> bool {
+        let workers = self.config().size;
+        self.config().whole_tiles && (workers <= 1 || tiles >= workers)
+    }
+
+    /// Whether reads of `asset` fail fast now, quarantined.
+    #[must_use]
+    pub fn is_quarantined(&self, asset: &str) -> bool {
+        self.quarantine.check(asset, std::time::Instant::now()).is_some()
+    }
+
+    /// Counts a tile rendered whole by one worker, or run again read by read after its
+    /// whole-tile job failed (`fell_back`).
+    pub fn count_whole_tile(&self, fell_back: bool) {
+        let stats = self.stats();
+        PoolStats::bump(if fell_back { &stats.whole_tile_fallbacks } else { &stats.whole_tiles });
     }
 
     /// Follows the pool's health: false during a crash loop.

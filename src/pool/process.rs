@@ -643,11 +643,24 @@ pub fn check_response(
             }
             Ok(response)
         }
+        (Some(Job::Tile(job)), Some(R::Tile(t))) => {
+            if t.read_us.is_empty() || t.read_us.len() > job.reads.len() {
+                return fault(format!("{} reads used of a tile job of {}", t.read_us.len(), job.reads.len()));
+            }
+            Ok(response)
+        }
         (Some(Job::Info(_)), Some(R::Info(_)))
         | (Some(Job::Statistics(_)), Some(R::Statistics(_)))
         | (Some(Job::Ping(_)), Some(R::Pong(_)))
         | (
-            Some(Job::Read(_) | Job::Info(_) | Job::Point(_) | Job::Statistics(_) | Job::Preview(_)),
+            Some(
+                Job::Read(_)
+                | Job::Info(_)
+                | Job::Point(_)
+                | Job::Statistics(_)
+                | Job::Preview(_)
+                | Job::Tile(_),
+            ),
             Some(R::Error(_)),
         ) => Ok(response),
         (_, other) => {
@@ -661,6 +674,7 @@ pub fn check_response(
                 Some(R::Error(_)) => "an error",
                 Some(R::Range(_)) => "a range request for another job",
                 Some(R::Deferred(_)) => "a deferral",
+                Some(R::Tile(_)) => "a tile",
                 None => "nothing",
             };
             fault(format!("answered with {kind}"))

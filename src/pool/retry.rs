@@ -11,6 +11,9 @@
 //!   asset. A kill at the read timeout on a running worker counts against the asset; a
 //!   kill at the caller's deadline, or of a worker stopped from outside, does not.
 //! - A protocol fault fails the job.
+//! - A whole-tile job (`TileJob`) whose worker crashed or ran past the read timeout is
+//!   not retried and counts against no asset: the front runs the tile again read by
+//!   read, where the asset at fault is found and counted as above.
 
 use std::{sync::Arc, time::Duration};
 
@@ -27,6 +30,9 @@ pub const MAX_ATTEMPTS: u32 = 8;
 /// What went wrong in earlier attempts of a job.
 #[derive(Debug, Default)]
 pub(super) struct Faults {
+    /// The job is a whole tile: its failures are no one asset's, and the front runs the
+    /// tile again read by read instead of retrying it.
+    whole: bool,
     /// Workers that died by their own fault.
     own: u32,
     /// Whether a worker already hung past the read timeout.
@@ -55,7 +61,7 @@ impl WorkerPool {
         times: &mut JobTimes,
         attempts: &mut u32,
     ) -> Result<WorkerResponse, PoolError> {
-        let mut faults = Faults::default();
+        let mut faults = Faults { whole: matches!(job, Job::Tile(_)), ..Faults::default() };
         let mut attempt = 1;
         while attempt <= MAX_ATTEMPTS {
             *attempts = attempt;
@@ -92,6 +98,20 @@ impl WorkerPool {
         request_deadline: Instant,
     ) -> Attempt {
         match error {
+            ExchangeError::Died if faults.whole && !exit.is_some_and(|e| e.is_external_kill()) => {
+                self.pool.manager().crash_loop.record_failure();
+                Attempt::Done(Err(PoolError::Crashed(describe_exit(exit))))
+            }
+            ExchangeError::Timeout { .. } if faults.whole => {
+                // Split, each read gets the read timeout and is blamed for its own.
+                if Instant::now() + Duration::from_millis(50) < request_deadline {
+                    Attempt::Done(Err(PoolError::Crashed(
+                        "the whole-tile job ran past its read timeout".into(),
+                    )))
+                } else {
+                    Attempt::Done(Err(PoolError::DeadlineExceeded))
+                }
+            }
             ExchangeError::Died => {
                 let external = exit.is_some_and(|e| e.is_external_kill());
                 if !external {

@@ -19,6 +19,10 @@ pub struct PoolStats {
     pub recycles_rss: AtomicU64,
     /// Jobs sent to a worker.
     pub jobs_started: AtomicU64,
+    /// Tiles read, selected and encoded by one worker in one job.
+    pub whole_tiles: AtomicU64,
+    /// Whole-tile jobs that failed, their tile run again read by read.
+    pub whole_tile_fallbacks: AtomicU64,
     /// Jobs retried after a worker died.
     pub retries: AtomicU64,
     /// Assets put in quarantine.
@@ -98,6 +102,16 @@ impl PoolStats {
                 "tessera_jobs_pipelined_total",
                 "Jobs queued in a busy worker's pipe behind its read.",
                 get(&self.pipelined),
+            ),
+            (
+                "tessera_whole_tiles_total",
+                "Tiles read, selected and encoded by one worker in one job (one worker, or as many tiles in flight as workers).",
+                get(&self.whole_tiles),
+            ),
+            (
+                "tessera_whole_tile_fallbacks_total",
+                "Whole-tile jobs that failed, their tile run again read by read.",
+                get(&self.whole_tile_fallbacks),
             ),
             (
                 "tessera_jobs_withdrawn_total",

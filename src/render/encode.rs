@@ -29,6 +29,32 @@ impl OutputFormat {
         }
     }
 
+    /// As the worker protocol carries it: the public API's `ImageFormat` and a quality.
+    #[must_use]
+    pub fn to_wire(self) -> (i32, u32) {
+        use crate::pb::v1::ImageFormat as F;
+        match self {
+            Self::Png => (F::Png as i32, 0),
+            Self::Jpeg(q) => (F::Jpeg as i32, u32::from(q)),
+            Self::Webp(q) => (F::Webp as i32, u32::from(q)),
+            Self::Npy => (F::Npy as i32, 0),
+        }
+    }
+
+    /// From [`Self::to_wire`]'s pair; `None` for anything it does not make.
+    #[must_use]
+    pub fn from_wire(format: i32, quality: u32) -> Option<Self> {
+        use crate::pb::v1::ImageFormat as F;
+        let q = || u8::try_from(quality).ok().filter(|q| (1..=100).contains(q));
+        Some(match F::try_from(format).ok()? {
+            F::Png => Self::Png,
+            F::Jpeg => Self::Jpeg(q()?),
+            F::Webp => Self::Webp(q()?),
+            F::Npy => Self::Npy,
+            F::Unspecified => return None,
+        })
+    }
+
     /// The lowercase label used in metrics and spans: png, jpeg, webp, npy.
     #[must_use]
     pub fn label(self) -> &'static str {
@@ -278,6 +304,18 @@ mod tests {
             pixels: vec![10, 11, 20, 21, 30, 31],
             mask: vec![255, 0],
         }
+    }
+
+    #[test]
+    fn formats_cross_the_worker_protocol_unchanged() {
+        for f in [OutputFormat::Png, OutputFormat::Jpeg(1), OutputFormat::Webp(100), OutputFormat::Npy] {
+            let (format, quality) = f.to_wire();
+            assert_eq!(OutputFormat::from_wire(format, quality), Some(f));
+        }
+        assert_eq!(OutputFormat::from_wire(crate::pb::v1::ImageFormat::Jpeg as i32, 0), None);
+        assert_eq!(OutputFormat::from_wire(crate::pb::v1::ImageFormat::Webp as i32, 101), None);
+        assert_eq!(OutputFormat::from_wire(0, 0), None);
+        assert_eq!(OutputFormat::from_wire(99, 0), None);
     }
 
     #[test]

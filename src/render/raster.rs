@@ -66,6 +66,21 @@ impl DataType {
         })
     }
 
+    /// To the worker protocol's enum.
+    #[must_use]
+    pub fn to_worker(self) -> worker::DataType {
+        match self {
+            Self::U8 => worker::DataType::Uint8,
+            Self::I8 => worker::DataType::Int8,
+            Self::U16 => worker::DataType::Uint16,
+            Self::I16 => worker::DataType::Int16,
+            Self::U32 => worker::DataType::Uint32,
+            Self::I32 => worker::DataType::Int32,
+            Self::F32 => worker::DataType::Float32,
+            Self::F64 => worker::DataType::Float64,
+        }
+    }
+
     /// To the public API's enum.
     #[must_use]
     pub fn to_api(self) -> v1::DataType {

@@ -35,7 +35,7 @@ mod test_hooks;
 
 use datasets::{dataset_cache, local_files};
 use ffi::{gdal_errors, io, remote_io, warp};
-use jobs::{grid, masked_read, point, preview, statistics, summary};
+use jobs::{grid, masked_read, point, preview, statistics, summary, whole_tile};
 
 use std::{
     fs::File,
@@ -204,6 +204,7 @@ fn job_span(request: &WorkerRequest, exporting: bool) -> tracing::Span {
         Some(worker_request::Job::Point(_)) => "worker point",
         Some(worker_request::Job::Statistics(_)) => "worker statistics",
         Some(worker_request::Job::Preview(_)) => "worker preview",
+        Some(worker_request::Job::Tile(_)) => "worker tile",
         _ => return tracing::Span::none(),
     };
     let path = crate::ipc::job_path(request).unwrap_or_default();
@@ -275,6 +276,9 @@ fn handle(
         Some(worker_request::Job::Preview(req)) => {
             let _busy = hooks.on_read(&req.path);
             preview::preview(cache, &req, &mut stats).map(worker_response::Result::Preview)
+        }
+        Some(worker_request::Job::Tile(job)) => {
+            whole_tile::whole_tile(cache, hooks, &job, &mut stats, exporting)
         }
         Some(worker_request::Job::RangeReply(_)) => {
             Err(JobError::new(ErrorKind::Protocol, "a range reply arrived while no job was in flight"))

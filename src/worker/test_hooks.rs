@@ -3,7 +3,8 @@
 //! suite's build); other builds get the inert stand-in `no_test_hooks.rs`, so a release
 //! binary has no hook at all. They are documented here and in docs/testing.md (a test
 //! checks that both name the same variables).
-//! "A read" is any job that reads pixels: a read, a point, statistics or a preview.
+//! "A read" is any job that reads pixels: a read, a point, statistics or a preview, and
+//! each read of a whole-tile job.
 //!
 //! - `TESSERA_TEST_SLOW_READ=SUBSTRING=MILLIS`: a read of an asset whose path contains
 //!   SUBSTRING sleeps MILLIS before touching GDAL (a stand-in for a stalled network).

@@ -45,3 +45,4 @@ mod remote_layers;
 mod security;
 mod supervision;
 mod telemetry;
+mod whole_tiles;

@@ -1,4 +1,5 @@
-//! Pipelining: a local read queued in a busy worker's pipe behind its read. The tiles
+//! Pipelining: a local read queued in a busy worker's pipe behind its read (tiles read
+//! by read: `--whole-tiles false`). The tiles
 //! are the same bytes as when every read has a worker of its own; a worker that dies
 //! with a job queued behind its read costs that job nothing but a new worker.
 
@@ -9,6 +10,10 @@ use tessera::pb::v1;
 use tonic::Status;
 
 use crate::harness::{self, Server};
+
+/// Tiles read by read, as a pool of one worker reads them with whole tiles off (with
+/// them, such a pool reads a tile in one job: `whole_tiles.rs`).
+const SPLIT: &[&str] = &["--whole-tiles", "false"];
 
 /// The z12 tile of the six UTM assets (it touches every one).
 fn mosaic() -> v1::GetTileRequest {
@@ -49,7 +54,7 @@ async fn until_moved(s: &Server, metric: &str, from: u64) {
 
 #[tokio::test]
 async fn reads_queued_behind_one_worker_make_the_tile_every_read_on_its_own_worker_makes() {
-    let (one, six) = (Server::with(&[], &[], 1), Server::with(&[], &[], 6));
+    let (one, six) = (Server::with(&[], SPLIT, 1), Server::with(&[], &[], 6));
     warm(&one).await;
     warm(&six).await;
     let reads = one.metric("tessera_jobs_started_total");
@@ -73,7 +78,7 @@ async fn reads_queued_behind_one_worker_make_the_tile_every_read_on_its_own_work
 
 #[tokio::test]
 async fn a_read_queued_behind_one_whose_worker_is_killed_runs_on_the_next_worker_uncounted() {
-    let s = Server::with(&[("TESSERA_TEST_SLOW_READ", "utm_rgb=400")], &[], 1);
+    let s = Server::with(&[("TESSERA_TEST_SLOW_READ", "utm_rgb=400")], SPLIT, 1);
     warm(&s).await;
     let mut client = s.client().await;
     let reference = client.get_tile(mosaic()).await.unwrap().into_inner();
@@ -99,7 +104,7 @@ async fn a_read_queued_behind_one_whose_worker_is_killed_runs_on_the_next_worker
 
 #[tokio::test]
 async fn a_job_that_cannot_wait_in_a_pipe_keeps_its_turn_for_a_worker() {
-    let s = Server::with(&[("TESSERA_TEST_SLOW_READ", "utm_rgb=300")], &[], 1);
+    let s = Server::with(&[("TESSERA_TEST_SLOW_READ", "utm_rgb=300")], SPLIT, 1);
     warm(&s).await;
     let tile = |asset: &'static str, after: u64| {
         let server = s.url();
@@ -136,7 +141,7 @@ async fn a_job_that_cannot_wait_in_a_pipe_keeps_its_turn_for_a_worker() {
 
 #[tokio::test]
 async fn a_queued_read_whose_caller_has_gone_is_withdrawn_not_run() {
-    let s = Server::with(&[("TESSERA_TEST_SLOW_READ", "utm_rgb=400")], &[], 1);
+    let s = Server::with(&[("TESSERA_TEST_SLOW_READ", "utm_rgb=400")], SPLIT, 1);
     warm(&s).await;
     // The first read runs (400 ms); the second waits in the worker's pipe behind it,
     // and its caller gives up long before the first is done.
@@ -167,7 +172,7 @@ async fn a_worker_over_its_memory_cap_takes_no_more_reads_into_its_pipe() {
     // Each read waits 300 ms; the first one grows the worker past its cap.
     let s = Server::with(
         &[("TESSERA_TEST_SLOW_READ", "utm_rgb=300"), ("TESSERA_TEST_LEAK_READ", "utm_rgb_00=200")],
-        &["--worker-max-rss", "150MiB"],
+        &["--worker-max-rss", "150MiB", "--whole-tiles", "false"],
         1,
     );
     warm(&s).await;
@@ -198,7 +203,7 @@ async fn a_queued_read_its_tile_no_longer_needs_is_answered_unrun() {
     // reading the second asset would crash the worker.
     let s = Server::with(
         &[("TESSERA_TEST_SLOW_READ", "/utm_rgb_00=300"), ("TESSERA_TEST_CRASH_READ", "copy_of_utm=abort")],
-        &[],
+        SPLIT,
         1,
     );
     let mut client = s.client().await;

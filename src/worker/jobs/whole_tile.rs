@@ -1,0 +1,79 @@
+//! A whole tile on one worker ([`TileJob`]): the reads of the assets that touch it, one
+//! after another in priority order into the front's own first-wins pixel selection,
+//! stopping once no later read can change a pixel, then the front's encoder. The front
+//! sends a tile this way when it would not have two workers to itself (one worker, or as
+//! many tiles in flight as workers): a tile then costs one job instead of one per read,
+//! and its pixels never cross the process boundary (docs/ARCHITECTURE.md, section 2,
+//! "Whole-tile jobs").
+//!
+//! Any read that fails fails the job: the front runs the tile again read by read, which
+//! reports each asset's outcome (and blames a crash on the asset that caused it).
+
+use std::time::Instant;
+
+use super::super::{JobError, dataset_cache::DatasetCache, read, test_hooks::TestHooks};
+use crate::{
+    mosaic::{PixelSelection, Selector},
+    pb::worker::{ErrorKind, ReadStats, TileJob, TileResult, worker_response},
+    render::{DataType, OutputFormat, Raster, encode},
+};
+
+/// Runs `job`; `exporting`: each read gets a span of its own.
+pub fn whole_tile(
+    cache: &mut DatasetCache,
+    hooks: &mut TestHooks,
+    job: &TileJob,
+    stats: &mut ReadStats,
+    exporting: bool,
+) -> Result<worker_response::Result, JobError> {
+    let invalid = |what: &str| JobError::new(ErrorKind::Invalid, format!("tile job: {what}"));
+    let dtype = DataType::from_worker(job.dtype).ok_or_else(|| invalid("no data type"))?;
+    let format = OutputFormat::from_wire(job.format, job.quality).ok_or_else(|| invalid("no format"))?;
+    let bands = job.band_count as usize;
+    let Some(first) = job.reads.first() else { return Err(invalid("no read")) };
+    let (width, height) = (first.width as usize, first.height as usize);
+    if job.reads.iter().any(|r| (r.width as usize, r.height as usize) != (width, height)) {
+        return Err(invalid("reads of different sizes"));
+    }
+    let mut selector =
+        Selector::new(PixelSelection::First, dtype, bands, width, height, job.fill, job.reads.len())
+            .map_err(|e| invalid(&e.to_string()))?;
+    let mut read_us = Vec::with_capacity(job.reads.len());
+    for (i, request) in job.reads.iter().enumerate() {
+        let span = if exporting {
+            tracing::info_span!("tile read", asset.path = request.path.as_str())
+        } else {
+            tracing::Span::none()
+        };
+        let _entered = span.enter();
+        let started = Instant::now();
+        let _busy = hooks.on_read(&request.path);
+        let worker_response::Result::Read(r) = read::read(cache, None, request, stats)? else {
+            return Err(JobError::new(ErrorKind::Protocol, "a local read of a tile job deferred"));
+        };
+        let raster = Raster {
+            dtype: DataType::from_worker(r.dtype).unwrap_or(dtype),
+            bands: r.band_count as usize,
+            width: r.width as usize,
+            height: r.height as usize,
+            pixels: r.pixels,
+            mask: r.mask,
+        };
+        if !raster.is_consistent()
+            || (raster.dtype, raster.bands, raster.width, raster.height) != (dtype, bands, width, height)
+        {
+            return Err(JobError::new(
+                ErrorKind::ReadFailed,
+                format!("{}: not the raster the tile job asked for", request.path),
+            ));
+        }
+        selector.add(i, &raster);
+        read_us.push(started.elapsed().as_micros() as u64);
+        if selector.is_complete() {
+            break;
+        }
+    }
+    let (data, mask) =
+        encode(&selector.finish(), format).map_err(|e| JobError::new(ErrorKind::Invalid, e.to_string()))?;
+    Ok(worker_response::Result::Tile(TileResult { data, mask, read_us }))
+}
