@@ -16,7 +16,7 @@ use crate::{
     fetch::{AssetReader, ReaderStats},
     mosaic::{Asset, AssetInfo, InfoCache, is_remote_path},
     pb::worker::{
-        ErrorKind, InfoRequest, ReadRequest, ReadResult, TileResult, WorkerError, WorkerResponse,
+        ErrorKind, InfoRequest, ReadRequest, ReadResult, TileJob, TileResult, WorkerError, WorkerResponse,
         worker_request::Job, worker_response,
     },
     pool::{PoolError, WorkerPool},
@@ -393,19 +393,24 @@ impl TileRenderer {
     /// the server's (deadline, overload, shutdown) are returned as a read's would be.
     pub(super) async fn run_whole_tile(
         &self,
-        job: Job,
+        mut job: TileJob,
         first: &Asset,
         deadline: Instant,
     ) -> Result<Option<TileResult>, ServiceError> {
         let key = first.path.to_string_lossy();
         let split = |why: String| {
-            tracing::debug!(why, "whole-tile job failed; running the tile read by read");
+            tracing::debug!(why, "whole-tile job not done; running the tile read by read");
             self.pool.count_whole_tile(true);
             Ok(None)
         };
-        match self.pool.run(job, &key, deadline).await {
+        let mut cost = match self.ready_remote_reads(&mut job.reads, deadline).await {
+            Ok(cost) => cost,
+            Err(e) => return split(e.to_string()),
+        };
+        match self.pool.run(Job::Tile(job), &key, deadline).await {
             Ok(response) => {
-                self.count_cache(&response);
+                cost.add(self.count_cache(&response));
+                record_remote_cost(&Span::current(), cost);
                 match response.result {
                     Some(worker_response::Result::Tile(t)) => {
                         self.pool.count_whole_tile(false);
@@ -415,6 +420,9 @@ impl TileRenderer {
                         Ok(Some(t))
                     }
                     Some(worker_response::Result::Error(e)) => split(e.message),
+                    Some(worker_response::Result::Deferred(_)) => {
+                        split("the front does not hold all the blocks of a remote read".to_owned())
+                    }
                     other => split(format!("answered {other:?}")),
                 }
             }
@@ -426,12 +434,44 @@ impl TileRenderer {
     }
 
     /// Whether a tile of `assets` goes whole to one worker now: the pool says so for the
-    /// tiles being rendered, and all of `assets` are local and none quarantined.
+    /// tiles being rendered, none of `assets` is quarantined, and this server reads the
+    /// remote ones among them.
     pub(super) fn whole_tile_now(&self, assets: &[&Asset]) -> bool {
         self.pool.whole_tiles_now(self.rendering.load(std::sync::atomic::Ordering::Relaxed))
-            && assets
-                .iter()
-                .all(|a| !is_remote_path(&a.path) && !self.pool.is_quarantined(&a.path.to_string_lossy()))
+            && assets.iter().all(|a| {
+                (self.reader.is_some() || !is_remote_path(&a.path))
+                    && !self.pool.is_quarantined(&a.path.to_string_lossy())
+            })
+    }
+
+    /// Readies the remote reads among `reads` (a whole tile's) as a lone read is readied
+    /// ([`Self::read_remote_aware`]): each asset's header in the front's cache (fetched
+    /// all at once when missing), the version just checked named in its path, and its
+    /// blocks planned before they are read, so that the worker waits on no fetch (a read
+    /// whose blocks the front does not hold stops the job instead). What the headers
+    /// cost; an error when one could not be had (the tile then runs read by read, which
+    /// reports that asset).
+    async fn ready_remote_reads(
+        &self,
+        reads: &mut [ReadRequest],
+        deadline: Instant,
+    ) -> Result<ReaderStats, crate::fetch::FetchError> {
+        let Some(reader) = &self.reader else { return Ok(ReaderStats::default()) };
+        let remote: Vec<&mut ReadRequest> =
+            reads.iter_mut().filter(|r| crate::ipc::is_remote(&r.path)).collect();
+        let headers = futures::future::join_all(
+            remote.iter().map(|r| reader.ensure_header(std::path::Path::new(&r.path), deadline)),
+        )
+        .await;
+        let mut cost = ReaderStats::default();
+        for (read, header) in remote.into_iter().zip(headers) {
+            cost.add(header?);
+            if let Some(versioned) = reader.versioned_path(&read.path) {
+                read.path = versioned;
+            }
+            read.plan_remote = true;
+        }
+        Ok(cost)
     }
 
     /// Counts the worker's dataset-cache lookup and notes it on the current span; what

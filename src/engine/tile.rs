@@ -20,7 +20,7 @@ use crate::{
     mosaic::{AssetInfo, PixelSelection, Selector},
     pb::{
         v1::{self, AssetOutcome, AssetReport},
-        worker::{ReadRequest, ReadResult, TileJob, worker_request::Job},
+        worker::{ReadRequest, ReadResult, TileJob},
     },
     render::{
         DataType, OutputFormat, Raster, check_encodable, encode,
@@ -294,6 +294,11 @@ impl TileRenderer {
                 ipc_ms = Empty,
                 retries = Empty,
                 dataset_cache.hit = Empty,
+                remote.requests = Empty,
+                remote.bytes = Empty,
+                remote.cache_hits = Empty,
+                remote.cache_misses = Empty,
+                remote.wait_ms = Empty,
                 outcome = Empty,
                 otel.status_code = Empty,
                 otel.status_description = Empty,
@@ -400,14 +405,14 @@ impl TileRenderer {
             .map(|&i| read_request(&req.assets[i], req, &plan.read_bands, None))
             .collect();
         let (format, quality) = req.format.to_wire();
-        let job = Job::Tile(TileJob {
+        let job = TileJob {
             reads,
             dtype: plan.reference.dtype.to_worker() as i32,
             band_count: plan.read_band_count as u32,
             fill: req.nodata.or(plan.reference.nodata).unwrap_or(0.0),
             format,
             quality,
-        });
+        };
         let sent = started.elapsed();
         let Some(t) = self.run_whole_tile(job, &req.assets[plan.touching[0]], deadline).await? else {
             return Ok(None);

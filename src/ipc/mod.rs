@@ -64,6 +64,26 @@ pub fn job_path(request: &crate::pb::worker::WorkerRequest) -> Option<&str> {
     }
 }
 
+/// The asset a worker's range question about `asked` may read during `request`: for a
+/// whole-tile job, the one of its reads that names the same remote object (whatever
+/// version each names); for any other job, or a tile that reads no such object, the
+/// job's own asset ([`job_path`]), which the front's reader then compares with `asked`.
+#[must_use]
+pub fn question_asset<'a>(request: &'a crate::pb::worker::WorkerRequest, asked: &str) -> Option<&'a str> {
+    use crate::pb::worker::worker_request::Job;
+    let object = |path: &str| {
+        let rest = path.strip_prefix(REMOTE_PREFIX)?;
+        Some(split_generation(rest).map_or(rest, |(_, url)| url).to_owned())
+    };
+    if let Some(Job::Tile(t)) = &request.job
+        && let Some(asked) = object(asked)
+        && let Some(read) = t.reads.iter().find(|r| object(&r.path).as_deref() == Some(asked.as_str()))
+    {
+        return Some(&read.path);
+    }
+    job_path(request)
+}
+
 /// A remote asset's worker path after its prefix, `<generation>/<url>`, split into the
 /// generation's digits and the URL; `None` when it names no generation (`<url>`). URLs
 /// start with a scheme, never a digit.
@@ -180,6 +200,38 @@ pub async fn write_frame_async(
 mod tests {
     use super::*;
     use crate::pb::worker::Hello;
+
+    #[test]
+    fn a_whole_tile_may_ask_about_each_of_its_remote_assets_and_no_other() {
+        use crate::pb::worker::{ReadRequest, TileJob, WorkerRequest, worker_request::Job};
+        let read = |path: &str| ReadRequest { path: path.into(), ..Default::default() };
+        let tile = WorkerRequest {
+            job: Some(Job::Tile(TileJob {
+                reads: vec![
+                    read("/vsitessera/4/http://h/a.tif"),
+                    read("/data/b.tif"),
+                    read("/vsitessera/http://h/c.tif"),
+                ],
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        // Matched by object, whatever version the question names.
+        assert_eq!(
+            question_asset(&tile, "/vsitessera/4/http://h/a.tif"),
+            Some("/vsitessera/4/http://h/a.tif")
+        );
+        assert_eq!(question_asset(&tile, "/vsitessera/7/http://h/c.tif"), Some("/vsitessera/http://h/c.tif"));
+        // Anything else is checked against the job's first asset, which it is not.
+        assert_eq!(
+            question_asset(&tile, "/vsitessera/1/http://h/d.tif"),
+            Some("/vsitessera/4/http://h/a.tif")
+        );
+        assert_eq!(question_asset(&tile, "/data/b.tif"), Some("/vsitessera/4/http://h/a.tif"));
+        let lone =
+            WorkerRequest { job: Some(Job::Read(read("/vsitessera/http://h/a.tif"))), ..Default::default() };
+        assert_eq!(question_asset(&lone, "/vsitessera/http://h/c.tif"), Some("/vsitessera/http://h/a.tif"));
+    }
 
     #[test]
     fn a_frame_round_trips() {

@@ -575,6 +575,8 @@ async fn range_answer(
     region: Option<&mut ReplyRegion>,
 ) -> WorkerRequest {
     use crate::pb::worker::{ErrorKind, RangeReply, WorkerError, worker_request::Job};
+    // A whole tile reads several assets: the question is checked against the one it names.
+    let job_path = ipc::question_asset(request, &question.path).or(job_path);
     let mut reply = match (ranges, job_path) {
         (Some(ranges), Some(path)) => ranges.serve(path, question, answer_by(deadline)).await,
         _ => RangeReply {
@@ -622,6 +624,7 @@ pub fn check_response(
                 Job::Point(r) => r.defer_remote,
                 Job::Statistics(r) => r.defer_remote,
                 Job::Preview(r) => r.defer_remote,
+                Job::Tile(t) => t.reads.iter().any(|r| r.plan_remote),
                 _ => false,
             } =>
         {

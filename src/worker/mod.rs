@@ -278,7 +278,7 @@ fn handle(
             preview::preview(cache, &req, &mut stats).map(worker_response::Result::Preview)
         }
         Some(worker_request::Job::Tile(job)) => {
-            whole_tile::whole_tile(cache, hooks, &job, &mut stats, exporting)
+            whole_tile::whole_tile(cache, hooks, remote, &job, &mut stats, exporting)
         }
         Some(worker_request::Job::RangeReply(_)) => {
             Err(JobError::new(ErrorKind::Protocol, "a range reply arrived while no job was in flight"))

@@ -150,3 +150,70 @@ async fn with_as_many_tiles_in_flight_as_workers_a_tile_goes_whole_and_a_lone_on
     assert_eq!(second.data, alone.data);
     assert_eq!(s.metric("tessera_whole_tile_fallbacks_total"), 0);
 }
+
+#[tokio::test]
+async fn a_remote_tile_goes_whole_once_the_front_holds_its_blocks() {
+    let (base, counts) = crate::http_range::serve(harness::fixtures().to_path_buf()).await;
+    let s = Server::with(&[], &["--allow-remote", &format!("{base}/")], 1);
+    let urls: Vec<String> = harness::UTM.iter().map(|a| format!("{base}/{a}")).collect();
+    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+    warm(&s, &urls).await;
+    warm(&s, &harness::UTM).await;
+    // A z16 tile: its blocks are full-resolution ones, past the header the front fetched
+    // (a z12 tile's overview blocks come with it in these small files).
+    let (x, y) = harness::tile_at(-75.0305, 39.9650, 16);
+    let remote = harness::tile_request(16, x, y, &urls);
+    let local = harness::tile_request(16, x, y, &harness::UTM);
+    let mut client = s.client().await;
+    let from_disk = client.get_tile(local).await.unwrap().into_inner();
+    assert_eq!(
+        (s.metric("tessera_whole_tiles_total"), s.metric("tessera_whole_tile_fallbacks_total")),
+        (1, 0)
+    );
+
+    // The z12 tile of the six: their blocks there came with the headers, so it goes whole
+    // at once, six remote reads in one job, each from its own asset's bytes.
+    let before = counts.requests.load(std::sync::atomic::Ordering::SeqCst);
+    let z12_disk =
+        client.get_tile(harness::tile_request(12, 1194, 1551, &harness::UTM)).await.unwrap().into_inner();
+    let z12 = client.get_tile(harness::tile_request(12, 1194, 1551, &urls)).await.unwrap().into_inner();
+    assert_eq!(counts.requests.load(std::sync::atomic::Ordering::SeqCst), before, "no request to the origin");
+    assert_eq!(
+        (s.metric("tessera_whole_tiles_total"), s.metric("tessera_whole_tile_fallbacks_total")),
+        (3, 0)
+    );
+    assert!(outcomes(&z12).iter().filter(|o| **o == v1::AssetOutcome::Used as i32).count() > 1);
+    assert_eq!((&z12.data, &z12.mask), (&z12_disk.data, &z12_disk.mask), "six remote reads in one job");
+
+    // Cold: the front holds the headers (the descriptions above) but no data block. The
+    // job stops at its first read instead of waiting while the front fetches; the tile
+    // runs read by read, which fetches them with no worker waiting.
+    let before = counts.requests.load(std::sync::atomic::Ordering::SeqCst);
+    let cold = client.get_tile(remote.clone()).await.unwrap().into_inner();
+    let fetched = counts.requests.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert!(fetched > 0, "the data blocks came from the origin");
+    assert_eq!(
+        (s.metric("tessera_whole_tiles_total"), s.metric("tessera_whole_tile_fallbacks_total")),
+        (3, 1)
+    );
+    assert_eq!((cold.data.clone(), cold.mask.clone()), (from_disk.data.clone(), from_disk.mask.clone()));
+
+    // Held: one job, nothing asked of the origin, the bytes of the same tile of local
+    // files, each asset reported under its URL.
+    let jobs = s.metric("tessera_jobs_started_total");
+    let before = counts.requests.load(std::sync::atomic::Ordering::SeqCst);
+    let warm_tile = client.get_tile(remote).await.unwrap().into_inner();
+    assert_eq!(counts.requests.load(std::sync::atomic::Ordering::SeqCst), before, "no request to the origin");
+    assert_eq!(s.metric("tessera_jobs_started_total"), jobs + 1, "one job for the tile");
+    assert_eq!(
+        (s.metric("tessera_whole_tiles_total"), s.metric("tessera_whole_tile_fallbacks_total")),
+        (4, 1)
+    );
+    assert_eq!(warm_tile.data, from_disk.data, "a remote whole tile differs from the local tile");
+    assert_eq!(warm_tile.mask, from_disk.mask);
+    assert_eq!(outcomes(&warm_tile), outcomes(&from_disk));
+    for (report, url) in warm_tile.assets.iter().zip(&urls) {
+        assert_eq!(&report.asset, url);
+    }
+    assert_eq!(s.metric("tessera_worker_crashes_total") + s.metric("tessera_worker_kills_total"), 0);
+}

@@ -341,6 +341,13 @@ impl Remote {
         job.planned.extend(ranges.iter().zip(data).map(|(r, bytes)| (r.offset, bytes)));
     }
 
+    /// Drops the bytes kept for a read's planned blocks: a job that reads several remote
+    /// assets (a whole tile) calls it after each read, since the kept blocks are known by
+    /// their offsets only and another asset has other bytes at the same offsets.
+    pub fn forget_planned(&self) {
+        self.job.borrow_mut().planned.clear();
+    }
+
     /// `length` bytes at `offset` from the planned blocks, if they hold them all.
     fn planned(&self, offset: u64, length: u64) -> Option<Vec<u8>> {
         let job = self.job.borrow();

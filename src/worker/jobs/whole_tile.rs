@@ -6,22 +6,31 @@
 //! and its pixels never cross the process boundary (docs/ARCHITECTURE.md, section 2,
 //! "Whole-tile jobs").
 //!
+//! A remote asset's read plans its blocks first, as a read job with `plan_remote` does:
+//! when the front holds them all, they come with its answer and the read waits on
+//! nothing; when it does not, the job stops and answers [`Deferred`], and the front runs
+//! the tile read by read, which fetches the missing blocks with no worker waiting.
+//!
 //! Any read that fails fails the job: the front runs the tile again read by read, which
 //! reports each asset's outcome (and blames a crash on the asset that caused it).
 
 use std::time::Instant;
 
-use super::super::{JobError, dataset_cache::DatasetCache, read, test_hooks::TestHooks};
+use super::super::{
+    JobError, dataset_cache::DatasetCache, ffi::remote_io::Remote, read, test_hooks::TestHooks,
+};
 use crate::{
     mosaic::{PixelSelection, Selector},
     pb::worker::{ErrorKind, ReadStats, TileJob, TileResult, worker_response},
     render::{DataType, OutputFormat, Raster, encode},
 };
 
-/// Runs `job`; `exporting`: each read gets a span of its own.
+/// Runs `job`, asking the front through `remote` for the bytes of its remote assets;
+/// `exporting`: each read gets a span of its own.
 pub fn whole_tile(
     cache: &mut DatasetCache,
     hooks: &mut TestHooks,
+    remote: &Remote,
     job: &TileJob,
     stats: &mut ReadStats,
     exporting: bool,
@@ -48,8 +57,17 @@ pub fn whole_tile(
         let _entered = span.enter();
         let started = Instant::now();
         let _busy = hooks.on_read(&request.path);
-        let worker_response::Result::Read(r) = read::read(cache, None, request, stats)? else {
-            return Err(JobError::new(ErrorKind::Protocol, "a local read of a tile job deferred"));
+        // A local read answers in its own buffers (the selection takes them here), not
+        // in the reply region a lone read job writes to.
+        let is_remote = crate::ipc::is_remote(&request.path);
+        let answer = read::read(cache, is_remote.then_some(remote), request, stats);
+        if is_remote {
+            remote.forget_planned();
+        }
+        let r = match answer? {
+            worker_response::Result::Read(r) => r,
+            deferred @ worker_response::Result::Deferred(_) if is_remote => return Ok(deferred),
+            _ => return Err(JobError::new(ErrorKind::Protocol, "a read of a tile job answered no pixels")),
         };
         let raster = Raster {
             dtype: DataType::from_worker(r.dtype).unwrap_or(dtype),
