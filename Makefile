@@ -56,7 +56,7 @@ help: ## Show this help
 	@echo "  make deploy-check  render deploy/k8s and validate it (schemas, ports, drain times)"
 	@echo "  make build   cargo build --release"
 	@echo "  make data    write demo GeoTIFFs into $(DATA_DIR)/ if it has no .tif files"
-	@echo "  make bench   Tessera vs rio-tiler and TiTiler side by side, all scenarios (a-j); writes BENCHMARKS.md"
+	@echo "  make bench   Tessera vs rio-tiler and TiTiler side by side, all scenarios (a-k); writes BENCHMARKS.md"
 	@echo "              (one or some: make bench BENCH_ARGS='--only fgi'; scenario h needs root, ip and tc)"
 	@echo "  make bench-quick  build, demo data, then tessera bench (the built-in mix)"
 	@echo "  make fuzz    run each fuzz target for FUZZ_SECONDS (default 60), or only FUZZ_TARGET=name; not part of test"
