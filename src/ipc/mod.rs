@@ -71,13 +71,13 @@ pub fn job_path(request: &crate::pb::worker::WorkerRequest) -> Option<&str> {
 #[must_use]
 pub fn question_asset<'a>(request: &'a crate::pb::worker::WorkerRequest, asked: &str) -> Option<&'a str> {
     use crate::pb::worker::worker_request::Job;
-    let object = |path: &str| {
+    fn object(path: &str) -> Option<&str> {
         let rest = path.strip_prefix(REMOTE_PREFIX)?;
-        Some(split_generation(rest).map_or(rest, |(_, url)| url).to_owned())
-    };
+        Some(split_generation(rest).map_or(rest, |(_, url)| url))
+    }
     if let Some(Job::Tile(t)) = &request.job
         && let Some(asked) = object(asked)
-        && let Some(read) = t.reads.iter().find(|r| object(&r.path).as_deref() == Some(asked.as_str()))
+        && let Some(read) = t.reads.iter().find(|r| object(&r.path) == Some(asked))
     {
         return Some(&read.path);
     }

@@ -371,7 +371,6 @@ impl WorkerProcess {
             _ => false,
         };
         self.state = WorkerState::Busy;
-        let job_path = ipc::job_path(request);
         let (stdin, stdout, region) = (&mut self.stdin, &mut self.stdout, &mut self.region);
         let mut next = std::pin::pin!(next);
         let (mut asking, mut withdrawn) = (true, false);
@@ -423,8 +422,7 @@ impl WorkerProcess {
                         "a job with another queued behind it asked the front for bytes".into(),
                     ));
                 }
-                let answer =
-                    range_answer(request, ranges, job_path, question, deadline, region.as_mut()).await;
+                let answer = range_answer(request, ranges, question, deadline, region.as_mut()).await;
                 ipc::write_frame_async(&mut *stdin, &answer).await?;
             }
         };
@@ -561,23 +559,20 @@ fn answer_by(deadline: Instant) -> Instant {
     let left = deadline.saturating_duration_since(Instant::now());
     deadline.checked_sub((left / 10).min(Duration::from_millis(100))).unwrap_or(deadline)
 }
-/// The front's answer to `question`, asked by the worker mid-`request` about `job_path`:
-/// the bytes from `ranges` (a refusal without it), through the job's slot of `region`
-/// when they fit. Answered a little before the job's deadline, so that a fetch that
+/// The front's answer to `question`, asked by the worker mid-`request` about the asset
+/// [`ipc::question_asset`] names: the bytes from `ranges` (a refusal without it), through
+/// the job's slot of `region` when they fit. Answered a little before the job's deadline, so that a fetch that
 /// runs out of time fails the job with its own error instead of getting the worker
 /// killed at the deadline.
 async fn range_answer(
     request: &WorkerRequest,
     ranges: Option<&dyn RangeService>,
-    job_path: Option<&str>,
     question: crate::pb::worker::RangeRequest,
     deadline: Instant,
     region: Option<&mut ReplyRegion>,
 ) -> WorkerRequest {
     use crate::pb::worker::{ErrorKind, RangeReply, WorkerError, worker_request::Job};
-    // A whole tile reads several assets: the question is checked against the one it names.
-    let job_path = ipc::question_asset(request, &question.path).or(job_path);
-    let mut reply = match (ranges, job_path) {
+    let mut reply = match (ranges, ipc::question_asset(request, &question.path)) {
         (Some(ranges), Some(path)) => ranges.serve(path, question, answer_by(deadline)).await,
         _ => RangeReply {
             error: Some(WorkerError {
