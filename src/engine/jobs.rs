@@ -16,8 +16,8 @@ use crate::{
     fetch::{AssetReader, ReaderStats},
     mosaic::{Asset, AssetInfo, InfoCache, is_remote_path},
     pb::worker::{
-        ErrorKind, InfoRequest, ReadRequest, ReadResult, TileJob, TileResult, WorkerError, WorkerResponse,
-        worker_request::Job, worker_response,
+        Deferred, ErrorKind, InfoRequest, ReadRequest, ReadResult, TileJob, TileResult, WorkerError,
+        WorkerResponse, worker_request::Job, worker_response,
     },
     pool::{PoolError, WorkerPool},
     telemetry::metrics::Metrics,
@@ -391,6 +391,8 @@ impl TileRenderer {
     /// by read (the job failed in a way that may be one asset's: a read error, a crash,
     /// its read timeout, a quarantined first asset). Errors that are the request's or
     /// the server's (deadline, overload, shutdown) are returned as a read's would be.
+    /// A job that defers (the front lacked some of its remote reads' blocks) has them
+    /// fetched all at once and runs again, once.
     pub(super) async fn run_whole_tile(
         &self,
         mut job: TileJob,
@@ -403,34 +405,74 @@ impl TileRenderer {
             self.pool.count_whole_tile(true);
             Ok(None)
         };
+        // The reads' paths as the request names them (the reader's keys), before the
+        // remote ones name a version.
+        let keys: Vec<String> = job.reads.iter().map(|r| r.path.clone()).collect();
         let mut cost = match self.ready_remote_reads(&mut job.reads, deadline).await {
             Ok(cost) => cost,
             Err(e) => return split(e.to_string()),
         };
-        match self.pool.run(Job::Tile(job), &key, deadline).await {
-            Ok(response) => {
-                cost.add(self.count_cache(&response));
-                record_remote_cost(&Span::current(), cost);
-                match response.result {
-                    Some(worker_response::Result::Tile(t)) => {
-                        self.pool.count_whole_tile(false);
-                        for us in &t.read_us {
-                            self.metrics.asset_read(Duration::from_micros(*us), true);
-                        }
-                        Ok(Some(t))
-                    }
-                    Some(worker_response::Result::Error(e)) => split(e.message),
-                    Some(worker_response::Result::Deferred(_)) => {
-                        split("the front does not hold all the blocks of a remote read".to_owned())
-                    }
-                    other => split(format!("answered {other:?}")),
+        let mut fetched = false;
+        loop {
+            let response = match self.pool.run(Job::Tile(job.clone()), &key, deadline).await {
+                Ok(response) => response,
+                Err(e @ (PoolError::Crashed(_) | PoolError::Quarantined(_) | PoolError::Fault(_))) => {
+                    return split(e.to_string());
                 }
+                Err(e) => return Err(pool_error(&first.name, e)),
+            };
+            cost.add(self.count_cache(&response));
+            record_remote_cost(&Span::current(), cost);
+            match response.result {
+                Some(worker_response::Result::Tile(t)) => {
+                    self.pool.count_whole_tile(false);
+                    for us in &t.read_us {
+                        self.metrics.asset_read(Duration::from_micros(*us), true);
+                    }
+                    return Ok(Some(t));
+                }
+                Some(worker_response::Result::Error(e)) => return split(e.message),
+                // The blocks of its remote reads, fetched all at once (no worker waits
+                // meanwhile); then the job again, once.
+                Some(worker_response::Result::Deferred(deferred)) if !fetched => {
+                    match self.fetch_deferred(&keys, &deferred, deadline).await {
+                        Ok(more) => cost.add(more),
+                        Err(why) => return split(why),
+                    }
+                    record_remote_cost(&Span::current(), cost);
+                    fetched = true;
+                }
+                Some(worker_response::Result::Deferred(_)) => {
+                    return split("the front still does not hold the blocks of a remote read".to_owned());
+                }
+                other => return split(format!("answered {other:?}")),
             }
-            Err(e @ (PoolError::Crashed(_) | PoolError::Quarantined(_) | PoolError::Fault(_))) => {
-                split(e.to_string())
-            }
-            Err(e) => Err(pool_error(&first.name, e)),
         }
+    }
+
+    /// Fetches the blocks a whole tile's job deferred on (`deferred.reads`, by index into
+    /// the job's reads, whose request paths are `keys`), all reads at once: what it cost,
+    /// or why not (the tile then runs read by read, which reports each asset).
+    async fn fetch_deferred(
+        &self,
+        keys: &[String],
+        deferred: &Deferred,
+        deadline: Instant,
+    ) -> Result<ReaderStats, String> {
+        let reader = self.reader.as_ref().ok_or("a whole tile deferred with no remote reader")?;
+        let mut fetches = Vec::with_capacity(deferred.reads.len());
+        for read in &deferred.reads {
+            let key =
+                keys.get(read.read as usize).filter(|k| is_remote_path(std::path::Path::new(k))).ok_or_else(
+                    || format!("the job deferred read {}, not a remote read of the tile", read.read),
+                )?;
+            fetches.push(reader.fetch_planned(key, &read.ranges, deadline));
+        }
+        let mut cost = ReaderStats::default();
+        for fetched in futures::future::join_all(fetches).await {
+            cost.add(fetched.map_err(|e| e.to_string())?);
+        }
+        Ok(cost)
     }
 
     /// Whether a tile of `assets` goes whole to one worker now: the pool says so for the
@@ -448,7 +490,7 @@ impl TileRenderer {
     /// ([`Self::read_remote_aware`]): each asset's header in the front's cache (fetched
     /// all at once when missing), the version just checked named in its path, and its
     /// blocks planned before they are read, so that the worker waits on no fetch (a read
-    /// whose blocks the front does not hold stops the job instead). What the headers
+    /// whose blocks the front does not hold defers the job instead). What the headers
     /// cost; an error when one could not be had (the tile then runs read by read, which
     /// reports that asset).
     async fn ready_remote_reads(

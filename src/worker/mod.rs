@@ -297,7 +297,10 @@ fn handle(
             if let Some(path) = &path {
                 cache.forget_remote(path);
             }
-            Ok(worker_response::Result::Deferred(Deferred { ranges: block_ranges::merge(missed) }))
+            Ok(worker_response::Result::Deferred(Deferred {
+                ranges: block_ranges::merge(missed),
+                reads: Vec::new(),
+            }))
         }
         (Err(_), Some((kind, message))) => Err(JobError::new(kind, message)),
         (result, _) => result,

@@ -186,17 +186,25 @@ async fn a_remote_tile_goes_whole_once_the_front_holds_its_blocks() {
     assert_eq!((&z12.data, &z12.mask), (&z12_disk.data, &z12_disk.mask), "six remote reads in one job");
 
     // Cold: the front holds the headers (the descriptions above) but no data block. The
-    // job stops at its first read instead of waiting while the front fetches; the tile
-    // runs read by read, which fetches them with no worker waiting.
+    // job renders nothing once its first remote read finds its blocks missing: it lists
+    // the blocks of every remote read and answers at once; the front fetches them all,
+    // with no worker waiting, and sends the job again. Two jobs, no fallback.
+    let jobs = s.metric("tessera_jobs_started_total");
     let before = counts.requests.load(std::sync::atomic::Ordering::SeqCst);
     let cold = client.get_tile(remote.clone()).await.unwrap().into_inner();
     let fetched = counts.requests.load(std::sync::atomic::Ordering::SeqCst) - before;
     assert!(fetched > 0, "the data blocks came from the origin");
     assert_eq!(
+        s.metric("tessera_jobs_started_total"),
+        jobs + 2,
+        "a job that lists the blocks, then the tile's"
+    );
+    assert_eq!(
         (s.metric("tessera_whole_tiles_total"), s.metric("tessera_whole_tile_fallbacks_total")),
-        (3, 1)
+        (4, 0)
     );
     assert_eq!((cold.data.clone(), cold.mask.clone()), (from_disk.data.clone(), from_disk.mask.clone()));
+    assert_eq!(outcomes(&cold), outcomes(&from_disk));
 
     // Held: one job, nothing asked of the origin, the bytes of the same tile of local
     // files, each asset reported under its URL.
@@ -207,7 +215,7 @@ async fn a_remote_tile_goes_whole_once_the_front_holds_its_blocks() {
     assert_eq!(s.metric("tessera_jobs_started_total"), jobs + 1, "one job for the tile");
     assert_eq!(
         (s.metric("tessera_whole_tiles_total"), s.metric("tessera_whole_tile_fallbacks_total")),
-        (4, 1)
+        (5, 0)
     );
     assert_eq!(warm_tile.data, from_disk.data, "a remote whole tile differs from the local tile");
     assert_eq!(warm_tile.mask, from_disk.mask);

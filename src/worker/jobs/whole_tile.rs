@@ -8,8 +8,10 @@
 //!
 //! A remote asset's read plans its blocks first, as a read job with `plan_remote` does:
 //! when the front holds them all, they come with its answer and the read waits on
-//! nothing; when it does not, the job stops and answers [`Deferred`], and the front runs
-//! the tile read by read, which fetches the missing blocks with no worker waiting.
+//! nothing. When it does not, the job renders nothing more: it lists the blocks of that
+//! read and of every remote read after it ([`read::list_blocks`], no question asked)
+//! and answers [`Deferred`] with them all, so the front fetches them at once, with no
+//! worker waiting, and sends the job again.
 //!
 //! Any read that fails fails the job: the front runs the tile again read by read, which
 //! reports each asset's outcome (and blames a crash on the asset that caused it).
@@ -21,7 +23,7 @@ use super::super::{
 };
 use crate::{
     mosaic::{PixelSelection, Selector},
-    pb::worker::{ErrorKind, ReadStats, TileJob, TileResult, worker_response},
+    pb::worker::{Deferred, DeferredRead, ErrorKind, ReadStats, TileJob, TileResult, worker_response},
     render::{DataType, OutputFormat, Raster, encode},
 };
 
@@ -48,6 +50,7 @@ pub fn whole_tile(
         Selector::new(PixelSelection::First, dtype, bands, width, height, job.fill, job.reads.len())
             .map_err(|e| invalid(&e.to_string()))?;
     let mut read_us = Vec::with_capacity(job.reads.len());
+    let mut deferred: Vec<DeferredRead> = Vec::new();
     for (i, request) in job.reads.iter().enumerate() {
         let span = if exporting {
             tracing::info_span!("tile read", asset.path = request.path.as_str())
@@ -60,13 +63,23 @@ pub fn whole_tile(
         // A local read answers in its own buffers (the selection takes them here), not
         // in the reply region a lone read job writes to.
         let is_remote = crate::ipc::is_remote(&request.path);
+        if !deferred.is_empty() {
+            if is_remote {
+                let Deferred { ranges, .. } = read::list_blocks(cache, request, stats)?;
+                deferred.push(DeferredRead { read: i as u32, ranges });
+            }
+            continue;
+        }
         let answer = read::read(cache, is_remote.then_some(remote), request, stats);
         if is_remote {
             remote.forget_planned();
         }
         let r = match answer? {
             worker_response::Result::Read(r) => r,
-            deferred @ worker_response::Result::Deferred(_) if is_remote => return Ok(deferred),
+            worker_response::Result::Deferred(Deferred { ranges, .. }) if is_remote => {
+                deferred.push(DeferredRead { read: i as u32, ranges });
+                continue;
+            }
             _ => return Err(JobError::new(ErrorKind::Protocol, "a read of a tile job answered no pixels")),
         };
         let raster = Raster {
@@ -90,6 +103,9 @@ pub fn whole_tile(
         if selector.is_complete() {
             break;
         }
+    }
+    if !deferred.is_empty() {
+        return Ok(worker_response::Result::Deferred(Deferred { ranges: Vec::new(), reads: deferred }));
     }
     let (data, mask) =
         encode(&selector.finish(), format).map_err(|e| JobError::new(ErrorKind::Invalid, e.to_string()))?;

@@ -266,6 +266,33 @@ pub fn read(
     req: &ReadRequest,
     stats: &mut ReadStats,
 ) -> Result<worker_response::Result, JobError> {
+    read_or_list(cache, remote, req, stats, false)
+}
+
+/// The blocks a read of a remote asset will touch, as the [`Deferred`] a read with
+/// `plan_remote` answers when the front holds none of them, without asking the front
+/// or reading a pixel (its ranges are empty when they cannot be worked out). A whole
+/// tile lists its remaining reads this way once one of them is deferred, so the front
+/// fetches the blocks of all of them at once.
+pub fn list_blocks(
+    cache: &mut DatasetCache,
+    req: &ReadRequest,
+    stats: &mut ReadStats,
+) -> Result<Deferred, JobError> {
+    match read_or_list(cache, None, req, stats, true)? {
+        worker_response::Result::Deferred(deferred) => Ok(deferred),
+        _ => Err(JobError::new(ErrorKind::Protocol, "listing a read's blocks read its pixels")),
+    }
+}
+
+/// [`read`], or with `list` [`list_blocks`].
+fn read_or_list(
+    cache: &mut DatasetCache,
+    remote: Option<&Remote>,
+    req: &ReadRequest,
+    stats: &mut ReadStats,
+    list: bool,
+) -> Result<worker_response::Result, JobError> {
     let mut plan = ReadPlan::for_request(req)?;
     let ds = open(cache, &req.path, stats)?;
     let data_bands = data_bands(ds)?;
@@ -290,6 +317,11 @@ pub fn read(
     if let Some(choice) = overview_argument(ds, &band1, req, &plan) {
         plan.overview = choice;
     }
+    if list {
+        let ranges =
+            block_ranges::for_read(ds, &plan.grid, &req.target_crs, &plan.overview).unwrap_or_default();
+        return Ok(worker_response::Result::Deferred(Deferred { ranges, reads: Vec::new() }));
+    }
     // The plan is asked about the dataset as opened (its generation in the path), so
     // the blocks that come with the answer are of the version GDAL parsed.
     if let Some(remote) = remote
@@ -301,7 +333,7 @@ pub fn read(
         if reply.ready {
             remote.keep(&ranges, reply.data);
         } else if req.plan_remote {
-            return Ok(worker_response::Result::Deferred(Deferred { ranges }));
+            return Ok(worker_response::Result::Deferred(Deferred { ranges, reads: Vec::new() }));
         }
     }
     let out = if let Some(out) = warp_kept(ds, &plan, &req.target_crs)? {
