@@ -160,9 +160,14 @@ pub(super) fn duration(d: Duration) -> Option<prost_types::Duration> {
 
 /// What reading a remote asset cost, on its span (running totals).
 fn record_remote_cost(span: &Span, cost: ReaderStats) {
-    if cost == ReaderStats::default() {
-        return;
+    if cost != ReaderStats::default() {
+        record_remote_fields(span, cost);
     }
+}
+
+/// `cost` on `span`, zeros too: a remote read that cost the front nothing (its worker
+/// kept the bytes) shows so.
+fn record_remote_fields(span: &Span, cost: ReaderStats) {
     span.record("remote.requests", cost.requests as i64);
     span.record("remote.bytes", cost.bytes as i64);
     span.record("remote.cache_hits", cost.hits as i64);
@@ -570,7 +575,7 @@ impl TileRenderer {
         loop {
             if remote {
                 cost.add(self.remote_header(asset, deadline).await?);
-                record_remote_cost(&span, cost);
+                record_remote_fields(&span, cost);
                 // The version just checked: the worker opens it without asking which.
                 read.path =
                     self.reader.as_ref().and_then(|r| r.versioned_path(&key)).unwrap_or_else(|| key.clone());

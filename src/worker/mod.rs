@@ -20,6 +20,7 @@ mod blocks;
 mod coverage;
 mod datasets;
 mod ffi;
+mod held_blocks;
 mod in_process;
 mod jobs;
 mod limits;
@@ -219,6 +220,7 @@ fn job_span(request: &WorkerRequest, exporting: bool) -> tracing::Span {
         gdal.overview_level = Empty,
         remote.questions = Empty,
         remote.bytes = Empty,
+        remote.held = Empty,
         io.read_bytes = Empty,
         error.kind = Empty,
         otel.status_code = Empty,
@@ -362,6 +364,7 @@ fn record_stats(span: &tracing::Span, stats: &ReadStats) {
     span.record("gdal.overview_level", i64::from(stats.overview_level));
     span.record("remote.questions", stats.network_requests as i64);
     span.record("remote.bytes", stats.network_bytes as i64);
+    span.record("remote.held", stats.held_ranges as i64);
     span.record("io.read_bytes", stats.io_read_bytes as i64);
 }
 

@@ -14,7 +14,9 @@
 //!
 //! Two kinds of job ask less. A read first asks about its planned blocks as a plan
 //! ("held?"); when the front holds them all the answer carries their bytes, kept for the
-//! job ([`Remote::keep`]), and GDAL's reads inside them ask nothing. A speculative job
+//! read ([`Remote::plan`]), and GDAL's reads inside them ask nothing. The worker keeps
+//! those bytes across jobs too ([`crate::worker::held_blocks`]), so a read that plans
+//! ranges it was sent before asks nothing at all. A speculative job
 //! (a point, statistics or preview job with `defer_remote`) asks every read as a plan,
 //! and a read of bytes the front does not hold fails at once and is listed
 //! ([`Remote::missed`]) instead of waiting for the network.
@@ -32,6 +34,7 @@ use std::{
     ffi::{CStr, c_char, c_int, c_void},
     fs::File,
     io::{BufReader, BufWriter, StdinLock},
+    rc::Rc,
 };
 
 use crate::{
@@ -40,6 +43,7 @@ use crate::{
         ByteRange, ErrorKind, RangeReply, RangeRequest, WorkerRequest, WorkerResponse, worker_request,
         worker_response,
     },
+    worker::held_blocks::{HELD_BYTES, HeldBlocks},
 };
 
 /// The prefix of remote assets' paths in a worker.
@@ -93,6 +97,8 @@ pub struct Remote {
     /// The slot of the reply region the job in flight (or the last one, until its
     /// answer is written) uses.
     slot: std::cell::Cell<u32>,
+    /// The bytes of planned ranges sent by the front, kept across jobs.
+    held: RefCell<HeldBlocks>,
 }
 
 /// The job in flight, as the plugin sees it.
@@ -104,9 +110,9 @@ struct Job {
     error: Option<(ErrorKind, String)>,
     /// What the job's remote reads cost (questions and bytes in `network_*`).
     stats: crate::pb::worker::ReadStats,
-    /// The bytes of the read's planned blocks that came with the front's answer to the
-    /// plan (offset, bytes), served without a question.
-    planned: Vec<(u64, Vec<u8>)>,
+    /// The bytes of the read's planned blocks (offset, bytes), from the front's answer
+    /// to the plan or kept from an earlier one, served without a question.
+    planned: Vec<(u64, Rc<[u8]>)>,
     /// A job with `defer_remote`: reads of bytes the front does not hold fail at once
     /// instead of waiting, and are listed in `missed`.
     speculative: bool,
@@ -133,6 +139,7 @@ impl Remote {
             channel: RefCell::new(channel),
             job: RefCell::new(Job::default()),
             slot: std::cell::Cell::new(0),
+            held: RefCell::new(HeldBlocks::new(HELD_BYTES)),
         }));
         // SAFETY: the callbacks struct comes from GDAL's allocator and is filled before
         // VSIInstallPluginHandler copies it; `pUserData` points to a leaked (never freed)
@@ -251,6 +258,7 @@ impl Remote {
         stats.origin_requests += job.stats.origin_requests;
         stats.remote_wait_us += job.stats.remote_wait_us;
         stats.origin_bytes += job.stats.origin_bytes;
+        stats.held_ranges += job.stats.held_ranges;
         job.error
     }
 
@@ -333,12 +341,30 @@ impl Remote {
         Some(reply)
     }
 
-    /// Keeps the bytes of `ranges` (the front's answer to the job's plan) for the rest
-    /// of the job: reads inside them ask nothing. Ranges whose bytes are missing or short
-    /// (cut at the end of the asset) are kept as far as they go.
-    pub fn keep(&self, ranges: &[ByteRange], data: Vec<Vec<u8>>) {
+    /// Readies the planned blocks `ranges` of `path` (the versioned path of the dataset
+    /// as opened) for the read about to run: reads inside them then ask nothing. From
+    /// the bytes this worker kept, when it holds every range; else asked of the front as
+    /// a plan, whose answer carries the bytes when the front holds them all (kept then
+    /// for later reads too). Whether they are ready; `None` when the question failed.
+    /// Ranges whose bytes are missing or short (cut at the end of the asset) are kept as
+    /// far as they go.
+    pub fn plan(&self, path: &str, ranges: &[ByteRange]) -> Option<bool> {
+        let held = self.held.borrow_mut().get_all(path, ranges);
+        let data = if let Some(held) = held {
+            self.job.borrow_mut().stats.held_ranges += held.len() as u64;
+            held
+        } else {
+            let reply = self.ask(path, ranges.to_vec(), true)?;
+            if !reply.ready {
+                return Some(false);
+            }
+            let data: Vec<Rc<[u8]>> = reply.data.into_iter().map(Rc::from).collect();
+            self.held.borrow_mut().put_all(path, ranges, &data);
+            data
+        };
         let mut job = self.job.borrow_mut();
         job.planned.extend(ranges.iter().zip(data).map(|(r, bytes)| (r.offset, bytes)));
+        Some(true)
     }
 
     /// Drops the bytes kept for a read's planned blocks: a job that reads several remote

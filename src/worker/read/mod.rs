@@ -328,13 +328,10 @@ fn read_or_list(
         && remote_io::is_remote(&req.path)
         && let Some(ranges) = block_ranges::for_read(ds, &plan.grid, &req.target_crs, &plan.overview)
         && !ranges.is_empty()
-        && let Some(reply) = remote.ask(&ds.description().unwrap_or_default(), ranges.clone(), true)
+        && remote.plan(&ds.description().unwrap_or_default(), &ranges) == Some(false)
+        && req.plan_remote
     {
-        if reply.ready {
-            remote.keep(&ranges, reply.data);
-        } else if req.plan_remote {
-            return Ok(worker_response::Result::Deferred(Deferred { ranges, reads: Vec::new() }));
-        }
+        return Ok(worker_response::Result::Deferred(Deferred { ranges, reads: Vec::new() }));
     }
     let out = if let Some(out) = warp_kept(ds, &plan, &req.target_crs)? {
         out
