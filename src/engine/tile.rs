@@ -377,8 +377,9 @@ impl TileRenderer {
     }
 
     /// Whether `req` goes whole to one worker (`worker/jobs/whole_tile.rs`): a first-wins
-    /// tile of local assets with nothing to do after the selection but the encoding, when
-    /// it would not have two workers to itself to read in parallel.
+    /// tile with nothing to do after the selection but the encoding, when it would not
+    /// have two workers to itself to read in parallel (and this server reads its remote
+    /// assets, if any).
     fn goes_whole(&self, req: &TileRequest, plan: &Plan) -> bool {
         req.selection == PixelSelection::First
             && req.expression.is_none()
